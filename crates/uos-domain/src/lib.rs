@@ -1,0 +1,28 @@
+//! Domain types of user-org-service: parsed values, entities and their state machines.
+//!
+//! Everything here is pure (no I/O, no clock reads, no randomness beyond id generation), so it
+//! can be unit- and property-tested exhaustively. Values are parsed once at the edge and are
+//! valid for as long as they exist ("parse, don't validate").
+
+pub mod email;
+pub mod error;
+pub mod ids;
+pub mod invite;
+pub mod membership;
+pub mod org;
+pub mod role;
+pub mod slug;
+pub mod user;
+
+pub use email::Email;
+pub use error::DomainError;
+pub use ids::{new_id, InviteId, MembershipId, OrgId, RoleId, SessionId, UserId};
+pub use invite::{Invite, InviteState};
+pub use membership::{Membership, MembershipStatus};
+pub use org::{Org, OrgStatus};
+pub use role::{
+    builtin_permissions, expand_permissions, validate_role_graph, CustomRole, Permission, RoleName,
+    BUILTIN_ROLES, PERMISSIONS,
+};
+pub use slug::OrgSlug;
+pub use user::{StatusCause, User, UserStatus};

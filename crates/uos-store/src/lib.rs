@@ -1,0 +1,179 @@
+//! Storage port of user-org-service: the traits every backend implements, the records they
+//! exchange, and the one error type.
+//!
+//! A write is one [`Tx`]: the changed rows, their version bumps, the idempotency record and the
+//! audit event commit together or not at all. Reads use [`Store::read`], which gives the same
+//! interface over a plain pooled connection (no transaction round trips).
+
+mod error;
+mod page;
+mod records;
+
+pub use error::StoreError;
+pub use page::{Page, PageRequest};
+pub use records::{
+    AuditFilter, AuditHead, AuditRow, IdemClaim, IdempotencyRecord, MemberFilter, OrgFilter,
+    PoolStats, Session, UserFilter,
+};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uos_domain::{
+    CustomRole, Email, Invite, InviteId, Membership, Org, OrgId, OrgSlug, RoleName, SessionId,
+    User, UserId,
+};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A storage backend (SQLite or PostgreSQL).
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Start a write transaction. Dropping it without [`Tx::commit`] rolls back.
+    async fn begin(&self) -> Result<Box<dyn Tx>>;
+    /// A read-only handle over a pooled connection; `commit` on it is a no-op.
+    async fn read(&self) -> Result<Box<dyn Tx>>;
+    /// Cheap liveness probe for `/readyz`.
+    async fn ping(&self) -> Result<()>;
+    /// Pool gauges for `/metrics`.
+    fn pool_stats(&self) -> PoolStats;
+    /// "sqlite" or "postgres".
+    fn backend(&self) -> &'static str;
+    /// Stop handing out connections (graceful shutdown).
+    async fn close(&self);
+}
+
+/// Everything a unit of work can do. Split by aggregate so each backend module has one job.
+#[async_trait]
+pub trait Tx:
+    OrgRepo
+    + UserRepo
+    + MembershipRepo
+    + InviteRepo
+    + RoleRepo
+    + SessionRepo
+    + IdempotencyRepo
+    + AuditRepo
+    + Send
+{
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// Optimistic locking: every `update_*` takes the version the caller read (`expected_version`)
+/// and the entity carrying its *new* version; it writes only if the stored version still equals
+/// `expected_version`, else [`StoreError::VersionConflict`] and nothing changes.
+#[async_trait]
+pub trait OrgRepo {
+    /// `Conflict("slug_taken")` when the slug exists (in any status).
+    async fn insert_org(&mut self, org: &Org) -> Result<()>;
+    async fn get_org(&mut self, id: OrgId) -> Result<Option<Org>>;
+    async fn get_org_by_slug(&mut self, slug: &OrgSlug) -> Result<Option<Org>>;
+    async fn update_org(&mut self, org: &Org, expected_version: i64) -> Result<()>;
+    /// Creation order (by id). With `member` set, only orgs where that user has a membership
+    /// (any membership status); `include_deleted` false hides deleted orgs.
+    async fn list_orgs(&mut self, filter: &OrgFilter, page: &PageRequest) -> Result<Page<Org>>;
+}
+
+#[async_trait]
+pub trait UserRepo {
+    /// `Conflict("email_taken")` when the (normalised) email exists.
+    async fn insert_user(&mut self, user: &User) -> Result<()>;
+    async fn get_user(&mut self, id: UserId) -> Result<Option<User>>;
+    async fn get_user_by_email(&mut self, email: &Email) -> Result<Option<User>>;
+    /// `Conflict("email_taken")` if the email changes to a taken one.
+    async fn update_user(&mut self, user: &User, expected_version: i64) -> Result<()>;
+    /// Creation order. `status` filters exactly; `email_prefix` matches the start of the email.
+    async fn list_users(&mut self, filter: &UserFilter, page: &PageRequest) -> Result<Page<User>>;
+    async fn count_users(&mut self) -> Result<i64>;
+}
+
+#[async_trait]
+pub trait MembershipRepo {
+    /// `Conflict("already_member")` for a second membership of the same user in the same org.
+    async fn insert_membership(&mut self, m: &Membership) -> Result<()>;
+    async fn get_membership(&mut self, org: OrgId, user: UserId) -> Result<Option<Membership>>;
+    async fn update_membership(&mut self, m: &Membership, expected_version: i64) -> Result<()>;
+    /// `NotFound` when absent.
+    async fn delete_membership(&mut self, org: OrgId, user: UserId) -> Result<()>;
+    /// Members of one org in membership creation order.
+    async fn list_members(
+        &mut self,
+        filter: &MemberFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Membership>>;
+    /// All memberships of a user (bounded by the number of orgs a person joins).
+    async fn list_memberships_of_user(&mut self, user: UserId) -> Result<Vec<Membership>>;
+    /// Active memberships holding the `owner` role. On PostgreSQL this locks those rows
+    /// (`for update`) so two concurrent demotions cannot both see "another owner remains".
+    async fn lock_active_owners(&mut self, org: OrgId) -> Result<Vec<UserId>>;
+}
+
+#[async_trait]
+pub trait InviteRepo {
+    async fn insert_invite(&mut self, invite: &Invite) -> Result<()>;
+    async fn get_invite(&mut self, org: OrgId, id: InviteId) -> Result<Option<Invite>>;
+    async fn get_invite_by_token_hash(&mut self, token_hash: &str) -> Result<Option<Invite>>;
+    async fn update_invite(&mut self, invite: &Invite, expected_version: i64) -> Result<()>;
+    /// Invites of one org in creation order.
+    async fn list_invites(&mut self, org: OrgId, page: &PageRequest) -> Result<Page<Invite>>;
+}
+
+#[async_trait]
+pub trait RoleRepo {
+    /// `Conflict("role_exists")` for a duplicate name within the org.
+    async fn insert_role(&mut self, role: &CustomRole) -> Result<()>;
+    async fn get_role(&mut self, org: OrgId, name: &RoleName) -> Result<Option<CustomRole>>;
+    async fn update_role(&mut self, role: &CustomRole, expected_version: i64) -> Result<()>;
+    /// `NotFound` when absent.
+    async fn delete_role(&mut self, org: OrgId, name: &RoleName) -> Result<()>;
+    /// Custom roles of one org, by name (roles are few; the HTTP list still pages them).
+    async fn list_roles(&mut self, org: OrgId, page: &PageRequest) -> Result<Page<CustomRole>>;
+    /// Every custom role of one org, for expansion and cycle checks.
+    async fn all_roles(&mut self, org: OrgId) -> Result<Vec<CustomRole>>;
+}
+
+#[async_trait]
+pub trait SessionRepo {
+    async fn insert_session(&mut self, s: &Session) -> Result<()>;
+    async fn get_session(&mut self, id: SessionId) -> Result<Option<Session>>;
+    /// Sets `revoked_at` if not yet revoked; returns whether it changed anything.
+    async fn revoke_session(&mut self, id: SessionId, at: DateTime<Utc>) -> Result<bool>;
+    /// Revokes every live session of a user; returns how many.
+    async fn revoke_user_sessions(&mut self, user: UserId, at: DateTime<Utc>) -> Result<u64>;
+}
+
+#[async_trait]
+pub trait IdempotencyRepo {
+    /// Insert an in-flight record, or return the existing one for (scope, key). An existing
+    /// record created before `stale_before` (an abandoned in-flight claim or an expired
+    /// completed one) is replaced by the new claim.
+    async fn claim_idempotency(
+        &mut self,
+        rec: &IdempotencyRecord,
+        stale_before: DateTime<Utc>,
+    ) -> Result<IdemClaim>;
+    /// Store the response of a claimed key (call inside the change's transaction).
+    async fn complete_idempotency(
+        &mut self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        body: &serde_json::Value,
+    ) -> Result<()>;
+    /// Drop an in-flight claim whose request failed, so the client may retry.
+    async fn release_idempotency(&mut self, scope: &str, key: &str) -> Result<()>;
+}
+
+#[async_trait]
+pub trait AuditRepo {
+    /// The chain head. On PostgreSQL it locks the head row (`for update`) so concurrent
+    /// writers append one after another; SQLite writes are already serialised.
+    async fn lock_audit_head(&mut self) -> Result<AuditHead>;
+    /// Append a sealed event and move the head to it.
+    async fn append_audit(&mut self, row: &AuditRow) -> Result<()>;
+    /// Chronological (by `seq`), with filters; the page cursor is the last `seq`.
+    async fn list_audit(
+        &mut self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditRow>>;
+}

@@ -1,0 +1,97 @@
+//! Records that are storage concerns rather than domain entities: sessions, idempotency,
+//! audit rows, list filters and pool gauges.
+
+use chrono::{DateTime, Utc};
+use uos_domain::{MembershipStatus, OrgId, SessionId, UserId, UserStatus};
+
+#[derive(Clone, Debug, Default)]
+pub struct OrgFilter {
+    /// Only orgs this user is a member of; `None` = all orgs (platform admins).
+    pub member: Option<UserId>,
+    pub include_deleted: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct UserFilter {
+    pub status: Option<UserStatus>,
+    /// Lower-case prefix of the email.
+    pub email_prefix: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct MemberFilter {
+    pub org: OrgId,
+    pub status: Option<MembershipStatus>,
+}
+
+/// A login session. Access tokens carry its id, so revoking it stops them at once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Session {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// An `Idempotency-Key` use. `status`/`response` are `None` while the first request runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdempotencyRecord {
+    /// Who used the key (principal id, or `anonymous:<ip>`): keys are scoped per caller.
+    pub scope: String,
+    pub key: String,
+    /// Hex SHA-256 of method, path and body: the same key with another request is refused.
+    pub request_hash: String,
+    pub status: Option<u16>,
+    pub response: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum IdemClaim {
+    /// The key is ours; run the request.
+    Claimed,
+    /// Someone used the key before (finished or still in flight).
+    Existing(IdempotencyRecord),
+}
+
+/// Last link of the audit chain (`seq` 0 and the genesis hash when empty).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// A sealed audit event as stored: `payload` is the event's JSON (the source of truth the
+/// verifier checks); the other columns are copies for filtering.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub id: uuid::Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub org_id: Option<OrgId>,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target_id: Option<String>,
+    pub hash: String,
+    pub payload: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub org: Option<OrgId>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
