@@ -84,6 +84,9 @@ pub trait UserRepo {
     /// Creation order. `status` filters exactly; `email_prefix` matches the start of the email.
     async fn list_users(&mut self, filter: &UserFilter, page: &PageRequest) -> Result<Page<User>>;
     async fn count_users(&mut self) -> Result<i64>;
+    /// The users with these ids (any order; absent ids are skipped). One query, so a page of
+    /// members is rendered without a lookup per row.
+    async fn get_users(&mut self, ids: &[UserId]) -> Result<Vec<User>>;
 }
 
 #[async_trait]
@@ -105,6 +108,9 @@ pub trait MembershipRepo {
     /// Active memberships holding the `owner` role. On PostgreSQL this locks those rows
     /// (`for update`) so two concurrent demotions cannot both see "another owner remains".
     async fn lock_active_owners(&mut self, org: OrgId) -> Result<Vec<UserId>>;
+    /// How many memberships of the org hold this role directly (a custom role in use cannot
+    /// be deleted).
+    async fn count_members_with_role(&mut self, org: OrgId, role: &RoleName) -> Result<i64>;
 }
 
 #[async_trait]
