@@ -1,0 +1,259 @@
+//! The Rego engine wrapper: loads and checks the policies once, then answers each question on a
+//! clone of the prepared engine, failing closed when the policy misbehaves.
+
+use std::path::Path;
+
+use regorus::{Engine, Value};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Action, AuthzError, Capability, Denied, OrgContext, Principal, Resource};
+
+/// The rule every policy set must define.
+pub const DECISION_RULE: &str = "data.uos.authz.decision";
+
+/// The rule name a caller that is not a member of the resource's org gets; mapped to
+/// [`Denied::NotFound`] so org existence does not leak.
+const NOT_MEMBER: &str = "not_member";
+
+/// The rule name reported when the policy could not be evaluated.
+const POLICY_ERROR: &str = "policy_error";
+
+/// The policies shipped with the service, compiled into the binary.
+const EMBEDDED_POLICIES: &[(&str, &str)] = &[
+    (
+        "policies/tables.rego",
+        include_str!("../../../policies/tables.rego"),
+    ),
+    (
+        "policies/decision.rego",
+        include_str!("../../../policies/decision.rego"),
+    ),
+];
+
+/// The raw outcome of the policy: allowed or not, and which rule said so.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub allow: bool,
+    pub rule: String,
+}
+
+/// The policy decision point. Cheap to share (`Arc`) and to clone; evaluation takes `&self`.
+#[derive(Clone, Debug)]
+pub struct Authorizer {
+    // Prepared once (policies parsed, analysed and scheduled); every evaluation clones it, which
+    // copies reference-counted state instead of re-parsing.
+    engine: Engine,
+}
+
+/// The `input` document; built once per evaluation.
+#[derive(Serialize)]
+struct Input<'a> {
+    principal: &'a Principal,
+    action: Action,
+    resource: &'a Resource,
+}
+
+impl Authorizer {
+    /// Builds the authorizer from the policies compiled into the binary.
+    pub fn new() -> Result<Self, AuthzError> {
+        Self::from_sources(
+            EMBEDDED_POLICIES
+                .iter()
+                .map(|(name, text)| ((*name).to_owned(), (*text).to_owned())),
+        )
+    }
+
+    /// Builds the authorizer from every `*.rego` file directly inside `dir`, for operators who
+    /// ship their own policies. The same checks apply as for the embedded ones.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, AuthzError> {
+        let dir = dir.as_ref();
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| AuthzError::Io { path, source }
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+            let path = entry.map_err(io_err(dir))?.path();
+            if path.is_file() && path.extension().is_some_and(|ext| ext == "rego") {
+                files.push(path);
+            }
+        }
+        if files.is_empty() {
+            return Err(AuthzError::NoPolicies {
+                path: dir.to_path_buf(),
+            });
+        }
+        // Directory order is arbitrary; a fixed order makes errors reproducible.
+        files.sort();
+        let mut sources = Vec::with_capacity(files.len());
+        for path in files {
+            let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+            sources.push((path.display().to_string(), text));
+        }
+        Self::from_sources(sources)
+    }
+
+    fn from_sources(
+        sources: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, AuthzError> {
+        let mut engine = Engine::new();
+        for (name, text) in sources {
+            engine
+                .add_policy(name.clone(), text)
+                .map_err(|e| AuthzError::InvalidPolicy {
+                    file: name,
+                    message: format!("{e:#}"),
+                })?;
+        }
+        self_check(&mut engine)?;
+        // The input of the last check is not meant to linger in the template every clone
+        // starts from.
+        engine.set_input(Value::new_object());
+        Ok(Self { engine })
+    }
+
+    /// Asks the policy and returns its raw decision. Errors mean the policy could not decide.
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource,
+    ) -> Result<Decision, AuthzError> {
+        evaluate(&mut self.engine.clone(), principal, action, resource)
+    }
+
+    /// The check every endpoint makes: a [`Capability`] on allow, otherwise why not. A policy
+    /// that cannot be evaluated denies (fail closed) and is logged.
+    pub fn authorize(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource,
+    ) -> Result<Capability, Denied> {
+        match self.decide(principal, action, resource) {
+            Ok(Decision { allow: true, rule }) => {
+                tracing::debug!(%action, %rule, "authorization allowed");
+                Ok(Capability::new(action, principal.id, resource.org_id, rule))
+            }
+            Ok(Decision { allow: false, rule }) => {
+                tracing::debug!(%action, %rule, "authorization denied");
+                if rule == NOT_MEMBER {
+                    Err(Denied::NotFound)
+                } else {
+                    Err(Denied::Forbidden { rule })
+                }
+            }
+            Err(error) => {
+                tracing::error!(%action, %error, "authorization policy failed; denying");
+                Err(Denied::Forbidden {
+                    rule: POLICY_ERROR.to_owned(),
+                })
+            }
+        }
+    }
+
+    /// Evaluates any rule of the loaded policies, as JSON; for tests and diagnostics.
+    #[cfg(test)]
+    fn eval_json(&self, rule: &str) -> Result<serde_json::Value, AuthzError> {
+        let value = self
+            .engine
+            .clone()
+            .eval_rule(rule.to_owned())
+            .map_err(|e| AuthzError::Evaluation(format!("{e:#}")))?;
+        Ok(serde_json::to_value(&value)?)
+    }
+}
+
+/// Fails loudly at startup rather than on the first request: the decision rule must exist
+/// and yield a well-formed decision for every action, for both kinds of principal. The
+/// first evaluation also prepares the engine (analysis, scheduling), which the stored copy
+/// keeps, so later clones start ready.
+fn self_check(engine: &mut Engine) -> Result<(), AuthzError> {
+    let org_id = Uuid::nil();
+    let member = Principal {
+        org: Some(OrgContext {
+            org_id,
+            membership_status: "active".to_owned(),
+            roles: vec!["member".to_owned()],
+            permissions: Vec::new(),
+        }),
+        ..Principal::user(Uuid::nil(), "active")
+    };
+    let resource = Resource {
+        kind: "org".to_owned(),
+        org_id: Some(org_id),
+        org_status: Some("active".to_owned()),
+        ..Resource::default()
+    };
+    for principal in [&Principal::anonymous(), &member] {
+        for &action in Action::ALL {
+            evaluate(engine, principal, action, &resource).map_err(|e| match e {
+                AuthzError::Evaluation(msg) => AuthzError::InvalidPolicy {
+                    file: DECISION_RULE.to_owned(),
+                    message: format!("{action}: {msg}"),
+                },
+                other => other,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn evaluate(
+    engine: &mut Engine,
+    principal: &Principal,
+    action: Action,
+    resource: &Resource,
+) -> Result<Decision, AuthzError> {
+    let input = serde_json::to_value(Input {
+        principal,
+        action,
+        resource,
+    })?;
+    engine.set_input(Value::from(input));
+    let value = engine
+        .eval_rule(DECISION_RULE.to_owned())
+        .map_err(|e| AuthzError::Evaluation(format!("{e:#}")))?;
+    if value == Value::Undefined {
+        return Err(AuthzError::MalformedDecision(
+            "decision is undefined (a `default decision` is missing)".to_owned(),
+        ));
+    }
+    let json = serde_json::to_value(&value)?;
+    serde_json::from_value(json.clone())
+        .map_err(|e| AuthzError::MalformedDecision(format!("{e}: got {json}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::PERMISSIONS;
+
+    #[test]
+    fn policy_catalogue_matches_rust() {
+        let authz = Authorizer::new().unwrap();
+        let in_policy = authz.eval_json("data.uos.authz.permissions").unwrap();
+        assert_eq!(in_policy, serde_json::json!(PERMISSIONS));
+    }
+
+    #[test]
+    fn every_required_permission_is_in_the_catalogue() {
+        let authz = Authorizer::new().unwrap();
+        let table = authz.eval_json("data.uos.authz.action_permission").unwrap();
+        let table = table.as_object().unwrap();
+        for (action, perm) in table {
+            assert!(action.parse::<Action>().is_ok(), "unknown action {action}");
+            let perm = perm.as_str().unwrap();
+            assert!(PERMISSIONS.contains(&perm), "{action} needs unknown {perm}");
+        }
+    }
+
+    #[test]
+    fn authorizer_is_shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Authorizer>();
+    }
+}

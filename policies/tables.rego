@@ -1,0 +1,76 @@
+# Data tables for the authorization policy: which actions exist, how they are grouped and which
+# org permission each org-scoped action needs. Adding an action is mostly a matter of adding it
+# to one table here (see docs/authorization.md); decision.rego holds only the order of rules.
+package uos.authz
+
+# The org-level permission catalogue. Must match `uos_authz::PERMISSIONS` (a unit test checks).
+permissions := [
+	"org:read", "org:update", "org:delete", "org:suspend",
+	"users:read", "users:write",
+	"invites:read", "invites:write",
+	"roles:read", "roles:write",
+	"audit:read",
+	"billing:read", "billing:write",
+]
+
+# Endpoints that need no credentials at all (the credential is the password or invite token).
+public_actions := {"auth.login", "invite.accept"}
+
+# What a user whose password must be reset may still do: see themselves, set a password, leave.
+password_reset_actions := {"me.read", "me.password", "auth.logout"}
+
+# User statuses that may act at all (password_reset_required is further limited above).
+usable_statuses := {"active", "password_reset_required"}
+
+# Actions any active user may perform on their own behalf, outside any org.
+self_actions := {
+	"me.read", "me.update", "me.password", "auth.logout",
+	"org.create", "org.list", "audit.keys",
+}
+
+# Actions on users across the platform; only platform admins may perform them (user.read of
+# oneself is the exception, handled before this table is consulted).
+platform_actions := {
+	"user.list", "user.read", "user.update", "user.set_status", "user.delete", "user.restore",
+}
+
+# Org-scoped action -> the org permission it requires. An action listed here is evaluated
+# against the caller's standing in the resource's org.
+action_permission := {
+	"org.read": "org:read",
+	"org.update": "org:update",
+	"org.delete": "org:delete",
+	"org.restore": "org:delete",
+	"org.suspend": "org:suspend",
+	"org.resume": "org:suspend",
+	"member.list": "users:read",
+	"member.read": "users:read",
+	"member.remove": "users:write",
+	"member.set_roles": "users:write",
+	"member.suspend": "users:write",
+	"member.reactivate": "users:write",
+	"invite.create": "invites:write",
+	"invite.revoke": "invites:write",
+	"invite.list": "invites:read",
+	"role.list": "roles:read",
+	"role.read": "roles:read",
+	"role.create": "roles:write",
+	"role.update": "roles:write",
+	"role.delete": "roles:write",
+	"audit.read": "audit:read",
+}
+
+# Org statuses the policy knows; anything else is denied rather than guessed at.
+org_statuses := {"active", "suspended", "deleted"}
+
+# In a deleted org: members may still see it, and it may be restored. Nothing else.
+deleted_org_actions := {"org.read", "org.restore"}
+
+# In a suspended org: reads keep working so people can see what happened, and it may be resumed.
+suspended_org_actions := {
+	"org.read", "org.resume",
+	"member.list", "member.read",
+	"invite.list",
+	"role.list", "role.read",
+	"audit.read",
+}
