@@ -1,0 +1,177 @@
+//! `uosctl audit verify` on good and tampered exports.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use chrono::Utc;
+use serde_json::json;
+use uos_audit::{seal, Actor, AuditEvent, Changes, NewEvent, Target, GENESIS_HASH};
+use uos_keys::SigningKey;
+use uuid::Uuid;
+
+fn chain(key: &SigningKey, n: i64) -> Vec<AuditEvent> {
+    let mut events: Vec<AuditEvent> = Vec::new();
+    for seq in 1..=n {
+        let prev = events
+            .last()
+            .map_or(GENESIS_HASH, |e| e.hash.as_str())
+            .to_owned();
+        let event = NewEvent {
+            id: Uuid::now_v7(),
+            occurred_at: Utc::now(),
+            actor: Actor {
+                kind: "system".into(),
+                id: None,
+            },
+            action: "org.created".into(),
+            org_id: Some(Uuid::now_v7()),
+            target: Target {
+                kind: "org".into(),
+                id: Some(format!("org-{seq}")),
+            },
+            changes: Changes {
+                before: json!(null),
+                after: json!({"slug": format!("org-{seq}")}),
+            },
+            request_id: None,
+        };
+        events.push(seal(event, seq, &prev, key));
+    }
+    events
+}
+
+fn ndjson(events: &[AuditEvent]) -> String {
+    events
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect()
+}
+
+/// Writes the keys body and returns its path inside `dir`.
+fn write_keys(dir: &Path, key: &SigningKey) -> std::path::PathBuf {
+    let path = dir.join("keys.json");
+    std::fs::write(&path, json!({"keys": [key.public_key()]}).to_string()).unwrap();
+    path
+}
+
+fn uosctl(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uosctl"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn verify(events: &Path, keys: &Path) -> Output {
+    uosctl(
+        &[
+            "audit",
+            "verify",
+            "--events",
+            events.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+        ],
+        None,
+    )
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn good_ndjson_export_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate();
+    let events = chain(&key, 5);
+    let file = dir.path().join("events.ndjson");
+    std::fs::write(&file, ndjson(&events)).unwrap();
+
+    let out = verify(&file, &write_keys(dir.path(), &key));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout(&out),
+        format!("ok: 5 events, head seq 5 hash {}\n", events[4].hash)
+    );
+}
+
+#[test]
+fn good_list_body_from_stdin_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate();
+    let events = chain(&key, 3);
+    let body = json!({"items": events, "next_page_token": null}).to_string();
+    let keys = write_keys(dir.path(), &key);
+
+    let out = uosctl(
+        &[
+            "audit",
+            "verify",
+            "--events",
+            "-",
+            "--keys",
+            keys.to_str().unwrap(),
+        ],
+        Some(&body),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout(&out).starts_with("ok: 3 events, head seq 3 hash "));
+}
+
+#[test]
+fn tampered_export_fails_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate();
+    let keys = write_keys(dir.path(), &key);
+
+    let mut edited = chain(&key, 5);
+    edited[2].action = "org.deleted".into();
+    let file = dir.path().join("edited.ndjson");
+    std::fs::write(&file, ndjson(&edited)).unwrap();
+    let out = verify(&file, &keys);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("seq 3") && text.contains("hash"), "{text}");
+
+    let mut reordered = chain(&key, 5);
+    reordered.swap(1, 2);
+    let file = dir.path().join("reordered.ndjson");
+    std::fs::write(&file, ndjson(&reordered)).unwrap();
+    let out = verify(&file, &keys);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("seq 3"), "{}", stdout(&out));
+}
+
+#[test]
+fn unreadable_input_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate();
+    let keys = write_keys(dir.path(), &key);
+    let out = verify(&dir.path().join("missing.ndjson"), &keys);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.ndjson"));
+
+    let garbage = dir.path().join("garbage.ndjson");
+    std::fs::write(&garbage, "not json\n").unwrap();
+    let out = verify(&garbage, &keys);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+}

@@ -1,0 +1,35 @@
+//! Tamper-evident audit trail: event types, canonical encoding, secret redaction, the hash chain,
+//! Ed25519 signatures, and the verifier used both by the service and offline by `uosctl`.
+//!
+//! Each event's `hash` is SHA-256 over the canonical JSON of the event without `hash` and
+//! `signature`; it includes `prev_hash` (the previous event's hash) and `seq`, so editing,
+//! deleting, inserting or reordering events breaks the chain, and the signature over the hash
+//! means only the holder of the audit key can extend it.
+
+mod canonical;
+mod chain;
+mod event;
+
+pub use canonical::{canonical_json, redact, REDACTED};
+pub use chain::{
+    compute_hash, seal, verify_chain, verify_event, ChainReport, VerifyError, VerifyErrorKind,
+    GENESIS_HASH,
+};
+pub use event::{
+    parse_events, parse_keys, parse_ndjson, Actor, AuditEvent, Changes, NewEvent, Target,
+};
+
+/// Input that is not a readable audit export or key list.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("line {line}: not a valid audit event: {source}")]
+    Line {
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("not valid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("expected {0}")]
+    Shape(&'static str),
+}

@@ -1,0 +1,25 @@
+//! Authentication primitives: password hashing, signed access tokens and opaque random tokens.
+//!
+//! Password hashing is deliberately slow and CPU-bound: async callers must run
+//! [`PasswordHasher`] methods inside `tokio::task::spawn_blocking`.
+
+mod access;
+mod opaque;
+mod password;
+
+pub use access::{
+    issue_access_token, verify_access_token, AccessClaims, TokenError, IAT_LEEWAY_SECS,
+    MAX_ACCESS_TOKEN_LEN,
+};
+pub use opaque::{constant_time_eq, hash_token, random_token};
+pub use password::{PasswordHasher, PasswordParams};
+
+/// Failures of password hashing setup and hashing itself (verification never errors: a bad
+/// password or a malformed stored hash both just fail to verify).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthnError {
+    #[error("invalid password hashing parameters: {0}")]
+    InvalidParams(argon2::Error),
+    #[error("password hashing failed: {0}")]
+    Hash(argon2::password_hash::Error),
+}

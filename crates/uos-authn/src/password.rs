@@ -1,0 +1,221 @@
+//! Password hashing with argon2id (PHC strings), including a dummy verify that evens out timing
+//! for unknown accounts.
+//!
+//! Every method here costs tens of milliseconds of CPU at the default parameters: call them from
+//! `spawn_blocking`, never directly on an async runtime thread.
+
+use argon2::password_hash::{PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use rand::rngs::OsRng;
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+
+use crate::AuthnError;
+
+/// argon2id cost parameters (stored in every PHC string, so old hashes keep verifying after a
+/// change).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordParams {
+    /// Memory per hash in KiB.
+    pub memory_kib: u32,
+    /// Passes over the memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for PasswordParams {
+    /// The OWASP Password Storage Cheat Sheet's argon2id baseline: 19 MiB, 2 iterations, 1 lane.
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Hashes and verifies passwords with fixed argon2id parameters.
+#[derive(Clone, Debug)]
+pub struct PasswordHasher {
+    argon2: Argon2<'static>,
+    params: PasswordParams,
+    /// A hash of a random password made with the same parameters; verifying against it costs the
+    /// same as verifying a real user's hash.
+    dummy_hash: String,
+}
+
+impl PasswordHasher {
+    /// Validates the parameters and precomputes the dummy hash (so this costs one hash).
+    pub fn new(params: PasswordParams) -> Result<Self, AuthnError> {
+        let argon2_params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(AuthnError::InvalidParams)?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, argon2_params);
+        let mut hasher = Self {
+            argon2,
+            params,
+            dummy_hash: String::new(),
+        };
+        let mut random = [0u8; 32];
+        OsRng.fill_bytes(&mut random);
+        hasher.dummy_hash = hasher.hash(&hex::encode(random))?;
+        Ok(hasher)
+    }
+
+    pub fn params(&self) -> PasswordParams {
+        self.params
+    }
+
+    /// A PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) with a fresh random salt.
+    pub fn hash(&self, password: &str) -> Result<String, AuthnError> {
+        let salt = SaltString::generate(&mut OsRng);
+        self.argon2
+            .hash_password(password.as_bytes(), &salt)
+            .map(|phc| phc.to_string())
+            .map_err(AuthnError::Hash)
+    }
+
+    /// Whether `password` matches `phc`, using the parameters recorded in `phc`. `false` for a
+    /// malformed PHC string or any algorithm other than argon2id. The final comparison is
+    /// constant-time (done by the argon2 crate).
+    pub fn verify(&self, password: &str, phc: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return false;
+        };
+        if parsed.algorithm != Algorithm::Argon2id.ident() {
+            return false;
+        }
+        self.argon2
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    }
+
+    /// Spends the time of a real [`verify`](Self::verify) and learns nothing: call it when the
+    /// account does not exist, so response timing cannot reveal which emails are registered.
+    pub fn verify_dummy(&self, password: &str) {
+        let _ = self.verify(password, &self.dummy_hash);
+    }
+
+    /// Whether `phc` was made with other parameters than this hasher's (or is unreadable), i.e.
+    /// should be re-hashed after the next successful login.
+    pub fn needs_rehash(&self, phc: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return true;
+        };
+        let Ok(stored) = Params::try_from(&parsed) else {
+            return true;
+        };
+        parsed.algorithm != Algorithm::Argon2id.ident()
+            || stored.m_cost() != self.params.memory_kib
+            || stored.t_cost() != self.params.iterations
+            || stored.p_cost() != self.params.parallelism
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    /// Cheap parameters: these tests check behaviour, not cost.
+    fn cheap() -> PasswordHasher {
+        PasswordHasher::new(PasswordParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn hash_verify_roundtrip() {
+        let hasher = cheap();
+        let phc = hasher.hash("correct horse battery staple").unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{phc}");
+        assert!(hasher.verify("correct horse battery staple", &phc));
+    }
+
+    #[test]
+    fn wrong_password_is_false() {
+        let hasher = cheap();
+        let phc = hasher.hash("secret-1").unwrap();
+        assert!(!hasher.verify("secret-2", &phc));
+        assert!(!hasher.verify("", &phc));
+    }
+
+    #[test]
+    fn same_password_gets_different_salts() {
+        let hasher = cheap();
+        assert_ne!(hasher.hash("pw").unwrap(), hasher.hash("pw").unwrap());
+    }
+
+    #[test]
+    fn malformed_phc_is_false() {
+        let hasher = cheap();
+        let phc = hasher.hash("pw").unwrap();
+        for bad in [
+            "",
+            "plain",
+            "$argon2id$",
+            "$argon2id$v=19$m=1024,t=1,p=1$",
+            &phc[..phc.len() - 5],
+            &phc.replace("argon2id", "argon2i"),
+            &phc.replace("argon2id", "scrypt"),
+        ] {
+            assert!(!hasher.verify("pw", bad), "{bad:?} must not verify");
+        }
+    }
+
+    #[test]
+    fn verifies_hashes_made_with_other_params() {
+        let old = cheap();
+        let phc = old.hash("pw").unwrap();
+        let new = PasswordHasher::new(PasswordParams {
+            memory_kib: 2048,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap();
+        assert!(new.verify("pw", &phc));
+        assert!(new.needs_rehash(&phc));
+        assert!(!old.needs_rehash(&phc));
+        assert!(new.needs_rehash("garbage"));
+    }
+
+    #[test]
+    fn verify_dummy_runs() {
+        cheap().verify_dummy("anything");
+    }
+
+    #[test]
+    fn invalid_params_are_an_error() {
+        let err = PasswordHasher::new(PasswordParams {
+            memory_kib: 1,
+            iterations: 0,
+            parallelism: 0,
+        })
+        .unwrap_err();
+        assert!(matches!(err, AuthnError::InvalidParams(_)), "{err:?}");
+    }
+
+    #[test]
+    fn default_params_are_owasp_argon2id() {
+        let params = PasswordParams::default();
+        assert_eq!(
+            (params.memory_kib, params.iterations, params.parallelism),
+            (19_456, 2, 1)
+        );
+        let hasher = PasswordHasher::new(params).unwrap();
+        let phc = hasher.hash("pw").unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(hasher.verify("pw", &phc));
+        assert!(!hasher.verify("pW", &phc));
+    }
+}
