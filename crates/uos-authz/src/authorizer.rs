@@ -153,6 +153,13 @@ impl Authorizer {
         }
     }
 
+    /// A capability for work the service does on its own behalf at start-up (bootstrapping
+    /// the first platform admin), where no request and no principal exist. It is recorded
+    /// with the rule `system` so audit readers can tell it apart; no request path calls it.
+    pub fn system_task(&self, action: Action) -> Capability {
+        Capability::new(action, None, None, "system".to_owned())
+    }
+
     /// Evaluates any rule of the loaded policies, as JSON; for tests and diagnostics.
     #[cfg(test)]
     fn eval_json(&self, rule: &str) -> Result<serde_json::Value, AuthzError> {

@@ -12,6 +12,7 @@ pub mod membership;
 pub mod org;
 pub mod role;
 pub mod slug;
+pub mod text;
 pub mod user;
 
 pub use email::Email;
@@ -25,4 +26,5 @@ pub use role::{
     BUILTIN_ROLES, PERMISSIONS,
 };
 pub use slug::OrgSlug;
+pub use text::{DisplayName, Locale, Timezone};
 pub use user::{StatusCause, User, UserStatus};

@@ -80,14 +80,20 @@ impl Org {
 
     pub fn suspend(&mut self, now: DateTime<Utc>) -> Result<(), DomainError> {
         match self.status {
-            OrgStatus::Active => Ok(self.moved(OrgStatus::Suspended, now)),
+            OrgStatus::Active => {
+                self.moved(OrgStatus::Suspended, now);
+                Ok(())
+            }
             _ => Err(self.refuse("suspended")),
         }
     }
 
     pub fn resume(&mut self, now: DateTime<Utc>) -> Result<(), DomainError> {
         match self.status {
-            OrgStatus::Suspended => Ok(self.moved(OrgStatus::Active, now)),
+            OrgStatus::Suspended => {
+                self.moved(OrgStatus::Active, now);
+                Ok(())
+            }
             _ => Err(self.refuse("active")),
         }
     }

@@ -1,0 +1,102 @@
+//! Building the policy input (principal with expanded org roles, resource) and asking the
+//! authorizer. Every use case goes through here; the returned capability gates its commit.
+
+use crate::{Caller, Ctx, Inner, Result};
+use uos_authz::{Action, Capability, OrgContext, Principal, Resource};
+use uos_domain::{expand_permissions, Org, OrgSlug, RoleName};
+use uos_store::Tx;
+
+impl Inner {
+    /// The caller without org context (platform-level and self actions).
+    pub(crate) fn principal(&self, ctx: &Ctx) -> Principal {
+        match &ctx.caller {
+            Caller::Anonymous | Caller::System => Principal::anonymous(),
+            Caller::User(u) => {
+                let mut p = Principal::user(u.user.id.0, u.user.status.as_str());
+                p.platform_admin = u.user.platform_admin;
+                p
+            }
+        }
+    }
+
+    /// Authorize an action that is not about one org.
+    pub(crate) fn authorize(
+        &self,
+        ctx: &Ctx,
+        action: Action,
+        resource: Resource,
+    ) -> Result<Capability> {
+        Ok(self
+            .authz
+            .authorize(&self.principal(ctx), action, &resource)?)
+    }
+
+    /// The caller's standing in `org`: direct roles expanded through custom-role inheritance.
+    async fn org_context(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &Ctx,
+        org: &Org,
+    ) -> Result<Option<OrgContext>> {
+        let Some(user) = ctx.caller.user() else {
+            return Ok(None);
+        };
+        let Some(m) = tx.get_membership(org.id, user.user.id).await? else {
+            return Ok(None);
+        };
+        // Custom roles are only loaded when the member holds one: most members don't.
+        let custom = if m.roles.iter().all(RoleName::is_builtin) {
+            Vec::new()
+        } else {
+            tx.all_roles(org.id).await?
+        };
+        let (roles, permissions) = expand_permissions(&m.roles, &custom);
+        Ok(Some(OrgContext {
+            org_id: org.id.0,
+            membership_status: m.status.as_str().to_string(),
+            roles: roles.into_iter().collect(),
+            permissions: permissions.into_iter().collect(),
+        }))
+    }
+
+    /// Authorize an action on (something inside) `org`. `shape` fills in resource details
+    /// such as the target id, `is_self` or `grants_owner`.
+    pub(crate) async fn authorize_in_org(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &Ctx,
+        org: &Org,
+        action: Action,
+        shape: impl FnOnce(&mut Resource),
+    ) -> Result<Capability> {
+        let mut principal = self.principal(ctx);
+        principal.org = self.org_context(tx, ctx, org).await?;
+        let mut resource = Resource {
+            kind: "org".into(),
+            id: Some(org.id.to_string()),
+            org_id: Some(org.id.0),
+            org_status: Some(org.status.as_str().into()),
+            ..Resource::default()
+        };
+        shape(&mut resource);
+        Ok(self.authz.authorize(&principal, action, &resource)?)
+    }
+
+    /// Load an org by slug and authorize `action` on it. An absent org and an org the caller
+    /// may not see give the same `NotFound`, so existence never leaks across orgs.
+    pub(crate) async fn org_access(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        action: Action,
+        shape: impl FnOnce(&mut Resource),
+    ) -> Result<(Org, Capability)> {
+        let org = tx
+            .get_org_by_slug(slug)
+            .await?
+            .ok_or(crate::ServiceError::NotFound)?;
+        let cap = self.authorize_in_org(tx, ctx, &org, action, shape).await?;
+        Ok((org, cap))
+    }
+}

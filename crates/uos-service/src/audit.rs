@@ -1,0 +1,62 @@
+//! Reading the audit trail: filtered, paginated, org-scoped for org auditors and global for
+//! platform admins.
+
+use crate::{Ctx, Result, ServiceError, Services};
+use uos_authz::{Action, Resource};
+use uos_domain::OrgSlug;
+use uos_store::{AuditFilter, Page, PageRequest};
+
+impl Services {
+    /// `org` narrows to one org (needs `audit:read` there); without it the whole trail is
+    /// read, which only platform admins may do.
+    pub async fn list_audit(
+        &self,
+        ctx: &Ctx,
+        org: Option<&OrgSlug>,
+        mut filter: AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<serde_json::Value>> {
+        let inner = &*self.inner;
+        let mut r = inner.store.read().await?;
+        match org {
+            Some(slug) => {
+                let (org, _cap) = inner
+                    .org_access(&mut *r, ctx, slug, Action::AuditRead, |res| {
+                        res.kind = "audit".into()
+                    })
+                    .await?;
+                filter.org = Some(org.id);
+            }
+            None => {
+                let _cap = inner.authorize(
+                    ctx,
+                    Action::AuditRead,
+                    Resource {
+                        kind: "audit".into(),
+                        ..Default::default()
+                    },
+                )?;
+            }
+        }
+        let page = r.list_audit(&filter, page).await?;
+        Ok(Page {
+            items: page.items.into_iter().map(|row| row.payload).collect(),
+            next: page.next,
+        })
+    }
+
+    pub fn audit_keys(&self, ctx: &Ctx) -> Result<Vec<uos_keys::PublicKey>> {
+        let _cap = self.inner.authorize(
+            ctx,
+            Action::AuditKeys,
+            Resource {
+                kind: "audit".into(),
+                ..Default::default()
+            },
+        )?;
+        if ctx.caller.user().is_none() {
+            return Err(ServiceError::Unauthenticated);
+        }
+        Ok(self.audit_public_keys())
+    }
+}

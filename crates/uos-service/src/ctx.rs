@@ -1,0 +1,75 @@
+//! Who is calling and on which request: the context every use case receives.
+
+use std::sync::Arc;
+use uos_domain::{SessionId, User};
+
+/// An authenticated user: the user row as of this request, and the session the token is bound to.
+#[derive(Clone, Debug)]
+pub struct AuthUser {
+    pub user: User,
+    pub session_id: SessionId,
+}
+
+#[derive(Clone, Debug)]
+pub enum Caller {
+    Anonymous,
+    User(Arc<AuthUser>),
+    /// The service itself (start-up tasks); never the result of authenticating a request.
+    System,
+}
+
+impl Caller {
+    pub fn user(&self) -> Option<&AuthUser> {
+        match self {
+            Caller::User(u) => Some(u),
+            Caller::Anonymous | Caller::System => None,
+        }
+    }
+}
+
+/// An `Idempotency-Key` this request has claimed; the use case stores its response under it
+/// in the same transaction as the change.
+#[derive(Clone, Debug)]
+pub struct IdemTicket {
+    pub scope: String,
+    pub key: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub request_id: String,
+    pub caller: Caller,
+    pub idem: Option<IdemTicket>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Ctx {
+    pub fn anonymous(request_id: impl Into<String>) -> Self {
+        Self {
+            request_id: request_id.into(),
+            caller: Caller::Anonymous,
+            idem: None,
+            ip: None,
+            user_agent: None,
+        }
+    }
+
+    /// Context for work the service does on its own (bootstrap).
+    pub fn system(request_id: impl Into<String>) -> Self {
+        Self {
+            caller: Caller::System,
+            ..Self::anonymous(request_id)
+        }
+    }
+
+    /// The idempotency scope of this caller: keys of different callers never collide.
+    pub fn idempotency_scope(&self) -> String {
+        match &self.caller {
+            Caller::User(u) => format!("user:{}", u.user.id),
+            Caller::Anonymous | Caller::System => {
+                format!("anonymous:{}", self.ip.as_deref().unwrap_or("-"))
+            }
+        }
+    }
+}

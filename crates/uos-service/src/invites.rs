@@ -1,0 +1,335 @@
+//! Invite use cases: invite an email into an org with roles, list, revoke, and accept (which
+//! creates the account if the email is new, or joins the existing one).
+
+use crate::members::validate_roles;
+use crate::orgs::check_version;
+use crate::uow::{snapshot, UnitOfWork};
+use crate::views::{AcceptedInviteView, InviteView, MemberView, UserView};
+use crate::{Ctx, Done, Result, ServiceError, Services};
+use chrono::{Duration, Utc};
+use uos_authz::{Action, Resource};
+use uos_domain::invite::{INVITE_DEFAULT_HOURS, INVITE_MAX_HOURS, INVITE_MIN_HOURS};
+use uos_domain::{
+    DisplayName, Email, Invite, InviteId, InviteState, Membership, OrgSlug, RoleName, User,
+    UserStatus,
+};
+use uos_store::{Page, PageRequest};
+
+#[derive(Clone, Debug)]
+pub struct NewInvite {
+    pub email: Email,
+    pub roles: Vec<RoleName>,
+    pub expires_in_hours: Option<i64>,
+}
+
+fn invite_resource(id: Option<InviteId>, grants_owner: bool) -> impl FnOnce(&mut Resource) {
+    move |r: &mut Resource| {
+        r.kind = "invite".into();
+        r.id = id.map(|i| i.to_string());
+        r.grants_owner = grants_owner;
+    }
+}
+
+impl Services {
+    pub async fn create_invite(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        req: NewInvite,
+    ) -> Result<Done<InviteView>> {
+        let inner = &*self.inner;
+        let hours = req.expires_in_hours.unwrap_or(INVITE_DEFAULT_HOURS);
+        if !(INVITE_MIN_HOURS..=INVITE_MAX_HOURS).contains(&hours) {
+            return Err(ServiceError::field(
+                "expires_in_hours",
+                "out_of_range",
+                format!("must be between {INVITE_MIN_HOURS} and {INVITE_MAX_HOURS}"),
+            ));
+        }
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let grants_owner = req.roles.iter().any(RoleName::is_owner);
+        let (org, cap) = inner
+            .org_access(
+                uow.tx(),
+                ctx,
+                slug,
+                Action::InviteCreate,
+                invite_resource(None, grants_owner),
+            )
+            .await?;
+        let roles = validate_roles(uow.tx(), &org, req.roles, "roles").await?;
+        if let Some(existing) = uow.tx().get_user_by_email(&req.email).await? {
+            if uow
+                .tx()
+                .get_membership(org.id, existing.id)
+                .await?
+                .is_some()
+            {
+                return Err(ServiceError::conflict(
+                    "already_member",
+                    "this email already belongs to a member",
+                ));
+            }
+        }
+        let now = Utc::now();
+        let token = uos_authn::random_token("uosinv_", 32);
+        let invite = Invite {
+            id: InviteId::new(),
+            org_id: org.id,
+            email: req.email,
+            roles,
+            token_hash: uos_authn::hash_token(&token),
+            expires_at: now + Duration::hours(hours),
+            created_by: ctx.caller.user().map(|u| u.user.id),
+            created_at: now,
+            accepted_at: None,
+            revoked_at: None,
+            version: 1,
+        };
+        uow.tx().insert_invite(&invite).await?;
+        uow.record(
+            "invite.created",
+            Some(org.id),
+            ("invite", invite.id.to_string()),
+            serde_json::Value::Null,
+            snapshot(&invite),
+        )
+        .await?;
+        let done = Done::created(
+            InviteView::new(&invite, now, Some(token)),
+            Some(invite.version),
+        );
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub async fn list_invites(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        page: &PageRequest,
+    ) -> Result<Page<InviteView>> {
+        let inner = &*self.inner;
+        let mut r = inner.store.read().await?;
+        let (org, _cap) = inner
+            .org_access(
+                &mut *r,
+                ctx,
+                slug,
+                Action::InviteList,
+                invite_resource(None, false),
+            )
+            .await?;
+        let now = Utc::now();
+        let page = r.list_invites(org.id, page).await?;
+        Ok(Page {
+            items: page
+                .items
+                .iter()
+                .map(|i| InviteView::new(i, now, None))
+                .collect(),
+            next: page.next,
+        })
+    }
+
+    pub async fn revoke_invite(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        id: InviteId,
+        if_match: Option<i64>,
+    ) -> Result<Done<InviteView>> {
+        let inner = &*self.inner;
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let (org, cap) = inner
+            .org_access(
+                uow.tx(),
+                ctx,
+                slug,
+                Action::InviteRevoke,
+                invite_resource(Some(id), false),
+            )
+            .await?;
+        let before = uow
+            .tx()
+            .get_invite(org.id, id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        check_version(before.version, if_match)?;
+        let now = Utc::now();
+        match before.state(now) {
+            InviteState::Pending | InviteState::Expired => {}
+            InviteState::Accepted => {
+                return Err(ServiceError::conflict(
+                    "invite_accepted",
+                    "the invite was already accepted",
+                ))
+            }
+            InviteState::Revoked => {
+                return Err(ServiceError::conflict(
+                    "invite_revoked",
+                    "the invite is already revoked",
+                ))
+            }
+        }
+        let mut after = before.clone();
+        after.revoked_at = Some(now);
+        after.version += 1;
+        uow.tx().update_invite(&after, before.version).await?;
+        uow.record(
+            "invite.revoked",
+            Some(org.id),
+            ("invite", id.to_string()),
+            snapshot(&before),
+            snapshot(&after),
+        )
+        .await?;
+        let done = Done::ok(InviteView::new(&after, now, None), Some(after.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    /// Accept an invite by its token. The token is the credential, so the caller may be
+    /// anonymous; a new email gets an account (active: the token proved the address).
+    pub async fn accept_invite(
+        &self,
+        ctx: &Ctx,
+        token: &str,
+        display_name: Option<DisplayName>,
+        password: Option<String>,
+    ) -> Result<Done<AcceptedInviteView>> {
+        let inner = &*self.inner;
+        let cap = inner.authorize(
+            ctx,
+            Action::InviteAccept,
+            Resource {
+                kind: "invite".into(),
+                ..Default::default()
+            },
+        )?;
+        let token_hash = uos_authn::hash_token(token);
+        // Hash the password (slow, off the runtime) before the write transaction, and only
+        // when the invite is for a new account.
+        let mut r = inner.store.read().await?;
+        let probe = r
+            .get_invite_by_token_hash(&token_hash)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let is_new = r.get_user_by_email(&probe.email).await?.is_none();
+        drop(r);
+        let password_hash = match (is_new, password) {
+            (true, Some(pw)) => {
+                self.check_password_policy(&pw, "password")?;
+                Some(self.hash_password(pw).await?)
+            }
+            (true, None) => {
+                return Err(ServiceError::field(
+                    "password",
+                    "required",
+                    "a new account needs a password",
+                ))
+            }
+            (false, _) => None,
+        };
+
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let before = uow
+            .tx()
+            .get_invite_by_token_hash(&token_hash)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let now = Utc::now();
+        match before.state(now) {
+            InviteState::Pending => {}
+            InviteState::Expired => {
+                return Err(ServiceError::Gone {
+                    code: "invite_expired",
+                    detail: "the invite has expired".into(),
+                })
+            }
+            InviteState::Revoked => {
+                return Err(ServiceError::Gone {
+                    code: "invite_revoked",
+                    detail: "the invite was revoked".into(),
+                })
+            }
+            InviteState::Accepted => {
+                return Err(ServiceError::conflict(
+                    "invite_accepted",
+                    "the invite was already accepted",
+                ))
+            }
+        }
+        let org = uow
+            .tx()
+            .get_org(before.org_id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        if org.status != uos_domain::OrgStatus::Active {
+            return Err(ServiceError::conflict(
+                "org_inactive",
+                "the organization is not active",
+            ));
+        }
+        let user = match uow.tx().get_user_by_email(&before.email).await? {
+            Some(u) if u.status.may_log_in() || u.status == UserStatus::PendingVerification => u,
+            Some(_) => {
+                return Err(ServiceError::conflict(
+                    "account_unavailable",
+                    "the account for this email cannot join organizations",
+                ))
+            }
+            None => {
+                let mut u = User::new(before.email.clone(), UserStatus::Active, now);
+                u.display_name = display_name.map(DisplayName::into_string);
+                u.password_hash = password_hash;
+                if u.password_hash.is_none() {
+                    // The account appeared between the probe and this transaction.
+                    return Err(ServiceError::conflict(
+                        "email_taken",
+                        "retry: the account state changed",
+                    ));
+                }
+                uow.tx().insert_user(&u).await?;
+                uow.record(
+                    "user.created",
+                    None,
+                    ("user", u.id.to_string()),
+                    serde_json::Value::Null,
+                    snapshot(&u),
+                )
+                .await?;
+                u
+            }
+        };
+        let m = Membership::new(org.id, user.id, before.roles.clone(), now);
+        uow.tx().insert_membership(&m).await?;
+        let mut after = before.clone();
+        after.accepted_at = Some(now);
+        after.version += 1;
+        uow.tx().update_invite(&after, before.version).await?;
+        uow.record(
+            "invite.accepted",
+            Some(org.id),
+            ("invite", after.id.to_string()),
+            snapshot(&before),
+            snapshot(&after),
+        )
+        .await?;
+        uow.record(
+            "member.added",
+            Some(org.id),
+            ("user", user.id.to_string()),
+            serde_json::Value::Null,
+            snapshot(&m),
+        )
+        .await?;
+        let view = AcceptedInviteView {
+            user: UserView::from(&user),
+            membership: MemberView::new(&m, &user),
+        };
+        let done = Done::ok(view, Some(m.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+}

@@ -1,0 +1,215 @@
+//! The caller's own account: profile, preferences, password.
+
+use crate::orgs::check_version;
+use crate::uow::{snapshot, UnitOfWork};
+use crate::views::{MeView, MyOrgView, UserView};
+use crate::{Ctx, Done, Result, ServiceError, Services};
+use chrono::Utc;
+use uos_authz::{Action, Capability, Resource};
+use uos_domain::{DisplayName, Locale, StatusCause, Timezone, User, UserStatus};
+
+/// `PATCH /v1/me`: absent fields stay as they are.
+#[derive(Clone, Debug, Default)]
+pub struct ProfilePatch {
+    pub display_name: Option<DisplayName>,
+    pub locale: Option<Locale>,
+    pub timezone: Option<Timezone>,
+}
+
+/// Largest preferences document, serialised.
+pub const PREFERENCES_MAX_BYTES: usize = 16 * 1024;
+
+fn self_resource() -> Resource {
+    Resource {
+        kind: "self".into(),
+        ..Default::default()
+    }
+}
+
+impl Services {
+    fn me<'c>(&self, ctx: &'c Ctx, action: Action) -> Result<(&'c User, Capability)> {
+        let cap = self.inner.authorize(ctx, action, self_resource())?;
+        let me = ctx.caller.user().ok_or(ServiceError::Unauthenticated)?;
+        Ok((&me.user, cap))
+    }
+
+    pub async fn get_me(&self, ctx: &Ctx) -> Result<Done<MeView>> {
+        let (me, _cap) = self.me(ctx, Action::MeRead)?;
+        let memberships = self
+            .inner
+            .store
+            .read()
+            .await?
+            .list_memberships_of_user(me.id)
+            .await?;
+        let orgs = memberships
+            .iter()
+            .map(|m| MyOrgView {
+                org_id: m.org_id.0,
+                roles: m.roles.iter().map(|r| r.to_string()).collect(),
+                status: m.status.as_str().into(),
+            })
+            .collect();
+        Ok(Done::ok(
+            MeView {
+                user: UserView::from(me),
+                orgs,
+            },
+            Some(me.version),
+        ))
+    }
+
+    pub async fn update_me(
+        &self,
+        ctx: &Ctx,
+        patch: ProfilePatch,
+        if_match: Option<i64>,
+    ) -> Result<Done<UserView>> {
+        let (me, cap) = self.me(ctx, Action::MeUpdate)?;
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let before = uow
+            .tx()
+            .get_user(me.id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        check_version(before.version, if_match)?;
+        let mut after = before.clone();
+        if let Some(v) = patch.display_name {
+            after.display_name = Some(v.into_string());
+        }
+        if let Some(v) = patch.locale {
+            after.locale = Some(v.into_string());
+        }
+        if let Some(v) = patch.timezone {
+            after.timezone = Some(v.into_string());
+        }
+        after.touch(Utc::now());
+        uow.tx().update_user(&after, before.version).await?;
+        uow.record(
+            "user.updated",
+            None,
+            ("user", me.id.to_string()),
+            snapshot(&before),
+            snapshot(&after),
+        )
+        .await?;
+        let done = Done::ok(UserView::from(&after), Some(after.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub async fn get_preferences(&self, ctx: &Ctx) -> Result<Done<serde_json::Value>> {
+        let (me, _cap) = self.me(ctx, Action::MeRead)?;
+        Ok(Done::ok(me.preferences.clone(), Some(me.version)))
+    }
+
+    pub async fn put_preferences(
+        &self,
+        ctx: &Ctx,
+        prefs: serde_json::Value,
+        if_match: Option<i64>,
+    ) -> Result<Done<serde_json::Value>> {
+        if !prefs.is_object() {
+            return Err(ServiceError::field(
+                "body",
+                "invalid_type",
+                "preferences must be a JSON object",
+            ));
+        }
+        if prefs.to_string().len() > PREFERENCES_MAX_BYTES {
+            return Err(ServiceError::field(
+                "body",
+                "too_large",
+                "preferences must be at most 16 KiB",
+            ));
+        }
+        let (me, cap) = self.me(ctx, Action::MeUpdate)?;
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let before = uow
+            .tx()
+            .get_user(me.id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        check_version(before.version, if_match)?;
+        let mut after = before.clone();
+        after.preferences = prefs;
+        after.touch(Utc::now());
+        uow.tx().update_user(&after, before.version).await?;
+        uow.record(
+            "user.preferences_changed",
+            None,
+            ("user", me.id.to_string()),
+            before.preferences.clone(),
+            after.preferences.clone(),
+        )
+        .await?;
+        let done = Done::ok(after.preferences.clone(), Some(after.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    /// Change the caller's password. Every session of the user ends, this one included (a
+    /// changed password usually means the old one is distrusted), so the client logs in again;
+    /// a `password_reset_required` account becomes active.
+    pub async fn change_password(
+        &self,
+        ctx: &Ctx,
+        current: String,
+        new: String,
+    ) -> Result<Done<()>> {
+        let (me, cap) = self.me(ctx, Action::MePassword)?;
+        self.check_password_policy(&new, "new_password")?;
+        if current == new {
+            return Err(ServiceError::field(
+                "new_password",
+                "unchanged",
+                "the new password must differ from the current one",
+            ));
+        }
+        let phc = me.password_hash.clone();
+        let ok = match phc {
+            Some(phc) => {
+                let hasher = self.inner.hasher.clone();
+                tokio::task::spawn_blocking(move || hasher.verify(&current, &phc))
+                    .await
+                    .map_err(|e| ServiceError::Internal(format!("verify task: {e}")))?
+            }
+            None => false,
+        };
+        if !ok {
+            return Err(ServiceError::field(
+                "current_password",
+                "incorrect",
+                "the current password is not correct",
+            ));
+        }
+        let hash = self.hash_password(new).await?;
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let before = uow
+            .tx()
+            .get_user(me.id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let mut after = before.clone();
+        after.password_hash = Some(hash);
+        let now = Utc::now();
+        if after.status == UserStatus::PasswordResetRequired {
+            after.set_status(UserStatus::Active, StatusCause::PasswordChanged, now)?;
+        } else {
+            after.touch(now);
+        }
+        uow.tx().update_user(&after, before.version).await?;
+        let revoked = uow.tx().revoke_user_sessions(me.id, now).await?;
+        uow.record(
+            "user.password_changed",
+            None,
+            ("user", me.id.to_string()),
+            serde_json::json!({"status": before.status}),
+            serde_json::json!({"status": after.status, "sessions_revoked": revoked}),
+        )
+        .await?;
+        let done = Done::no_content();
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+}

@@ -1,0 +1,317 @@
+//! Org membership use cases: list and read members, change roles, suspend/reactivate within
+//! the org, remove — always keeping at least one active owner.
+
+use crate::orgs::check_version;
+use crate::uow::{snapshot, UnitOfWork};
+use crate::views::MemberView;
+use crate::{Ctx, Done, Result, ServiceError, Services};
+use chrono::Utc;
+use std::collections::{BTreeSet, HashMap};
+use uos_authz::{Action, Resource};
+use uos_domain::{Membership, MembershipStatus, Org, OrgSlug, RoleName, UserId};
+use uos_store::{MemberFilter, Page, PageRequest, Tx};
+
+/// At most this many roles per membership: enough for any real setup, small enough to keep
+/// policy inputs and rows bounded.
+const MAX_ROLES: usize = 20;
+
+/// Shape the policy resource for a change to `target`'s membership.
+fn member_resource(
+    ctx: &Ctx,
+    target: UserId,
+    grants_owner: bool,
+) -> impl FnOnce(&mut Resource) + '_ {
+    move |r: &mut Resource| {
+        r.kind = "membership".into();
+        r.id = Some(target.to_string());
+        r.is_self = ctx.caller.user().is_some_and(|u| u.user.id == target);
+        r.grants_owner = grants_owner;
+    }
+}
+
+/// Check that every role exists in the org (built-in or custom) and drop duplicates.
+pub(crate) async fn validate_roles(
+    tx: &mut dyn Tx,
+    org: &Org,
+    roles: Vec<RoleName>,
+    field: &str,
+) -> Result<Vec<RoleName>> {
+    if roles.is_empty() || roles.len() > MAX_ROLES {
+        return Err(ServiceError::field(
+            field,
+            "invalid_length",
+            format!("give 1 to {MAX_ROLES} roles"),
+        ));
+    }
+    let custom: BTreeSet<String> = if roles.iter().all(RoleName::is_builtin) {
+        BTreeSet::new()
+    } else {
+        tx.all_roles(org.id)
+            .await?
+            .into_iter()
+            .map(|r| r.name.to_string())
+            .collect()
+    };
+    let mut errors = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, r) in roles.into_iter().enumerate() {
+        if !r.is_builtin() && !custom.contains(r.as_str()) {
+            errors.push(crate::FieldError::new(
+                format!("{field}[{i}]"),
+                "unknown_role",
+                format!("no role named {r} in this organization"),
+            ));
+        } else if seen.insert(r.clone()) {
+            out.push(r);
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ServiceError::Validation(errors))
+    }
+}
+
+/// Refuse a change that would leave the org without an active owner. The owner rows are
+/// locked first so two concurrent demotions cannot both see "someone else remains".
+async fn keep_an_owner(
+    tx: &mut dyn Tx,
+    before: &Membership,
+    after: Option<&Membership>,
+) -> Result<()> {
+    let was_owner = before.is_active_owner();
+    let stays_owner = after.is_some_and(Membership::is_active_owner);
+    if !was_owner || stays_owner {
+        return Ok(());
+    }
+    let owners = tx.lock_active_owners(before.org_id).await?;
+    if owners.iter().all(|o| *o == before.user_id) {
+        return Err(ServiceError::conflict(
+            "last_owner",
+            "an organization must keep at least one active owner",
+        ));
+    }
+    Ok(())
+}
+
+impl Services {
+    pub async fn list_members(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        status: Option<MembershipStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<MemberView>> {
+        let inner = &*self.inner;
+        let mut r = inner.store.read().await?;
+        let (org, _cap) = inner
+            .org_access(&mut *r, ctx, slug, Action::MemberList, |_| {})
+            .await?;
+        let members = r
+            .list_members(
+                &MemberFilter {
+                    org: org.id,
+                    status,
+                },
+                page,
+            )
+            .await?;
+        let ids: Vec<UserId> = members.items.iter().map(|m| m.user_id).collect();
+        let users: HashMap<UserId, _> = r
+            .get_users(&ids)
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u))
+            .collect();
+        let items = members
+            .items
+            .iter()
+            .filter_map(|m| users.get(&m.user_id).map(|u| MemberView::new(m, u)))
+            .collect();
+        Ok(Page {
+            items,
+            next: members.next,
+        })
+    }
+
+    pub async fn get_member(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        user_id: UserId,
+    ) -> Result<Done<MemberView>> {
+        let inner = &*self.inner;
+        let mut r = inner.store.read().await?;
+        let (org, _cap) = inner
+            .org_access(
+                &mut *r,
+                ctx,
+                slug,
+                Action::MemberRead,
+                member_resource(ctx, user_id, false),
+            )
+            .await?;
+        let m = r
+            .get_membership(org.id, user_id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let u = r.get_user(user_id).await?.ok_or(ServiceError::NotFound)?;
+        Ok(Done::ok(MemberView::new(&m, &u), Some(m.version)))
+    }
+
+    pub async fn set_member_roles(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        user_id: UserId,
+        roles: Vec<RoleName>,
+        if_match: Option<i64>,
+    ) -> Result<Done<MemberView>> {
+        let inner = &*self.inner;
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let org = uow
+            .tx()
+            .get_org_by_slug(slug)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        // Whether owner is granted or removed decides which rule applies, so the current
+        // membership is read before asking the policy; its absence is answered after the
+        // policy so non-members of the org cannot probe user ids.
+        let current = uow.tx().get_membership(org.id, user_id).await?;
+        let adds_owner = roles.iter().any(RoleName::is_owner);
+        let had_owner = current.as_ref().is_some_and(Membership::is_owner);
+        let cap = inner
+            .authorize_in_org(
+                uow.tx(),
+                ctx,
+                &org,
+                Action::MemberSetRoles,
+                member_resource(ctx, user_id, adds_owner != had_owner),
+            )
+            .await?;
+        let before = current.ok_or(ServiceError::NotFound)?;
+        check_version(before.version, if_match)?;
+        let roles = validate_roles(uow.tx(), &org, roles, "roles").await?;
+        let mut after = before.clone();
+        after.set_roles(roles, Utc::now());
+        keep_an_owner(uow.tx(), &before, Some(&after)).await?;
+        uow.tx().update_membership(&after, before.version).await?;
+        let user = uow
+            .tx()
+            .get_user(user_id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        uow.record(
+            "member.roles_changed",
+            Some(org.id),
+            ("user", user_id.to_string()),
+            snapshot(&before),
+            snapshot(&after),
+        )
+        .await?;
+        let done = Done::ok(MemberView::new(&after, &user), Some(after.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub async fn set_member_status(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        user_id: UserId,
+        to: MembershipStatus,
+        if_match: Option<i64>,
+    ) -> Result<Done<MemberView>> {
+        let inner = &*self.inner;
+        let action = match to {
+            MembershipStatus::Suspended => Action::MemberSuspend,
+            MembershipStatus::Active => Action::MemberReactivate,
+        };
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let org = uow
+            .tx()
+            .get_org_by_slug(slug)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let current = uow.tx().get_membership(org.id, user_id).await?;
+        let owner = current.as_ref().is_some_and(Membership::is_owner);
+        let cap = inner
+            .authorize_in_org(
+                uow.tx(),
+                ctx,
+                &org,
+                action,
+                member_resource(ctx, user_id, owner),
+            )
+            .await?;
+        let before = current.ok_or(ServiceError::NotFound)?;
+        check_version(before.version, if_match)?;
+        let mut after = before.clone();
+        after.set_status(to, Utc::now())?;
+        keep_an_owner(uow.tx(), &before, Some(&after)).await?;
+        uow.tx().update_membership(&after, before.version).await?;
+        let user = uow
+            .tx()
+            .get_user(user_id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let name = match to {
+            MembershipStatus::Suspended => "member.suspended",
+            MembershipStatus::Active => "member.reactivated",
+        };
+        uow.record(
+            name,
+            Some(org.id),
+            ("user", user_id.to_string()),
+            snapshot(&before),
+            snapshot(&after),
+        )
+        .await?;
+        let done = Done::ok(MemberView::new(&after, &user), Some(after.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub async fn remove_member(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        user_id: UserId,
+        if_match: Option<i64>,
+    ) -> Result<Done<()>> {
+        let inner = &*self.inner;
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let org = uow
+            .tx()
+            .get_org_by_slug(slug)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let current = uow.tx().get_membership(org.id, user_id).await?;
+        let owner = current.as_ref().is_some_and(Membership::is_owner);
+        let cap = inner
+            .authorize_in_org(
+                uow.tx(),
+                ctx,
+                &org,
+                Action::MemberRemove,
+                member_resource(ctx, user_id, owner),
+            )
+            .await?;
+        let before = current.ok_or(ServiceError::NotFound)?;
+        check_version(before.version, if_match)?;
+        keep_an_owner(uow.tx(), &before, None).await?;
+        uow.tx().delete_membership(org.id, user_id).await?;
+        uow.record(
+            "member.removed",
+            Some(org.id),
+            ("user", user_id.to_string()),
+            snapshot(&before),
+            serde_json::Value::Null,
+        )
+        .await?;
+        let done = Done::no_content();
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+}

@@ -1,0 +1,206 @@
+//! Organization use cases: create, list, read, rename, suspend/resume, soft delete/restore.
+
+use crate::uow::{snapshot, UnitOfWork};
+use crate::views::OrgView;
+use crate::{Ctx, Done, Result, ServiceError, Services};
+use chrono::{Duration, Utc};
+use uos_authz::{Action, Resource};
+use uos_domain::{DisplayName, Email, Membership, Org, OrgSlug, RoleName};
+use uos_store::{OrgFilter, Page, PageRequest};
+
+/// The status moves of `POST /v1/orgs/{slug}/suspend|resume|restore` and `DELETE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrgMove {
+    Suspend,
+    Resume,
+    Delete,
+    Restore,
+}
+
+/// `If-Match` check: a stale version changes nothing and answers 412.
+pub(crate) fn check_version(current: i64, if_match: Option<i64>) -> Result<()> {
+    match if_match {
+        Some(v) if v != current => Err(ServiceError::PreconditionFailed),
+        _ => Ok(()),
+    }
+}
+
+impl Services {
+    pub async fn create_org(
+        &self,
+        ctx: &Ctx,
+        slug: OrgSlug,
+        display_name: DisplayName,
+        owner_email: Option<Email>,
+    ) -> Result<Done<OrgView>> {
+        let inner = &*self.inner;
+        let cap = inner.authorize(
+            ctx,
+            Action::OrgCreate,
+            Resource {
+                kind: "org".into(),
+                ..Default::default()
+            },
+        )?;
+        let caller = ctx.caller.user().ok_or(ServiceError::Unauthenticated)?;
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        // Only a platform admin may name someone else as the owner.
+        let owner = match owner_email {
+            Some(email) if caller.user.platform_admin => {
+                uow.tx().get_user_by_email(&email).await?.ok_or_else(|| {
+                    ServiceError::field("owner_email", "unknown_user", "no user has this email")
+                })?
+            }
+            Some(_) => {
+                return Err(ServiceError::Forbidden {
+                    rule: "platform_admin_required".into(),
+                })
+            }
+            None => caller.user.clone(),
+        };
+        let now = Utc::now();
+        let org = Org::new(slug, display_name.into_string(), now);
+        uow.tx().insert_org(&org).await?;
+        let m = Membership::new(org.id, owner.id, vec![RoleName::owner()], now);
+        uow.tx().insert_membership(&m).await?;
+        uow.record(
+            "org.created",
+            Some(org.id),
+            ("org", org.id.to_string()),
+            serde_json::Value::Null,
+            snapshot(&org),
+        )
+        .await?;
+        uow.record(
+            "member.added",
+            Some(org.id),
+            ("user", owner.id.to_string()),
+            serde_json::Value::Null,
+            snapshot(&m),
+        )
+        .await?;
+        let done = Done::created(OrgView::from(&org), Some(org.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub async fn list_orgs(
+        &self,
+        ctx: &Ctx,
+        include_deleted: bool,
+        page: &PageRequest,
+    ) -> Result<Page<OrgView>> {
+        let inner = &*self.inner;
+        let _cap = inner.authorize(
+            ctx,
+            Action::OrgList,
+            Resource {
+                kind: "org".into(),
+                ..Default::default()
+            },
+        )?;
+        let caller = ctx.caller.user().ok_or(ServiceError::Unauthenticated)?;
+        // Platform admins see every org; everybody else the orgs they belong to.
+        let filter = OrgFilter {
+            member: (!caller.user.platform_admin).then_some(caller.user.id),
+            include_deleted,
+        };
+        let mut r = inner.store.read().await?;
+        let page = r.list_orgs(&filter, page).await?;
+        Ok(Page {
+            items: page.items.iter().map(OrgView::from).collect(),
+            next: page.next,
+        })
+    }
+
+    pub async fn get_org(&self, ctx: &Ctx, slug: &OrgSlug) -> Result<Done<OrgView>> {
+        let inner = &*self.inner;
+        let mut r = inner.store.read().await?;
+        let (org, _cap) = inner
+            .org_access(&mut *r, ctx, slug, Action::OrgRead, |_| {})
+            .await?;
+        Ok(Done::ok(OrgView::from(&org), Some(org.version)))
+    }
+
+    pub async fn update_org(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        display_name: Option<DisplayName>,
+        if_match: Option<i64>,
+    ) -> Result<Done<OrgView>> {
+        let inner = &*self.inner;
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let (org, cap) = inner
+            .org_access(uow.tx(), ctx, slug, Action::OrgUpdate, |_| {})
+            .await?;
+        check_version(org.version, if_match)?;
+        let mut next = org.clone();
+        if let Some(name) = display_name {
+            next.display_name = name.into_string();
+        }
+        next.updated_at = Utc::now();
+        next.version += 1;
+        uow.tx().update_org(&next, org.version).await?;
+        uow.record(
+            "org.updated",
+            Some(org.id),
+            ("org", org.id.to_string()),
+            snapshot(&org),
+            snapshot(&next),
+        )
+        .await?;
+        let done = Done::ok(OrgView::from(&next), Some(next.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub async fn move_org(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        mv: OrgMove,
+        if_match: Option<i64>,
+    ) -> Result<Done<OrgView>> {
+        let inner = &*self.inner;
+        let action = match mv {
+            OrgMove::Suspend => Action::OrgSuspend,
+            OrgMove::Resume => Action::OrgResume,
+            OrgMove::Delete => Action::OrgDelete,
+            OrgMove::Restore => Action::OrgRestore,
+        };
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let (org, cap) = inner
+            .org_access(uow.tx(), ctx, slug, action, |_| {})
+            .await?;
+        check_version(org.version, if_match)?;
+        let now = Utc::now();
+        let mut next = org.clone();
+        match mv {
+            OrgMove::Suspend => next.suspend(now)?,
+            OrgMove::Resume => next.resume(now)?,
+            OrgMove::Delete => next.delete(now)?,
+            OrgMove::Restore => {
+                next.restore(now, Duration::days(i64::from(inner.cfg.retention_days)))?
+            }
+        }
+        uow.tx().update_org(&next, org.version).await?;
+        let name = match mv {
+            OrgMove::Suspend => "org.suspended",
+            OrgMove::Resume => "org.resumed",
+            OrgMove::Delete => "org.deleted",
+            OrgMove::Restore => "org.restored",
+        };
+        uow.record(
+            name,
+            Some(org.id),
+            ("org", org.id.to_string()),
+            snapshot(&org),
+            snapshot(&next),
+        )
+        .await?;
+        let done = Done::ok(OrgView::from(&next), Some(next.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+}

@@ -1,0 +1,282 @@
+//! Custom org roles: permissions plus inheritance, validated as a whole graph (no cycles, no
+//! unknown parents, no shadowing of built-ins) before anything is stored.
+
+use crate::orgs::check_version;
+use crate::uow::{snapshot, UnitOfWork};
+use crate::views::RoleView;
+use crate::{Ctx, Done, FieldError, Result, ServiceError, Services};
+use chrono::Utc;
+use uos_authz::{Action, Resource};
+use uos_domain::{
+    validate_role_graph, CustomRole, DomainError, OrgSlug, Permission, RoleId, RoleName,
+};
+use uos_store::{Page, PageRequest};
+
+/// Custom roles per org: generous, and keeps the graph check and policy inputs small.
+const MAX_ROLES_PER_ORG: usize = 100;
+const DESCRIPTION_MAX_CHARS: usize = 500;
+
+#[derive(Clone, Debug)]
+pub struct NewRole {
+    pub name: RoleName,
+    pub description: Option<String>,
+    pub permissions: Vec<Permission>,
+    pub inherits: Vec<RoleName>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RolePatch {
+    pub description: Option<String>,
+    pub permissions: Option<Vec<Permission>>,
+    pub inherits: Option<Vec<RoleName>>,
+}
+
+fn role_resource(name: &RoleName) -> impl FnOnce(&mut Resource) + '_ {
+    move |r: &mut Resource| {
+        r.kind = "role".into();
+        r.id = Some(name.to_string());
+    }
+}
+
+fn check_description(d: &Option<String>) -> Result<()> {
+    match d {
+        Some(d) if d.chars().count() > DESCRIPTION_MAX_CHARS || d.chars().any(char::is_control) => {
+            Err(ServiceError::field(
+                "description",
+                "invalid",
+                format!("at most {DESCRIPTION_MAX_CHARS} characters, no control characters"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Graph problems are input errors on the `inherits` field.
+fn graph_error(e: DomainError) -> ServiceError {
+    ServiceError::Validation(vec![FieldError::from_domain(
+        match e {
+            DomainError::Invalid {
+                code: "builtin_role",
+                ..
+            } => "name",
+            _ => "inherits",
+        },
+        &e,
+    )])
+}
+
+fn dedup<T: Ord + Clone>(v: Vec<T>) -> Vec<T> {
+    let mut v = v;
+    v.sort();
+    v.dedup();
+    v
+}
+
+impl Services {
+    pub async fn create_role(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        req: NewRole,
+    ) -> Result<Done<RoleView>> {
+        check_description(&req.description)?;
+        let inner = &*self.inner;
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let (org, cap) = inner
+            .org_access(
+                uow.tx(),
+                ctx,
+                slug,
+                Action::RoleCreate,
+                role_resource(&req.name),
+            )
+            .await?;
+        let mut all = uow.tx().all_roles(org.id).await?;
+        if all.len() >= MAX_ROLES_PER_ORG {
+            return Err(ServiceError::conflict(
+                "too_many_roles",
+                format!("an organization has at most {MAX_ROLES_PER_ORG} custom roles"),
+            ));
+        }
+        let now = Utc::now();
+        let role = CustomRole {
+            id: RoleId::new(),
+            org_id: org.id,
+            name: req.name,
+            description: req.description,
+            permissions: dedup(req.permissions),
+            inherits: dedup(req.inherits),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        if all.iter().any(|r| r.name == role.name) {
+            return Err(ServiceError::conflict(
+                "role_exists",
+                "a role with this name already exists",
+            ));
+        }
+        all.push(role.clone());
+        validate_role_graph(&all).map_err(graph_error)?;
+        uow.tx().insert_role(&role).await?;
+        uow.record(
+            "role.created",
+            Some(org.id),
+            ("role", role.name.to_string()),
+            serde_json::Value::Null,
+            snapshot(&role),
+        )
+        .await?;
+        let done = Done::created(RoleView::from(&role), Some(role.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub async fn list_roles(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        page: &PageRequest,
+    ) -> Result<Page<RoleView>> {
+        let inner = &*self.inner;
+        let mut r = inner.store.read().await?;
+        let (org, _cap) = inner
+            .org_access(&mut *r, ctx, slug, Action::RoleList, |_| {})
+            .await?;
+        let page = r.list_roles(org.id, page).await?;
+        Ok(Page {
+            items: page.items.iter().map(RoleView::from).collect(),
+            next: page.next,
+        })
+    }
+
+    /// A custom role, or a built-in one (read-only) by its name.
+    pub async fn get_role(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        name: &RoleName,
+    ) -> Result<Done<RoleView>> {
+        let inner = &*self.inner;
+        let mut r = inner.store.read().await?;
+        let (org, _cap) = inner
+            .org_access(&mut *r, ctx, slug, Action::RoleRead, role_resource(name))
+            .await?;
+        if let Some(view) = RoleView::builtin(name.as_str()) {
+            return Ok(Done::ok(view, None));
+        }
+        let role = r
+            .get_role(org.id, name)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        Ok(Done::ok(RoleView::from(&role), Some(role.version)))
+    }
+
+    pub async fn update_role(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        name: &RoleName,
+        patch: RolePatch,
+        if_match: Option<i64>,
+    ) -> Result<Done<RoleView>> {
+        check_description(&patch.description)?;
+        let inner = &*self.inner;
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let (org, cap) = inner
+            .org_access(uow.tx(), ctx, slug, Action::RoleUpdate, role_resource(name))
+            .await?;
+        if name.is_builtin() {
+            return Err(ServiceError::conflict(
+                "builtin_role",
+                "built-in roles cannot be changed",
+            ));
+        }
+        let mut all = uow.tx().all_roles(org.id).await?;
+        let before = all
+            .iter()
+            .find(|r| &r.name == name)
+            .cloned()
+            .ok_or(ServiceError::NotFound)?;
+        check_version(before.version, if_match)?;
+        let mut after = before.clone();
+        if let Some(d) = patch.description {
+            after.description = Some(d);
+        }
+        if let Some(p) = patch.permissions {
+            after.permissions = dedup(p);
+        }
+        if let Some(i) = patch.inherits {
+            after.inherits = dedup(i);
+        }
+        after.updated_at = Utc::now();
+        after.version += 1;
+        for r in all.iter_mut().filter(|r| &r.name == name) {
+            *r = after.clone();
+        }
+        validate_role_graph(&all).map_err(graph_error)?;
+        uow.tx().update_role(&after, before.version).await?;
+        uow.record(
+            "role.updated",
+            Some(org.id),
+            ("role", name.to_string()),
+            snapshot(&before),
+            snapshot(&after),
+        )
+        .await?;
+        let done = Done::ok(RoleView::from(&after), Some(after.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub async fn delete_role(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        name: &RoleName,
+        if_match: Option<i64>,
+    ) -> Result<Done<()>> {
+        let inner = &*self.inner;
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let (org, cap) = inner
+            .org_access(uow.tx(), ctx, slug, Action::RoleDelete, role_resource(name))
+            .await?;
+        if name.is_builtin() {
+            return Err(ServiceError::conflict(
+                "builtin_role",
+                "built-in roles cannot be deleted",
+            ));
+        }
+        let all = uow.tx().all_roles(org.id).await?;
+        let before = all
+            .iter()
+            .find(|r| &r.name == name)
+            .cloned()
+            .ok_or(ServiceError::NotFound)?;
+        check_version(before.version, if_match)?;
+        if all.iter().any(|r| r.inherits.contains(name)) {
+            return Err(ServiceError::conflict(
+                "role_inherited",
+                "another role inherits this role",
+            ));
+        }
+        if uow.tx().count_members_with_role(org.id, name).await? > 0 {
+            return Err(ServiceError::conflict(
+                "role_in_use",
+                "members still hold this role",
+            ));
+        }
+        uow.tx().delete_role(org.id, name).await?;
+        uow.record(
+            "role.deleted",
+            Some(org.id),
+            ("role", name.to_string()),
+            snapshot(&before),
+            serde_json::Value::Null,
+        )
+        .await?;
+        let done = Done::no_content();
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+}

@@ -1,0 +1,160 @@
+//! The unit of work: one store transaction that carries the change, its audit events and the
+//! idempotency response, and that can only be committed with a [`Capability`].
+
+use crate::{Caller, Ctx, Inner, Result, ServiceError};
+use chrono::Utc;
+use serde::Serialize;
+use uos_audit::{Actor, Changes, NewEvent, Target};
+use uos_authz::Capability;
+use uos_domain::OrgId;
+use uos_keys::KeyPurpose;
+use uos_store::{AuditHead, AuditRow, Tx};
+
+/// What a successful use case hands back to the transport: the status a replay must repeat,
+/// the body (None = 204) and the version for the `ETag`.
+#[derive(Clone, Debug)]
+pub struct Done<V> {
+    pub status: u16,
+    pub body: Option<V>,
+    pub version: Option<i64>,
+}
+
+impl<V> Done<V> {
+    pub fn ok(body: V, version: Option<i64>) -> Self {
+        Self {
+            status: 200,
+            body: Some(body),
+            version,
+        }
+    }
+
+    pub fn created(body: V, version: Option<i64>) -> Self {
+        Self {
+            status: 201,
+            body: Some(body),
+            version,
+        }
+    }
+
+    pub fn no_content() -> Self {
+        Self {
+            status: 204,
+            body: None,
+            version: None,
+        }
+    }
+}
+
+pub(crate) struct UnitOfWork<'a> {
+    inner: &'a Inner,
+    ctx: &'a Ctx,
+    tx: Box<dyn Tx>,
+    head: Option<AuditHead>,
+}
+
+impl<'a> UnitOfWork<'a> {
+    pub(crate) async fn begin(inner: &'a Inner, ctx: &'a Ctx) -> Result<Self> {
+        Ok(Self {
+            inner,
+            ctx,
+            tx: inner.store.begin().await?,
+            head: None,
+        })
+    }
+
+    pub(crate) fn tx(&mut self) -> &mut dyn Tx {
+        &mut *self.tx
+    }
+
+    /// Append one audit event to the chain inside this transaction. `changes` are redacted by
+    /// the audit crate before hashing, so secrets never enter the chain.
+    pub(crate) async fn record(
+        &mut self,
+        action: &str,
+        org_id: Option<OrgId>,
+        target: (&str, String),
+        before: serde_json::Value,
+        after: serde_json::Value,
+    ) -> Result<()> {
+        let head = match self.head.take() {
+            Some(h) => h,
+            None => self.tx.lock_audit_head().await?,
+        };
+        let event = NewEvent {
+            id: uos_domain::new_id(),
+            occurred_at: Utc::now(),
+            actor: actor_of(self.ctx),
+            action: action.to_string(),
+            org_id: org_id.map(|o| o.0),
+            target: Target {
+                kind: target.0.to_string(),
+                id: Some(target.1),
+            },
+            changes: Changes { before, after },
+            request_id: Some(self.ctx.request_id.clone()),
+        };
+        let key = self.inner.keys.signing_key(KeyPurpose::Audit);
+        let sealed = uos_audit::seal(event, head.seq + 1, &head.hash, &key);
+        let payload = serde_json::to_value(&sealed)
+            .map_err(|e| ServiceError::Internal(format!("audit encode: {e}")))?;
+        let row = AuditRow {
+            seq: sealed.seq,
+            id: sealed.id,
+            occurred_at: sealed.occurred_at,
+            org_id,
+            actor_id: sealed.actor.id.clone(),
+            action: sealed.action.clone(),
+            target_id: sealed.target.id.clone(),
+            hash: sealed.hash.clone(),
+            payload,
+        };
+        self.tx.append_audit(&row).await?;
+        self.head = Some(AuditHead {
+            seq: sealed.seq,
+            hash: sealed.hash,
+        });
+        Ok(())
+    }
+
+    /// Store the idempotency response (if the request carries a key) and commit. Requiring the
+    /// capability here means no change reaches the store without an allow from the policy.
+    pub(crate) async fn commit<V: Serialize>(
+        mut self,
+        _cap: &Capability,
+        done: &Done<V>,
+    ) -> Result<()> {
+        if let Some(ticket) = &self.ctx.idem {
+            let mut body = match &done.body {
+                Some(b) => serde_json::to_value(b)
+                    .map_err(|e| ServiceError::Internal(format!("response encode: {e}")))?,
+                None => serde_json::Value::Null,
+            };
+            // Secrets in a response (an invite token) are shown once and never stored in
+            // clear: a replay returns them redacted.
+            uos_audit::redact(&mut body);
+            self.tx
+                .complete_idempotency(&ticket.scope, &ticket.key, done.status, &body)
+                .await?;
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn actor_of(ctx: &Ctx) -> Actor {
+    let (kind, id) = match &ctx.caller {
+        Caller::User(u) => ("user", Some(u.user.id.to_string())),
+        Caller::System => ("system", None),
+        Caller::Anonymous => ("anonymous", None),
+    };
+    Actor {
+        kind: kind.into(),
+        id,
+    }
+}
+
+/// Snapshot of an entity for `changes.before/after`. Entities never serialise secrets
+/// (password and token hashes are `skip_serializing`) and the audit crate redacts again.
+pub(crate) fn snapshot<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}

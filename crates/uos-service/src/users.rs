@@ -1,0 +1,196 @@
+//! Platform-level user administration: list, read, edit, lifecycle status, soft delete and
+//! restore. Moves that cut off access revoke every session in the same transaction.
+
+use crate::me::ProfilePatch;
+use crate::orgs::check_version;
+use crate::uow::{snapshot, UnitOfWork};
+use crate::views::UserView;
+use crate::{Ctx, Done, Result, ServiceError, Services};
+use chrono::{Duration, Utc};
+use uos_authz::{Action, Resource};
+use uos_domain::{StatusCause, UserId, UserStatus};
+use uos_store::{Page, PageRequest, UserFilter};
+
+fn user_resource(ctx: &Ctx, id: UserId) -> Resource {
+    Resource {
+        kind: "user".into(),
+        id: Some(id.to_string()),
+        is_self: ctx.caller.user().is_some_and(|u| u.user.id == id),
+        ..Default::default()
+    }
+}
+
+/// Reasons are free text for the audit trail; bounded so they cannot bloat it.
+const REASON_MAX_CHARS: usize = 500;
+
+impl Services {
+    pub async fn list_users(
+        &self,
+        ctx: &Ctx,
+        filter: &UserFilter,
+        page: &PageRequest,
+    ) -> Result<Page<UserView>> {
+        let _cap = self.inner.authorize(
+            ctx,
+            Action::UserList,
+            Resource {
+                kind: "user".into(),
+                ..Default::default()
+            },
+        )?;
+        let page = self
+            .inner
+            .store
+            .read()
+            .await?
+            .list_users(filter, page)
+            .await?;
+        Ok(Page {
+            items: page.items.iter().map(UserView::from).collect(),
+            next: page.next,
+        })
+    }
+
+    pub async fn get_user(&self, ctx: &Ctx, id: UserId) -> Result<Done<UserView>> {
+        let _cap = self
+            .inner
+            .authorize(ctx, Action::UserRead, user_resource(ctx, id))?;
+        let u = self
+            .inner
+            .store
+            .read()
+            .await?
+            .get_user(id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        Ok(Done::ok(UserView::from(&u), Some(u.version)))
+    }
+
+    pub async fn update_user(
+        &self,
+        ctx: &Ctx,
+        id: UserId,
+        patch: ProfilePatch,
+        if_match: Option<i64>,
+    ) -> Result<Done<UserView>> {
+        let cap = self
+            .inner
+            .authorize(ctx, Action::UserUpdate, user_resource(ctx, id))?;
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let before = uow.tx().get_user(id).await?.ok_or(ServiceError::NotFound)?;
+        check_version(before.version, if_match)?;
+        let mut after = before.clone();
+        if let Some(v) = patch.display_name {
+            after.display_name = Some(v.into_string());
+        }
+        if let Some(v) = patch.locale {
+            after.locale = Some(v.into_string());
+        }
+        if let Some(v) = patch.timezone {
+            after.timezone = Some(v.into_string());
+        }
+        after.touch(Utc::now());
+        uow.tx().update_user(&after, before.version).await?;
+        uow.record(
+            "user.updated",
+            None,
+            ("user", id.to_string()),
+            snapshot(&before),
+            snapshot(&after),
+        )
+        .await?;
+        let done = Done::ok(UserView::from(&after), Some(after.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    /// Move a user through the lifecycle table (admin cause). Deleting is the same as
+    /// `DELETE /v1/users/{id}`.
+    pub async fn set_user_status(
+        &self,
+        ctx: &Ctx,
+        id: UserId,
+        to: UserStatus,
+        reason: Option<String>,
+        if_match: Option<i64>,
+    ) -> Result<Done<UserView>> {
+        if reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > REASON_MAX_CHARS)
+        {
+            return Err(ServiceError::field(
+                "reason",
+                "too_long",
+                format!("at most {REASON_MAX_CHARS} characters"),
+            ));
+        }
+        let action = if to == UserStatus::Deleted {
+            Action::UserDelete
+        } else {
+            Action::UserSetStatus
+        };
+        let cap = self.inner.authorize(ctx, action, user_resource(ctx, id))?;
+        if ctx.caller.user().is_some_and(|u| u.user.id == id) {
+            // An admin locking themselves out is never what they meant, and it can remove
+            // the last platform admin.
+            return Err(ServiceError::conflict(
+                "own_status",
+                "you cannot change your own status",
+            ));
+        }
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let before = uow.tx().get_user(id).await?.ok_or(ServiceError::NotFound)?;
+        check_version(before.version, if_match)?;
+        let now = Utc::now();
+        let mut after = before.clone();
+        after.set_status(to, StatusCause::Admin, now)?;
+        uow.tx().update_user(&after, before.version).await?;
+        let revoked = if to.cuts_off_access() {
+            uow.tx().revoke_user_sessions(id, now).await?
+        } else {
+            0
+        };
+        uow.record(
+            if to == UserStatus::Deleted { "user.deleted" } else { "user.status_changed" },
+            None,
+            ("user", id.to_string()),
+            serde_json::json!({"status": before.status}),
+            serde_json::json!({"status": after.status, "reason": reason, "sessions_revoked": revoked}),
+        )
+        .await?;
+        let done = Done::ok(UserView::from(&after), Some(after.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub async fn restore_user(
+        &self,
+        ctx: &Ctx,
+        id: UserId,
+        if_match: Option<i64>,
+    ) -> Result<Done<UserView>> {
+        let cap = self
+            .inner
+            .authorize(ctx, Action::UserRestore, user_resource(ctx, id))?;
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let before = uow.tx().get_user(id).await?.ok_or(ServiceError::NotFound)?;
+        check_version(before.version, if_match)?;
+        let mut after = before.clone();
+        after.restore(
+            Utc::now(),
+            Duration::days(i64::from(self.inner.cfg.retention_days)),
+        )?;
+        uow.tx().update_user(&after, before.version).await?;
+        uow.record(
+            "user.restored",
+            None,
+            ("user", id.to_string()),
+            serde_json::json!({"status": before.status}),
+            serde_json::json!({"status": after.status}),
+        )
+        .await?;
+        let done = Done::ok(UserView::from(&after), Some(after.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+}

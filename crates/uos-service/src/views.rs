@@ -1,0 +1,211 @@
+//! The representations the API returns. They are built from domain entities here so that a
+//! replayed idempotent response is byte-for-byte what the first request returned.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use uos_domain::{builtin_permissions, CustomRole, Invite, Membership, Org, User};
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct OrgView {
+    pub id: Uuid,
+    pub slug: String,
+    pub display_name: String,
+    /// `active`, `suspended` or `deleted`.
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Set while deleted; restorable until the retention window ends.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Org> for OrgView {
+    fn from(o: &Org) -> Self {
+        Self {
+            id: o.id.0,
+            slug: o.slug.to_string(),
+            display_name: o.display_name.clone(),
+            status: o.status.as_str().into(),
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+            deleted_at: o.deleted_at,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+    /// One of the lifecycle states in CONTRACT.md.
+    pub status: String,
+    pub platform_admin: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.0,
+            email: u.email.to_string(),
+            display_name: u.display_name.clone(),
+            locale: u.locale.clone(),
+            timezone: u.timezone.clone(),
+            status: u.status.as_str().into(),
+            platform_admin: u.platform_admin,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+            deleted_at: u.deleted_at,
+        }
+    }
+}
+
+/// A member of an org: the membership plus who the user is.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct MemberView {
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub roles: Vec<String>,
+    /// Membership status in this org: `active` or `suspended`.
+    pub status: String,
+    /// The user's global status.
+    pub user_status: String,
+    pub joined_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl MemberView {
+    pub fn new(m: &Membership, u: &User) -> Self {
+        Self {
+            user_id: m.user_id.0,
+            org_id: m.org_id.0,
+            email: u.email.to_string(),
+            display_name: u.display_name.clone(),
+            roles: m.roles.iter().map(|r| r.to_string()).collect(),
+            status: m.status.as_str().into(),
+            user_status: u.status.as_str().into(),
+            joined_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct InviteView {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub email: String,
+    pub roles: Vec<String>,
+    /// `pending`, `accepted`, `revoked` or `expired`.
+    pub status: String,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<Uuid>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// The invite token; present only in the response that created the invite.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl InviteView {
+    pub fn new(i: &Invite, now: DateTime<Utc>, token: Option<String>) -> Self {
+        Self {
+            id: i.id.0,
+            org_id: i.org_id.0,
+            email: i.email.to_string(),
+            roles: i.roles.iter().map(|r| r.to_string()).collect(),
+            status: i.state(now).as_str().into(),
+            expires_at: i.expires_at,
+            created_at: i.created_at,
+            created_by: i.created_by.map(|u| u.0),
+            accepted_at: i.accepted_at,
+            revoked_at: i.revoked_at,
+            token,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RoleView {
+    pub name: String,
+    pub description: Option<String>,
+    pub permissions: Vec<String>,
+    pub inherits: Vec<String>,
+    /// Built-in roles exist in every org and cannot be changed.
+    pub builtin: bool,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl From<&CustomRole> for RoleView {
+    fn from(r: &CustomRole) -> Self {
+        Self {
+            name: r.name.to_string(),
+            description: r.description.clone(),
+            permissions: r
+                .permissions
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect(),
+            inherits: r.inherits.iter().map(|p| p.to_string()).collect(),
+            builtin: false,
+            created_at: Some(r.created_at),
+            updated_at: Some(r.updated_at),
+        }
+    }
+}
+
+impl RoleView {
+    pub fn builtin(name: &str) -> Option<Self> {
+        builtin_permissions(name).map(|perms| Self {
+            name: name.into(),
+            description: None,
+            permissions: perms.iter().map(|p| p.to_string()).collect(),
+            inherits: Vec::new(),
+            builtin: true,
+            created_at: None,
+            updated_at: None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AcceptedInviteView {
+    pub user: UserView,
+    pub membership: MemberView,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub session_id: Uuid,
+}
+
+/// The caller's own profile and where they belong.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct MeView {
+    #[serde(flatten)]
+    pub user: UserView,
+    pub orgs: Vec<MyOrgView>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct MyOrgView {
+    pub org_id: Uuid,
+    pub roles: Vec<String>,
+    pub status: String,
+}
