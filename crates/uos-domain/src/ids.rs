@@ -49,3 +49,10 @@ typed_id!(/// Identifies a custom role.
     RoleId);
 typed_id!(/// Identifies a login session.
     SessionId);
+
+/// The current time at the precision every store keeps (microseconds), so a value returned
+/// from a write equals the value read back later.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::{SubsecRound, Utc};
+    Utc::now().trunc_subsecs(6)
+}

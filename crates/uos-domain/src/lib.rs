@@ -17,7 +17,7 @@ pub mod user;
 
 pub use email::Email;
 pub use error::DomainError;
-pub use ids::{new_id, InviteId, MembershipId, OrgId, RoleId, SessionId, UserId};
+pub use ids::{new_id, now, InviteId, MembershipId, OrgId, RoleId, SessionId, UserId};
 pub use invite::{Invite, InviteState};
 pub use membership::{Membership, MembershipStatus};
 pub use org::{Org, OrgStatus};

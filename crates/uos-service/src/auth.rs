@@ -4,7 +4,7 @@
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::TokenView;
 use crate::{AuthUser, Caller, Ctx, Done, Result, ServiceError, Services};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use uos_authn::{issue_access_token, verify_access_token, AccessClaims};
@@ -97,7 +97,7 @@ impl Services {
         let hash = self
             .hash_password(password.expose_secret().to_string())
             .await?;
-        let now = Utc::now();
+        let now = uos_domain::now();
         let status = if generated {
             UserStatus::PasswordResetRequired
         } else {
@@ -153,7 +153,7 @@ impl Services {
             Some(u) if ok && u.status.may_log_in() => u,
             _ => return Err(ServiceError::InvalidCredentials),
         };
-        let now = Utc::now();
+        let now = uos_domain::now();
         let session = Session {
             id: SessionId::new(),
             user_id: user.id,
@@ -211,7 +211,7 @@ impl Services {
     pub async fn authenticate(&self, token: &str) -> Result<Caller> {
         let inner = &*self.inner;
         let keys = inner.keys.public_keys(KeyPurpose::AccessToken);
-        let now = Utc::now();
+        let now = uos_domain::now();
         let claims = verify_access_token(token, &keys, &inner.cfg.issuer, now.timestamp())
             .map_err(|_| ServiceError::Unauthenticated)?;
         let mut r = inner.store.read().await?;
@@ -251,7 +251,11 @@ impl Services {
         )?;
         let me = ctx.caller.user().ok_or(ServiceError::Unauthenticated)?;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
-        if uow.tx().revoke_session(me.session_id, Utc::now()).await? {
+        if uow
+            .tx()
+            .revoke_session(me.session_id, uos_domain::now())
+            .await?
+        {
             uow.record(
                 "session.revoked",
                 None,

@@ -105,6 +105,10 @@ impl From<Denied> for ServiceError {
     fn from(d: Denied) -> Self {
         match d {
             Denied::NotFound => Self::NotFound,
+            // The policy's way of saying "log in first" is a 401, not a 403.
+            Denied::Forbidden { rule } if rule == "authentication_required" => {
+                Self::Unauthenticated
+            }
             Denied::Forbidden { rule } => Self::Forbidden { rule },
         }
     }

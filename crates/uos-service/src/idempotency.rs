@@ -2,7 +2,7 @@
 //! response, a different request with the same key is refused, a concurrent one waits its turn.
 
 use crate::{Ctx, IdemTicket, Result, ServiceError, Services};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use uos_store::{IdemClaim, IdempotencyRecord};
 
 #[derive(Debug)]
@@ -25,7 +25,7 @@ impl Services {
         request_hash: &str,
     ) -> Result<IdemOutcome> {
         let inner = &*self.inner;
-        let now = Utc::now();
+        let now = uos_domain::now();
         let scope = ctx.idempotency_scope();
         let rec = IdempotencyRecord {
             scope: scope.clone(),

@@ -6,7 +6,7 @@ use crate::orgs::check_version;
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::{AcceptedInviteView, InviteView, MemberView, UserView};
 use crate::{Ctx, Done, Result, ServiceError, Services};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use uos_authz::{Action, Resource};
 use uos_domain::invite::{INVITE_DEFAULT_HOURS, INVITE_MAX_HOURS, INVITE_MIN_HOURS};
 use uos_domain::{
@@ -71,7 +71,7 @@ impl Services {
                 ));
             }
         }
-        let now = Utc::now();
+        let now = uos_domain::now();
         let token = uos_authn::random_token("uosinv_", 32);
         let invite = Invite {
             id: InviteId::new(),
@@ -120,7 +120,7 @@ impl Services {
                 invite_resource(None, false),
             )
             .await?;
-        let now = Utc::now();
+        let now = uos_domain::now();
         let page = r.list_invites(org.id, page).await?;
         Ok(Page {
             items: page
@@ -156,7 +156,7 @@ impl Services {
             .await?
             .ok_or(ServiceError::NotFound)?;
         check_version(before.version, if_match)?;
-        let now = Utc::now();
+        let now = uos_domain::now();
         match before.state(now) {
             InviteState::Pending | InviteState::Expired => {}
             InviteState::Accepted => {
@@ -238,7 +238,7 @@ impl Services {
             .get_invite_by_token_hash(&token_hash)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        let now = Utc::now();
+        let now = uos_domain::now();
         match before.state(now) {
             InviteState::Pending => {}
             InviteState::Expired => {

@@ -4,7 +4,6 @@ use crate::orgs::check_version;
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::{MeView, MyOrgView, UserView};
 use crate::{Ctx, Done, Result, ServiceError, Services};
-use chrono::Utc;
 use uos_authz::{Action, Capability, Resource};
 use uos_domain::{DisplayName, Locale, StatusCause, Timezone, User, UserStatus};
 
@@ -83,7 +82,7 @@ impl Services {
         if let Some(v) = patch.timezone {
             after.timezone = Some(v.into_string());
         }
-        after.touch(Utc::now());
+        after.touch(uos_domain::now());
         uow.tx().update_user(&after, before.version).await?;
         uow.record(
             "user.updated",
@@ -133,7 +132,7 @@ impl Services {
         check_version(before.version, if_match)?;
         let mut after = before.clone();
         after.preferences = prefs;
-        after.touch(Utc::now());
+        after.touch(uos_domain::now());
         uow.tx().update_user(&after, before.version).await?;
         uow.record(
             "user.preferences_changed",
@@ -192,7 +191,7 @@ impl Services {
             .ok_or(ServiceError::NotFound)?;
         let mut after = before.clone();
         after.password_hash = Some(hash);
-        let now = Utc::now();
+        let now = uos_domain::now();
         if after.status == UserStatus::PasswordResetRequired {
             after.set_status(UserStatus::Active, StatusCause::PasswordChanged, now)?;
         } else {

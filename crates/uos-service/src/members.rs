@@ -5,7 +5,6 @@ use crate::orgs::check_version;
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::MemberView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
-use chrono::Utc;
 use std::collections::{BTreeSet, HashMap};
 use uos_authz::{Action, Resource};
 use uos_domain::{Membership, MembershipStatus, Org, OrgSlug, RoleName, UserId};
@@ -194,7 +193,7 @@ impl Services {
         check_version(before.version, if_match)?;
         let roles = validate_roles(uow.tx(), &org, roles, "roles").await?;
         let mut after = before.clone();
-        after.set_roles(roles, Utc::now());
+        after.set_roles(roles, uos_domain::now());
         keep_an_owner(uow.tx(), &before, Some(&after)).await?;
         uow.tx().update_membership(&after, before.version).await?;
         let user = uow
@@ -248,7 +247,7 @@ impl Services {
         let before = current.ok_or(ServiceError::NotFound)?;
         check_version(before.version, if_match)?;
         let mut after = before.clone();
-        after.set_status(to, Utc::now())?;
+        after.set_status(to, uos_domain::now())?;
         keep_an_owner(uow.tx(), &before, Some(&after)).await?;
         uow.tx().update_membership(&after, before.version).await?;
         let user = uow

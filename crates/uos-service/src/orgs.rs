@@ -3,7 +3,7 @@
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::OrgView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use uos_authz::{Action, Resource};
 use uos_domain::{DisplayName, Email, Membership, Org, OrgSlug, RoleName};
 use uos_store::{OrgFilter, Page, PageRequest};
@@ -58,7 +58,7 @@ impl Services {
             }
             None => caller.user.clone(),
         };
-        let now = Utc::now();
+        let now = uos_domain::now();
         let org = Org::new(slug, display_name.into_string(), now);
         uow.tx().insert_org(&org).await?;
         let m = Membership::new(org.id, owner.id, vec![RoleName::owner()], now);
@@ -139,7 +139,7 @@ impl Services {
         if let Some(name) = display_name {
             next.display_name = name.into_string();
         }
-        next.updated_at = Utc::now();
+        next.updated_at = uos_domain::now();
         next.version += 1;
         uow.tx().update_org(&next, org.version).await?;
         uow.record(
@@ -174,7 +174,7 @@ impl Services {
             .org_access(uow.tx(), ctx, slug, action, |_| {})
             .await?;
         check_version(org.version, if_match)?;
-        let now = Utc::now();
+        let now = uos_domain::now();
         let mut next = org.clone();
         match mv {
             OrgMove::Suspend => next.suspend(now)?,

@@ -5,7 +5,6 @@ use crate::orgs::check_version;
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::RoleView;
 use crate::{Ctx, Done, FieldError, Result, ServiceError, Services};
-use chrono::Utc;
 use uos_authz::{Action, Resource};
 use uos_domain::{
     validate_role_graph, CustomRole, DomainError, OrgSlug, Permission, RoleId, RoleName,
@@ -98,7 +97,7 @@ impl Services {
                 format!("an organization has at most {MAX_ROLES_PER_ORG} custom roles"),
             ));
         }
-        let now = Utc::now();
+        let now = uos_domain::now();
         let role = CustomRole {
             id: RoleId::new(),
             org_id: org.id,
@@ -209,7 +208,7 @@ impl Services {
         if let Some(i) = patch.inherits {
             after.inherits = dedup(i);
         }
-        after.updated_at = Utc::now();
+        after.updated_at = uos_domain::now();
         after.version += 1;
         for r in all.iter_mut().filter(|r| &r.name == name) {
             *r = after.clone();

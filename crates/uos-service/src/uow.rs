@@ -2,7 +2,6 @@
 //! idempotency response, and that can only be committed with a [`Capability`].
 
 use crate::{Caller, Ctx, Inner, Result, ServiceError};
-use chrono::Utc;
 use serde::Serialize;
 use uos_audit::{Actor, Changes, NewEvent, Target};
 use uos_authz::Capability;
@@ -82,7 +81,7 @@ impl<'a> UnitOfWork<'a> {
         };
         let event = NewEvent {
             id: uos_domain::new_id(),
-            occurred_at: Utc::now(),
+            occurred_at: uos_domain::now(),
             actor: actor_of(self.ctx),
             action: action.to_string(),
             org_id: org_id.map(|o| o.0),

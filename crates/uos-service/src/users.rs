@@ -6,7 +6,7 @@ use crate::orgs::check_version;
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::UserView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use uos_authz::{Action, Resource};
 use uos_domain::{StatusCause, UserId, UserStatus};
 use uos_store::{Page, PageRequest, UserFilter};
@@ -89,7 +89,7 @@ impl Services {
         if let Some(v) = patch.timezone {
             after.timezone = Some(v.into_string());
         }
-        after.touch(Utc::now());
+        after.touch(uos_domain::now());
         uow.tx().update_user(&after, before.version).await?;
         uow.record(
             "user.updated",
@@ -141,7 +141,7 @@ impl Services {
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
         let before = uow.tx().get_user(id).await?.ok_or(ServiceError::NotFound)?;
         check_version(before.version, if_match)?;
-        let now = Utc::now();
+        let now = uos_domain::now();
         let mut after = before.clone();
         after.set_status(to, StatusCause::Admin, now)?;
         uow.tx().update_user(&after, before.version).await?;
@@ -177,7 +177,7 @@ impl Services {
         check_version(before.version, if_match)?;
         let mut after = before.clone();
         after.restore(
-            Utc::now(),
+            uos_domain::now(),
             Duration::days(i64::from(self.inner.cfg.retention_days)),
         )?;
         uow.tx().update_user(&after, before.version).await?;

@@ -1,0 +1,166 @@
+//! Configuration: defaults, then an optional TOML file (`UOS_CONFIG`), then `UOS_` environment
+//! variables (`__` nests: `UOS_SERVICE__ACCESS_TOKEN_TTL_SECS`). Unknown keys and bad values
+//! stop start-up with a message naming the key. The doc comments below are the reference.
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use uos_service::ServiceConfig;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the API listens on (`UOS_LISTEN`).
+    pub listen: SocketAddr,
+    /// `sqlite://path/file.db` (embedded default) or `postgres://…` (`UOS_DATABASE_URL`).
+    pub database_url: String,
+    /// Connection pool size for PostgreSQL.
+    pub database_max_connections: u32,
+    /// Where key files (and the default SQLite file) live; created on first start, 0700.
+    pub data_dir: PathBuf,
+    /// First platform admin, created on an empty store (`UOS_BOOTSTRAP_ADMIN_EMAIL`).
+    pub bootstrap_admin_email: Option<String>,
+    /// Its password (`UOS_BOOTSTRAP_ADMIN_PASSWORD`); set both or neither.
+    pub bootstrap_admin_password: Option<SecretString>,
+    /// Load Rego policies from this directory instead of the built-in ones.
+    pub policy_dir: Option<PathBuf>,
+    /// `text` or `json` log lines.
+    pub log_format: String,
+    /// Seconds in-flight requests get to finish on shutdown.
+    pub shutdown_grace_secs: u64,
+    /// Use-case settings (token lifetimes, retention, password hashing).
+    pub service: ServiceConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://.uos/uos.db".into(),
+            database_max_connections: 16,
+            data_dir: PathBuf::from(".uos"),
+            bootstrap_admin_email: None,
+            bootstrap_admin_password: None,
+            policy_dir: None,
+            log_format: "text".into(),
+            shutdown_grace_secs: 30,
+            service: ServiceConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Load from the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_figment(Self::figment())
+    }
+
+    /// The layered sources; tests add their own on top.
+    pub fn figment() -> Figment {
+        let mut f = Figment::new();
+        if let Ok(path) = std::env::var("UOS_CONFIG") {
+            f = f.merge(Toml::file_exact(path));
+        }
+        // UOS_CONFIG names the file; UOS_TEST_* belong to the test suite, not the server.
+        f.merge(
+            Env::prefixed("UOS_")
+                .filter(|k| k != "config" && !k.as_str().starts_with("test_"))
+                .split("__"),
+        )
+    }
+
+    pub fn from_figment(f: Figment) -> Result<Self, ConfigError> {
+        let cfg: Config = f.extract().map_err(|e| ConfigError(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        let url = self.database_url.as_str();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return bad("database_url", "must start with sqlite:// or postgres://");
+        }
+        if self.database_max_connections == 0 {
+            return bad("database_max_connections", "must be at least 1");
+        }
+        match (&self.bootstrap_admin_email, &self.bootstrap_admin_password) {
+            (Some(e), Some(_)) => {
+                if uos_domain::Email::parse(e).is_err() {
+                    return bad("bootstrap_admin_email", "is not a valid email address");
+                }
+            }
+            (None, None) => {}
+            _ => {
+                return bad(
+                    "bootstrap_admin_email",
+                    "set bootstrap_admin_email and bootstrap_admin_password together",
+                )
+            }
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return bad("log_format", "must be text or json");
+        }
+        let s = &self.service;
+        if s.access_token_ttl_secs == 0 || s.session_ttl_secs == 0 {
+            return bad(
+                "service.access_token_ttl_secs",
+                "token and session lifetimes must be positive",
+            );
+        }
+        if !(8..=128).contains(&s.password_min_length) {
+            return bad("service.password_min_length", "must be between 8 and 128");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use figment::providers::Serialized;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut f = Figment::new();
+        for (k, v) in pairs {
+            f = f.merge(Serialized::default(k, v));
+        }
+        Config::from_figment(f)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.database_url.starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (k, v, expect) in [
+            ("listen", "nowhere", "listen"),
+            ("database_url", "mysql://x", "database_url"),
+            ("log_format", "xml", "log_format"),
+            (
+                "bootstrap_admin_email",
+                "admin@example.com",
+                "bootstrap_admin_email",
+            ),
+            ("no_such_key", "1", "no_such_key"),
+        ] {
+            let err = with(&[(k, v)]).unwrap_err().to_string();
+            assert!(err.contains(expect), "{k}={v}: {err}");
+        }
+    }
+}

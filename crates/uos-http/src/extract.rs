@@ -1,0 +1,350 @@
+//! Request extractors shared by every handler: JSON bodies that report every bad field and
+//! reject unknown ones, list queries with opaque keyset page tokens, `If-Match`, and the
+//! request context (caller, request id, idempotency ticket).
+
+use crate::problem::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use uos_service::{Caller, Ctx, FieldError, IdemTicket};
+use uos_store::PageRequest;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A JSON object body parsed field by field (see [`json_body!`]).
+pub trait FromJsonObject: Sized {
+    fn from_object(obj: Map<String, Value>) -> Result<Self, Vec<FieldError>>;
+}
+
+/// Parse one field's value, recording a field error instead of stopping at the first.
+pub fn take_field<T: serde::de::DeserializeOwned>(
+    obj: &mut Map<String, Value>,
+    name: &str,
+    required: bool,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    match obj.remove(name) {
+        None | Some(Value::Null) => {
+            if required {
+                errors.push(FieldError::new(
+                    name,
+                    "required",
+                    format!("{name} is required"),
+                ));
+            }
+            None
+        }
+        Some(v) => match serde_json::from_value::<T>(v) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let msg = e.to_string();
+                let code = if msg.starts_with("invalid type") || msg.starts_with("invalid length") {
+                    "invalid_type"
+                } else {
+                    "invalid"
+                };
+                errors.push(FieldError::new(name, code, msg));
+                None
+            }
+        },
+    }
+}
+
+/// Anything left in the object after every known field was taken is an unknown field.
+pub fn reject_unknown(obj: Map<String, Value>, errors: &mut Vec<FieldError>) {
+    for k in obj.keys() {
+        errors.push(FieldError::new(
+            k.as_str(),
+            "unknown_field",
+            format!("unknown field {k}"),
+        ));
+    }
+}
+
+/// Declare a request body: a struct plus a [`FromJsonObject`] impl that parses each field
+/// through its domain type, collects every failure and rejects unknown fields.
+/// `req` fields must be present (and not null); `opt` fields are declared as `Option<T>`.
+#[macro_export]
+macro_rules! json_body {
+    ($(#[$m:meta])* pub struct $name:ident { $( $(#[$fm:meta])* $kind:ident $field:ident : $ty:ty ),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, utoipa::ToSchema)]
+        pub struct $name { $( $(#[$fm])* pub $field: $ty ),* }
+
+        impl $crate::extract::FromJsonObject for $name {
+            fn from_object(mut obj: serde_json::Map<String, serde_json::Value>) -> Result<Self, Vec<uos_service::FieldError>> {
+                let mut errors = Vec::new();
+                $( let $field: Option<$ty> = $crate::extract::take_field(&mut obj, stringify!($field), $crate::json_body!(@req $kind), &mut errors); )*
+                $crate::extract::reject_unknown(obj, &mut errors);
+                if !errors.is_empty() {
+                    return Err(errors);
+                }
+                Ok(Self { $( $field: $crate::json_body!(@final $kind $field errors) ),* })
+            }
+        }
+    };
+    (@req req) => { true };
+    (@req opt) => { false };
+    (@final req $f:ident $errors:ident) => { match $f { Some(v) => v, None => return Err($errors) } };
+    (@final opt $f:ident $errors:ident) => { $f.flatten() };
+}
+
+/// Read the body with the size limit, mapping an oversized one to 413.
+pub async fn read_body(req: Request) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::payload_too_large())
+}
+
+/// A JSON request body parsed with [`FromJsonObject`].
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: FromJsonObject> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let value = json_value(req).await?;
+        match value {
+            Value::Object(obj) => T::from_object(obj)
+                .map(ApiJson)
+                .map_err(ApiError::validation),
+            _ => Err(ApiError::field(
+                "body",
+                "invalid_type",
+                "the body must be a JSON object",
+            )),
+        }
+    }
+}
+
+/// Any JSON value (for free-form documents such as preferences).
+#[derive(Debug)]
+pub struct AnyJson(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for AnyJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        json_value(req).await.map(AnyJson)
+    }
+}
+
+async fn json_value(req: Request) -> Result<Value, ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
+    if !is_json {
+        return Err(ApiError::field(
+            "Content-Type",
+            "unsupported_media_type",
+            "send the body as application/json",
+        ));
+    }
+    let bytes = read_body(req).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::field(
+            "body",
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// Query parameters, parsed and checked as a whole so every bad or unknown one is reported.
+#[derive(Debug)]
+pub struct Query {
+    params: BTreeMap<String, String>,
+    errors: Vec<FieldError>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let raw = parts.uri.query().unwrap_or("");
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).map_err(|_| {
+            ApiError::field("query", "malformed", "the query string cannot be parsed")
+        })?;
+        let mut params = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (k, v) in pairs {
+            if params.insert(k.clone(), v).is_some() {
+                errors.push(FieldError::new(k, "repeated", "give this parameter once"));
+            }
+        }
+        Ok(Self { params, errors })
+    }
+}
+
+impl Query {
+    pub fn take(&mut self, name: &str) -> Option<String> {
+        self.params.remove(name)
+    }
+
+    /// Parse an optional parameter with `parse`, recording a failure under its name.
+    pub fn parse<T, E: std::fmt::Display>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        let raw = self.take(name)?;
+        match parse(&raw) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.errors
+                    .push(FieldError::new(name, "invalid", e.to_string()));
+                None
+            }
+        }
+    }
+
+    /// `limit` (1-100, default 50) and `page_token` for the list named `kind`.
+    pub fn page(&mut self, kind: &str, valid_cursor: impl Fn(&str) -> bool) -> PageRequest {
+        let limit = match self.take("limit") {
+            None => 50,
+            Some(raw) => match raw.parse::<u32>() {
+                Ok(n) if (1..=100).contains(&n) => n,
+                _ => {
+                    self.errors.push(FieldError::new(
+                        "limit",
+                        "out_of_range",
+                        "limit must be an integer from 1 to 100",
+                    ));
+                    50
+                }
+            },
+        };
+        let after = self
+            .take("page_token")
+            .and_then(|t| match decode_page_token(kind, &t) {
+                Some(c) if valid_cursor(&c) => Some(c),
+                _ => {
+                    self.errors.push(FieldError::new(
+                        "page_token",
+                        "invalid",
+                        "the page token is not valid for this list",
+                    ));
+                    None
+                }
+            });
+        PageRequest { after, limit }
+    }
+
+    /// Fail with every problem found, including parameters nobody asked for.
+    pub fn finish(mut self) -> Result<(), ApiError> {
+        for k in self.params.keys() {
+            self.errors.push(FieldError::new(
+                k.as_str(),
+                "unknown_parameter",
+                format!("unknown query parameter {k}"),
+            ));
+        }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.errors))
+        }
+    }
+}
+
+/// Page tokens are opaque to clients: the list kind and the keyset cursor, base64url-encoded,
+/// so a token from one list is refused by another.
+pub fn encode_page_token(kind: &str, cursor: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{kind}:{cursor}"))
+}
+
+fn decode_page_token(kind: &str, token: &str) -> Option<String> {
+    if token.len() > 512 {
+        return None;
+    }
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
+    raw.strip_prefix(kind)?
+        .strip_prefix(':')
+        .map(str::to_string)
+}
+
+pub fn is_uuid(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok()
+}
+
+pub fn is_seq(s: &str) -> bool {
+    s.parse::<i64>().is_ok_and(|n| n >= 0)
+}
+
+/// `If-Match: "<version>"`; `*` or absent means no precondition.
+#[derive(Debug, Clone, Copy)]
+pub struct IfMatch(pub Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(v) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(Self(None));
+        };
+        let s = v.to_str().unwrap_or("").trim();
+        if s == "*" {
+            return Ok(Self(None));
+        }
+        s.strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .and_then(|s| s.parse::<i64>().ok())
+            .map(|n| Self(Some(n)))
+            .ok_or_else(|| {
+                ApiError::field(
+                    "If-Match",
+                    "invalid",
+                    "If-Match must be an ETag such as \"3\"",
+                )
+            })
+    }
+}
+
+/// The request id assigned by the request-context middleware.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The service context of this request.
+#[derive(Debug)]
+pub struct ReqCtx(pub Ctx);
+
+impl<S: Send + Sync> FromRequestParts<S> for ReqCtx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(ctx_from_parts(parts)))
+    }
+}
+
+pub fn ctx_from_parts(parts: &Parts) -> Ctx {
+    let ext = &parts.extensions;
+    Ctx {
+        request_id: ext
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
+        caller: ext.get::<Caller>().cloned().unwrap_or(Caller::Anonymous),
+        idem: ext.get::<IdemTicket>().cloned(),
+        ip: ext
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+    }
+}

@@ -1,0 +1,107 @@
+//! The HTTP face of user-org-service: the axum router with its conventions (problem+json,
+//! request ids, idempotency keys, ETags, keyset pages), the OpenAPI document, configuration
+//! and the server loop.
+
+pub mod config;
+pub mod extract;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod problem;
+pub mod reply;
+pub mod routes;
+pub mod server;
+pub mod state;
+
+pub use config::Config;
+pub use state::AppState;
+
+use crate::problem::ApiError;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::Router;
+use routes::{audit, auth, health, invites, me, members, orgs, roles, users};
+use tower_http::catch_panic::CatchPanicLayer;
+
+/// The full router. Layer order, outermost first: request context (id, span, early 413),
+/// panic catcher, authentication, idempotency; metrics sit on each matched route.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/auth/login", post(auth::login))
+        .route("/v1/auth/logout", post(auth::logout))
+        .route("/v1/me", get(me::get_me).patch(me::patch_me))
+        .route(
+            "/v1/me/preferences",
+            get(me::get_preferences).put(me::put_preferences),
+        )
+        .route("/v1/me/password", post(me::change_password))
+        .route("/v1/orgs", post(orgs::create).get(orgs::list_orgs))
+        .route(
+            "/v1/orgs/{slug}",
+            get(orgs::get).patch(orgs::update).delete(orgs::delete),
+        )
+        .route("/v1/orgs/{slug}/suspend", post(orgs::suspend))
+        .route("/v1/orgs/{slug}/resume", post(orgs::resume))
+        .route("/v1/orgs/{slug}/restore", post(orgs::restore))
+        .route("/v1/orgs/{slug}/users", get(members::list_members))
+        .route(
+            "/v1/orgs/{slug}/users/{user_id}",
+            get(members::get_member).delete(members::remove_member),
+        )
+        .route(
+            "/v1/orgs/{slug}/users/{user_id}/roles",
+            put(members::set_roles),
+        )
+        .route(
+            "/v1/orgs/{slug}/users/{user_id}/suspend",
+            post(members::suspend),
+        )
+        .route(
+            "/v1/orgs/{slug}/users/{user_id}/reactivate",
+            post(members::reactivate),
+        )
+        .route(
+            "/v1/orgs/{slug}/invites",
+            post(invites::create).get(invites::list_invites),
+        )
+        .route(
+            "/v1/orgs/{slug}/invites/{id}",
+            axum::routing::delete(invites::revoke),
+        )
+        .route("/v1/invites/accept", post(invites::accept))
+        .route(
+            "/v1/orgs/{slug}/roles",
+            post(roles::create).get(roles::list_roles),
+        )
+        .route(
+            "/v1/orgs/{slug}/roles/{name}",
+            get(roles::get).patch(roles::update).delete(roles::delete),
+        )
+        .route("/v1/users", get(users::list_users))
+        .route(
+            "/v1/users/{id}",
+            get(users::get).patch(users::update).delete(users::delete),
+        )
+        .route("/v1/users/{id}/status", post(users::set_status))
+        .route("/v1/users/{id}/restore", post(users::restore))
+        .route("/v1/audit/events", get(audit::events))
+        .route("/v1/audit/keys", get(audit::keys))
+        .route("/.well-known/jwks.json", get(health::jwks))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(health::openapi))
+        .route_layer(from_fn_with_state(state.clone(), middleware::metrics))
+        .fallback(|| async { ApiError::route_not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
+
+    api.layer(from_fn_with_state(state.clone(), middleware::idempotency))
+        .layer(from_fn_with_state(state.clone(), middleware::authenticate))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("handler panicked");
+            ApiError::internal().into_response()
+        }))
+        .layer(from_fn(middleware::request_context))
+        .with_state(state)
+}

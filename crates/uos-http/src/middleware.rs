@@ -1,0 +1,172 @@
+//! Cross-cutting request handling, implemented once: request ids, authentication, idempotency
+//! keys and metrics.
+
+use crate::extract::{ctx_from_parts, read_body, RequestId, MAX_BODY_BYTES};
+use crate::problem::{ApiError, REQUEST_ID};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use std::time::Instant;
+use tracing::Instrument;
+use uos_service::{Caller, IdemOutcome, IdemTicket};
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// A client-sent request id is echoed if it is short and printable (it ends up in logs and
+/// audit events); otherwise a new one is generated.
+fn request_id_of(req: &Request) -> String {
+    req.headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// Outermost layer: request id (extension, task-local for error bodies, response header),
+/// a tracing span, and an early 413 for declared oversized bodies.
+pub async fn request_context(mut req: Request, next: Next) -> Response {
+    let id = request_id_of(&req);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let declared_len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let header_id = id.clone();
+    let fut = async move {
+        let mut res = if declared_len.is_some_and(|n| n > MAX_BODY_BYTES) {
+            ApiError::payload_too_large().into_response()
+        } else {
+            next.run(req).await
+        };
+        tracing::debug!(status = res.status().as_u16(), "response");
+        if let Ok(v) = HeaderValue::from_str(&header_id) {
+            res.headers_mut().insert(X_REQUEST_ID.clone(), v);
+        }
+        res
+    };
+    REQUEST_ID.scope(id, fut.instrument(span)).await
+}
+
+/// Resolve `Authorization: Bearer` into a [`Caller`]. No header means anonymous (the policy
+/// decides what anonymous may do); a bad one is a 401 right away.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let caller = match req.headers().get(header::AUTHORIZATION) {
+        None => Caller::Anonymous,
+        Some(v) => {
+            let token = v.to_str().ok().and_then(|s| {
+                let (scheme, rest) = s.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            });
+            let Some(token) = token else {
+                return ApiError::from(uos_service::ServiceError::Unauthenticated).into_response();
+            };
+            match state.svc.authenticate(token).await {
+                Ok(c) => c,
+                Err(e) => return ApiError::from(e).into_response(),
+            }
+        }
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// `Idempotency-Key` on POST: claim the key (per caller), replay a finished response, refuse
+/// a different request or one still in flight. The handler's unit of work stores the response
+/// in the same transaction as the change; a failed request releases the claim.
+/// Authentication endpoints are excluded: their responses are credentials, never stored.
+pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST || req.uri().path().starts_with("/v1/auth/") {
+        return next.run(req).await;
+    }
+    let Some(raw) = req.headers().get(&IDEMPOTENCY_KEY) else {
+        return next.run(req).await;
+    };
+    let key = match raw.to_str() {
+        Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| (0x20..0x7f).contains(&b)) => {
+            k.to_string()
+        }
+        _ => {
+            return ApiError::field(
+                "Idempotency-Key",
+                "invalid",
+                "must be 1 to 255 printable ASCII characters",
+            )
+            .into_response()
+        }
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match read_body(Request::from_parts(parts.clone(), body)).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let mut h = Sha256::new();
+    h.update(parts.method.as_str());
+    h.update(b"\n");
+    h.update(parts.uri.path());
+    h.update(b"\n");
+    h.update(&bytes);
+    let request_hash = hex_lower(&h.finalize());
+    let ctx = ctx_from_parts(&parts);
+    let ticket: IdemTicket = match state.svc.claim_idempotency(&ctx, &key, &request_hash).await {
+        Ok(IdemOutcome::Proceed(t)) => t,
+        Ok(IdemOutcome::Replay { status, body }) => return replay(status, body),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    req.extensions_mut().insert(ticket.clone());
+    let res = next.run(req).await;
+    if !res.status().is_success() {
+        if let Err(e) = state.svc.release_idempotency(&ticket).await {
+            tracing::warn!(error = %e, "could not release idempotency claim; it expires on its own");
+        }
+    }
+    res
+}
+
+fn replay(status: u16, body: serde_json::Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let mut res = if status == StatusCode::NO_CONTENT || body.is_null() {
+        status.into_response()
+    } else {
+        (status, axum::Json(body)).into_response()
+    };
+    res.headers_mut().insert(
+        IDEMPOTENT_REPLAYED.clone(),
+        HeaderValue::from_static("true"),
+    );
+    res
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Per-route counters and latency. Applied as a route layer, so the label is the route
+/// template (`/v1/orgs/{slug}`), never a raw path with ids in it.
+pub async fn metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    let m = &state.metrics;
+    m.latency
+        .with_label_values(&[&route, &method])
+        .observe(start.elapsed().as_secs_f64());
+    m.requests
+        .with_label_values(&[&route, &method, res.status().as_str()])
+        .inc();
+    res
+}

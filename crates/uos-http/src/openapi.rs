@@ -1,0 +1,48 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and the types they use.
+
+use crate::problem::Problem;
+use crate::reply::ListBody;
+use crate::routes::{audit, auth, health, invites, me, members, orgs, roles, users};
+use uos_service::views;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "user-org-service", description = "Identity and organization service: HTTP contract v1."),
+    paths(
+        health::healthz, health::readyz, health::metrics, health::openapi, health::jwks,
+        auth::login, auth::logout,
+        me::get_me, me::patch_me, me::get_preferences, me::put_preferences, me::change_password,
+        orgs::create, orgs::list_orgs, orgs::get, orgs::update, orgs::delete, orgs::suspend, orgs::resume, orgs::restore,
+        members::list_members, members::get_member, members::remove_member, members::set_roles, members::suspend, members::reactivate,
+        invites::create, invites::list_invites, invites::revoke, invites::accept,
+        roles::create, roles::list_roles, roles::get, roles::update, roles::delete,
+        users::list_users, users::get, users::update, users::set_status, users::delete, users::restore,
+        audit::events, audit::keys,
+    ),
+    components(schemas(
+        Problem, views::OrgView, views::UserView, views::MemberView, views::InviteView, views::RoleView,
+        views::AcceptedInviteView, views::TokenView, views::MeView, views::MyOrgView,
+        ListBody<views::OrgView>, ListBody<views::UserView>, ListBody<views::MemberView>,
+        ListBody<views::InviteView>, ListBody<views::RoleView>,
+    )),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

@@ -1,0 +1,226 @@
+//! problem+json (RFC 9457): the one table that maps service errors to HTTP statuses and error
+//! codes, and the error response every failure path of the API goes through.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use uos_service::{FieldError, ServiceError};
+use utoipa::ToSchema;
+
+/// Base of the problem `type` URIs; the code is appended.
+pub const PROBLEM_TYPE_BASE: &str = "https://user-org-service.dev/errors/";
+
+tokio::task_local! {
+    /// The request id of the request this task serves, so error bodies built deep in an
+    /// extractor still carry it.
+    pub static REQUEST_ID: String;
+}
+
+pub(crate) fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// The error body. `errors` lists every failed field; 5xx bodies never carry internals.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub code: String,
+    pub detail: String,
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub errors: Vec<FieldError>,
+    /// The policy rule that denied (403 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// A more specific reason for a 409 (`slug_taken`, `last_owner`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    title: &'static str,
+    detail: String,
+    errors: Vec<FieldError>,
+    rule: Option<String>,
+    reason: Option<String>,
+}
+
+impl ApiError {
+    fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+            errors: Vec::new(),
+            rule: None,
+            reason: None,
+        }
+    }
+
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            "Validation failed",
+            "the request is not valid; see errors",
+        );
+        e.errors = errors;
+        e
+    }
+
+    pub fn field(field: &str, code: &str, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError::new(field, code, message)])
+    }
+
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "Payload too large",
+            "the request body is larger than 1 MiB",
+        )
+    }
+
+    pub fn route_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not found",
+            "no such resource",
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Method not allowed",
+            "this resource does not support the method",
+        )
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the server failed; the request id identifies it in the logs",
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        use StatusCode as S;
+        match e {
+            ServiceError::Validation(errors) => Self::validation(errors),
+            ServiceError::Unauthenticated => Self::new(
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                "Unauthenticated",
+                "missing, invalid, expired or revoked credentials",
+            ),
+            ServiceError::InvalidCredentials => Self::new(
+                S::UNAUTHORIZED,
+                "invalid_credentials",
+                "Invalid credentials",
+                "the email or password is not correct",
+            ),
+            ServiceError::Forbidden { rule } => {
+                let mut e = Self::new(
+                    S::FORBIDDEN,
+                    "forbidden",
+                    "Forbidden",
+                    format!("denied by policy rule {rule}"),
+                );
+                e.rule = Some(rule);
+                e
+            }
+            ServiceError::NotFound => {
+                Self::new(S::NOT_FOUND, "not_found", "Not found", "no such resource")
+            }
+            ServiceError::Conflict { code, detail } => {
+                let mut e = Self::new(S::CONFLICT, "conflict", "Conflict", detail);
+                e.reason = Some(code.to_string());
+                e
+            }
+            ServiceError::Gone { code, detail } => Self::new(S::GONE, code, "Gone", detail),
+            ServiceError::PreconditionFailed => Self::new(
+                S::PRECONDITION_FAILED,
+                "precondition_failed",
+                "Precondition failed",
+                "If-Match does not match the current ETag",
+            ),
+            ServiceError::IdempotencyInFlight => Self::new(
+                S::CONFLICT,
+                "idempotency_key_in_flight",
+                "Idempotency key in flight",
+                "a request with this Idempotency-Key is still being processed",
+            ),
+            ServiceError::IdempotencyReused => Self::new(
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency key reused",
+                "this Idempotency-Key was used for a different request",
+            ),
+            ServiceError::Unavailable(cause) => {
+                tracing::error!(%cause, "dependency unavailable");
+                Self::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Service unavailable",
+                    "a dependency is unavailable; retry later",
+                )
+            }
+            ServiceError::Internal(cause) => {
+                // Logged once here with the request id (in the span); never sent to the client.
+                tracing::error!(%cause, "internal error");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Problem {
+            kind: format!("{PROBLEM_TYPE_BASE}{}", self.code),
+            title: self.title.to_string(),
+            status: self.status.as_u16(),
+            code: self.code.to_string(),
+            detail: self.detail,
+            request_id: current_request_id(),
+            errors: self.errors,
+            rule: self.rule,
+            reason: self.reason,
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut res = (self.status, bytes).into_response();
+        let h = res.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res
+    }
+}

@@ -1,0 +1,50 @@
+//! Liveness, readiness, metrics, OpenAPI and the JWKS.
+
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use std::time::Duration;
+
+/// The process runs.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// The store answers within a second.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
+pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    let store = s.svc.store();
+    let ok = matches!(
+        tokio::time::timeout(Duration::from_secs(1), store.ping()).await,
+        Ok(Ok(()))
+    );
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({"status": if ok { "ready" } else { "unavailable" }, "checks": {"store": {"backend": store.backend(), "ok": ok}}});
+    (status, Json(body))
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
+pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let text = s.metrics.render(s.svc.store().pool_stats());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "OpenAPI document")))]
+pub async fn openapi() -> impl IntoResponse {
+    Json(crate::openapi::document())
+}
+
+/// Public keys of access tokens (JWK Set).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, description = "JWK Set")))]
+pub async fn jwks(State(s): State<AppState>) -> impl IntoResponse {
+    Json(s.svc.jwks())
+}

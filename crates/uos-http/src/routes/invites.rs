@@ -1,0 +1,104 @@
+//! Invites.
+
+use super::{slug, uuid};
+use crate::extract::{is_uuid, ApiJson, IfMatch, Query, ReqCtx};
+use crate::json_body;
+use crate::problem::{ApiError, Problem};
+use crate::reply::{list, reply, ApiResult, ListBody};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::Json;
+use uos_domain::{DisplayName, Email, InviteId, RoleName};
+use uos_service::views::{AcceptedInviteView, InviteView};
+use uos_service::NewInvite;
+
+json_body! {
+    /// Invite an email address into the org with roles.
+    pub struct CreateInviteBody {
+        #[schema(value_type = String, format = "email")]
+        req email: Email,
+        #[schema(value_type = Vec<String>, example = json!(["member"]))]
+        req roles: Vec<RoleName>,
+        /// 1 to 720 hours; default 168 (a week).
+        opt expires_in_hours: Option<i64>,
+    }
+}
+
+json_body! {
+    /// Accept an invite. New accounts need a password.
+    pub struct AcceptInviteBody {
+        req token: String,
+        #[schema(value_type = Option<String>)]
+        opt display_name: Option<DisplayName>,
+        #[schema(value_type = Option<String>, format = "password")]
+        opt password: Option<String>,
+    }
+}
+
+/// Create an invite; the token is in this response only.
+#[utoipa::path(post, path = "/v1/orgs/{slug}/invites", tag = "invites", security(("bearer" = [])), request_body = CreateInviteBody, params(("Idempotency-Key" = Option<String>, Header)), responses(
+    (status = 201, body = InviteView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn create(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path(raw): Path<String>,
+    ApiJson(b): ApiJson<CreateInviteBody>,
+) -> ApiResult<InviteView> {
+    let req = NewInvite {
+        email: b.email,
+        roles: b.roles,
+        expires_in_hours: b.expires_in_hours,
+    };
+    reply(s.svc.create_invite(&ctx, &slug(&raw)?, req).await)
+}
+
+#[utoipa::path(get, path = "/v1/orgs/{slug}/invites", tag = "invites", security(("bearer" = [])), params(("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query)),
+    responses((status = 200, body = ListBody<InviteView>), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn list_invites(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path(raw): Path<String>,
+    mut q: Query,
+) -> Result<Json<ListBody<InviteView>>, ApiError> {
+    let page = q.page("invites", is_uuid);
+    q.finish()?;
+    list(
+        "invites",
+        s.svc.list_invites(&ctx, &slug(&raw)?, &page).await,
+    )
+}
+
+/// Revoke an invite.
+#[utoipa::path(delete, path = "/v1/orgs/{slug}/invites/{id}", tag = "invites", security(("bearer" = [])), responses(
+    (status = 200, body = InviteView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn revoke(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path((raw, id)): Path<(String, String)>,
+    IfMatch(v): IfMatch,
+) -> ApiResult<InviteView> {
+    let id = InviteId(uuid("id", &id)?);
+    reply(s.svc.revoke_invite(&ctx, &slug(&raw)?, id, v).await)
+}
+
+/// Accept an invite by its token (no login needed: the token is the credential).
+#[utoipa::path(post, path = "/v1/invites/accept", tag = "invites", request_body = AcceptInviteBody, responses(
+    (status = 200, body = AcceptedInviteView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 410, body = Problem)))]
+pub async fn accept(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    ApiJson(b): ApiJson<AcceptInviteBody>,
+) -> ApiResult<AcceptedInviteView> {
+    if b.token.is_empty() || b.token.len() > 256 {
+        return Err(ApiError::field(
+            "token",
+            "invalid",
+            "token must be 1 to 256 characters",
+        ));
+    }
+    reply(
+        s.svc
+            .accept_invite(&ctx, &b.token, b.display_name, b.password)
+            .await,
+    )
+}
