@@ -1,6 +1,7 @@
 //! `uosctl`: the operator CLI. Parses arguments and hands each subcommand to its module.
 
 mod audit;
+mod migrate;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,8 @@ enum Command {
     /// Audit trail tools.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Run the store's forward-only migrations (configured like admin-api: UOS_DATABASE_URL).
+    Migrate,
 }
 
 /// Exit codes: 0 success, 1 the check failed (e.g. a tampered audit chain), 2 usage or input
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Migrate => migrate::run(),
     };
     match result {
         Ok(code) => code,

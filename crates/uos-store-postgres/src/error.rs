@@ -1,0 +1,57 @@
+//! Translation of sqlx errors into the port's [`StoreError`].
+
+use uos_store::StoreError;
+
+/// The unique indexes the port gives a conflict code to, by index name (see the migrations).
+const UNIQUE_CODES: &[(&str, &str)] = &[
+    ("org_slug_uq", "slug_taken"),
+    ("user_account_email_uq", "email_taken"),
+    ("membership_org_user_uq", "already_member"),
+    ("custom_role_org_name_uq", "role_exists"),
+    ("invite_token_hash_uq", "invite_token_taken"),
+];
+
+/// SQLSTATEs meaning "the database cannot serve us now" rather than "the request is wrong":
+/// connection exceptions (class 08), too many connections, shutdown and start-up.
+fn unavailable(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03")
+}
+
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(d) => {
+            if d.is_unique_violation() {
+                if let Some((_, code)) = d
+                    .constraint()
+                    .and_then(|name| UNIQUE_CODES.iter().find(|(n, _)| *n == name))
+                {
+                    return StoreError::Conflict(code);
+                }
+            }
+            if d.code().is_some_and(|c| unavailable(&c)) {
+                StoreError::Unavailable(d.to_string())
+            } else {
+                StoreError::Backend(d.to_string())
+            }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Configuration(_) => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// A stored value that the domain refuses (a parse error), named by its column.
+pub(crate) fn corrupt(column: &'static str) -> impl Fn(uos_domain::DomainError) -> StoreError {
+    move |e| StoreError::Corrupt(format!("{column}: {e}"))
+}
+
+/// The HTTP layer validates cursors; an unparsable one reaching the store is a bug upstream.
+pub(crate) fn bad_cursor() -> StoreError {
+    StoreError::Corrupt("bad cursor".into())
+}

@@ -1,0 +1,100 @@
+//! PostgreSQL implementation of the storage port: the production system of record.
+//!
+//! One pool; `begin()` opens a read-committed transaction, `read()` hands out a plain pooled
+//! connection. Concurrency is handled by the database: optimistic `version` checks on every
+//! update, `for update` on the owner rows and on the audit head where the port asks for it.
+
+mod audit;
+mod error;
+mod idempotency;
+mod invite;
+mod membership;
+mod org;
+mod role;
+mod rows;
+mod session;
+pub mod testing;
+mod tx;
+mod user;
+
+use async_trait::async_trait;
+use error::db_err;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+use tx::PgTx;
+use uos_store::{PoolStats, Result, Store, StoreError, Tx};
+
+/// How long a caller waits for a pooled connection before the store reports `Unavailable`.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The PostgreSQL store. Cloning shares the pool.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connect to `url` (`postgres://user@host:port/db`) with at most `max_connections`.
+    #[tracing::instrument(skip_all)]
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad postgres url: {e}")))?
+            .application_name("user-org-service");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(db_err)?;
+        Ok(Self { pool })
+    }
+
+    /// Apply the forward-only migrations in `migrations/` (sqlx serialises concurrent runs
+    /// with an advisory lock, so replicas may all call this at start-up).
+    #[tracing::instrument(skip_all)]
+    pub async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    #[tracing::instrument(skip_all)]
+    async fn begin(&self) -> Result<Box<dyn Tx>> {
+        let tx = self.pool.begin().await.map_err(db_err)?;
+        Ok(Box::new(PgTx::write(tx)))
+    }
+
+    async fn read(&self) -> Result<Box<dyn Tx>> {
+        let conn = self.pool.acquire().await.map_err(db_err)?;
+        Ok(Box::new(PgTx::read(conn)))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("select 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,151 @@
+//! Users: insert, lookups, optimistic update, filtered keyset list and the count.
+
+use crate::error::db_err;
+use crate::rows::{self, overfetch, uuid_cursor, USER_COLS};
+use crate::tx::PgTx;
+use async_trait::async_trait;
+use sqlx::types::Json;
+use sqlx::{Postgres, QueryBuilder};
+use uos_domain::{Email, User, UserId};
+use uos_store::{Page, PageRequest, Result, UserFilter, UserRepo};
+
+/// Upper bound of a prefix range: no valid string starting with the prefix sorts at or above
+/// `prefix + U+10FFFF` under the "C" collation of the email column (code point order), so
+/// `email >= prefix and email < prefix || U+10FFFF` is "starts with" and uses the email index.
+pub(crate) fn prefix_upper_bound(prefix: &str) -> String {
+    let mut upper = String::with_capacity(prefix.len() + 4);
+    upper.push_str(prefix);
+    upper.push(char::MAX);
+    upper
+}
+
+#[async_trait]
+impl UserRepo for PgTx {
+    #[tracing::instrument(skip_all)]
+    async fn insert_user(&mut self, user: &User) -> Result<()> {
+        sqlx::query(
+            "insert into user_account (user_id, email, display_name, locale, timezone, status, \
+             status_before_delete, platform_admin, password_hash, preferences, created_at, \
+             updated_at, deleted_at, version) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(user.id.0)
+        .bind(user.email.as_str())
+        .bind(&user.display_name)
+        .bind(&user.locale)
+        .bind(&user.timezone)
+        .bind(user.status.as_str())
+        .bind(user.status_before_delete.map(|s| s.as_str()))
+        .bind(user.platform_admin)
+        .bind(&user.password_hash)
+        .bind(Json(&user.preferences))
+        .bind(user.created_at)
+        .bind(user.updated_at)
+        .bind(user.deleted_at)
+        .bind(user.version)
+        .execute(self.conn())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_user(&mut self, id: UserId) -> Result<Option<User>> {
+        let sql = format!("select {USER_COLS} from user_account where user_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .fetch_optional(self.conn())
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(rows::user).transpose()
+    }
+
+    async fn get_user_by_email(&mut self, email: &Email) -> Result<Option<User>> {
+        let sql = format!("select {USER_COLS} from user_account where email = $1");
+        let row = sqlx::query(&sql)
+            .bind(email.as_str())
+            .fetch_optional(self.conn())
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(rows::user).transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_user(&mut self, user: &User, expected_version: i64) -> Result<()> {
+        let done = sqlx::query(
+            "update user_account set email = $3, display_name = $4, locale = $5, timezone = $6, \
+             status = $7, status_before_delete = $8, platform_admin = $9, password_hash = $10, \
+             preferences = $11, updated_at = $12, deleted_at = $13, version = $14 \
+             where user_id = $1 and version = $2",
+        )
+        .bind(user.id.0)
+        .bind(expected_version)
+        .bind(user.email.as_str())
+        .bind(&user.display_name)
+        .bind(&user.locale)
+        .bind(&user.timezone)
+        .bind(user.status.as_str())
+        .bind(user.status_before_delete.map(|s| s.as_str()))
+        .bind(user.platform_admin)
+        .bind(&user.password_hash)
+        .bind(Json(&user.preferences))
+        .bind(user.updated_at)
+        .bind(user.deleted_at)
+        .bind(user.version)
+        .execute(self.conn())
+        .await
+        .map_err(db_err)?;
+        self.settle_update(
+            done.rows_affected(),
+            "select 1 from user_account where user_id = $1",
+            user.id.0,
+        )
+        .await
+    }
+
+    async fn list_users(&mut self, filter: &UserFilter, page: &PageRequest) -> Result<Page<User>> {
+        let after = uuid_cursor(page.after.as_deref())?;
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "select {USER_COLS} from user_account where true"
+        ));
+        if let Some(status) = filter.status {
+            q.push(" and status = ").push_bind(status.as_str());
+        }
+        if let Some(prefix) = &filter.email_prefix {
+            // Emails are stored lower-case; a prefix typed in another case would match nothing.
+            let prefix = prefix.to_lowercase();
+            q.push(" and email >= ")
+                .push_bind(prefix.clone())
+                .push(" and email < ")
+                .push_bind(prefix_upper_bound(&prefix));
+        }
+        if let Some(after) = after {
+            q.push(" and user_id > ").push_bind(after);
+        }
+        q.push(" order by user_id limit ")
+            .push_bind(overfetch(page.limit));
+        let found = q.build().fetch_all(self.conn()).await.map_err(db_err)?;
+        let users = found.iter().map(rows::user).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(users, page.limit, |u| {
+            u.id.to_string()
+        }))
+    }
+
+    async fn get_users(&mut self, ids: &[UserId]) -> Result<Vec<User>> {
+        // One array parameter, however many ids.
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+        let sql = format!("select {USER_COLS} from user_account where user_id = any($1)");
+        let found = sqlx::query(&sql)
+            .bind(ids)
+            .fetch_all(self.conn())
+            .await
+            .map_err(db_err)?;
+        found.iter().map(rows::user).collect()
+    }
+
+    async fn count_users(&mut self) -> Result<i64> {
+        sqlx::query_scalar("select count(*) from user_account")
+            .fetch_one(self.conn())
+            .await
+            .map_err(db_err)
+    }
+}

@@ -1,0 +1,143 @@
+//! SQLite implementation of the storage port: the embedded default, one file in the data dir.
+//!
+//! Two pools over one WAL-mode file. Writes go through a pool of exactly one connection, so
+//! write transactions queue inside the process instead of racing for SQLite's single write
+//! lock (and never fail with `SQLITE_BUSY` on a lock upgrade). Reads use a separate pool that
+//! WAL lets run alongside the writer; those connections are `query_only`.
+
+mod audit;
+mod error;
+mod idempotency;
+mod invite;
+mod membership;
+mod org;
+mod role;
+mod rows;
+mod session;
+mod tx;
+mod user;
+
+use async_trait::async_trait;
+use error::db_err;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::str::FromStr;
+use std::time::Duration;
+use tx::SqliteTx;
+use uos_store::{PoolStats, Result, Store, StoreError, Tx};
+
+/// Connections of the read pool: WAL readers never block the writer or each other.
+const READERS: u32 = 8;
+/// How long a statement waits for a lock held by another process (e.g. the CLI).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `begin()` waits for the single writer connection before reporting `Unavailable`.
+const WRITER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The SQLite store. Cloning shares the pools.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating it and its parent directory if missing) the database at `url`, e.g.
+    /// `sqlite://data/uos.db`. In-memory URLs are refused: the two pools need one shared file.
+    #[tracing::instrument(skip_all)]
+    pub async fn open(url: &str) -> Result<Self> {
+        let base = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad sqlite url: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        // Two pools over one in-memory database would be two different databases.
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::Unavailable(
+                "in-memory SQLite is not supported: use a file (e.g. in a temp dir)".into(),
+            ));
+        }
+        if let Some(dir) = base.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                tokio::fs::create_dir_all(dir).await.map_err(|e| {
+                    StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        // The writer connection lives as long as the store: it owns the WAL files and is the
+        // one place writes happen, so recycling it buys nothing.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(WRITER_ACQUIRE_TIMEOUT)
+            .connect_with(base.clone())
+            .await
+            .map_err(db_err)?;
+        // `query_only` turns an accidental write through `read()` into an error instead of a
+        // second writer competing with the first.
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(base.pragma("query_only", "true"))
+            .await
+            .map_err(db_err)?;
+        Ok(Self { writer, reader })
+    }
+
+    /// Apply the forward-only migrations in `migrations/`.
+    #[tracing::instrument(skip_all)]
+    pub async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations")
+            .run(&self.writer)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    #[tracing::instrument(skip_all)]
+    async fn begin(&self) -> Result<Box<dyn Tx>> {
+        // IMMEDIATE takes the write lock up front: a deferred transaction that reads first
+        // could otherwise fail to upgrade when another process wrote in between.
+        let tx = self
+            .writer
+            .begin_with("begin immediate")
+            .await
+            .map_err(db_err)?;
+        Ok(Box::new(SqliteTx::write(tx)))
+    }
+
+    async fn read(&self) -> Result<Box<dyn Tx>> {
+        let conn = self.reader.acquire().await.map_err(db_err)?;
+        Ok(Box::new(SqliteTx::read(conn)))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("select 1")
+            .execute(&self.reader)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.reader.size(),
+            idle: u32::try_from(self.reader.num_idle()).unwrap_or(u32::MAX),
+            max: self.reader.options().get_max_connections(),
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}

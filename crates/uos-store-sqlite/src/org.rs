@@ -1,0 +1,105 @@
+//! Organizations: insert, lookups, optimistic update and the keyset-paged list.
+
+use crate::error::db_err;
+use crate::rows::{self, overfetch, uuid_cursor, ORG_COLS};
+use crate::tx::SqliteTx;
+use async_trait::async_trait;
+use sqlx::{QueryBuilder, Sqlite};
+use uos_domain::{Org, OrgId, OrgSlug};
+use uos_store::{OrgFilter, OrgRepo, Page, PageRequest, Result};
+
+#[async_trait]
+impl OrgRepo for SqliteTx {
+    #[tracing::instrument(skip_all)]
+    async fn insert_org(&mut self, org: &Org) -> Result<()> {
+        sqlx::query(
+            "insert into org (org_id, slug, display_name, status, status_before_delete, \
+             deleted_at, created_at, updated_at, version) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(org.id.0)
+        .bind(org.slug.as_str())
+        .bind(&org.display_name)
+        .bind(org.status.as_str())
+        .bind(org.status_before_delete.map(|s| s.as_str()))
+        .bind(org.deleted_at)
+        .bind(org.created_at)
+        .bind(org.updated_at)
+        .bind(org.version)
+        .execute(self.conn())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_org(&mut self, id: OrgId) -> Result<Option<Org>> {
+        let sql = format!("select {ORG_COLS} from org where org_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .fetch_optional(self.conn())
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(rows::org).transpose()
+    }
+
+    async fn get_org_by_slug(&mut self, slug: &OrgSlug) -> Result<Option<Org>> {
+        let sql = format!("select {ORG_COLS} from org where slug = $1");
+        let row = sqlx::query(&sql)
+            .bind(slug.as_str())
+            .fetch_optional(self.conn())
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(rows::org).transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_org(&mut self, org: &Org, expected_version: i64) -> Result<()> {
+        let done = sqlx::query(
+            "update org set slug = $3, display_name = $4, status = $5, \
+             status_before_delete = $6, deleted_at = $7, updated_at = $8, version = $9 \
+             where org_id = $1 and version = $2",
+        )
+        .bind(org.id.0)
+        .bind(expected_version)
+        .bind(org.slug.as_str())
+        .bind(&org.display_name)
+        .bind(org.status.as_str())
+        .bind(org.status_before_delete.map(|s| s.as_str()))
+        .bind(org.deleted_at)
+        .bind(org.updated_at)
+        .bind(org.version)
+        .execute(self.conn())
+        .await
+        .map_err(db_err)?;
+        self.settle_update(
+            done.rows_affected(),
+            "select 1 from org where org_id = $1",
+            org.id.0,
+        )
+        .await
+    }
+
+    async fn list_orgs(&mut self, filter: &OrgFilter, page: &PageRequest) -> Result<Page<Org>> {
+        let after = uuid_cursor(page.after.as_deref())?;
+        let mut q = QueryBuilder::<Sqlite>::new(format!("select {ORG_COLS} from org where true"));
+        if let Some(user) = filter.member {
+            q.push(
+                " and exists (select 1 from membership \
+                 where membership.org_id = org.org_id and membership.user_id = ",
+            )
+            .push_bind(user.0)
+            .push(")");
+        }
+        if !filter.include_deleted {
+            q.push(" and org.status <> 'deleted'");
+        }
+        if let Some(after) = after {
+            q.push(" and org.org_id > ").push_bind(after);
+        }
+        q.push(" order by org.org_id limit ")
+            .push_bind(overfetch(page.limit));
+        let found = q.build().fetch_all(self.conn()).await.map_err(db_err)?;
+        let orgs = found.iter().map(rows::org).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(orgs, page.limit, |o| o.id.to_string()))
+    }
+}

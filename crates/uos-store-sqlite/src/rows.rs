@@ -1,0 +1,210 @@
+//! Column lists and row → domain conversions. A stored value the domain refuses is reported
+//! as `StoreError::Corrupt` naming its column, never silently repaired.
+
+use crate::error::{corrupt, db_err};
+use sqlx::types::Json;
+use sqlx::{Decode, Row, Type};
+use uos_domain::{
+    CustomRole, DomainError, Email, Invite, InviteId, Membership, MembershipId, MembershipStatus,
+    Org, OrgId, OrgSlug, OrgStatus, Permission, RoleId, RoleName, SessionId, User, UserId,
+    UserStatus,
+};
+use uos_store::{AuditRow, IdempotencyRecord, Result, Session, StoreError};
+
+type Db = sqlx::Sqlite;
+type DbRow = sqlx::sqlite::SqliteRow;
+
+fn get<'r, T>(row: &'r DbRow, col: &str) -> Result<T>
+where
+    T: Decode<'r, Db> + Type<Db>,
+{
+    row.try_get(col).map_err(db_err)
+}
+
+fn parsed<T>(
+    row: &DbRow,
+    col: &'static str,
+    parse: impl Fn(&str) -> Result<T, DomainError>,
+) -> Result<T> {
+    parse(get::<&str>(row, col)?).map_err(corrupt(col))
+}
+
+fn parsed_opt<T>(
+    row: &DbRow,
+    col: &'static str,
+    parse: impl Fn(&str) -> Result<T, DomainError>,
+) -> Result<Option<T>> {
+    get::<Option<&str>>(row, col)?
+        .map(parse)
+        .transpose()
+        .map_err(corrupt(col))
+}
+
+/// A JSON array of names (roles, permissions), each parsed by the domain.
+fn names<T>(
+    row: &DbRow,
+    col: &'static str,
+    parse: impl Fn(&str) -> Result<T, DomainError>,
+) -> Result<Vec<T>> {
+    let Json(raw) = get::<Json<Vec<String>>>(row, col)?;
+    raw.iter()
+        .map(|s| parse(s))
+        .collect::<Result<_, _>>()
+        .map_err(corrupt(col))
+}
+
+pub(crate) const ORG_COLS: &str = "org.org_id, org.slug, org.display_name, org.status, \
+     org.status_before_delete, org.deleted_at, org.created_at, org.updated_at, org.version";
+
+pub(crate) fn org(r: &DbRow) -> Result<Org> {
+    Ok(Org {
+        id: OrgId(get(r, "org_id")?),
+        slug: parsed(r, "slug", OrgSlug::parse)?,
+        display_name: get(r, "display_name")?,
+        status: parsed(r, "status", OrgStatus::parse)?,
+        status_before_delete: parsed_opt(r, "status_before_delete", OrgStatus::parse)?,
+        deleted_at: get(r, "deleted_at")?,
+        created_at: get(r, "created_at")?,
+        updated_at: get(r, "updated_at")?,
+        version: get(r, "version")?,
+    })
+}
+
+pub(crate) const USER_COLS: &str = "user_id, email, display_name, locale, timezone, status, \
+     status_before_delete, platform_admin, password_hash, preferences, created_at, updated_at, \
+     deleted_at, version";
+
+pub(crate) fn user(r: &DbRow) -> Result<User> {
+    let Json(preferences) = get::<Json<serde_json::Value>>(r, "preferences")?;
+    Ok(User {
+        id: UserId(get(r, "user_id")?),
+        email: parsed(r, "email", Email::parse)?,
+        display_name: get(r, "display_name")?,
+        locale: get(r, "locale")?,
+        timezone: get(r, "timezone")?,
+        status: parsed(r, "status", UserStatus::parse)?,
+        status_before_delete: parsed_opt(r, "status_before_delete", UserStatus::parse)?,
+        platform_admin: get(r, "platform_admin")?,
+        password_hash: get(r, "password_hash")?,
+        preferences,
+        created_at: get(r, "created_at")?,
+        updated_at: get(r, "updated_at")?,
+        deleted_at: get(r, "deleted_at")?,
+        version: get(r, "version")?,
+    })
+}
+
+pub(crate) const MEMBERSHIP_COLS: &str =
+    "membership_id, org_id, user_id, roles, status, created_at, updated_at, version";
+
+pub(crate) fn membership(r: &DbRow) -> Result<Membership> {
+    Ok(Membership {
+        id: MembershipId(get(r, "membership_id")?),
+        org_id: OrgId(get(r, "org_id")?),
+        user_id: UserId(get(r, "user_id")?),
+        roles: names(r, "roles", RoleName::parse)?,
+        status: parsed(r, "status", MembershipStatus::parse)?,
+        created_at: get(r, "created_at")?,
+        updated_at: get(r, "updated_at")?,
+        version: get(r, "version")?,
+    })
+}
+
+pub(crate) const INVITE_COLS: &str = "invite_id, org_id, email, roles, token_hash, expires_at, \
+     created_by, created_at, accepted_at, revoked_at, version";
+
+pub(crate) fn invite(r: &DbRow) -> Result<Invite> {
+    Ok(Invite {
+        id: InviteId(get(r, "invite_id")?),
+        org_id: OrgId(get(r, "org_id")?),
+        email: parsed(r, "email", Email::parse)?,
+        roles: names(r, "roles", RoleName::parse)?,
+        token_hash: get(r, "token_hash")?,
+        expires_at: get(r, "expires_at")?,
+        created_by: get::<Option<uuid::Uuid>>(r, "created_by")?.map(UserId),
+        created_at: get(r, "created_at")?,
+        accepted_at: get(r, "accepted_at")?,
+        revoked_at: get(r, "revoked_at")?,
+        version: get(r, "version")?,
+    })
+}
+
+pub(crate) const ROLE_COLS: &str = "custom_role_id, org_id, name, description, permissions, \
+     inherits, created_at, updated_at, version";
+
+pub(crate) fn role(r: &DbRow) -> Result<CustomRole> {
+    Ok(CustomRole {
+        id: RoleId(get(r, "custom_role_id")?),
+        org_id: OrgId(get(r, "org_id")?),
+        name: parsed(r, "name", RoleName::parse)?,
+        description: get(r, "description")?,
+        permissions: names(r, "permissions", Permission::parse)?,
+        inherits: names(r, "inherits", RoleName::parse)?,
+        created_at: get(r, "created_at")?,
+        updated_at: get(r, "updated_at")?,
+        version: get(r, "version")?,
+    })
+}
+
+pub(crate) const SESSION_COLS: &str =
+    "session_id, user_id, created_at, expires_at, revoked_at, user_agent, ip";
+
+pub(crate) fn session(r: &DbRow) -> Result<Session> {
+    Ok(Session {
+        id: SessionId(get(r, "session_id")?),
+        user_id: UserId(get(r, "user_id")?),
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+        revoked_at: get(r, "revoked_at")?,
+        user_agent: get(r, "user_agent")?,
+        ip: get(r, "ip")?,
+    })
+}
+
+pub(crate) const IDEMPOTENCY_COLS: &str =
+    "scope, idem_key, request_hash, status, response, created_at";
+
+pub(crate) fn idempotency(r: &DbRow) -> Result<IdempotencyRecord> {
+    let status = get::<Option<i32>>(r, "status")?
+        .map(u16::try_from)
+        .transpose()
+        .map_err(|_| StoreError::Corrupt("idempotency.status out of range".into()))?;
+    Ok(IdempotencyRecord {
+        scope: get(r, "scope")?,
+        key: get(r, "idem_key")?,
+        request_hash: get(r, "request_hash")?,
+        status,
+        response: get::<Option<Json<serde_json::Value>>>(r, "response")?.map(|j| j.0),
+        created_at: get(r, "created_at")?,
+    })
+}
+
+pub(crate) const AUDIT_COLS: &str =
+    "seq, audit_event_id, occurred_at, org_id, actor_id, action, target_id, hash, payload";
+
+pub(crate) fn audit(r: &DbRow) -> Result<AuditRow> {
+    let Json(payload) = get::<Json<serde_json::Value>>(r, "payload")?;
+    Ok(AuditRow {
+        seq: get(r, "seq")?,
+        id: get(r, "audit_event_id")?,
+        occurred_at: get(r, "occurred_at")?,
+        org_id: get::<Option<uuid::Uuid>>(r, "org_id")?.map(OrgId),
+        actor_id: get(r, "actor_id")?,
+        action: get(r, "action")?,
+        target_id: get(r, "target_id")?,
+        hash: get(r, "hash")?,
+        payload,
+    })
+}
+
+/// Parse an id cursor (a hyphenated uuid).
+pub(crate) fn uuid_cursor(after: Option<&str>) -> Result<Option<uuid::Uuid>> {
+    after
+        .map(|s| uuid::Uuid::parse_str(s).map_err(|_| crate::error::bad_cursor()))
+        .transpose()
+}
+
+/// `limit + 1` as the SQL limit: one extra row tells whether another page follows.
+pub(crate) fn overfetch(limit: u32) -> i64 {
+    i64::from(limit) + 1
+}

@@ -1,0 +1,1596 @@
+//! The conformance cases. Each takes a freshly migrated store and owns all of its data; each
+//! assertion message says what the port promises.
+
+use crate::fixtures::{self, *};
+use chrono::Duration;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use uos_domain::{MembershipStatus, OrgId, SessionId, UserId, UserStatus};
+use uos_store::{
+    AuditFilter, IdemClaim, MemberFilter, OrgFilter, Page, PageRequest, Store, StoreError, Tx,
+    UserFilter,
+};
+
+/// `assert!(matches!(..))` with the value in the message.
+macro_rules! assert_err {
+    ($value:expr, $pattern:pat, $why:expr) => {
+        match $value {
+            Err($pattern) => {}
+            other => panic!("{}: got {:?}", $why, other),
+        }
+    };
+}
+
+fn after(page_next: &Option<String>, limit: u32) -> PageRequest {
+    PageRequest {
+        after: page_next.clone(),
+        limit,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// store
+
+pub async fn ping_and_pool_stats(store: Arc<dyn Store>) {
+    store.ping().await.expect("ping answers");
+    assert!(
+        ["sqlite", "postgres"].contains(&store.backend()),
+        "backend() names the backend"
+    );
+    let mut tx = store.read().await.expect("read handle");
+    assert_eq!(tx.count_users().await.expect("count"), 0);
+    tx.commit()
+        .await
+        .expect("commit on a read handle is a no-op");
+    let stats = store.pool_stats();
+    assert!(stats.max >= 1, "a pool has a maximum: {stats:?}");
+    assert!(stats.size <= stats.max, "size within max: {stats:?}");
+    assert!(stats.idle <= stats.size, "idle within size: {stats:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// orgs
+
+pub async fn org_insert_and_get(store: Arc<dyn Store>) {
+    let mut o = fixtures::org();
+    o.display_name = "Ünïcode Org — ok".into();
+    o.delete(now())
+        .expect("delete for round-tripping every field");
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_org(&o).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.get_org(o.id).await.unwrap().as_ref(),
+        Some(&o),
+        "get_org round-trips"
+    );
+    assert_eq!(
+        tx.get_org_by_slug(&o.slug).await.unwrap().as_ref(),
+        Some(&o),
+        "get_org_by_slug round-trips"
+    );
+    assert_eq!(tx.get_org(OrgId::new()).await.unwrap(), None, "absent id");
+    let other = fixtures::org();
+    assert_eq!(
+        tx.get_org_by_slug(&other.slug).await.unwrap(),
+        None,
+        "absent slug"
+    );
+}
+
+pub async fn org_slug_taken(store: Arc<dyn Store>) {
+    let mut first = seed_org(&store).await;
+    let mut tx = store.begin().await.unwrap();
+    let mut dup = fixtures::org();
+    dup.slug = first.slug.clone();
+    assert_err!(
+        tx.insert_org(&dup).await,
+        StoreError::Conflict("slug_taken"),
+        "a second org with the same slug"
+    );
+    drop(tx);
+
+    // Still taken while the first org is soft-deleted.
+    let v = first.version;
+    first.delete(now()).unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.update_org(&first, v).await.unwrap();
+    assert_err!(
+        tx.insert_org(&dup).await,
+        StoreError::Conflict("slug_taken"),
+        "the slug of a deleted org"
+    );
+    drop(tx);
+
+    // Renaming another org onto the slug is refused the same way.
+    let mut second = seed_org(&store).await;
+    let v = second.version;
+    second.slug = first.slug.clone();
+    second.version += 1;
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.update_org(&second, v).await,
+        StoreError::Conflict("slug_taken"),
+        "update to a taken slug"
+    );
+}
+
+pub async fn org_update_is_optimistic(store: Arc<dyn Store>) {
+    let original = seed_org(&store).await;
+    let mut renamed = original.clone();
+    renamed.display_name = "Renamed".into();
+    renamed.updated_at = now();
+    renamed.version = 2;
+    let mut tx = store.begin().await.unwrap();
+    tx.update_org(&renamed, 1)
+        .await
+        .expect("update at the read version");
+    tx.commit().await.unwrap();
+
+    let mut stale = original.clone();
+    stale.display_name = "Stale".into();
+    stale.version = 2;
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.update_org(&stale, 1).await,
+        StoreError::VersionConflict,
+        "update with a stale expected_version"
+    );
+    drop(tx);
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.get_org(original.id).await.unwrap().as_ref(),
+        Some(&renamed),
+        "a refused update leaves the row unchanged"
+    );
+
+    let ghost = fixtures::org();
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.update_org(&ghost, 1).await,
+        StoreError::NotFound,
+        "update of an absent org"
+    );
+}
+
+pub async fn org_list_pages_in_creation_order(store: Arc<dyn Store>) {
+    let mut created = Vec::new();
+    for _ in 0..25 {
+        created.push(seed_org(&store).await.id);
+    }
+    let mut tx = store.read().await.unwrap();
+    let filter = OrgFilter::default();
+    let mut seen = Vec::new();
+    let mut next = None;
+    for size in [10, 10, 5] {
+        let page = tx.list_orgs(&filter, &after(&next, 10)).await.unwrap();
+        assert_eq!(page.items.len(), size, "pages of 10/10/5");
+        seen.extend(page.items.iter().map(|o| o.id));
+        next = page.next;
+    }
+    assert_eq!(next, None, "no cursor after the last page");
+    assert_eq!(seen, created, "creation order, no overlap, nothing missing");
+}
+
+pub async fn org_list_filters_member_and_deleted(store: Arc<dyn Store>) {
+    let u = seed_user(&store).await;
+    let mut orgs = Vec::new();
+    for _ in 0..5 {
+        orgs.push(seed_org(&store).await);
+    }
+    // Member of 0, 2 (suspended membership still counts) and 4; 3 and 4 are deleted.
+    seed_member(&store, orgs[0].id, u.id, &["member"]).await;
+    seed_member(&store, orgs[4].id, u.id, &["member"]).await;
+    let mut m2 = seed_member(&store, orgs[2].id, u.id, &["member"]).await;
+    m2.set_status(MembershipStatus::Suspended, now()).unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.update_membership(&m2, 1).await.unwrap();
+    for i in [3, 4] {
+        let v = orgs[i].version;
+        orgs[i].delete(now()).unwrap();
+        tx.update_org(&orgs[i], v).await.unwrap();
+    }
+    seed_extra_member(&mut *tx, orgs[1].id).await;
+    tx.commit().await.unwrap();
+
+    let ids = |page: Page<uos_domain::Org>| page.items.iter().map(|o| o.id).collect::<Vec<_>>();
+    let mut tx = store.read().await.unwrap();
+    let member = |include_deleted| OrgFilter {
+        member: Some(u.id),
+        include_deleted,
+    };
+    let all = |include_deleted| OrgFilter {
+        member: None,
+        include_deleted,
+    };
+    let first = PageRequest::first(50);
+    assert_eq!(
+        ids(tx.list_orgs(&member(false), &first).await.unwrap()),
+        vec![orgs[0].id, orgs[2].id],
+        "member filter hides deleted orgs"
+    );
+    assert_eq!(
+        ids(tx.list_orgs(&member(true), &first).await.unwrap()),
+        vec![orgs[0].id, orgs[2].id, orgs[4].id],
+        "member filter with deleted orgs"
+    );
+    assert_eq!(
+        ids(tx.list_orgs(&all(false), &first).await.unwrap()),
+        vec![orgs[0].id, orgs[1].id, orgs[2].id],
+        "all orgs without deleted"
+    );
+    assert_eq!(
+        ids(tx.list_orgs(&all(true), &first).await.unwrap()).len(),
+        5,
+        "all orgs with deleted"
+    );
+    let p1 = tx
+        .list_orgs(&member(true), &PageRequest::first(2))
+        .await
+        .unwrap();
+    assert!(p1.next.is_some(), "a second page follows");
+    let p2 = tx
+        .list_orgs(&member(true), &after(&p1.next, 2))
+        .await
+        .unwrap();
+    assert_eq!(ids(p1), vec![orgs[0].id, orgs[2].id], "filtered page 1");
+    assert_eq!(p2.next, None, "filtered last page");
+    assert_eq!(ids(p2), vec![orgs[4].id], "filtered page 2");
+}
+
+/// Another user in `org`, so the member filter has rows to exclude.
+async fn seed_extra_member(tx: &mut dyn uos_store::Tx, org: OrgId) {
+    let other = fixtures::user();
+    tx.insert_user(&other).await.unwrap();
+    tx.insert_membership(&fixtures::membership(org, other.id, &["owner"]))
+        .await
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// users
+
+pub async fn user_insert_and_get(store: Arc<dyn Store>) {
+    let mut u = fixtures::user_with_email("Ann.Lee@Example.TEST");
+    u.display_name = Some("Ann Lee".into());
+    u.locale = Some("de-CH".into());
+    u.timezone = Some("Europe/Zurich".into());
+    u.platform_admin = true;
+    u.password_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
+    u.preferences = json!({"theme": "dark", "nested": {"b": [1, 2], "a": null}, "n": 1.5});
+    u.set_status(UserStatus::Deleted, uos_domain::StatusCause::Admin, now())
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_user(&u).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.get_user(u.id).await.unwrap().as_ref(),
+        Some(&u),
+        "get_user round-trips"
+    );
+    assert_eq!(
+        tx.get_user_by_email(&email("  ANN.LEE@example.test "))
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&u),
+        "lookup by a differently written but equal email"
+    );
+    assert_eq!(tx.get_user(UserId::new()).await.unwrap(), None, "absent id");
+    assert_eq!(
+        tx.get_user_by_email(&email("nobody@example.test"))
+            .await
+            .unwrap(),
+        None,
+        "absent email"
+    );
+}
+
+pub async fn user_email_taken(store: Arc<dyn Store>) {
+    let first = fixtures::user_with_email("taken@example.test");
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_user(&first).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let dup = fixtures::user_with_email("  TAKEN@Example.Test ");
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.insert_user(&dup).await,
+        StoreError::Conflict("email_taken"),
+        "the same email in another case"
+    );
+    drop(tx);
+
+    let mut second = seed_user(&store).await;
+    let before = second.clone();
+    second.email = email("taken@example.test");
+    second.version = 2;
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.update_user(&second, 1).await,
+        StoreError::Conflict("email_taken"),
+        "changing the email to a taken one"
+    );
+    drop(tx);
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.get_user(before.id).await.unwrap(),
+        Some(before),
+        "refused update leaves the user unchanged"
+    );
+}
+
+pub async fn user_update_is_optimistic(store: Arc<dyn Store>) {
+    let original = seed_user(&store).await;
+    let mut changed = original.clone();
+    changed.email = email("changed@example.test");
+    changed.display_name = Some("Changed".into());
+    changed.preferences = json!({"k": "v"});
+    changed.touch(now());
+    let mut tx = store.begin().await.unwrap();
+    tx.update_user(&changed, 1)
+        .await
+        .expect("update at the read version");
+    tx.commit().await.unwrap();
+
+    let mut stale = original.clone();
+    stale.display_name = Some("Stale".into());
+    stale.version = 2;
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.update_user(&stale, 1).await,
+        StoreError::VersionConflict,
+        "stale expected_version"
+    );
+    drop(tx);
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.get_user(original.id).await.unwrap(),
+        Some(changed.clone())
+    );
+    assert_eq!(
+        tx.get_user_by_email(&changed.email)
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some(original.id),
+        "the new email finds the user"
+    );
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.update_user(&fixtures::user(), 1).await,
+        StoreError::NotFound,
+        "update of an absent user"
+    );
+}
+
+pub async fn user_list_filters_and_pages(store: Arc<dyn Store>) {
+    let mut tx = store.begin().await.unwrap();
+    let mut users = Vec::new();
+    for i in 0..25 {
+        let domain = if i % 5 == 0 { "beta" } else { "alpha" };
+        let mut u = fixtures::user_with_email(&format!("{domain}-{i:02}@example.test"));
+        if i % 2 == 1 {
+            u.status = UserStatus::Suspended;
+        }
+        tx.insert_user(&u).await.unwrap();
+        users.push(u);
+    }
+    tx.commit().await.unwrap();
+    let expect = |f: &dyn Fn(&uos_domain::User) -> bool| {
+        users
+            .iter()
+            .filter(|u| f(u))
+            .map(|u| u.id)
+            .collect::<Vec<_>>()
+    };
+
+    let mut tx = store.read().await.unwrap();
+    let all = UserFilter::default();
+    let mut seen = Vec::new();
+    let mut next = None;
+    for size in [10, 10, 5] {
+        let page = tx.list_users(&all, &after(&next, 10)).await.unwrap();
+        assert_eq!(page.items.len(), size, "users in pages of 10/10/5");
+        seen.extend(page.items.iter().map(|u| u.id));
+        next = page.next;
+    }
+    assert_eq!(next, None);
+    assert_eq!(seen, expect(&|_| true), "creation order");
+
+    // status + prefix, paged by 4: alpha users that are suspended.
+    let filter = UserFilter {
+        status: Some(UserStatus::Suspended),
+        email_prefix: Some("alpha-".into()),
+    };
+    let wanted =
+        expect(&|u| u.status == UserStatus::Suspended && u.email.as_str().starts_with("alpha-"));
+    assert_eq!(wanted.len(), 10, "fixture sanity");
+    let mut seen = Vec::new();
+    let mut next = None;
+    for size in [4, 4, 2] {
+        let page = tx.list_users(&filter, &after(&next, 4)).await.unwrap();
+        assert_eq!(page.items.len(), size, "filtered pages of 4/4/2");
+        seen.extend(page.items.iter().map(|u| u.id));
+        next = page.next;
+    }
+    assert_eq!(next, None);
+    assert_eq!(
+        seen, wanted,
+        "status and prefix combined, in creation order"
+    );
+
+    let beta = UserFilter {
+        status: None,
+        email_prefix: Some("beta-".into()),
+    };
+    let page = tx.list_users(&beta, &PageRequest::first(50)).await.unwrap();
+    assert_eq!(
+        page.items.iter().map(|u| u.id).collect::<Vec<_>>(),
+        expect(&|u| u.email.as_str().starts_with("beta-")),
+        "prefix alone"
+    );
+    let active = UserFilter {
+        status: Some(UserStatus::Active),
+        email_prefix: None,
+    };
+    let page = tx
+        .list_users(&active, &PageRequest::first(50))
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items.iter().map(|u| u.id).collect::<Vec<_>>(),
+        expect(&|u| u.status == UserStatus::Active),
+        "status alone"
+    );
+    let none = UserFilter {
+        status: None,
+        email_prefix: Some("gamma".into()),
+    };
+    let page = tx.list_users(&none, &PageRequest::first(50)).await.unwrap();
+    assert!(page.items.is_empty() && page.next.is_none(), "no match");
+}
+
+pub async fn user_email_prefix_is_literal(store: Arc<dyn Store>) {
+    let mut tx = store.begin().await.unwrap();
+    let mut ids = Vec::new();
+    for raw in [
+        "a_b@example.test",
+        "axb@example.test",
+        "a%c@example.test",
+        "a@example.test",
+        "ab@example.test",
+        "zoë@example.test",
+    ] {
+        let u = fixtures::user_with_email(raw);
+        tx.insert_user(&u).await.unwrap();
+        ids.push(u.id);
+    }
+    tx.commit().await.unwrap();
+    let mut tx = store.read().await.unwrap();
+    let (p, got) = ("a_", emails_with_prefix(&mut *tx, "a_").await);
+    assert_eq!(got, vec!["a_b@example.test"], "{p}: '_' is not a wildcard");
+    let (p, got) = ("a%", emails_with_prefix(&mut *tx, "a%").await);
+    assert_eq!(got, vec!["a%c@example.test"], "{p}: '%' is not a wildcard");
+    let (p, got) = ("a@", emails_with_prefix(&mut *tx, "a@").await);
+    assert_eq!(got, vec!["a@example.test"], "{p}");
+    let (p, got) = ("zo", emails_with_prefix(&mut *tx, "zo").await);
+    assert_eq!(
+        got,
+        vec!["zoë@example.test"],
+        "{p}: non-ASCII after the prefix"
+    );
+    let (p, got) = ("zoë@", emails_with_prefix(&mut *tx, "zoë@").await);
+    assert_eq!(got, vec!["zoë@example.test"], "{p}: non-ASCII prefix");
+    let (p, got) = ("a", emails_with_prefix(&mut *tx, "a").await);
+    assert_eq!(got.len(), 5, "{p}: every address starting with a");
+}
+
+async fn emails_with_prefix(tx: &mut dyn Tx, prefix: &str) -> Vec<String> {
+    let filter = UserFilter {
+        status: None,
+        email_prefix: Some(prefix.into()),
+    };
+    let page = tx
+        .list_users(&filter, &PageRequest::first(50))
+        .await
+        .unwrap();
+    assert_eq!(page.next, None);
+    page.items.iter().map(|u| u.email.to_string()).collect()
+}
+
+pub async fn user_count_and_batch_get(store: Arc<dyn Store>) {
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(tx.count_users().await.unwrap(), 0, "empty store");
+    drop(tx);
+    let a = seed_user(&store).await;
+    let b = seed_user(&store).await;
+    let c = seed_user(&store).await;
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(tx.count_users().await.unwrap(), 3);
+    let mut got = tx.get_users(&[c.id, UserId::new(), a.id]).await.unwrap();
+    got.sort_by_key(|u| u.id);
+    assert_eq!(
+        got,
+        vec![a.clone(), c.clone()],
+        "present ids only, absent skipped"
+    );
+    assert!(
+        tx.get_users(&[]).await.unwrap().is_empty(),
+        "no ids, no users"
+    );
+    let many: Vec<UserId> = (0..1200)
+        .map(|i| if i == 700 { b.id } else { UserId::new() })
+        .collect();
+    assert_eq!(
+        tx.get_users(&many).await.unwrap(),
+        vec![b],
+        "a long id list works"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// memberships
+
+pub async fn membership_insert_get_and_unique(store: Arc<dyn Store>) {
+    let o1 = seed_org(&store).await;
+    let o2 = seed_org(&store).await;
+    let u = seed_user(&store).await;
+    let m1 = seed_member(&store, o1.id, u.id, &["owner", "billing"]).await;
+    let m2 = seed_member(&store, o2.id, u.id, &["member"]).await;
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.get_membership(o1.id, u.id).await.unwrap(),
+        Some(m1.clone())
+    );
+    assert_eq!(tx.get_membership(o1.id, UserId::new()).await.unwrap(), None);
+    assert_err!(
+        tx.insert_membership(&fixtures::membership(o1.id, u.id, &["member"]))
+            .await,
+        StoreError::Conflict("already_member"),
+        "a second membership in the same org"
+    );
+    drop(tx);
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.list_memberships_of_user(u.id).await.unwrap(),
+        vec![m1, m2],
+        "every membership of the user, in creation order"
+    );
+    assert!(tx
+        .list_memberships_of_user(UserId::new())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn membership_requires_org_and_user(store: Arc<dyn Store>) {
+    let o = seed_org(&store).await;
+    let u = seed_user(&store).await;
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.insert_membership(&fixtures::membership(OrgId::new(), u.id, &["member"]))
+            .await
+            .is_err(),
+        "a membership of an absent org is refused (foreign key)"
+    );
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.insert_membership(&fixtures::membership(o.id, UserId::new(), &["member"]))
+            .await
+            .is_err(),
+        "a membership of an absent user is refused (foreign key)"
+    );
+}
+
+pub async fn membership_update_and_delete(store: Arc<dyn Store>) {
+    let o = seed_org(&store).await;
+    let u = seed_user(&store).await;
+    let original = seed_member(&store, o.id, u.id, &["member"]).await;
+    let mut changed = original.clone();
+    changed.set_roles(vec![role("admin"), role("auditor")], now());
+    changed
+        .set_status(MembershipStatus::Suspended, now())
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.update_membership(&changed, 1).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut stale = original.clone();
+    stale.set_roles(vec![role("owner")], now());
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.update_membership(&stale, 1).await,
+        StoreError::VersionConflict,
+        "stale expected_version"
+    );
+    assert_eq!(
+        tx.get_membership(o.id, u.id).await.unwrap(),
+        Some(changed.clone()),
+        "refused update changes nothing"
+    );
+    let ghost = fixtures::membership(o.id, UserId::new(), &["member"]);
+    assert_err!(
+        tx.update_membership(&ghost, 1).await,
+        StoreError::NotFound,
+        "update of an absent membership"
+    );
+    tx.delete_membership(o.id, u.id).await.expect("delete");
+    assert_eq!(tx.get_membership(o.id, u.id).await.unwrap(), None);
+    assert_err!(
+        tx.delete_membership(o.id, u.id).await,
+        StoreError::NotFound,
+        "deleting an absent membership"
+    );
+    tx.commit().await.unwrap();
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.get_membership(o.id, u.id).await.unwrap(),
+        None,
+        "delete committed"
+    );
+}
+
+pub async fn membership_list_pages_and_status(store: Arc<dyn Store>) {
+    let o = seed_org(&store).await;
+    let other = seed_org(&store).await;
+    let mut tx = store.begin().await.unwrap();
+    let mut members = Vec::new();
+    for i in 0..25 {
+        let u = fixtures::user();
+        tx.insert_user(&u).await.unwrap();
+        let mut m = fixtures::membership(o.id, u.id, &["member"]);
+        if i % 3 == 0 {
+            m.status = MembershipStatus::Suspended;
+        }
+        tx.insert_membership(&m).await.unwrap();
+        // Interleave another org's members: they must never show up.
+        tx.insert_membership(&fixtures::membership(other.id, u.id, &["member"]))
+            .await
+            .unwrap();
+        members.push(m);
+    }
+    tx.commit().await.unwrap();
+
+    let mut tx = store.read().await.unwrap();
+    let all = MemberFilter {
+        org: o.id,
+        status: None,
+    };
+    let mut seen = Vec::new();
+    let mut next = None;
+    for size in [10, 10, 5] {
+        let page = tx.list_members(&all, &after(&next, 10)).await.unwrap();
+        assert_eq!(page.items.len(), size, "members in pages of 10/10/5");
+        seen.extend(page.items);
+        next = page.next;
+    }
+    assert_eq!(next, None);
+    assert_eq!(seen, members, "one org's members in creation order");
+
+    let active = MemberFilter {
+        org: o.id,
+        status: Some(MembershipStatus::Active),
+    };
+    let wanted: Vec<_> = members
+        .iter()
+        .filter(|m| m.status == MembershipStatus::Active)
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(wanted.len(), 16, "fixture sanity");
+    let mut seen = Vec::new();
+    let mut next = None;
+    for size in [7, 7, 2] {
+        let page = tx.list_members(&active, &after(&next, 7)).await.unwrap();
+        assert_eq!(page.items.len(), size, "active members in pages of 7/7/2");
+        seen.extend(page.items.iter().map(|m| m.id));
+        next = page.next;
+    }
+    assert_eq!(seen, wanted, "status filter with paging");
+}
+
+pub async fn lock_active_owners_returns_active_owners(store: Arc<dyn Store>) {
+    let o = seed_org(&store).await;
+    let other = seed_org(&store).await;
+    let mut users = Vec::new();
+    for _ in 0..5 {
+        users.push(seed_user(&store).await);
+    }
+    seed_member(&store, o.id, users[0].id, &["owner"]).await;
+    let mut suspended = seed_member(&store, o.id, users[1].id, &["owner"]).await;
+    seed_member(&store, o.id, users[2].id, &["admin", "owner-like"]).await;
+    seed_member(&store, o.id, users[3].id, &["member", "owner"]).await;
+    seed_member(&store, other.id, users[4].id, &["owner"]).await;
+    suspended
+        .set_status(MembershipStatus::Suspended, now())
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.update_membership(&suspended, 1).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    let owners: BTreeSet<UserId> = tx
+        .lock_active_owners(o.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        owners,
+        BTreeSet::from([users[0].id, users[3].id]),
+        "active members holding exactly the owner role, in this org only"
+    );
+    tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx
+        .lock_active_owners(OrgId::new())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn count_members_with_role_matches_whole_names(store: Arc<dyn Store>) {
+    let o = seed_org(&store).await;
+    let other = seed_org(&store).await;
+    let mut users = Vec::new();
+    for _ in 0..4 {
+        users.push(seed_user(&store).await);
+    }
+    seed_member(&store, o.id, users[0].id, &["viewer"]).await;
+    seed_member(&store, o.id, users[1].id, &["member", "viewer"]).await;
+    seed_member(&store, o.id, users[2].id, &["viewers", "member"]).await;
+    seed_member(&store, other.id, users[3].id, &["viewer"]).await;
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.count_members_with_role(o.id, &role("viewer"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        tx.count_members_with_role(o.id, &role("view"))
+            .await
+            .unwrap(),
+        0,
+        "no substring match"
+    );
+    assert_eq!(
+        tx.count_members_with_role(o.id, &role("member"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        tx.count_members_with_role(o.id, &role("owner"))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// invites
+
+pub async fn invite_roundtrip_and_token_unique(store: Arc<dyn Store>) {
+    let o = seed_org(&store).await;
+    let creator = seed_user(&store).await;
+    let mut inv = fixtures::invite(o.id);
+    inv.created_by = Some(creator.id);
+    inv.roles = vec![role("admin"), role("billing")];
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_invite(&inv).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.get_invite(o.id, inv.id).await.unwrap(),
+        Some(inv.clone())
+    );
+    assert_eq!(
+        tx.get_invite(OrgId::new(), inv.id).await.unwrap(),
+        None,
+        "an invite is only found within its org"
+    );
+    assert_eq!(
+        tx.get_invite_by_token_hash(&inv.token_hash).await.unwrap(),
+        Some(inv.clone())
+    );
+    assert_eq!(tx.get_invite_by_token_hash("nope").await.unwrap(), None);
+    let mut dup = fixtures::invite(o.id);
+    dup.token_hash = inv.token_hash.clone();
+    assert_err!(
+        tx.insert_invite(&dup).await,
+        StoreError::Conflict("invite_token_taken"),
+        "two invites with one token hash"
+    );
+}
+
+pub async fn invite_update_is_optimistic(store: Arc<dyn Store>) {
+    let o = seed_org(&store).await;
+    let inv = fixtures::invite(o.id);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_invite(&inv).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut accepted = inv.clone();
+    accepted.accepted_at = Some(now());
+    accepted.version = 2;
+    let mut tx = store.begin().await.unwrap();
+    tx.update_invite(&accepted, 1).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut revoked = inv.clone();
+    revoked.revoked_at = Some(now());
+    revoked.version = 2;
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.update_invite(&revoked, 1).await,
+        StoreError::VersionConflict,
+        "stale expected_version"
+    );
+    assert_eq!(tx.get_invite(o.id, inv.id).await.unwrap(), Some(accepted));
+    assert_err!(
+        tx.update_invite(&fixtures::invite(o.id), 1).await,
+        StoreError::NotFound,
+        "update of an absent invite"
+    );
+}
+
+pub async fn invite_list_pages_per_org(store: Arc<dyn Store>) {
+    let o = seed_org(&store).await;
+    let other = seed_org(&store).await;
+    let mut tx = store.begin().await.unwrap();
+    let mut created = Vec::new();
+    for i in 0..25 {
+        let inv = fixtures::invite(o.id);
+        tx.insert_invite(&inv).await.unwrap();
+        created.push(inv);
+        if i % 8 == 0 {
+            tx.insert_invite(&fixtures::invite(other.id)).await.unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+    let mut tx = store.read().await.unwrap();
+    let mut seen = Vec::new();
+    let mut next = None;
+    for size in [10, 10, 5] {
+        let page = tx.list_invites(o.id, &after(&next, 10)).await.unwrap();
+        assert_eq!(page.items.len(), size, "invites in pages of 10/10/5");
+        seen.extend(page.items);
+        next = page.next;
+    }
+    assert_eq!(next, None);
+    assert_eq!(seen, created, "one org's invites in creation order");
+}
+
+// ---------------------------------------------------------------------------------------------
+// custom roles
+
+pub async fn role_roundtrip_and_unique(store: Arc<dyn Store>) {
+    let o = seed_org(&store).await;
+    let other = seed_org(&store).await;
+    let r = fixtures::custom_role(o.id, "viewer");
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_role(&r).await.unwrap();
+    tx.insert_role(&fixtures::custom_role(other.id, "viewer"))
+        .await
+        .expect("the same name in another org");
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.get_role(o.id, &role("viewer")).await.unwrap(),
+        Some(r.clone())
+    );
+    assert_eq!(tx.get_role(o.id, &role("nobody")).await.unwrap(), None);
+    assert_err!(
+        tx.insert_role(&fixtures::custom_role(o.id, "viewer")).await,
+        StoreError::Conflict("role_exists"),
+        "a duplicate role name within the org"
+    );
+}
+
+pub async fn role_update_and_delete(store: Arc<dyn Store>) {
+    let o = seed_org(&store).await;
+    let r = fixtures::custom_role(o.id, "viewer");
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_role(&r).await.unwrap();
+    tx.insert_role(&fixtures::custom_role(o.id, "editor"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut changed = r.clone();
+    changed.description = None;
+    changed.permissions = vec![];
+    changed.inherits = vec![role("auditor"), role("editor")];
+    changed.updated_at = now();
+    changed.version = 2;
+    let mut tx = store.begin().await.unwrap();
+    tx.update_role(&changed, 1).await.unwrap();
+    let mut stale = r.clone();
+    stale.version = 2;
+    assert_err!(
+        tx.update_role(&stale, 1).await,
+        StoreError::VersionConflict,
+        "stale expected_version"
+    );
+    assert_eq!(
+        tx.get_role(o.id, &role("viewer")).await.unwrap(),
+        Some(changed)
+    );
+    let mut renamed = fixtures::custom_role(o.id, "editor");
+    renamed.name = role("viewer");
+    assert_err!(
+        tx.update_role(&renamed, 1).await,
+        StoreError::NotFound,
+        "update of an absent role (by id)"
+    );
+    tx.delete_role(o.id, &role("viewer")).await.unwrap();
+    assert_eq!(tx.get_role(o.id, &role("viewer")).await.unwrap(), None);
+    assert_err!(
+        tx.delete_role(o.id, &role("viewer")).await,
+        StoreError::NotFound,
+        "deleting an absent role"
+    );
+    tx.commit().await.unwrap();
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.all_roles(o.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.name.as_str().to_string())
+            .collect::<Vec<_>>(),
+        vec!["editor"]
+    );
+}
+
+pub async fn role_list_pages_by_name(store: Arc<dyn Store>) {
+    let o = seed_org(&store).await;
+    let other = seed_org(&store).await;
+    let mut names: Vec<String> = (0..25).map(|i| format!("r-{i:02}")).collect();
+    // Insert in a scrambled order: the list is by name, not by creation.
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..25 {
+        let name = &names[(i * 7) % 25];
+        tx.insert_role(&fixtures::custom_role(o.id, name))
+            .await
+            .unwrap();
+    }
+    tx.insert_role(&fixtures::custom_role(other.id, "r-05x"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    names.sort();
+
+    let mut tx = store.read().await.unwrap();
+    let mut seen = Vec::new();
+    let mut next = None;
+    for size in [10, 10, 5] {
+        let page = tx.list_roles(o.id, &after(&next, 10)).await.unwrap();
+        assert_eq!(page.items.len(), size, "roles in pages of 10/10/5");
+        if let Some(cursor) = &page.next {
+            assert_eq!(
+                cursor,
+                page.items.last().unwrap().name.as_str(),
+                "the role cursor is the last name"
+            );
+        }
+        seen.extend(page.items.iter().map(|r| r.name.as_str().to_string()));
+        next = page.next;
+    }
+    assert_eq!(next, None);
+    assert_eq!(seen, names, "by name, no overlap");
+    let all: Vec<String> = tx
+        .all_roles(o.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.name.as_str().to_string())
+        .collect();
+    assert_eq!(all, names, "all_roles: every role of the org, by name");
+}
+
+// ---------------------------------------------------------------------------------------------
+// sessions
+
+pub async fn sessions_revoke_single_and_all(store: Arc<dyn Store>) {
+    let u = seed_user(&store).await;
+    let someone = seed_user(&store).await;
+    let s1 = fixtures::session(u.id);
+    let s2 = fixtures::session(u.id);
+    let mut expired = fixtures::session(u.id);
+    expired.expires_at = now() - Duration::minutes(1);
+    let theirs = fixtures::session(someone.id);
+    let mut tx = store.begin().await.unwrap();
+    for s in [&s1, &s2, &expired, &theirs] {
+        tx.insert_session(s).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.get_session(s1.id).await.unwrap(), Some(s1.clone()));
+    assert_eq!(tx.get_session(SessionId::new()).await.unwrap(), None);
+    let t1 = now();
+    assert!(
+        tx.revoke_session(s1.id, t1).await.unwrap(),
+        "first revoke changes the session"
+    );
+    assert!(
+        !tx.revoke_session(s1.id, t1 + Duration::seconds(5))
+            .await
+            .unwrap(),
+        "second revoke changes nothing"
+    );
+    assert_eq!(
+        tx.get_session(s1.id)
+            .await
+            .unwrap()
+            .and_then(|s| s.revoked_at),
+        Some(t1),
+        "the first revocation time stays"
+    );
+    assert!(
+        !tx.revoke_session(SessionId::new(), t1).await.unwrap(),
+        "absent session"
+    );
+    let t2 = now() + Duration::seconds(1);
+    assert_eq!(
+        tx.revoke_user_sessions(u.id, t2).await.unwrap(),
+        1,
+        "only the live session (not the revoked or the expired one)"
+    );
+    assert_eq!(
+        tx.revoke_user_sessions(u.id, t2).await.unwrap(),
+        0,
+        "nothing left to revoke"
+    );
+    tx.commit().await.unwrap();
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.get_session(s2.id)
+            .await
+            .unwrap()
+            .and_then(|s| s.revoked_at),
+        Some(t2)
+    );
+    assert_eq!(
+        tx.get_session(theirs.id)
+            .await
+            .unwrap()
+            .and_then(|s| s.revoked_at),
+        None,
+        "another user's session is untouched"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// idempotency
+
+pub async fn idempotency_claim_complete_release(store: Arc<dyn Store>) {
+    let t = now();
+    let stale_before = t - Duration::hours(24);
+    let first = fixtures::idem("user:1", "key-1", t);
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.claim_idempotency(&first, stale_before).await.unwrap(),
+        IdemClaim::Claimed
+    );
+    let again = fixtures::idem("user:1", "key-1", t + Duration::seconds(1));
+    assert_eq!(
+        tx.claim_idempotency(&again, stale_before).await.unwrap(),
+        IdemClaim::Existing(first.clone()),
+        "a second claim sees the in-flight record"
+    );
+    assert_eq!(
+        tx.claim_idempotency(&fixtures::idem("user:2", "key-1", t), stale_before)
+            .await
+            .unwrap(),
+        IdemClaim::Claimed,
+        "keys are scoped per caller"
+    );
+    let body = json!({"id": "abc", "nested": {"z": 1, "a": [true, null]}});
+    tx.complete_idempotency("user:1", "key-1", 201, &body)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    let done = IdemClaim::Existing(uos_store::IdempotencyRecord {
+        status: Some(201),
+        response: Some(body.clone()),
+        ..first.clone()
+    });
+    assert_eq!(
+        tx.claim_idempotency(&again, stale_before).await.unwrap(),
+        done,
+        "a completed record replays status and body"
+    );
+    tx.release_idempotency("user:1", "key-1").await.unwrap();
+    assert_eq!(
+        tx.claim_idempotency(&again, stale_before).await.unwrap(),
+        done,
+        "release never drops a completed response"
+    );
+    let inflight = fixtures::idem("user:1", "key-2", t);
+    assert_eq!(
+        tx.claim_idempotency(&inflight, stale_before).await.unwrap(),
+        IdemClaim::Claimed
+    );
+    tx.release_idempotency("user:1", "key-2").await.unwrap();
+    let retry = fixtures::idem("user:1", "key-2", t);
+    assert_eq!(
+        tx.claim_idempotency(&retry, stale_before).await.unwrap(),
+        IdemClaim::Claimed,
+        "a released key can be claimed again"
+    );
+    tx.release_idempotency("user:1", "never-claimed")
+        .await
+        .expect("releasing nothing is fine");
+    assert_err!(
+        tx.complete_idempotency("user:1", "never-claimed", 200, &json!({}))
+            .await,
+        StoreError::NotFound,
+        "completing an unclaimed key"
+    );
+}
+
+pub async fn idempotency_stale_claim_is_replaced(store: Arc<dyn Store>) {
+    let t = now();
+    let stale_before = t - Duration::hours(1);
+    let abandoned = fixtures::idem("user:1", "key-1", t - Duration::hours(2));
+    let finished = fixtures::idem("user:1", "key-2", t - Duration::hours(3));
+    let mut tx = store.begin().await.unwrap();
+    tx.claim_idempotency(&abandoned, stale_before)
+        .await
+        .unwrap();
+    tx.claim_idempotency(&finished, stale_before).await.unwrap();
+    tx.complete_idempotency("user:1", "key-2", 200, &json!({"old": true}))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    let fresh1 = fixtures::idem("user:1", "key-1", t);
+    let fresh2 = fixtures::idem("user:1", "key-2", t);
+    assert_eq!(
+        tx.claim_idempotency(&fresh1, stale_before).await.unwrap(),
+        IdemClaim::Claimed,
+        "an abandoned in-flight claim is taken over"
+    );
+    assert_eq!(
+        tx.claim_idempotency(&fresh2, stale_before).await.unwrap(),
+        IdemClaim::Claimed,
+        "an expired completed record is taken over"
+    );
+    let probe = fixtures::idem("user:1", "key-2", t + Duration::seconds(1));
+    assert_eq!(
+        tx.claim_idempotency(&probe, stale_before).await.unwrap(),
+        IdemClaim::Existing(fresh2),
+        "the replacement is the new in-flight claim (old response gone)"
+    );
+    let probe = fixtures::idem("user:1", "key-1", t + Duration::seconds(1));
+    assert_eq!(
+        tx.claim_idempotency(&probe, stale_before).await.unwrap(),
+        IdemClaim::Existing(fresh1)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// audit
+
+pub async fn audit_append_moves_head(store: Arc<dyn Store>) {
+    let mut tx = store.begin().await.unwrap();
+    let head = tx.lock_audit_head().await.unwrap();
+    assert_eq!(head.seq, 0, "empty chain");
+    assert_eq!(head.hash, genesis_hash(), "genesis hash");
+    tx.commit().await.unwrap();
+
+    let t = now();
+    let mut rows = Vec::new();
+    for seq in 1..=3 {
+        let mut tx = store.begin().await.unwrap();
+        let head = tx.lock_audit_head().await.unwrap();
+        let mut row = fixtures::audit(head.seq + 1, t + Duration::seconds(seq));
+        row.org_id = Some(OrgId::new());
+        row.target_id = Some(format!("user:{seq}"));
+        tx.append_audit(&row).await.unwrap();
+        tx.commit().await.unwrap();
+        rows.push(row);
+    }
+    let mut tx = store.read().await.unwrap();
+    let head = tx.lock_audit_head().await.unwrap();
+    assert_eq!(head.seq, 3);
+    assert_eq!(
+        head.hash, rows[2].hash,
+        "the head is the last appended link"
+    );
+    let page = tx
+        .list_audit(&AuditFilter::default(), &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items, rows,
+        "rows (payload included) round-trip in seq order"
+    );
+}
+
+pub async fn audit_append_refuses_a_fork(store: Arc<dyn Store>) {
+    let t = now();
+    let mut tx = store.begin().await.unwrap();
+    tx.append_audit(&fixtures::audit(1, t)).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.append_audit(&fixtures::audit(1, t)).await,
+        StoreError::VersionConflict,
+        "a second link with the same seq"
+    );
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.append_audit(&fixtures::audit(3, t)).await,
+        StoreError::VersionConflict,
+        "a link that skips a seq"
+    );
+    drop(tx);
+    let mut tx = store.read().await.unwrap();
+    let head = tx.lock_audit_head().await.unwrap();
+    assert_eq!(head.seq, 1, "refused appends leave the head alone");
+}
+
+pub async fn audit_list_filters_and_pages(store: Arc<dyn Store>) {
+    let t0 = now();
+    let orgs = [OrgId::new(), OrgId::new()];
+    let mut rows = Vec::new();
+    let mut tx = store.begin().await.unwrap();
+    for seq in 1..=25_i64 {
+        let mut row = fixtures::audit(seq, t0 + Duration::minutes(seq));
+        row.org_id = if seq % 5 == 0 {
+            None
+        } else {
+            Some(orgs[(seq % 2) as usize])
+        };
+        row.actor_id = Some(format!("user:{}", seq % 3));
+        row.action = if seq % 4 == 0 {
+            "org.update"
+        } else {
+            "user.create"
+        }
+        .into();
+        row.target_id = Some(format!("target:{}", seq % 2));
+        tx.append_audit(&row).await.unwrap();
+        rows.push(row);
+    }
+    tx.commit().await.unwrap();
+
+    let mut tx = store.read().await.unwrap();
+    let seqs = |f: &dyn Fn(&uos_store::AuditRow) -> bool| {
+        rows.iter()
+            .filter(|r| f(r))
+            .map(|r| r.seq)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        audit_seqs(&mut *tx, &AuditFilter::default(), 10).await,
+        seqs(&|_| true),
+        "everything by seq"
+    );
+    let by_org = AuditFilter {
+        org: Some(orgs[1]),
+        ..Default::default()
+    };
+    assert_eq!(
+        audit_seqs(&mut *tx, &by_org, 3).await,
+        seqs(&|r| r.org_id == Some(orgs[1])),
+        "org filter"
+    );
+    let by_actor = AuditFilter {
+        actor: Some("user:2".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        audit_seqs(&mut *tx, &by_actor, 2).await,
+        seqs(&|r| r.actor_id.as_deref() == Some("user:2")),
+        "actor filter"
+    );
+    let by_action = AuditFilter {
+        action: Some("org.update".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        audit_seqs(&mut *tx, &by_action, 4).await,
+        seqs(&|r| r.action == "org.update"),
+        "action filter"
+    );
+    let by_target = AuditFilter {
+        target: Some("target:0".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        audit_seqs(&mut *tx, &by_target, 5).await,
+        seqs(&|r| r.target_id.as_deref() == Some("target:0")),
+        "target filter"
+    );
+    let since = t0 + Duration::minutes(5);
+    let until = t0 + Duration::minutes(20);
+    let window = AuditFilter {
+        since: Some(since),
+        until: Some(until),
+        ..Default::default()
+    };
+    assert_eq!(
+        audit_seqs(&mut *tx, &window, 4).await,
+        (5..20).collect::<Vec<_>>(),
+        "since is inclusive, until exclusive"
+    );
+    let combined = AuditFilter {
+        org: Some(orgs[0]),
+        action: Some("user.create".into()),
+        since: Some(since),
+        ..Default::default()
+    };
+    assert_eq!(
+        audit_seqs(&mut *tx, &combined, 2).await,
+        seqs(&|r| r.org_id == Some(orgs[0]) && r.action == "user.create" && r.occurred_at >= since),
+        "filters combine"
+    );
+}
+
+/// Every page of an audit listing, checking page sizes and cursors on the way.
+async fn audit_seqs(tx: &mut dyn Tx, filter: &AuditFilter, limit: u32) -> Vec<i64> {
+    let mut got = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = tx.list_audit(filter, &after(&next, limit)).await.unwrap();
+        assert!(page.items.len() <= limit as usize, "at most `limit` rows");
+        if let Some(cursor) = &page.next {
+            assert_eq!(
+                page.items.len(),
+                limit as usize,
+                "only full pages have a next page"
+            );
+            assert_eq!(
+                cursor,
+                &page.items.last().unwrap().seq.to_string(),
+                "the audit cursor is the last seq"
+            );
+        }
+        got.extend(page.items.iter().map(|r| r.seq));
+        next = page.next;
+        if next.is_none() {
+            return got;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// transactions and paging edges
+
+pub async fn rollback_discards_changes(store: Arc<dyn Store>) {
+    let kept = seed_org(&store).await;
+    let o = fixtures::org();
+    let u = fixtures::user();
+    let mut renamed = kept.clone();
+    renamed.display_name = "Rolled back".into();
+    renamed.version = 2;
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_org(&o).await.unwrap();
+    tx.insert_user(&u).await.unwrap();
+    tx.update_org(&renamed, 1).await.unwrap();
+    tx.append_audit(&fixtures::audit(1, now())).await.unwrap();
+    assert!(
+        tx.get_org(o.id).await.unwrap().is_some(),
+        "visible inside the transaction"
+    );
+    drop(tx);
+
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(tx.get_org(o.id).await.unwrap(), None, "insert rolled back");
+    assert_eq!(tx.get_user(u.id).await.unwrap(), None, "insert rolled back");
+    assert_eq!(
+        tx.get_org(kept.id).await.unwrap(),
+        Some(kept.clone()),
+        "update rolled back"
+    );
+    assert_eq!(
+        tx.lock_audit_head().await.unwrap().seq,
+        0,
+        "head rolled back"
+    );
+    drop(tx);
+    // The writer is free again after a rollback.
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_org(&o)
+        .await
+        .expect("the rolled-back row can be written again");
+    tx.commit().await.unwrap();
+}
+
+pub async fn commit_makes_changes_visible_to_read(store: Arc<dyn Store>) {
+    let o = fixtures::org();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_org(&o).await.unwrap();
+    let mut reader = store.read().await.unwrap();
+    assert_eq!(
+        reader.get_org(o.id).await.unwrap(),
+        None,
+        "uncommitted rows are invisible to readers"
+    );
+    drop(reader);
+    tx.commit().await.unwrap();
+    let mut reader = store.read().await.unwrap();
+    assert_eq!(
+        reader.get_org(o.id).await.unwrap(),
+        Some(o),
+        "committed rows are visible"
+    );
+}
+
+pub async fn page_boundary_is_exact(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(seed_org(&store).await.id);
+    }
+    let filter = OrgFilter::default();
+    let mut tx = store.read().await.unwrap();
+    let page = tx
+        .list_orgs(&filter, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 10);
+    assert_eq!(page.next, None, "exactly `limit` rows: no next page");
+    let p1 = tx.list_orgs(&filter, &PageRequest::first(5)).await.unwrap();
+    let p2 = tx.list_orgs(&filter, &after(&p1.next, 5)).await.unwrap();
+    assert_eq!(
+        p1.next,
+        Some(ids[4].to_string()),
+        "the id cursor is the last id, hyphenated"
+    );
+    assert_eq!(p2.items.len(), 5);
+    assert_eq!(
+        p2.next, None,
+        "the second half ends the list, no empty third page"
+    );
+    drop(tx);
+    ids.push(seed_org(&store).await.id);
+    let mut tx = store.read().await.unwrap();
+    let page = tx
+        .list_orgs(&filter, &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        page.next,
+        Some(ids[9].to_string()),
+        "`limit + 1` rows: a next page"
+    );
+    let last = tx.list_orgs(&filter, &after(&page.next, 10)).await.unwrap();
+    assert_eq!(
+        last.items.iter().map(|o| o.id).collect::<Vec<_>>(),
+        vec![ids[10]]
+    );
+    assert_eq!(last.next, None);
+}
+
+pub async fn bad_cursor_is_corrupt(store: Arc<dyn Store>) {
+    let o = seed_org(&store).await;
+    let bad = PageRequest {
+        after: Some("not a cursor!".into()),
+        limit: 10,
+    };
+    let mut tx = store.read().await.unwrap();
+    assert_err!(
+        tx.list_orgs(&OrgFilter::default(), &bad).await,
+        StoreError::Corrupt(_),
+        "orgs"
+    );
+    assert_err!(
+        tx.list_users(&UserFilter::default(), &bad).await,
+        StoreError::Corrupt(_),
+        "users"
+    );
+    let members = MemberFilter {
+        org: o.id,
+        status: None,
+    };
+    assert_err!(
+        tx.list_members(&members, &bad).await,
+        StoreError::Corrupt(_),
+        "members"
+    );
+    assert_err!(
+        tx.list_invites(o.id, &bad).await,
+        StoreError::Corrupt(_),
+        "invites"
+    );
+    assert_err!(
+        tx.list_roles(o.id, &bad).await,
+        StoreError::Corrupt(_),
+        "roles"
+    );
+    assert_err!(
+        tx.list_audit(&AuditFilter::default(), &bad).await,
+        StoreError::Corrupt(_),
+        "audit"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// concurrency
+
+pub async fn concurrent_updates_one_wins(store: Arc<dyn Store>) {
+    let o = seed_org(&store).await;
+    let attempt = |name: &'static str| {
+        let store = store.clone();
+        let mut next = o.clone();
+        next.display_name = name.into();
+        next.version = 2;
+        tokio::spawn(async move {
+            let mut tx = store.begin().await?;
+            // Read inside the transaction first, like a real use case does.
+            let _ = tx.get_org(next.id).await?;
+            tx.update_org(&next, 1).await?;
+            tokio::task::yield_now().await;
+            tx.commit().await
+        })
+    };
+    let (a, b) = (attempt("A"), attempt("B"));
+    let (a, b) = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        (a.await.unwrap(), b.await.unwrap())
+    })
+    .await
+    .expect("two writers of one row must not deadlock");
+    let (winner, loser) = match (&a, &b) {
+        (Ok(()), Err(StoreError::VersionConflict)) => ("A", &b),
+        (Err(StoreError::VersionConflict), Ok(())) => ("B", &a),
+        _ => panic!("exactly one Ok and one VersionConflict, got {a:?} and {b:?}"),
+    };
+    assert!(loser.is_err());
+    let mut tx = store.read().await.unwrap();
+    let stored = tx.get_org(o.id).await.unwrap().unwrap();
+    assert_eq!(stored.display_name, winner, "the winner's write is stored");
+    assert_eq!(stored.version, 2);
+}
+
+pub async fn concurrent_idempotency_claims_one_wins(store: Arc<dyn Store>) {
+    let t = now();
+    let attempt = || {
+        let store = store.clone();
+        let rec = fixtures::idem("user:1", "same-key", t);
+        tokio::spawn(async move {
+            let mut tx = store.begin().await?;
+            let claim = tx.claim_idempotency(&rec, t - Duration::hours(1)).await?;
+            tokio::task::yield_now().await;
+            tx.commit().await?;
+            Ok::<_, StoreError>(claim)
+        })
+    };
+    let (a, b) = (attempt(), attempt());
+    let (a, b) = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        (a.await.unwrap(), b.await.unwrap())
+    })
+    .await
+    .expect("two claims must not deadlock");
+    let claimed = [&a, &b]
+        .iter()
+        .filter(|r| matches!(r, Ok(IdemClaim::Claimed)))
+        .count();
+    let existing = [&a, &b]
+        .iter()
+        .filter(|r| matches!(r, Ok(IdemClaim::Existing(_))))
+        .count();
+    assert_eq!(
+        (claimed, existing),
+        (1, 1),
+        "exactly one Claimed: {a:?} / {b:?}"
+    );
+}

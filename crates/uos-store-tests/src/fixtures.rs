@@ -1,0 +1,157 @@
+//! Small builders for the conformance cases: valid entities with unique names, and seeding
+//! helpers that write them in their own committed transaction.
+
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use uos_domain::{
+    CustomRole, Email, Invite, InviteId, Membership, Org, OrgId, OrgSlug, Permission, RoleId,
+    RoleName, SessionId, User, UserId, UserStatus,
+};
+use uos_store::{AuditRow, IdempotencyRecord, Session, Store};
+
+/// Now, at the microsecond precision every backend keeps (PostgreSQL `timestamptz`), so what
+/// is written compares equal to what is read back.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A process-wide counter for unique slugs, emails and token hashes.
+pub fn unique() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+pub fn role(name: &str) -> RoleName {
+    RoleName::parse(name).expect("valid role name")
+}
+
+pub fn email(raw: &str) -> Email {
+    Email::parse(raw).expect("valid email")
+}
+
+pub fn org() -> Org {
+    let slug = OrgSlug::parse(&format!("org-{}", unique())).expect("valid slug");
+    Org::new(slug, "Some Org".into(), now())
+}
+
+pub fn user() -> User {
+    user_with_email(&format!("user{}@example.test", unique()))
+}
+
+pub fn user_with_email(raw: &str) -> User {
+    User::new(email(raw), UserStatus::Active, now())
+}
+
+pub fn membership(org: OrgId, user: UserId, roles: &[&str]) -> Membership {
+    Membership::new(org, user, roles.iter().map(|r| role(r)).collect(), now())
+}
+
+pub fn invite(org: OrgId) -> Invite {
+    let t = now();
+    Invite {
+        id: InviteId::new(),
+        org_id: org,
+        email: email(&format!("invitee{}@example.test", unique())),
+        roles: vec![role("member")],
+        token_hash: format!("{:064x}", unique()),
+        expires_at: t + Duration::days(7),
+        created_by: None,
+        created_at: t,
+        accepted_at: None,
+        revoked_at: None,
+        version: 1,
+    }
+}
+
+pub fn custom_role(org: OrgId, name: &str) -> CustomRole {
+    let t = now();
+    CustomRole {
+        id: RoleId::new(),
+        org_id: org,
+        name: role(name),
+        description: Some(format!("the {name} role")),
+        permissions: vec![
+            Permission::parse("org:read").expect("known permission"),
+            Permission::parse("audit:read").expect("known permission"),
+        ],
+        inherits: vec![role("member")],
+        created_at: t,
+        updated_at: t,
+        version: 1,
+    }
+}
+
+pub fn session(user: UserId) -> Session {
+    let t = now();
+    Session {
+        id: SessionId::new(),
+        user_id: user,
+        created_at: t,
+        expires_at: t + Duration::hours(12),
+        revoked_at: None,
+        user_agent: Some("conformance/1.0".into()),
+        ip: Some("192.0.2.1".into()),
+    }
+}
+
+pub fn idem(scope: &str, key: &str, created_at: DateTime<Utc>) -> IdempotencyRecord {
+    IdempotencyRecord {
+        scope: scope.into(),
+        key: key.into(),
+        request_hash: format!("{:064x}", unique()),
+        status: None,
+        response: None,
+        created_at,
+    }
+}
+
+/// The genesis hash of an empty chain.
+pub fn genesis_hash() -> String {
+    "0".repeat(64)
+}
+
+pub fn audit(seq: i64, occurred_at: DateTime<Utc>) -> AuditRow {
+    AuditRow {
+        seq,
+        id: uuid::Uuid::now_v7(),
+        occurred_at,
+        org_id: None,
+        actor_id: Some("system".into()),
+        action: "test.event".into(),
+        target_id: None,
+        hash: format!("{seq:064x}"),
+        // Keys deliberately out of order and nested: PostgreSQL jsonb reorders them.
+        payload: json!({"z": 1, "a": {"y": [1, 2.5, "x"], "b": null}, "seq": seq, "ok": true}),
+    }
+}
+
+pub async fn seed_org(store: &Arc<dyn Store>) -> Org {
+    let o = org();
+    let mut tx = store.begin().await.expect("begin");
+    tx.insert_org(&o).await.expect("insert org");
+    tx.commit().await.expect("commit");
+    o
+}
+
+pub async fn seed_user(store: &Arc<dyn Store>) -> User {
+    let u = user();
+    let mut tx = store.begin().await.expect("begin");
+    tx.insert_user(&u).await.expect("insert user");
+    tx.commit().await.expect("commit");
+    u
+}
+
+pub async fn seed_member(
+    store: &Arc<dyn Store>,
+    org: OrgId,
+    user: UserId,
+    roles: &[&str],
+) -> Membership {
+    let m = membership(org, user, roles);
+    let mut tx = store.begin().await.expect("begin");
+    tx.insert_membership(&m).await.expect("insert membership");
+    tx.commit().await.expect("commit");
+    m
+}

@@ -1,0 +1,319 @@
+//! Test kit: a fully wired application (real router, real store, real keys and policies) per
+//! test, on SQLite in a temp dir or on a fresh PostgreSQL database, plus small request helpers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use figment::providers::Serialized;
+use figment::Figment;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use uos_http::AppState;
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "admin password 123";
+/// Passwords used for test users; long enough for the default policy.
+pub const PASSWORD: &str = "a long enough password";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// PostgreSQL server the tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("UOS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// One running application. Dropping it removes its temp dir (keys, SQLite file).
+#[derive(Debug)]
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    pub backend: Backend,
+    pub database_url: String,
+    dir: tempfile::TempDir,
+}
+
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The problem `code`, for error responses.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+
+    /// Field names listed in a problem's `errors`.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["field"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn etag(&self) -> String {
+        self.header("etag")
+            .expect("response has an ETag")
+            .to_string()
+    }
+}
+
+/// A request under construction.
+#[derive(Debug)]
+pub struct Req {
+    method: Method,
+    path: String,
+    token: Option<String>,
+    body: Option<Vec<u8>>,
+    content_type: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl Req {
+    pub fn new(method: Method, path: impl Into<String>) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            token: None,
+            body: None,
+            content_type: None,
+            headers: Vec::new(),
+        }
+    }
+    pub fn get(path: impl Into<String>) -> Self {
+        Self::new(Method::GET, path)
+    }
+    pub fn post(path: impl Into<String>) -> Self {
+        Self::new(Method::POST, path)
+    }
+    pub fn put(path: impl Into<String>) -> Self {
+        Self::new(Method::PUT, path)
+    }
+    pub fn patch(path: impl Into<String>) -> Self {
+        Self::new(Method::PATCH, path)
+    }
+    pub fn delete(path: impl Into<String>) -> Self {
+        Self::new(Method::DELETE, path)
+    }
+    pub fn token(mut self, t: &str) -> Self {
+        self.token = Some(t.to_string());
+        self
+    }
+    pub fn json(mut self, v: Value) -> Self {
+        self.body = Some(serde_json::to_vec(&v).unwrap());
+        self.content_type = Some("application/json".into());
+        self
+    }
+    /// A raw body (for malformed JSON and oversized bodies).
+    pub fn raw(mut self, bytes: impl Into<Vec<u8>>, content_type: &str) -> Self {
+        self.body = Some(bytes.into());
+        self.content_type = Some(content_type.into());
+        self
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+impl TestApp {
+    /// Cheap argon2 parameters: the suite hashes hundreds of passwords.
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// Spawn with extra configuration values (`("service.retention_days", json!(0))`, ...).
+    pub async fn spawn_with(backend: Backend, extra: &[(&str, Value)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}/uos.db", dir.path().display()),
+            Backend::Postgres => uos_store_postgres::testing::fresh_database(&postgres_admin_url())
+                .await
+                .expect("PostgreSQL reachable for tests"),
+        };
+        let mut f = Figment::new()
+            .merge(Serialized::default("database_url", &database_url))
+            .merge(Serialized::default("database_max_connections", 8))
+            .merge(Serialized::default("data_dir", dir.path().join("data")))
+            .merge(Serialized::default("bootstrap_admin_email", ADMIN_EMAIL))
+            .merge(Serialized::default(
+                "bootstrap_admin_password",
+                ADMIN_PASSWORD,
+            ))
+            .merge(Serialized::default(
+                "service.password_hashing",
+                json!({"memory_kib": 1024, "iterations": 1, "parallelism": 1}),
+            ));
+        for (k, v) in extra {
+            f = f.merge(Serialized::default(k, v));
+        }
+        let cfg = uos_http::Config::from_figment(f).unwrap();
+        let state = uos_http::server::build(&cfg).await.unwrap();
+        Self {
+            router: uos_http::router(state.clone()),
+            state,
+            backend,
+            database_url,
+            dir,
+        }
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub async fn send(&self, req: Req) -> TestResponse {
+        let mut b = Request::builder().method(req.method).uri(req.path);
+        if let Some(t) = &req.token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(ct) = &req.content_type {
+            b = b.header("content-type", ct);
+        }
+        for (k, v) in &req.headers {
+            b = b.header(k, v);
+        }
+        let request = b
+            .body(req.body.map(Body::from).unwrap_or_else(Body::empty))
+            .unwrap();
+        let res = self.router.clone().oneshot(request).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        TestResponse {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let r = self
+            .send(Req::post("/v1/auth/login").json(json!({"email": email, "password": password})))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "login of {email} failed: {}",
+            r.text
+        );
+        r.body["access_token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Create an org as `token`'s user (who becomes its owner).
+    pub async fn create_org(&self, token: &str, slug: &str) -> Value {
+        let r = self
+            .send(
+                Req::post("/v1/orgs")
+                    .token(token)
+                    .json(json!({"slug": slug, "display_name": slug})),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "create org {slug}: {}",
+            r.text
+        );
+        r.body
+    }
+
+    /// Invite `email` into `slug` with `roles` (as `token`), accept it, log in. Returns the
+    /// new user's id and access token.
+    pub async fn add_member(
+        &self,
+        token: &str,
+        slug: &str,
+        email: &str,
+        roles: &[&str],
+    ) -> (String, String) {
+        let r = self
+            .send(
+                Req::post(format!("/v1/orgs/{slug}/invites"))
+                    .token(token)
+                    .json(json!({"email": email, "roles": roles})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "invite {email}: {}", r.text);
+        let invite_token = r.body["token"].as_str().unwrap().to_string();
+        let r = self
+            .send(
+                Req::post("/v1/invites/accept")
+                    .json(json!({"token": invite_token, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "accept {email}: {}", r.text);
+        let id = r.body["user"]["id"].as_str().unwrap().to_string();
+        (id, self.login(email, PASSWORD).await)
+    }
+
+    /// Number of audit events (as the admin sees them).
+    pub async fn audit_count(&self) -> usize {
+        let admin = self.admin_token().await;
+        let mut n = 0;
+        let mut token: Option<String> = None;
+        loop {
+            let path = match &token {
+                Some(t) => format!("/v1/audit/events?limit=100&page_token={t}"),
+                None => "/v1/audit/events?limit=100".to_string(),
+            };
+            let r = self.send(Req::get(path).token(&admin)).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            n += r.body["items"].as_array().unwrap().len();
+            match r.body["next_page_token"].as_str() {
+                Some(t) => token = Some(t.to_string()),
+                None => return n,
+            }
+        }
+    }
+}
+
+/// Define a test that runs once on SQLite and once on PostgreSQL (the latter ignored unless
+/// asked for, since it needs a server): `backend_test!(name, |app| async move { ... });`
+#[macro_export]
+macro_rules! backend_test {
+    ($name:ident, |$app:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $app = $crate::TestApp::spawn($crate::Backend::Sqlite).await;
+                $body.await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs PostgreSQL"]
+            async fn postgres() {
+                let $app = $crate::TestApp::spawn($crate::Backend::Postgres).await;
+                $body.await
+            }
+        }
+    };
+}
