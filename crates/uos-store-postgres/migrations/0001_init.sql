@@ -135,7 +135,9 @@ create table idempotency (
 
 -- The tamper-evident audit trail. seq is assigned by the writer (head seq + 1), so it is the
 -- chain order; payload is the sealed event, the other columns are copies for filtering.
--- No foreign keys: audit rows outlive the orgs and users they mention.
+-- No foreign keys: audit rows outlive the orgs and users they mention. payload is text, not
+-- jsonb: jsonb rewrites numbers (1e2 -> 100) and drops duplicate keys, which would change
+-- what the signature covers.
 create table audit_event (
     seq bigint primary key,
     audit_event_id uuid not null unique,
@@ -145,7 +147,7 @@ create table audit_event (
     action text not null,
     target_id text,
     hash text not null,
-    payload jsonb not null
+    payload text not null
 );
 
 -- Audit listing filters, each paged by seq.

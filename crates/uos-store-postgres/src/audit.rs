@@ -4,7 +4,6 @@ use crate::error::{bad_cursor, db_err};
 use crate::rows::{self, overfetch, AUDIT_COLS};
 use crate::tx::PgTx;
 use async_trait::async_trait;
-use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uos_store::StoreError;
 use uos_store::{AuditFilter, AuditHead, AuditRepo, AuditRow, Page, PageRequest, Result};
@@ -52,7 +51,7 @@ impl AuditRepo for PgTx {
         .bind(&row.action)
         .bind(&row.target_id)
         .bind(&row.hash)
-        .bind(Json(&row.payload))
+        .bind(row.payload.to_string())
         .execute(self.conn())
         .await
         .map_err(db_err)?;

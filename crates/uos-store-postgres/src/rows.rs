@@ -183,7 +183,9 @@ pub(crate) const AUDIT_COLS: &str =
     "seq, audit_event_id, occurred_at, org_id, actor_id, action, target_id, hash, payload";
 
 pub(crate) fn audit(r: &DbRow) -> Result<AuditRow> {
-    let Json(payload) = get::<Json<serde_json::Value>>(r, "payload")?;
+    let text: String = get(r, "payload")?;
+    let payload = serde_json::from_str(&text)
+        .map_err(|e| StoreError::Corrupt(format!("audit payload: {e}")))?;
     Ok(AuditRow {
         seq: get(r, "seq")?,
         id: get(r, "audit_event_id")?,

@@ -1,0 +1,203 @@
+//! `cargo xtask bench`: seed an org with many members, then measure p50/p99 of listing members
+//! and of creating invites with wrk against the release binary, on SQLite or PostgreSQL.
+//!
+//! Reproducible: a fresh data dir and database each run, a fixed seed size, fixed wrk settings
+//! (`-t1 -c32 -d15s --latency` by default).
+
+use crate::services;
+use anyhow::{bail, Context};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uos_domain::{Email, Membership, RoleName, User, UserStatus};
+use uos_store::Store;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// `sqlite` or `postgres`.
+    #[arg(long, default_value = "sqlite")]
+    backend: String,
+    /// Members to seed into the benchmark org.
+    #[arg(long, default_value_t = 100_000)]
+    users: u32,
+    /// Seconds per wrk run.
+    #[arg(long, default_value_t = 15)]
+    duration: u32,
+    /// Concurrent wrk connections.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    #[arg(long, default_value = "127.0.0.1:18181")]
+    listen: String,
+}
+
+const ADMIN: &str = "bench-admin@example.com";
+const PASSWORD: &str = "bench admin password";
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sh(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ensure_wrk() -> anyhow::Result<()> {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing wrk from Debian's packages");
+    sh(Command::new("apt-get").arg("update").arg("-qq"))?;
+    sh(Command::new("apt-get").args(["install", "-y", "-qq", "wrk"]))?;
+    Ok(())
+}
+
+fn curl_json(args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let out = sh(Command::new("curl").arg("-sS").args(args))?;
+    serde_json::from_str(&out).with_context(|| format!("response was not JSON: {out}"))
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    ensure_wrk()?;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    eprintln!("xtask: building the release binary");
+    sh(Command::new(env!("CARGO")).current_dir(&root).args(["build", "--release", "--quiet", "-p", "admin-api"]))?;
+    let work = root.join("target/bench").join(&args.backend);
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+
+    let database_url = match args.backend.as_str() {
+        "sqlite" => format!("sqlite://{}/uos.db", work.display()),
+        "postgres" => {
+            services::ensure_postgres()?;
+            rt.block_on(uos_store_postgres::testing::fresh_database(&services::postgres_admin_url()))?
+        }
+        other => bail!("unknown backend {other}: use sqlite or postgres"),
+    };
+    let base = format!("http://{}", args.listen);
+    let _server = start_server(&root, &work, &database_url, &args.listen, &base)?;
+
+    let login = curl_json(&[
+        &format!("{base}/v1/auth/login"),
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &serde_json::json!({"email": ADMIN, "password": PASSWORD}).to_string(),
+    ])?;
+    let token = login["access_token"].as_str().context("login returned no token")?.to_string();
+    let auth = format!("authorization: Bearer {token}");
+    curl_json(&[&format!("{base}/v1/orgs"), "-H", &auth, "-H", "content-type: application/json", "-d", r#"{"slug":"bench","display_name":"Bench"}"#])?;
+
+    let started = Instant::now();
+    rt.block_on(seed(&database_url, args.users))?;
+    eprintln!("xtask: seeded {} members in {:.1}s", args.users, started.elapsed().as_secs_f64());
+
+    let list = wrk(&args, &work, &auth, &format!("{base}/v1/orgs/bench/users?limit=50"), None)?;
+    let script = work.join("invite.lua");
+    std::fs::write(&script, INVITE_LUA)?;
+    let invite = wrk(&args, &work, &auth, &format!("{base}/v1/orgs/bench/invites"), Some(&script))?;
+
+    println!("backend={} members={} wrk -t1 -c{} -d{}s", args.backend, args.users, args.connections, args.duration);
+    println!("GET  /v1/orgs/bench/users?limit=50  {list}");
+    println!("POST /v1/orgs/bench/invites         {invite}");
+    if args.backend == "postgres" {
+        rt.block_on(uos_store_postgres::testing::drop_database(&services::postgres_admin_url(), &database_url))?;
+    }
+    Ok(())
+}
+
+fn start_server(root: &Path, work: &Path, database_url: &str, listen: &str, base: &str) -> anyhow::Result<Server> {
+    let log = std::fs::File::create(work.join("admin-api.log"))?;
+    let child = Command::new(root.join("target/release/admin-api"))
+        .env("UOS_DATABASE_URL", database_url)
+        .env("UOS_DATA_DIR", work.join("data"))
+        .env("UOS_LISTEN", listen)
+        .env("UOS_BOOTSTRAP_ADMIN_EMAIL", ADMIN)
+        .env("UOS_BOOTSTRAP_ADMIN_PASSWORD", PASSWORD)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting admin-api")?;
+    let server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let ok = Command::new("curl").args(["-sf", &format!("{base}/readyz")]).output().map(|o| o.status.success()).unwrap_or(false);
+        if ok {
+            return Ok(server);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("admin-api did not become ready; see {}", work.join("admin-api.log").display())
+}
+
+/// Insert users and memberships straight through the store port, in batches of one
+/// transaction each: seeding through the API would spend its time in argon2, not in what
+/// the benchmark measures.
+async fn seed(database_url: &str, users: u32) -> anyhow::Result<()> {
+    let store: Arc<dyn Store> = if database_url.starts_with("sqlite:") {
+        Arc::new(uos_store_sqlite::SqliteStore::open(database_url).await?)
+    } else {
+        Arc::new(uos_store_postgres::PgStore::connect(database_url, 4).await?)
+    };
+    let slug = uos_domain::OrgSlug::parse("bench")?;
+    let org = store.read().await?.get_org_by_slug(&slug).await?.context("bench org missing")?;
+    let member = RoleName::parse("member")?;
+    let mut n = 0;
+    while n < users {
+        let mut tx = store.begin().await?;
+        for _ in 0..1000.min(users - n) {
+            let now = uos_domain::now();
+            let u = User::new(Email::parse(&format!("member{n:06}@bench.test"))?, UserStatus::Active, now);
+            tx.insert_user(&u).await?;
+            tx.insert_membership(&Membership::new(org.id, u.id, vec![member.clone()], now)).await?;
+            n += 1;
+        }
+        tx.commit().await?;
+    }
+    store.close().await;
+    Ok(())
+}
+
+const INVITE_LUA: &str = r#"
+-- Each request invites a new address, so every POST creates a fresh invite.
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format('{"email":"invitee%d-%d@bench.test","roles":["member"]}', n, math.random(1, 1000000000))
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+end
+"#;
+
+/// Run wrk and return "req/s=… p50=… p99=… errors=…".
+fn wrk(args: &BenchArgs, work: &Path, auth: &str, url: &str, script: Option<&Path>) -> anyhow::Result<String> {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t1", &format!("-c{}", args.connections), &format!("-d{}s", args.duration), "--latency", "-H", auth]);
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+    }
+    cmd.arg(url);
+    let out = sh(&mut cmd)?;
+    std::fs::write(work.join(format!("wrk-{}.txt", if script.is_some() { "invite" } else { "list" })), &out)?;
+    let field = |prefix: &str| {
+        out.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_string()
+    };
+    let non2xx = out.lines().find(|l| l.contains("Non-2xx")).map(str::trim).unwrap_or("Non-2xx or 3xx responses: 0").to_string();
+    Ok(format!("req/s={} p50={} p99={} ({non2xx})", field("Requests/sec:"), field("50%"), field("99%")))
+}
