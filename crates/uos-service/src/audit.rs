@@ -9,6 +9,7 @@ use uos_store::{AuditFilter, Page, PageRequest};
 impl Services {
     /// `org` narrows to one org (needs `audit:read` there); without it the whole trail is
     /// read, which only platform admins may do.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn list_audit(
         &self,
         ctx: &Ctx,

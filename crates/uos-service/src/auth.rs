@@ -70,6 +70,7 @@ impl Services {
 
     /// Create the first platform admin when the store has no users (idempotent across
     /// restarts and replicas: a lost race on the unique email counts as done).
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn bootstrap(
         &self,
         email: Option<Email>,
@@ -131,6 +132,7 @@ impl Services {
 
     /// Password login. Unknown email, wrong password and an account that may not log in all
     /// give the same `InvalidCredentials` after the same argon2 work.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn login(
         &self,
         ctx: &Ctx,
@@ -208,6 +210,7 @@ impl Services {
 
     /// Resolve a bearer token to a caller. The token must verify *and* its session must be
     /// live *and* its user must still be allowed in, so logout and suspension act at once.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn authenticate(&self, token: &str) -> Result<Caller> {
         let inner = &*self.inner;
         let keys = inner.keys.public_keys(KeyPurpose::AccessToken);
@@ -239,6 +242,7 @@ impl Services {
     }
 
     /// End the caller's session: every token bound to it stops working now.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn logout(&self, ctx: &Ctx) -> Result<Done<()>> {
         let inner = &*self.inner;
         let cap = inner.authorize(

@@ -18,6 +18,7 @@ pub enum IdemOutcome {
 
 impl Services {
     /// Claim `key` for this caller and request (identified by `request_hash`).
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn claim_idempotency(
         &self,
         ctx: &Ctx,
@@ -72,6 +73,7 @@ impl Services {
     }
 
     /// The request failed without a change: forget the claim so the client can retry.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn release_idempotency(&self, ticket: &IdemTicket) -> Result<()> {
         let mut tx = self.inner.store.begin().await?;
         tx.release_idempotency(&ticket.scope, &ticket.key).await?;

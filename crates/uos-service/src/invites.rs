@@ -31,6 +31,7 @@ fn invite_resource(id: Option<InviteId>, grants_owner: bool) -> impl FnOnce(&mut
 }
 
 impl Services {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn create_invite(
         &self,
         ctx: &Ctx,
@@ -103,6 +104,7 @@ impl Services {
         Ok(done)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn list_invites(
         &self,
         ctx: &Ctx,
@@ -132,6 +134,7 @@ impl Services {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn revoke_invite(
         &self,
         ctx: &Ctx,
@@ -191,6 +194,7 @@ impl Services {
 
     /// Accept an invite by its token. The token is the credential, so the caller may be
     /// anonymous; a new email gets an account (active: the token proved the address).
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn accept_invite(
         &self,
         ctx: &Ctx,

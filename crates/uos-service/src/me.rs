@@ -32,6 +32,7 @@ impl Services {
         Ok((&me.user, cap))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn get_me(&self, ctx: &Ctx) -> Result<Done<MeView>> {
         let (me, _cap) = self.me(ctx, Action::MeRead)?;
         let memberships = self
@@ -58,6 +59,7 @@ impl Services {
         ))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn update_me(
         &self,
         ctx: &Ctx,
@@ -97,11 +99,13 @@ impl Services {
         Ok(done)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn get_preferences(&self, ctx: &Ctx) -> Result<Done<serde_json::Value>> {
         let (me, _cap) = self.me(ctx, Action::MeRead)?;
         Ok(Done::ok(me.preferences.clone(), Some(me.version)))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn put_preferences(
         &self,
         ctx: &Ctx,
@@ -150,6 +154,7 @@ impl Services {
     /// Change the caller's password. Every session of the user ends, this one included (a
     /// changed password usually means the old one is distrusted), so the client logs in again;
     /// a `password_reset_required` account becomes active.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn change_password(
         &self,
         ctx: &Ctx,

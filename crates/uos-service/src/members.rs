@@ -95,6 +95,7 @@ async fn keep_an_owner(
 }
 
 impl Services {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn list_members(
         &self,
         ctx: &Ctx,
@@ -134,6 +135,7 @@ impl Services {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn get_member(
         &self,
         ctx: &Ctx,
@@ -159,6 +161,7 @@ impl Services {
         Ok(Done::ok(MemberView::new(&m, &u), Some(m.version)))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn set_member_roles(
         &self,
         ctx: &Ctx,
@@ -214,6 +217,7 @@ impl Services {
         Ok(done)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn set_member_status(
         &self,
         ctx: &Ctx,
@@ -272,6 +276,7 @@ impl Services {
         Ok(done)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn remove_member(
         &self,
         ctx: &Ctx,

@@ -26,6 +26,7 @@ pub(crate) fn check_version(current: i64, if_match: Option<i64>) -> Result<()> {
 }
 
 impl Services {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn create_org(
         &self,
         ctx: &Ctx,
@@ -84,6 +85,7 @@ impl Services {
         Ok(done)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn list_orgs(
         &self,
         ctx: &Ctx,
@@ -113,6 +115,7 @@ impl Services {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn get_org(&self, ctx: &Ctx, slug: &OrgSlug) -> Result<Done<OrgView>> {
         let inner = &*self.inner;
         let mut r = inner.store.read().await?;
@@ -122,6 +125,7 @@ impl Services {
         Ok(Done::ok(OrgView::from(&org), Some(org.version)))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn update_org(
         &self,
         ctx: &Ctx,
@@ -155,6 +159,7 @@ impl Services {
         Ok(done)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn move_org(
         &self,
         ctx: &Ctx,

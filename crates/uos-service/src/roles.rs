@@ -72,6 +72,7 @@ fn dedup<T: Ord + Clone>(v: Vec<T>) -> Vec<T> {
 }
 
 impl Services {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn create_role(
         &self,
         ctx: &Ctx,
@@ -131,6 +132,7 @@ impl Services {
         Ok(done)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn list_roles(
         &self,
         ctx: &Ctx,
@@ -150,6 +152,7 @@ impl Services {
     }
 
     /// A custom role, or a built-in one (read-only) by its name.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn get_role(
         &self,
         ctx: &Ctx,
@@ -171,6 +174,7 @@ impl Services {
         Ok(Done::ok(RoleView::from(&role), Some(role.version)))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn update_role(
         &self,
         ctx: &Ctx,
@@ -228,6 +232,7 @@ impl Services {
         Ok(done)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn delete_role(
         &self,
         ctx: &Ctx,

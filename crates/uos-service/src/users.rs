@@ -24,6 +24,7 @@ fn user_resource(ctx: &Ctx, id: UserId) -> Resource {
 const REASON_MAX_CHARS: usize = 500;
 
 impl Services {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn list_users(
         &self,
         ctx: &Ctx,
@@ -51,6 +52,7 @@ impl Services {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn get_user(&self, ctx: &Ctx, id: UserId) -> Result<Done<UserView>> {
         let _cap = self
             .inner
@@ -66,6 +68,7 @@ impl Services {
         Ok(Done::ok(UserView::from(&u), Some(u.version)))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn update_user(
         &self,
         ctx: &Ctx,
@@ -106,6 +109,7 @@ impl Services {
 
     /// Move a user through the lifecycle table (admin cause). Deleting is the same as
     /// `DELETE /v1/users/{id}`.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn set_user_status(
         &self,
         ctx: &Ctx,
@@ -163,6 +167,7 @@ impl Services {
         Ok(done)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn restore_user(
         &self,
         ctx: &Ctx,
