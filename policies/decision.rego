@@ -57,9 +57,11 @@ org_decision := {"allow": false, "rule": "not_member"} if {
 } else := {"allow": false, "rule": "org_deleted"} if {
 	input.resource.org_status == "deleted"
 	not input.action in deleted_org_actions
+	not input.action in lifecycle_actions
 } else := {"allow": false, "rule": "org_suspended"} if {
 	input.resource.org_status == "suspended"
 	not input.action in suspended_org_actions
+	not input.action in lifecycle_actions
 } else := {"allow": false, "rule": concat("", ["missing_permission:", required_permission])} if {
 	# A missing or malformed permissions list denies here too.
 	not required_permission in input.principal.org.permissions

@@ -63,12 +63,16 @@ action_permission := {
 # Org statuses the policy knows; anything else is denied rather than guessed at.
 org_statuses := {"active", "suspended", "deleted"}
 
-# In a deleted org: members may still see it, and it may be restored. Nothing else.
-deleted_org_actions := {"org.read", "org.restore"}
+# The org's own lifecycle moves pass the status gates below: whether a move is valid from the
+# current status is the state machine's answer (409 invalid_transition), not the policy's.
+lifecycle_actions := {"org.suspend", "org.resume", "org.delete", "org.restore"}
 
-# In a suspended org: reads keep working so people can see what happened, and it may be resumed.
+# In a deleted org: members may still see it, and it may be restored. Nothing else.
+deleted_org_actions := {"org.read"}
+
+# In a suspended org: reads keep working so people can see what happened.
 suspended_org_actions := {
-	"org.read", "org.resume",
+	"org.read",
 	"member.list", "member.read",
 	"invite.list",
 	"role.list", "role.read",

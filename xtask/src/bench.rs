@@ -71,17 +71,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     ensure_wrk()?;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     eprintln!("xtask: building the release binary");
-    sh(Command::new(env!("CARGO")).current_dir(&root).args(["build", "--release", "--quiet", "-p", "admin-api"]))?;
+    sh(Command::new(env!("CARGO")).current_dir(&root).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "admin-api",
+    ]))?;
     let work = root.join("target/bench").join(&args.backend);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
 
     let database_url = match args.backend.as_str() {
         "sqlite" => format!("sqlite://{}/uos.db", work.display()),
         "postgres" => {
             services::ensure_postgres()?;
-            rt.block_on(uos_store_postgres::testing::fresh_database(&services::postgres_admin_url()))?
+            rt.block_on(uos_store_postgres::testing::fresh_database(
+                &services::postgres_admin_url(),
+            ))?
         }
         other => bail!("unknown backend {other}: use sqlite or postgres"),
     };
@@ -95,29 +106,68 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "-d",
         &serde_json::json!({"email": ADMIN, "password": PASSWORD}).to_string(),
     ])?;
-    let token = login["access_token"].as_str().context("login returned no token")?.to_string();
+    let token = login["access_token"]
+        .as_str()
+        .context("login returned no token")?
+        .to_string();
     let auth = format!("authorization: Bearer {token}");
-    curl_json(&[&format!("{base}/v1/orgs"), "-H", &auth, "-H", "content-type: application/json", "-d", r#"{"slug":"bench","display_name":"Bench"}"#])?;
+    curl_json(&[
+        &format!("{base}/v1/orgs"),
+        "-H",
+        &auth,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"slug":"bench","display_name":"Bench"}"#,
+    ])?;
 
     let started = Instant::now();
     rt.block_on(seed(&database_url, args.users))?;
-    eprintln!("xtask: seeded {} members in {:.1}s", args.users, started.elapsed().as_secs_f64());
+    eprintln!(
+        "xtask: seeded {} members in {:.1}s",
+        args.users,
+        started.elapsed().as_secs_f64()
+    );
 
-    let list = wrk(&args, &work, &auth, &format!("{base}/v1/orgs/bench/users?limit=50"), None)?;
+    let list = wrk(
+        &args,
+        &work,
+        &auth,
+        &format!("{base}/v1/orgs/bench/users?limit=50"),
+        None,
+    )?;
     let script = work.join("invite.lua");
     std::fs::write(&script, INVITE_LUA)?;
-    let invite = wrk(&args, &work, &auth, &format!("{base}/v1/orgs/bench/invites"), Some(&script))?;
+    let invite = wrk(
+        &args,
+        &work,
+        &auth,
+        &format!("{base}/v1/orgs/bench/invites"),
+        Some(&script),
+    )?;
 
-    println!("backend={} members={} wrk -t1 -c{} -d{}s", args.backend, args.users, args.connections, args.duration);
+    println!(
+        "backend={} members={} wrk -t1 -c{} -d{}s",
+        args.backend, args.users, args.connections, args.duration
+    );
     println!("GET  /v1/orgs/bench/users?limit=50  {list}");
     println!("POST /v1/orgs/bench/invites         {invite}");
     if args.backend == "postgres" {
-        rt.block_on(uos_store_postgres::testing::drop_database(&services::postgres_admin_url(), &database_url))?;
+        rt.block_on(uos_store_postgres::testing::drop_database(
+            &services::postgres_admin_url(),
+            &database_url,
+        ))?;
     }
     Ok(())
 }
 
-fn start_server(root: &Path, work: &Path, database_url: &str, listen: &str, base: &str) -> anyhow::Result<Server> {
+fn start_server(
+    root: &Path,
+    work: &Path,
+    database_url: &str,
+    listen: &str,
+    base: &str,
+) -> anyhow::Result<Server> {
     let log = std::fs::File::create(work.join("admin-api.log"))?;
     let child = Command::new(root.join("target/release/admin-api"))
         .env("UOS_DATABASE_URL", database_url)
@@ -133,13 +183,20 @@ fn start_server(root: &Path, work: &Path, database_url: &str, listen: &str, base
     let server = Server(child);
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        let ok = Command::new("curl").args(["-sf", &format!("{base}/readyz")]).output().map(|o| o.status.success()).unwrap_or(false);
+        let ok = Command::new("curl")
+            .args(["-sf", &format!("{base}/readyz")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
         if ok {
             return Ok(server);
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    bail!("admin-api did not become ready; see {}", work.join("admin-api.log").display())
+    bail!(
+        "admin-api did not become ready; see {}",
+        work.join("admin-api.log").display()
+    )
 }
 
 /// Insert users and memberships straight through the store port, in batches of one
@@ -152,16 +209,26 @@ async fn seed(database_url: &str, users: u32) -> anyhow::Result<()> {
         Arc::new(uos_store_postgres::PgStore::connect(database_url, 4).await?)
     };
     let slug = uos_domain::OrgSlug::parse("bench")?;
-    let org = store.read().await?.get_org_by_slug(&slug).await?.context("bench org missing")?;
+    let org = store
+        .read()
+        .await?
+        .get_org_by_slug(&slug)
+        .await?
+        .context("bench org missing")?;
     let member = RoleName::parse("member")?;
     let mut n = 0;
     while n < users {
         let mut tx = store.begin().await?;
         for _ in 0..1000.min(users - n) {
             let now = uos_domain::now();
-            let u = User::new(Email::parse(&format!("member{n:06}@bench.test"))?, UserStatus::Active, now);
+            let u = User::new(
+                Email::parse(&format!("member{n:06}@bench.test"))?,
+                UserStatus::Active,
+                now,
+            );
             tx.insert_user(&u).await?;
-            tx.insert_membership(&Membership::new(org.id, u.id, vec![member.clone()], now)).await?;
+            tx.insert_membership(&Membership::new(org.id, u.id, vec![member.clone()], now))
+                .await?;
             n += 1;
         }
         tx.commit().await?;
@@ -181,15 +248,34 @@ end
 "#;
 
 /// Run wrk and return "req/s=… p50=… p99=… errors=…".
-fn wrk(args: &BenchArgs, work: &Path, auth: &str, url: &str, script: Option<&Path>) -> anyhow::Result<String> {
+fn wrk(
+    args: &BenchArgs,
+    work: &Path,
+    auth: &str,
+    url: &str,
+    script: Option<&Path>,
+) -> anyhow::Result<String> {
     let mut cmd = Command::new("wrk");
-    cmd.args(["-t1", &format!("-c{}", args.connections), &format!("-d{}s", args.duration), "--latency", "-H", auth]);
+    cmd.args([
+        "-t1",
+        &format!("-c{}", args.connections),
+        &format!("-d{}s", args.duration),
+        "--latency",
+        "-H",
+        auth,
+    ]);
     if let Some(s) = script {
         cmd.arg("-s").arg(s);
     }
     cmd.arg(url);
     let out = sh(&mut cmd)?;
-    std::fs::write(work.join(format!("wrk-{}.txt", if script.is_some() { "invite" } else { "list" })), &out)?;
+    std::fs::write(
+        work.join(format!(
+            "wrk-{}.txt",
+            if script.is_some() { "invite" } else { "list" }
+        )),
+        &out,
+    )?;
     let field = |prefix: &str| {
         out.lines()
             .map(str::trim)
@@ -198,6 +284,16 @@ fn wrk(args: &BenchArgs, work: &Path, auth: &str, url: &str, script: Option<&Pat
             .unwrap_or("?")
             .to_string()
     };
-    let non2xx = out.lines().find(|l| l.contains("Non-2xx")).map(str::trim).unwrap_or("Non-2xx or 3xx responses: 0").to_string();
-    Ok(format!("req/s={} p50={} p99={} ({non2xx})", field("Requests/sec:"), field("50%"), field("99%")))
+    let non2xx = out
+        .lines()
+        .find(|l| l.contains("Non-2xx"))
+        .map(str::trim)
+        .unwrap_or("Non-2xx or 3xx responses: 0")
+        .to_string();
+    Ok(format!(
+        "req/s={} p50={} p99={} ({non2xx})",
+        field("Requests/sec:"),
+        field("50%"),
+        field("99%")
+    ))
 }

@@ -6,7 +6,10 @@ use std::process::Command;
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
     eprintln!("xtask: cargo {}", args.join(" "));
-    let status = Command::new(env!("CARGO")).args(args).status().with_context(|| format!("running cargo {args:?}"))?;
+    let status = Command::new(env!("CARGO"))
+        .args(args)
+        .status()
+        .with_context(|| format!("running cargo {args:?}"))?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
@@ -16,7 +19,15 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
 pub fn run() -> anyhow::Result<()> {
     services::ensure_postgres()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     // --include-ignored runs the service-backed tests (marked `ignore = "needs PostgreSQL"` so a
     // plain `cargo test` passes anywhere); here they must run, and pass.
     cargo(&["test", "--workspace", "--locked", "--", "--include-ignored"])?;

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 /// Where the test suites find PostgreSQL (the test kit reads the same variable).
 pub fn postgres_admin_url() -> String {
-    std::env::var("UOS_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("UOS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn reachable(addr: SocketAddr) -> bool {

@@ -48,8 +48,10 @@ pub struct ApiError {
     title: &'static str,
     detail: String,
     errors: Vec<FieldError>,
-    rule: Option<String>,
-    reason: Option<String>,
+    // Boxed and static rather than `String`: every handler returns `Result<_, ApiError>`, and
+    // these keep the error small enough to move cheaply (clippy's `result_large_err`).
+    rule: Option<Box<str>>,
+    reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -150,7 +152,7 @@ impl From<ServiceError> for ApiError {
                     "Forbidden",
                     format!("denied by policy rule {rule}"),
                 );
-                e.rule = Some(rule);
+                e.rule = Some(rule.into_boxed_str());
                 e
             }
             ServiceError::NotFound => {
@@ -158,7 +160,7 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Conflict { code, detail } => {
                 let mut e = Self::new(S::CONFLICT, "conflict", "Conflict", detail);
-                e.reason = Some(code.to_string());
+                e.reason = Some(code);
                 e
             }
             ServiceError::Gone { code, detail } => Self::new(S::GONE, code, "Gone", detail),
@@ -208,8 +210,8 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             request_id: current_request_id(),
             errors: self.errors,
-            rule: self.rule,
-            reason: self.reason,
+            rule: self.rule.map(String::from),
+            reason: self.reason.map(str::to_string),
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut res = (self.status, bytes).into_response();

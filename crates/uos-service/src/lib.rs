@@ -27,9 +27,11 @@ pub use error::{FieldError, ServiceError};
 pub use idempotency::IdemOutcome;
 pub use invites::NewInvite;
 pub use me::ProfilePatch;
+pub use members::MAX_ROLES;
 pub use orgs::OrgMove;
-pub use roles::{NewRole, RolePatch};
+pub use roles::{is_valid_description, NewRole, RolePatch, DESCRIPTION_MAX_CHARS};
 pub use uow::Done;
+pub use users::REASON_MAX_CHARS;
 
 use std::sync::Arc;
 use uos_authn::PasswordHasher;

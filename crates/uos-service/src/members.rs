@@ -12,7 +12,7 @@ use uos_store::{MemberFilter, Page, PageRequest, Tx};
 
 /// At most this many roles per membership: enough for any real setup, small enough to keep
 /// policy inputs and rows bounded.
-const MAX_ROLES: usize = 20;
+pub const MAX_ROLES: usize = 20;
 
 /// Shape the policy resource for a change to `target`'s membership.
 fn member_resource(

@@ -13,7 +13,7 @@ use uos_store::{Page, PageRequest};
 
 /// Custom roles per org: generous, and keeps the graph check and policy inputs small.
 const MAX_ROLES_PER_ORG: usize = 100;
-const DESCRIPTION_MAX_CHARS: usize = 500;
+pub const DESCRIPTION_MAX_CHARS: usize = 500;
 
 #[derive(Clone, Debug)]
 pub struct NewRole {
@@ -37,15 +37,19 @@ fn role_resource(name: &RoleName) -> impl FnOnce(&mut Resource) + '_ {
     }
 }
 
+/// A role description is short free text without control characters. Public so the HTTP layer
+/// can report a bad one together with the request's other bad fields.
+pub fn is_valid_description(d: &str) -> bool {
+    d.chars().count() <= DESCRIPTION_MAX_CHARS && !d.chars().any(char::is_control)
+}
+
 fn check_description(d: &Option<String>) -> Result<()> {
     match d {
-        Some(d) if d.chars().count() > DESCRIPTION_MAX_CHARS || d.chars().any(char::is_control) => {
-            Err(ServiceError::field(
-                "description",
-                "invalid",
-                format!("at most {DESCRIPTION_MAX_CHARS} characters, no control characters"),
-            ))
-        }
+        Some(d) if !is_valid_description(d) => Err(ServiceError::field(
+            "description",
+            "invalid",
+            format!("at most {DESCRIPTION_MAX_CHARS} characters, no control characters"),
+        )),
         _ => Ok(()),
     }
 }

@@ -21,7 +21,7 @@ fn user_resource(ctx: &Ctx, id: UserId) -> Resource {
 }
 
 /// Reasons are free text for the audit trail; bounded so they cannot bloat it.
-const REASON_MAX_CHARS: usize = 500;
+pub const REASON_MAX_CHARS: usize = 500;
 
 impl Services {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -271,26 +271,6 @@ impl TestApp {
         let id = r.body["user"]["id"].as_str().unwrap().to_string();
         (id, self.login(email, PASSWORD).await)
     }
-
-    /// Number of audit events (as the admin sees them).
-    pub async fn audit_count(&self) -> usize {
-        let admin = self.admin_token().await;
-        let mut n = 0;
-        let mut token: Option<String> = None;
-        loop {
-            let path = match &token {
-                Some(t) => format!("/v1/audit/events?limit=100&page_token={t}"),
-                None => "/v1/audit/events?limit=100".to_string(),
-            };
-            let r = self.send(Req::get(path).token(&admin)).await;
-            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-            n += r.body["items"].as_array().unwrap().len();
-            match r.body["next_page_token"].as_str() {
-                Some(t) => token = Some(t.to_string()),
-                None => return n,
-            }
-        }
-    }
 }
 
 /// Define a test that runs once on SQLite and once on PostgreSQL (the latter ignored unless

@@ -1,6 +1,6 @@
 //! Invites.
 
-use super::{slug, uuid};
+use super::{slug, uuid, InviteHours, InviteToken, RoleList};
 use crate::extract::{is_uuid, ApiJson, IfMatch, Query, ReqCtx};
 use crate::json_body;
 use crate::problem::{ApiError, Problem};
@@ -8,7 +8,7 @@ use crate::reply::{list, reply, ApiResult, ListBody};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::Json;
-use uos_domain::{DisplayName, Email, InviteId, RoleName};
+use uos_domain::{DisplayName, Email, InviteId};
 use uos_service::views::{AcceptedInviteView, InviteView};
 use uos_service::NewInvite;
 
@@ -17,17 +17,19 @@ json_body! {
     pub struct CreateInviteBody {
         #[schema(value_type = String, format = "email")]
         req email: Email,
-        #[schema(value_type = Vec<String>, example = json!(["member"]))]
-        req roles: Vec<RoleName>,
+        #[schema(value_type = Vec<String>, example = json!(["member"]), min_items = 1, max_items = 20)]
+        req roles: RoleList,
         /// 1 to 720 hours; default 168 (a week).
-        opt expires_in_hours: Option<i64>,
+        #[schema(value_type = Option<i64>, minimum = 1, maximum = 720)]
+        opt expires_in_hours: Option<InviteHours>,
     }
 }
 
 json_body! {
     /// Accept an invite. New accounts need a password.
     pub struct AcceptInviteBody {
-        req token: String,
+        #[schema(value_type = String, min_length = 1, max_length = 256)]
+        req token: InviteToken,
         #[schema(value_type = Option<String>)]
         opt display_name: Option<DisplayName>,
         #[schema(value_type = Option<String>, format = "password")]
@@ -46,8 +48,8 @@ pub async fn create(
 ) -> ApiResult<InviteView> {
     let req = NewInvite {
         email: b.email,
-        roles: b.roles,
-        expires_in_hours: b.expires_in_hours,
+        roles: b.roles.0,
+        expires_in_hours: b.expires_in_hours.map(|h| h.0),
     };
     reply(s.svc.create_invite(&ctx, &slug(&raw)?, req).await)
 }
@@ -89,16 +91,9 @@ pub async fn accept(
     ReqCtx(ctx): ReqCtx,
     ApiJson(b): ApiJson<AcceptInviteBody>,
 ) -> ApiResult<AcceptedInviteView> {
-    if b.token.is_empty() || b.token.len() > 256 {
-        return Err(ApiError::field(
-            "token",
-            "invalid",
-            "token must be 1 to 256 characters",
-        ));
-    }
     reply(
         s.svc
-            .accept_invite(&ctx, &b.token, b.display_name, b.password)
+            .accept_invite(&ctx, &b.token.0, b.display_name, b.password)
             .await,
     )
 }

@@ -1,6 +1,6 @@
 //! Org members.
 
-use super::{slug, user_id};
+use super::{slug, user_id, RoleList};
 use crate::extract::{is_uuid, ApiJson, IfMatch, Query, ReqCtx};
 use crate::json_body;
 use crate::problem::{ApiError, Problem};
@@ -8,14 +8,14 @@ use crate::reply::{list, reply, ApiResult, ListBody};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::Json;
-use uos_domain::{MembershipStatus, RoleName};
+use uos_domain::MembershipStatus;
 use uos_service::views::MemberView;
 
 json_body! {
     /// The complete set of roles the member should hold.
     pub struct RolesBody {
-        #[schema(value_type = Vec<String>, example = json!(["member"]))]
-        req roles: Vec<RoleName>,
+        #[schema(value_type = Vec<String>, example = json!(["member"]), min_items = 1, max_items = 20)]
+        req roles: RoleList,
     }
 }
 
@@ -74,7 +74,7 @@ pub async fn set_roles(
     ApiJson(b): ApiJson<RolesBody>,
 ) -> ApiResult<MemberView> {
     let (org, user) = (slug(&raw)?, user_id(&id)?);
-    reply(s.svc.set_member_roles(&ctx, &org, user, b.roles, v).await)
+    reply(s.svc.set_member_roles(&ctx, &org, user, b.roles.0, v).await)
 }
 
 /// Suspend the member in this org only.

@@ -12,7 +12,9 @@ pub mod roles;
 pub mod users;
 
 use crate::problem::ApiError;
-use uos_domain::{OrgSlug, UserId};
+use serde::{de, Deserialize, Deserializer};
+use uos_domain::invite::{INVITE_MAX_HOURS, INVITE_MIN_HOURS};
+use uos_domain::{OrgSlug, RoleName, UserId};
 
 pub(crate) fn slug(raw: &str) -> Result<OrgSlug, ApiError> {
     OrgSlug::parse(raw).map_err(|e| ApiError::field("slug", "invalid_slug", e.to_string()))
@@ -25,4 +27,86 @@ pub(crate) fn uuid(field: &str, raw: &str) -> Result<uuid::Uuid, ApiError> {
 
 pub(crate) fn user_id(raw: &str) -> Result<UserId, ApiError> {
     uuid("user_id", raw).map(UserId)
+}
+
+// Body field types whose checks need nothing but the value itself. Checking them while the
+// body is parsed puts their failures in the same `errors` list as every other bad field
+// (the contract asks for all of them at once); the use cases still check again.
+
+/// `roles` of a membership or an invite: 1 to [`uos_service::MAX_ROLES`] role names.
+#[derive(Debug)]
+pub struct RoleList(pub Vec<RoleName>);
+
+impl<'de> Deserialize<'de> for RoleList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let roles = Vec::<RoleName>::deserialize(d)?;
+        let max = uos_service::MAX_ROLES;
+        if roles.is_empty() || roles.len() > max {
+            return Err(de::Error::custom(format!("give 1 to {max} roles")));
+        }
+        Ok(Self(roles))
+    }
+}
+
+/// Why a user's status changes: at most [`uos_service::REASON_MAX_CHARS`] characters.
+#[derive(Debug)]
+pub struct Reason(pub String);
+
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let max = uos_service::REASON_MAX_CHARS;
+        if s.chars().count() > max {
+            return Err(de::Error::custom(format!("at most {max} characters")));
+        }
+        Ok(Self(s))
+    }
+}
+
+/// A custom role's description (see [`uos_service::is_valid_description`]).
+#[derive(Debug)]
+pub struct Description(pub String);
+
+impl<'de> Deserialize<'de> for Description {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if !uos_service::is_valid_description(&s) {
+            return Err(de::Error::custom(format!(
+                "at most {} characters, no control characters",
+                uos_service::DESCRIPTION_MAX_CHARS
+            )));
+        }
+        Ok(Self(s))
+    }
+}
+
+/// An invite's lifetime in hours.
+#[derive(Debug, Clone, Copy)]
+pub struct InviteHours(pub i64);
+
+impl<'de> Deserialize<'de> for InviteHours {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        if !(INVITE_MIN_HOURS..=INVITE_MAX_HOURS).contains(&n) {
+            return Err(de::Error::custom(format!(
+                "must be between {INVITE_MIN_HOURS} and {INVITE_MAX_HOURS}"
+            )));
+        }
+        Ok(Self(n))
+    }
+}
+
+/// An invite token as the invitee sends it back: 1 to 256 characters (tokens we issue are far
+/// shorter; the bound keeps hashing of junk cheap).
+#[derive(Debug)]
+pub struct InviteToken(pub String);
+
+impl<'de> Deserialize<'de> for InviteToken {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() || s.len() > 256 {
+            return Err(de::Error::custom("token must be 1 to 256 characters"));
+        }
+        Ok(Self(s))
+    }
 }

@@ -1,6 +1,6 @@
 //! Custom roles.
 
-use super::slug;
+use super::{slug, Description};
 use crate::extract::{ApiJson, IfMatch, Query, ReqCtx};
 use crate::json_body;
 use crate::problem::{ApiError, Problem};
@@ -17,7 +17,8 @@ json_body! {
     pub struct CreateRoleBody {
         #[schema(value_type = String, example = "support")]
         req name: RoleName,
-        opt description: Option<String>,
+        #[schema(value_type = Option<String>, max_length = 500)]
+        opt description: Option<Description>,
         #[schema(value_type = Vec<String>, example = json!(["invites:write"]))]
         req permissions: Vec<Permission>,
         #[schema(value_type = Option<Vec<String>>, example = json!(["member"]))]
@@ -28,7 +29,8 @@ json_body! {
 json_body! {
     /// Role fields to change; lists replace the previous lists.
     pub struct UpdateRoleBody {
-        opt description: Option<String>,
+        #[schema(value_type = Option<String>, max_length = 500)]
+        opt description: Option<Description>,
         #[schema(value_type = Option<Vec<String>>)]
         opt permissions: Option<Vec<Permission>>,
         #[schema(value_type = Option<Vec<String>>)]
@@ -50,7 +52,7 @@ pub async fn create(
 ) -> ApiResult<RoleView> {
     let req = NewRole {
         name: b.name,
-        description: b.description,
+        description: b.description.map(|d| d.0),
         permissions: b.permissions,
         inherits: b.inherits.unwrap_or_default(),
     };
@@ -90,7 +92,7 @@ pub async fn update(
     ApiJson(b): ApiJson<UpdateRoleBody>,
 ) -> ApiResult<RoleView> {
     let patch = RolePatch {
-        description: b.description,
+        description: b.description.map(|d| d.0),
         permissions: b.permissions,
         inherits: b.inherits,
     };

@@ -5,7 +5,7 @@ use crate::json_body;
 use crate::problem::{ApiError, Problem};
 use crate::reply::{list, reply, ApiResult, ListBody};
 use crate::routes::me::ProfileBody;
-use crate::routes::user_id;
+use crate::routes::{user_id, Reason};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::Json;
@@ -19,7 +19,8 @@ json_body! {
         #[schema(value_type = String, example = "suspended")]
         req status: UserStatus,
         /// Why; recorded in the audit trail (at most 500 characters).
-        opt reason: Option<String>,
+        #[schema(value_type = Option<String>, max_length = 500)]
+        opt reason: Option<Reason>,
     }
 }
 
@@ -90,7 +91,7 @@ pub async fn set_status(
 ) -> ApiResult<UserView> {
     reply(
         s.svc
-            .set_user_status(&ctx, user_id(&id)?, b.status, b.reason, v)
+            .set_user_status(&ctx, user_id(&id)?, b.status, b.reason.map(|r| r.0), v)
             .await,
     )
 }

@@ -1,0 +1,182 @@
+//! Requests racing each other: optimistic concurrency, idempotency keys, unique slugs and the
+//! last-owner rule hold when two requests arrive at the same time.
+
+use super::*;
+
+/// Rounds per race: one lucky interleaving proves little.
+const ROUNDS: usize = 5;
+
+backend_test!(
+    concurrent_patches_with_the_same_if_match,
+    |app| async move {
+        let admin = app.admin_token().await;
+        app.create_org(&admin, "acme").await;
+        for round in 0..ROUNDS {
+            let current = app
+                .send(Req::get("/v1/orgs/acme").token(&admin))
+                .await
+                .etag();
+            let patch = |name: String| {
+                Req::patch("/v1/orgs/acme")
+                    .token(&admin)
+                    .header("if-match", &current)
+                    .json(json!({"display_name": name}))
+            };
+            let (a, b) = tokio::join!(
+                app.send(patch(format!("a{round}"))),
+                app.send(patch(format!("b{round}")))
+            );
+            let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+            statuses.sort();
+            assert_eq!(
+                statuses,
+                [200, 412],
+                "round {round}: exactly one wins: {} / {}",
+                a.text,
+                b.text
+            );
+            let (winner, loser) = if a.status == 200 { (a, b) } else { (b, a) };
+            assert_problem(&loser, 412, "precondition_failed");
+            let now = app.send(Req::get("/v1/orgs/acme").token(&admin)).await;
+            assert_eq!(
+                now.body["display_name"], winner.body["display_name"],
+                "the winner's write stands"
+            );
+            assert_eq!(now.etag(), winner.etag());
+            let before: i64 = current.trim_matches('"').parse().unwrap();
+            assert_eq!(now.etag(), etag(before + 1), "one write, one version");
+        }
+    }
+);
+
+backend_test!(
+    concurrent_creates_with_the_same_idempotency_key,
+    |app| async move {
+        let admin = app.admin_token().await;
+        for round in 0..ROUNDS {
+            let slug = format!("race-{round}");
+            let key = format!("race-key-{round}");
+            let create = || {
+                Req::post("/v1/orgs")
+                    .token(&admin)
+                    .header("idempotency-key", &key)
+                    .json(json!({"slug": slug, "display_name": "Race"}))
+            };
+            let (a, b) = tokio::join!(app.send(create()), app.send(create()));
+            let created: Vec<&TestResponse> = [&a, &b]
+                .into_iter()
+                .filter(|r| r.status == 201 && r.header("idempotent-replayed").is_none())
+                .collect();
+            assert_eq!(
+                created.len(),
+                1,
+                "round {round}: one request creates: {} / {}",
+                a.text,
+                b.text
+            );
+            let other = if std::ptr::eq(created[0], &a) { &b } else { &a };
+            match other.status.as_u16() {
+            409 => assert_problem(other, 409, "idempotency_key_in_flight"),
+            201 => {
+                assert_eq!(other.header("idempotent-replayed"), Some("true"), "round {round}");
+                assert_eq!(other.body, created[0].body, "a replay returns the first body");
+            }
+            s => panic!("round {round}: the duplicate must be 409 in flight or a 201 replay, got {s}: {}", other.text),
+        }
+        }
+        let orgs = all_pages(&app, &admin, "/v1/orgs", 100).await;
+        assert_eq!(orgs.len(), ROUNDS, "each org created once: {orgs:?}");
+        let created = all_audit(&app)
+            .await
+            .into_iter()
+            .filter(|e| e["action"] == "org.created")
+            .count();
+        assert_eq!(created, ROUNDS, "one org.created event per org");
+        // Whatever the race did, the key now replays.
+        let r = app
+            .send(
+                Req::post("/v1/orgs")
+                    .token(&admin)
+                    .header("idempotency-key", "race-key-0")
+                    .json(json!({"slug": "race-0", "display_name": "Race"})),
+            )
+            .await;
+        assert_status(&r, 201);
+        assert_eq!(r.header("idempotent-replayed"), Some("true"));
+    }
+);
+
+backend_test!(concurrent_creates_of_the_same_slug, |app| async move {
+    let admin = app.admin_token().await;
+    for round in 0..ROUNDS {
+        let slug = format!("same-{round}");
+        let create = |n: u8| {
+            Req::post("/v1/orgs")
+                .token(&admin)
+                .json(json!({"slug": slug, "display_name": format!("Same {n}")}))
+        };
+        let (a, b) = tokio::join!(app.send(create(1)), app.send(create(2)));
+        let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [201, 409],
+            "round {round}: {} / {}",
+            a.text,
+            b.text
+        );
+        let loser = if a.status == 409 { &a } else { &b };
+        assert_conflict(loser, "slug_taken");
+    }
+    assert_eq!(all_pages(&app, &admin, "/v1/orgs", 100).await.len(), ROUNDS);
+});
+
+backend_test!(
+    concurrent_owner_demotions_keep_one_owner,
+    |app| async move {
+        let admin = app.admin_token().await;
+        for round in 0..ROUNDS {
+            let slug = format!("own-{round}");
+            let (alice_id, alice) =
+                owned_org(&app, &slug, &format!("alice{round}@example.com")).await;
+            let (olly_id, olly) = app
+                .add_member(
+                    &alice,
+                    &slug,
+                    &format!("olly{round}@example.com"),
+                    &["owner"],
+                )
+                .await;
+            // Each owner steps down at the same time; only one may.
+            let demote = |id: &str, token: &str| {
+                Req::put(format!("/v1/orgs/{slug}/users/{id}/roles"))
+                    .token(token)
+                    .json(json!({"roles": ["admin"]}))
+            };
+            let (a, b) = tokio::join!(
+                app.send(demote(&alice_id, &alice)),
+                app.send(demote(&olly_id, &olly))
+            );
+            let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+            statuses.sort();
+            assert_eq!(
+                statuses,
+                [200, 409],
+                "round {round}: {} / {}",
+                a.text,
+                b.text
+            );
+            let loser = if a.status == 409 { &a } else { &b };
+            assert_conflict(loser, "last_owner");
+            let members = all_pages(&app, &admin, &format!("/v1/orgs/{slug}/users"), 50).await;
+            let owners = members
+                .iter()
+                .filter(|m| m["roles"].as_array().unwrap().contains(&json!("owner")))
+                .count();
+            assert_eq!(
+                owners, 1,
+                "round {round}: exactly one owner remains: {members:?}"
+            );
+        }
+    }
+);

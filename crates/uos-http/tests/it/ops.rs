@@ -1,0 +1,233 @@
+//! Operating the service: liveness, readiness (and what a failing store looks like to
+//! clients), Prometheus metrics, and an OpenAPI document that matches the router.
+
+use super::*;
+use std::collections::BTreeSet;
+
+/// Every (method, path template) of the contract implemented so far.
+const ENDPOINTS: &[(&str, &str)] = &[
+    ("POST", "/v1/auth/login"),
+    ("POST", "/v1/auth/logout"),
+    ("GET", "/v1/me"),
+    ("PATCH", "/v1/me"),
+    ("GET", "/v1/me/preferences"),
+    ("PUT", "/v1/me/preferences"),
+    ("POST", "/v1/me/password"),
+    ("GET", "/.well-known/jwks.json"),
+    ("POST", "/v1/orgs"),
+    ("GET", "/v1/orgs"),
+    ("GET", "/v1/orgs/{slug}"),
+    ("PATCH", "/v1/orgs/{slug}"),
+    ("DELETE", "/v1/orgs/{slug}"),
+    ("POST", "/v1/orgs/{slug}/suspend"),
+    ("POST", "/v1/orgs/{slug}/resume"),
+    ("POST", "/v1/orgs/{slug}/restore"),
+    ("GET", "/v1/users"),
+    ("GET", "/v1/users/{id}"),
+    ("PATCH", "/v1/users/{id}"),
+    ("DELETE", "/v1/users/{id}"),
+    ("POST", "/v1/users/{id}/status"),
+    ("POST", "/v1/users/{id}/restore"),
+    ("GET", "/v1/orgs/{slug}/users"),
+    ("GET", "/v1/orgs/{slug}/users/{user_id}"),
+    ("DELETE", "/v1/orgs/{slug}/users/{user_id}"),
+    ("PUT", "/v1/orgs/{slug}/users/{user_id}/roles"),
+    ("POST", "/v1/orgs/{slug}/users/{user_id}/suspend"),
+    ("POST", "/v1/orgs/{slug}/users/{user_id}/reactivate"),
+    ("POST", "/v1/orgs/{slug}/invites"),
+    ("GET", "/v1/orgs/{slug}/invites"),
+    ("DELETE", "/v1/orgs/{slug}/invites/{id}"),
+    ("POST", "/v1/invites/accept"),
+    ("POST", "/v1/orgs/{slug}/roles"),
+    ("GET", "/v1/orgs/{slug}/roles"),
+    ("GET", "/v1/orgs/{slug}/roles/{name}"),
+    ("PATCH", "/v1/orgs/{slug}/roles/{name}"),
+    ("DELETE", "/v1/orgs/{slug}/roles/{name}"),
+    ("GET", "/v1/audit/events"),
+    ("GET", "/v1/audit/keys"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+];
+
+/// A concrete path for a template: ids that match nothing, so no request changes anything.
+fn concrete(template: &str) -> String {
+    template
+        .replace("{slug}", "nowhere")
+        .replace("{user_id}", "0190aaaa-0000-7000-8000-000000000001")
+        .replace("{id}", "0190aaaa-0000-7000-8000-000000000002")
+        .replace("{name}", "ghost")
+}
+
+/// The `route`/`method` label pairs of `uos_http_requests_total` in a Prometheus text page.
+fn request_counter_labels(text: &str) -> BTreeSet<(String, String)> {
+    let label = |line: &str, name: &str| {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        let end = line[start..].find('"')? + start;
+        Some(line[start..end].to_string())
+    };
+    text.lines()
+        .filter(|l| l.starts_with("uos_http_requests_total{"))
+        .filter_map(|l| Some((label(l, "method")?, label(l, "route")?)))
+        .collect()
+}
+
+backend_test!(health_and_readiness, |app| async move {
+    let r = app.send(Req::get("/healthz")).await;
+    assert_status(&r, 200);
+    let r = app.send(Req::get("/readyz")).await;
+    assert_status(&r, 200);
+    assert_eq!(r.body["checks"]["store"]["ok"], true, "{}", r.text);
+});
+
+backend_test!(
+    a_lost_store_is_503_and_5xx_bodies_stay_generic,
+    |app| async move {
+        let admin = app.admin_token().await;
+        app.state.svc.store().close().await;
+        let r = app.send(Req::get("/readyz")).await;
+        assert_status(&r, 503);
+        assert_eq!(r.body["checks"]["store"]["ok"], false);
+        // Liveness does not depend on the store.
+        assert_status(&app.send(Req::get("/healthz")).await, 200);
+        for req in [
+            Req::get("/v1/me").token(&admin),
+            Req::post("/v1/auth/login")
+                .json(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
+            Req::get("/v1/orgs/acme"),
+        ] {
+            let label = format!("{req:?}");
+            let r = app.send(req).await;
+            assert!(
+                r.status.is_server_error(),
+                "{label}: a store failure is a 5xx: {}",
+                r.text
+            );
+            assert!(
+                ["unavailable", "internal"].contains(&r.code()),
+                "{label}: {}",
+                r.text
+            );
+            assert_problem(&r, r.status.as_u16(), r.code());
+            let lower = r.text.to_lowercase();
+            for internal in [
+                "sqlx",
+                "sqlite",
+                "postgres",
+                "pool",
+                "closed",
+                "database",
+                "error returned",
+            ] {
+                assert!(
+                    !lower.contains(internal),
+                    "{label}: a 5xx body must not carry internals ({internal}): {}",
+                    r.text
+                );
+            }
+        }
+    }
+);
+
+backend_test!(metrics_count_requests_by_route_template, |app| async move {
+    let admin = app.admin_token().await;
+    app.create_org(&admin, "acme").await;
+    get_ok(&app, &admin, "/v1/orgs/acme").await;
+    let r = app.send(Req::get("/metrics")).await;
+    assert_status(&r, 200);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain")),
+        "Prometheus text"
+    );
+    let text = &r.text;
+    assert!(
+        text.contains("# TYPE uos_http_requests_total counter"),
+        "{text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("uos_http_requests_total{")
+                && l.contains("route=\"/v1/orgs/{slug}\"")
+                && l.contains("method=\"GET\"")
+                && l.contains("status=\"200\"")
+        })
+        .unwrap_or_else(|| panic!("a counter for GET /v1/orgs/{{slug}} 200:\n{text}"));
+    assert!(line.ends_with(" 1"), "one such request so far: {line}");
+    assert!(
+        !text.contains("route=\"/v1/orgs/acme\""),
+        "labels are route templates, never raw paths"
+    );
+    assert!(text.contains("uos_http_request_duration_seconds_bucket"));
+    assert!(text.contains("uos_store_pool_connections"));
+});
+
+backend_test!(
+    openapi_lists_exactly_the_routes_the_router_serves,
+    |app| async move {
+        let r = app.send(Req::get("/openapi.json")).await;
+        assert_status(&r, 200);
+        let doc = &r.body;
+        assert!(
+            doc["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.1")),
+            "OpenAPI 3.1: {}",
+            doc["openapi"]
+        );
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in ["get", "put", "post", "delete", "patch"] {
+                if item.get(method).is_some() {
+                    documented.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let expected: BTreeSet<(String, String)> = ENDPOINTS
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(
+            documented, expected,
+            "the OpenAPI document lists exactly the contract's endpoints"
+        );
+        assert!(
+            doc["components"]["schemas"]["Problem"].is_object(),
+            "errors are documented"
+        );
+
+        // And the router serves each one: every request below reaches its route (metrics label
+        // matched routes only). A separate session is used so logout ends nothing else.
+        let admin = app.admin_token().await;
+        let throwaway = app.admin_token().await;
+        for (method, template) in ENDPOINTS {
+            let token = if *template == "/v1/auth/logout" {
+                &throwaway
+            } else {
+                &admin
+            };
+            let r = app
+                .send(Req::new(method.parse().unwrap(), concrete(template)).token(token))
+                .await;
+            assert!(
+                !r.status.is_server_error(),
+                "{method} {template}: {}",
+                r.text
+            );
+            assert_ne!(r.status, 405, "{method} {template} is routed");
+        }
+        let served = request_counter_labels(&app.send(Req::get("/metrics")).await.text);
+        let missing: Vec<_> = expected.difference(&served).collect();
+        assert!(missing.is_empty(), "documented but not served: {missing:?}");
+        let undocumented: Vec<_> = served.difference(&expected).collect();
+        assert!(
+            undocumented.is_empty(),
+            "served but not documented: {undocumented:?}"
+        );
+        // Nothing was changed by the probes.
+        let r = app.send(Req::get("/v1/orgs/nowhere").token(&admin)).await;
+        assert_problem(&r, 404, "not_found");
+    }
+);
