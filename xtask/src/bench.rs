@@ -238,12 +238,15 @@ async fn seed(database_url: &str, users: u32) -> anyhow::Result<()> {
 }
 
 const INVITE_LUA: &str = r#"
--- Each request invites a new address, so every POST creates a fresh invite.
+-- Each request invites a new address, so every POST creates a fresh invite. Headers go into
+-- wrk.headers: a headers table passed to wrk.format would replace the Authorization header.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
 local n = 0
 request = function()
   n = n + 1
   local body = string.format('{"email":"invitee%d-%d@bench.test","roles":["member"]}', n, math.random(1, 1000000000))
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+  return wrk.format(nil, nil, nil, body)
 end
 "#;
 
