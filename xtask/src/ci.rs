@@ -18,6 +18,7 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
 
 pub fn run() -> anyhow::Result<()> {
     services::ensure_postgres()?;
+    services::drop_test_databases()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&[
         "clippy",

@@ -39,3 +39,43 @@ pub fn ensure_postgres() -> anyhow::Result<()> {
     }
     bail!("PostgreSQL is unreachable on {addr}: the PostgreSQL suites cannot run")
 }
+
+/// Drop the per-test databases earlier runs left behind (`uos_test_*`): the HTTP suite makes one
+/// database per test and cannot drop it from a synchronous `Drop`.
+pub fn drop_test_databases() -> anyhow::Result<()> {
+    let url = postgres_admin_url();
+    let out = Command::new("psql")
+        .args([
+            url.as_str(),
+            "-At",
+            "-c",
+            "select datname from pg_database where datname like 'uos\\_test\\_%'",
+        ])
+        .output()
+        .context("running psql")?;
+    if !out.status.success() {
+        bail!(
+            "listing test databases failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let names = String::from_utf8_lossy(&out.stdout);
+    let mut dropped = 0;
+    for name in names
+        .lines()
+        .filter(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        let sql = format!(r#"drop database if exists "{name}" with (force)"#);
+        let status = Command::new("psql")
+            .args([url.as_str(), "-q", "-c", &sql])
+            .status()
+            .context("running psql")?;
+        if status.success() {
+            dropped += 1;
+        }
+    }
+    if dropped > 0 {
+        eprintln!("xtask: dropped {dropped} test databases left by earlier runs");
+    }
+    Ok(())
+}
