@@ -90,9 +90,10 @@ async fn bootstrap(svc: &Services, cfg: &Config) -> Result<(), ServerError> {
 /// `shutdown_grace_secs`) and close the store.
 pub async fn run(cfg: Config) -> Result<(), ServerError> {
     ensure_data_dir(&cfg.data_dir)?;
+    // Bind first: a taken port should fail before the store is touched or an admin bootstrapped.
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let state = build(&cfg).await?;
     let store = state.svc.store().clone();
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, backend = store.backend(), "admin-api listening");
     let app = crate::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let grace = Duration::from_secs(cfg.shutdown_grace_secs);
