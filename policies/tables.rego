@@ -13,8 +13,9 @@ permissions := [
 	"billing:read", "billing:write",
 ]
 
-# Endpoints that need no credentials at all (the credential is the password or invite token).
-public_actions := {"auth.login", "invite.accept"}
+# Endpoints that need no credentials at all (the credential is the password, the refresh
+# token or the invite token).
+public_actions := {"auth.login", "auth.refresh", "invite.accept"}
 
 # What a user whose password must be reset may still do: see themselves, set a password, leave.
 password_reset_actions := {"me.read", "me.password", "auth.logout"}
@@ -26,12 +27,14 @@ usable_statuses := {"active", "password_reset_required"}
 self_actions := {
 	"me.read", "me.update", "me.password", "auth.logout",
 	"org.create", "org.list", "audit.keys",
+	"session.list", "session.revoke",
 }
 
 # Actions on users across the platform; only platform admins may perform them (user.read of
 # oneself is the exception, handled before this table is consulted).
 platform_actions := {
 	"user.list", "user.read", "user.update", "user.set_status", "user.delete", "user.restore",
+	"user.revoke_sessions",
 }
 
 # Org-scoped action -> the org permission it requires. An action listed here is evaluated

@@ -68,6 +68,10 @@ actions! {
     MeRead => "me.read",
     MeUpdate => "me.update",
     MePassword => "me.password",
+    AuthRefresh => "auth.refresh",
+    SessionList => "session.list",
+    SessionRevoke => "session.revoke",
+    UserRevokeSessions => "user.revoke_sessions",
 }
 
 impl fmt::Display for Action {
@@ -112,7 +116,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 36);
+        assert_eq!(Action::ALL.len(), 40);
     }
 
     #[test]

@@ -30,6 +30,15 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/auth/login", post(auth::login))
         .route("/v1/auth/logout", post(auth::logout))
+        .route("/v1/auth/refresh", post(auth::refresh))
+        .route(
+            "/v1/me/sessions",
+            get(me::list_sessions).delete(me::revoke_other_sessions),
+        )
+        .route(
+            "/v1/me/sessions/{id}",
+            axum::routing::delete(me::revoke_session),
+        )
         .route("/v1/me", get(me::get_me).patch(me::patch_me))
         .route(
             "/v1/me/preferences",
@@ -85,6 +94,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/users/{id}/status", post(users::set_status))
         .route("/v1/users/{id}/restore", post(users::restore))
+        .route(
+            "/v1/users/{id}/sessions",
+            axum::routing::delete(users::revoke_sessions),
+        )
         .route("/v1/audit/events", get(audit::events))
         .route("/v1/audit/keys", get(audit::keys))
         .route("/.well-known/jwks.json", get(health::jwks))

@@ -4,14 +4,14 @@
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::TokenView;
 use crate::{AuthUser, Caller, Ctx, Done, Result, ServiceError, Services};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use uos_authn::{issue_access_token, verify_access_token, AccessClaims};
 use uos_authz::{Action, Resource};
 use uos_domain::{Email, SessionId, User, UserStatus};
 use uos_keys::KeyPurpose;
-use uos_store::Session;
+use uos_store::{RefreshToken, Session};
 
 /// Longest password accepted: argon2 cost must not be steerable by the client.
 pub const PASSWORD_MAX_LEN: usize = 128;
@@ -162,6 +162,7 @@ impl Services {
             created_at: now,
             expires_at: now + Duration::seconds(secs(inner.cfg.session_ttl_secs)),
             revoked_at: None,
+            last_seen_at: now,
             user_agent: ctx.user_agent.clone(),
             ip: ctx.ip.clone(),
         };
@@ -182,30 +183,50 @@ impl Services {
             serde_json::json!({"user_id": user.id, "expires_at": session.expires_at, "ip": session.ip, "user_agent": session.user_agent}),
         )
         .await?;
-        let ttl = inner
-            .cfg
-            .access_token_ttl_secs
-            .min(inner.cfg.session_ttl_secs);
+        let tokens = self.issue_tokens(&mut uow, &session, now).await?;
+        let done = Done::ok(tokens, None);
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    /// A fresh access token and a fresh single-use refresh token for `session` (the refresh
+    /// token's hash is stored in the caller's unit of work).
+    pub(crate) async fn issue_tokens(
+        &self,
+        uow: &mut UnitOfWork<'_>,
+        session: &Session,
+        now: DateTime<Utc>,
+    ) -> Result<TokenView> {
+        let inner = &*self.inner;
+        let refresh = uos_authn::random_token("uosrt_", 32);
+        uow.tx()
+            .insert_refresh_token(&RefreshToken {
+                token_hash: uos_authn::hash_token(&refresh),
+                session_id: session.id,
+                created_at: now,
+                used_at: None,
+            })
+            .await?;
+        // Never past the session's own end: such a token would be refused anyway, and its
+        // expires_in would mislead the client.
+        let left = u64::try_from((session.expires_at - now).num_seconds()).unwrap_or(0);
+        let ttl = inner.cfg.access_token_ttl_secs.min(left).max(1);
         let claims = AccessClaims {
             iss: inner.cfg.issuer.clone(),
-            sub: user.id.0,
+            sub: session.user_id.0,
             sid: session.id.0,
             iat: now.timestamp(),
             exp: now.timestamp() + secs(ttl),
             jti: uos_domain::new_id(),
         };
-        let token = issue_access_token(&inner.keys.signing_key(KeyPurpose::AccessToken), &claims);
-        let done = Done::ok(
-            TokenView {
-                access_token: token,
-                token_type: "Bearer".into(),
-                expires_in: ttl,
-                session_id: session.id.0,
-            },
-            None,
-        );
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        let access = issue_access_token(&inner.keys.signing_key(KeyPurpose::AccessToken), &claims);
+        Ok(TokenView {
+            access_token: access,
+            token_type: "Bearer".into(),
+            expires_in: ttl,
+            refresh_token: refresh,
+            session_id: session.id.0,
+        })
     }
 
     /// Resolve a bearer token to a caller. The token must verify *and* its session must be
@@ -222,10 +243,7 @@ impl Services {
             .get_session(SessionId(claims.sid))
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
-        if session.user_id.0 != claims.sub
-            || session.revoked_at.is_some()
-            || session.expires_at <= now
-        {
+        if session.user_id.0 != claims.sub || !self.is_live(&session, now) {
             return Err(ServiceError::Unauthenticated);
         }
         let user = r
@@ -292,6 +310,6 @@ impl Services {
     }
 }
 
-fn secs(v: u64) -> i64 {
+pub(crate) fn secs(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX / 2)
 }

@@ -12,8 +12,10 @@ pub struct ServiceConfig {
     /// Lifetime of an access token in seconds. Short, because the session check makes
     /// revocation immediate anyway and a leaked token should die soon.
     pub access_token_ttl_secs: u64,
-    /// Absolute lifetime of a login session in seconds.
+    /// Absolute lifetime of a login session in seconds: refreshing never extends it.
     pub session_ttl_secs: u64,
+    /// Idle lifetime in seconds: a session not refreshed (or logged into) for this long ends.
+    pub session_idle_secs: u64,
     /// Days a soft-deleted org or user can still be restored.
     pub retention_days: u32,
     /// How long an `Idempotency-Key` is remembered, in hours (the contract says 24).
@@ -32,7 +34,8 @@ impl Default for ServiceConfig {
         Self {
             issuer: "user-org-service".into(),
             access_token_ttl_secs: 900,
-            session_ttl_secs: 12 * 3600,
+            session_ttl_secs: 7 * 24 * 3600,
+            session_idle_secs: 24 * 3600,
             retention_days: 30,
             idempotency_ttl_hours: 24,
             idempotency_stale_secs: 60,

@@ -16,6 +16,7 @@ mod me;
 mod members;
 mod orgs;
 mod roles;
+mod sessions;
 mod uow;
 mod users;
 pub mod views;

@@ -192,7 +192,51 @@ pub struct TokenView {
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// Single use: `POST /v1/auth/refresh` answers with a new one. Presenting a used one
+    /// revokes the whole session.
+    pub refresh_token: String,
     pub session_id: Uuid,
+}
+
+/// A live session of the caller, with what we know of the device.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub device: DeviceView,
+    /// The session of the token making this request.
+    pub current: bool,
+}
+
+/// The user agent, parsed.
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
+pub struct DeviceView {
+    /// Browser or client name, e.g. `Firefox`, `curl`.
+    pub browser: Option<String>,
+    pub browser_version: Option<String>,
+    /// e.g. `Linux`, `Mac OSX`, `iPhone`.
+    pub os: Option<String>,
+    /// `pc`, `smartphone`, `mobilephone`, `crawler`, `appliance`, `misc`.
+    pub category: Option<String>,
+}
+
+impl DeviceView {
+    pub fn parse(user_agent: Option<&str>) -> Self {
+        let known = |s: &str| (!s.is_empty() && s != "UNKNOWN").then(|| s.to_string());
+        match user_agent.and_then(|ua| woothee::parser::Parser::new().parse(ua)) {
+            Some(r) => Self {
+                browser: known(r.name),
+                browser_version: known(r.version),
+                os: known(r.os),
+                category: known(r.category),
+            },
+            None => Self::default(),
+        }
+    }
 }
 
 /// The caller's own profile and where they belong.

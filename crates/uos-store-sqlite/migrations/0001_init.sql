@@ -115,12 +115,29 @@ create table session (
     created_at text not null,
     expires_at text not null,
     revoked_at text,
+    -- Last login or refresh: the idle timeout counts from here.
+    last_seen_at text not null,
     user_agent text,
     ip text
 ) strict;
 
--- Revoking every session of a user (logout everywhere, suspension).
+-- Revoking every (or every other) session of a user: logout everywhere, suspension; and
+-- listing a user's live sessions.
 create index session_user_idx on session (user_id);
+
+-- Refresh tokens, single use: a token presented after it was used means it was stolen or
+-- replayed, so the row stays (used_at set) to recognise the reuse and revoke its session.
+-- Only the hash is kept, as for invites; the hash is the key because every lookup is by it.
+create table refresh_token (
+    token_hash text not null primary key,
+    session_id blob not null references session (session_id),
+    created_at text not null,
+    used_at text
+) strict, without rowid;
+
+-- The tokens of one session. A foreign key gets no index of its own: without this one, any
+-- delete of a session row would scan every token to check for references to it.
+create index refresh_token_session_idx on refresh_token (session_id);
 
 -- Idempotency-Key uses, scoped per caller. status/response stay null while in flight.
 create table idempotency (

@@ -10,6 +10,7 @@ const UNIQUE_CODES: &[(&str, &str)] = &[
     ("membership.org_id, membership.user_id", "already_member"),
     ("custom_role.org_id, custom_role.name", "role_exists"),
     ("invite.token_hash", "invite_token_taken"),
+    ("refresh_token.token_hash", "refresh_token_taken"),
 ];
 
 /// Primary result codes that mean "the database cannot serve us now": busy/locked after the

@@ -9,7 +9,7 @@ use uos_domain::{
     Org, OrgId, OrgSlug, OrgStatus, Permission, RoleId, RoleName, SessionId, User, UserId,
     UserStatus,
 };
-use uos_store::{AuditRow, IdempotencyRecord, Result, Session, StoreError};
+use uos_store::{AuditRow, IdempotencyRecord, RefreshToken, Result, Session, StoreError};
 
 type Db = sqlx::Sqlite;
 type DbRow = sqlx::sqlite::SqliteRow;
@@ -147,7 +147,7 @@ pub(crate) fn role(r: &DbRow) -> Result<CustomRole> {
 }
 
 pub(crate) const SESSION_COLS: &str =
-    "session_id, user_id, created_at, expires_at, revoked_at, user_agent, ip";
+    "session_id, user_id, created_at, expires_at, revoked_at, last_seen_at, user_agent, ip";
 
 pub(crate) fn session(r: &DbRow) -> Result<Session> {
     Ok(Session {
@@ -156,8 +156,20 @@ pub(crate) fn session(r: &DbRow) -> Result<Session> {
         created_at: get(r, "created_at")?,
         expires_at: get(r, "expires_at")?,
         revoked_at: get(r, "revoked_at")?,
+        last_seen_at: get(r, "last_seen_at")?,
         user_agent: get(r, "user_agent")?,
         ip: get(r, "ip")?,
+    })
+}
+
+pub(crate) const REFRESH_TOKEN_COLS: &str = "token_hash, session_id, created_at, used_at";
+
+pub(crate) fn refresh_token(r: &DbRow) -> Result<RefreshToken> {
+    Ok(RefreshToken {
+        token_hash: get(r, "token_hash")?,
+        session_id: SessionId(get(r, "session_id")?),
+        created_at: get(r, "created_at")?,
+        used_at: get(r, "used_at")?,
     })
 }
 

@@ -1,12 +1,14 @@
-//! Login sessions: insert, lookup and revocation (one, or every live one of a user).
+//! Login sessions: insert, lookup, activity (`last_seen_at`), listing the live ones and
+//! revocation (one, every live one of a user, or all but one); and their single-use refresh
+//! tokens.
 
 use crate::error::db_err;
-use crate::rows::{self, SESSION_COLS};
+use crate::rows::{self, REFRESH_TOKEN_COLS, SESSION_COLS};
 use crate::tx::SqliteTx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uos_domain::{SessionId, UserId};
-use uos_store::{Result, Session, SessionRepo};
+use uos_store::{RefreshToken, Result, Session, SessionRepo};
 
 #[async_trait]
 impl SessionRepo for SqliteTx {
@@ -14,13 +16,14 @@ impl SessionRepo for SqliteTx {
     async fn insert_session(&mut self, s: &Session) -> Result<()> {
         sqlx::query(
             "insert into session (session_id, user_id, created_at, expires_at, revoked_at, \
-             user_agent, ip) values ($1, $2, $3, $4, $5, $6, $7)",
+             last_seen_at, user_agent, ip) values ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(s.id.0)
         .bind(s.user_id.0)
         .bind(s.created_at)
         .bind(s.expires_at)
         .bind(s.revoked_at)
+        .bind(s.last_seen_at)
         .bind(&s.user_agent)
         .bind(&s.ip)
         .execute(self.conn())
@@ -66,5 +69,105 @@ impl SessionRepo for SqliteTx {
         .await
         .map_err(db_err)?;
         Ok(done.rows_affected())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn revoke_other_sessions(
+        &mut self,
+        user: UserId,
+        keep: SessionId,
+        at: DateTime<Utc>,
+    ) -> Result<u64> {
+        // Same notion of live as revoke_user_sessions; only the kept session is spared.
+        let done = sqlx::query(
+            "update session set revoked_at = $2 \
+             where user_id = $1 and revoked_at is null and expires_at > $2 \
+             and session_id <> $3",
+        )
+        .bind(user.0)
+        .bind(at)
+        .bind(keep.0)
+        .execute(self.conn())
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn touch_session(&mut self, id: SessionId, at: DateTime<Utc>) -> Result<()> {
+        // Unconditional: whether the session may still be used is the caller's check, and an
+        // absent session has nothing to record.
+        sqlx::query("update session set last_seen_at = $2 where session_id = $1")
+            .bind(id.0)
+            .bind(at)
+            .execute(self.conn())
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn list_live_sessions(
+        &mut self,
+        user: UserId,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Session>> {
+        // The id breaks ties between sessions created in the same instant, so the order is
+        // total and the same on every backend.
+        let sql = format!(
+            "select {SESSION_COLS} from session \
+             where user_id = $1 and revoked_at is null and expires_at > $2 \
+             order by created_at desc, session_id desc limit $3"
+        );
+        let found = sqlx::query(&sql)
+            .bind(user.0)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(self.conn())
+            .await
+            .map_err(db_err)?;
+        found.iter().map(rows::session).collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn insert_refresh_token(&mut self, t: &RefreshToken) -> Result<()> {
+        sqlx::query(
+            "insert into refresh_token (token_hash, session_id, created_at, used_at) \
+             values ($1, $2, $3, $4)",
+        )
+        .bind(&t.token_hash)
+        .bind(t.session_id.0)
+        .bind(t.created_at)
+        .bind(t.used_at)
+        .execute(self.conn())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_refresh_token(&mut self, token_hash: &str) -> Result<Option<RefreshToken>> {
+        let sql = format!("select {REFRESH_TOKEN_COLS} from refresh_token where token_hash = $1");
+        let row = sqlx::query(&sql)
+            .bind(token_hash)
+            .fetch_optional(self.conn())
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(rows::refresh_token).transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn use_refresh_token(&mut self, token_hash: &str, at: DateTime<Utc>) -> Result<bool> {
+        // One conditional update, no read-then-write, so that exactly one of two concurrent
+        // uses wins: write transactions run one after the other on the single writer
+        // connection, and the second finds used_at already set.
+        let done = sqlx::query(
+            "update refresh_token set used_at = $2 where token_hash = $1 and used_at is null",
+        )
+        .bind(token_hash)
+        .bind(at)
+        .execute(self.conn())
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
     }
 }

@@ -2,7 +2,7 @@
 //! assertion message says what the port promises.
 
 use crate::fixtures::{self, *};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -1073,6 +1073,256 @@ pub async fn sessions_revoke_single_and_all(store: Arc<dyn Store>) {
     );
 }
 
+/// The `revoked_at` of a session that must exist.
+async fn revoked_at(tx: &mut Box<dyn Tx>, id: SessionId) -> Option<DateTime<Utc>> {
+    tx.get_session(id)
+        .await
+        .unwrap()
+        .expect("session exists")
+        .revoked_at
+}
+
+pub async fn session_touch_moves_last_seen(store: Arc<dyn Store>) {
+    let u = seed_user(&store).await;
+    let s = fixtures::session(u.id);
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_session(&s).await.unwrap();
+    assert_eq!(
+        tx.get_session(s.id).await.unwrap().map(|g| g.last_seen_at),
+        Some(s.created_at),
+        "a new session was last seen when it was created"
+    );
+    let later = s.created_at + Duration::minutes(5);
+    tx.touch_session(s.id, later).await.unwrap();
+    tx.touch_session(SessionId::new(), later)
+        .await
+        .expect("touching an absent session is not an error");
+    tx.commit().await.unwrap();
+
+    let mut tx = store.read().await.unwrap();
+    let mut expected = s.clone();
+    expected.last_seen_at = later;
+    assert_eq!(
+        tx.get_session(s.id).await.unwrap(),
+        Some(expected),
+        "touch moves last_seen_at and nothing else"
+    );
+}
+
+pub async fn revoke_other_sessions_keeps_one(store: Arc<dyn Store>) {
+    let u = seed_user(&store).await;
+    let someone = seed_user(&store).await;
+    let t0 = now();
+    let keep = fixtures::session(u.id);
+    let other1 = fixtures::session(u.id);
+    let other2 = fixtures::session(u.id);
+    let mut expired = fixtures::session(u.id);
+    expired.expires_at = t0 - Duration::minutes(1);
+    let mut revoked = fixtures::session(u.id);
+    revoked.revoked_at = Some(t0 - Duration::minutes(2));
+    let theirs = fixtures::session(someone.id);
+    let mut tx = store.begin().await.unwrap();
+    for s in [&keep, &other1, &other2, &expired, &revoked, &theirs] {
+        tx.insert_session(s).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let t = t0 + Duration::seconds(1);
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.revoke_other_sessions(u.id, keep.id, t).await.unwrap(),
+        2,
+        "the user's other live sessions (not the kept, expired or already revoked ones)"
+    );
+    assert_eq!(
+        tx.revoke_other_sessions(u.id, keep.id, t).await.unwrap(),
+        0,
+        "nothing left to revoke"
+    );
+    tx.commit().await.unwrap();
+
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        revoked_at(&mut tx, keep.id).await,
+        None,
+        "the kept session stays live"
+    );
+    assert_eq!(revoked_at(&mut tx, other1.id).await, Some(t));
+    assert_eq!(revoked_at(&mut tx, other2.id).await, Some(t));
+    assert_eq!(
+        revoked_at(&mut tx, expired.id).await,
+        None,
+        "expired is left alone"
+    );
+    assert_eq!(
+        revoked_at(&mut tx, revoked.id).await,
+        revoked.revoked_at,
+        "the first revocation time stays"
+    );
+    assert_eq!(
+        revoked_at(&mut tx, theirs.id).await,
+        None,
+        "another user's session is untouched"
+    );
+}
+
+pub async fn list_live_sessions_skips_revoked_and_expired(store: Arc<dyn Store>) {
+    let u = seed_user(&store).await;
+    let someone = seed_user(&store).await;
+    let t = now();
+    let at = |user, created_ago: i64| {
+        let mut s = fixtures::session(user);
+        s.created_at = t - Duration::minutes(created_ago);
+        s.last_seen_at = s.created_at;
+        s.expires_at = t + Duration::hours(1);
+        s
+    };
+    let oldest = at(u.id, 300);
+    let middle = at(u.id, 200);
+    // Two sessions created in the same instant: the id decides their order.
+    let twin_a = at(u.id, 100);
+    let twin_b = at(u.id, 100);
+    let mut revoked = at(u.id, 50);
+    revoked.revoked_at = Some(t - Duration::minutes(1));
+    let mut expired = at(u.id, 60);
+    expired.expires_at = t - Duration::minutes(1);
+    let mut expiring_now = at(u.id, 70);
+    expiring_now.expires_at = t;
+    let theirs = at(someone.id, 10);
+    let mut tx = store.begin().await.unwrap();
+    for s in [
+        &oldest,
+        &middle,
+        &twin_a,
+        &twin_b,
+        &revoked,
+        &expired,
+        &expiring_now,
+        &theirs,
+    ] {
+        tx.insert_session(s).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let (first_twin, second_twin) = if twin_a.id.0 > twin_b.id.0 {
+        (&twin_a, &twin_b)
+    } else {
+        (&twin_b, &twin_a)
+    };
+    let live = vec![
+        first_twin.clone(),
+        second_twin.clone(),
+        middle.clone(),
+        oldest.clone(),
+    ];
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.list_live_sessions(u.id, t, 10).await.unwrap(),
+        live,
+        "live sessions only (expires_at > now), newest first, ties by id descending"
+    );
+    assert_eq!(
+        tx.list_live_sessions(u.id, t, 2).await.unwrap(),
+        live[..2].to_vec(),
+        "at most limit, the newest ones"
+    );
+    assert_eq!(
+        tx.list_live_sessions(u.id, t + Duration::hours(2), 10)
+            .await
+            .unwrap(),
+        vec![],
+        "none is live once all have expired"
+    );
+    assert_eq!(
+        tx.list_live_sessions(UserId::new(), t, 10).await.unwrap(),
+        vec![],
+        "an absent user has no sessions"
+    );
+}
+
+pub async fn refresh_token_roundtrip_and_unique(store: Arc<dyn Store>) {
+    let u = seed_user(&store).await;
+    let s = fixtures::session(u.id);
+    let fresh = fixtures::refresh_token(s.id);
+    let mut used = fixtures::refresh_token(s.id);
+    used.used_at = Some(used.created_at + Duration::seconds(3));
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_session(&s).await.unwrap();
+    tx.insert_refresh_token(&fresh).await.unwrap();
+    tx.insert_refresh_token(&used).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.get_refresh_token(&fresh.token_hash).await.unwrap(),
+        Some(fresh.clone())
+    );
+    assert_eq!(
+        tx.get_refresh_token(&used.token_hash).await.unwrap(),
+        Some(used.clone()),
+        "used_at round-trips"
+    );
+    assert_eq!(
+        tx.get_refresh_token(&format!("{:064x}", unique()))
+            .await
+            .unwrap(),
+        None
+    );
+    drop(tx);
+
+    let other = fixtures::session(u.id);
+    let mut dup = fixtures::refresh_token(other.id);
+    dup.token_hash = fresh.token_hash.clone();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_session(&other).await.unwrap();
+    assert_err!(
+        tx.insert_refresh_token(&dup).await,
+        StoreError::Conflict("refresh_token_taken"),
+        "a second token with the same hash, even of another session"
+    );
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.insert_refresh_token(&fixtures::refresh_token(SessionId::new()))
+            .await
+            .is_err(),
+        "a token of an absent session is refused (foreign key)"
+    );
+}
+
+pub async fn refresh_token_is_used_once(store: Arc<dyn Store>) {
+    let u = seed_user(&store).await;
+    let token = seed_refresh_token(&store, u.id).await;
+    let t1 = now();
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.use_refresh_token(&token.token_hash, t1).await.unwrap(),
+        "the first use wins"
+    );
+    assert!(
+        !tx.use_refresh_token(&token.token_hash, t1 + Duration::seconds(5))
+            .await
+            .unwrap(),
+        "a second use is a reuse"
+    );
+    assert!(
+        !tx.use_refresh_token(&format!("{:064x}", unique()), t1)
+            .await
+            .unwrap(),
+        "an absent token is never used"
+    );
+    tx.commit().await.unwrap();
+
+    let mut tx = store.read().await.unwrap();
+    let mut expected = token.clone();
+    expected.used_at = Some(t1);
+    assert_eq!(
+        tx.get_refresh_token(&token.token_hash).await.unwrap(),
+        Some(expected),
+        "the first use's time stays"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // idempotency
 
@@ -1592,5 +1842,42 @@ pub async fn concurrent_idempotency_claims_one_wins(store: Arc<dyn Store>) {
         (claimed, existing),
         (1, 1),
         "exactly one Claimed: {a:?} / {b:?}"
+    );
+}
+
+pub async fn concurrent_refresh_token_use_one_wins(store: Arc<dyn Store>) {
+    let u = seed_user(&store).await;
+    let token = seed_refresh_token(&store, u.id).await;
+    let t = now();
+    let attempt = |at| {
+        let store = store.clone();
+        let hash = token.token_hash.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin().await?;
+            let won = tx.use_refresh_token(&hash, at).await?;
+            tokio::task::yield_now().await;
+            tx.commit().await?;
+            Ok::<_, StoreError>(won)
+        })
+    };
+    let (a, b) = (attempt(t), attempt(t + Duration::seconds(1)));
+    let (a, b) = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        (a.await.unwrap(), b.await.unwrap())
+    })
+    .await
+    .expect("two uses of one token must not deadlock");
+    let used_at = match (&a, &b) {
+        (Ok(true), Ok(false)) => t,
+        (Ok(false), Ok(true)) => t + Duration::seconds(1),
+        _ => panic!("exactly one true and one false, both Ok: got {a:?} and {b:?}"),
+    };
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.get_refresh_token(&token.token_hash)
+            .await
+            .unwrap()
+            .and_then(|r| r.used_at),
+        Some(used_at),
+        "the winner's time is stored"
     );
 }

@@ -9,7 +9,7 @@ use uos_domain::{
     CustomRole, Email, Invite, InviteId, Membership, Org, OrgId, OrgSlug, Permission, RoleId,
     RoleName, SessionId, User, UserId, UserStatus,
 };
-use uos_store::{AuditRow, IdempotencyRecord, Session, Store};
+use uos_store::{AuditRow, IdempotencyRecord, RefreshToken, Session, Store};
 
 /// Now, at the microsecond precision every backend keeps (PostgreSQL `timestamptz`), so what
 /// is written compares equal to what is read back.
@@ -91,8 +91,19 @@ pub fn session(user: UserId) -> Session {
         created_at: t,
         expires_at: t + Duration::hours(12),
         revoked_at: None,
+        last_seen_at: t,
         user_agent: Some("conformance/1.0".into()),
         ip: Some("192.0.2.1".into()),
+    }
+}
+
+/// An unused refresh token of `session` with a unique hash.
+pub fn refresh_token(session: SessionId) -> RefreshToken {
+    RefreshToken {
+        token_hash: format!("{:064x}", unique()),
+        session_id: session,
+        created_at: now(),
+        used_at: None,
     }
 }
 
@@ -154,4 +165,17 @@ pub async fn seed_member(
     tx.insert_membership(&m).await.expect("insert membership");
     tx.commit().await.expect("commit");
     m
+}
+
+/// A session of `user` plus one unused refresh token of it, both committed.
+pub async fn seed_refresh_token(store: &Arc<dyn Store>, user: UserId) -> RefreshToken {
+    let s = session(user);
+    let t = refresh_token(s.id);
+    let mut tx = store.begin().await.expect("begin");
+    tx.insert_session(&s).await.expect("insert session");
+    tx.insert_refresh_token(&t)
+        .await
+        .expect("insert refresh token");
+    tx.commit().await.expect("commit");
+    t
 }

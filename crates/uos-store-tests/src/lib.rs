@@ -112,6 +112,11 @@ macro_rules! conformance {
             role_update_and_delete,
             role_list_pages_by_name,
             sessions_revoke_single_and_all,
+            session_touch_moves_last_seen,
+            revoke_other_sessions_keeps_one,
+            list_live_sessions_skips_revoked_and_expired,
+            refresh_token_roundtrip_and_unique,
+            refresh_token_is_used_once,
             idempotency_claim_complete_release,
             idempotency_stale_claim_is_replaced,
             audit_append_moves_head,
@@ -122,7 +127,8 @@ macro_rules! conformance {
             page_boundary_is_exact,
             bad_cursor_is_corrupt,
             concurrent_updates_one_wins,
-            concurrent_idempotency_claims_one_wins
+            concurrent_idempotency_claims_one_wins,
+            concurrent_refresh_token_use_one_wins
         );
     };
 }

@@ -13,7 +13,7 @@ pub use error::StoreError;
 pub use page::{Page, PageRequest};
 pub use records::{
     AuditFilter, AuditHead, AuditRow, IdemClaim, IdempotencyRecord, MemberFilter, OrgFilter,
-    PoolStats, Session, UserFilter,
+    PoolStats, RefreshToken, Session, UserFilter,
 };
 
 use async_trait::async_trait;
@@ -145,6 +145,30 @@ pub trait SessionRepo {
     async fn revoke_session(&mut self, id: SessionId, at: DateTime<Utc>) -> Result<bool>;
     /// Revokes every live session of a user; returns how many.
     async fn revoke_user_sessions(&mut self, user: UserId, at: DateTime<Utc>) -> Result<u64>;
+    /// Revokes every live session of a user except `keep` ("log out my other devices").
+    async fn revoke_other_sessions(
+        &mut self,
+        user: UserId,
+        keep: SessionId,
+        at: DateTime<Utc>,
+    ) -> Result<u64>;
+    /// Record activity on a session (refresh); sets `last_seen_at`.
+    async fn touch_session(&mut self, id: SessionId, at: DateTime<Utc>) -> Result<()>;
+    /// The user's sessions that are neither revoked nor expired at `now`, newest first, at most
+    /// `limit`.
+    async fn list_live_sessions(
+        &mut self,
+        user: UserId,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Session>>;
+    /// Store a new refresh token (only its hash). `Conflict("refresh_token_taken")` on a
+    /// duplicate hash.
+    async fn insert_refresh_token(&mut self, t: &RefreshToken) -> Result<()>;
+    async fn get_refresh_token(&mut self, token_hash: &str) -> Result<Option<RefreshToken>>;
+    /// Mark a refresh token used if it is still unused; returns whether this call did it. Two
+    /// concurrent refreshes with one token: exactly one gets `true` (the other is a reuse).
+    async fn use_refresh_token(&mut self, token_hash: &str, at: DateTime<Utc>) -> Result<bool>;
 }
 
 #[async_trait]

@@ -32,8 +32,21 @@ pub struct Session {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Last login or refresh; the idle timeout counts from here.
+    pub last_seen_at: DateTime<Utc>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+}
+
+/// One refresh token of a session. Tokens are single use: a used one presented again means it
+/// was stolen or replayed, and the whole session is revoked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefreshToken {
+    /// Hex SHA-256 of the opaque token (high entropy, so a plain hash suffices).
+    pub token_hash: String,
+    pub session_id: SessionId,
+    pub created_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
 }
 
 /// An `Idempotency-Key` use. `status`/`response` are `None` while the first request runs.

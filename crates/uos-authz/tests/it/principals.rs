@@ -141,6 +141,8 @@ fn any_active_user_may_act_on_their_own_behalf() {
         Action::OrgCreate,
         Action::OrgList,
         Action::AuditKeys,
+        Action::SessionList,
+        Action::SessionRevoke,
     ] {
         let got = decide(&principal, action, &Resource::default());
         assert_decision("active user", action, got, allow("authenticated"));
@@ -182,6 +184,7 @@ fn platform_user_management_needs_a_platform_admin() {
         Action::UserSetStatus,
         Action::UserDelete,
         Action::UserRestore,
+        Action::UserRevokeSessions,
     ] {
         // Being the subject does not help: self-service goes through the `me.*` actions.
         let got = decide(&principal, action, &me);

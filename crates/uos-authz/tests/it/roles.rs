@@ -105,13 +105,16 @@ fn every_action_is_classified_for_an_owner() {
                 | Action::AuthLogout
                 | Action::MeRead
                 | Action::MeUpdate
-                | Action::MePassword => allow("authenticated"),
+                | Action::MePassword
+                | Action::SessionList
+                | Action::SessionRevoke => allow("authenticated"),
                 Action::UserList
                 | Action::UserRead
                 | Action::UserUpdate
                 | Action::UserSetStatus
                 | Action::UserDelete
-                | Action::UserRestore => deny("platform_admin_required"),
+                | Action::UserRestore
+                | Action::UserRevokeSessions => deny("platform_admin_required"),
                 other => panic!("{other} is missing from this test's classification"),
             }
         };

@@ -36,3 +36,23 @@ pub async fn login(
 pub async fn logout(State(s): State<AppState>, ReqCtx(ctx): ReqCtx) -> ApiResult<()> {
     reply(s.svc.logout(&ctx).await)
 }
+
+json_body! {
+    /// A refresh token from login or the previous refresh.
+    pub struct RefreshBody {
+        #[schema(value_type = String)]
+        req refresh_token: super::OpaqueToken,
+    }
+}
+
+/// Trade a refresh token for a new access and refresh token. Each refresh token works once;
+/// presenting a used one revokes the whole session and answers 401.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshBody, responses(
+    (status = 200, body = TokenView), (status = 400, body = Problem), (status = 401, body = Problem, description = "unauthenticated")))]
+pub async fn refresh(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    ApiJson(b): ApiJson<RefreshBody>,
+) -> ApiResult<TokenView> {
+    reply(s.svc.refresh(&ctx, &b.refresh_token.0).await)
+}

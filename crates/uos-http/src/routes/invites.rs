@@ -1,6 +1,6 @@
 //! Invites.
 
-use super::{slug, uuid, InviteHours, InviteToken, RoleList};
+use super::{slug, uuid, InviteHours, OpaqueToken, RoleList};
 use crate::extract::{is_uuid, ApiJson, IfMatch, Query, ReqCtx};
 use crate::json_body;
 use crate::problem::{ApiError, Problem};
@@ -29,7 +29,7 @@ json_body! {
     /// Accept an invite. New accounts need a password.
     pub struct AcceptInviteBody {
         #[schema(value_type = String, min_length = 1, max_length = 256)]
-        req token: InviteToken,
+        req token: OpaqueToken,
         #[schema(value_type = Option<String>)]
         opt display_name: Option<DisplayName>,
         #[schema(value_type = Option<String>, format = "password")]

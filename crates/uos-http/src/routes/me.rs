@@ -2,12 +2,16 @@
 
 use crate::extract::{AnyJson, ApiJson, IfMatch, ReqCtx};
 use crate::json_body;
+use crate::problem::ApiError;
 use crate::problem::Problem;
+use crate::reply::ListBody;
 use crate::reply::{reply, ApiResult};
 use crate::state::AppState;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::Json;
+use uos_domain::SessionId;
 use uos_domain::{DisplayName, Locale, Timezone};
-use uos_service::views::{MeView, UserView};
+use uos_service::views::{MeView, SessionView, UserView};
 use uos_service::ProfilePatch;
 
 json_body! {
@@ -94,4 +98,41 @@ pub async fn change_password(
             .change_password(&ctx, b.current_password, b.new_password)
             .await,
     )
+}
+
+/// The caller's live sessions (devices), newest first.
+#[utoipa::path(get, path = "/v1/me/sessions", tag = "me", security(("bearer" = [])), responses(
+    (status = 200, body = ListBody<SessionView>), (status = 401, body = Problem)))]
+pub async fn list_sessions(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+) -> Result<Json<ListBody<SessionView>>, ApiError> {
+    let items = s.svc.list_sessions(&ctx).await?;
+    // Live sessions are few and bounded, so one page holds them all.
+    Ok(Json(ListBody {
+        items,
+        next_page_token: None,
+    }))
+}
+
+/// Revoke one of the caller's sessions.
+#[utoipa::path(delete, path = "/v1/me/sessions/{id}", tag = "me", security(("bearer" = [])), responses(
+    (status = 204, description = "revoked"), (status = 404, body = Problem)))]
+pub async fn revoke_session(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path(id): Path<String>,
+) -> ApiResult<()> {
+    let id = SessionId(super::uuid("id", &id)?);
+    reply(s.svc.revoke_my_session(&ctx, id).await)
+}
+
+/// Revoke every session of the caller except the current one.
+#[utoipa::path(delete, path = "/v1/me/sessions", tag = "me", security(("bearer" = [])), responses(
+    (status = 204, description = "revoked"), (status = 401, body = Problem)))]
+pub async fn revoke_other_sessions(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+) -> ApiResult<()> {
+    reply(s.svc.revoke_other_sessions(&ctx).await)
 }

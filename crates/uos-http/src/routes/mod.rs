@@ -96,12 +96,12 @@ impl<'de> Deserialize<'de> for InviteHours {
     }
 }
 
-/// An invite token as the invitee sends it back: 1 to 256 characters (tokens we issue are far
-/// shorter; the bound keeps hashing of junk cheap).
+/// An opaque token a client sends back (invite, refresh): 1 to 256 characters (tokens we issue
+/// are far shorter; the bound keeps hashing of junk cheap).
 #[derive(Debug)]
-pub struct InviteToken(pub String);
+pub struct OpaqueToken(pub String);
 
-impl<'de> Deserialize<'de> for InviteToken {
+impl<'de> Deserialize<'de> for OpaqueToken {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         if s.is_empty() || s.len() > 256 {

@@ -120,3 +120,14 @@ pub async fn restore(
 ) -> ApiResult<UserView> {
     reply(s.svc.restore_user(&ctx, user_id(&id)?, v).await)
 }
+
+/// End every session of the user at once (platform admins).
+#[utoipa::path(delete, path = "/v1/users/{id}/sessions", tag = "users", security(("bearer" = [])), responses(
+    (status = 204, description = "revoked"), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn revoke_sessions(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path(id): Path<String>,
+) -> ApiResult<()> {
+    reply(s.svc.revoke_user_sessions(&ctx, user_id(&id)?).await)
+}

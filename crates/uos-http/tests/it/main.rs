@@ -12,6 +12,7 @@ mod members;
 mod ops;
 mod orgs;
 mod roles;
+mod sessions;
 mod users;
 
 pub use serde_json::{json, Value};

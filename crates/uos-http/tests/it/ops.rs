@@ -49,6 +49,11 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
+    ("POST", "/v1/auth/refresh"),
+    ("GET", "/v1/me/sessions"),
+    ("DELETE", "/v1/me/sessions"),
+    ("DELETE", "/v1/me/sessions/{id}"),
+    ("DELETE", "/v1/users/{id}/sessions"),
 ];
 
 /// A concrete path for a template: ids that match nothing, so no request changes anything.

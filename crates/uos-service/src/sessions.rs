@@ -1,0 +1,226 @@
+//! Sessions: refresh-token rotation with reuse detection, the caller's devices, and revoking
+//! sessions (one, all others, or all of a user by a platform admin).
+
+use crate::auth::secs;
+use crate::uow::UnitOfWork;
+use crate::views::{DeviceView, SessionView, TokenView};
+use crate::{AuthUser, Caller, Ctx, Done, Result, ServiceError, Services};
+use chrono::{DateTime, Duration, Utc};
+use std::sync::Arc;
+use uos_authz::{Action, Resource};
+use uos_domain::{SessionId, UserId};
+use uos_store::Session;
+
+/// Most sessions listed at once; more live sessions than this means something is wrong anyway.
+const MAX_LISTED_SESSIONS: u32 = 100;
+
+fn session_resource() -> Resource {
+    Resource {
+        kind: "session".into(),
+        ..Default::default()
+    }
+}
+
+impl Services {
+    /// Neither revoked, nor past its absolute end, nor idle for too long.
+    pub(crate) fn is_live(&self, s: &Session, now: DateTime<Utc>) -> bool {
+        let idle = Duration::seconds(secs(self.inner.cfg.session_idle_secs));
+        s.revoked_at.is_none() && s.expires_at > now && s.last_seen_at + idle > now
+    }
+
+    /// Trade a refresh token for a new pair. A token works once: presenting a used one means
+    /// it leaked, so the whole session (every access and refresh token of it) is revoked, the
+    /// reuse is audited, and the answer is 401.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn refresh(&self, ctx: &Ctx, token: &str) -> Result<Done<TokenView>> {
+        let inner = &*self.inner;
+        let cap = inner.authorize(ctx, Action::AuthRefresh, session_resource())?;
+        let hash = uos_authn::hash_token(token);
+        let now = uos_domain::now();
+        let mut probe = UnitOfWork::begin(inner, ctx).await?;
+        let rt = probe
+            .tx()
+            .get_refresh_token(&hash)
+            .await?
+            .ok_or(ServiceError::Unauthenticated)?;
+        let session = probe
+            .tx()
+            .get_session(rt.session_id)
+            .await?
+            .ok_or(ServiceError::Unauthenticated)?;
+        let user = probe
+            .tx()
+            .get_user(session.user_id)
+            .await?
+            .ok_or(ServiceError::Unauthenticated)?;
+        drop(probe);
+
+        // The session's user is the actor of what follows (rotation or its revocation).
+        let ctx = Ctx {
+            caller: Caller::User(Arc::new(AuthUser {
+                user: user.clone(),
+                session_id: session.id,
+            })),
+            ..ctx.clone()
+        };
+        let mut uow = UnitOfWork::begin(inner, &ctx).await?;
+        if !uow.tx().use_refresh_token(&hash, now).await? {
+            let revoked = uow.tx().revoke_session(session.id, now).await?;
+            uow.record(
+                "session.refresh_reuse_detected",
+                None,
+                ("session", session.id.to_string()),
+                serde_json::Value::Null,
+                serde_json::json!({"user_id": session.user_id, "session_revoked": revoked, "ip": ctx.ip}),
+            )
+            .await?;
+            uow.commit(&cap, &Done::<()>::no_content()).await?;
+            tracing::warn!(session = %session.id, "refresh token reused; session revoked");
+            return Err(ServiceError::Unauthenticated);
+        }
+        if !self.is_live(&session, now) || !user.status.may_log_in() {
+            return Err(ServiceError::Unauthenticated);
+        }
+        uow.tx().touch_session(session.id, now).await?;
+        let live = Session {
+            last_seen_at: now,
+            ..session
+        };
+        let tokens = self.issue_tokens(&mut uow, &live, now).await?;
+        uow.record(
+            "session.refreshed",
+            None,
+            ("session", live.id.to_string()),
+            serde_json::Value::Null,
+            serde_json::json!({"user_id": live.user_id, "ip": ctx.ip}),
+        )
+        .await?;
+        let done = Done::ok(tokens, None);
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    /// The caller's live sessions, newest first.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn list_sessions(&self, ctx: &Ctx) -> Result<Vec<SessionView>> {
+        let _cap = self
+            .inner
+            .authorize(ctx, Action::SessionList, session_resource())?;
+        let me = ctx.caller.user().ok_or(ServiceError::Unauthenticated)?;
+        let now = uos_domain::now();
+        let sessions = self
+            .inner
+            .store
+            .read()
+            .await?
+            .list_live_sessions(me.user.id, now, MAX_LISTED_SESSIONS)
+            .await?;
+        Ok(sessions
+            .iter()
+            .filter(|s| self.is_live(s, now))
+            .map(|s| SessionView {
+                id: s.id.0,
+                created_at: s.created_at,
+                last_seen_at: s.last_seen_at,
+                expires_at: s.expires_at,
+                ip: s.ip.clone(),
+                user_agent: s.user_agent.clone(),
+                device: DeviceView::parse(s.user_agent.as_deref()),
+                current: s.id == me.session_id,
+            })
+            .collect())
+    }
+
+    /// Revoke one of the caller's sessions. Another user's session id is "not found".
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn revoke_my_session(&self, ctx: &Ctx, id: SessionId) -> Result<Done<()>> {
+        let cap = self
+            .inner
+            .authorize(ctx, Action::SessionRevoke, session_resource())?;
+        let me = ctx.caller.user().ok_or(ServiceError::Unauthenticated)?;
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let session = uow
+            .tx()
+            .get_session(id)
+            .await?
+            .filter(|s| s.user_id == me.user.id)
+            .ok_or(ServiceError::NotFound)?;
+        if uow
+            .tx()
+            .revoke_session(session.id, uos_domain::now())
+            .await?
+        {
+            uow.record(
+                "session.revoked",
+                None,
+                ("session", id.to_string()),
+                serde_json::Value::Null,
+                serde_json::json!({"reason": "revoked_by_user"}),
+            )
+            .await?;
+        }
+        let done = Done::no_content();
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    /// Revoke every session of the caller but the current one.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn revoke_other_sessions(&self, ctx: &Ctx) -> Result<Done<()>> {
+        let cap = self
+            .inner
+            .authorize(ctx, Action::SessionRevoke, session_resource())?;
+        let me = ctx.caller.user().ok_or(ServiceError::Unauthenticated)?;
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let n = uow
+            .tx()
+            .revoke_other_sessions(me.user.id, me.session_id, uos_domain::now())
+            .await?;
+        if n > 0 {
+            uow.record(
+                "session.revoked_others",
+                None,
+                ("user", me.user.id.to_string()),
+                serde_json::Value::Null,
+                serde_json::json!({"sessions_revoked": n, "kept": me.session_id}),
+            )
+            .await?;
+        }
+        let done = Done::no_content();
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    /// A platform admin ends every session of a user (lost device, suspected compromise).
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn revoke_user_sessions(&self, ctx: &Ctx, user: UserId) -> Result<Done<()>> {
+        let resource = Resource {
+            kind: "user".into(),
+            id: Some(user.to_string()),
+            ..Default::default()
+        };
+        let cap = self
+            .inner
+            .authorize(ctx, Action::UserRevokeSessions, resource)?;
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        uow.tx()
+            .get_user(user)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let n = uow
+            .tx()
+            .revoke_user_sessions(user, uos_domain::now())
+            .await?;
+        uow.record(
+            "session.revoked_all",
+            None,
+            ("user", user.to_string()),
+            serde_json::Value::Null,
+            serde_json::json!({"sessions_revoked": n, "reason": "revoked_by_admin"}),
+        )
+        .await?;
+        let done = Done::no_content();
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+}
