@@ -37,19 +37,18 @@ impl Services {
         let cap = inner.authorize(ctx, Action::AuthRefresh, session_resource())?;
         let hash = uos_authn::hash_token(token);
         let now = uos_domain::now();
-        let mut probe = UnitOfWork::begin(inner, ctx).await?;
+        // Read what the token belongs to first (a read handle: no write lock for lookups that
+        // mostly fail on junk); the write below re-checks single use atomically.
+        let mut probe = inner.store.read().await?;
         let rt = probe
-            .tx()
             .get_refresh_token(&hash)
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
         let session = probe
-            .tx()
             .get_session(rt.session_id)
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
         let user = probe
-            .tx()
             .get_user(session.user_id)
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
