@@ -4,7 +4,6 @@
 //! A production adapter (Vault/OpenBao Transit) implements the same `KeyProvider` trait.
 
 mod local;
-mod memory;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -18,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 pub use local::LocalKeyStore;
-pub use memory::MemoryKeyStore;
 
 /// The algorithm name carried in [`PublicKey::algorithm`].
 pub const ALGORITHM: &str = "Ed25519";

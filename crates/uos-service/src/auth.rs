@@ -166,13 +166,7 @@ impl Services {
             user_agent: ctx.user_agent.clone(),
             ip: ctx.ip.clone(),
         };
-        let ctx = Ctx {
-            caller: Caller::User(Arc::new(AuthUser {
-                user: user.clone(),
-                session_id: session.id,
-            })),
-            ..ctx.clone()
-        };
+        let ctx = ctx.acting_as(user.clone(), session.id);
         let mut uow = UnitOfWork::begin(inner, &ctx).await?;
         uow.tx().insert_session(&session).await?;
         uow.record(

@@ -63,6 +63,15 @@ impl Ctx {
         }
     }
 
+    /// This request's context with `user` (on `session_id`) as the caller: for use cases where
+    /// the credential in the body, not a bearer token, says who acts (login, refresh).
+    pub fn acting_as(&self, user: User, session_id: SessionId) -> Self {
+        Self {
+            caller: Caller::User(Arc::new(AuthUser { user, session_id })),
+            ..self.clone()
+        }
+    }
+
     /// The idempotency scope of this caller: keys of different callers never collide.
     pub fn idempotency_scope(&self) -> String {
         match &self.caller {

@@ -5,7 +5,7 @@ use crate::uow::{snapshot, UnitOfWork};
 use crate::views::{MeView, MyOrgView, UserView};
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use uos_authz::{Action, Capability, Resource};
-use uos_domain::{DisplayName, Locale, StatusCause, Timezone, User, UserStatus};
+use uos_domain::{DisplayName, Locale, StatusCause, Timezone, User, UserId, UserStatus};
 
 /// `PATCH /v1/me`: absent fields stay as they are.
 #[derive(Clone, Debug, Default)]
@@ -67,12 +67,21 @@ impl Services {
         if_match: Option<i64>,
     ) -> Result<Done<UserView>> {
         let (me, cap) = self.me(ctx, Action::MeUpdate)?;
+        self.update_profile(ctx, cap, me.id, patch, if_match).await
+    }
+
+    /// Apply a profile patch to one user: the body of `PATCH /v1/me` and of an admin's
+    /// `PATCH /v1/users/{id}`, which differ only in who may ask.
+    pub(crate) async fn update_profile(
+        &self,
+        ctx: &Ctx,
+        cap: Capability,
+        id: UserId,
+        patch: ProfilePatch,
+        if_match: Option<i64>,
+    ) -> Result<Done<UserView>> {
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
-        let before = uow
-            .tx()
-            .get_user(me.id)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
+        let before = uow.tx().get_user(id).await?.ok_or(ServiceError::NotFound)?;
         check_version(before.version, if_match)?;
         let mut after = before.clone();
         if let Some(v) = patch.display_name {
@@ -89,7 +98,7 @@ impl Services {
         uow.record(
             "user.updated",
             None,
-            ("user", me.id.to_string()),
+            ("user", id.to_string()),
             snapshot(&before),
             snapshot(&after),
         )

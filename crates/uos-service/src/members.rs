@@ -6,7 +6,7 @@ use crate::uow::{snapshot, UnitOfWork};
 use crate::views::MemberView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use std::collections::{BTreeSet, HashMap};
-use uos_authz::{Action, Resource};
+use uos_authz::{Action, Capability, Resource};
 use uos_domain::{Membership, MembershipStatus, Org, OrgSlug, RoleName, UserId};
 use uos_store::{MemberFilter, Page, PageRequest, Tx};
 
@@ -161,6 +161,72 @@ impl Services {
         Ok(Done::ok(MemberView::new(&m, &u), Some(m.version)))
     }
 
+    /// The opening every membership change shares: find the org and the membership, ask the
+    /// policy, check `If-Match`. Whether the change touches `owner` decides which rule applies,
+    /// so the membership is read before asking; its absence is answered only after the policy,
+    /// so non-members of the org cannot probe user ids.
+    #[allow(clippy::too_many_arguments)]
+    async fn open_member_change(
+        &self,
+        uow: &mut UnitOfWork<'_>,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        user_id: UserId,
+        action: Action,
+        touches_owner: impl FnOnce(Option<&Membership>) -> bool,
+        if_match: Option<i64>,
+    ) -> Result<(Org, Membership, Capability)> {
+        let org = uow
+            .tx()
+            .get_org_by_slug(slug)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let current = uow.tx().get_membership(org.id, user_id).await?;
+        let grants_owner = touches_owner(current.as_ref());
+        let cap = self
+            .inner
+            .authorize_in_org(
+                uow.tx(),
+                ctx,
+                &org,
+                action,
+                member_resource(ctx, user_id, grants_owner),
+            )
+            .await?;
+        let before = current.ok_or(ServiceError::NotFound)?;
+        check_version(before.version, if_match)?;
+        Ok((org, before, cap))
+    }
+
+    /// The closing of a membership update: store it (keeping an owner), audit, commit.
+    async fn finish_member_update(
+        &self,
+        mut uow: UnitOfWork<'_>,
+        cap: Capability,
+        event: &str,
+        before: Membership,
+        after: Membership,
+    ) -> Result<Done<MemberView>> {
+        keep_an_owner(uow.tx(), &before, Some(&after)).await?;
+        uow.tx().update_membership(&after, before.version).await?;
+        let user = uow
+            .tx()
+            .get_user(after.user_id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        uow.record(
+            event,
+            Some(after.org_id),
+            ("user", after.user_id.to_string()),
+            snapshot(&before),
+            snapshot(&after),
+        )
+        .await?;
+        let done = Done::ok(MemberView::new(&after, &user), Some(after.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn set_member_roles(
         &self,
@@ -170,51 +236,24 @@ impl Services {
         roles: Vec<RoleName>,
         if_match: Option<i64>,
     ) -> Result<Done<MemberView>> {
-        let inner = &*self.inner;
-        let mut uow = UnitOfWork::begin(inner, ctx).await?;
-        let org = uow
-            .tx()
-            .get_org_by_slug(slug)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
-        // Whether owner is granted or removed decides which rule applies, so the current
-        // membership is read before asking the policy; its absence is answered after the
-        // policy so non-members of the org cannot probe user ids.
-        let current = uow.tx().get_membership(org.id, user_id).await?;
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
         let adds_owner = roles.iter().any(RoleName::is_owner);
-        let had_owner = current.as_ref().is_some_and(Membership::is_owner);
-        let cap = inner
-            .authorize_in_org(
-                uow.tx(),
+        let (org, before, cap) = self
+            .open_member_change(
+                &mut uow,
                 ctx,
-                &org,
+                slug,
+                user_id,
                 Action::MemberSetRoles,
-                member_resource(ctx, user_id, adds_owner != had_owner),
+                |m| adds_owner != m.is_some_and(Membership::is_owner),
+                if_match,
             )
             .await?;
-        let before = current.ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
         let roles = validate_roles(uow.tx(), &org, roles, "roles").await?;
         let mut after = before.clone();
         after.set_roles(roles, uos_domain::now());
-        keep_an_owner(uow.tx(), &before, Some(&after)).await?;
-        uow.tx().update_membership(&after, before.version).await?;
-        let user = uow
-            .tx()
-            .get_user(user_id)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
-        uow.record(
-            "member.roles_changed",
-            Some(org.id),
-            ("user", user_id.to_string()),
-            snapshot(&before),
-            snapshot(&after),
-        )
-        .await?;
-        let done = Done::ok(MemberView::new(&after, &user), Some(after.version));
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        self.finish_member_update(uow, cap, "member.roles_changed", before, after)
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -226,54 +265,26 @@ impl Services {
         to: MembershipStatus,
         if_match: Option<i64>,
     ) -> Result<Done<MemberView>> {
-        let inner = &*self.inner;
-        let action = match to {
-            MembershipStatus::Suspended => Action::MemberSuspend,
-            MembershipStatus::Active => Action::MemberReactivate,
+        let (action, event) = match to {
+            MembershipStatus::Suspended => (Action::MemberSuspend, "member.suspended"),
+            MembershipStatus::Active => (Action::MemberReactivate, "member.reactivated"),
         };
-        let mut uow = UnitOfWork::begin(inner, ctx).await?;
-        let org = uow
-            .tx()
-            .get_org_by_slug(slug)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
-        let current = uow.tx().get_membership(org.id, user_id).await?;
-        let owner = current.as_ref().is_some_and(Membership::is_owner);
-        let cap = inner
-            .authorize_in_org(
-                uow.tx(),
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let (_, before, cap) = self
+            .open_member_change(
+                &mut uow,
                 ctx,
-                &org,
+                slug,
+                user_id,
                 action,
-                member_resource(ctx, user_id, owner),
+                |m| m.is_some_and(Membership::is_owner),
+                if_match,
             )
             .await?;
-        let before = current.ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
         let mut after = before.clone();
         after.set_status(to, uos_domain::now())?;
-        keep_an_owner(uow.tx(), &before, Some(&after)).await?;
-        uow.tx().update_membership(&after, before.version).await?;
-        let user = uow
-            .tx()
-            .get_user(user_id)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
-        let name = match to {
-            MembershipStatus::Suspended => "member.suspended",
-            MembershipStatus::Active => "member.reactivated",
-        };
-        uow.record(
-            name,
-            Some(org.id),
-            ("user", user_id.to_string()),
-            snapshot(&before),
-            snapshot(&after),
-        )
-        .await?;
-        let done = Done::ok(MemberView::new(&after, &user), Some(after.version));
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        self.finish_member_update(uow, cap, event, before, after)
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -284,26 +295,18 @@ impl Services {
         user_id: UserId,
         if_match: Option<i64>,
     ) -> Result<Done<()>> {
-        let inner = &*self.inner;
-        let mut uow = UnitOfWork::begin(inner, ctx).await?;
-        let org = uow
-            .tx()
-            .get_org_by_slug(slug)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
-        let current = uow.tx().get_membership(org.id, user_id).await?;
-        let owner = current.as_ref().is_some_and(Membership::is_owner);
-        let cap = inner
-            .authorize_in_org(
-                uow.tx(),
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let (org, before, cap) = self
+            .open_member_change(
+                &mut uow,
                 ctx,
-                &org,
+                slug,
+                user_id,
                 Action::MemberRemove,
-                member_resource(ctx, user_id, owner),
+                |m| m.is_some_and(Membership::is_owner),
+                if_match,
             )
             .await?;
-        let before = current.ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
         keep_an_owner(uow.tx(), &before, None).await?;
         uow.tx().delete_membership(org.id, user_id).await?;
         uow.record(

@@ -4,9 +4,8 @@
 use crate::auth::secs;
 use crate::uow::UnitOfWork;
 use crate::views::{DeviceView, SessionView, TokenView};
-use crate::{AuthUser, Caller, Ctx, Done, Result, ServiceError, Services};
+use crate::{Ctx, Done, Result, ServiceError, Services};
 use chrono::{DateTime, Duration, Utc};
-use std::sync::Arc;
 use uos_authz::{Action, Resource};
 use uos_domain::{SessionId, UserId};
 use uos_store::Session;
@@ -55,13 +54,7 @@ impl Services {
         drop(probe);
 
         // The session's user is the actor of what follows (rotation or its revocation).
-        let ctx = Ctx {
-            caller: Caller::User(Arc::new(AuthUser {
-                user: user.clone(),
-                session_id: session.id,
-            })),
-            ..ctx.clone()
-        };
+        let ctx = ctx.acting_as(user.clone(), session.id);
         let mut uow = UnitOfWork::begin(inner, &ctx).await?;
         if !uow.tx().use_refresh_token(&hash, now).await? {
             let revoked = uow.tx().revoke_session(session.id, now).await?;

@@ -3,7 +3,7 @@
 
 use crate::me::ProfilePatch;
 use crate::orgs::check_version;
-use crate::uow::{snapshot, UnitOfWork};
+use crate::uow::UnitOfWork;
 use crate::views::UserView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use chrono::Duration;
@@ -79,32 +79,7 @@ impl Services {
         let cap = self
             .inner
             .authorize(ctx, Action::UserUpdate, user_resource(ctx, id))?;
-        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
-        let before = uow.tx().get_user(id).await?.ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
-        let mut after = before.clone();
-        if let Some(v) = patch.display_name {
-            after.display_name = Some(v.into_string());
-        }
-        if let Some(v) = patch.locale {
-            after.locale = Some(v.into_string());
-        }
-        if let Some(v) = patch.timezone {
-            after.timezone = Some(v.into_string());
-        }
-        after.touch(uos_domain::now());
-        uow.tx().update_user(&after, before.version).await?;
-        uow.record(
-            "user.updated",
-            None,
-            ("user", id.to_string()),
-            snapshot(&before),
-            snapshot(&after),
-        )
-        .await?;
-        let done = Done::ok(UserView::from(&after), Some(after.version));
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        self.update_profile(ctx, cap, id, patch, if_match).await
     }
 
     /// Move a user through the lifecycle table (admin cause). Deleting is the same as
