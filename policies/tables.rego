@@ -14,8 +14,11 @@ permissions := [
 ]
 
 # Endpoints that need no credentials at all (the credential is the password, the refresh
-# token or the invite token).
-public_actions := {"auth.login", "auth.refresh", "invite.accept"}
+# token, the mfa_token, the reset token, the upstream login or the invite token).
+public_actions := {
+	"auth.login", "auth.refresh", "auth.mfa", "auth.password_forgot", "auth.password_reset",
+	"auth.oidc", "invite.accept",
+}
 
 # What a user whose password must be reset may still do: see themselves, set a password, leave.
 password_reset_actions := {"me.read", "me.password", "auth.logout"}
@@ -27,14 +30,15 @@ usable_statuses := {"active", "password_reset_required"}
 self_actions := {
 	"me.read", "me.update", "me.password", "auth.logout",
 	"org.create", "org.list", "audit.keys",
-	"session.list", "session.revoke",
+	"session.list", "session.revoke", "me.mfa", "auth.introspect",
 }
 
 # Actions on users across the platform; only platform admins may perform them (user.read of
 # oneself is the exception, handled before this table is consulted).
 platform_actions := {
 	"user.list", "user.read", "user.update", "user.set_status", "user.delete", "user.restore",
-	"user.revoke_sessions",
+	"user.revoke_sessions", "user.unlock", "password_reset.list", "password_reset.approve",
+	"keys.rotate",
 }
 
 # Org-scoped action -> the org permission it requires. An action listed here is evaluated

@@ -18,7 +18,10 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
 
 pub fn run() -> anyhow::Result<()> {
     services::ensure_postgres()?;
+    services::ensure_oidc_provider()?;
+    services::ensure_redis()?;
     services::drop_test_databases()?;
+    services::ensure_smtp_sink()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&[
         "clippy",

@@ -79,3 +79,98 @@ pub fn drop_test_databases() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Make the SMTP sink the uos-mail tests start (`python3 -m aiosmtpd`) importable, installing
+/// the pinned version with pip if it is missing.
+pub fn ensure_smtp_sink() -> anyhow::Result<()> {
+    let importable = || {
+        Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if importable() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the SMTP sink for the mail tests (aiosmtpd==1.4.6)");
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "aiosmtpd==1.4.6"])
+        .status()
+        .context("running python3 -m pip")?;
+    if !status.success() || !importable() {
+        bail!(
+            "could not install aiosmtpd==1.4.6 with `python3 -m pip` ({status}): the SMTP tests of \
+             uos-mail need it"
+        );
+    }
+    Ok(())
+}
+
+/// Start a throwaway Redis (no persistence) if nothing answers on 6379, then wait for it.
+pub fn ensure_redis() -> anyhow::Result<()> {
+    let addr: SocketAddr = "127.0.0.1:6379".parse()?;
+    if reachable(addr) {
+        return Ok(());
+    }
+    eprintln!("xtask: Redis is not answering on {addr}; starting redis-server");
+    let status = Command::new("redis-server")
+        .args([
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .status()
+        .context("running redis-server (is it installed? apt-get install redis-server)")?;
+    if !status.success() {
+        eprintln!("xtask: redis-server exited with {status}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reachable(addr) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bail!("Redis is unreachable on {addr}: the Redis suites cannot run")
+}
+
+/// Install the OpenID Connect provider the uos-oidc tests run (npm `oidc-provider` with its own
+/// `node`, both pinned in `crates/uos-oidc/testdata/provider/package-lock.json`) when its
+/// `node_modules` is absent.
+pub fn ensure_oidc_provider() -> anyhow::Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/uos-oidc/testdata/provider");
+    let installed = |dir: &std::path::Path| {
+        dir.join("node_modules/.bin/node").exists()
+            && dir.join("node_modules/oidc-provider/package.json").exists()
+    };
+    if installed(&dir) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing the test OIDC provider (npm ci in {})",
+        dir.display()
+    );
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(&dir)
+        .status()
+        .context("running npm ci (is npm installed? apt-get install npm)")?;
+    if !status.success() || !installed(&dir) {
+        bail!(
+            "`npm ci` in {} failed ({status}): the uos-oidc tests need oidc-provider and node \
+             from the npm registry",
+            dir.display()
+        );
+    }
+    Ok(())
+}

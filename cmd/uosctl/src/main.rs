@@ -1,6 +1,7 @@
 //! `uosctl`: the operator CLI. Parses arguments and hands each subcommand to its module.
 
 mod audit;
+mod mail;
 mod migrate;
 
 use std::process::ExitCode;
@@ -25,6 +26,9 @@ enum Command {
     /// Audit trail tools.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Read the dev mailbox (mails the embedded mail backend stored instead of sending).
+    #[command(subcommand)]
+    Mail(mail::MailCommand),
     /// Run the store's forward-only migrations (configured like admin-api: UOS_DATABASE_URL).
     Migrate,
 }
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Mail(cmd) => mail::run(cmd),
         Command::Migrate => migrate::run(),
     };
     match result {

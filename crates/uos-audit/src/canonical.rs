@@ -71,7 +71,9 @@ pub fn redact(v: &mut Value) {
 }
 
 fn is_secret_key(key: &str) -> bool {
-    const NAMES: [&str; 10] = [
+    // `otpauth_uri` carries the TOTP secret in its query; `code` is a one-time or recovery
+    // code (still usable if it was wrong for this request but right for another).
+    const NAMES: [&str; 12] = [
         "password",
         "password_hash",
         "secret",
@@ -82,6 +84,8 @@ fn is_secret_key(key: &str) -> bool {
         "totp_secret",
         "recovery_codes",
         "api_key",
+        "otpauth_uri",
+        "code",
     ];
     const SUFFIXES: [&str; 3] = ["_secret", "_token", "_hash"];
     let key = key.to_ascii_lowercase();
@@ -180,6 +184,8 @@ mod tests {
             "secret": "y",
             "private_key": "z",
             "api_key": "uos_abc",
+            "otpauth_uri": "otpauth://totp/x?secret=JBSWY3DP",
+            "code": "123456",
             "mfa_token": null,
             "tokens_issued": 3,
             "hashing": "argon2id",
@@ -200,6 +206,8 @@ mod tests {
                 "secret": REDACTED,
                 "private_key": REDACTED,
                 "api_key": REDACTED,
+                "otpauth_uri": REDACTED,
+                "code": REDACTED,
                 "mfa_token": null,
                 "tokens_issued": 3,
                 "hashing": "argon2id",

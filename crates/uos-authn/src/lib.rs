@@ -1,11 +1,15 @@
-//! Authentication primitives: password hashing, signed access tokens and opaque random tokens.
+//! Authentication primitives: password hashing and strength checks, TOTP and recovery codes,
+//! signed access tokens and opaque random tokens.
 //!
 //! Password hashing is deliberately slow and CPU-bound: async callers must run
-//! [`PasswordHasher`] methods inside `tokio::task::spawn_blocking`.
+//! [`PasswordHasher`] methods (and [`check_strength`]) inside `tokio::task::spawn_blocking`.
 
 mod access;
 mod opaque;
 mod password;
+mod recovery;
+mod strength;
+pub mod totp;
 
 pub use access::{
     issue_access_token, verify_access_token, AccessClaims, TokenError, IAT_LEEWAY_SECS,
@@ -13,6 +17,10 @@ pub use access::{
 };
 pub use opaque::{constant_time_eq, hash_token, random_token};
 pub use password::{PasswordHasher, PasswordParams};
+pub use recovery::{
+    generate_recovery_codes, hash_recovery_code, normalize_recovery_code, RECOVERY_CODE_LEN,
+};
+pub use strength::{check_strength, WeakPassword, MAX_STRENGTH_SCORE};
 
 /// Failures of password hashing setup and hashing itself (verification never errors: a bad
 /// password or a malformed stored hash both just fail to verify).

@@ -72,6 +72,16 @@ actions! {
     SessionList => "session.list",
     SessionRevoke => "session.revoke",
     UserRevokeSessions => "user.revoke_sessions",
+    AuthMfa => "auth.mfa",
+    AuthPasswordForgot => "auth.password_forgot",
+    AuthPasswordReset => "auth.password_reset",
+    AuthOidc => "auth.oidc",
+    AuthIntrospect => "auth.introspect",
+    MeMfa => "me.mfa",
+    UserUnlock => "user.unlock",
+    PasswordResetList => "password_reset.list",
+    PasswordResetApprove => "password_reset.approve",
+    KeysRotate => "keys.rotate",
 }
 
 impl fmt::Display for Action {
@@ -116,7 +126,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 40);
+        assert_eq!(Action::ALL.len(), 50);
     }
 
     #[test]

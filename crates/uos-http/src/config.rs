@@ -31,6 +31,18 @@ pub struct Config {
     pub log_format: String,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// `redis://host:port/db` for state shared by replicas (lockout counters, one-time
+    /// tokens, revocation fan-out). Unset: in-process, for a single node (`UOS_REDIS_URL`).
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel, so several deployments can share one Redis.
+    pub redis_prefix: String,
+    /// Outgoing mail over SMTP (`[smtp]`: host, port, security none|starttls|tls, username,
+    /// password, from, timeout_secs). Unset: mails go to the dev mailbox in the data dir,
+    /// printed by `uosctl mail list`.
+    pub smtp: Option<uos_mail::SmtpConfig>,
+    /// Upstream OIDC providers by name (`[oidc_providers.<name>]`: issuer, client_id,
+    /// client_secret, redirect_uri, scopes, claim mapping, allowed_email_domains, auto_join).
+    pub oidc_providers: std::collections::BTreeMap<String, uos_oidc::ProviderConfig>,
     /// Use-case settings (token lifetimes, retention, password hashing).
     pub service: ServiceConfig,
 }
@@ -47,6 +59,10 @@ impl Default for Config {
             policy_dir: None,
             log_format: "text".into(),
             shutdown_grace_secs: 30,
+            redis_url: None,
+            redis_prefix: "uos:".into(),
+            smtp: None,
+            oidc_providers: Default::default(),
             service: ServiceConfig::default(),
         }
     }
@@ -106,6 +122,11 @@ impl Config {
                     "bootstrap_admin_email",
                     "set bootstrap_admin_email and bootstrap_admin_password together",
                 )
+            }
+        }
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return bad("redis_url", "must start with redis:// or rediss://");
             }
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {

@@ -21,7 +21,9 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Router;
-use routes::{audit, auth, health, invites, me, members, orgs, roles, users};
+use routes::{
+    audit, auth, federation, health, invites, me, members, mfa, orgs, resets, roles, tokens, users,
+};
 use tower_http::catch_panic::CatchPanicLayer;
 
 /// The full router. Layer order, outermost first: request context (id, span, early 413),
@@ -31,6 +33,21 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/login", post(auth::login))
         .route("/v1/auth/logout", post(auth::logout))
         .route("/v1/auth/refresh", post(auth::refresh))
+        .route("/v1/auth/mfa", post(auth::mfa))
+        .route("/v1/auth/password/forgot", post(auth::forgot_password))
+        .route("/v1/auth/password/reset", post(auth::reset_password))
+        .route("/v1/auth/introspect", post(tokens::introspect))
+        .route("/v1/auth/oidc/{provider}/start", get(federation::start))
+        .route(
+            "/v1/auth/oidc/{provider}/callback",
+            get(federation::callback),
+        )
+        .route("/v1/keys/rotate", post(tokens::rotate))
+        .route("/v1/me/mfa/totp", post(mfa::enrol).delete(mfa::disable))
+        .route("/v1/me/mfa/totp/confirm", post(mfa::confirm))
+        .route("/v1/password-resets", get(resets::list_pending))
+        .route("/v1/password-resets/{id}/approve", post(resets::approve))
+        .route("/v1/users/{id}/unlock", post(users::unlock))
         .route(
             "/v1/me/sessions",
             get(me::list_sessions).delete(me::revoke_other_sessions),

@@ -2,7 +2,9 @@
 
 use crate::problem::Problem;
 use crate::reply::ListBody;
-use crate::routes::{audit, auth, health, invites, me, members, orgs, roles, users};
+use crate::routes::{
+    audit, auth, federation, health, invites, me, members, mfa, orgs, resets, roles, tokens, users,
+};
 use uos_service::views;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -12,7 +14,9 @@ use utoipa::{Modify, OpenApi};
     info(title = "user-org-service", description = "Identity and organization service: HTTP contract v1."),
     paths(
         health::healthz, health::readyz, health::metrics, health::openapi, health::jwks,
-        auth::login, auth::logout, auth::refresh,
+        auth::login, auth::logout, auth::refresh, auth::mfa, auth::forgot_password, auth::reset_password,
+        federation::start, federation::callback, tokens::introspect, tokens::rotate,
+        mfa::enrol, mfa::confirm, mfa::disable, resets::list_pending, resets::approve, users::unlock,
         me::get_me, me::patch_me, me::get_preferences, me::put_preferences, me::change_password, me::list_sessions, me::revoke_session, me::revoke_other_sessions,
         orgs::create, orgs::list_orgs, orgs::get, orgs::update, orgs::delete, orgs::suspend, orgs::resume, orgs::restore,
         members::list_members, members::get_member, members::remove_member, members::set_roles, members::suspend, members::reactivate,
@@ -27,6 +31,8 @@ use utoipa::{Modify, OpenApi};
         views::SessionView, views::DeviceView, ListBody<views::SessionView>,
         ListBody<views::OrgView>, ListBody<views::UserView>, ListBody<views::MemberView>,
         ListBody<views::InviteView>, ListBody<views::RoleView>,
+        views::TotpEnrolmentView, views::RecoveryCodesView, views::PasswordResetView,
+        ListBody<views::PasswordResetView>, views::IntrospectionView, views::KeyRotationView,
     )),
     modifiers(&BearerAuth),
 )]

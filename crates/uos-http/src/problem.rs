@@ -39,6 +39,9 @@ pub struct Problem {
     /// A more specific reason for a 409 (`slug_taken`, `last_owner`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The one-time token that continues a login with its second factor (`mfa_required`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfa_token: Option<String>,
 }
 
 #[derive(Debug)]
@@ -50,8 +53,20 @@ pub struct ApiError {
     errors: Vec<FieldError>,
     // Boxed and static rather than `String`: every handler returns `Result<_, ApiError>`, and
     // these keep the error small enough to move cheaply (clippy's `result_large_err`).
-    rule: Option<Box<str>>,
     reason: Option<&'static str>,
+    extra: Option<Box<Extra>>,
+}
+
+/// What a few errors carry besides the body's common fields (boxed: rare, and the error
+/// must stay small).
+#[derive(Debug)]
+enum Extra {
+    /// 403: the policy rule that denied.
+    Rule(String),
+    /// `mfa_required`: the token that continues the login.
+    MfaToken(String),
+    /// `too_many_attempts`: seconds for the `Retry-After` header.
+    RetryAfter(u64),
 }
 
 impl ApiError {
@@ -67,8 +82,8 @@ impl ApiError {
             title,
             detail: detail.into(),
             errors: Vec::new(),
-            rule: None,
             reason: None,
+            extra: None,
         }
     }
 
@@ -145,6 +160,29 @@ impl From<ServiceError> for ApiError {
                 "Invalid credentials",
                 "the email or password is not correct",
             ),
+            ServiceError::MfaRequired { mfa_token } => {
+                let mut e = Self::new(
+                    S::UNAUTHORIZED,
+                    "mfa_required",
+                    "Second factor required",
+                    "complete the login with POST /v1/auth/mfa",
+                );
+                e.extra = Some(Box::new(Extra::MfaToken(mfa_token)));
+                e
+            }
+            ServiceError::Refused { code, detail } => {
+                Self::new(S::UNAUTHORIZED, code, "Refused", detail)
+            }
+            ServiceError::TooManyAttempts { retry_after_secs } => {
+                let mut e = Self::new(
+                    S::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    "Too many attempts",
+                    "too many failed attempts; retry after the time in Retry-After",
+                );
+                e.extra = Some(Box::new(Extra::RetryAfter(retry_after_secs.max(1))));
+                e
+            }
             ServiceError::Forbidden { rule } => {
                 let mut e = Self::new(
                     S::FORBIDDEN,
@@ -152,7 +190,7 @@ impl From<ServiceError> for ApiError {
                     "Forbidden",
                     format!("denied by policy rule {rule}"),
                 );
-                e.rule = Some(rule.into_boxed_str());
+                e.extra = Some(Box::new(Extra::Rule(rule)));
                 e
             }
             ServiceError::NotFound => {
@@ -210,8 +248,15 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             request_id: current_request_id(),
             errors: self.errors,
-            rule: self.rule.map(String::from),
+            rule: match self.extra.as_deref() {
+                Some(Extra::Rule(r)) => Some(r.clone()),
+                _ => None,
+            },
             reason: self.reason.map(str::to_string),
+            mfa_token: match self.extra.as_deref() {
+                Some(Extra::MfaToken(t)) => Some(t.clone()),
+                _ => None,
+            },
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut res = (self.status, bytes).into_response();
@@ -220,6 +265,9 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(Extra::RetryAfter(secs)) = self.extra.as_deref() {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use uos_authz::Authorizer;
 use uos_keys::LocalKeyStore;
-use uos_service::{Bootstrap, Services};
+use uos_mail::{DevMailbox, Mailer, SmtpMailer};
+use uos_service::{Bootstrap, OidcProviders, Ports, Services};
 use uos_store::Store;
 use uos_store_postgres::PgStore;
 use uos_store_sqlite::SqliteStore;
@@ -27,6 +28,10 @@ pub enum ServerError {
     Policy(#[from] uos_authz::AuthzError),
     #[error("service: {0}")]
     Service(#[from] uos_service::ServiceError),
+    #[error("shared state: {0}")]
+    Shared(#[from] uos_shared::SharedError),
+    #[error("mail: {0}")]
+    Mail(#[from] uos_mail::MailError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("io: {0}")]
@@ -55,7 +60,20 @@ pub async fn build(cfg: &Config) -> Result<AppState, ServerError> {
         Some(dir) => Authorizer::from_dir(dir)?,
         None => Authorizer::new()?,
     };
-    let svc = Services::new(store, keys, authz, cfg.service.clone())?;
+    let shared = uos_shared::connect(cfg.redis_url.as_deref(), &cfg.redis_prefix).await?;
+    let mailer: Arc<dyn Mailer> = match &cfg.smtp {
+        Some(smtp) => Arc::new(SmtpMailer::new(smtp)?),
+        None => Arc::new(DevMailbox::open(&cfg.data_dir.join("mailbox"))?),
+    };
+    let ports = Ports {
+        store,
+        keys,
+        shared,
+        mailer,
+    };
+    let oidc = OidcProviders::new(cfg.oidc_providers.clone());
+    let svc = Services::new(ports, authz, cfg.service.clone(), oidc)?;
+    svc.spawn_invalidation_listener();
     bootstrap(&svc, cfg).await?;
     Ok(AppState::new(svc)?)
 }

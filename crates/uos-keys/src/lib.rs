@@ -1,8 +1,10 @@
-//! Key-material port: Ed25519 signing keys, their public halves and named symmetric secrets,
-//! with local key files as the embedded default (`LocalKeyStore`).
+//! Key-material port: Ed25519 signing keys (with rotation), their public halves, named symmetric
+//! secrets and envelope encryption of secrets at rest, with local key files as the embedded
+//! default (`LocalKeyStore`).
 //!
 //! A production adapter (Vault/OpenBao Transit) implements the same `KeyProvider` trait.
 
+mod envelope;
 mod local;
 
 use std::fmt;
@@ -54,6 +56,22 @@ pub enum KeyError {
     Malformed { path: PathBuf, reason: String },
     #[error("invalid secret name {0:?}: use 1-64 chars of a-z, 0-9 and '-'")]
     InvalidSecretName(String),
+    /// An empty context would bind a ciphertext to nothing, so it is refused.
+    #[error("encryption context must not be empty")]
+    EmptyContext,
+    /// The text is not `uosenc:<version>:<key id>:<payload>`, or the payload is cut short.
+    #[error("not a valid ciphertext: {0}")]
+    MalformedCiphertext(&'static str),
+    #[error("ciphertext version {0:?} is not supported")]
+    UnsupportedCiphertextVersion(String),
+    #[error("ciphertext was made with data key {0:?}, which this key store does not hold")]
+    UnknownDataKey(String),
+    /// Authentication failed: the context differs from the one used to encrypt, or the
+    /// ciphertext was altered. The two cannot be told apart, by design.
+    #[error("ciphertext does not decrypt: wrong context or altered ciphertext")]
+    DecryptionFailed,
+    #[error("encryption failed (plaintext too large)")]
+    EncryptionFailed,
 }
 
 /// An Ed25519 private key together with its key id.
@@ -170,11 +188,25 @@ impl PublicKey {
 pub trait KeyProvider: Send + Sync + fmt::Debug + 'static {
     /// The key new signatures are made with.
     fn signing_key(&self, purpose: KeyPurpose) -> Arc<SigningKey>;
-    /// Keys signatures are accepted from: the current one and any retained previous ones.
+    /// Keys signatures are accepted from: the current one first, then any retained previous
+    /// ones, so a JWKS built from this list keeps verifying tokens signed before a rotation.
     fn public_keys(&self, purpose: KeyPurpose) -> Vec<PublicKey>;
     /// A named 32-byte symmetric secret (e.g. `"api-key-pepper"`), created on first use and
     /// kept from then on. Names are 1-64 chars of `a-z`, `0-9`, `-`.
     fn secret(&self, name: &str) -> Result<[u8; 32], KeyError>;
+    /// Encrypts a secret for storage (e.g. a TOTP seed), bound to `context` (e.g.
+    /// `"totp:<user id>"`): the result only decrypts with the same context, so a ciphertext
+    /// copied onto another user's row or field is useless. Like Vault Transit's `encrypt` with a
+    /// context, the output is self-describing text (version and key id included) that callers
+    /// store as is and treat as opaque.
+    fn encrypt(&self, context: &str, plaintext: &[u8]) -> Result<String, KeyError>;
+    /// Reverses [`KeyProvider::encrypt`]. A wrong context, any alteration, or an unknown
+    /// version or key id is an error, never a panic and never wrong plaintext.
+    fn decrypt(&self, context: &str, ciphertext: &str) -> Result<Vec<u8>, KeyError>;
+    /// Makes a fresh signing key current and keeps the old current key as the previous one (the
+    /// key before that is dropped), returning the new key id. Rotate no more often than the
+    /// longest lifetime of what the purpose signs, or still-valid signatures stop verifying.
+    fn rotate(&self, purpose: KeyPurpose) -> Result<String, KeyError>;
 }
 
 /// Secret names end up in file names, so they are restricted to a safe alphabet.

@@ -1,8 +1,11 @@
 //! Local key files in a data directory: the embedded default key store.
 //!
-//! Layout: `<dir>/access-token.key`, `<dir>/audit.key` (hex of the 32-byte Ed25519 seed) and
-//! `<dir>/secret-<name>.key` (hex of a 32-byte symmetric secret). Unix only: the 0600/0700 modes
-//! are the protection.
+//! Layout (each file hex of 32 bytes, mode 0600, in a 0700 directory; Unix only: the modes are
+//! the protection):
+//! - `<purpose>.key` — the current Ed25519 seed (`access-token.key`, `audit.key`),
+//! - `<purpose>.previous.key` — the seed it replaced at the last rotation, if any,
+//! - `data-encryption.key` — the data key of [`KeyProvider::encrypt`],
+//! - `secret-<name>.key` — a named symmetric secret.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -10,60 +13,121 @@ use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rand::RngCore as _;
 
+use crate::envelope::{DataKey, Envelope};
 use crate::{check_secret_name, KeyError, KeyProvider, KeyPurpose, PublicKey, SigningKey};
 
+const DATA_KEY_FILE: &str = "data-encryption.key";
+
 /// Key files in one directory, loaded at [`LocalKeyStore::open`] and generated on first start.
+///
+/// Rotation ([`KeyProvider::rotate`]) updates both the files and this store; another process
+/// using the same directory (a running `admin-api` after `uosctl` rotated offline) keeps the keys
+/// it loaded until it is restarted.
 pub struct LocalKeyStore {
     dir: PathBuf,
-    access_token: Arc<SigningKey>,
-    audit: Arc<SigningKey>,
+    access_token: RwLock<KeyRing>,
+    audit: RwLock<KeyRing>,
+    data_key: DataKey,
     /// Secrets already read or created, so each name touches the disk once per process.
     secrets: Mutex<HashMap<String, [u8; 32]>>,
 }
 
+/// The signing keys of one purpose. Rotation swaps the whole ring, so a reader never sees a
+/// half-rotated pair.
+#[derive(Clone)]
+struct KeyRing {
+    current: Arc<SigningKey>,
+    previous: Option<Arc<SigningKey>>,
+}
+
+impl KeyRing {
+    fn new(current: SigningKey, previous: Option<SigningKey>) -> Self {
+        // A crash between the two writes of a rotation leaves the current key in both files;
+        // publishing it twice would only confuse JWKS consumers.
+        let previous = previous.filter(|p| p.key_id() != current.key_id());
+        Self {
+            current: Arc::new(current),
+            previous: previous.map(Arc::new),
+        }
+    }
+}
+
 impl LocalKeyStore {
-    /// Opens (creating with mode 0700 if missing) the key directory and loads each signing key,
-    /// generating it on first start. Refuses key files that are group/world accessible or
-    /// malformed, naming the file, rather than silently replacing a key.
+    /// Opens (creating with mode 0700 if missing) the key directory and loads each signing key
+    /// (and its previous key, if rotated) and the data key, generating current keys on first
+    /// start. Refuses key files that are group/world accessible or malformed, naming the file,
+    /// rather than silently replacing a key.
     pub fn open(dir: &Path) -> Result<Self, KeyError> {
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(|source| io_error(dir, source))?;
-        let load_key = |purpose: KeyPurpose| -> Result<Arc<SigningKey>, KeyError> {
-            let path = dir.join(format!("{}.key", purpose.as_str()));
-            let seed = load_or_create(&path, || SigningKey::generate().seed())?;
-            Ok(Arc::new(SigningKey::from_seed(&seed)))
+        let load_ring = |purpose: KeyPurpose| -> Result<RwLock<KeyRing>, KeyError> {
+            let seed = load_or_create(&current_path(dir, purpose), || {
+                SigningKey::generate().seed()
+            })?;
+            let previous = load_existing(&previous_path(dir, purpose))?;
+            Ok(RwLock::new(KeyRing::new(
+                SigningKey::from_seed(&seed),
+                previous.map(|seed| SigningKey::from_seed(&seed)),
+            )))
         };
+        let data_key = load_or_create(&dir.join(DATA_KEY_FILE), random_32)?;
         Ok(Self {
             dir: dir.to_owned(),
-            access_token: load_key(KeyPurpose::AccessToken)?,
-            audit: load_key(KeyPurpose::Audit)?,
+            access_token: load_ring(KeyPurpose::AccessToken)?,
+            audit: load_ring(KeyPurpose::Audit)?,
+            data_key: DataKey::from_bytes(data_key),
             secrets: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Rotates the `purpose` signing key in `dir` without a running service (for `uosctl`):
+    /// exactly [`LocalKeyStore::open`] then [`KeyProvider::rotate`]. Returns the new key id.
+    /// A service already running on `dir` picks the new key up when restarted.
+    pub fn rotate_offline(dir: &Path, purpose: KeyPurpose) -> Result<String, KeyError> {
+        Self::open(dir)?.rotate(purpose)
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    fn ring(&self, purpose: KeyPurpose) -> KeyRing {
+        let lock = match purpose {
+            KeyPurpose::AccessToken => &self.access_token,
+            KeyPurpose::Audit => &self.audit,
+        };
+        // A poisoned lock only means another thread panicked; the ring is replaced whole, so it
+        // is never half-written.
+        lock.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_ring(&self, purpose: KeyPurpose, ring: KeyRing) {
+        let lock = match purpose {
+            KeyPurpose::AccessToken => &self.access_token,
+            KeyPurpose::Audit => &self.audit,
+        };
+        *lock.write().unwrap_or_else(|e| e.into_inner()) = ring;
+    }
 }
 
 impl KeyProvider for LocalKeyStore {
     fn signing_key(&self, purpose: KeyPurpose) -> Arc<SigningKey> {
-        match purpose {
-            KeyPurpose::AccessToken => Arc::clone(&self.access_token),
-            KeyPurpose::Audit => Arc::clone(&self.audit),
-        }
+        self.ring(purpose).current
     }
 
     fn public_keys(&self, purpose: KeyPurpose) -> Vec<PublicKey> {
-        // Local files hold no rotation history yet, so only the current key is published.
-        vec![self.signing_key(purpose).public_key()]
+        let ring = self.ring(purpose);
+        std::iter::once(&ring.current)
+            .chain(ring.previous.as_ref())
+            .map(|key| key.public_key())
+            .collect()
     }
 
     fn secret(&self, name: &str) -> Result<[u8; 32], KeyError> {
@@ -74,13 +138,43 @@ impl KeyProvider for LocalKeyStore {
             return Ok(*secret);
         }
         let path = self.dir.join(format!("secret-{name}.key"));
-        let secret = load_or_create(&path, || {
-            let mut bytes = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut bytes);
-            bytes
-        })?;
+        let secret = load_or_create(&path, random_32)?;
         cache.insert(name.to_owned(), secret);
         Ok(secret)
+    }
+
+    fn encrypt(&self, context: &str, plaintext: &[u8]) -> Result<String, KeyError> {
+        self.data_key.encrypt(context, plaintext)
+    }
+
+    fn decrypt(&self, context: &str, ciphertext: &str) -> Result<Vec<u8>, KeyError> {
+        let envelope = Envelope::parse(ciphertext)?;
+        self.data_key.decrypt(context, &envelope)
+    }
+
+    /// Crash-safe order: (1) the current seed is copied to `<purpose>.previous.key`, then (2) the
+    /// new seed replaces `<purpose>.key`, each by an atomic rename of a 0600 temporary file,
+    /// with the directory synced after each. A crash before (2) leaves the old key current (the
+    /// previous file may then hold a copy of it, which `open` ignores); after (2) the old key is
+    /// already the previous one. The current key is therefore never lost.
+    ///
+    /// The current key is read from its file, not from memory, and the whole step holds an
+    /// exclusive lock on the directory, so concurrent rotations (in this or another process)
+    /// run one after the other and each keeps the key the other made.
+    fn rotate(&self, purpose: KeyPurpose) -> Result<String, KeyError> {
+        let _lock = lock_dir(&self.dir)?;
+        let current_path = current_path(&self.dir, purpose);
+        let file = File::open(&current_path).map_err(|source| io_error(&current_path, source))?;
+        let old_seed = read_key_file(&current_path, file)?;
+        let new_key = SigningKey::generate();
+        replace_key_file(&previous_path(&self.dir, purpose), &old_seed)?;
+        replace_key_file(&current_path, &new_key.seed())?;
+        let key_id = new_key.key_id().to_owned();
+        self.set_ring(
+            purpose,
+            KeyRing::new(new_key, Some(SigningKey::from_seed(&old_seed))),
+        );
+        Ok(key_id)
     }
 }
 
@@ -89,9 +183,43 @@ impl fmt::Debug for LocalKeyStore {
         // Secrets are never shown; key ids are enough to tell stores apart.
         f.debug_struct("LocalKeyStore")
             .field("dir", &self.dir)
-            .field("access_token", &self.access_token.key_id())
-            .field("audit", &self.audit.key_id())
+            .field(
+                "access_token",
+                &self.signing_key(KeyPurpose::AccessToken).key_id(),
+            )
+            .field("audit", &self.signing_key(KeyPurpose::Audit).key_id())
+            .field("data_key", &self.data_key.key_id())
             .finish_non_exhaustive()
+    }
+}
+
+fn current_path(dir: &Path, purpose: KeyPurpose) -> PathBuf {
+    dir.join(format!("{}.key", purpose.as_str()))
+}
+
+fn previous_path(dir: &Path, purpose: KeyPurpose) -> PathBuf {
+    dir.join(format!("{}.previous.key", purpose.as_str()))
+}
+
+fn random_32() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// An exclusive advisory lock on the key directory, released when the handle is dropped.
+fn lock_dir(dir: &Path) -> Result<File, KeyError> {
+    let handle = File::open(dir).map_err(|source| io_error(dir, source))?;
+    handle.lock().map_err(|source| io_error(dir, source))?;
+    Ok(handle)
+}
+
+/// The 32 bytes stored at `path`, or `None` if there is no such file.
+fn load_existing(path: &Path) -> Result<Option<[u8; 32]>, KeyError> {
+    match File::open(path) {
+        Ok(file) => read_key_file(path, file).map(Some),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(io_error(path, source)),
     }
 }
 
@@ -143,9 +271,7 @@ fn read_key_file(path: &Path, mut file: File) -> Result<[u8; 32], KeyError> {
 /// leaves a half-written key file under the real name. Returns `false` if the file already
 /// existed.
 fn create_key_file(path: &Path, bytes: &[u8; 32]) -> Result<bool, KeyError> {
-    let mut suffix = [0u8; 8];
-    rand::rngs::OsRng.fill_bytes(&mut suffix);
-    let tmp = path.with_extension(format!("tmp-{}", hex::encode(suffix)));
+    let tmp = temporary_path(path);
     let result = write_new(&tmp, bytes).and_then(|()| fs::hard_link(&tmp, path));
     // The temporary name is never needed again, whether or not linking worked.
     let _ = fs::remove_file(&tmp);
@@ -154,6 +280,34 @@ fn create_key_file(path: &Path, bytes: &[u8; 32]) -> Result<bool, KeyError> {
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
         Err(source) => Err(io_error(path, source)),
     }
+}
+
+/// Replaces (or creates) the key file at `path` atomically: a 0600 temporary file, synced, is
+/// renamed over it and the directory is synced, so after a crash the name holds either the old
+/// or the new key, never a mix, and a completed replacement survives power loss.
+fn replace_key_file(path: &Path, bytes: &[u8; 32]) -> Result<(), KeyError> {
+    let tmp = temporary_path(path);
+    let result = write_new(&tmp, bytes)
+        .and_then(|()| fs::rename(&tmp, path))
+        .and_then(|()| sync_parent(path));
+    if result.is_err() {
+        // Gone already if the rename worked; otherwise nothing will ever read it.
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|source| io_error(path, source))
+}
+
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let mut suffix = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut suffix);
+    path.with_extension(format!("tmp-{}", hex::encode(suffix)))
 }
 
 fn write_new(path: &Path, bytes: &[u8; 32]) -> std::io::Result<()> {
@@ -227,7 +381,12 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["access-token.key", "audit.key", "secret-api-key-pepper.key"],
+            [
+                "access-token.key",
+                "audit.key",
+                "data-encryption.key",
+                "secret-api-key-pepper.key"
+            ],
             "no temporary files are left behind"
         );
         for name in names {

@@ -6,15 +6,13 @@ use crate::views::TokenView;
 use crate::{AuthUser, Caller, Ctx, Done, Result, ServiceError, Services};
 use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest as _, Sha256};
 use std::sync::Arc;
 use uos_authn::{issue_access_token, verify_access_token, AccessClaims};
 use uos_authz::{Action, Resource};
 use uos_domain::{Email, SessionId, User, UserStatus};
 use uos_keys::KeyPurpose;
 use uos_store::{RefreshToken, Session};
-
-/// Longest password accepted: argon2 cost must not be steerable by the client.
-pub const PASSWORD_MAX_LEN: usize = 128;
 
 /// What start-up bootstrap did.
 #[derive(Debug)]
@@ -30,44 +28,14 @@ pub enum Bootstrap {
     },
 }
 
+pub(crate) fn session_resource() -> Resource {
+    Resource {
+        kind: "session".into(),
+        ..Default::default()
+    }
+}
+
 impl Services {
-    /// Hash off the async runtime: argon2id with OWASP parameters costs tens of milliseconds
-    /// of CPU and would stall every other request on this worker.
-    pub(crate) async fn hash_password(&self, password: String) -> Result<String> {
-        let hasher = self.inner.hasher.clone();
-        tokio::task::spawn_blocking(move || hasher.hash(&password))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("hash task: {e}")))?
-            .map_err(|e| ServiceError::Internal(format!("hash: {e}")))
-    }
-
-    async fn verify_password(&self, password: String, phc: Option<String>) -> Result<bool> {
-        let hasher = self.inner.hasher.clone();
-        tokio::task::spawn_blocking(move || match phc {
-            Some(phc) => hasher.verify(&password, &phc),
-            None => {
-                // Same work for unknown accounts, so timing does not tell who exists.
-                hasher.verify_dummy(&password);
-                false
-            }
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(format!("verify task: {e}")))
-    }
-
-    pub(crate) fn check_password_policy(&self, password: &str, field: &str) -> Result<()> {
-        let n = password.chars().count();
-        let min = self.inner.cfg.password_min_length;
-        if n < min || n > PASSWORD_MAX_LEN {
-            return Err(ServiceError::field(
-                field,
-                "password_length",
-                format!("password must be {min} to {PASSWORD_MAX_LEN} characters"),
-            ));
-        }
-        Ok(())
-    }
-
     /// Create the first platform admin when the store has no users (idempotent across
     /// restarts and replicas: a lost race on the unique email counts as done).
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -82,7 +50,11 @@ impl Services {
         }
         let (email, password, generated) = match (email, password) {
             (Some(e), Some(p)) => {
-                self.check_password_policy(p.expose_secret(), "UOS_BOOTSTRAP_ADMIN_PASSWORD")?;
+                self.check_password_policy(
+                    p.expose_secret(),
+                    "UOS_BOOTSTRAP_ADMIN_PASSWORD",
+                    &[e.as_str()],
+                )?;
                 (e, p, false)
             }
             _ => {
@@ -131,7 +103,9 @@ impl Services {
     }
 
     /// Password login. Unknown email, wrong password and an account that may not log in all
-    /// give the same `InvalidCredentials` after the same argon2 work.
+    /// give the same `InvalidCredentials` after the same argon2 work, and count toward the
+    /// same lockout. With a second factor enrolled, the answer is `MfaRequired` instead of a
+    /// session.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn login(
         &self,
@@ -140,21 +114,81 @@ impl Services {
         password: String,
     ) -> Result<Done<TokenView>> {
         let inner = &*self.inner;
-        let cap = inner.authorize(
-            ctx,
-            Action::AuthLogin,
-            Resource {
-                kind: "session".into(),
-                ..Default::default()
-            },
-        )?;
+        let cap = inner.authorize(ctx, Action::AuthLogin, session_resource())?;
+        let attempt = self.begin_attempt(email, ctx.ip.as_deref()).await?;
         let user = inner.store.read().await?.get_user_by_email(email).await?;
         let phc = user.as_ref().and_then(|u| u.password_hash.clone());
         let ok = self.verify_password(password, phc).await?;
         let user = match user {
             Some(u) if ok && u.status.may_log_in() => u,
-            _ => return Err(ServiceError::InvalidCredentials),
+            other => {
+                let reason = match &other {
+                    None => "unknown_email",
+                    Some(_) if !ok => "wrong_password",
+                    Some(_) => "account_unavailable",
+                };
+                let locked = self.fail_attempt(&attempt).await?;
+                self.record_login_failure(ctx, &cap, email, other.as_ref(), reason, locked)
+                    .await?;
+                return Err(ServiceError::InvalidCredentials);
+            }
         };
+        if self.has_second_factor(&user).await? {
+            // Not a success yet: the count goes on until the second factor is right, so
+            // right passwords cannot reset the count of wrong codes.
+            return Err(self.mfa_challenge(ctx, &cap, &user).await?);
+        }
+        self.succeed_attempt(&attempt).await?;
+        self.start_session(ctx, &cap, &user, "password").await
+    }
+
+    /// Audit a refused login, and the lockout it caused. The attempted email is recorded
+    /// (admins investigating an attack need it); the password never is.
+    pub(crate) async fn record_login_failure(
+        &self,
+        ctx: &Ctx,
+        cap: &uos_authz::Capability,
+        email: &Email,
+        user: Option<&User>,
+        reason: &str,
+        locked_for_secs: Option<u64>,
+    ) -> Result<()> {
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let target = match user {
+            Some(u) => ("user", u.id.to_string()),
+            None => ("email", email.to_string()),
+        };
+        uow.record(
+            "login.failed",
+            None,
+            (target.0, target.1.clone()),
+            serde_json::Value::Null,
+            serde_json::json!({"email": email, "reason": reason, "ip": ctx.ip, "user_agent": ctx.user_agent}),
+        )
+        .await?;
+        if let Some(secs) = locked_for_secs {
+            uow.record(
+                "account.locked",
+                None,
+                target,
+                serde_json::Value::Null,
+                serde_json::json!({"email": email, "locked_for_secs": secs, "ip": ctx.ip}),
+            )
+            .await?;
+        }
+        uow.commit(cap, &Done::<()>::no_content()).await
+    }
+
+    /// A new session for a user who has proven who they are (`method`: password, mfa, oidc),
+    /// with its first token pair. The `session.created` event is the "login succeeded" record.
+    pub(crate) async fn start_session(
+        &self,
+        ctx: &Ctx,
+        cap: &uos_authz::Capability,
+        user: &User,
+        method: &str,
+    ) -> Result<Done<TokenView>> {
+        let inner = &*self.inner;
         let now = uos_domain::now();
         let session = Session {
             id: SessionId::new(),
@@ -174,12 +208,12 @@ impl Services {
             None,
             ("session", session.id.to_string()),
             serde_json::Value::Null,
-            serde_json::json!({"user_id": user.id, "expires_at": session.expires_at, "ip": session.ip, "user_agent": session.user_agent}),
+            serde_json::json!({"user_id": user.id, "method": method, "expires_at": session.expires_at, "ip": session.ip, "user_agent": session.user_agent}),
         )
         .await?;
         let tokens = self.issue_tokens(&mut uow, &session, now).await?;
         let done = Done::ok(tokens, None);
-        uow.commit(&cap, &done).await?;
+        uow.commit(cap, &done).await?;
         Ok(done)
     }
 
@@ -227,30 +261,71 @@ impl Services {
     /// live *and* its user must still be allowed in, so logout and suspension act at once.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn authenticate(&self, token: &str) -> Result<Caller> {
-        let inner = &*self.inner;
-        let keys = inner.keys.public_keys(KeyPurpose::AccessToken);
         let now = uos_domain::now();
-        let claims = verify_access_token(token, &keys, &inner.cfg.issuer, now.timestamp())
-            .map_err(|_| ServiceError::Unauthenticated)?;
-        let mut r = inner.store.read().await?;
-        let session = r
-            .get_session(SessionId(claims.sid))
+        let claims = self
+            .verified_claims(token, now)
+            .ok_or(ServiceError::Unauthenticated)?;
+        let (session, user) = self
+            .live_session(&claims, now)
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
-        if session.user_id.0 != claims.sub || !self.is_live(&session, now) {
-            return Err(ServiceError::Unauthenticated);
-        }
-        let user = r
-            .get_user(session.user_id)
-            .await?
-            .ok_or(ServiceError::Unauthenticated)?;
-        if !user.status.may_log_in() {
-            return Err(ServiceError::Unauthenticated);
-        }
         Ok(Caller::User(Arc::new(AuthUser {
             user,
             session_id: session.id,
         })))
+    }
+
+    /// The claims of a well-signed, unexpired access token of ours. The signature is checked
+    /// once per token and replica; expiry on every call.
+    pub(crate) fn verified_claims(&self, token: &str, now: DateTime<Utc>) -> Option<AccessClaims> {
+        let inner = &*self.inner;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let claims = match inner.cache.claims(&digest) {
+            Some(c) => c,
+            None => {
+                let keys = inner.keys.public_keys(KeyPurpose::AccessToken);
+                let c =
+                    verify_access_token(token, &keys, &inner.cfg.issuer, now.timestamp()).ok()?;
+                inner.cache.put_claims(digest, c.clone());
+                c
+            }
+        };
+        (claims.exp > now.timestamp()).then_some(claims)
+    }
+
+    /// The session the claims are bound to and its user, if the session is live and the user
+    /// may still act.
+    pub(crate) async fn live_session(
+        &self,
+        claims: &AccessClaims,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Session, User)>> {
+        let inner = &*self.inner;
+        let sid = SessionId(claims.sid);
+        let found = match inner.cache.session(sid) {
+            Some(hit) => Some(hit),
+            None => {
+                let ticket = inner.cache.fill_ticket();
+                let mut r = inner.store.read().await?;
+                match r.get_session(sid).await? {
+                    None => None,
+                    Some(session) => match r.get_user(session.user_id).await? {
+                        None => None,
+                        Some(user) => {
+                            inner
+                                .cache
+                                .put_session(ticket, session.clone(), user.clone());
+                            Some((session, user))
+                        }
+                    },
+                }
+            }
+        };
+        Ok(found.filter(|(session, user)| {
+            session.user_id.0 == claims.sub
+                && self.is_live(session, now)
+                && user.status.may_log_in()
+        }))
     }
 
     /// End the caller's session: every token bound to it stops working now.
@@ -272,6 +347,7 @@ impl Services {
             .revoke_session(me.session_id, uos_domain::now())
             .await?
         {
+            uow.invalidate(uos_shared::Invalidation::Session(me.session_id.0));
             uow.record(
                 "session.revoked",
                 None,

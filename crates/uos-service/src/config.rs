@@ -27,6 +27,52 @@ pub struct ServiceConfig {
     pub password_min_length: usize,
     /// argon2id cost parameters; defaults are OWASP's recommendation.
     pub password_hashing: PasswordParams,
+    /// Least zxcvbn strength score (0-4) a new password must reach.
+    pub password_min_score: u8,
+    /// A new password may not equal any of this many previous ones (the current one included).
+    pub password_history: u32,
+    /// Failed logins and second-factor attempts of one account, and of one client address.
+    pub lockout: LockoutConfig,
+    /// Lifetime of the `mfa_token` handed out between password and second factor, seconds.
+    pub mfa_token_ttl_secs: u64,
+    /// Issuer name shown by authenticator apps next to the account.
+    pub totp_issuer: String,
+    /// Lifetime of a mailed password-reset token, seconds.
+    pub reset_token_ttl_secs: u64,
+    /// How long a privileged account's reset request waits for a second admin, seconds.
+    pub reset_approval_ttl_secs: u64,
+    /// Seconds an authenticated session and user stay cached per replica. Revocations evict at
+    /// once through the invalidation fan-out; this bounds staleness if a message is lost.
+    pub auth_cache_secs: u64,
+}
+
+/// Throttling of password and second-factor guesses. Counting happens *before* the password is
+/// checked, so parallel guesses cannot slip past the threshold.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutConfig {
+    /// Failed attempts per account within `window_secs` that lock it.
+    pub threshold: u64,
+    /// The counting window, seconds.
+    pub window_secs: u64,
+    /// First lockout period, seconds; each further lockout within a day doubles it.
+    pub base_lock_secs: u64,
+    /// The longest lockout period, seconds.
+    pub max_lock_secs: u64,
+    /// Attempts per client address within `window_secs` (any accounts) before it is throttled.
+    pub ip_threshold: u64,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 5,
+            window_secs: 15 * 60,
+            base_lock_secs: 5 * 60,
+            max_lock_secs: 24 * 3600,
+            ip_threshold: 100,
+        }
+    }
 }
 
 impl Default for ServiceConfig {
@@ -41,6 +87,14 @@ impl Default for ServiceConfig {
             idempotency_stale_secs: 60,
             password_min_length: 12,
             password_hashing: PasswordParams::default(),
+            password_min_score: 3,
+            password_history: 5,
+            lockout: LockoutConfig::default(),
+            mfa_token_ttl_secs: 300,
+            totp_issuer: "user-org-service".into(),
+            reset_token_ttl_secs: 3600,
+            reset_approval_ttl_secs: 24 * 3600,
+            auth_cache_secs: 30,
         }
     }
 }

@@ -46,6 +46,16 @@ pub enum ServiceError {
     Unauthenticated,
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// The password was right; the second factor must follow with this one-time token.
+    #[error("second factor required")]
+    MfaRequired { mfa_token: String },
+    /// A credential-bearing request that failed for a reason the client can name (bad second
+    /// factor, unknown or used one-time token, a refused upstream login).
+    #[error("{code}")]
+    Refused { code: &'static str, detail: String },
+    /// Too many guesses for this account or from this address; retry after the given seconds.
+    #[error("too many attempts")]
+    TooManyAttempts { retry_after_secs: u64 },
     #[error("forbidden by rule {rule}")]
     Forbidden { rule: String },
     #[error("not found")]
@@ -71,11 +81,26 @@ impl ServiceError {
         Self::Validation(vec![FieldError::new(field, code, message)])
     }
 
+    pub fn refused(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Refused {
+            code,
+            detail: detail.into(),
+        }
+    }
+
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
         Self::Conflict {
             code,
             detail: detail.into(),
         }
+    }
+}
+
+/// Shared state holds the lockout counters: without it no guess may be checked, so the
+/// request fails as unavailable rather than skipping the count.
+impl From<uos_shared::SharedError> for ServiceError {
+    fn from(e: uos_shared::SharedError) -> Self {
+        Self::Unavailable(format!("shared state: {e}"))
     }
 }
 

@@ -223,7 +223,11 @@ impl Services {
         drop(r);
         let password_hash = match (is_new, password) {
             (true, Some(pw)) => {
-                self.check_password_policy(&pw, "password")?;
+                let mut inputs = vec![probe.email.as_str()];
+                if let Some(n) = display_name.as_ref() {
+                    inputs.push(n.as_str());
+                }
+                self.check_password_policy(&pw, "password", &inputs)?;
                 Some(self.hash_password(pw).await?)
             }
             (true, None) => {

@@ -26,7 +26,7 @@ fn self_resource() -> Resource {
 }
 
 impl Services {
-    fn me<'c>(&self, ctx: &'c Ctx, action: Action) -> Result<(&'c User, Capability)> {
+    pub(crate) fn me<'c>(&self, ctx: &'c Ctx, action: Action) -> Result<(&'c User, Capability)> {
         let cap = self.inner.authorize(ctx, action, self_resource())?;
         let me = ctx.caller.user().ok_or(ServiceError::Unauthenticated)?;
         Ok((&me.user, cap))
@@ -95,6 +95,7 @@ impl Services {
         }
         after.touch(uos_domain::now());
         uow.tx().update_user(&after, before.version).await?;
+        uow.invalidate(uos_shared::Invalidation::User(after.id.0));
         uow.record(
             "user.updated",
             None,
@@ -147,6 +148,7 @@ impl Services {
         after.preferences = prefs;
         after.touch(uos_domain::now());
         uow.tx().update_user(&after, before.version).await?;
+        uow.invalidate(uos_shared::Invalidation::User(after.id.0));
         uow.record(
             "user.preferences_changed",
             None,
@@ -171,7 +173,11 @@ impl Services {
         new: String,
     ) -> Result<Done<()>> {
         let (me, cap) = self.me(ctx, Action::MePassword)?;
-        self.check_password_policy(&new, "new_password")?;
+        let mut inputs = vec![me.email.as_str()];
+        if let Some(n) = me.display_name.as_deref() {
+            inputs.push(n);
+        }
+        self.check_password_policy(&new, "new_password", &inputs)?;
         if current == new {
             return Err(ServiceError::field(
                 "new_password",
@@ -179,14 +185,8 @@ impl Services {
                 "the new password must differ from the current one",
             ));
         }
-        let phc = me.password_hash.clone();
-        let ok = match phc {
-            Some(phc) => {
-                let hasher = self.inner.hasher.clone();
-                tokio::task::spawn_blocking(move || hasher.verify(&current, &phc))
-                    .await
-                    .map_err(|e| ServiceError::Internal(format!("verify task: {e}")))?
-            }
+        let ok = match me.password_hash.clone() {
+            Some(phc) => self.verify_password(current, Some(phc)).await?,
             None => false,
         };
         if !ok {
@@ -195,6 +195,11 @@ impl Services {
                 "incorrect",
                 "the current password is not correct",
             ));
+        }
+        {
+            let mut r = self.inner.store.read().await?;
+            self.check_new_password(&mut *r, me, &new, "new_password")
+                .await?;
         }
         let hash = self.hash_password(new).await?;
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
@@ -206,12 +211,16 @@ impl Services {
         let mut after = before.clone();
         after.password_hash = Some(hash);
         let now = uos_domain::now();
+        if let Some(old) = &before.password_hash {
+            uow.tx().push_password_history(me.id, old, now).await?;
+        }
         if after.status == UserStatus::PasswordResetRequired {
             after.set_status(UserStatus::Active, StatusCause::PasswordChanged, now)?;
         } else {
             after.touch(now);
         }
         uow.tx().update_user(&after, before.version).await?;
+        uow.invalidate(uos_shared::Invalidation::User(after.id.0));
         let revoked = uow.tx().revoke_user_sessions(me.id, now).await?;
         uow.record(
             "user.password_changed",

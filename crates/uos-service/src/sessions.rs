@@ -1,24 +1,18 @@
 //! Sessions: refresh-token rotation with reuse detection, the caller's devices, and revoking
 //! sessions (one, all others, or all of a user by a platform admin).
 
-use crate::auth::secs;
+use crate::auth::{secs, session_resource};
 use crate::uow::UnitOfWork;
 use crate::views::{DeviceView, SessionView, TokenView};
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use chrono::{DateTime, Duration, Utc};
 use uos_authz::{Action, Resource};
 use uos_domain::{SessionId, UserId};
+use uos_shared::Invalidation;
 use uos_store::Session;
 
 /// Most sessions listed at once; more live sessions than this means something is wrong anyway.
 const MAX_LISTED_SESSIONS: u32 = 100;
-
-fn session_resource() -> Resource {
-    Resource {
-        kind: "session".into(),
-        ..Default::default()
-    }
-}
 
 impl Services {
     /// Neither revoked, nor past its absolute end, nor idle for too long.
@@ -58,6 +52,7 @@ impl Services {
         let mut uow = UnitOfWork::begin(inner, &ctx).await?;
         if !uow.tx().use_refresh_token(&hash, now).await? {
             let revoked = uow.tx().revoke_session(session.id, now).await?;
+            uow.invalidate(Invalidation::Session(session.id.0));
             uow.record(
                 "session.refresh_reuse_detected",
                 None,
@@ -142,6 +137,7 @@ impl Services {
             .revoke_session(session.id, uos_domain::now())
             .await?
         {
+            uow.invalidate(Invalidation::Session(session.id.0));
             uow.record(
                 "session.revoked",
                 None,
@@ -169,6 +165,7 @@ impl Services {
             .revoke_other_sessions(me.user.id, me.session_id, uos_domain::now())
             .await?;
         if n > 0 {
+            uow.invalidate(Invalidation::User(me.user.id.0));
             uow.record(
                 "session.revoked_others",
                 None,
@@ -203,6 +200,7 @@ impl Services {
             .tx()
             .revoke_user_sessions(user, uos_domain::now())
             .await?;
+        uow.invalidate(Invalidation::User(user.0));
         uow.record(
             "session.revoked_all",
             None,

@@ -7,6 +7,7 @@ use uos_audit::{Actor, Changes, NewEvent, Target};
 use uos_authz::Capability;
 use uos_domain::OrgId;
 use uos_keys::KeyPurpose;
+use uos_shared::Invalidation;
 use uos_store::{AuditHead, AuditRow, Tx};
 
 /// What a successful use case hands back to the transport: the status a replay must repeat,
@@ -35,6 +36,16 @@ impl<V> Done<V> {
         }
     }
 
+    /// 202: taken in, with nothing to tell (password-reset requests look the same whether
+    /// or not the account exists).
+    pub fn accepted() -> Self {
+        Self {
+            status: 202,
+            body: None,
+            version: None,
+        }
+    }
+
     pub fn no_content() -> Self {
         Self {
             status: 204,
@@ -49,6 +60,8 @@ pub(crate) struct UnitOfWork<'a> {
     ctx: &'a Ctx,
     tx: Box<dyn Tx>,
     head: Option<AuditHead>,
+    /// Cached state this change makes stale, evicted on every replica after the commit.
+    stale: Vec<Invalidation>,
 }
 
 impl<'a> UnitOfWork<'a> {
@@ -58,6 +71,7 @@ impl<'a> UnitOfWork<'a> {
             ctx,
             tx: inner.store.begin().await?,
             head: None,
+            stale: Vec::new(),
         })
     }
 
@@ -115,6 +129,12 @@ impl<'a> UnitOfWork<'a> {
         Ok(())
     }
 
+    /// After commit, evict this from the auth caches of every replica (a revoked session, a
+    /// user whose status or password changed).
+    pub(crate) fn invalidate(&mut self, msg: Invalidation) {
+        self.stale.push(msg);
+    }
+
     /// Store the idempotency response (if the request carries a key) and commit. Requiring the
     /// capability here means no change reaches the store without an allow from the policy.
     pub(crate) async fn commit<V: Serialize>(
@@ -136,6 +156,14 @@ impl<'a> UnitOfWork<'a> {
                 .await?;
         }
         self.tx.commit().await?;
+        for msg in &self.stale {
+            // Locally at once, so this replica never serves the old state after answering;
+            // other replicas through the fan-out. A failed publish is bounded by the cache TTL.
+            self.inner.cache.apply(msg);
+            if let Err(e) = self.inner.shared.publish(msg).await {
+                tracing::warn!(error = %e, "invalidation not published; other replicas catch up by TTL");
+            }
+        }
         Ok(())
     }
 }

@@ -124,6 +124,7 @@ impl Services {
         let mut after = before.clone();
         after.set_status(to, StatusCause::Admin, now)?;
         uow.tx().update_user(&after, before.version).await?;
+        uow.invalidate(uos_shared::Invalidation::User(after.id.0));
         let revoked = if to.cuts_off_access() {
             uow.tx().revoke_user_sessions(id, now).await?
         } else {
@@ -161,6 +162,7 @@ impl Services {
             Duration::days(i64::from(self.inner.cfg.retention_days)),
         )?;
         uow.tx().update_user(&after, before.version).await?;
+        uow.invalidate(uos_shared::Invalidation::User(after.id.0));
         uow.record(
             "user.restored",
             None,
@@ -170,6 +172,37 @@ impl Services {
         )
         .await?;
         let done = Done::ok(UserView::from(&after), Some(after.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    /// Lift a lockout now (the user called the help desk). Audited with the lockout that was
+    /// lifted, if any.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn unlock_user(&self, ctx: &Ctx, id: UserId) -> Result<Done<()>> {
+        let cap = self
+            .inner
+            .authorize(ctx, Action::UserUnlock, user_resource(ctx, id))?;
+        let user = self
+            .inner
+            .store
+            .read()
+            .await?
+            .get_user(id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let locked_for = self.locked_for(&user.email).await?;
+        self.clear_lockout(&user.email).await?;
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        uow.record(
+            "account.unlocked",
+            None,
+            ("user", id.to_string()),
+            serde_json::json!({"locked_for_secs": locked_for}),
+            serde_json::Value::Null,
+        )
+        .await?;
+        let done = Done::no_content();
         uow.commit(&cap, &done).await?;
         Ok(done)
     }

@@ -253,3 +253,62 @@ pub struct MyOrgView {
     pub roles: Vec<String>,
     pub status: String,
 }
+
+/// A started TOTP enrolment: what an authenticator app needs. Shown once; confirm with a code.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TotpEnrolmentView {
+    /// Base32 (RFC 4648, unpadded) shared secret.
+    pub secret: String,
+    /// `otpauth://totp/...` URI for QR codes.
+    pub otpauth_uri: String,
+}
+
+/// Single-use recovery codes, shown once when TOTP is confirmed.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RecoveryCodesView {
+    pub recovery_codes: Vec<String>,
+}
+
+/// A password reset waiting for a second admin's approval (never the token).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PasswordResetView {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub email: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub approved_by: Option<Uuid>,
+    pub approved_at: Option<DateTime<Utc>>,
+}
+
+/// RFC 7662 introspection response. Inactive tokens carry only `active: false`.
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
+pub struct IntrospectionView {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// The session the token is bound to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
+}
+
+/// The signing key now in use after a rotation; the previous one stays published.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct KeyRotationView {
+    pub purpose: String,
+    pub key_id: String,
+    /// Key ids served in the JWKS, current first.
+    pub published: Vec<String>,
+}

@@ -9,8 +9,10 @@ const UNIQUE_CODES: &[(&str, &str)] = &[
     ("membership_org_user_uq", "already_member"),
     ("custom_role_org_name_uq", "role_exists"),
     ("invite_token_hash_uq", "invite_token_taken"),
-    // The primary key, under PostgreSQL's default name for it.
+    ("password_reset_token_hash_uq", "reset_token_taken"),
+    // Primary keys, under PostgreSQL's default names for them.
     ("refresh_token_pkey", "refresh_token_taken"),
+    ("external_identity_pkey", "identity_linked"),
 ];
 
 /// SQLSTATEs meaning "the database cannot serve us now" rather than "the request is wrong":

@@ -5,6 +5,7 @@
 //! update, `for update` on the owner rows and on the audit head where the port asks for it.
 
 mod audit;
+mod credential;
 mod error;
 mod idempotency;
 mod invite;

@@ -11,6 +11,11 @@ const UNIQUE_CODES: &[(&str, &str)] = &[
     ("custom_role.org_id, custom_role.name", "role_exists"),
     ("invite.token_hash", "invite_token_taken"),
     ("refresh_token.token_hash", "refresh_token_taken"),
+    ("password_reset.token_hash", "reset_token_taken"),
+    (
+        "external_identity.issuer, external_identity.subject",
+        "identity_linked",
+    ),
 ];
 
 /// Primary result codes that mean "the database cannot serve us now": busy/locked after the

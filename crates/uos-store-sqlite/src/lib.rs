@@ -6,6 +6,7 @@
 //! WAL lets run alongside the writer; those connections are `query_only`.
 
 mod audit;
+mod credential;
 mod error;
 mod idempotency;
 mod invite;

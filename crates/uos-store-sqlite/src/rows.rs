@@ -9,7 +9,10 @@ use uos_domain::{
     Org, OrgId, OrgSlug, OrgStatus, Permission, RoleId, RoleName, SessionId, User, UserId,
     UserStatus,
 };
-use uos_store::{AuditRow, IdempotencyRecord, RefreshToken, Result, Session, StoreError};
+use uos_store::{
+    AuditRow, ExternalIdentity, IdempotencyRecord, PasswordReset, RefreshToken, Result, Session,
+    StoreError, TotpEnrolment,
+};
 
 type Db = sqlx::Sqlite;
 type DbRow = sqlx::sqlite::SqliteRow;
@@ -170,6 +173,48 @@ pub(crate) fn refresh_token(r: &DbRow) -> Result<RefreshToken> {
         session_id: SessionId(get(r, "session_id")?),
         created_at: get(r, "created_at")?,
         used_at: get(r, "used_at")?,
+    })
+}
+
+pub(crate) const TOTP_COLS: &str = "user_id, secret_enc, created_at, confirmed_at, last_used_step";
+
+pub(crate) fn totp(r: &DbRow) -> Result<TotpEnrolment> {
+    Ok(TotpEnrolment {
+        user_id: UserId(get(r, "user_id")?),
+        secret_enc: get(r, "secret_enc")?,
+        created_at: get(r, "created_at")?,
+        confirmed_at: get(r, "confirmed_at")?,
+        last_used_step: get(r, "last_used_step")?,
+    })
+}
+
+pub(crate) const PASSWORD_RESET_COLS: &str = "reset_id, user_id, token_hash, created_at, \
+     expires_at, used_at, requires_approval, approved_by, approved_at, requested_ip";
+
+pub(crate) fn password_reset(r: &DbRow) -> Result<PasswordReset> {
+    Ok(PasswordReset {
+        id: get(r, "reset_id")?,
+        user_id: UserId(get(r, "user_id")?),
+        token_hash: get(r, "token_hash")?,
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+        used_at: get(r, "used_at")?,
+        requires_approval: get(r, "requires_approval")?,
+        approved_by: get::<Option<uuid::Uuid>>(r, "approved_by")?.map(UserId),
+        approved_at: get(r, "approved_at")?,
+        requested_ip: get(r, "requested_ip")?,
+    })
+}
+
+pub(crate) const EXTERNAL_IDENTITY_COLS: &str = "issuer, subject, user_id, email, created_at";
+
+pub(crate) fn external_identity(r: &DbRow) -> Result<ExternalIdentity> {
+    Ok(ExternalIdentity {
+        issuer: get(r, "issuer")?,
+        subject: get(r, "subject")?,
+        user_id: UserId(get(r, "user_id")?),
+        email: get(r, "email")?,
+        created_at: get(r, "created_at")?,
     })
 }
 

@@ -9,7 +9,10 @@ use uos_domain::{
     CustomRole, Email, Invite, InviteId, Membership, Org, OrgId, OrgSlug, Permission, RoleId,
     RoleName, SessionId, User, UserId, UserStatus,
 };
-use uos_store::{AuditRow, IdempotencyRecord, RefreshToken, Session, Store};
+use uos_store::{
+    AuditRow, ExternalIdentity, IdempotencyRecord, PasswordReset, RefreshToken, Session, Store,
+    TotpEnrolment,
+};
 
 /// Now, at the microsecond precision every backend keeps (PostgreSQL `timestamptz`), so what
 /// is written compares equal to what is read back.
@@ -104,6 +107,60 @@ pub fn refresh_token(session: SessionId) -> RefreshToken {
         session_id: session,
         created_at: now(),
         used_at: None,
+    }
+}
+
+/// A unique hex SHA-256-shaped hash (tokens, recovery codes).
+pub fn hash() -> String {
+    format!("{:064x}", unique())
+}
+
+/// An unconfirmed TOTP enrolment of `user` that has accepted no code yet.
+pub fn totp(user: UserId) -> TotpEnrolment {
+    TotpEnrolment {
+        user_id: user,
+        secret_enc: format!("v1:ciphertext-{}", unique()),
+        created_at: now(),
+        confirmed_at: None,
+        last_used_step: 0,
+    }
+}
+
+/// An unused reset of `user` with a mailed token, valid for an hour.
+pub fn password_reset(user: UserId) -> PasswordReset {
+    let t = now();
+    PasswordReset {
+        id: uuid::Uuid::now_v7(),
+        user_id: user,
+        token_hash: Some(hash()),
+        created_at: t,
+        expires_at: t + Duration::hours(1),
+        used_at: None,
+        requires_approval: false,
+        approved_by: None,
+        approved_at: None,
+        requested_ip: Some("192.0.2.7".into()),
+    }
+}
+
+/// A reset of `user` created at `created_at` that waits for approval (no token yet).
+pub fn pending_reset(user: UserId, created_at: DateTime<Utc>) -> PasswordReset {
+    PasswordReset {
+        token_hash: None,
+        created_at,
+        expires_at: created_at + Duration::days(1),
+        requires_approval: true,
+        ..password_reset(user)
+    }
+}
+
+pub fn external_identity(user: UserId) -> ExternalIdentity {
+    ExternalIdentity {
+        issuer: "https://idp.example.test".into(),
+        subject: format!("subject-{}", unique()),
+        user_id: user,
+        email: format!("upstream{}@example.test", unique()),
+        created_at: now(),
     }
 }
 

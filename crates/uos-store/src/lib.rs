@@ -12,8 +12,8 @@ mod records;
 pub use error::StoreError;
 pub use page::{Page, PageRequest};
 pub use records::{
-    AuditFilter, AuditHead, AuditRow, IdemClaim, IdempotencyRecord, MemberFilter, OrgFilter,
-    PoolStats, RefreshToken, Session, UserFilter,
+    AuditFilter, AuditHead, AuditRow, ExternalIdentity, IdemClaim, IdempotencyRecord, MemberFilter,
+    OrgFilter, PasswordReset, PoolStats, RefreshToken, Session, TotpEnrolment, UserFilter,
 };
 
 use async_trait::async_trait;
@@ -51,6 +51,7 @@ pub trait Tx:
     + InviteRepo
     + RoleRepo
     + SessionRepo
+    + CredentialRepo
     + IdempotencyRepo
     + AuditRepo
     + Send
@@ -169,6 +170,83 @@ pub trait SessionRepo {
     /// Mark a refresh token used if it is still unused; returns whether this call did it. Two
     /// concurrent refreshes with one token: exactly one gets `true` (the other is a reuse).
     async fn use_refresh_token(&mut self, token_hash: &str, at: DateTime<Utc>) -> Result<bool>;
+}
+
+/// Second factors, password history, password resets and federated identities: the secrets
+/// around a user that are not the user row itself. Every secret here is hashed or encrypted by
+/// the caller before it arrives.
+#[async_trait]
+pub trait CredentialRepo {
+    /// Insert the user's enrolment, replacing any existing one (a new enrolment starts over).
+    async fn put_totp(&mut self, e: &TotpEnrolment) -> Result<()>;
+    async fn get_totp(&mut self, user: UserId) -> Result<Option<TotpEnrolment>>;
+    /// Set `confirmed_at` if unconfirmed; returns whether it changed anything.
+    async fn confirm_totp(&mut self, user: UserId, at: DateTime<Utc>) -> Result<bool>;
+    /// Accept `step` only if it is newer than the last accepted one, atomically: of two
+    /// concurrent logins with one code, exactly one gets `true`.
+    async fn use_totp_step(&mut self, user: UserId, step: i64) -> Result<bool>;
+    /// Remove the enrolment and every recovery code; returns whether there was an enrolment.
+    async fn delete_totp(&mut self, user: UserId) -> Result<bool>;
+
+    /// Replace all of the user's recovery codes with these hashes.
+    async fn replace_recovery_codes(
+        &mut self,
+        user: UserId,
+        hashes: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Mark the code used if it exists and is unused; returns whether this call did it.
+    async fn use_recovery_code(
+        &mut self,
+        user: UserId,
+        hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
+    async fn count_unused_recovery_codes(&mut self, user: UserId) -> Result<i64>;
+
+    /// Remember a password hash the user had (for the no-reuse rule).
+    async fn push_password_history(
+        &mut self,
+        user: UserId,
+        phc: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The user's previous password hashes, newest first, at most `limit`.
+    async fn password_history(&mut self, user: UserId, limit: u32) -> Result<Vec<String>>;
+
+    /// `Conflict("reset_token_taken")` on a duplicate token hash.
+    async fn insert_password_reset(&mut self, r: &PasswordReset) -> Result<()>;
+    async fn get_password_reset(&mut self, id: uuid::Uuid) -> Result<Option<PasswordReset>>;
+    async fn get_password_reset_by_token(
+        &mut self,
+        token_hash: &str,
+    ) -> Result<Option<PasswordReset>>;
+    /// Approve a pending reset that is still unapproved and unused: sets the approver, the
+    /// token hash and a new `expires_at`. Returns whether this call did it.
+    async fn approve_password_reset(
+        &mut self,
+        id: uuid::Uuid,
+        approver: UserId,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Mark the reset with this token used if unused; returns whether this call did it.
+    async fn use_password_reset(&mut self, token_hash: &str, at: DateTime<Utc>) -> Result<bool>;
+    /// Resets that wait for approval (unapproved, unused, unexpired at `now`), oldest first.
+    async fn list_pending_password_resets(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<PasswordReset>>;
+
+    /// `Conflict("identity_linked")` when (issuer, subject) is already linked.
+    async fn insert_external_identity(&mut self, x: &ExternalIdentity) -> Result<()>;
+    async fn get_external_identity(
+        &mut self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<ExternalIdentity>>;
 }
 
 #[async_trait]

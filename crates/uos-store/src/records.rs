@@ -108,3 +108,43 @@ pub struct PoolStats {
     pub idle: u32,
     pub max: u32,
 }
+
+/// A user's TOTP enrolment. `secret_enc` is ciphertext from the key port (the raw secret is
+/// never stored); an enrolment is inert until `confirmed_at` is set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TotpEnrolment {
+    pub user_id: UserId,
+    pub secret_enc: String,
+    pub created_at: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// The newest RFC 6238 time step accepted; a code of this step or an earlier one is refused,
+    /// so one code cannot be used twice.
+    pub last_used_step: i64,
+}
+
+/// A password reset. Ordinary accounts get a token at once; a privileged account's request
+/// waits (`token_hash` `None`) until a second admin approves it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PasswordReset {
+    pub id: uuid::Uuid,
+    pub user_id: UserId,
+    /// Hex SHA-256 of the mailed token, once one was issued.
+    pub token_hash: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub requires_approval: bool,
+    pub approved_by: Option<UserId>,
+    pub approved_at: Option<DateTime<Utc>>,
+    pub requested_ip: Option<String>,
+}
+
+/// An account at an upstream OIDC provider linked to a local user.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExternalIdentity {
+    pub issuer: String,
+    pub subject: String,
+    pub user_id: UserId,
+    pub email: String,
+    pub created_at: DateTime<Utc>,
+}

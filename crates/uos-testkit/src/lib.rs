@@ -13,9 +13,9 @@ use tower::ServiceExt;
 use uos_http::AppState;
 
 pub const ADMIN_EMAIL: &str = "admin@example.com";
-pub const ADMIN_PASSWORD: &str = "admin password 123";
-/// Passwords used for test users; long enough for the default policy.
-pub const PASSWORD: &str = "a long enough password";
+pub const ADMIN_PASSWORD: &str = "violet kayak sprinkles 42";
+/// Passwords used for test users; long and strong enough for the default policy.
+pub const PASSWORD: &str = "orbit lantern quiche meadow";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -180,6 +180,26 @@ impl TestApp {
         self.dir.path().join("data")
     }
 
+    /// Mails "sent" so far (the embedded dev mailbox), oldest first.
+    pub fn mails(&self) -> Vec<uos_mail::StoredMail> {
+        match uos_mail::DevMailbox::open(&self.data_dir().join("mailbox")) {
+            Ok(m) => m.list().unwrap(),
+            Err(e) => panic!("mailbox: {e}"),
+        }
+    }
+
+    /// Wait (up to 5 s) until `n` mails were sent: mail goes out in the background.
+    pub async fn wait_for_mails(&self, n: usize) -> Vec<uos_mail::StoredMail> {
+        for _ in 0..100 {
+            let mails = self.mails();
+            if mails.len() >= n {
+                return mails;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("expected {n} mails, have {:?}", self.mails());
+    }
+
     pub async fn send(&self, req: Req) -> TestResponse {
         let mut b = Request::builder().method(req.method).uri(req.path);
         if let Some(t) = &req.token {
@@ -273,10 +293,53 @@ impl TestApp {
     }
 }
 
+/// The TOTP code for a base32 secret (as enrolment shows it), `steps` periods from now.
+pub fn totp_code(secret_base32: &str, steps: i64) -> String {
+    let secret = totp_rs::Secret::Encoded(secret_base32.to_string())
+        .to_bytes()
+        .unwrap();
+    let totp = totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        secret,
+        None,
+        "test".into(),
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let t = i64::try_from(now).unwrap() + steps * 30;
+    totp.generate(u64::try_from(t).unwrap())
+}
+
 /// Define a test that runs once on SQLite and once on PostgreSQL (the latter ignored unless
 /// asked for, since it needs a server): `backend_test!(name, |app| async move { ... });`
+/// With `config = [("key", json!(value)), ...]` the app starts with those settings.
 #[macro_export]
 macro_rules! backend_test {
+    ($name:ident, config = $cfg:expr, |$app:ident| $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $app = $crate::TestApp::spawn_with($crate::Backend::Sqlite, &$cfg).await;
+                $body.await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs PostgreSQL"]
+            async fn postgres() {
+                let $app = $crate::TestApp::spawn_with($crate::Backend::Postgres, &$cfg).await;
+                $body.await
+            }
+        }
+    };
     ($name:ident, |$app:ident| $body:expr) => {
         mod $name {
             #[allow(unused_imports)]

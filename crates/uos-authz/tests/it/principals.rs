@@ -143,6 +143,8 @@ fn any_active_user_may_act_on_their_own_behalf() {
         Action::AuditKeys,
         Action::SessionList,
         Action::SessionRevoke,
+        Action::MeMfa,
+        Action::AuthIntrospect,
     ] {
         let got = decide(&principal, action, &Resource::default());
         assert_decision("active user", action, got, allow("authenticated"));
@@ -185,6 +187,10 @@ fn platform_user_management_needs_a_platform_admin() {
         Action::UserDelete,
         Action::UserRestore,
         Action::UserRevokeSessions,
+        Action::UserUnlock,
+        Action::PasswordResetList,
+        Action::PasswordResetApprove,
+        Action::KeysRotate,
     ] {
         // Being the subject does not help: self-service goes through the `me.*` actions.
         let got = decide(&principal, action, &me);

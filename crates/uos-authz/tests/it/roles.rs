@@ -107,14 +107,20 @@ fn every_action_is_classified_for_an_owner() {
                 | Action::MeUpdate
                 | Action::MePassword
                 | Action::SessionList
-                | Action::SessionRevoke => allow("authenticated"),
+                | Action::SessionRevoke
+                | Action::MeMfa
+                | Action::AuthIntrospect => allow("authenticated"),
                 Action::UserList
                 | Action::UserRead
                 | Action::UserUpdate
                 | Action::UserSetStatus
                 | Action::UserDelete
                 | Action::UserRestore
-                | Action::UserRevokeSessions => deny("platform_admin_required"),
+                | Action::UserRevokeSessions
+                | Action::UserUnlock
+                | Action::PasswordResetList
+                | Action::PasswordResetApprove
+                | Action::KeysRotate => deny("platform_admin_required"),
                 other => panic!("{other} is missing from this test's classification"),
             }
         };

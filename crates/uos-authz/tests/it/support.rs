@@ -37,8 +37,15 @@ pub const ORG_ACTIONS: &[(Action, &str)] = &[
     (Action::AuditRead, "audit:read"),
 ];
 
-pub const PUBLIC_ACTIONS: &[Action] =
-    &[Action::AuthLogin, Action::AuthRefresh, Action::InviteAccept];
+pub const PUBLIC_ACTIONS: &[Action] = &[
+    Action::AuthLogin,
+    Action::AuthRefresh,
+    Action::AuthMfa,
+    Action::AuthPasswordForgot,
+    Action::AuthPasswordReset,
+    Action::AuthOidc,
+    Action::InviteAccept,
+];
 
 /// Parsing is done once per test binary; the tests share it like the service does.
 pub fn authz() -> &'static Authorizer {

@@ -56,3 +56,69 @@ pub async fn refresh(
 ) -> ApiResult<TokenView> {
     reply(s.svc.refresh(&ctx, &b.refresh_token.0).await)
 }
+
+json_body! {
+    /// Second step of a login that answered `mfa_required`.
+    pub struct MfaBody {
+        #[schema(value_type = String)]
+        req mfa_token: super::OpaqueToken,
+        /// A current TOTP code or an unused recovery code.
+        #[schema(value_type = String)]
+        req code: super::OneTimeCode,
+    }
+}
+
+/// Complete a login with its second factor. The `mfa_token` works once, whatever the outcome.
+#[utoipa::path(post, path = "/v1/auth/mfa", tag = "auth", request_body = MfaBody, responses(
+    (status = 200, body = TokenView), (status = 400, body = Problem),
+    (status = 401, body = Problem, description = "invalid_mfa_token or invalid_code"),
+    (status = 429, body = Problem, description = "too_many_attempts")))]
+pub async fn mfa(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    ApiJson(b): ApiJson<MfaBody>,
+) -> ApiResult<TokenView> {
+    reply(s.svc.complete_mfa(&ctx, &b.mfa_token.0, &b.code.0).await)
+}
+
+json_body! {
+    /// Ask for a password-reset mail.
+    pub struct ForgotBody {
+        #[schema(value_type = String, format = "email")]
+        req email: Email,
+    }
+}
+
+/// Mail a reset token if the account exists (privileged accounts: once a second admin
+/// approves). Always 202, so the answer does not tell whether the account exists.
+#[utoipa::path(post, path = "/v1/auth/password/forgot", tag = "auth", request_body = ForgotBody, responses(
+    (status = 202, description = "accepted"), (status = 400, body = Problem)))]
+pub async fn forgot_password(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    ApiJson(b): ApiJson<ForgotBody>,
+) -> ApiResult<()> {
+    reply(s.svc.forgot_password(&ctx, &b.email).await)
+}
+
+json_body! {
+    /// Set a new password with a mailed reset token.
+    pub struct ResetBody {
+        #[schema(value_type = String)]
+        req token: super::OpaqueToken,
+        #[schema(value_type = String, format = "password")]
+        req new_password: String,
+    }
+}
+
+/// Set a new password with a reset token (single use). Every session of the account ends.
+#[utoipa::path(post, path = "/v1/auth/password/reset", tag = "auth", request_body = ResetBody, responses(
+    (status = 204, description = "password set"),
+    (status = 400, body = Problem, description = "invalid_token, or a password the policy refuses")))]
+pub async fn reset_password(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    ApiJson(b): ApiJson<ResetBody>,
+) -> ApiResult<()> {
+    reply(s.svc.reset_password(&ctx, &b.token.0, b.new_password).await)
+}

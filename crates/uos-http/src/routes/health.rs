@@ -17,16 +17,23 @@ pub async fn healthz() -> impl IntoResponse {
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
 pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let store = s.svc.store();
-    let ok = matches!(
-        tokio::time::timeout(Duration::from_secs(1), store.ping()).await,
-        Ok(Ok(()))
+    let shared = s.svc.shared();
+    let (store_ok, shared_ok) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(1), store.ping()),
+        tokio::time::timeout(Duration::from_secs(1), shared.ping()),
     );
+    let store_ok = matches!(store_ok, Ok(Ok(())));
+    let shared_ok = matches!(shared_ok, Ok(Ok(())));
+    let ok = store_ok && shared_ok;
     let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = serde_json::json!({"status": if ok { "ready" } else { "unavailable" }, "checks": {"store": {"backend": store.backend(), "ok": ok}}});
+    let body = serde_json::json!({"status": if ok { "ready" } else { "unavailable" }, "checks": {
+        "store": {"backend": store.backend(), "ok": store_ok},
+        "shared": {"backend": shared.backend(), "ok": shared_ok},
+    }});
     (status, Json(body))
 }
 

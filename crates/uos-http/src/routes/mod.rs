@@ -3,12 +3,16 @@
 
 pub mod audit;
 pub mod auth;
+pub mod federation;
 pub mod health;
 pub mod invites;
 pub mod me;
 pub mod members;
+pub mod mfa;
 pub mod orgs;
+pub mod resets;
 pub mod roles;
+pub mod tokens;
 pub mod users;
 
 use crate::problem::ApiError;
@@ -106,6 +110,20 @@ impl<'de> Deserialize<'de> for OpaqueToken {
         let s = String::deserialize(d)?;
         if s.is_empty() || s.len() > 256 {
             return Err(de::Error::custom("token must be 1 to 256 characters"));
+        }
+        Ok(Self(s))
+    }
+}
+
+/// A TOTP or recovery code as typed: 1 to 32 characters (the use case decides which it is).
+#[derive(Debug)]
+pub struct OneTimeCode(pub String);
+
+impl<'de> Deserialize<'de> for OneTimeCode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim().is_empty() || s.len() > 32 {
+            return Err(de::Error::custom("code must be 1 to 32 characters"));
         }
         Ok(Self(s))
     }

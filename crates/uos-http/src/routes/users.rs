@@ -131,3 +131,14 @@ pub async fn revoke_sessions(
 ) -> ApiResult<()> {
     reply(s.svc.revoke_user_sessions(&ctx, user_id(&id)?).await)
 }
+
+/// Lift the user's login lockout now (platform admins). Audited.
+#[utoipa::path(post, path = "/v1/users/{id}/unlock", tag = "users", security(("bearer" = [])), responses(
+    (status = 204, description = "unlocked"), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn unlock(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path(id): Path<String>,
+) -> ApiResult<()> {
+    reply(s.svc.unlock_user(&ctx, user_id(&id)?).await)
+}

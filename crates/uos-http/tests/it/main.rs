@@ -6,13 +6,18 @@ mod audit;
 mod auth_me;
 mod concurrency;
 mod conventions;
+mod federation;
 mod invites;
 mod isolation;
+mod lockout;
 mod members;
+mod mfa;
 mod ops;
 mod orgs;
+mod recovery;
 mod roles;
 mod sessions;
+mod tokens;
 mod users;
 
 pub use serde_json::{json, Value};

@@ -1,0 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Two `admin-api` processes (the release binary's code, built for this test) against one
+//! PostgreSQL database and one Redis: what one replica does must hold on the other.
+
+mod replicas;

@@ -1,0 +1,192 @@
+//! Cross-replica behaviour through Redis: revocations reach the other replica within a second,
+//! and parallel password guesses spread over both replicas lock an account at exactly the
+//! threshold.
+
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ADMIN_EMAIL: &str = "admin@example.com";
+const ADMIN_PASSWORD: &str = "violet kayak sprinkles 42";
+
+fn redis_url() -> String {
+    std::env::var("UOS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One replica; killed when dropped.
+struct Replica {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Everything two replicas share: database, Redis prefix, key directory.
+struct Cluster {
+    database_url: String,
+    data_dir: tempfile::TempDir,
+    prefix: String,
+    extra: Vec<(String, String)>,
+}
+
+impl Cluster {
+    async fn new(extra: &[(&str, &str)]) -> Self {
+        let admin = std::env::var("UOS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let database_url = uos_store_postgres::testing::fresh_database(&admin)
+            .await
+            .expect("PostgreSQL reachable");
+        Self {
+            database_url,
+            data_dir: tempfile::tempdir().unwrap(),
+            prefix: format!("uos-test-{}:", uuid::Uuid::now_v7()),
+            extra: extra
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        }
+    }
+
+    async fn replica(&self) -> Replica {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_admin-api"));
+        cmd.env_clear()
+            .env("UOS_LISTEN", format!("127.0.0.1:{port}"))
+            .env("UOS_DATABASE_URL", &self.database_url)
+            .env("UOS_DATA_DIR", self.data_dir.path())
+            .env("UOS_REDIS_URL", redis_url())
+            .env("UOS_REDIS_PREFIX", &self.prefix)
+            .env("UOS_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("UOS_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("UOS_SERVICE__PASSWORD_HASHING__MEMORY_KIB", "1024")
+            .env("UOS_SERVICE__PASSWORD_HASHING__ITERATIONS", "1")
+            .env("UOS_SERVICE__PASSWORD_HASHING__PARALLELISM", "1")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in &self.extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("admin-api starts");
+        let replica = Replica {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = client
+                .get(format!("{}/readyz", replica.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if ready {
+                return replica;
+            }
+            assert!(Instant::now() < deadline, "replica did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn login(client: &reqwest::Client, r: &Replica, password: &str) -> (u16, Value) {
+    let res = client
+        .post(format!("{}/v1/auth/login", r.base))
+        .json(&json!({"email": ADMIN_EMAIL, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn me_status(client: &reqwest::Client, r: &Replica, token: &str) -> u16 {
+    client
+        .get(format!("{}/v1/me", r.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis"]
+async fn a_logout_on_one_replica_cuts_the_token_on_the_other_within_a_second() {
+    let cluster = Cluster::new(&[]).await;
+    let a = cluster.replica().await;
+    let b = cluster.replica().await;
+    let client = reqwest::Client::new();
+    let (status, body) = login(&client, &a, ADMIN_PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_string();
+    // B has verified and cached the token and its session.
+    for _ in 0..3 {
+        assert_eq!(me_status(&client, &b, &token).await, 200);
+    }
+    let res = client
+        .post(format!("{}/v1/auth/logout", a.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let revoked_at = Instant::now();
+    loop {
+        if me_status(&client, &b, &token).await == 401 {
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "replica B still accepts a token revoked on A after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis"]
+async fn parallel_guesses_over_two_replicas_lock_at_exactly_the_threshold() {
+    let cluster = Cluster::new(&[
+        ("UOS_SERVICE__LOCKOUT__THRESHOLD", "5"),
+        ("UOS_SERVICE__LOCKOUT__IP_THRESHOLD", "1000"),
+    ])
+    .await;
+    let replicas = std::sync::Arc::new([cluster.replica().await, cluster.replica().await]);
+    let client = reqwest::Client::new();
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let replicas = replicas.clone();
+            let client = client.clone();
+            tokio::spawn(async move {
+                login(&client, &replicas[i % 2], "wrong password here")
+                    .await
+                    .0
+            })
+        })
+        .collect();
+    let mut counts = std::collections::BTreeMap::new();
+    for t in tasks {
+        *counts.entry(t.await.unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(counts, [(401, 5), (429, 95)].into_iter().collect());
+    // Still locked on both, for the right password too.
+    for r in replicas.iter() {
+        assert_eq!(login(&client, r, ADMIN_PASSWORD).await.0, 429);
+    }
+}

@@ -1,0 +1,105 @@
+//! Passwords: argon2id hashing off the async runtime, and the policy a new password must meet
+//! (length, estimated strength, no reuse of recent ones).
+
+use crate::{Result, ServiceError, Services};
+use uos_domain::User;
+use uos_store::Tx;
+
+/// Longest password accepted: argon2 cost (and the strength estimate's) must not be steerable
+/// by the client.
+pub const PASSWORD_MAX_LEN: usize = 128;
+
+impl Services {
+    /// Hash off the async runtime: argon2id with OWASP parameters costs tens of milliseconds
+    /// of CPU and would stall every other request on this worker.
+    pub(crate) async fn hash_password(&self, password: String) -> Result<String> {
+        let hasher = self.inner.hasher.clone();
+        tokio::task::spawn_blocking(move || hasher.hash(&password))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("hash task: {e}")))?
+            .map_err(|e| ServiceError::Internal(format!("hash: {e}")))
+    }
+
+    /// Whether `password` matches `phc`; with no hash, the same work against a dummy so
+    /// timing does not tell whether an account exists.
+    pub(crate) async fn verify_password(
+        &self,
+        password: String,
+        phc: Option<String>,
+    ) -> Result<bool> {
+        let hasher = self.inner.hasher.clone();
+        tokio::task::spawn_blocking(move || match phc {
+            Some(phc) => hasher.verify(&password, &phc),
+            None => {
+                hasher.verify_dummy(&password);
+                false
+            }
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("verify task: {e}")))
+    }
+
+    /// Length and strength, without the store: usable before anything is read.
+    pub(crate) fn check_password_policy(
+        &self,
+        password: &str,
+        field: &str,
+        user_inputs: &[&str],
+    ) -> Result<()> {
+        let n = password.chars().count();
+        let min = self.inner.cfg.password_min_length;
+        if n < min || n > PASSWORD_MAX_LEN {
+            return Err(ServiceError::field(
+                field,
+                "password_length",
+                format!("password must be {min} to {PASSWORD_MAX_LEN} characters"),
+            ));
+        }
+        uos_authn::check_strength(password, user_inputs, self.inner.cfg.password_min_score).map_err(
+            |weak| {
+                ServiceError::field(
+                    field,
+                    "password_too_weak",
+                    format!("password is too easy to guess: {}", weak.reason),
+                )
+            },
+        )
+    }
+
+    /// The full policy for a user's new password: length, strength (the user's own email and
+    /// name count as guessable) and none of the last `password_history` passwords.
+    pub(crate) async fn check_new_password(
+        &self,
+        tx: &mut dyn Tx,
+        user: &User,
+        password: &str,
+        field: &str,
+    ) -> Result<()> {
+        let mut inputs = vec![user.email.as_str()];
+        if let Some(n) = user.display_name.as_deref() {
+            inputs.push(n);
+        }
+        self.check_password_policy(password, field, &inputs)?;
+        let keep = self.inner.cfg.password_history;
+        if keep == 0 {
+            return Ok(());
+        }
+        let mut recent: Vec<String> = user.password_hash.iter().cloned().collect();
+        recent.extend(tx.password_history(user.id, keep.saturating_sub(1)).await?);
+        let hasher = self.inner.hasher.clone();
+        let candidate = password.to_string();
+        let reused = tokio::task::spawn_blocking(move || {
+            recent.iter().any(|phc| hasher.verify(&candidate, phc))
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("verify task: {e}")))?;
+        if reused {
+            return Err(ServiceError::field(
+                field,
+                "password_reused",
+                format!("password must differ from the last {keep} passwords"),
+            ));
+        }
+        Ok(())
+    }
+}
