@@ -32,10 +32,10 @@ pub struct BenchArgs {
     listen: String,
 }
 
-const ADMIN: &str = "bench-admin@example.com";
-const PASSWORD: &str = "bench admin password";
+pub(crate) const ADMIN: &str = "bench-admin@example.com";
+pub(crate) const PASSWORD: &str = "bench admin password";
 
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -44,7 +44,7 @@ impl Drop for Server {
     }
 }
 
-fn sh(cmd: &mut Command) -> anyhow::Result<String> {
+pub(crate) fn sh(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -52,7 +52,7 @@ fn sh(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn ensure_wrk() -> anyhow::Result<()> {
+pub(crate) fn ensure_wrk() -> anyhow::Result<()> {
     if Command::new("wrk").arg("--version").output().is_ok() {
         return Ok(());
     }
@@ -62,12 +62,14 @@ fn ensure_wrk() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn curl_json(args: &[&str]) -> anyhow::Result<serde_json::Value> {
+pub(crate) fn curl_json(args: &[&str]) -> anyhow::Result<serde_json::Value> {
     let out = sh(Command::new("curl").arg("-sS").args(args))?;
     serde_json::from_str(&out).with_context(|| format!("response was not JSON: {out}"))
 }
 
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+/// What every benchmark starts with: wrk, the release binary, an empty work dir
+/// (`target/bench/<name>`) and a runtime for seeding. Returns (workspace root, work dir, runtime).
+pub(crate) fn prepare(name: &str) -> anyhow::Result<(PathBuf, PathBuf, tokio::runtime::Runtime)> {
     ensure_wrk()?;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     eprintln!("xtask: building the release binary");
@@ -78,38 +80,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "-p",
         "admin-api",
     ]))?;
-    let work = root.join("target/bench").join(&args.backend);
+    let work = root.join("target/bench").join(name);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    Ok((root, work, rt))
+}
 
-    let database_url = match args.backend.as_str() {
-        "sqlite" => format!("sqlite://{}/uos.db", work.display()),
-        "postgres" => {
-            services::ensure_postgres()?;
-            rt.block_on(uos_store_postgres::testing::fresh_database(
-                &services::postgres_admin_url(),
-            ))?
-        }
-        other => bail!("unknown backend {other}: use sqlite or postgres"),
-    };
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let (root, work, rt) = prepare(&args.backend)?;
+
+    let database_url = fresh_database(&args.backend, &work, &rt)?;
     let base = format!("http://{}", args.listen);
     let _server = start_server(&root, &work, &database_url, &args.listen, &base)?;
 
-    let login = curl_json(&[
-        &format!("{base}/v1/auth/login"),
-        "-H",
-        "content-type: application/json",
-        "-d",
-        &serde_json::json!({"email": ADMIN, "password": PASSWORD}).to_string(),
-    ])?;
-    let token = login["access_token"]
-        .as_str()
-        .context("login returned no token")?
-        .to_string();
+    let token = admin_token(&base)?;
     let auth = format!("authorization: Bearer {token}");
     curl_json(&[
         &format!("{base}/v1/orgs"),
@@ -152,24 +140,84 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     println!("GET  /v1/orgs/bench/users?limit=50  {list}");
     println!("POST /v1/orgs/bench/invites         {invite}");
-    if args.backend == "postgres" {
+    drop_database(&database_url, &rt)
+}
+
+/// Log the benchmark admin in; its access token.
+pub(crate) fn admin_token(base: &str) -> anyhow::Result<String> {
+    let login = curl_json(&[
+        &format!("{base}/v1/auth/login"),
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &serde_json::json!({"email": ADMIN, "password": PASSWORD}).to_string(),
+    ])?;
+    Ok(login["access_token"]
+        .as_str()
+        .context("login returned no token")?
+        .to_string())
+}
+
+/// A new, empty database for one run: a SQLite file in `work`, or a fresh PostgreSQL database.
+pub(crate) fn fresh_database(
+    backend: &str,
+    work: &Path,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<String> {
+    Ok(match backend {
+        "sqlite" => format!("sqlite://{}/uos.db", work.display()),
+        "postgres" => {
+            services::ensure_postgres()?;
+            rt.block_on(uos_store_postgres::testing::fresh_database(
+                &services::postgres_admin_url(),
+            ))?
+        }
+        other => bail!("unknown backend {other}: use sqlite or postgres"),
+    })
+}
+
+/// Drop a run's PostgreSQL database (a SQLite file goes with the work dir of the next run).
+pub(crate) fn drop_database(url: &str, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    if url.starts_with("postgres") {
         rt.block_on(uos_store_postgres::testing::drop_database(
             &services::postgres_admin_url(),
-            &database_url,
+            url,
         ))?;
     }
     Ok(())
 }
 
-fn start_server(
+/// The store behind `url`, for seeding; a small pool is plenty.
+pub(crate) async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(if url.starts_with("sqlite:") {
+        Arc::new(uos_store_sqlite::SqliteStore::open(url).await?)
+    } else {
+        Arc::new(uos_store_postgres::PgStore::connect(url, 4).await?)
+    })
+}
+
+pub(crate) fn start_server(
     root: &Path,
     work: &Path,
     database_url: &str,
     listen: &str,
     base: &str,
 ) -> anyhow::Result<Server> {
+    start_server_with(root, work, database_url, listen, base, &[])
+}
+
+/// Start the release binary with extra `UOS_` settings and wait until it is ready.
+pub(crate) fn start_server_with(
+    root: &Path,
+    work: &Path,
+    database_url: &str,
+    listen: &str,
+    base: &str,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Server> {
     let log = std::fs::File::create(work.join("admin-api.log"))?;
     let child = Command::new(root.join("target/release/admin-api"))
+        .envs(env.iter().copied())
         .env("UOS_DATABASE_URL", database_url)
         .env("UOS_DATA_DIR", work.join("data"))
         .env("UOS_LISTEN", listen)
@@ -203,11 +251,7 @@ fn start_server(
 /// transaction each: seeding through the API would spend its time in argon2, not in what
 /// the benchmark measures.
 async fn seed(database_url: &str, users: u32) -> anyhow::Result<()> {
-    let store: Arc<dyn Store> = if database_url.starts_with("sqlite:") {
-        Arc::new(uos_store_sqlite::SqliteStore::open(database_url).await?)
-    } else {
-        Arc::new(uos_store_postgres::PgStore::connect(database_url, 4).await?)
-    };
+    let store = open_store(database_url).await?;
     let slug = uos_domain::OrgSlug::parse("bench")?;
     let org = store
         .read()
@@ -258,11 +302,34 @@ fn wrk(
     url: &str,
     script: Option<&Path>,
 ) -> anyhow::Result<String> {
+    let name = if script.is_some() { "invite" } else { "list" };
+    run_wrk(
+        args.connections,
+        args.duration,
+        work,
+        name,
+        auth,
+        url,
+        script,
+    )
+}
+
+/// wrk `-t1 -c<connections> -d<duration>s --latency` with one header and an optional script;
+/// the raw output is kept as `wrk-<name>.txt` in the work dir.
+pub(crate) fn run_wrk(
+    connections: u32,
+    duration: u32,
+    work: &Path,
+    name: &str,
+    auth: &str,
+    url: &str,
+    script: Option<&Path>,
+) -> anyhow::Result<String> {
     let mut cmd = Command::new("wrk");
     cmd.args([
         "-t1",
-        &format!("-c{}", args.connections),
-        &format!("-d{}s", args.duration),
+        &format!("-c{connections}"),
+        &format!("-d{duration}s"),
         "--latency",
         "-H",
         auth,
@@ -272,13 +339,7 @@ fn wrk(
     }
     cmd.arg(url);
     let out = sh(&mut cmd)?;
-    std::fs::write(
-        work.join(format!(
-            "wrk-{}.txt",
-            if script.is_some() { "invite" } else { "list" }
-        )),
-        &out,
-    )?;
+    std::fs::write(work.join(format!("wrk-{name}.txt")), &out)?;
     let field = |prefix: &str| {
         out.lines()
             .map(str::trim)

@@ -1,7 +1,9 @@
 //! Developer tasks: `cargo xtask ci` (the whole test suite, as CI runs it) and
-//! `cargo xtask bench` (seed + load benchmark against the release binary).
+//! `cargo xtask bench` (seed + load benchmark against the release binary) and
+//! `cargo xtask bench-identity` (login, refresh and introspection throughput).
 
 mod bench;
+mod bench_identity;
 mod ci;
 mod services;
 
@@ -21,11 +23,15 @@ enum Command {
     Ci,
     /// Seed users and measure list/invite latency with wrk against the release binary.
     Bench(bench::BenchArgs),
+    /// Time argon2id and measure logins, refreshes and introspections per second with wrk
+    /// against the release binary (PostgreSQL + Redis by default).
+    BenchIdentity(bench_identity::IdentityBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ci => ci::run(),
         Command::Bench(args) => bench::run(args),
+        Command::BenchIdentity(args) => bench_identity::run(args),
     }
 }

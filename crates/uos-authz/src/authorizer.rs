@@ -1,7 +1,9 @@
 //! The Rego engine wrapper: loads and checks the policies once, then answers each question on a
 //! clone of the prepared engine, failing closed when the policy misbehaves.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use regorus::{Engine, Value};
 use serde::{Deserialize, Serialize};
@@ -44,7 +46,15 @@ pub struct Authorizer {
     // Prepared once (policies parsed, analysed and scheduled); every evaluation clones it, which
     // copies reference-counted state instead of re-parsing.
     engine: Engine,
+    // Decisions by their exact input. The policies are fixed for the life of the authorizer
+    // and a decision is a pure function of policy and input, so a repeated question (the
+    // same caller doing the same thing) need not run the evaluator again (~50 µs).
+    memo: Arc<RwLock<HashMap<String, Decision>>>,
 }
+
+/// More remembered decisions than this and the memo starts over: inputs carry ids, so
+/// their number is unbounded, and a miss only costs one evaluation.
+const MEMO_MAX: usize = 20_000;
 
 /// The `input` document; built once per evaluation.
 #[derive(Serialize)]
@@ -110,7 +120,10 @@ impl Authorizer {
         // The input of the last check is not meant to linger in the template every clone
         // starts from.
         engine.set_input(Value::new_object());
-        Ok(Self { engine })
+        Ok(Self {
+            engine,
+            memo: Arc::default(),
+        })
     }
 
     /// Asks the policy and returns its raw decision. Errors mean the policy could not decide.
@@ -120,7 +133,26 @@ impl Authorizer {
         action: Action,
         resource: &Resource,
     ) -> Result<Decision, AuthzError> {
-        evaluate(&mut self.engine.clone(), principal, action, resource)
+        let key = serde_json::to_string(&Input {
+            principal,
+            action,
+            resource,
+        })?;
+        if let Some(d) = self
+            .memo
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(d.clone());
+        }
+        let decision = evaluate(&mut self.engine.clone(), principal, action, resource)?;
+        let mut memo = self.memo.write().unwrap_or_else(|e| e.into_inner());
+        if memo.len() >= MEMO_MAX {
+            memo.clear();
+        }
+        memo.insert(key, decision.clone());
+        Ok(decision)
     }
 
     /// The check every endpoint makes: a [`Capability`] on allow, otherwise why not. A policy
@@ -256,6 +288,36 @@ mod tests {
             let perm = perm.as_str().unwrap();
             assert!(PERMISSIONS.contains(&perm), "{action} needs unknown {perm}");
         }
+    }
+
+    #[test]
+    fn remembered_decisions_equal_evaluated_ones() {
+        let authz = Authorizer::new().unwrap();
+        let member = Principal {
+            org: Some(OrgContext {
+                org_id: Uuid::nil(),
+                membership_status: "active".to_owned(),
+                roles: vec!["viewer".to_owned()],
+                permissions: vec!["org:read".to_owned()],
+            }),
+            ..Principal::user(Uuid::nil(), "active")
+        };
+        let resource = Resource {
+            kind: "org".to_owned(),
+            org_id: Some(Uuid::nil()),
+            org_status: Some("active".to_owned()),
+            ..Resource::default()
+        };
+        for principal in [Principal::anonymous(), member] {
+            for &action in Action::ALL {
+                let fresh =
+                    evaluate(&mut authz.engine.clone(), &principal, action, &resource).unwrap();
+                let first = authz.decide(&principal, action, &resource).unwrap();
+                let again = authz.decide(&principal, action, &resource).unwrap();
+                assert_eq!((&first, &again), (&fresh, &fresh), "{action}");
+            }
+        }
+        assert!(!authz.memo.read().unwrap().is_empty());
     }
 
     #[test]

@@ -142,6 +142,23 @@ impl Config {
         if !(8..=128).contains(&s.password_min_length) {
             return bad("service.password_min_length", "must be between 8 and 128");
         }
+        if s.password_min_score > 4 {
+            return bad("service.password_min_score", "must be between 0 and 4");
+        }
+        let l = &s.lockout;
+        if l.threshold == 0 || l.ip_threshold == 0 || l.window_secs == 0 || l.base_lock_secs == 0
+        {
+            return bad(
+                "service.lockout",
+                "threshold, ip_threshold, window_secs and base_lock_secs must be positive",
+            );
+        }
+        if s.mfa_token_ttl_secs == 0 || s.reset_token_ttl_secs == 0 {
+            return bad(
+                "service.mfa_token_ttl_secs",
+                "one-time token lifetimes must be positive",
+            );
+        }
         Ok(())
     }
 }
@@ -173,6 +190,9 @@ mod tests {
             ("listen", "nowhere", "listen"),
             ("database_url", "mysql://x", "database_url"),
             ("log_format", "xml", "log_format"),
+            ("redis_url", "http://x", "redis_url"),
+            ("service.password_min_score", "5", "password_min_score"),
+            ("service.lockout.threshold", "0", "service.lockout"),
             (
                 "bootstrap_admin_email",
                 "admin@example.com",

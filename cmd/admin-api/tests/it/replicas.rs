@@ -190,3 +190,27 @@ async fn parallel_guesses_over_two_replicas_lock_at_exactly_the_threshold() {
         assert_eq!(login(&client, r, ADMIN_PASSWORD).await.0, 429);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis"]
+async fn one_address_guessing_many_accounts_is_throttled_on_every_replica() {
+    let cluster = Cluster::new(&[("UOS_SERVICE__LOCKOUT__IP_THRESHOLD", "10")]).await;
+    let replicas = [cluster.replica().await, cluster.replica().await];
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..14 {
+        let res = client
+            .post(format!("{}/v1/auth/login", replicas[i % 2].base))
+            .json(&json!({"email": format!("user{i}@example.com"), "password": "wrong password"}))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 429 {
+            assert!(res.headers().contains_key("retry-after"));
+        }
+        statuses.push(res.status().as_u16());
+    }
+    // Ten distinct accounts from one address are checked; then the address is throttled.
+    assert_eq!(&statuses[..10], &[401; 10]);
+    assert_eq!(&statuses[10..], &[429; 4]);
+}

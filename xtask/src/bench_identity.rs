@@ -1,0 +1,217 @@
+//! `cargo xtask bench-identity`: the identity figures of the hardening issue, against the
+//! release binary — argon2id hash time and the login bound it implies (cores ÷ hash time),
+//! password logins/s, refreshes/s and introspections/s, with wrk `-t1 -c32 -d15s --latency`.
+//!
+//! Refresh tokens are single use, so the run seeds sessions with one fresh refresh token each
+//! through the store port and the wrk script spends each token exactly once.
+
+use crate::bench::{
+    admin_token, drop_database, fresh_database, open_store, prepare, run_wrk, sh,
+    start_server_with, ADMIN, PASSWORD,
+};
+use crate::services;
+use anyhow::Context;
+use chrono::Duration as ChronoDuration;
+use clap::Args;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use uos_domain::{Email, SessionId};
+use uos_store::{RefreshToken, Session};
+
+#[derive(Debug, Args)]
+pub struct IdentityBenchArgs {
+    /// `sqlite` or `postgres`.
+    #[arg(long, default_value = "postgres")]
+    backend: String,
+    /// Shared state for the server (`redis://…`); empty for the in-process default.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis: String,
+    /// Sessions (each with one unused refresh token) to seed for the refresh run.
+    #[arg(long, default_value_t = 80_000)]
+    sessions: u32,
+    #[arg(long, default_value_t = 15)]
+    duration: u32,
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    #[arg(long, default_value = "127.0.0.1:18182")]
+    listen: String,
+}
+
+pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
+    let (root, work, rt) = prepare("identity")?;
+    eprintln!("xtask: timing one argon2id hash");
+    let hash_ms: f64 = sh(Command::new(env!("CARGO")).current_dir(&root).args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "uos-authn",
+        "--example",
+        "hash_time",
+    ]))?
+    .trim()
+    .parse()
+    .context("hash_time printed no number")?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let database_url = fresh_database(&args.backend, &work, &rt)?;
+    if !args.redis.is_empty() {
+        services::ensure_redis()?;
+    }
+    let prefix = format!("uos-bench-{}:", std::process::id());
+    let base = format!("http://{}", args.listen);
+    // Every login of the benchmark is the same account, 32 at a time: the account and address
+    // lockouts (counted before the password is checked) would rightly stop that.
+    let mut env = vec![
+        ("UOS_SERVICE__LOCKOUT__THRESHOLD", "1000000000"),
+        ("UOS_SERVICE__LOCKOUT__IP_THRESHOLD", "1000000000"),
+        ("UOS_REDIS_PREFIX", prefix.as_str()),
+    ];
+    if !args.redis.is_empty() {
+        env.push(("UOS_REDIS_URL", args.redis.as_str()));
+    }
+    let _server = start_server_with(&root, &work, &database_url, &args.listen, &base, &env)?;
+
+    let token = admin_token(&base)?;
+    let auth = format!("authorization: Bearer {token}");
+
+    let tokens_file = work.join("refresh-tokens.txt");
+    rt.block_on(seed_sessions(&database_url, args.sessions, &tokens_file))?;
+
+    let script = |name: &str, text: String| -> anyhow::Result<PathBuf> {
+        let p = work.join(name);
+        std::fs::write(&p, text)?;
+        Ok(p)
+    };
+    let login_lua = script(
+        "login.lua",
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{}'\n",
+            serde_json::json!({"email": ADMIN, "password": PASSWORD})
+        ),
+    )?;
+    let refresh_lua = script(
+        "refresh.lua",
+        REFRESH_LUA.replace("TOKENS", &tokens_file.display().to_string()),
+    )?;
+    let introspect_lua = script(
+        "introspect.lua",
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{}'\n",
+            serde_json::json!({"token": token})
+        ),
+    )?;
+
+    let c = args.connections;
+    let d = args.duration;
+    let login = run_wrk(
+        c,
+        d,
+        &work,
+        "login",
+        &auth,
+        &format!("{base}/v1/auth/login"),
+        Some(&login_lua),
+    )?;
+    let refresh = run_wrk(
+        c,
+        d,
+        &work,
+        "refresh",
+        &auth,
+        &format!("{base}/v1/auth/refresh"),
+        Some(&refresh_lua),
+    )?;
+    let introspect = run_wrk(
+        c,
+        d,
+        &work,
+        "introspect",
+        &auth,
+        &format!("{base}/v1/auth/introspect"),
+        Some(&introspect_lua),
+    )?;
+
+    let mut out = String::new();
+    writeln!(
+        out,
+        "backend={} shared={} wrk -t1 -c{c} -d{d}s",
+        args.backend,
+        if args.redis.is_empty() {
+            "memory"
+        } else {
+            "redis"
+        }
+    )?;
+    writeln!(
+        out,
+        "argon2id hash (default parameters, median of 30): {hash_ms:.2} ms; login bound = {cores} cores / hash = {:.0}/s",
+        cores as f64 * 1000.0 / hash_ms
+    )?;
+    writeln!(out, "POST /v1/auth/login       {login}")?;
+    writeln!(out, "POST /v1/auth/refresh     {refresh}")?;
+    writeln!(out, "POST /v1/auth/introspect  {introspect}")?;
+    print!("{out}");
+    drop_database(&database_url, &rt)
+}
+
+/// Sessions of the admin, each with one unused refresh token, written one token per line.
+async fn seed_sessions(database_url: &str, n: u32, out: &Path) -> anyhow::Result<()> {
+    let store = open_store(database_url).await?;
+    let admin = store
+        .read()
+        .await?
+        .get_user_by_email(&Email::parse(ADMIN)?)
+        .await?
+        .context("bench admin missing")?;
+    let mut lines = String::new();
+    let mut done = 0;
+    while done < n {
+        let mut tx = store.begin().await?;
+        for _ in 0..1000.min(n - done) {
+            let now = uos_domain::now();
+            let session = Session {
+                id: SessionId::new(),
+                user_id: admin.id,
+                created_at: now,
+                expires_at: now + ChronoDuration::days(1),
+                revoked_at: None,
+                last_seen_at: now,
+                user_agent: Some("wrk".into()),
+                ip: None,
+            };
+            tx.insert_session(&session).await?;
+            let token = uos_authn::random_token("uosrt_", 32);
+            tx.insert_refresh_token(&RefreshToken {
+                token_hash: uos_authn::hash_token(&token),
+                session_id: session.id,
+                created_at: now,
+                used_at: None,
+            })
+            .await?;
+            lines.push_str(&token);
+            lines.push('\n');
+            done += 1;
+        }
+        tx.commit().await?;
+    }
+    store.close().await;
+    std::fs::write(out, lines)?;
+    Ok(())
+}
+
+const REFRESH_LUA: &str = r#"
+-- Each request spends one seeded refresh token, never the same one twice (a reuse would be
+-- detected and answered 401). Stops issuing new tokens when the file runs out.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = nil
+local tokens = {}
+for line in io.lines("TOKENS") do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  if i > #tokens then i = #tokens end
+  return wrk.format(nil, nil, nil, '{"refresh_token":"' .. tokens[i] .. '"}')
+end
+"#;
