@@ -146,8 +146,7 @@ impl Config {
             return bad("service.password_min_score", "must be between 0 and 4");
         }
         let l = &s.lockout;
-        if l.threshold == 0 || l.ip_threshold == 0 || l.window_secs == 0 || l.base_lock_secs == 0
-        {
+        if l.threshold == 0 || l.ip_threshold == 0 || l.window_secs == 0 || l.base_lock_secs == 0 {
             return bad(
                 "service.lockout",
                 "threshold, ip_threshold, window_secs and base_lock_secs must be positive",

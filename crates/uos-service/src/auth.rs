@@ -300,9 +300,22 @@ impl Services {
         claims: &AccessClaims,
         now: DateTime<Utc>,
     ) -> Result<Option<(Session, User)>> {
+        let found = self.session_with_user(SessionId(claims.sid)).await?;
+        Ok(found.filter(|(session, user)| {
+            session.user_id.0 == claims.sub
+                && self.is_live(session, now)
+                && user.status.may_log_in()
+        }))
+    }
+
+    /// A session and its user, from this replica's cache or the store (then cached). No
+    /// liveness checks: callers decide.
+    pub(crate) async fn session_with_user(
+        &self,
+        sid: SessionId,
+    ) -> Result<Option<(Session, User)>> {
         let inner = &*self.inner;
-        let sid = SessionId(claims.sid);
-        let found = match inner.cache.session(sid) {
+        Ok(match inner.cache.session(sid) {
             Some(hit) => Some(hit),
             None => {
                 let ticket = inner.cache.fill_ticket();
@@ -320,12 +333,7 @@ impl Services {
                     },
                 }
             }
-        };
-        Ok(found.filter(|(session, user)| {
-            session.user_id.0 == claims.sub
-                && self.is_live(session, now)
-                && user.status.may_log_in()
-        }))
+        })
     }
 
     /// End the caller's session: every token bound to it stops working now.

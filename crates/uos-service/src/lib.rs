@@ -80,6 +80,9 @@ struct Inner {
     oidc: OidcProviders,
     authz: Authorizer,
     hasher: PasswordHasher,
+    /// One argon2 computation per core at a time: more in parallel only thrash the caches
+    /// with their 19 MiB blocks and make every login slower.
+    hash_slots: tokio::sync::Semaphore,
     cache: AuthCache,
     cfg: ServiceConfig,
 }
@@ -103,6 +106,9 @@ impl Services {
                 oidc,
                 authz,
                 hasher,
+                hash_slots: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                ),
                 cache,
                 cfg,
             }),

@@ -2,6 +2,7 @@
 //! (length, estimated strength, no reuse of recent ones).
 
 use crate::{Result, ServiceError, Services};
+use uos_authn::PasswordHasher;
 use uos_domain::User;
 use uos_store::Tx;
 
@@ -10,13 +11,27 @@ use uos_store::Tx;
 pub const PASSWORD_MAX_LEN: usize = 128;
 
 impl Services {
-    /// Hash off the async runtime: argon2id with OWASP parameters costs tens of milliseconds
-    /// of CPU and would stall every other request on this worker.
-    pub(crate) async fn hash_password(&self, password: String) -> Result<String> {
-        let hasher = self.inner.hasher.clone();
-        tokio::task::spawn_blocking(move || hasher.hash(&password))
+    /// Run argon2 work off the async runtime (tens of milliseconds of CPU would stall every
+    /// other request on this worker), at most one computation per core.
+    async fn with_hasher<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
+    ) -> Result<T> {
+        let _slot = self
+            .inner
+            .hash_slots
+            .acquire()
             .await
-            .map_err(|e| ServiceError::Internal(format!("hash task: {e}")))?
+            .map_err(|e| ServiceError::Internal(format!("hash slots: {e}")))?;
+        let hasher = self.inner.hasher.clone();
+        tokio::task::spawn_blocking(move || work(&hasher))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("hash task: {e}")))
+    }
+
+    pub(crate) async fn hash_password(&self, password: String) -> Result<String> {
+        self.with_hasher(move |h| h.hash(&password))
+            .await?
             .map_err(|e| ServiceError::Internal(format!("hash: {e}")))
     }
 
@@ -27,16 +42,14 @@ impl Services {
         password: String,
         phc: Option<String>,
     ) -> Result<bool> {
-        let hasher = self.inner.hasher.clone();
-        tokio::task::spawn_blocking(move || match phc {
-            Some(phc) => hasher.verify(&password, &phc),
+        self.with_hasher(move |h| match phc {
+            Some(phc) => h.verify(&password, &phc),
             None => {
-                hasher.verify_dummy(&password);
+                h.verify_dummy(&password);
                 false
             }
         })
         .await
-        .map_err(|e| ServiceError::Internal(format!("verify task: {e}")))
     }
 
     /// Length and strength, without the store: usable before anything is read.
@@ -86,13 +99,10 @@ impl Services {
         }
         let mut recent: Vec<String> = user.password_hash.iter().cloned().collect();
         recent.extend(tx.password_history(user.id, keep.saturating_sub(1)).await?);
-        let hasher = self.inner.hasher.clone();
         let candidate = password.to_string();
-        let reused = tokio::task::spawn_blocking(move || {
-            recent.iter().any(|phc| hasher.verify(&candidate, phc))
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(format!("verify task: {e}")))?;
+        let reused = self
+            .with_hasher(move |h| recent.iter().any(|phc| h.verify(&candidate, phc)))
+            .await?;
         if reused {
             return Err(ServiceError::field(
                 field,

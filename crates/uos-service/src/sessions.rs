@@ -31,21 +31,19 @@ impl Services {
         let hash = uos_authn::hash_token(token);
         let now = uos_domain::now();
         // Read what the token belongs to first (a read handle: no write lock for lookups that
-        // mostly fail on junk); the write below re-checks single use atomically.
-        let mut probe = inner.store.read().await?;
-        let rt = probe
+        // mostly fail on junk); the write below re-checks single use atomically. The session
+        // and user come through the auth cache, which revocations evict.
+        let rt = inner
+            .store
+            .read()
+            .await?
             .get_refresh_token(&hash)
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
-        let session = probe
-            .get_session(rt.session_id)
+        let (session, user) = self
+            .session_with_user(rt.session_id)
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
-        let user = probe
-            .get_user(session.user_id)
-            .await?
-            .ok_or(ServiceError::Unauthenticated)?;
-        drop(probe);
 
         // The session's user is the actor of what follows (rotation or its revocation).
         let ctx = ctx.acting_as(user.clone(), session.id);
@@ -73,15 +71,10 @@ impl Services {
             last_seen_at: now,
             ..session
         };
+        // A routine rotation is not audited (it would put every client's token schedule into
+        // the chain and serialise all refreshes on its head): the session's `last_seen_at`
+        // records the activity, and the security event — reuse — is audited above.
         let tokens = self.issue_tokens(&mut uow, &live, now).await?;
-        uow.record(
-            "session.refreshed",
-            None,
-            ("session", live.id.to_string()),
-            serde_json::Value::Null,
-            serde_json::json!({"user_id": live.user_id, "ip": ctx.ip}),
-        )
-        .await?;
         let done = Done::ok(tokens, None);
         uow.commit(&cap, &done).await?;
         Ok(done)

@@ -204,3 +204,16 @@ backend_test!(mfa_bad_input_changes_nothing, |app| async move {
     let r = login_raw(&app, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_status(&r, 200);
 });
+
+backend_test!(
+    an_expired_mfa_token_is_refused,
+    config = [("service.mfa_token_ttl_secs", json!(1))],
+    |app| async move {
+        let admin = app.admin_token().await;
+        let (secret, _) = enable_totp(&app, &admin).await;
+        let t = password_step(&app).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        let r = mfa(&app, &t, &totp_code(&secret, 1)).await;
+        assert_problem(&r, 401, "invalid_mfa_token");
+    }
+);

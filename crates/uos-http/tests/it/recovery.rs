@@ -242,3 +242,21 @@ backend_test!(recovery_bad_input, |app| async move {
     assert_problem(&r, 401, "unauthenticated");
     assert!(app.mails().is_empty());
 });
+
+backend_test!(
+    an_expired_reset_token_is_refused,
+    config = [("service.reset_token_ttl_secs", json!(1))],
+    |app| async move {
+        let admin = app.admin_token().await;
+        app.create_org(&admin, "acme").await;
+        app.add_member(&admin, "acme", "bob@example.com", &["member"])
+            .await;
+        let r = forgot(&app, "bob@example.com").await;
+        assert_status(&r, 202);
+        let token = token_in(&app.wait_for_mails(1).await[0].text);
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        let r = reset(&app, &token, NEW).await;
+        assert_invalid(&r, &["token"]);
+        app.login("bob@example.com", PASSWORD).await;
+    }
+);
