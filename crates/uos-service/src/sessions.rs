@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use uos_authz::{Action, Resource};
 use uos_domain::{SessionId, UserId};
 use uos_shared::Invalidation;
-use uos_store::Session;
+use uos_store::{Session, TokenUse};
 
 /// Most sessions listed at once; more live sessions than this means something is wrong anyway.
 const MAX_LISTED_SESSIONS: u32 = 100;
@@ -30,43 +30,37 @@ impl Services {
         let cap = inner.authorize(ctx, Action::AuthRefresh, session_resource())?;
         let hash = uos_authn::hash_token(token);
         let now = uos_domain::now();
-        // Read what the token belongs to first (a read handle: no write lock for lookups that
-        // mostly fail on junk); the write below re-checks single use atomically. The session
-        // and user come through the auth cache, which revocations evict.
-        let rt = inner
-            .store
-            .read()
-            .await?
-            .get_refresh_token(&hash)
-            .await?
-            .ok_or(ServiceError::Unauthenticated)?;
+        // Using the token is the one atomic step that decides (and touches the session); no
+        // read comes first. A token that turns out unusable below rolls back with the unit.
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let session_id = match uow.tx().use_refresh_token(&hash, now).await? {
+            TokenUse::Fresh(id) => id,
+            TokenUse::Unknown => return Err(ServiceError::Unauthenticated),
+            TokenUse::Reused(id) => {
+                let owner = uow.tx().get_session(id).await?.map(|s| s.user_id);
+                let revoked = uow.tx().revoke_session(id, now).await?;
+                uow.invalidate(Invalidation::Session(id.0));
+                uow.record(
+                    "session.refresh_reuse_detected",
+                    None,
+                    ("session", id.to_string()),
+                    serde_json::Value::Null,
+                    serde_json::json!({"user_id": owner, "session_revoked": revoked, "ip": ctx.ip, "user_agent": ctx.user_agent}),
+                )
+                .await?;
+                uow.commit(&cap, &Done::<()>::no_content()).await?;
+                tracing::warn!(session = %id, "refresh token reused; session revoked");
+                return Err(ServiceError::Unauthenticated);
+            }
+        };
+        // The session and user come through the auth cache, which revocations evict.
         let (session, user) = self
-            .session_with_user(rt.session_id)
+            .session_with_user(session_id)
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
-
-        // The session's user is the actor of what follows (rotation or its revocation).
-        let ctx = ctx.acting_as(user.clone(), session.id);
-        let mut uow = UnitOfWork::begin(inner, &ctx).await?;
-        if !uow.tx().use_refresh_token(&hash, now).await? {
-            let revoked = uow.tx().revoke_session(session.id, now).await?;
-            uow.invalidate(Invalidation::Session(session.id.0));
-            uow.record(
-                "session.refresh_reuse_detected",
-                None,
-                ("session", session.id.to_string()),
-                serde_json::Value::Null,
-                serde_json::json!({"user_id": session.user_id, "session_revoked": revoked, "ip": ctx.ip}),
-            )
-            .await?;
-            uow.commit(&cap, &Done::<()>::no_content()).await?;
-            tracing::warn!(session = %session.id, "refresh token reused; session revoked");
-            return Err(ServiceError::Unauthenticated);
-        }
         if !self.is_live(&session, now) || !user.status.may_log_in() {
             return Err(ServiceError::Unauthenticated);
         }
-        uow.tx().touch_session(session.id, now).await?;
         let live = Session {
             last_seen_at: now,
             ..session

@@ -17,7 +17,7 @@ use uos_store::{
 type Db = sqlx::Postgres;
 type DbRow = sqlx::postgres::PgRow;
 
-fn get<'r, T>(row: &'r DbRow, col: &str) -> Result<T>
+pub(crate) fn get<'r, T>(row: &'r DbRow, col: &str) -> Result<T>
 where
     T: Decode<'r, Db> + Type<Db>,
 {

@@ -8,7 +8,7 @@ use crate::tx::PgTx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uos_domain::{SessionId, UserId};
-use uos_store::{RefreshToken, Result, Session, SessionRepo};
+use uos_store::{RefreshToken, Result, Session, SessionRepo, TokenUse};
 
 #[async_trait]
 impl SessionRepo for PgTx {
@@ -156,18 +156,29 @@ impl SessionRepo for PgTx {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn use_refresh_token(&mut self, token_hash: &str, at: DateTime<Utc>) -> Result<bool> {
+    async fn use_refresh_token(&mut self, token_hash: &str, at: DateTime<Utc>) -> Result<TokenUse> {
         // One conditional update, no read-then-write, so that exactly one of two concurrent
         // uses wins: under read committed the second update waits for the first's row lock,
-        // then re-checks `used_at is null` against the committed row and changes nothing.
-        let done = sqlx::query(
-            "update refresh_token set used_at = $2 where token_hash = $1 and used_at is null",
+        // then re-checks `used_at is null` against the committed row and changes nothing. The
+        // session is touched by the same statement (a data-modifying CTE always runs).
+        let fresh = sqlx::query(
+            "with used as (update refresh_token set used_at = $2 \
+               where token_hash = $1 and used_at is null returning session_id), \
+             touched as (update session set last_seen_at = $2 \
+               where session_id in (select session_id from used)) \
+             select session_id from used",
         )
         .bind(token_hash)
         .bind(at)
-        .execute(self.conn())
+        .fetch_optional(self.conn())
         .await
         .map_err(db_err)?;
-        Ok(done.rows_affected() > 0)
+        if let Some(row) = fresh {
+            return Ok(TokenUse::Fresh(SessionId(rows::get(&row, "session_id")?)));
+        }
+        Ok(match self.get_refresh_token(token_hash).await? {
+            Some(t) => TokenUse::Reused(t.session_id),
+            None => TokenUse::Unknown,
+        })
     }
 }

@@ -17,7 +17,7 @@ use uos_store::{
 type Db = sqlx::Sqlite;
 type DbRow = sqlx::sqlite::SqliteRow;
 
-fn get<'r, T>(row: &'r DbRow, col: &str) -> Result<T>
+pub(crate) fn get<'r, T>(row: &'r DbRow, col: &str) -> Result<T>
 where
     T: Decode<'r, Db> + Type<Db>,
 {

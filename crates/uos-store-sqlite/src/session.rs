@@ -8,7 +8,7 @@ use crate::tx::SqliteTx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uos_domain::{SessionId, UserId};
-use uos_store::{RefreshToken, Result, Session, SessionRepo};
+use uos_store::{RefreshToken, Result, Session, SessionRepo, TokenUse};
 
 #[async_trait]
 impl SessionRepo for SqliteTx {
@@ -156,18 +156,27 @@ impl SessionRepo for SqliteTx {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn use_refresh_token(&mut self, token_hash: &str, at: DateTime<Utc>) -> Result<bool> {
+    async fn use_refresh_token(&mut self, token_hash: &str, at: DateTime<Utc>) -> Result<TokenUse> {
         // One conditional update, no read-then-write, so that exactly one of two concurrent
         // uses wins: write transactions run one after the other on the single writer
         // connection, and the second finds used_at already set.
-        let done = sqlx::query(
-            "update refresh_token set used_at = $2 where token_hash = $1 and used_at is null",
+        let fresh = sqlx::query(
+            "update refresh_token set used_at = $2 where token_hash = $1 and used_at is null \
+             returning session_id",
         )
         .bind(token_hash)
         .bind(at)
-        .execute(self.conn())
+        .fetch_optional(self.conn())
         .await
         .map_err(db_err)?;
-        Ok(done.rows_affected() > 0)
+        if let Some(row) = fresh {
+            let session = SessionId(rows::get(&row, "session_id")?);
+            self.touch_session(session, at).await?;
+            return Ok(TokenUse::Fresh(session));
+        }
+        Ok(match self.get_refresh_token(token_hash).await? {
+            Some(t) => TokenUse::Reused(t.session_id),
+            None => TokenUse::Unknown,
+        })
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use uos_domain::{MembershipStatus, OrgId, SessionId, UserId, UserStatus};
 use uos_store::{
     AuditFilter, ExternalIdentity, IdemClaim, MemberFilter, OrgFilter, Page, PageRequest,
-    PasswordReset, Store, StoreError, Tx, UserFilter,
+    PasswordReset, Store, StoreError, TokenUse, Tx, UserFilter,
 };
 
 /// `assert!(matches!(..))` with the value in the message.
@@ -1295,21 +1295,30 @@ pub async fn refresh_token_is_used_once(store: Arc<dyn Store>) {
     let token = seed_refresh_token(&store, u.id).await;
     let t1 = now();
     let mut tx = store.begin().await.unwrap();
-    assert!(
+    assert_eq!(
         tx.use_refresh_token(&token.token_hash, t1).await.unwrap(),
+        TokenUse::Fresh(token.session_id),
         "the first use wins"
     );
-    assert!(
-        !tx.use_refresh_token(&token.token_hash, t1 + Duration::seconds(5))
+    assert_eq!(
+        tx.use_refresh_token(&token.token_hash, t1 + Duration::seconds(5))
             .await
             .unwrap(),
+        TokenUse::Reused(token.session_id),
         "a second use is a reuse"
     );
-    assert!(
-        !tx.use_refresh_token(&format!("{:064x}", unique()), t1)
+    assert_eq!(
+        tx.use_refresh_token(&format!("{:064x}", unique()), t1)
             .await
             .unwrap(),
+        TokenUse::Unknown,
         "an absent token is never used"
+    );
+    // The fresh use touched the session; the reuse did not.
+    let s = tx.get_session(token.session_id).await.unwrap().unwrap();
+    assert_eq!(
+        s.last_seen_at, t1,
+        "a fresh use records activity on the session"
     );
     tx.commit().await.unwrap();
 
@@ -2407,7 +2416,7 @@ pub async fn concurrent_refresh_token_use_one_wins(store: Arc<dyn Store>) {
         let hash = token.token_hash.clone();
         tokio::spawn(async move {
             let mut tx = store.begin().await?;
-            let won = tx.use_refresh_token(&hash, at).await?;
+            let won = matches!(tx.use_refresh_token(&hash, at).await?, TokenUse::Fresh(_));
             tokio::task::yield_now().await;
             tx.commit().await?;
             Ok::<_, StoreError>(won)

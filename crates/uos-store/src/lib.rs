@@ -13,7 +13,8 @@ pub use error::StoreError;
 pub use page::{Page, PageRequest};
 pub use records::{
     AuditFilter, AuditHead, AuditRow, ExternalIdentity, IdemClaim, IdempotencyRecord, MemberFilter,
-    OrgFilter, PasswordReset, PoolStats, RefreshToken, Session, TotpEnrolment, UserFilter,
+    OrgFilter, PasswordReset, PoolStats, RefreshToken, Session, TokenUse, TotpEnrolment,
+    UserFilter,
 };
 
 use async_trait::async_trait;
@@ -167,9 +168,11 @@ pub trait SessionRepo {
     /// duplicate hash.
     async fn insert_refresh_token(&mut self, t: &RefreshToken) -> Result<()>;
     async fn get_refresh_token(&mut self, token_hash: &str) -> Result<Option<RefreshToken>>;
-    /// Mark a refresh token used if it is still unused; returns whether this call did it. Two
-    /// concurrent refreshes with one token: exactly one gets `true` (the other is a reuse).
-    async fn use_refresh_token(&mut self, token_hash: &str, at: DateTime<Utc>) -> Result<bool>;
+    /// Mark a refresh token used if it is still unused and, in the same step, record activity
+    /// on its session (`last_seen_at = at`). Two concurrent refreshes with one token: exactly
+    /// one gets `Fresh` (the other is `Reused`). One step, because it is the hot path of every
+    /// client's token schedule.
+    async fn use_refresh_token(&mut self, token_hash: &str, at: DateTime<Utc>) -> Result<TokenUse>;
 }
 
 /// Second factors, password history, password resets and federated identities: the secrets

@@ -49,6 +49,17 @@ pub struct RefreshToken {
     pub used_at: Option<DateTime<Utc>>,
 }
 
+/// What presenting a refresh token did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenUse {
+    /// It was unused: now used, and its session touched.
+    Fresh(SessionId),
+    /// It was used before: a replay (the caller revokes the session).
+    Reused(SessionId),
+    /// No such token.
+    Unknown,
+}
+
 /// An `Idempotency-Key` use. `status`/`response` are `None` while the first request runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IdempotencyRecord {
