@@ -314,26 +314,43 @@ impl Services {
         &self,
         sid: SessionId,
     ) -> Result<Option<(Session, User)>> {
-        let inner = &*self.inner;
-        Ok(match inner.cache.session(sid) {
-            Some(hit) => Some(hit),
-            None => {
-                let ticket = inner.cache.fill_ticket();
-                let mut r = inner.store.read().await?;
-                match r.get_session(sid).await? {
-                    None => None,
-                    Some(session) => match r.get_user(session.user_id).await? {
-                        None => None,
-                        Some(user) => {
-                            inner
-                                .cache
-                                .put_session(ticket, session.clone(), user.clone());
-                            Some((session, user))
-                        }
-                    },
-                }
-            }
-        })
+        if let Some(hit) = self.inner.cache.session(sid) {
+            return Ok(Some(hit));
+        }
+        let mut r = self.inner.store.read().await?;
+        self.fetch_session_with_user(&mut *r, sid).await
+    }
+
+    /// [`Services::session_with_user`] for a caller inside a unit of work: a miss reads
+    /// through `tx`. Taking a second pooled connection while holding one could deadlock the
+    /// pool once every connection is held by a caller waiting for another.
+    pub(crate) async fn session_with_user_in(
+        &self,
+        tx: &mut dyn uos_store::Tx,
+        sid: SessionId,
+    ) -> Result<Option<(Session, User)>> {
+        if let Some(hit) = self.inner.cache.session(sid) {
+            return Ok(Some(hit));
+        }
+        self.fetch_session_with_user(tx, sid).await
+    }
+
+    async fn fetch_session_with_user(
+        &self,
+        tx: &mut dyn uos_store::Tx,
+        sid: SessionId,
+    ) -> Result<Option<(Session, User)>> {
+        let ticket = self.inner.cache.fill_ticket();
+        let Some(session) = tx.get_session(sid).await? else {
+            return Ok(None);
+        };
+        let Some(user) = tx.get_user(session.user_id).await? else {
+            return Ok(None);
+        };
+        self.inner
+            .cache
+            .put_session(ticket, session.clone(), user.clone());
+        Ok(Some((session, user)))
     }
 
     /// End the caller's session: every token bound to it stops working now.

@@ -55,7 +55,7 @@ impl Services {
         };
         // The session and user come through the auth cache, which revocations evict.
         let (session, user) = self
-            .session_with_user(session_id)
+            .session_with_user_in(uow.tx(), session_id)
             .await?
             .ok_or(ServiceError::Unauthenticated)?;
         if !self.is_live(&session, now) || !user.status.may_log_in() {

@@ -275,3 +275,36 @@ backend_test!(admins_revoke_every_session_of_a_user, |app| async move {
     // Bob can log in again: revoking sessions is not a suspension.
     app.login("bob@example.com", PASSWORD).await;
 });
+
+backend_test!(
+    parallel_refreshes_do_not_starve_a_small_pool,
+    config = [("database_max_connections", json!(2))],
+    |app| async move {
+        // Each refresh holds a write connection; nothing in it may wait for a second pooled
+        // connection, or a full pool deadlocks.
+        let mut tokens = Vec::new();
+        for _ in 0..12 {
+            let body = login_with(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "curl/8").await;
+            tokens.push(refresh_token(&body));
+        }
+        // Fresh caches: every refresh reads its session from the store.
+        let app = std::sync::Arc::new(app);
+        let tasks: Vec<_> = tokens
+            .into_iter()
+            .map(|t| {
+                let app = app.clone();
+                tokio::spawn(async move { refresh(&app, &t).await.status })
+            })
+            .collect();
+        let all = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap().as_u16());
+            }
+            out
+        })
+        .await
+        .expect("refreshes finish");
+        assert!(all.iter().all(|s| *s == 200), "{all:?}");
+    }
+);
