@@ -41,7 +41,7 @@ pub struct IdentityBenchArgs {
 pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
     let (root, work, rt) = prepare("identity")?;
     eprintln!("xtask: timing one argon2id hash");
-    let hash_ms: f64 = sh(Command::new(env!("CARGO")).current_dir(&root).args([
+    let timing = sh(Command::new(env!("CARGO")).current_dir(&root).args([
         "run",
         "--release",
         "--quiet",
@@ -49,10 +49,11 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
         "uos-authn",
         "--example",
         "hash_time",
-    ]))?
-    .trim()
-    .parse()
-    .context("hash_time printed no number")?;
+    ]))?;
+    let mut nums = timing.split_whitespace().map(str::parse::<f64>);
+    let (Some(Ok(hash_ms)), Some(Ok(parallel))) = (nums.next(), nums.next()) else {
+        anyhow::bail!("hash_time printed {timing:?}");
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let database_url = fresh_database(&args.backend, &work, &rt)?;
     if !args.redis.is_empty() {
@@ -145,7 +146,7 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "argon2id hash (default parameters, median of 30): {hash_ms:.2} ms; login bound = {cores} cores / hash = {:.0}/s",
+        "argon2id hash (default parameters, median of 30): {hash_ms:.2} ms; login bound = {cores} cores / hash = {:.0}/s; measured {parallel:.0} hashes/s on {cores} threads",
         cores as f64 * 1000.0 / hash_ms
     )?;
     writeln!(out, "POST /v1/auth/login       {login}")?;

@@ -321,20 +321,6 @@ impl Services {
         self.fetch_session_with_user(&mut *r, sid).await
     }
 
-    /// [`Services::session_with_user`] for a caller inside a unit of work: a miss reads
-    /// through `tx`. Taking a second pooled connection while holding one could deadlock the
-    /// pool once every connection is held by a caller waiting for another.
-    pub(crate) async fn session_with_user_in(
-        &self,
-        tx: &mut dyn uos_store::Tx,
-        sid: SessionId,
-    ) -> Result<Option<(Session, User)>> {
-        if let Some(hit) = self.inner.cache.session(sid) {
-            return Ok(Some(hit));
-        }
-        self.fetch_session_with_user(tx, sid).await
-    }
-
     async fn fetch_session_with_user(
         &self,
         tx: &mut dyn uos_store::Tx,

@@ -33,8 +33,8 @@ impl Services {
         // Using the token is the one atomic step that decides (and touches the session); no
         // read comes first. A token that turns out unusable below rolls back with the unit.
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
-        let session_id = match uow.tx().use_refresh_token(&hash, now).await? {
-            TokenUse::Fresh(id) => id,
+        let session = match uow.tx().use_refresh_token(&hash, now).await? {
+            TokenUse::Fresh(session) => session,
             TokenUse::Unknown => return Err(ServiceError::Unauthenticated),
             TokenUse::Reused(id) => {
                 let owner = uow.tx().get_session(id).await?.map(|s| s.user_id);
@@ -53,11 +53,16 @@ impl Services {
                 return Err(ServiceError::Unauthenticated);
             }
         };
-        // The session and user come through the auth cache, which revocations evict.
-        let (session, user) = self
-            .session_with_user_in(uow.tx(), session_id)
-            .await?
-            .ok_or(ServiceError::Unauthenticated)?;
+        // The user through the auth cache (revocations evict it) when the session is cached,
+        // else through this transaction: a second pooled connection could deadlock the pool.
+        let user = match self.inner.cache.session(session.id) {
+            Some((_, user)) => user,
+            None => uow
+                .tx()
+                .get_user(session.user_id)
+                .await?
+                .ok_or(ServiceError::Unauthenticated)?,
+        };
         if !self.is_live(&session, now) || !user.status.may_log_in() {
             return Err(ServiceError::Unauthenticated);
         }

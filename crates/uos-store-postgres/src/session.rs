@@ -161,20 +161,22 @@ impl SessionRepo for PgTx {
         // uses wins: under read committed the second update waits for the first's row lock,
         // then re-checks `used_at is null` against the committed row and changes nothing. The
         // session is touched by the same statement (a data-modifying CTE always runs).
-        let fresh = sqlx::query(
-            "with used as (update refresh_token set used_at = $2 \
+        // `prev` reads the snapshot the statement started from, i.e. the session before the
+        // touch; it is what the row returns.
+        let sql = "with used as (update refresh_token set used_at = $2 \
                where token_hash = $1 and used_at is null returning session_id), \
-             touched as (update session set last_seen_at = $2 \
-               where session_id in (select session_id from used)) \
-             select session_id from used",
-        )
-        .bind(token_hash)
-        .bind(at)
-        .fetch_optional(self.conn())
-        .await
-        .map_err(db_err)?;
+             prev as (select * from session where session_id in (select session_id from used)) \
+             update session s set last_seen_at = $2 from prev p where s.session_id = p.session_id \
+             returning p.session_id, p.user_id, p.created_at, p.expires_at, p.revoked_at, \
+               p.last_seen_at, p.user_agent, p.ip";
+        let fresh = sqlx::query(sql)
+            .bind(token_hash)
+            .bind(at)
+            .fetch_optional(self.conn())
+            .await
+            .map_err(db_err)?;
         if let Some(row) = fresh {
-            return Ok(TokenUse::Fresh(SessionId(rows::get(&row, "session_id")?)));
+            return Ok(TokenUse::Fresh(rows::session(&row)?));
         }
         Ok(match self.get_refresh_token(token_hash).await? {
             Some(t) => TokenUse::Reused(t.session_id),

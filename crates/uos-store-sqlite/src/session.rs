@@ -8,7 +8,7 @@ use crate::tx::SqliteTx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uos_domain::{SessionId, UserId};
-use uos_store::{RefreshToken, Result, Session, SessionRepo, TokenUse};
+use uos_store::{RefreshToken, Result, Session, SessionRepo, StoreError, TokenUse};
 
 #[async_trait]
 impl SessionRepo for SqliteTx {
@@ -170,9 +170,11 @@ impl SessionRepo for SqliteTx {
         .await
         .map_err(db_err)?;
         if let Some(row) = fresh {
-            let session = SessionId(rows::get(&row, "session_id")?);
-            self.touch_session(session, at).await?;
-            return Ok(TokenUse::Fresh(session));
+            // Writes are serialised on the one writer, so read-then-touch is consistent here.
+            let id = SessionId(rows::get(&row, "session_id")?);
+            let before = self.get_session(id).await?.ok_or(StoreError::NotFound)?;
+            self.touch_session(id, at).await?;
+            return Ok(TokenUse::Fresh(before));
         }
         Ok(match self.get_refresh_token(token_hash).await? {
             Some(t) => TokenUse::Reused(t.session_id),

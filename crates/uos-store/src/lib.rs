@@ -169,7 +169,7 @@ pub trait SessionRepo {
     async fn insert_refresh_token(&mut self, t: &RefreshToken) -> Result<()>;
     async fn get_refresh_token(&mut self, token_hash: &str) -> Result<Option<RefreshToken>>;
     /// Mark a refresh token used if it is still unused and, in the same step, record activity
-    /// on its session (`last_seen_at = at`). Two concurrent refreshes with one token: exactly
+    /// on its session (`last_seen_at = at`; `Fresh` carries the session as it was before). Two concurrent refreshes with one token: exactly
     /// one gets `Fresh` (the other is `Reused`). One step, because it is the hot path of every
     /// client's token schedule.
     async fn use_refresh_token(&mut self, token_hash: &str, at: DateTime<Utc>) -> Result<TokenUse>;

@@ -50,10 +50,11 @@ pub struct RefreshToken {
 }
 
 /// What presenting a refresh token did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum TokenUse {
-    /// It was unused: now used, and its session touched.
-    Fresh(SessionId),
+    /// It was unused: now used, and its session touched. The session as it was *before* the
+    /// touch, so the caller can still tell whether it had gone idle.
+    Fresh(Session),
     /// It was used before: a replay (the caller revokes the session).
     Reused(SessionId),
     /// No such token.
