@@ -225,7 +225,6 @@ impl Services {
         session: &Session,
         now: DateTime<Utc>,
     ) -> Result<TokenView> {
-        let inner = &*self.inner;
         let refresh = uos_authn::random_token("uosrt_", 32);
         uow.tx()
             .insert_refresh_token(&RefreshToken {
@@ -235,6 +234,17 @@ impl Services {
                 used_at: None,
             })
             .await?;
+        Ok(self.token_pair(session, refresh, now))
+    }
+
+    /// The token body for `session`: a new access token alongside `refresh` (already stored).
+    pub(crate) fn token_pair(
+        &self,
+        session: &Session,
+        refresh: String,
+        now: DateTime<Utc>,
+    ) -> TokenView {
+        let inner = &*self.inner;
         // Never past the session's own end: such a token would be refused anyway, and its
         // expires_in would mislead the client.
         let left = u64::try_from((session.expires_at - now).num_seconds()).unwrap_or(0);
@@ -248,13 +258,13 @@ impl Services {
             jti: uos_domain::new_id(),
         };
         let access = issue_access_token(&inner.keys.signing_key(KeyPurpose::AccessToken), &claims);
-        Ok(TokenView {
+        TokenView {
             access_token: access,
             token_type: "Bearer".into(),
             expires_in: ttl,
             refresh_token: refresh,
             session_id: session.id.0,
-        })
+        }
     }
 
     /// Resolve a bearer token to a caller. The token must verify *and* its session must be
@@ -333,6 +343,7 @@ impl Services {
         let Some(user) = tx.get_user(session.user_id).await? else {
             return Ok(None);
         };
+        self.inner.cache.put_user(ticket, user.clone());
         self.inner
             .cache
             .put_session(ticket, session.clone(), user.clone());

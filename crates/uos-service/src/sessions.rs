@@ -33,7 +33,12 @@ impl Services {
         // Using the token is the one atomic step that decides (and touches the session); no
         // read comes first. A token that turns out unusable below rolls back with the unit.
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
-        let session = match uow.tx().use_refresh_token(&hash, now).await? {
+        let next = uos_authn::random_token("uosrt_", 32);
+        let rotated = uow
+            .tx()
+            .rotate_refresh_token(&hash, &uos_authn::hash_token(&next), now)
+            .await?;
+        let session = match rotated {
             TokenUse::Fresh(session) => session,
             TokenUse::Unknown => return Err(ServiceError::Unauthenticated),
             TokenUse::Reused(id) => {
@@ -53,15 +58,21 @@ impl Services {
                 return Err(ServiceError::Unauthenticated);
             }
         };
-        // The user through the auth cache (revocations evict it) when the session is cached,
-        // else through this transaction: a second pooled connection could deadlock the pool.
-        let user = match self.inner.cache.session(session.id) {
-            Some((_, user)) => user,
-            None => uow
-                .tx()
-                .get_user(session.user_id)
-                .await?
-                .ok_or(ServiceError::Unauthenticated)?,
+        // The user through the auth cache (status changes evict it), else through this
+        // transaction: a second pooled connection could deadlock a full pool.
+        let cache = &self.inner.cache;
+        let user = match cache.user(session.user_id) {
+            Some(user) => user,
+            None => {
+                let ticket = cache.fill_ticket();
+                let user = uow
+                    .tx()
+                    .get_user(session.user_id)
+                    .await?
+                    .ok_or(ServiceError::Unauthenticated)?;
+                cache.put_user(ticket, user.clone());
+                user
+            }
         };
         if !self.is_live(&session, now) || !user.status.may_log_in() {
             return Err(ServiceError::Unauthenticated);
@@ -73,7 +84,7 @@ impl Services {
         // A routine rotation is not audited (it would put every client's token schedule into
         // the chain and serialise all refreshes on its head): the session's `last_seen_at`
         // records the activity, and the security event — reuse — is audited above.
-        let tokens = self.issue_tokens(&mut uow, &live, now).await?;
+        let tokens = self.token_pair(&live, next, now);
         let done = Done::ok(tokens, None);
         uow.commit(&cap, &done).await?;
         Ok(done)

@@ -156,22 +156,30 @@ impl SessionRepo for PgTx {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn use_refresh_token(&mut self, token_hash: &str, at: DateTime<Utc>) -> Result<TokenUse> {
+    async fn rotate_refresh_token(
+        &mut self,
+        token_hash: &str,
+        next_hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<TokenUse> {
         // One conditional update, no read-then-write, so that exactly one of two concurrent
         // uses wins: under read committed the second update waits for the first's row lock,
-        // then re-checks `used_at is null` against the committed row and changes nothing. The
-        // session is touched by the same statement (a data-modifying CTE always runs).
-        // `prev` reads the snapshot the statement started from, i.e. the session before the
-        // touch; it is what the row returns.
+        // then re-checks `used_at is null` against the committed row and changes nothing (and
+        // so inserts nothing). Every data-modifying CTE runs; `prev` reads the snapshot the
+        // statement started from, i.e. the session before the touch, which is what it returns.
         let sql = "with used as (update refresh_token set used_at = $2 \
                where token_hash = $1 and used_at is null returning session_id), \
-             prev as (select * from session where session_id in (select session_id from used)) \
-             update session s set last_seen_at = $2 from prev p where s.session_id = p.session_id \
-             returning p.session_id, p.user_id, p.created_at, p.expires_at, p.revoked_at, \
-               p.last_seen_at, p.user_agent, p.ip";
+             prev as (select * from session where session_id in (select session_id from used)), \
+             touched as (update session s set last_seen_at = $2 from prev p \
+               where s.session_id = p.session_id), \
+             next as (insert into refresh_token (token_hash, session_id, created_at, used_at) \
+               select $3, session_id, $2, null from used) \
+             select session_id, user_id, created_at, expires_at, revoked_at, last_seen_at, \
+               user_agent, ip from prev";
         let fresh = sqlx::query(sql)
             .bind(token_hash)
             .bind(at)
+            .bind(next_hash)
             .fetch_optional(self.conn())
             .await
             .map_err(db_err)?;

@@ -156,7 +156,12 @@ impl SessionRepo for SqliteTx {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn use_refresh_token(&mut self, token_hash: &str, at: DateTime<Utc>) -> Result<TokenUse> {
+    async fn rotate_refresh_token(
+        &mut self,
+        token_hash: &str,
+        next_hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<TokenUse> {
         // One conditional update, no read-then-write, so that exactly one of two concurrent
         // uses wins: write transactions run one after the other on the single writer
         // connection, and the second finds used_at already set.
@@ -170,10 +175,17 @@ impl SessionRepo for SqliteTx {
         .await
         .map_err(db_err)?;
         if let Some(row) = fresh {
-            // Writes are serialised on the one writer, so read-then-touch is consistent here.
+            // Writes are serialised on the one writer, so the steps below are consistent.
             let id = SessionId(rows::get(&row, "session_id")?);
             let before = self.get_session(id).await?.ok_or(StoreError::NotFound)?;
             self.touch_session(id, at).await?;
+            self.insert_refresh_token(&RefreshToken {
+                token_hash: next_hash.to_string(),
+                session_id: id,
+                created_at: at,
+                used_at: None,
+            })
+            .await?;
             return Ok(TokenUse::Fresh(before));
         }
         Ok(match self.get_refresh_token(token_hash).await? {

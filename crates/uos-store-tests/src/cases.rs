@@ -1295,7 +1295,12 @@ pub async fn refresh_token_is_used_once(store: Arc<dyn Store>) {
     let token = seed_refresh_token(&store, u.id).await;
     let t1 = now() + Duration::seconds(1);
     let mut tx = store.begin().await.unwrap();
-    match tx.use_refresh_token(&token.token_hash, t1).await.unwrap() {
+    let next = format!("{:064x}", unique());
+    match tx
+        .rotate_refresh_token(&token.token_hash, &next, t1)
+        .await
+        .unwrap()
+    {
         TokenUse::Fresh(s) => {
             assert_eq!(s.id, token.session_id);
             assert!(s.last_seen_at < t1, "answered as it was before the touch");
@@ -1303,20 +1308,38 @@ pub async fn refresh_token_is_used_once(store: Arc<dyn Store>) {
         other => panic!("the first use wins: {other:?}"),
     }
     assert_eq!(
-        tx.use_refresh_token(&token.token_hash, t1 + Duration::seconds(5))
-            .await
-            .unwrap(),
+        tx.rotate_refresh_token(
+            &token.token_hash,
+            &format!("{:064x}", unique()),
+            t1 + Duration::seconds(5)
+        )
+        .await
+        .unwrap(),
         TokenUse::Reused(token.session_id),
         "a second use is a reuse"
     );
     assert_eq!(
-        tx.use_refresh_token(&format!("{:064x}", unique()), t1)
-            .await
-            .unwrap(),
+        tx.rotate_refresh_token(
+            &format!("{:064x}", unique()),
+            &format!("{:064x}", unique()),
+            t1
+        )
+        .await
+        .unwrap(),
         TokenUse::Unknown,
         "an absent token is never used"
     );
-    // The fresh use touched the session; the reuse did not.
+    // The fresh use stored its successor, unused, and touched the session; the reuse did
+    // neither.
+    let successor = tx.get_refresh_token(&next).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            successor.session_id,
+            successor.used_at,
+            successor.created_at
+        ),
+        (token.session_id, None, t1)
+    );
     let s = tx.get_session(token.session_id).await.unwrap().unwrap();
     assert_eq!(
         s.last_seen_at, t1,
@@ -2418,7 +2441,11 @@ pub async fn concurrent_refresh_token_use_one_wins(store: Arc<dyn Store>) {
         let hash = token.token_hash.clone();
         tokio::spawn(async move {
             let mut tx = store.begin().await?;
-            let won = matches!(tx.use_refresh_token(&hash, at).await?, TokenUse::Fresh(_));
+            let next = format!("{:064x}", unique());
+            let won = matches!(
+                tx.rotate_refresh_token(&hash, &next, at).await?,
+                TokenUse::Fresh(_)
+            );
             tokio::task::yield_now().await;
             tx.commit().await?;
             Ok::<_, StoreError>(won)

@@ -168,11 +168,17 @@ pub trait SessionRepo {
     /// duplicate hash.
     async fn insert_refresh_token(&mut self, t: &RefreshToken) -> Result<()>;
     async fn get_refresh_token(&mut self, token_hash: &str) -> Result<Option<RefreshToken>>;
-    /// Mark a refresh token used if it is still unused and, in the same step, record activity
-    /// on its session (`last_seen_at = at`; `Fresh` carries the session as it was before). Two concurrent refreshes with one token: exactly
-    /// one gets `Fresh` (the other is `Reused`). One step, because it is the hot path of every
-    /// client's token schedule.
-    async fn use_refresh_token(&mut self, token_hash: &str, at: DateTime<Utc>) -> Result<TokenUse>;
+    /// Rotate a refresh token: if `token_hash` is still unused, mark it used, record activity on
+    /// its session (`last_seen_at = at`) and store `next_hash` as the session's new unused
+    /// token, all in one step (`Fresh` carries the session as it was before). Two concurrent
+    /// rotations of one token: exactly one gets `Fresh` (the other `Reused`, storing nothing).
+    /// One step, because it is the hot path of every client's token schedule.
+    async fn rotate_refresh_token(
+        &mut self,
+        token_hash: &str,
+        next_hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<TokenUse>;
 }
 
 /// Second factors, password history, password resets and federated identities: the secrets
