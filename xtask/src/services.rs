@@ -17,18 +17,27 @@ fn reachable(addr: SocketAddr) -> bool {
 
 /// Start the machine's PostgreSQL cluster if nothing answers on 5432, then wait for it.
 pub fn ensure_postgres() -> anyhow::Result<()> {
-    let addr: SocketAddr = "127.0.0.1:5432".parse()?;
+    ensure_listening(
+        "PostgreSQL",
+        "127.0.0.1:5432",
+        Command::new("sh")
+            .arg("-c")
+            .arg("pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"),
+    )
+}
+
+/// If nothing answers on `addr`, run `start` and wait up to 30 s for `name` to answer.
+fn ensure_listening(name: &str, addr: &str, start: &mut Command) -> anyhow::Result<()> {
+    let addr: SocketAddr = addr.parse()?;
     if reachable(addr) {
         return Ok(());
     }
-    eprintln!("xtask: PostgreSQL is not answering on {addr}; starting the local cluster");
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg("pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
+    eprintln!("xtask: {name} is not answering on {addr}; starting it with {start:?}");
+    let status = start
         .status()
-        .context("running pg_ctlcluster")?;
+        .with_context(|| format!("starting {name} with {start:?} (is it installed?)"))?;
     if !status.success() {
-        eprintln!("xtask: pg_ctlcluster exited with {status}");
+        eprintln!("xtask: starting {name} exited with {status}");
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -37,7 +46,7 @@ pub fn ensure_postgres() -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    bail!("PostgreSQL is unreachable on {addr}: the PostgreSQL suites cannot run")
+    bail!("{name} is unreachable on {addr}: the {name} suites cannot run")
 }
 
 /// Drop the per-test databases earlier runs left behind (`uos_test_*`): the HTTP suite makes one
@@ -110,13 +119,10 @@ pub fn ensure_smtp_sink() -> anyhow::Result<()> {
 
 /// Start a throwaway Redis (no persistence) if nothing answers on 6379, then wait for it.
 pub fn ensure_redis() -> anyhow::Result<()> {
-    let addr: SocketAddr = "127.0.0.1:6379".parse()?;
-    if reachable(addr) {
-        return Ok(());
-    }
-    eprintln!("xtask: Redis is not answering on {addr}; starting redis-server");
-    let status = Command::new("redis-server")
-        .args([
+    ensure_listening(
+        "Redis",
+        "127.0.0.1:6379",
+        Command::new("redis-server").args([
             "--daemonize",
             "yes",
             "--bind",
@@ -127,20 +133,8 @@ pub fn ensure_redis() -> anyhow::Result<()> {
             "",
             "--appendonly",
             "no",
-        ])
-        .status()
-        .context("running redis-server (is it installed? apt-get install redis-server)")?;
-    if !status.success() {
-        eprintln!("xtask: redis-server exited with {status}");
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if reachable(addr) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    bail!("Redis is unreachable on {addr}: the Redis suites cannot run")
+        ]),
+    )
 }
 
 /// Install the OpenID Connect provider the uos-oidc tests run (npm `oidc-provider` with its own

@@ -327,20 +327,12 @@ impl Services {
         if let Some(hit) = self.inner.cache.session(sid) {
             return Ok(Some(hit));
         }
-        let mut r = self.inner.store.read().await?;
-        self.fetch_session_with_user(&mut *r, sid).await
-    }
-
-    async fn fetch_session_with_user(
-        &self,
-        tx: &mut dyn uos_store::Tx,
-        sid: SessionId,
-    ) -> Result<Option<(Session, User)>> {
         let ticket = self.inner.cache.fill_ticket();
-        let Some(session) = tx.get_session(sid).await? else {
+        let mut r = self.inner.store.read().await?;
+        let Some(session) = r.get_session(sid).await? else {
             return Ok(None);
         };
-        let Some(user) = tx.get_user(session.user_id).await? else {
+        let Some(user) = r.get_user(session.user_id).await? else {
             return Ok(None);
         };
         self.inner.cache.put_user(ticket, user.clone());
@@ -354,14 +346,7 @@ impl Services {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn logout(&self, ctx: &Ctx) -> Result<Done<()>> {
         let inner = &*self.inner;
-        let cap = inner.authorize(
-            ctx,
-            Action::AuthLogout,
-            Resource {
-                kind: "session".into(),
-                ..Default::default()
-            },
-        )?;
+        let cap = inner.authorize(ctx, Action::AuthLogout, session_resource())?;
         let me = ctx.caller.user().ok_or(ServiceError::Unauthenticated)?;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
         if uow

@@ -7,7 +7,7 @@
 //! account with that email, or creates one. A local second factor is still asked for.
 
 use crate::auth::session_resource;
-use crate::uow::{snapshot, UnitOfWork};
+use crate::uow::UnitOfWork;
 use crate::views::TokenView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use std::collections::{BTreeMap, HashMap};
@@ -178,15 +178,7 @@ impl Services {
                     None => {
                         let mut u = User::new(email.clone(), UserStatus::Active, now);
                         u.display_name = login.name.clone().filter(|n| !n.trim().is_empty());
-                        uow.tx().insert_user(&u).await?;
-                        uow.record(
-                            "user.created",
-                            None,
-                            ("user", u.id.to_string()),
-                            serde_json::Value::Null,
-                            snapshot(&u),
-                        )
-                        .await?;
+                        uow.create_user(&u).await?;
                         u
                     }
                 };
@@ -246,15 +238,7 @@ impl Services {
         {
             return Ok(());
         }
-        let m = Membership::new(org.id, user.id, roles, uos_domain::now());
-        uow.tx().insert_membership(&m).await?;
-        uow.record(
-            "member.added",
-            Some(org.id),
-            ("user", user.id.to_string()),
-            serde_json::Value::Null,
-            snapshot(&m),
-        )
-        .await
+        uow.add_member(&Membership::new(org.id, user.id, roles, uos_domain::now()))
+            .await
     }
 }

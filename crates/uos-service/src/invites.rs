@@ -298,20 +298,11 @@ impl Services {
                         "retry: the account state changed",
                     ));
                 }
-                uow.tx().insert_user(&u).await?;
-                uow.record(
-                    "user.created",
-                    None,
-                    ("user", u.id.to_string()),
-                    serde_json::Value::Null,
-                    snapshot(&u),
-                )
-                .await?;
+                uow.create_user(&u).await?;
                 u
             }
         };
         let m = Membership::new(org.id, user.id, before.roles.clone(), now);
-        uow.tx().insert_membership(&m).await?;
         let mut after = before.clone();
         after.accepted_at = Some(now);
         after.version += 1;
@@ -324,14 +315,7 @@ impl Services {
             snapshot(&after),
         )
         .await?;
-        uow.record(
-            "member.added",
-            Some(org.id),
-            ("user", user.id.to_string()),
-            serde_json::Value::Null,
-            snapshot(&m),
-        )
-        .await?;
+        uow.add_member(&m).await?;
         let view = AcceptedInviteView {
             user: UserView::from(&user),
             membership: MemberView::new(&m, &user),

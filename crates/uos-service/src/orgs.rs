@@ -62,8 +62,6 @@ impl Services {
         let now = uos_domain::now();
         let org = Org::new(slug, display_name.into_string(), now);
         uow.tx().insert_org(&org).await?;
-        let m = Membership::new(org.id, owner.id, vec![RoleName::owner()], now);
-        uow.tx().insert_membership(&m).await?;
         uow.record(
             "org.created",
             Some(org.id),
@@ -72,13 +70,12 @@ impl Services {
             snapshot(&org),
         )
         .await?;
-        uow.record(
-            "member.added",
-            Some(org.id),
-            ("user", owner.id.to_string()),
-            serde_json::Value::Null,
-            snapshot(&m),
-        )
+        uow.add_member(&Membership::new(
+            org.id,
+            owner.id,
+            vec![RoleName::owner()],
+            now,
+        ))
         .await?;
         let done = Done::created(OrgView::from(&org), Some(org.version));
         uow.commit(&cap, &done).await?;

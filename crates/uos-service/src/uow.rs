@@ -5,7 +5,7 @@ use crate::{Caller, Ctx, Inner, Result, ServiceError};
 use serde::Serialize;
 use uos_audit::{Actor, Changes, NewEvent, Target};
 use uos_authz::Capability;
-use uos_domain::OrgId;
+use uos_domain::{Membership, OrgId, User};
 use uos_keys::KeyPurpose;
 use uos_shared::Invalidation;
 use uos_store::{AuditHead, AuditRow, Tx};
@@ -127,6 +127,32 @@ impl<'a> UnitOfWork<'a> {
             hash: sealed.hash,
         });
         Ok(())
+    }
+
+    /// Store a new user with its `user.created` event (invite acceptance, federated login).
+    pub(crate) async fn create_user(&mut self, user: &User) -> Result<()> {
+        self.tx.insert_user(user).await?;
+        self.record(
+            "user.created",
+            None,
+            ("user", user.id.to_string()),
+            serde_json::Value::Null,
+            snapshot(user),
+        )
+        .await
+    }
+
+    /// Store a new membership with its `member.added` event (org creation, invites, auto-join).
+    pub(crate) async fn add_member(&mut self, m: &Membership) -> Result<()> {
+        self.tx.insert_membership(m).await?;
+        self.record(
+            "member.added",
+            Some(m.org_id),
+            ("user", m.user_id.to_string()),
+            serde_json::Value::Null,
+            snapshot(m),
+        )
+        .await
     }
 
     /// After commit, evict this from the auth caches of every replica (a revoked session, a

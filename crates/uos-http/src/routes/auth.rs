@@ -21,7 +21,9 @@ json_body! {
 
 /// Log in with email and password; the access token is bound to a new session.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginBody, responses(
-    (status = 200, body = TokenView), (status = 400, body = Problem), (status = 401, body = Problem, description = "invalid_credentials")))]
+    (status = 200, body = TokenView), (status = 400, body = Problem),
+    (status = 401, body = Problem, description = "invalid_credentials, or mfa_required with an mfa_token"),
+    (status = 429, body = Problem, description = "too_many_attempts (with Retry-After)")))]
 pub async fn login(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,
