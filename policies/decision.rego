@@ -10,14 +10,19 @@ decision := {"allow": true, "rule": "public"} if {
 	# Public for everyone, not only anonymous callers: a caller with a token could simply drop it.
 	input.action in public_actions
 } else := {"allow": false, "rule": "authentication_required"} if {
-	# Written as `not ... ==` so that a missing field denies instead of falling through.
-	not input.principal.kind == "user"
+	# Written as `not ... in` so that a missing field denies instead of falling through.
+	not input.principal.kind in authenticated_kinds
 } else := {"allow": false, "rule": "password_reset_required"} if {
 	input.principal.status == "password_reset_required"
 	not input.action in password_reset_actions
 } else := {"allow": false, "rule": "inactive_principal"} if {
 	# Also catches a missing status: an account we cannot place is not trusted.
 	not input.principal.status in usable_statuses
+} else := {"allow": false, "rule": "user_required"} if {
+	# A service account acts inside its org only; self and platform actions are for people.
+	input.principal.kind == "service_account"
+	not action_permission[input.action]
+	not input.action in machine_self_actions
 } else := {"allow": true, "rule": "platform_admin"} if {
 	input.principal.platform_admin == true
 } else := {"allow": true, "rule": "authenticated"} if {
@@ -65,6 +70,10 @@ org_decision := {"allow": false, "rule": "not_member"} if {
 } else := {"allow": false, "rule": concat("", ["missing_permission:", required_permission])} if {
 	# A missing or malformed permissions list denies here too.
 	not required_permission in input.principal.org.permissions
+} else := {"allow": false, "rule": "permission_escalation"} if {
+	# Nobody hands a service account or key a permission they do not hold themselves.
+	some p in input.resource.grants_permissions
+	not p in input.principal.org.permissions
 } else := {"allow": false, "rule": "owner_required"} if {
 	# Only owners make or unmake owners; the service separately keeps at least one per org.
 	input.resource.grants_owner == true

@@ -11,6 +11,7 @@ permissions := [
 	"roles:read", "roles:write",
 	"audit:read",
 	"billing:read", "billing:write",
+	"service_accounts:read", "service_accounts:write",
 ]
 
 # Endpoints that need no credentials at all (the credential is the password, the refresh
@@ -18,6 +19,8 @@ permissions := [
 public_actions := {
 	"auth.login", "auth.refresh", "auth.mfa", "auth.password_forgot", "auth.password_reset",
 	"auth.oidc", "invite.accept",
+	# OAuth2 clients authenticate in the request itself (client secret), as RFC 6749 and 7009 say.
+	"oauth2.token", "oauth2.revoke",
 }
 
 # What a user whose password must be reset may still do: see themselves, set a password, leave.
@@ -30,8 +33,15 @@ usable_statuses := {"active", "password_reset_required"}
 self_actions := {
 	"me.read", "me.update", "me.password", "auth.logout",
 	"org.create", "org.list", "audit.keys",
-	"session.list", "session.revoke", "me.mfa", "auth.introspect",
+	"session.list", "session.revoke", "me.mfa", "auth.introspect", "auth.whoami",
 }
+
+# The only actions outside an org a service account may perform: everything else it does is
+# org-scoped and checked against its roles and key scopes.
+machine_self_actions := {"auth.introspect", "auth.whoami"}
+
+# Principal kinds that authenticated.
+authenticated_kinds := {"user", "service_account"}
 
 # Actions on users across the platform; only platform admins may perform them (user.read of
 # oneself is the exception, handled before this table is consulted).
@@ -65,6 +75,17 @@ action_permission := {
 	"role.update": "roles:write",
 	"role.delete": "roles:write",
 	"audit.read": "audit:read",
+	"service_account.list": "service_accounts:read",
+	"service_account.read": "service_accounts:read",
+	"service_account.create": "service_accounts:write",
+	"service_account.update": "service_accounts:write",
+	"service_account.delete": "service_accounts:write",
+	"api_key.list": "service_accounts:read",
+	"api_key.read": "service_accounts:read",
+	"api_key.create": "service_accounts:write",
+	"api_key.revoke": "service_accounts:write",
+	"api_key.rotate": "service_accounts:write",
+	"client_secret.issue": "service_accounts:write",
 }
 
 # Org statuses the policy knows; anything else is denied rather than guessed at.
@@ -84,4 +105,7 @@ suspended_org_actions := {
 	"invite.list",
 	"role.list", "role.read",
 	"audit.read",
+	"service_account.list", "service_account.read", "api_key.list", "api_key.read",
+	# Taking a credential away is always allowed: a suspended org must be able to stop a leak.
+	"api_key.revoke",
 }

@@ -1,8 +1,14 @@
 //! Access tokens: compact JWS (EdDSA/Ed25519) with a fixed header and claim set, verified
 //! strictly — only the exact shape this service issues is accepted.
+//!
+//! Two kinds share the signing keys and the verification code, told apart by the header's
+//! `typ`: user tokens (`JWT`, [`AccessClaims`]) and OAuth2 client-credentials tokens (`at+jwt`
+//! as in RFC 9068, [`ClientClaims`]). Each verifier accepts only its own `typ` and claim set, so
+//! a token of one kind is never taken for the other.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uos_keys::{PublicKey, SigningKey};
 use uuid::Uuid;
@@ -13,7 +19,9 @@ pub const MAX_ACCESS_TOKEN_LEN: usize = 4096;
 pub const IAT_LEEWAY_SECS: i64 = 30;
 
 const ALG: &str = "EdDSA";
-const TYP: &str = "JWT";
+const USER_TYP: &str = "JWT";
+/// RFC 9068's media type for JWT access tokens, without the `application/` prefix.
+const CLIENT_TYP: &str = "at+jwt";
 
 /// The claims of an access token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +38,38 @@ pub struct AccessClaims {
     pub exp: i64,
     /// Token id.
     pub jti: Uuid,
+}
+
+/// Claims of an OAuth2 client-credentials access token: the service account acts with `scope`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientClaims {
+    /// Issuer: the service's configured public URL.
+    pub iss: String,
+    /// The service account.
+    pub sub: Uuid,
+    /// The service account's org.
+    pub org: Uuid,
+    /// The OAuth2 client id (equal to the service account id as text, but kept as the standard
+    /// claim).
+    pub client_id: String,
+    /// Space-separated granted permissions.
+    pub scope: String,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// Expires at, Unix seconds (exclusive).
+    pub exp: i64,
+    /// Token id.
+    pub jti: Uuid,
+}
+
+/// Which kind of token a JWS header claims to be (see [`token_type`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// `typ: "JWT"`: a user's token, for [`verify_access_token`].
+    User,
+    /// `typ: "at+jwt"`: an OAuth2 client-credentials token, for [`verify_client_token`].
+    Client,
 }
 
 /// Why an access token was rejected. All of them mean "unauthenticated" to a client; the variants
@@ -58,11 +98,41 @@ struct Header {
     kid: String,
 }
 
+/// The claims every token kind carries and the verifier checks after the signature.
+trait RegisteredClaims: DeserializeOwned {
+    fn iss(&self) -> &str;
+    fn iat(&self) -> i64;
+    fn exp(&self) -> i64;
+}
+
+impl RegisteredClaims for AccessClaims {
+    fn iss(&self) -> &str {
+        &self.iss
+    }
+    fn iat(&self) -> i64 {
+        self.iat
+    }
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+}
+
+impl RegisteredClaims for ClientClaims {
+    fn iss(&self) -> &str {
+        &self.iss
+    }
+    fn iat(&self) -> i64 {
+        self.iat
+    }
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+}
+
 /// Signs `claims` as a compact JWS with header `{"alg":"EdDSA","typ":"JWT","kid":<key id>}`.
 pub fn issue_access_token(key: &SigningKey, claims: &AccessClaims) -> String {
     // Built with `json!` rather than `serde_json::to_string` because these values cannot fail to
     // serialize, and this keeps the function infallible without an `unwrap`.
-    let header = serde_json::json!({ "alg": ALG, "typ": TYP, "kid": key.key_id() });
     let payload = serde_json::json!({
         "iss": claims.iss,
         "sub": claims.sub,
@@ -71,13 +141,23 @@ pub fn issue_access_token(key: &SigningKey, claims: &AccessClaims) -> String {
         "exp": claims.exp,
         "jti": claims.jti,
     });
-    let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
-    token.push('.');
-    URL_SAFE_NO_PAD.encode_string(payload.to_string(), &mut token);
-    let signature = key.sign(token.as_bytes());
-    token.push('.');
-    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
-    token
+    sign(key, USER_TYP, &payload)
+}
+
+/// Signs `claims` as a compact JWS with header `{"alg":"EdDSA","typ":"at+jwt","kid":<key id>}`.
+pub fn issue_client_token(key: &SigningKey, claims: &ClientClaims) -> String {
+    // `json!` for the same reason as in `issue_access_token`.
+    let payload = serde_json::json!({
+        "iss": claims.iss,
+        "sub": claims.sub,
+        "org": claims.org,
+        "client_id": claims.client_id,
+        "scope": claims.scope,
+        "iat": claims.iat,
+        "exp": claims.exp,
+        "jti": claims.jti,
+    });
+    sign(key, CLIENT_TYP, &payload)
 }
 
 /// Verifies an access token against the published `keys` and returns its claims.
@@ -94,6 +174,59 @@ pub fn verify_access_token(
     issuer: &str,
     now_unix: i64,
 ) -> Result<AccessClaims, TokenError> {
+    verify(token, USER_TYP, keys, issuer, now_unix)
+}
+
+/// Verifies an OAuth2 client-credentials token against the published `keys` and returns its
+/// claims: the checks of [`verify_access_token`], except that the header's `typ` must be
+/// `"at+jwt"` and the claims must be exactly those of [`ClientClaims`].
+pub fn verify_client_token(
+    token: &str,
+    keys: &[PublicKey],
+    issuer: &str,
+    now_unix: i64,
+) -> Result<ClientClaims, TokenError> {
+    verify(token, CLIENT_TYP, keys, issuer, now_unix)
+}
+
+/// Which kind a well-formed-looking JWS claims to be, from its header only (no verification):
+/// `Some(User)` for `typ: "JWT"`, `Some(Client)` for `typ: "at+jwt"`, or `None` when the header
+/// does not decode. Lets the caller pick the verifier without trying both; the verifier still
+/// checks everything, so a lying header gains nothing.
+pub fn token_type(token: &str) -> Option<TokenKind> {
+    if token.len() > MAX_ACCESS_TOKEN_LEN {
+        return None;
+    }
+    let (header_b64, _) = token.split_once('.')?;
+    let header: Header = serde_json::from_slice(&decode_part(header_b64).ok()?).ok()?;
+    match header.typ.as_str() {
+        USER_TYP => Some(TokenKind::User),
+        CLIENT_TYP => Some(TokenKind::Client),
+        _ => None,
+    }
+}
+
+/// The compact JWS of `payload` under header `{"alg":"EdDSA","typ":<typ>,"kid":<key id>}`.
+fn sign(key: &SigningKey, typ: &str, payload: &serde_json::Value) -> String {
+    let header = serde_json::json!({ "alg": ALG, "typ": typ, "kid": key.key_id() });
+    let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(payload.to_string(), &mut token);
+    let signature = key.sign(token.as_bytes());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+    token
+}
+
+/// The checks documented on [`verify_access_token`], with the header's `typ` required to be
+/// `typ` and the payload parsed as `C`.
+fn verify<C: RegisteredClaims>(
+    token: &str,
+    typ: &str,
+    keys: &[PublicKey],
+    issuer: &str,
+    now_unix: i64,
+) -> Result<C, TokenError> {
     if token.len() > MAX_ACCESS_TOKEN_LEN {
         return Err(TokenError::Malformed);
     }
@@ -105,7 +238,7 @@ pub fn verify_access_token(
     };
     let header: Header =
         serde_json::from_slice(&decode_part(header_b64)?).map_err(|_| TokenError::Malformed)?;
-    if header.alg != ALG || header.typ != TYP {
+    if header.alg != ALG || header.typ != typ {
         return Err(TokenError::Malformed);
     }
     let payload = decode_part(payload_b64)?;
@@ -124,15 +257,14 @@ pub fn verify_access_token(
         return Err(TokenError::BadSignature);
     }
 
-    let claims: AccessClaims =
-        serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
-    if claims.iss != issuer {
+    let claims: C = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+    if claims.iss() != issuer {
         return Err(TokenError::WrongIssuer);
     }
-    if claims.exp <= now_unix {
+    if claims.exp() <= now_unix {
         return Err(TokenError::Expired);
     }
-    if claims.iat > now_unix.saturating_add(IAT_LEEWAY_SECS) {
+    if claims.iat() > now_unix.saturating_add(IAT_LEEWAY_SECS) {
         return Err(TokenError::Malformed);
     }
     Ok(claims)
@@ -354,11 +486,225 @@ mod tests {
         );
     }
 
+    fn client_claims() -> ClientClaims {
+        let sub = Uuid::now_v7();
+        ClientClaims {
+            iss: ISS.into(),
+            sub,
+            org: Uuid::now_v7(),
+            client_id: sub.to_string(),
+            scope: "users:read users:write".into(),
+            iat: NOW,
+            exp: NOW + 300,
+            jti: Uuid::now_v7(),
+        }
+    }
+
+    /// A token signed by `key` with any header and payload, to forge shapes we never issue.
+    fn signed(key: &SigningKey, header: &serde_json::Value, payload: &serde_json::Value) -> String {
+        let input = format!("{}.{}", b64(header), b64(payload));
+        let sig = URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()));
+        format!("{input}.{sig}")
+    }
+
+    #[test]
+    fn client_roundtrip() {
+        let key = SigningKey::generate();
+        let claims = client_claims();
+        let token = issue_client_token(&key, &claims);
+        let got = verify_client_token(&token, &[key.public_key()], ISS, NOW).unwrap();
+        assert_eq!(got, claims);
+    }
+
+    #[test]
+    fn client_header_shape() {
+        let key = SigningKey::generate();
+        let token = issue_client_token(&key, &client_claims());
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts(&token)[0]).unwrap()).unwrap();
+        assert_eq!(
+            header,
+            serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": key.key_id()})
+        );
+    }
+
+    #[test]
+    fn client_expired() {
+        let key = SigningKey::generate();
+        let token = issue_client_token(&key, &client_claims());
+        let keys = [key.public_key()];
+        assert!(verify_client_token(&token, &keys, ISS, NOW + 299).is_ok());
+        assert_eq!(
+            verify_client_token(&token, &keys, ISS, NOW + 300),
+            Err(TokenError::Expired),
+            "exp is exclusive"
+        );
+    }
+
+    #[test]
+    fn client_iat_in_the_future_beyond_leeway() {
+        let key = SigningKey::generate();
+        let keys = [key.public_key()];
+        let mut c = client_claims();
+        c.iat = NOW + IAT_LEEWAY_SECS + 1;
+        assert_eq!(
+            verify_client_token(&issue_client_token(&key, &c), &keys, ISS, NOW),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn client_wrong_issuer() {
+        let key = SigningKey::generate();
+        let token = issue_client_token(&key, &client_claims());
+        assert_eq!(
+            verify_client_token(&token, &[key.public_key()], "https://evil.example", NOW),
+            Err(TokenError::WrongIssuer)
+        );
+    }
+
+    #[test]
+    fn client_tampered_payload() {
+        let key = SigningKey::generate();
+        let claims = client_claims();
+        let token = issue_client_token(&key, &claims);
+        let p = parts(&token);
+        let mut forged = claims;
+        forged.scope = "admin".into();
+        let token = format!(
+            "{}.{}.{}",
+            p[0],
+            b64(&serde_json::to_value(&forged).unwrap()),
+            p[2]
+        );
+        assert_eq!(
+            verify_client_token(&token, &[key.public_key()], ISS, NOW),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn client_unknown_kid() {
+        let key = SigningKey::generate();
+        let token = issue_client_token(&key, &client_claims());
+        assert_eq!(
+            verify_client_token(&token, &[SigningKey::generate().public_key()], ISS, NOW),
+            Err(TokenError::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn user_token_is_not_a_client_token() {
+        let key = SigningKey::generate();
+        let keys = [key.public_key()];
+        let token = issue_access_token(&key, &claims());
+        assert_eq!(
+            verify_client_token(&token, &keys, ISS, NOW),
+            Err(TokenError::Malformed)
+        );
+        // Even relabelled as at+jwt and validly signed, user claims are not client claims.
+        let header = serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": key.key_id()});
+        let forged = signed(&key, &header, &serde_json::to_value(claims()).unwrap());
+        assert_eq!(
+            verify_client_token(&forged, &keys, ISS, NOW),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn client_token_is_not_a_user_token() {
+        let key = SigningKey::generate();
+        let keys = [key.public_key()];
+        let token = issue_client_token(&key, &client_claims());
+        assert_eq!(
+            verify_access_token(&token, &keys, ISS, NOW),
+            Err(TokenError::Malformed)
+        );
+        // Even relabelled as JWT and validly signed, client claims lack the session.
+        let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": key.key_id()});
+        let forged = signed(
+            &key,
+            &header,
+            &serde_json::to_value(client_claims()).unwrap(),
+        );
+        assert_eq!(
+            verify_access_token(&forged, &keys, ISS, NOW),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn client_claims_are_exact() {
+        let key = SigningKey::generate();
+        let keys = [key.public_key()];
+        let header = serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": key.key_id()});
+        let mut extra = serde_json::to_value(client_claims()).unwrap();
+        extra["sid"] = serde_json::json!(Uuid::now_v7());
+        let mut missing = serde_json::to_value(client_claims()).unwrap();
+        missing.as_object_mut().unwrap().remove("scope");
+        for payload in [extra, missing] {
+            assert_eq!(
+                verify_client_token(&signed(&key, &header, &payload), &keys, ISS, NOW),
+                Err(TokenError::Malformed),
+                "{payload}"
+            );
+        }
+        let exact = serde_json::to_value(client_claims()).unwrap();
+        assert!(verify_client_token(&signed(&key, &header, &exact), &keys, ISS, NOW).is_ok());
+    }
+
+    #[test]
+    fn client_typ_is_exact() {
+        let key = SigningKey::generate();
+        let keys = [key.public_key()];
+        let payload = serde_json::to_value(client_claims()).unwrap();
+        for typ in ["AT+JWT", "application/at+jwt", "jwt", ""] {
+            let header = serde_json::json!({"alg": "EdDSA", "typ": typ, "kid": key.key_id()});
+            let token = signed(&key, &header, &payload);
+            assert_eq!(
+                verify_client_token(&token, &keys, ISS, NOW),
+                Err(TokenError::Malformed),
+                "typ {typ:?}"
+            );
+            assert_eq!(token_type(&token), None, "typ {typ:?}");
+        }
+    }
+
+    #[test]
+    fn token_type_reads_the_header() {
+        let key = SigningKey::generate();
+        let user = issue_access_token(&key, &claims());
+        let client = issue_client_token(&key, &client_claims());
+        assert_eq!(token_type(&user), Some(TokenKind::User));
+        assert_eq!(token_type(&client), Some(TokenKind::Client));
+        // Only the header is read: a header alone, or with a broken signature, still says.
+        let header = &parts(&client)[0];
+        assert_eq!(
+            token_type(&format!("{header}.x.y")),
+            Some(TokenKind::Client)
+        );
+        for junk in [
+            String::new(),
+            ".".into(),
+            "abc".into(),
+            header.clone(),
+            format!("{header}="),
+            format!("!!!.{}", parts(&user)[1]),
+            format!("{}.a.b", b64(&serde_json::json!({"typ": "JWT"}))),
+            format!("{}.", "x".repeat(MAX_ACCESS_TOKEN_LEN)),
+            "uos_000000000000_0000000000000000000000000000000000000000000_21Hwn8".into(),
+        ] {
+            assert_eq!(token_type(&junk), None, "{junk:?}");
+        }
+    }
+
     proptest! {
         #[test]
         fn arbitrary_input_never_panics(s in ".{0,600}") {
             let key = SigningKey::generate();
             prop_assert!(verify_access_token(&s, &[key.public_key()], ISS, NOW).is_err());
+            prop_assert!(verify_client_token(&s, &[key.public_key()], ISS, NOW).is_err());
+            let _ = token_type(&s);
         }
 
         #[test]
@@ -368,6 +714,8 @@ mod tests {
             let key = SigningKey::generate();
             let token = format!("{a}.{b}.{c}");
             prop_assert!(verify_access_token(&token, &[key.public_key()], ISS, NOW).is_err());
+            prop_assert!(verify_client_token(&token, &[key.public_key()], ISS, NOW).is_err());
+            let _ = token_type(&token);
         }
     }
 }

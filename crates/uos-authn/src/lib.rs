@@ -1,10 +1,11 @@
 //! Authentication primitives: password hashing and strength checks, TOTP and recovery codes,
-//! signed access tokens and opaque random tokens.
+//! signed access tokens, opaque random tokens, API keys and OAuth2 client secrets.
 //!
 //! Password hashing is deliberately slow and CPU-bound: async callers must run
 //! [`PasswordHasher`] methods (and [`check_strength`]) inside `tokio::task::spawn_blocking`.
 
 mod access;
+mod apikey;
 mod opaque;
 mod password;
 mod recovery;
@@ -12,8 +13,13 @@ mod strength;
 pub mod totp;
 
 pub use access::{
-    issue_access_token, verify_access_token, AccessClaims, TokenError, IAT_LEEWAY_SECS,
-    MAX_ACCESS_TOKEN_LEN,
+    issue_access_token, issue_client_token, token_type, verify_access_token, verify_client_token,
+    AccessClaims, ClientClaims, TokenError, TokenKind, IAT_LEEWAY_SECS, MAX_ACCESS_TOKEN_LEN,
+};
+pub use apikey::{
+    generate_api_key, generate_client_secret, hash_api_key, looks_like_api_key, parse_api_key,
+    parse_client_secret, verify_api_key, MalformedKey, NewApiKey, ParsedApiKey, API_KEY_LEN,
+    API_KEY_PREFIX,
 };
 pub use opaque::{constant_time_eq, hash_token, random_token};
 pub use password::{PasswordHasher, PasswordParams};

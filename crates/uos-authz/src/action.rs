@@ -82,6 +82,20 @@ actions! {
     PasswordResetList => "password_reset.list",
     PasswordResetApprove => "password_reset.approve",
     KeysRotate => "keys.rotate",
+    ServiceAccountCreate => "service_account.create",
+    ServiceAccountList => "service_account.list",
+    ServiceAccountRead => "service_account.read",
+    ServiceAccountUpdate => "service_account.update",
+    ServiceAccountDelete => "service_account.delete",
+    ApiKeyCreate => "api_key.create",
+    ApiKeyList => "api_key.list",
+    ApiKeyRead => "api_key.read",
+    ApiKeyRevoke => "api_key.revoke",
+    ApiKeyRotate => "api_key.rotate",
+    ClientSecretIssue => "client_secret.issue",
+    AuthWhoami => "auth.whoami",
+    OAuthToken => "oauth2.token",
+    OAuthRevoke => "oauth2.revoke",
 }
 
 impl fmt::Display for Action {
@@ -126,7 +140,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 50);
+        assert_eq!(Action::ALL.len(), 64);
     }
 
     #[test]

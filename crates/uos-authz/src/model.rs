@@ -10,6 +10,8 @@ use uuid::Uuid;
 pub enum PrincipalKind {
     /// An authenticated person.
     User,
+    /// A service account, by API key or client-credentials token.
+    ServiceAccount,
     /// No credentials were presented.
     Anonymous,
 }
@@ -38,6 +40,18 @@ impl Principal {
             platform_admin: false,
             status: None,
             org: None,
+        }
+    }
+
+    /// A service account (always "active" when it gets this far) with its standing in its
+    /// own org: roles expanded, permissions already narrowed to the credential's scopes.
+    pub fn service_account(id: Uuid, org: OrgContext) -> Self {
+        Self {
+            kind: PrincipalKind::ServiceAccount,
+            id: Some(id),
+            platform_admin: false,
+            status: Some("active".into()),
+            org: Some(org),
         }
     }
 
@@ -81,4 +95,7 @@ pub struct Resource {
     pub grants_owner: bool,
     /// The resource is the caller's own user or membership.
     pub is_self: bool,
+    /// Permissions the change hands to a service account or key; the caller must hold each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grants_permissions: Vec<String>,
 }

@@ -49,6 +49,10 @@ typed_id!(/// Identifies a custom role.
     RoleId);
 typed_id!(/// Identifies a login session.
     SessionId);
+typed_id!(/// Identifies a service account (also its OAuth2 `client_id`).
+    ServiceAccountId);
+typed_id!(/// Identifies an API key.
+    ApiKeyId);
 
 /// The current time at the precision every store keeps (microseconds), so a value returned
 /// from a write equals the value read back later.

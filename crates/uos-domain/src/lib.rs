@@ -8,6 +8,7 @@ pub mod email;
 pub mod error;
 pub mod ids;
 pub mod invite;
+pub mod machine;
 pub mod membership;
 pub mod org;
 pub mod role;
@@ -17,8 +18,15 @@ pub mod user;
 
 pub use email::Email;
 pub use error::DomainError;
-pub use ids::{new_id, now, InviteId, MembershipId, OrgId, RoleId, SessionId, UserId};
+pub use ids::{
+    new_id, now, ApiKeyId, InviteId, MembershipId, OrgId, RoleId, ServiceAccountId, SessionId,
+    UserId,
+};
 pub use invite::{Invite, InviteState};
+pub use machine::{
+    key_lifetime_days, ApiKey, KeyRefusal, RotationPolicy, ServiceAccount, ServiceAccountStatus,
+    API_KEY_MAX_DAYS,
+};
 pub use membership::{Membership, MembershipStatus};
 pub use org::{Org, OrgStatus};
 pub use role::{

@@ -44,6 +44,8 @@ pub struct Org {
     /// What `restore` returns to; set only while deleted.
     pub status_before_delete: Option<OrgStatus>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Longest lifetime, in days, of an API key issued in this org; `None` = no org limit.
+    pub api_key_max_days: Option<u32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Optimistic-concurrency version, exposed as the `ETag`.
@@ -59,6 +61,7 @@ impl Org {
             status: OrgStatus::Active,
             status_before_delete: None,
             deleted_at: None,
+            api_key_max_days: None,
             created_at: now,
             updated_at: now,
             version: 1,

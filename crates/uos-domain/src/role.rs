@@ -23,6 +23,8 @@ pub const PERMISSIONS: &[&str] = &[
     "audit:read",
     "billing:read",
     "billing:write",
+    "service_accounts:read",
+    "service_accounts:write",
 ];
 
 /// The org roles every org has; custom roles may not reuse these names. `owner` is special
@@ -44,6 +46,8 @@ const ADMIN: &[&str] = &[
     "audit:read",
     "billing:read",
     "billing:write",
+    "service_accounts:read",
+    "service_accounts:write",
 ];
 const MEMBER: &[&str] = &["org:read", "users:read", "roles:read"];
 const BILLING: &[&str] = &["org:read", "billing:read", "billing:write"];
@@ -53,6 +57,7 @@ const AUDITOR: &[&str] = &[
     "roles:read",
     "invites:read",
     "audit:read",
+    "service_accounts:read",
 ];
 
 /// The permissions a built-in role grants, or `None` if `name` is not a built-in role.

@@ -22,6 +22,23 @@ pub trait FromJsonObject: Sized {
 }
 
 /// Parse one field's value, recording a field error instead of stopping at the first.
+/// Like [`take_field`] for an optional field where `null` means "clear it": `None` when
+/// absent (or invalid, with the error recorded), `Some(None)` for `null`.
+pub fn take_nullable_field<T: serde::de::DeserializeOwned>(
+    obj: &mut Map<String, Value>,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<Option<T>> {
+    match obj.get(name) {
+        None => None,
+        Some(Value::Null) => {
+            obj.remove(name);
+            Some(None)
+        }
+        Some(_) => take_field(obj, name, false, errors).map(Some),
+    }
+}
+
 pub fn take_field<T: serde::de::DeserializeOwned>(
     obj: &mut Map<String, Value>,
     name: &str,
@@ -79,7 +96,7 @@ macro_rules! json_body {
         impl $crate::extract::FromJsonObject for $name {
             fn from_object(mut obj: serde_json::Map<String, serde_json::Value>) -> Result<Self, Vec<uos_service::FieldError>> {
                 let mut errors = Vec::new();
-                $( let $field: Option<$ty> = $crate::extract::take_field(&mut obj, stringify!($field), $crate::json_body!(@req $kind), &mut errors); )*
+                $( let $field: Option<$ty> = $crate::json_body!(@take $kind obj $field errors); )*
                 $crate::extract::reject_unknown(obj, &mut errors);
                 if !errors.is_empty() {
                     return Err(errors);
@@ -88,10 +105,13 @@ macro_rules! json_body {
             }
         }
     };
-    (@req req) => { true };
-    (@req opt) => { false };
+    (@take req $obj:ident $f:ident $errors:ident) => { $crate::extract::take_field(&mut $obj, stringify!($f), true, &mut $errors) };
+    (@take opt $obj:ident $f:ident $errors:ident) => { $crate::extract::take_field(&mut $obj, stringify!($f), false, &mut $errors) };
+    // `nul` fields are `Option<Option<T>>`: absent, explicitly null (clear it), or a value.
+    (@take nul $obj:ident $f:ident $errors:ident) => { $crate::extract::take_nullable_field(&mut $obj, stringify!($f), &mut $errors).map(Some) };
     (@final req $f:ident $errors:ident) => { match $f { Some(v) => v, None => return Err($errors) } };
     (@final opt $f:ident $errors:ident) => { $f.flatten() };
+    (@final nul $f:ident $errors:ident) => { $f.flatten() };
 }
 
 /// Read the body with the size limit, mapping an oversized one to 413.

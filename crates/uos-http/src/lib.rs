@@ -22,7 +22,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Router;
 use routes::{
-    audit, auth, federation, health, invites, me, members, mfa, orgs, resets, roles, tokens, users,
+    audit, auth, federation, health, invites, machine, me, members, mfa, oauth, orgs, resets,
+    roles, tokens, users,
 };
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -37,6 +38,33 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/password/forgot", post(auth::forgot_password))
         .route("/v1/auth/password/reset", post(auth::reset_password))
         .route("/v1/auth/introspect", post(tokens::introspect))
+        .route("/v1/auth/whoami", get(auth::whoami))
+        .route("/oauth2/token", post(oauth::token))
+        .route("/oauth2/revoke", post(oauth::revoke))
+        .route(
+            "/v1/orgs/{slug}/service-accounts",
+            post(machine::create_account).get(machine::list_accounts),
+        )
+        .route(
+            "/v1/orgs/{slug}/service-accounts/{id}",
+            get(machine::get_account)
+                .patch(machine::update_account)
+                .delete(machine::delete_account),
+        )
+        .route(
+            "/v1/orgs/{slug}/service-accounts/{id}/client-secret",
+            post(machine::issue_client_secret),
+        )
+        .route(
+            "/v1/orgs/{slug}/service-accounts/{id}/api-keys",
+            post(machine::create_key).get(machine::list_keys),
+        )
+        .route("/v1/orgs/{slug}/api-keys/overdue", get(machine::list_overdue))
+        .route(
+            "/v1/orgs/{slug}/api-keys/{id}",
+            get(machine::get_key).delete(machine::revoke_key),
+        )
+        .route("/v1/orgs/{slug}/api-keys/{id}/rotate", post(machine::rotate_key))
         .route("/v1/auth/oidc/{provider}/start", get(federation::start))
         .route(
             "/v1/auth/oidc/{provider}/callback",

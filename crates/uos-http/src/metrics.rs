@@ -1,7 +1,8 @@
 //! Prometheus metrics: requests by route and status, latency histogram, store pool gauges.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use uos_store::PoolStats;
 
@@ -11,6 +12,7 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
     pool: IntGaugeVec,
+    overdue_keys: IntGauge,
 }
 
 impl Metrics {
@@ -42,16 +44,23 @@ impl Metrics {
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        let overdue_keys = IntGauge::new(
+            "uos_api_keys_rotation_overdue",
+            "API keys past their service account's maximum key age (at the last sweep)",
+        )?;
         registry.register(Box::new(pool.clone()))?;
+        registry.register(Box::new(overdue_keys.clone()))?;
         Ok(Self {
             registry,
             requests,
             latency,
             pool,
+            overdue_keys,
         })
     }
 
-    pub fn render(&self, stats: PoolStats) -> String {
+    pub fn render(&self, stats: PoolStats, overdue_keys: i64) -> String {
+        self.overdue_keys.set(overdue_keys);
         self.pool
             .with_label_values(&["size"])
             .set(i64::from(stats.size));

@@ -58,8 +58,13 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
 
 /// Resolve `Authorization: Bearer` into a [`Caller`]. No header means anonymous (the policy
 /// decides what anonymous may do); a bad one is a 401 right away.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let caller = match req.headers().get(header::AUTHORIZATION) {
+pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // The OAuth2 endpoints authenticate the client themselves (HTTP Basic or form fields).
+    if req.uri().path().starts_with("/oauth2/") {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let caller = match parts.headers.get(header::AUTHORIZATION) {
         None => Caller::Anonymous,
         Some(v) => {
             let token = v.to_str().ok().and_then(|s| {
@@ -69,12 +74,13 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             let Some(token) = token else {
                 return ApiError::from(uos_service::ServiceError::Unauthenticated).into_response();
             };
-            match state.svc.authenticate(token).await {
+            match state.svc.authenticate(token, &ctx_from_parts(&parts)).await {
                 Ok(c) => c,
                 Err(e) => return ApiError::from(e).into_response(),
             }
         }
     };
+    let mut req = Request::from_parts(parts, body);
     req.extensions_mut().insert(caller);
     next.run(req).await
 }
@@ -84,7 +90,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 /// in the same transaction as the change; a failed request releases the claim.
 /// Authentication endpoints are excluded: their responses are credentials, never stored.
 pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.method() != Method::POST || req.uri().path().starts_with("/v1/auth/") {
+    let path = req.uri().path();
+    if req.method() != Method::POST || path.starts_with("/v1/auth/") || path.starts_with("/oauth2/")
+    {
         return next.run(req).await;
     }
     let Some(raw) = req.headers().get(&IDEMPOTENCY_KEY) else {

@@ -3,7 +3,8 @@
 use crate::problem::Problem;
 use crate::reply::ListBody;
 use crate::routes::{
-    audit, auth, federation, health, invites, me, members, mfa, orgs, resets, roles, tokens, users,
+    audit, auth, federation, health, invites, machine, me, members, mfa, oauth, orgs, resets,
+    roles, tokens, users,
 };
 use uos_service::views;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -24,6 +25,9 @@ use utoipa::{Modify, OpenApi};
         roles::create, roles::list_roles, roles::get, roles::update, roles::delete,
         users::list_users, users::get, users::update, users::set_status, users::delete, users::restore, users::revoke_sessions,
         audit::events, audit::keys,
+        auth::whoami, oauth::token, oauth::revoke,
+        machine::create_account, machine::list_accounts, machine::get_account, machine::update_account, machine::delete_account,
+        machine::issue_client_secret, machine::create_key, machine::list_keys, machine::list_overdue, machine::get_key, machine::revoke_key, machine::rotate_key,
     ),
     components(schemas(
         Problem, views::OrgView, views::UserView, views::MemberView, views::InviteView, views::RoleView,
@@ -33,6 +37,9 @@ use utoipa::{Modify, OpenApi};
         ListBody<views::InviteView>, ListBody<views::RoleView>,
         views::TotpEnrolmentView, views::RecoveryCodesView, views::PasswordResetView,
         ListBody<views::PasswordResetView>, views::IntrospectionView, views::KeyRotationView,
+        views::ServiceAccountView, views::RotationPolicyView, ListBody<views::ServiceAccountView>,
+        views::ApiKeyView, ListBody<views::ApiKeyView>, views::NewApiKeyView, views::ClientSecretView,
+        views::WhoamiView, views::OAuthTokenView, oauth::OAuthErrorBody,
     )),
     modifiers(&BearerAuth),
 )]

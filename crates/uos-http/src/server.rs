@@ -73,7 +73,7 @@ pub async fn build(cfg: &Config) -> Result<AppState, ServerError> {
     };
     let oidc = OidcProviders::new(cfg.oidc_providers.clone());
     let svc = Services::new(ports, authz, cfg.service.clone(), oidc)?;
-    svc.spawn_invalidation_listener();
+    svc.spawn_background();
     bootstrap(&svc, cfg).await?;
     Ok(AppState::new(svc)?)
 }
@@ -111,6 +111,7 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
     // Bind first: a taken port should fail before the store is touched or an admin bootstrapped.
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let state = build(&cfg).await?;
+    let svc = state.svc.clone();
     let store = state.svc.store().clone();
     tracing::info!(addr = %listener.local_addr()?, backend = store.backend(), "admin-api listening");
     let app = crate::router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -129,6 +130,10 @@ pub async fn run(cfg: Config) -> Result<(), ServerError> {
     tokio::select! {
         r = server => r?,
         () = drained => tracing::warn!("grace period over; closing with requests in flight"),
+    }
+    // Uses recorded since the last periodic write would otherwise be lost.
+    if let Err(e) = svc.flush_api_key_usage().await {
+        tracing::warn!(error = %e, "could not record the last API key uses");
     }
     store.close().await;
     tracing::info!("stopped");

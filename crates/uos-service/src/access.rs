@@ -1,7 +1,7 @@
 //! Building the policy input (principal with expanded org roles, resource) and asking the
 //! authorizer. Every use case goes through here; the returned capability gates its commit.
 
-use crate::{Caller, Ctx, Inner, Result};
+use crate::{AuthMachine, Caller, Ctx, Inner, Result};
 use uos_authz::{Action, Capability, OrgContext, Principal, Resource};
 use uos_domain::{expand_permissions, Org, OrgSlug, RoleName};
 use uos_store::Tx;
@@ -11,6 +11,7 @@ impl Inner {
     pub(crate) fn principal(&self, ctx: &Ctx) -> Principal {
         match &ctx.caller {
             Caller::Anonymous | Caller::System => Principal::anonymous(),
+            Caller::Machine(m) => Principal::service_account(m.account.id.0, machine_org(m)),
             Caller::User(u) => {
                 let mut p = Principal::user(u.user.id.0, u.user.status.as_str());
                 p.platform_admin = u.user.platform_admin;
@@ -38,8 +39,12 @@ impl Inner {
         ctx: &Ctx,
         org: &Org,
     ) -> Result<Option<OrgContext>> {
-        let Some(user) = ctx.caller.user() else {
-            return Ok(None);
+        let user = match &ctx.caller {
+            Caller::User(u) => u,
+            // A service account's standing was resolved with its credential; the policy
+            // compares its org with the resource's.
+            Caller::Machine(m) => return Ok(Some(machine_org(m))),
+            Caller::Anonymous | Caller::System => return Ok(None),
         };
         let Some(m) = tx.get_membership(org.id, user.user.id).await? else {
             return Ok(None);
@@ -98,5 +103,16 @@ impl Inner {
             .ok_or(crate::ServiceError::NotFound)?;
         let cap = self.authorize_in_org(tx, ctx, &org, action, shape).await?;
         Ok((org, cap))
+    }
+}
+
+/// A service account is always an active "member" of its own org, with its expanded roles and
+/// credential-narrowed permissions.
+fn machine_org(m: &AuthMachine) -> OrgContext {
+    OrgContext {
+        org_id: m.account.org_id.0,
+        membership_status: "active".into(),
+        roles: m.roles.clone(),
+        permissions: m.permissions.clone(),
     }
 }

@@ -2,7 +2,7 @@
 //! stored session, bearer-token authentication bound to that session, logout, JWKS.
 
 use crate::uow::{snapshot, UnitOfWork};
-use crate::views::TokenView;
+use crate::views::{TokenView, WhoamiView};
 use crate::{AuthUser, Caller, Ctx, Done, Result, ServiceError, Services};
 use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -267,10 +267,18 @@ impl Services {
         }
     }
 
-    /// Resolve a bearer token to a caller. The token must verify *and* its session must be
-    /// live *and* its user must still be allowed in, so logout and suspension act at once.
+    /// Resolve a bearer credential to a caller: an API key, a client-credentials token, or a
+    /// user's access token. A user token must verify *and* its session must be live *and* its
+    /// user must still be allowed in, so logout and suspension act at once. `ctx` is the
+    /// request so far (address, request id), for auditing refused keys.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    pub async fn authenticate(&self, token: &str) -> Result<Caller> {
+    pub async fn authenticate(&self, token: &str, ctx: &Ctx) -> Result<Caller> {
+        if uos_authn::looks_like_api_key(token) {
+            return self.authenticate_api_key(token, ctx).await;
+        }
+        if uos_authn::token_type(token) == Some(uos_authn::TokenKind::Client) {
+            return self.authenticate_client_token(token).await;
+        }
         let now = uos_domain::now();
         let claims = self
             .verified_claims(token, now)
@@ -367,6 +375,42 @@ impl Services {
         let done = Done::no_content();
         uow.commit(&cap, &done).await?;
         Ok(done)
+    }
+
+    /// Who the caller is and, for a service account, what it may do.
+    pub fn whoami(&self, ctx: &Ctx) -> Result<WhoamiView> {
+        let _cap = self.inner.authorize(
+            ctx,
+            Action::AuthWhoami,
+            Resource {
+                kind: "self".into(),
+                ..Default::default()
+            },
+        )?;
+        match &ctx.caller {
+            Caller::User(u) => Ok(WhoamiView {
+                kind: "user".into(),
+                id: u.user.id.0,
+                org_id: None,
+                email: Some(u.user.email.to_string()),
+                roles: Vec::new(),
+                permissions: Vec::new(),
+                credential: "session".into(),
+            }),
+            Caller::Machine(m) => Ok(WhoamiView {
+                kind: "service_account".into(),
+                id: m.account.id.0,
+                org_id: Some(m.account.org_id.0),
+                email: None,
+                roles: m.roles.clone(),
+                permissions: m.permissions.clone(),
+                credential: match m.credential {
+                    crate::MachineCredential::ApiKey { .. } => "api_key".into(),
+                    crate::MachineCredential::ClientToken { .. } => "client_credentials".into(),
+                },
+            }),
+            Caller::Anonymous | Caller::System => Err(ServiceError::Unauthenticated),
+        }
     }
 
     /// Public keys that verify access tokens, as a JWK Set.

@@ -121,8 +121,11 @@ impl AuthCache {
         match msg {
             Invalidation::Session(id) => self.evict_session(SessionId(*id)),
             Invalidation::User(id) => self.evict_user(UserId(*id)),
-            // API keys are cached elsewhere; nothing of theirs lives here.
-            Invalidation::ApiKey(_) => {}
+            // Machine credentials are cached elsewhere; nothing of theirs lives here.
+            Invalidation::ApiKey(_)
+            | Invalidation::ServiceAccount(_)
+            | Invalidation::Org(_)
+            | Invalidation::AccessToken(_) => {}
             Invalidation::Everything => self.clear(),
         }
     }

@@ -44,6 +44,15 @@ pub struct ServiceConfig {
     /// Seconds an authenticated session and user stay cached per replica. Revocations evict at
     /// once through the invalidation fan-out; this bounds staleness if a message is lost.
     pub auth_cache_secs: u64,
+    /// Lifetime of a client-credentials access token, seconds.
+    pub client_token_ttl_secs: u64,
+    /// How often recorded API-key uses are written (`last_used_at`), seconds: one statement per
+    /// interval instead of one write per request.
+    pub api_key_usage_flush_secs: u64,
+    /// How often keys past their account's maximum age are looked for and reported, seconds.
+    pub rotation_sweep_secs: u64,
+    /// Default overlap of a key rotation when the request names none, seconds.
+    pub api_key_rotation_overlap_secs: u64,
 }
 
 /// Throttling of password and second-factor guesses. Counting happens *before* the password is
@@ -95,6 +104,10 @@ impl Default for ServiceConfig {
             reset_token_ttl_secs: 3600,
             reset_approval_ttl_secs: 24 * 3600,
             auth_cache_secs: 30,
+            client_token_ttl_secs: 900,
+            api_key_usage_flush_secs: 10,
+            rotation_sweep_secs: 300,
+            api_key_rotation_overlap_secs: 24 * 3600,
         }
     }
 }

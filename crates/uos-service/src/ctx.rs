@@ -1,7 +1,7 @@
 //! Who is calling and on which request: the context every use case receives.
 
 use std::sync::Arc;
-use uos_domain::{SessionId, User};
+use uos_domain::{ApiKeyId, ServiceAccount, SessionId, User};
 
 /// An authenticated user: the user row as of this request, and the session the token is bound to.
 #[derive(Clone, Debug)]
@@ -10,10 +10,32 @@ pub struct AuthUser {
     pub session_id: SessionId,
 }
 
+/// How a service account proved itself on this request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MachineCredential {
+    ApiKey { id: ApiKeyId, prefix: String },
+    /// An OAuth2 client-credentials access token (`jti`).
+    ClientToken { jti: uuid::Uuid },
+}
+
+/// An authenticated service account, with what it may do in its org on this request.
+#[derive(Clone, Debug)]
+pub struct AuthMachine {
+    pub account: ServiceAccount,
+    pub credential: MachineCredential,
+    /// The account's roles with inherited ones, expanded.
+    pub roles: Vec<String>,
+    /// The roles' permissions narrowed to the credential's scopes.
+    pub permissions: Vec<String>,
+    /// The credential's scopes as granted (API key scopes or token `scope`).
+    pub scopes: Vec<String>,
+}
+
 #[derive(Clone, Debug)]
 pub enum Caller {
     Anonymous,
     User(Arc<AuthUser>),
+    Machine(Arc<AuthMachine>),
     /// The service itself (start-up tasks); never the result of authenticating a request.
     System,
 }
@@ -22,7 +44,14 @@ impl Caller {
     pub fn user(&self) -> Option<&AuthUser> {
         match self {
             Caller::User(u) => Some(u),
-            Caller::Anonymous | Caller::System => None,
+            Caller::Anonymous | Caller::System | Caller::Machine(_) => None,
+        }
+    }
+
+    pub fn machine(&self) -> Option<&AuthMachine> {
+        match self {
+            Caller::Machine(m) => Some(m),
+            Caller::Anonymous | Caller::System | Caller::User(_) => None,
         }
     }
 }
@@ -76,6 +105,7 @@ impl Ctx {
     pub fn idempotency_scope(&self) -> String {
         match &self.caller {
             Caller::User(u) => format!("user:{}", u.user.id),
+            Caller::Machine(m) => format!("service_account:{}", m.account.id),
             Caller::Anonymous | Caller::System => {
                 format!("anonymous:{}", self.ip.as_deref().unwrap_or("-"))
             }

@@ -1,4 +1,5 @@
-//! Token services for downstream services: RFC 7662 introspection of access tokens, and
+//! Token services for downstream services: RFC 7662 introspection of access tokens and API
+//! keys, and
 //! rotation of the token-signing key (the JWKS keeps the previous key until its tokens die).
 
 use crate::uow::UnitOfWork;
@@ -21,6 +22,9 @@ impl Services {
                 ..Default::default()
             },
         )?;
+        if let Some(view) = self.introspect_machine(token).await? {
+            return Ok(view);
+        }
         let now = uos_domain::now();
         let Some(claims) = self.verified_claims(token, now) else {
             return Ok(IntrospectionView::default());
@@ -38,6 +42,7 @@ impl Services {
             iat: Some(claims.iat),
             jti: Some(claims.jti.to_string()),
             sid: Some(session.id.0),
+            ..IntrospectionView::default()
         })
     }
 

@@ -5,6 +5,7 @@
 //! nothing here knows about HTTP beyond the numeric status a replayed response must carry.
 
 mod access;
+mod api_keys;
 mod audit;
 mod auth;
 mod authcache;
@@ -16,35 +17,47 @@ mod idempotency;
 mod introspect;
 mod invites;
 mod lockout;
+mod machine_auth;
+mod machinecache;
 mod me;
 mod members;
 mod mfa;
+mod oauth;
 mod orgs;
 mod passwords;
 mod recovery;
 mod roles;
+mod rotation;
+mod service_accounts;
 mod sessions;
 mod uow;
 mod users;
 pub mod views;
 
+pub use api_keys::{NewApiKey, MAX_ROTATION_OVERLAP_SECS};
 pub use auth::Bootstrap;
 pub use config::{LockoutConfig, ServiceConfig};
-pub use ctx::{AuthUser, Caller, Ctx, IdemTicket};
+pub use ctx::{AuthMachine, AuthUser, Caller, Ctx, IdemTicket, MachineCredential};
 pub use error::{FieldError, ServiceError};
 pub use federation::OidcProviders;
 pub use idempotency::IdemOutcome;
 pub use invites::NewInvite;
 pub use me::ProfilePatch;
+pub use oauth::{OAuthError, TokenRequest};
 pub use members::MAX_ROLES;
 pub use orgs::OrgMove;
 pub use passwords::PASSWORD_MAX_LEN;
 pub use roles::{is_valid_description, NewRole, RolePatch, DESCRIPTION_MAX_CHARS};
+pub use service_accounts::{NewServiceAccount, ServiceAccountPatch};
 pub use uow::Done;
 pub use users::REASON_MAX_CHARS;
 
 use authcache::AuthCache;
+use machine_auth::UsageRecorder;
+use machinecache::MachineCache;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
+use std::time::Duration;
 use uos_authn::PasswordHasher;
 use uos_authz::Authorizer;
 use uos_keys::KeyProvider;
@@ -84,7 +97,27 @@ struct Inner {
     /// with their 19 MiB blocks and make every login slower.
     hash_slots: tokio::sync::Semaphore,
     cache: AuthCache,
+    machines: MachineCache,
+    usage: UsageRecorder,
+    /// HMAC key of API-key and client-secret hashes, from the key port: a stolen table of
+    /// hashes is useless without it.
+    api_key_pepper: [u8; 32],
+    /// Keys overdue for rotation at the last sweep.
+    overdue_keys: AtomicI64,
     cfg: ServiceConfig,
+}
+
+impl Inner {
+    /// Drop cached state a change made stale, in every per-replica cache.
+    fn evict(&self, msg: &uos_shared::Invalidation) {
+        self.cache.apply(msg);
+        self.machines.apply(msg);
+    }
+
+    fn evict_all(&self) {
+        self.cache.clear();
+        self.machines.apply(&uos_shared::Invalidation::Everything);
+    }
 }
 
 impl Services {
@@ -96,7 +129,11 @@ impl Services {
     ) -> Result<Self> {
         let hasher = PasswordHasher::new(cfg.password_hashing)
             .map_err(|e| ServiceError::Internal(format!("password hasher: {e}")))?;
-        let cache = AuthCache::new(std::time::Duration::from_secs(cfg.auth_cache_secs));
+        let ttl = Duration::from_secs(cfg.auth_cache_secs);
+        let api_key_pepper = ports
+            .keys
+            .secret("api-key-pepper")
+            .map_err(|e| ServiceError::Internal(format!("api key pepper: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store: ports.store,
@@ -109,25 +146,57 @@ impl Services {
                 hash_slots: tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(1, |n| n.get()),
                 ),
-                cache,
+                cache: AuthCache::new(ttl),
+                machines: MachineCache::new(ttl),
+                usage: UsageRecorder::default(),
+                api_key_pepper,
+                overdue_keys: AtomicI64::new(0),
                 cfg,
             }),
         })
     }
 
-    /// Evict cached sessions and users when any replica says so. Runs until the process ends;
-    /// must be called once from within the runtime.
-    pub fn spawn_invalidation_listener(&self) {
+    /// Evict cached credentials when any replica says so. Runs until the process ends.
+    fn spawn_invalidation_listener(&self) {
         let inner = Arc::clone(&self.inner);
         let mut rx = inner.shared.subscribe();
         tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
             loop {
                 match rx.recv().await {
-                    Ok(msg) => inner.cache.apply(&msg),
+                    Ok(msg) => inner.evict(&msg),
                     // Missed messages could have been revocations: drop everything.
-                    Err(RecvError::Lagged(_)) => inner.cache.clear(),
+                    Err(RecvError::Lagged(_)) => inner.evict_all(),
                     Err(RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+
+    /// Start the background work of a replica: the invalidation listener, the periodic write
+    /// of API-key uses, and the rotation sweep. Must be called once from within the runtime.
+    pub fn spawn_background(&self) {
+        self.spawn_invalidation_listener();
+        let cfg = &self.inner.cfg;
+        let svc = self.clone();
+        let every = Duration::from_secs(cfg.api_key_usage_flush_secs.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = svc.flush_api_key_usage().await {
+                    tracing::warn!(error = %e, "could not record API key uses; retrying");
+                }
+            }
+        });
+        let svc = self.clone();
+        let every = Duration::from_secs(cfg.rotation_sweep_secs.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = svc.sweep_api_keys().await {
+                    tracing::warn!(error = %e, "rotation sweep failed; retrying");
                 }
             }
         });

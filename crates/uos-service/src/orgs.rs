@@ -128,8 +128,18 @@ impl Services {
         ctx: &Ctx,
         slug: &OrgSlug,
         display_name: Option<DisplayName>,
+        api_key_max_days: Option<Option<u32>>,
         if_match: Option<i64>,
     ) -> Result<Done<OrgView>> {
+        if let Some(Some(d)) = api_key_max_days {
+            if !(1..=uos_domain::API_KEY_MAX_DAYS).contains(&d) {
+                return Err(ServiceError::field(
+                    "api_key_max_days",
+                    "invalid",
+                    format!("must be between 1 and {}", uos_domain::API_KEY_MAX_DAYS),
+                ));
+            }
+        }
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let (org, cap) = inner
@@ -139,6 +149,10 @@ impl Services {
         let mut next = org.clone();
         if let Some(name) = display_name {
             next.display_name = name.into_string();
+        }
+        if let Some(max) = api_key_max_days {
+            // Applies to keys issued from now on; existing keys keep their expiry.
+            next.api_key_max_days = max;
         }
         next.updated_at = uos_domain::now();
         next.version += 1;

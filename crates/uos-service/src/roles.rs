@@ -43,7 +43,7 @@ pub fn is_valid_description(d: &str) -> bool {
     d.chars().count() <= DESCRIPTION_MAX_CHARS && !d.chars().any(char::is_control)
 }
 
-fn check_description(d: &Option<String>) -> Result<()> {
+pub(crate) fn check_description(d: &Option<String>) -> Result<()> {
     match d {
         Some(d) if !is_valid_description(d) => Err(ServiceError::field(
             "description",
@@ -223,6 +223,8 @@ impl Services {
         }
         validate_role_graph(&all).map_err(graph_error)?;
         uow.tx().update_role(&after, before.version).await?;
+        // Service accounts' expanded permissions are cached with their credentials.
+        uow.invalidate(uos_shared::Invalidation::Org(org.id.0));
         uow.record(
             "role.updated",
             Some(org.id),
@@ -272,6 +274,12 @@ impl Services {
             return Err(ServiceError::conflict(
                 "role_in_use",
                 "members still hold this role",
+            ));
+        }
+        if uow.tx().count_service_accounts_with_role(org.id, name).await? > 0 {
+            return Err(ServiceError::conflict(
+                "role_in_use",
+                "service accounts still hold this role",
             ));
         }
         uow.tx().delete_role(org.id, name).await?;

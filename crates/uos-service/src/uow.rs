@@ -185,7 +185,7 @@ impl<'a> UnitOfWork<'a> {
         for msg in &self.stale {
             // Locally at once, so this replica never serves the old state after answering;
             // other replicas through the fan-out. A failed publish is bounded by the cache TTL.
-            self.inner.cache.apply(msg);
+            self.inner.evict(msg);
             if let Err(e) = self.inner.shared.publish(msg).await {
                 tracing::warn!(error = %e, "invalidation not published; other replicas catch up by TTL");
             }
@@ -197,6 +197,7 @@ impl<'a> UnitOfWork<'a> {
 fn actor_of(ctx: &Ctx) -> Actor {
     let (kind, id) = match &ctx.caller {
         Caller::User(u) => ("user", Some(u.user.id.to_string())),
+        Caller::Machine(m) => ("service_account", Some(m.account.id.to_string())),
         Caller::System => ("system", None),
         Caller::Anonymous => ("anonymous", None),
     };

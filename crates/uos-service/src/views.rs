@@ -6,7 +6,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use uos_domain::{builtin_permissions, CustomRole, Invite, Membership, Org, User};
+use uos_domain::{
+    builtin_permissions, ApiKey, CustomRole, Invite, Membership, Org, RotationPolicy,
+    ServiceAccount, User,
+};
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct OrgView {
@@ -19,6 +22,8 @@ pub struct OrgView {
     pub updated_at: DateTime<Utc>,
     /// Set while deleted; restorable until the retention window ends.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Longest lifetime of an API key issued in this org, in days; null = no org limit.
+    pub api_key_max_days: Option<u32>,
 }
 
 impl From<&Org> for OrgView {
@@ -31,6 +36,7 @@ impl From<&Org> for OrgView {
             created_at: o.created_at,
             updated_at: o.updated_at,
             deleted_at: o.deleted_at,
+            api_key_max_days: o.api_key_max_days,
         }
     }
 }
@@ -302,6 +308,15 @@ pub struct IntrospectionView {
     /// The session the token is bound to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sid: Option<Uuid>,
+    /// Space-separated permissions a machine credential may use (RFC 7662 `scope`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The OAuth2 client (service account) a machine credential belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The org a machine credential acts in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<Uuid>,
 }
 
 /// The signing key now in use after a rotation; the previous one stays published.
@@ -311,4 +326,151 @@ pub struct KeyRotationView {
     pub key_id: String,
     /// Key ids served in the JWKS, current first.
     pub published: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RotationPolicyView {
+    /// Keys older than this are reported as overdue for rotation.
+    pub max_key_age_days: Option<u32>,
+    /// Overdue keys stop working this many days after becoming overdue; null = report only.
+    pub refuse_after_days: Option<u32>,
+}
+
+impl From<&RotationPolicy> for RotationPolicyView {
+    fn from(p: &RotationPolicy) -> Self {
+        Self {
+            max_key_age_days: p.max_key_age_days,
+            refuse_after_days: p.refuse_after_days,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ServiceAccountView {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub roles: Vec<String>,
+    /// `active`, `disabled` or `deleted`.
+    pub status: String,
+    pub rotation_policy: RotationPolicyView,
+    /// The OAuth2 `client_id` (the account id).
+    pub client_id: String,
+    /// When the current client secret was issued; null when there is none.
+    pub client_secret_created_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<&ServiceAccount> for ServiceAccountView {
+    fn from(a: &ServiceAccount) -> Self {
+        Self {
+            id: a.id.0,
+            org_id: a.org_id.0,
+            name: a.name.clone(),
+            description: a.description.clone(),
+            roles: a.roles.iter().map(|r| r.to_string()).collect(),
+            status: a.status.as_str().into(),
+            rotation_policy: RotationPolicyView::from(&a.rotation),
+            client_id: a.id.to_string(),
+            client_secret_created_at: a.client_secret_created_at,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+            deleted_at: a.deleted_at,
+        }
+    }
+}
+
+/// An API key as listed: never its secret.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: Uuid,
+    pub service_account_id: Uuid,
+    pub name: String,
+    /// The public part of the key (`uos_<prefix>_…`), for recognising it.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    /// `active`, `revoked`, `expired`, `rotated_out` or `rotation_overdue` at read time.
+    pub state: String,
+    /// Past the account's maximum key age (rotation is due).
+    pub rotation_overdue: bool,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Approximate (uses are recorded in batches).
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub replaced_by: Option<Uuid>,
+    pub replaces: Option<Uuid>,
+}
+
+impl ApiKeyView {
+    pub fn new(k: &ApiKey, policy: &RotationPolicy, now: DateTime<Utc>) -> Self {
+        Self {
+            id: k.id.0,
+            service_account_id: k.service_account_id.0,
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            scopes: k.scopes.iter().map(|p| p.as_str().to_string()).collect(),
+            state: k.state(policy, now).into(),
+            rotation_overdue: k.is_overdue(policy, now),
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+            last_used_at: k.last_used_at,
+            replaced_by: k.replaced_by.map(|i| i.0),
+            replaces: k.replaces.map(|i| i.0),
+        }
+    }
+}
+
+/// A new or rotated API key: the only time its secret is shown.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct NewApiKeyView {
+    #[serde(flatten)]
+    pub key: ApiKeyView,
+    /// The whole key, `uos_<prefix>_<secret>_<checksum>`. Shown once; only a hash is kept.
+    pub secret: String,
+}
+
+/// A new OAuth2 client secret: shown once; issuing another retires it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ClientSecretView {
+    pub client_id: String,
+    pub client_secret: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Who the caller is (user or service account) and what it may do.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct WhoamiView {
+    /// `user` or `service_account`.
+    pub kind: String,
+    pub id: Uuid,
+    /// The org a service account belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<Uuid>,
+    /// A user's email.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// A service account's expanded roles.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// A service account's usable permissions (roles narrowed to the credential's scopes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<String>,
+    /// `password`-session, `api_key` or `client_credentials`.
+    pub credential: String,
+}
+
+/// RFC 6749 §5.1 token response of the client-credentials grant.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct OAuthTokenView {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    pub expires_in: u64,
+    /// The granted permissions, space-separated.
+    pub scope: String,
 }

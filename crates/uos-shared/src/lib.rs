@@ -102,8 +102,15 @@ pub enum Invalidation {
     Session(Uuid),
     /// A user changed (disabled, deleted, roles, sessions revoked).
     User(Uuid),
-    /// An API key changed; the id is the key's public identifier.
+    /// An API key changed (revoked, rotated); the id is the key's public prefix.
     ApiKey(String),
+    /// A service account changed (disabled, deleted, roles, client secret): every credential
+    /// of it must be checked afresh.
+    ServiceAccount(Uuid),
+    /// An org's custom roles changed: expanded permissions of its machine credentials are stale.
+    Org(Uuid),
+    /// A client-credentials access token was revoked (RFC 7009); the id is its `jti`.
+    AccessToken(Uuid),
     /// Drop every cache: sent locally after messages may have been lost.
     Everything,
 }
@@ -168,6 +175,18 @@ mod tests {
             (
                 Invalidation::ApiKey("k_1".into()),
                 r#"{"kind":"api_key","id":"k_1"}"#,
+            ),
+            (
+                Invalidation::ServiceAccount(id),
+                r#"{"kind":"service_account","id":"00000000-0000-0000-0000-000000000000"}"#,
+            ),
+            (
+                Invalidation::Org(id),
+                r#"{"kind":"org","id":"00000000-0000-0000-0000-000000000000"}"#,
+            ),
+            (
+                Invalidation::AccessToken(id),
+                r#"{"kind":"access_token","id":"00000000-0000-0000-0000-000000000000"}"#,
             ),
             (Invalidation::Everything, r#"{"kind":"everything"}"#),
         ];

@@ -10,6 +10,8 @@ const UNIQUE_CODES: &[(&str, &str)] = &[
     ("custom_role_org_name_uq", "role_exists"),
     ("invite_token_hash_uq", "invite_token_taken"),
     ("password_reset_token_hash_uq", "reset_token_taken"),
+    ("service_account_org_name_uq", "name_taken"),
+    ("api_key_prefix_uq", "prefix_taken"),
     // Primary keys, under PostgreSQL's default names for them.
     ("refresh_token_pkey", "refresh_token_taken"),
     ("external_identity_pkey", "identity_linked"),

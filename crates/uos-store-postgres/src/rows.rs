@@ -5,9 +5,9 @@ use crate::error::{corrupt, db_err};
 use sqlx::types::Json;
 use sqlx::{Decode, Row, Type};
 use uos_domain::{
-    CustomRole, DomainError, Email, Invite, InviteId, Membership, MembershipId, MembershipStatus,
-    Org, OrgId, OrgSlug, OrgStatus, Permission, RoleId, RoleName, SessionId, User, UserId,
-    UserStatus,
+    ApiKey, ApiKeyId, CustomRole, DomainError, Email, Invite, InviteId, Membership, MembershipId,
+    MembershipStatus, Org, OrgId, OrgSlug, OrgStatus, Permission, RoleId, RoleName, RotationPolicy,
+    ServiceAccount, ServiceAccountId, ServiceAccountStatus, SessionId, User, UserId, UserStatus,
 };
 use uos_store::{
     AuditRow, ExternalIdentity, IdempotencyRecord, PasswordReset, RefreshToken, Result, Session,
@@ -56,8 +56,22 @@ fn names<T>(
         .map_err(corrupt(col))
 }
 
+/// A day count (`u32` in the domain) stored as a 64-bit integer.
+fn days(row: &DbRow, col: &'static str) -> Result<Option<u32>> {
+    get::<Option<i64>>(row, col)?
+        .map(u32::try_from)
+        .transpose()
+        .map_err(|_| StoreError::Corrupt(format!("{col}: day count out of range")))
+}
+
+/// A day count for binding: every `u32` fits an `i64` column.
+pub(crate) fn days_param(days: Option<u32>) -> Option<i64> {
+    days.map(i64::from)
+}
+
 pub(crate) const ORG_COLS: &str = "org.org_id, org.slug, org.display_name, org.status, \
-     org.status_before_delete, org.deleted_at, org.created_at, org.updated_at, org.version";
+     org.status_before_delete, org.deleted_at, org.api_key_max_days, org.created_at, \
+     org.updated_at, org.version";
 
 pub(crate) fn org(r: &DbRow) -> Result<Org> {
     Ok(Org {
@@ -67,6 +81,7 @@ pub(crate) fn org(r: &DbRow) -> Result<Org> {
         status: parsed(r, "status", OrgStatus::parse)?,
         status_before_delete: parsed_opt(r, "status_before_delete", OrgStatus::parse)?,
         deleted_at: get(r, "deleted_at")?,
+        api_key_max_days: days(r, "api_key_max_days")?,
         created_at: get(r, "created_at")?,
         updated_at: get(r, "updated_at")?,
         version: get(r, "version")?,
@@ -233,6 +248,61 @@ pub(crate) fn idempotency(r: &DbRow) -> Result<IdempotencyRecord> {
         status,
         response: get::<Option<Json<serde_json::Value>>>(r, "response")?.map(|j| j.0),
         created_at: get(r, "created_at")?,
+    })
+}
+
+pub(crate) const SERVICE_ACCOUNT_COLS: &str = "service_account.service_account_id, \
+     service_account.org_id, service_account.name, service_account.description, \
+     service_account.roles, service_account.status, service_account.max_key_age_days, \
+     service_account.refuse_after_days, service_account.client_secret_hash, \
+     service_account.client_secret_created_at, service_account.created_at, \
+     service_account.updated_at, service_account.deleted_at, service_account.version";
+
+pub(crate) fn service_account(r: &DbRow) -> Result<ServiceAccount> {
+    Ok(ServiceAccount {
+        id: ServiceAccountId(get(r, "service_account_id")?),
+        org_id: OrgId(get(r, "org_id")?),
+        name: get(r, "name")?,
+        description: get(r, "description")?,
+        roles: names(r, "roles", RoleName::parse)?,
+        status: parsed(r, "status", ServiceAccountStatus::parse)?,
+        rotation: RotationPolicy {
+            max_key_age_days: days(r, "max_key_age_days")?,
+            refuse_after_days: days(r, "refuse_after_days")?,
+        },
+        client_secret_hash: get(r, "client_secret_hash")?,
+        client_secret_created_at: get(r, "client_secret_created_at")?,
+        created_at: get(r, "created_at")?,
+        updated_at: get(r, "updated_at")?,
+        deleted_at: get(r, "deleted_at")?,
+        version: get(r, "version")?,
+    })
+}
+
+/// Qualified, because the overdue queries join `service_account`, whose column names overlap.
+pub(crate) const API_KEY_COLS: &str = "api_key.api_key_id, api_key.org_id, \
+     api_key.service_account_id, api_key.name, api_key.prefix, api_key.secret_hash, \
+     api_key.scopes, api_key.created_at, api_key.expires_at, api_key.revoked_at, \
+     api_key.last_used_at, api_key.replaced_by, api_key.replaces, api_key.overdue_reported_at, \
+     api_key.version";
+
+pub(crate) fn api_key(r: &DbRow) -> Result<ApiKey> {
+    Ok(ApiKey {
+        id: ApiKeyId(get(r, "api_key_id")?),
+        org_id: OrgId(get(r, "org_id")?),
+        service_account_id: ServiceAccountId(get(r, "service_account_id")?),
+        name: get(r, "name")?,
+        prefix: get(r, "prefix")?,
+        secret_hash: get(r, "secret_hash")?,
+        scopes: names(r, "scopes", Permission::parse)?,
+        created_at: get(r, "created_at")?,
+        expires_at: get(r, "expires_at")?,
+        revoked_at: get(r, "revoked_at")?,
+        last_used_at: get(r, "last_used_at")?,
+        replaced_by: get::<Option<uuid::Uuid>>(r, "replaced_by")?.map(ApiKeyId),
+        replaces: get::<Option<uuid::Uuid>>(r, "replaces")?.map(ApiKeyId),
+        overdue_reported_at: get(r, "overdue_reported_at")?,
+        version: get(r, "version")?,
     })
 }
 

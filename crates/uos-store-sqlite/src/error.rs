@@ -16,6 +16,8 @@ const UNIQUE_CODES: &[(&str, &str)] = &[
         "external_identity.issuer, external_identity.subject",
         "identity_linked",
     ),
+    ("service_account.org_id, service_account.name", "name_taken"),
+    ("api_key.prefix", "prefix_taken"),
 ];
 
 /// Primary result codes that mean "the database cannot serve us now": busy/locked after the

@@ -10,6 +10,7 @@ mod credential;
 mod error;
 mod idempotency;
 mod invite;
+mod machine;
 mod membership;
 mod org;
 mod role;

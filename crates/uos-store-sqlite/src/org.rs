@@ -1,7 +1,7 @@
 //! Organizations: insert, lookups, optimistic update and the keyset-paged list.
 
 use crate::error::db_err;
-use crate::rows::{self, overfetch, uuid_cursor, ORG_COLS};
+use crate::rows::{self, days_param, overfetch, uuid_cursor, ORG_COLS};
 use crate::tx::SqliteTx;
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
@@ -14,8 +14,8 @@ impl OrgRepo for SqliteTx {
     async fn insert_org(&mut self, org: &Org) -> Result<()> {
         sqlx::query(
             "insert into org (org_id, slug, display_name, status, status_before_delete, \
-             deleted_at, created_at, updated_at, version) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             deleted_at, api_key_max_days, created_at, updated_at, version) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(org.id.0)
         .bind(org.slug.as_str())
@@ -23,6 +23,7 @@ impl OrgRepo for SqliteTx {
         .bind(org.status.as_str())
         .bind(org.status_before_delete.map(|s| s.as_str()))
         .bind(org.deleted_at)
+        .bind(days_param(org.api_key_max_days))
         .bind(org.created_at)
         .bind(org.updated_at)
         .bind(org.version)
@@ -56,7 +57,8 @@ impl OrgRepo for SqliteTx {
     async fn update_org(&mut self, org: &Org, expected_version: i64) -> Result<()> {
         let done = sqlx::query(
             "update org set slug = $3, display_name = $4, status = $5, \
-             status_before_delete = $6, deleted_at = $7, updated_at = $8, version = $9 \
+             status_before_delete = $6, deleted_at = $7, api_key_max_days = $8, \
+             updated_at = $9, version = $10 \
              where org_id = $1 and version = $2",
         )
         .bind(org.id.0)
@@ -66,6 +68,7 @@ impl OrgRepo for SqliteTx {
         .bind(org.status.as_str())
         .bind(org.status_before_delete.map(|s| s.as_str()))
         .bind(org.deleted_at)
+        .bind(days_param(org.api_key_max_days))
         .bind(org.updated_at)
         .bind(org.version)
         .execute(self.conn())

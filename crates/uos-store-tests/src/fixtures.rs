@@ -6,8 +6,8 @@ use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use uos_domain::{
-    CustomRole, Email, Invite, InviteId, Membership, Org, OrgId, OrgSlug, Permission, RoleId,
-    RoleName, SessionId, User, UserId, UserStatus,
+    ApiKey, ApiKeyId, CustomRole, Email, Invite, InviteId, Membership, Org, OrgId, OrgSlug,
+    Permission, RoleId, RoleName, ServiceAccount, SessionId, User, UserId, UserStatus,
 };
 use uos_store::{
     AuditRow, ExternalIdentity, IdempotencyRecord, PasswordReset, RefreshToken, Session, Store,
@@ -32,6 +32,10 @@ pub fn role(name: &str) -> RoleName {
 
 pub fn email(raw: &str) -> Email {
     Email::parse(raw).expect("valid email")
+}
+
+pub fn permission(name: &str) -> Permission {
+    Permission::parse(name).expect("known permission")
 }
 
 pub fn org() -> Org {
@@ -195,6 +199,37 @@ pub fn audit(seq: i64, occurred_at: DateTime<Utc>) -> AuditRow {
     }
 }
 
+/// An active account of `org` with a unique name, the `member` role and no rotation policy.
+pub fn service_account(org: OrgId) -> ServiceAccount {
+    ServiceAccount::new(
+        org,
+        format!("robot-{}", unique()),
+        vec![role("member")],
+        now(),
+    )
+}
+
+/// A fresh, never used key of `sa` with a unique prefix and hash, scoped to `org:read`.
+pub fn api_key(sa: &ServiceAccount) -> ApiKey {
+    ApiKey {
+        id: ApiKeyId::new(),
+        org_id: sa.org_id,
+        service_account_id: sa.id,
+        name: format!("key-{}", unique()),
+        prefix: format!("uos_{:012x}", unique()),
+        secret_hash: hash(),
+        scopes: vec![permission("org:read")],
+        created_at: now(),
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+        replaced_by: None,
+        replaces: None,
+        overdue_reported_at: None,
+        version: 1,
+    }
+}
+
 pub async fn seed_org(store: &Arc<dyn Store>) -> Org {
     let o = org();
     let mut tx = store.begin().await.expect("begin");
@@ -235,4 +270,22 @@ pub async fn seed_refresh_token(store: &Arc<dyn Store>, user: UserId) -> Refresh
         .expect("insert refresh token");
     tx.commit().await.expect("commit");
     t
+}
+
+pub async fn seed_service_account(store: &Arc<dyn Store>, org: OrgId) -> ServiceAccount {
+    let sa = service_account(org);
+    let mut tx = store.begin().await.expect("begin");
+    tx.insert_service_account(&sa)
+        .await
+        .expect("insert service account");
+    tx.commit().await.expect("commit");
+    sa
+}
+
+pub async fn seed_api_key(store: &Arc<dyn Store>, sa: &ServiceAccount) -> ApiKey {
+    let key = api_key(sa);
+    let mut tx = store.begin().await.expect("begin");
+    tx.insert_api_key(&key).await.expect("insert api key");
+    tx.commit().await.expect("commit");
+    key
 }

@@ -129,13 +129,28 @@ macro_rules! conformance {
             audit_append_moves_head,
             audit_append_refuses_a_fork,
             audit_list_filters_and_pages,
+            org_api_key_max_days_roundtrips,
+            service_account_insert_get_and_find,
+            service_account_update_is_optimistic,
+            service_account_name_unique_until_deleted,
+            service_account_list_pages_and_deleted,
+            count_service_accounts_with_role_skips_deleted,
+            api_key_roundtrip_and_prefix_unique,
+            api_key_update_is_optimistic,
+            api_key_list_pages_per_account,
+            revoke_service_account_keys_revokes_live_ones,
+            touch_api_keys_keeps_the_latest_use,
+            overdue_api_keys_list_claim_and_count,
+            revoked_access_tokens_idempotent_and_purged,
             rollback_discards_changes,
             commit_makes_changes_visible_to_read,
             page_boundary_is_exact,
             bad_cursor_is_corrupt,
             concurrent_updates_one_wins,
             concurrent_idempotency_claims_one_wins,
-            concurrent_refresh_token_use_one_wins
+            concurrent_refresh_token_use_one_wins,
+            concurrent_overdue_claims_split_the_keys,
+            concurrent_touches_do_not_deadlock
         );
     };
 }

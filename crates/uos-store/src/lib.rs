@@ -20,8 +20,8 @@ pub use records::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uos_domain::{
-    CustomRole, Email, Invite, InviteId, Membership, Org, OrgId, OrgSlug, RoleName, SessionId,
-    User, UserId,
+    ApiKey, ApiKeyId, CustomRole, Email, Invite, InviteId, Membership, Org, OrgId, OrgSlug,
+    RoleName, ServiceAccount, ServiceAccountId, SessionId, User, UserId,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -53,6 +53,7 @@ pub trait Tx:
     + RoleRepo
     + SessionRepo
     + CredentialRepo
+    + MachineRepo
     + IdempotencyRepo
     + AuditRepo
     + Send
@@ -256,6 +257,96 @@ pub trait CredentialRepo {
         issuer: &str,
         subject: &str,
     ) -> Result<Option<ExternalIdentity>>;
+}
+
+/// Service accounts, their API keys, and revoked client-credentials access tokens. Secrets
+/// arrive here only as keyed hashes.
+#[async_trait]
+pub trait MachineRepo {
+    /// `Conflict("name_taken")` when an undeleted account of the org has this name.
+    async fn insert_service_account(&mut self, sa: &ServiceAccount) -> Result<()>;
+    /// The account if it belongs to `org` (any status, deleted included).
+    async fn get_service_account(
+        &mut self,
+        org: OrgId,
+        id: ServiceAccountId,
+    ) -> Result<Option<ServiceAccount>>;
+    /// By id alone, for credential checks where the org is not yet known.
+    async fn find_service_account(&mut self, id: ServiceAccountId)
+        -> Result<Option<ServiceAccount>>;
+    /// Optimistic lock like every `update_*`; `Conflict("name_taken")` on a rename to a taken
+    /// name.
+    async fn update_service_account(
+        &mut self,
+        sa: &ServiceAccount,
+        expected_version: i64,
+    ) -> Result<()>;
+    /// The org's accounts in creation order; deleted ones only with `include_deleted`.
+    async fn list_service_accounts(
+        &mut self,
+        org: OrgId,
+        include_deleted: bool,
+        page: &PageRequest,
+    ) -> Result<Page<ServiceAccount>>;
+    /// How many undeleted accounts of the org hold this role directly (a role in use cannot
+    /// be deleted).
+    async fn count_service_accounts_with_role(
+        &mut self,
+        org: OrgId,
+        role: &RoleName,
+    ) -> Result<i64>;
+
+    /// `Conflict("prefix_taken")` on a duplicate prefix.
+    async fn insert_api_key(&mut self, key: &ApiKey) -> Result<()>;
+    /// The key if it belongs to `org`.
+    async fn get_api_key(&mut self, org: OrgId, id: ApiKeyId) -> Result<Option<ApiKey>>;
+    /// The lookup of every API-key authentication.
+    async fn get_api_key_by_prefix(&mut self, prefix: &str) -> Result<Option<ApiKey>>;
+    /// Optimistic lock on `version`. `last_used_at` is left alone (see `touch_api_keys`).
+    async fn update_api_key(&mut self, key: &ApiKey, expected_version: i64) -> Result<()>;
+    /// Keys of one account in creation order, revoked and expired ones included.
+    async fn list_api_keys(
+        &mut self,
+        sa: ServiceAccountId,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKey>>;
+    /// Revoke every unrevoked key of the account (account deletion); returns their ids.
+    async fn revoke_service_account_keys(
+        &mut self,
+        sa: ServiceAccountId,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ApiKeyId>>;
+    /// Record uses in one statement: `last_used_at` becomes the later of its value and the
+    /// given time. Unknown ids are skipped. Does not bump versions (usage is not an edit).
+    async fn touch_api_keys(&mut self, used: &[(ApiKeyId, DateTime<Utc>)]) -> Result<()>;
+    /// Unrevoked, unreplaced, unexpired keys of the org whose account has a maximum key age
+    /// that `created_at` exceeds at `now`, in creation order.
+    async fn list_overdue_api_keys(
+        &mut self,
+        org: OrgId,
+        now: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKey>>;
+    /// Across all orgs: overdue keys (as above) not yet reported get `overdue_reported_at =
+    /// now`, atomically, and are returned (at most `limit`). Two replicas sweeping at once
+    /// never both get the same key.
+    async fn claim_overdue_api_keys(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>>;
+    /// Overdue keys (as above) across all orgs, for the metric.
+    async fn count_overdue_api_keys(&mut self, now: DateTime<Utc>) -> Result<i64>;
+
+    /// Deny a client-credentials access token (RFC 7009) until it expires anyway. Idempotent.
+    async fn revoke_access_token(
+        &mut self,
+        jti: uuid::Uuid,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()>;
+    async fn is_access_token_revoked(&mut self, jti: uuid::Uuid) -> Result<bool>;
+    /// Forget denials of tokens that have expired by `now`; returns how many.
+    async fn purge_revoked_access_tokens(&mut self, now: DateTime<Utc>) -> Result<u64>;
 }
 
 #[async_trait]

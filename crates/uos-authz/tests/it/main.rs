@@ -5,6 +5,7 @@
 
 mod capability;
 mod loading;
+mod machines;
 mod org_rules;
 mod principals;
 mod roles;

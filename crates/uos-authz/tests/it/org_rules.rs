@@ -13,6 +13,12 @@ const SUSPENDED_ORG_READS: &[Action] = &[
     Action::RoleList,
     Action::RoleRead,
     Action::AuditRead,
+    Action::ServiceAccountList,
+    Action::ServiceAccountRead,
+    Action::ApiKeyList,
+    Action::ApiKeyRead,
+    // Not a read, but taking a leaked credential away must work in a suspended org too.
+    Action::ApiKeyRevoke,
 ];
 
 #[test]

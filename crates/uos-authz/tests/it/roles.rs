@@ -109,7 +109,8 @@ fn every_action_is_classified_for_an_owner() {
                 | Action::SessionList
                 | Action::SessionRevoke
                 | Action::MeMfa
-                | Action::AuthIntrospect => allow("authenticated"),
+                | Action::AuthIntrospect
+                | Action::AuthWhoami => allow("authenticated"),
                 Action::UserList
                 | Action::UserRead
                 | Action::UserUpdate

@@ -35,6 +35,17 @@ pub const ORG_ACTIONS: &[(Action, &str)] = &[
     (Action::RoleUpdate, "roles:write"),
     (Action::RoleDelete, "roles:write"),
     (Action::AuditRead, "audit:read"),
+    (Action::ServiceAccountList, "service_accounts:read"),
+    (Action::ServiceAccountRead, "service_accounts:read"),
+    (Action::ServiceAccountCreate, "service_accounts:write"),
+    (Action::ServiceAccountUpdate, "service_accounts:write"),
+    (Action::ServiceAccountDelete, "service_accounts:write"),
+    (Action::ApiKeyList, "service_accounts:read"),
+    (Action::ApiKeyRead, "service_accounts:read"),
+    (Action::ApiKeyCreate, "service_accounts:write"),
+    (Action::ApiKeyRevoke, "service_accounts:write"),
+    (Action::ApiKeyRotate, "service_accounts:write"),
+    (Action::ClientSecretIssue, "service_accounts:write"),
 ];
 
 pub const PUBLIC_ACTIONS: &[Action] = &[
@@ -45,6 +56,8 @@ pub const PUBLIC_ACTIONS: &[Action] = &[
     Action::AuthPasswordReset,
     Action::AuthOidc,
     Action::InviteAccept,
+    Action::OAuthToken,
+    Action::OAuthRevoke,
 ];
 
 /// Parsing is done once per test binary; the tests share it like the service does.

@@ -1,13 +1,13 @@
-//! Login and logout.
+//! Login, logout and who-am-I.
 
 use crate::extract::{ApiJson, ReqCtx};
 use crate::json_body;
-use crate::problem::Problem;
+use crate::problem::{ApiError, Problem};
 use crate::reply::{reply, ApiResult};
 use crate::state::AppState;
 use axum::extract::State;
 use uos_domain::Email;
-use uos_service::views::TokenView;
+use uos_service::views::{TokenView, WhoamiView};
 
 json_body! {
     /// Password login.
@@ -123,4 +123,15 @@ pub async fn reset_password(
     ApiJson(b): ApiJson<ResetBody>,
 ) -> ApiResult<()> {
     reply(s.svc.reset_password(&ctx, &b.token.0, b.new_password).await)
+}
+
+/// Who the bearer credential belongs to: a user, or a service account with the roles and
+/// permissions its credential carries. A cheap check for API keys and tokens.
+#[utoipa::path(get, path = "/v1/auth/whoami", tag = "auth", security(("bearer" = [])), responses(
+    (status = 200, body = WhoamiView), (status = 401, body = Problem)))]
+pub async fn whoami(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+) -> Result<axum::Json<WhoamiView>, ApiError> {
+    Ok(axum::Json(s.svc.whoami(&ctx)?))
 }

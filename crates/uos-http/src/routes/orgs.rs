@@ -29,6 +29,9 @@ json_body! {
     pub struct UpdateOrgBody {
         #[schema(value_type = Option<String>)]
         opt display_name: Option<DisplayName>,
+        /// Longest lifetime of API keys issued from now on, in days (1–3650); null removes the limit.
+        #[schema(value_type = Option<u32>, nullable)]
+        nul api_key_max_days: Option<Option<u32>>,
     }
 }
 
@@ -84,7 +87,7 @@ pub async fn update(
 ) -> ApiResult<OrgView> {
     reply(
         s.svc
-            .update_org(&ctx, &slug(&raw)?, b.display_name, v)
+            .update_org(&ctx, &slug(&raw)?, b.display_name, b.api_key_max_days, v)
             .await,
     )
 }

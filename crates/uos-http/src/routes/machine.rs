@@ -1,0 +1,363 @@
+//! Machine identity: service accounts, their API keys and OAuth2 client secrets.
+
+use super::{slug, uuid, Description, RoleList};
+use crate::extract::{is_uuid, ApiJson, IfMatch, Query, ReqCtx};
+use crate::json_body;
+use crate::problem::{ApiError, Problem};
+use crate::reply::{list, reply, ApiResult, ListBody};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::{de, Deserialize, Deserializer};
+use uos_domain::{
+    ApiKeyId, DisplayName, Permission, RotationPolicy, ServiceAccountId, ServiceAccountStatus,
+    API_KEY_MAX_DAYS,
+};
+use uos_service::views::{
+    ApiKeyView, ClientSecretView, NewApiKeyView, ServiceAccountView,
+};
+use uos_service::{NewApiKey, NewServiceAccount, ServiceAccountPatch, MAX_ROTATION_OVERLAP_SECS};
+
+/// A number of days within `1..=API_KEY_MAX_DAYS`.
+#[derive(Debug, Clone, Copy)]
+pub struct Days(pub u32);
+
+impl<'de> Deserialize<'de> for Days {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        if !(1..=API_KEY_MAX_DAYS).contains(&n) {
+            return Err(de::Error::custom(format!(
+                "must be between 1 and {API_KEY_MAX_DAYS}"
+            )));
+        }
+        Ok(Self(n))
+    }
+}
+
+/// An account's key rotation policy as sent.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotationPolicyBody {
+    /// Keys older than this many days are reported as overdue (1–3650).
+    #[schema(value_type = Option<u32>)]
+    #[serde(default)]
+    max_key_age_days: Option<Days>,
+    /// Refuse overdue keys this many days after they became overdue (0–3650); absent or null
+    /// = only report.
+    #[serde(default)]
+    refuse_after_days: Option<u32>,
+}
+
+impl From<RotationPolicyBody> for RotationPolicy {
+    fn from(b: RotationPolicyBody) -> Self {
+        Self {
+            max_key_age_days: b.max_key_age_days.map(|d| d.0),
+            refuse_after_days: b.refuse_after_days,
+        }
+    }
+}
+
+/// `active` or `disabled` (deleting is `DELETE`).
+#[derive(Debug, Clone, Copy)]
+pub struct AccountStatus(pub ServiceAccountStatus);
+
+impl<'de> Deserialize<'de> for AccountStatus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "active" => Ok(Self(ServiceAccountStatus::Active)),
+            "disabled" => Ok(Self(ServiceAccountStatus::Disabled)),
+            _ => Err(de::Error::custom("status must be active or disabled")),
+        }
+    }
+}
+
+json_body! {
+    /// A service account: a machine principal of the org with roles (never `owner`).
+    pub struct CreateServiceAccountBody {
+        #[schema(value_type = String, example = "ci-deployer")]
+        req name: DisplayName,
+        #[schema(value_type = Vec<String>, example = json!(["member"]))]
+        req roles: RoleList,
+        #[schema(value_type = Option<String>, max_length = 500)]
+        opt description: Option<Description>,
+        opt rotation_policy: Option<RotationPolicyBody>,
+    }
+}
+
+json_body! {
+    /// Account fields to change; `roles` replaces the list, `description: null` clears it.
+    pub struct UpdateServiceAccountBody {
+        #[schema(value_type = Option<String>)]
+        opt name: Option<DisplayName>,
+        #[schema(value_type = Option<Vec<String>>)]
+        opt roles: Option<RoleList>,
+        #[schema(value_type = Option<String>, max_length = 500, nullable)]
+        nul description: Option<Option<Description>>,
+        #[schema(value_type = Option<String>, example = "disabled")]
+        opt status: Option<AccountStatus>,
+        opt rotation_policy: Option<RotationPolicyBody>,
+    }
+}
+
+json_body! {
+    /// A new API key: its permissions (each granted by the account's roles) and lifetime.
+    pub struct CreateApiKeyBody {
+        #[schema(value_type = String, example = "deploy pipeline")]
+        req name: DisplayName,
+        #[schema(value_type = Vec<String>, example = json!(["users:read"]))]
+        req scopes: Vec<Permission>,
+        /// Days until the key expires (1–3650, and at most the org's maximum). Without it the
+        /// org's maximum applies, or the key does not expire.
+        #[schema(value_type = Option<u32>)]
+        opt expires_in_days: Option<Days>,
+    }
+}
+
+/// Seconds within `0..=MAX_ROTATION_OVERLAP_SECS`.
+#[derive(Debug, Clone, Copy)]
+pub struct Overlap(pub u64);
+
+impl<'de> Deserialize<'de> for Overlap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        if n > MAX_ROTATION_OVERLAP_SECS {
+            return Err(de::Error::custom(format!(
+                "must be between 0 and {MAX_ROTATION_OVERLAP_SECS}"
+            )));
+        }
+        Ok(Self(n))
+    }
+}
+
+json_body! {
+    /// How long the old key keeps working after the rotation.
+    pub struct RotateApiKeyBody {
+        /// Seconds (0–2592000); the configured default (one day) when absent.
+        #[schema(value_type = Option<u64>)]
+        opt overlap_seconds: Option<Overlap>,
+    }
+}
+
+fn account_id(raw: &str) -> Result<ServiceAccountId, ApiError> {
+    uuid("id", raw).map(ServiceAccountId)
+}
+
+fn key_id(raw: &str) -> Result<ApiKeyId, ApiError> {
+    uuid("id", raw).map(ApiKeyId)
+}
+
+#[utoipa::path(post, path = "/v1/orgs/{slug}/service-accounts", tag = "machine", security(("bearer" = [])), request_body = CreateServiceAccountBody,
+    params(("Idempotency-Key" = Option<String>, Header)), responses(
+    (status = 201, body = ServiceAccountView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn create_account(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path(raw): Path<String>,
+    ApiJson(b): ApiJson<CreateServiceAccountBody>,
+) -> ApiResult<ServiceAccountView> {
+    let req = NewServiceAccount {
+        name: b.name.into_string(),
+        description: b.description.map(|d| d.0),
+        roles: b.roles.0,
+        rotation: b.rotation_policy.map(Into::into).unwrap_or_default(),
+    };
+    reply(s.svc.create_service_account(&ctx, &slug(&raw)?, req).await)
+}
+
+#[utoipa::path(get, path = "/v1/orgs/{slug}/service-accounts", tag = "machine", security(("bearer" = [])),
+    params(("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query), ("include_deleted" = Option<bool>, Query)),
+    responses((status = 200, body = ListBody<ServiceAccountView>), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn list_accounts(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path(raw): Path<String>,
+    mut q: Query,
+) -> Result<Json<ListBody<ServiceAccountView>>, ApiError> {
+    let page = q.page("service_accounts", is_uuid);
+    let include_deleted = q
+        .parse("include_deleted", |v| v.parse::<bool>())
+        .unwrap_or(false);
+    q.finish()?;
+    list(
+        "service_accounts",
+        s.svc
+            .list_service_accounts(&ctx, &slug(&raw)?, include_deleted, &page)
+            .await,
+    )
+}
+
+#[utoipa::path(get, path = "/v1/orgs/{slug}/service-accounts/{id}", tag = "machine", security(("bearer" = [])),
+    responses((status = 200, body = ServiceAccountView), (status = 404, body = Problem)))]
+pub async fn get_account(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path((raw, id)): Path<(String, String)>,
+) -> ApiResult<ServiceAccountView> {
+    reply(
+        s.svc
+            .get_service_account(&ctx, &slug(&raw)?, account_id(&id)?)
+            .await,
+    )
+}
+
+#[utoipa::path(patch, path = "/v1/orgs/{slug}/service-accounts/{id}", tag = "machine", security(("bearer" = [])), request_body = UpdateServiceAccountBody, responses(
+    (status = 200, body = ServiceAccountView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
+pub async fn update_account(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path((raw, id)): Path<(String, String)>,
+    IfMatch(v): IfMatch,
+    ApiJson(b): ApiJson<UpdateServiceAccountBody>,
+) -> ApiResult<ServiceAccountView> {
+    let patch = ServiceAccountPatch {
+        name: b.name.map(DisplayName::into_string),
+        description: b.description.map(|d| d.map(|d| d.0)),
+        roles: b.roles.map(|r| r.0),
+        status: b.status.map(|s| s.0),
+        rotation: b.rotation_policy.map(Into::into),
+    };
+    reply(
+        s.svc
+            .update_service_account(&ctx, &slug(&raw)?, account_id(&id)?, patch, v)
+            .await,
+    )
+}
+
+/// Soft delete: every key is revoked and the client secret dropped.
+#[utoipa::path(delete, path = "/v1/orgs/{slug}/service-accounts/{id}", tag = "machine", security(("bearer" = [])), responses(
+    (status = 204, description = "deleted"), (status = 404, body = Problem), (status = 412, body = Problem)))]
+pub async fn delete_account(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path((raw, id)): Path<(String, String)>,
+    IfMatch(v): IfMatch,
+) -> ApiResult<()> {
+    reply(
+        s.svc
+            .delete_service_account(&ctx, &slug(&raw)?, account_id(&id)?, v)
+            .await,
+    )
+}
+
+/// Issue an OAuth2 client secret (shown once); the previous one stops working.
+#[utoipa::path(post, path = "/v1/orgs/{slug}/service-accounts/{id}/client-secret", tag = "machine", security(("bearer" = [])), responses(
+    (status = 201, body = ClientSecretView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn issue_client_secret(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path((raw, id)): Path<(String, String)>,
+) -> ApiResult<ClientSecretView> {
+    reply(
+        s.svc
+            .issue_client_secret(&ctx, &slug(&raw)?, account_id(&id)?)
+            .await,
+    )
+}
+
+/// Create an API key; the response is the only time its secret is shown.
+#[utoipa::path(post, path = "/v1/orgs/{slug}/service-accounts/{id}/api-keys", tag = "machine", security(("bearer" = [])), request_body = CreateApiKeyBody,
+    params(("Idempotency-Key" = Option<String>, Header)), responses(
+    (status = 201, body = NewApiKeyView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn create_key(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path((raw, id)): Path<(String, String)>,
+    ApiJson(b): ApiJson<CreateApiKeyBody>,
+) -> ApiResult<NewApiKeyView> {
+    let req = NewApiKey {
+        name: b.name.into_string(),
+        scopes: b.scopes,
+        expires_in_days: b.expires_in_days.map(|d| d.0),
+    };
+    reply(
+        s.svc
+            .create_api_key(&ctx, &slug(&raw)?, account_id(&id)?, req)
+            .await,
+    )
+}
+
+#[utoipa::path(get, path = "/v1/orgs/{slug}/service-accounts/{id}/api-keys", tag = "machine", security(("bearer" = [])),
+    params(("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query)),
+    responses((status = 200, body = ListBody<ApiKeyView>), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn list_keys(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path((raw, id)): Path<(String, String)>,
+    mut q: Query,
+) -> Result<Json<ListBody<ApiKeyView>>, ApiError> {
+    let page = q.page("api_keys", is_uuid);
+    q.finish()?;
+    list(
+        "api_keys",
+        s.svc
+            .list_api_keys(&ctx, &slug(&raw)?, account_id(&id)?, &page)
+            .await,
+    )
+}
+
+/// Keys of the org past their account's maximum key age (rotation policy), oldest first.
+#[utoipa::path(get, path = "/v1/orgs/{slug}/api-keys/overdue", tag = "machine", security(("bearer" = [])),
+    params(("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query)),
+    responses((status = 200, body = ListBody<ApiKeyView>), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn list_overdue(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path(raw): Path<String>,
+    mut q: Query,
+) -> Result<Json<ListBody<ApiKeyView>>, ApiError> {
+    let page = q.page("overdue_keys", is_uuid);
+    q.finish()?;
+    list(
+        "overdue_keys",
+        s.svc.list_overdue_api_keys(&ctx, &slug(&raw)?, &page).await,
+    )
+}
+
+#[utoipa::path(get, path = "/v1/orgs/{slug}/api-keys/{id}", tag = "machine", security(("bearer" = [])),
+    responses((status = 200, body = ApiKeyView), (status = 404, body = Problem)))]
+pub async fn get_key(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path((raw, id)): Path<(String, String)>,
+) -> ApiResult<ApiKeyView> {
+    reply(s.svc.get_api_key(&ctx, &slug(&raw)?, key_id(&id)?).await)
+}
+
+/// Revoke the key: it fails on every replica within a second.
+#[utoipa::path(delete, path = "/v1/orgs/{slug}/api-keys/{id}", tag = "machine", security(("bearer" = [])), responses(
+    (status = 204, description = "revoked"), (status = 404, body = Problem), (status = 412, body = Problem)))]
+pub async fn revoke_key(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path((raw, id)): Path<(String, String)>,
+    IfMatch(v): IfMatch,
+) -> ApiResult<()> {
+    reply(
+        s.svc
+            .revoke_api_key(&ctx, &slug(&raw)?, key_id(&id)?, v)
+            .await,
+    )
+}
+
+/// Replace the key with a new one (shown once); the old key works until the overlap ends.
+#[utoipa::path(post, path = "/v1/orgs/{slug}/api-keys/{id}/rotate", tag = "machine", security(("bearer" = [])), request_body = RotateApiKeyBody, responses(
+    (status = 201, body = NewApiKeyView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
+pub async fn rotate_key(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path((raw, id)): Path<(String, String)>,
+    IfMatch(v): IfMatch,
+    ApiJson(b): ApiJson<RotateApiKeyBody>,
+) -> ApiResult<NewApiKeyView> {
+    reply(
+        s.svc
+            .rotate_api_key(
+                &ctx,
+                &slug(&raw)?,
+                key_id(&id)?,
+                b.overlap_seconds.map(|o| o.0),
+                v,
+            )
+            .await,
+    )
+}

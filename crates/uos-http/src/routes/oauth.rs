@@ -1,0 +1,149 @@
+//! The OAuth2 endpoints for service accounts: the client-credentials token endpoint and token
+//! revocation. They speak OAuth2, not the rest of the API's conventions: form-encoded bodies,
+//! client authentication by HTTP Basic or in the body, and `{"error": …}` bodies (RFC 6749
+//! §5.2) with `Cache-Control: no-store`.
+
+use crate::extract::{read_body, ReqCtx};
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use std::collections::HashMap;
+use uos_service::views::OAuthTokenView;
+use uos_service::{OAuthError, TokenRequest};
+
+/// OAuth2 error body.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct OAuthErrorBody {
+    /// `invalid_request`, `invalid_client`, `invalid_scope`, `unsupported_grant_type`, …
+    error: String,
+    error_description: String,
+}
+
+fn no_store(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+fn error_response(e: OAuthError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let body = OAuthErrorBody {
+        error: e.error.into(),
+        error_description: e.description,
+    };
+    let mut res = (status, axum::Json(body)).into_response();
+    if e.basic_challenge {
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"user-org-service\""),
+        );
+    }
+    no_store(res)
+}
+
+/// `client_id:client_secret` of an HTTP Basic header, each form-decoded as RFC 6749 §2.3.1
+/// asks. `Err` for a Basic header that does not decode; `Ok(None)` without one.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, ()> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| ())?;
+    let Some((scheme, rest)) = v.split_once(' ') else {
+        return Err(());
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(());
+    }
+    let raw = STANDARD.decode(rest.trim()).map_err(|_| ())?;
+    let text = String::from_utf8(raw).map_err(|_| ())?;
+    let (id, secret) = text.split_once(':').ok_or(())?;
+    let decode = |s: &str| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("x={s}"))
+            .ok()
+            .and_then(|mut v| v.pop())
+            .map(|(_, v)| v)
+    };
+    Ok(decode(id).zip(decode(secret)))
+}
+
+/// The request as the OAuth2 flow sees it: a form body whose fields each appear once.
+async fn token_request(req: Request) -> Result<TokenRequest, OAuthError> {
+    let basic = basic_credentials(req.headers()).map_err(|()| OAuthError {
+        status: 401,
+        error: "invalid_client",
+        description: "the Authorization header is not HTTP Basic client authentication".into(),
+        basic_challenge: true,
+    })?;
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        });
+    let bytes = read_body(req).await.map_err(|_| OAuthError {
+        status: 413,
+        error: "invalid_request",
+        description: "the body is too large".into(),
+        basic_challenge: false,
+    })?;
+    let mut form = HashMap::new();
+    let pairs = if is_form {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&bytes).ok()
+    } else {
+        None
+    };
+    let mut valid = pairs.is_some();
+    for (k, v) in pairs.unwrap_or_default() {
+        // RFC 6749 §3.2: parameters must not be repeated.
+        if form.insert(k, v).is_some() {
+            valid = false;
+        }
+    }
+    Ok(TokenRequest {
+        basic,
+        form,
+        valid,
+    })
+}
+
+/// Client-credentials grant (RFC 6749 §4.4): the service account authenticates with its client
+/// secret (HTTP Basic or `client_id` + `client_secret` in the form) and gets a short-lived
+/// access token for the requested `scope` (space-separated permissions; all it may have when
+/// absent).
+#[utoipa::path(post, path = "/oauth2/token", tag = "oauth2",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "`grant_type=client_credentials&scope=users:read` (+ `client_id`, `client_secret` without HTTP Basic)"),
+    responses((status = 200, body = OAuthTokenView), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody)))]
+pub async fn token(State(s): State<AppState>, ReqCtx(ctx): ReqCtx, req: Request) -> Response {
+    let req = match token_request(req).await {
+        Ok(r) => r,
+        Err(e) => return error_response(e),
+    };
+    match s.svc.client_credentials_grant(&ctx, &req).await {
+        Ok(view) => no_store(axum::Json(view).into_response()),
+        Err(e) => error_response(e),
+    }
+}
+
+/// Token revocation (RFC 7009) of a client-credentials access token by its own client. Any
+/// token the client may not revoke (unknown, expired, another client's) also answers 200.
+#[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth2",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`token=…` (+ client authentication)"),
+    responses((status = 200, description = "revoked, or nothing to revoke"), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody)))]
+pub async fn revoke(State(s): State<AppState>, ReqCtx(ctx): ReqCtx, req: Request) -> Response {
+    let req = match token_request(req).await {
+        Ok(r) => r,
+        Err(e) => return error_response(e),
+    };
+    match s.svc.revoke_client_token(&ctx, &req).await {
+        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Err(e) => error_response(e),
+    }
+}

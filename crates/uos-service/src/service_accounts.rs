@@ -1,0 +1,405 @@
+//! Service accounts: org-scoped machine principals with roles, a rotation policy for their API
+//! keys, and an OAuth2 client secret. Every change is audited; every change that can narrow
+//! what the account may do evicts its cached credentials on every replica.
+
+use crate::members::validate_roles;
+use crate::orgs::check_version;
+use crate::roles::check_description;
+use crate::uow::{snapshot, UnitOfWork};
+use crate::views::{ClientSecretView, ServiceAccountView};
+use crate::{Ctx, Done, Result, ServiceError, Services};
+use uos_authz::{Action, Resource};
+use uos_domain::{
+    org::parse_display_name, OrgSlug, RoleName, RotationPolicy, ServiceAccount,
+    ServiceAccountId, ServiceAccountStatus, API_KEY_MAX_DAYS,
+};
+use uos_shared::Invalidation;
+use uos_store::{Page, PageRequest, Tx};
+
+#[derive(Clone, Debug)]
+pub struct NewServiceAccount {
+    pub name: String,
+    pub description: Option<String>,
+    pub roles: Vec<RoleName>,
+    pub rotation: RotationPolicy,
+}
+
+/// Fields to change; `None` leaves a field as it is (`description: Some(None)` clears it).
+#[derive(Clone, Debug, Default)]
+pub struct ServiceAccountPatch {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub roles: Option<Vec<RoleName>>,
+    pub status: Option<ServiceAccountStatus>,
+    pub rotation: Option<RotationPolicy>,
+}
+
+pub(crate) fn account_resource(
+    id: Option<ServiceAccountId>,
+    grants: Vec<String>,
+) -> impl FnOnce(&mut Resource) {
+    move |r: &mut Resource| {
+        r.kind = "service_account".into();
+        r.id = id.map(|i| i.to_string());
+        r.grants_permissions = grants;
+    }
+}
+
+fn check_name(name: &str) -> Result<String> {
+    parse_display_name(name).map_err(|e| ServiceError::field("name", "invalid", e.to_string()))
+}
+
+fn check_rotation(p: &RotationPolicy) -> Result<()> {
+    let bad = |field: &str| {
+        ServiceError::field(
+            field,
+            "invalid",
+            format!("must be between 1 and {API_KEY_MAX_DAYS} days"),
+        )
+    };
+    let in_range = |d: u32| (1..=API_KEY_MAX_DAYS).contains(&d);
+    if p.max_key_age_days.is_some_and(|d| !in_range(d)) {
+        return Err(bad("rotation_policy.max_key_age_days"));
+    }
+    // A grace of zero days is allowed: refuse as soon as the key is overdue.
+    if p.refuse_after_days.is_some_and(|d| d > API_KEY_MAX_DAYS) {
+        return Err(bad("rotation_policy.refuse_after_days"));
+    }
+    if p.refuse_after_days.is_some() && p.max_key_age_days.is_none() {
+        return Err(ServiceError::field(
+            "rotation_policy.refuse_after_days",
+            "requires_max_key_age",
+            "refusing overdue keys needs max_key_age_days",
+        ));
+    }
+    Ok(())
+}
+
+/// Roles a service account may hold: existing in the org, and never `owner` (an org's owners
+/// are people; the last-owner rule counts only them).
+async fn account_roles(
+    tx: &mut dyn Tx,
+    org: &uos_domain::Org,
+    roles: Vec<RoleName>,
+) -> Result<Vec<RoleName>> {
+    if let Some(i) = roles.iter().position(RoleName::is_owner) {
+        return Err(ServiceError::field(
+            &format!("roles[{i}]"),
+            "owner_not_allowed",
+            "a service account cannot be an owner",
+        ));
+    }
+    validate_roles(tx, org, roles, "roles").await
+}
+
+impl Services {
+    /// The permissions `roles` grant in `org`, for the policy's no-escalation check.
+    async fn role_grants(
+        &self,
+        tx: &mut dyn Tx,
+        org: uos_domain::OrgId,
+        roles: &[RoleName],
+    ) -> Result<Vec<String>> {
+        let custom = if roles.iter().all(RoleName::is_builtin) {
+            Vec::new()
+        } else {
+            tx.all_roles(org).await?
+        };
+        Ok(uos_domain::expand_permissions(roles, &custom)
+            .1
+            .into_iter()
+            .collect())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn create_service_account(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        req: NewServiceAccount,
+    ) -> Result<Done<ServiceAccountView>> {
+        let name = check_name(&req.name)?;
+        check_description(&req.description)?;
+        check_rotation(&req.rotation)?;
+        let inner = &*self.inner;
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let org = uow
+            .tx()
+            .get_org_by_slug(slug)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        // Roles are checked before the policy so that the escalation check sees real
+        // permissions; the answer for an outsider is still the policy's 404 below.
+        let checked = account_roles(uow.tx(), &org, req.roles.clone()).await;
+        let grants = match &checked {
+            Ok(roles) => self.role_grants(uow.tx(), org.id, roles).await?,
+            Err(_) => Vec::new(),
+        };
+        let cap = inner
+            .authorize_in_org(
+                uow.tx(),
+                ctx,
+                &org,
+                Action::ServiceAccountCreate,
+                account_resource(None, grants),
+            )
+            .await?;
+        let roles = checked?;
+        let mut sa = ServiceAccount::new(org.id, name, roles, uos_domain::now());
+        sa.description = req.description;
+        sa.rotation = req.rotation;
+        uow.tx().insert_service_account(&sa).await?;
+        let view = ServiceAccountView::from(&sa);
+        uow.record(
+            "service_account.created",
+            Some(org.id),
+            ("service_account", sa.id.to_string()),
+            serde_json::Value::Null,
+            snapshot(&view),
+        )
+        .await?;
+        let done = Done::created(view, Some(sa.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn list_service_accounts(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        include_deleted: bool,
+        page: &PageRequest,
+    ) -> Result<Page<ServiceAccountView>> {
+        let inner = &*self.inner;
+        let mut r = inner.store.read().await?;
+        let (org, _cap) = inner
+            .org_access(
+                &mut *r,
+                ctx,
+                slug,
+                Action::ServiceAccountList,
+                account_resource(None, Vec::new()),
+            )
+            .await?;
+        let page = r.list_service_accounts(org.id, include_deleted, page).await?;
+        Ok(Page {
+            items: page.items.iter().map(ServiceAccountView::from).collect(),
+            next: page.next,
+        })
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn get_service_account(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        id: ServiceAccountId,
+    ) -> Result<Done<ServiceAccountView>> {
+        let inner = &*self.inner;
+        let mut r = inner.store.read().await?;
+        let (org, _cap) = inner
+            .org_access(
+                &mut *r,
+                ctx,
+                slug,
+                Action::ServiceAccountRead,
+                account_resource(Some(id), Vec::new()),
+            )
+            .await?;
+        let sa = r
+            .get_service_account(org.id, id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        Ok(Done::ok(ServiceAccountView::from(&sa), Some(sa.version)))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn update_service_account(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        id: ServiceAccountId,
+        patch: ServiceAccountPatch,
+        if_match: Option<i64>,
+    ) -> Result<Done<ServiceAccountView>> {
+        let name = patch.name.as_deref().map(check_name).transpose()?;
+        if let Some(d) = &patch.description {
+            check_description(d)?;
+        }
+        if let Some(p) = &patch.rotation {
+            check_rotation(p)?;
+        }
+        let inner = &*self.inner;
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let org = uow
+            .tx()
+            .get_org_by_slug(slug)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let checked = match patch.roles.clone() {
+            Some(roles) => Some(account_roles(uow.tx(), &org, roles).await),
+            None => None,
+        };
+        let grants = match &checked {
+            Some(Ok(roles)) => self.role_grants(uow.tx(), org.id, roles).await?,
+            _ => Vec::new(),
+        };
+        let cap = inner
+            .authorize_in_org(
+                uow.tx(),
+                ctx,
+                &org,
+                Action::ServiceAccountUpdate,
+                account_resource(Some(id), grants),
+            )
+            .await?;
+        let roles = checked.transpose()?;
+        let before = uow
+            .tx()
+            .get_service_account(org.id, id)
+            .await?
+            .filter(|sa| sa.status != ServiceAccountStatus::Deleted)
+            .ok_or(ServiceError::NotFound)?;
+        check_version(before.version, if_match)?;
+        let now = uos_domain::now();
+        let mut sa = before.clone();
+        if let Some(to) = patch.status {
+            sa.set_status(to, now)
+                .map_err(|e| ServiceError::Validation(vec![crate::FieldError::from_domain("status", &e)]))?;
+        }
+        if let Some(n) = name {
+            sa.name = n;
+        }
+        if let Some(d) = patch.description {
+            sa.description = d;
+        }
+        if let Some(r) = roles {
+            sa.roles = r;
+        }
+        if let Some(p) = patch.rotation {
+            sa.rotation = p;
+        }
+        if sa == before {
+            return Ok(Done::ok(ServiceAccountView::from(&sa), Some(sa.version)));
+        }
+        if sa.version == before.version {
+            sa.touch(now);
+        }
+        uow.tx().update_service_account(&sa, before.version).await?;
+        uow.invalidate(Invalidation::ServiceAccount(sa.id.0));
+        let view = ServiceAccountView::from(&sa);
+        uow.record(
+            "service_account.updated",
+            Some(org.id),
+            ("service_account", sa.id.to_string()),
+            snapshot(&ServiceAccountView::from(&before)),
+            snapshot(&view),
+        )
+        .await?;
+        let done = Done::ok(view, Some(sa.version));
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    /// Soft-delete the account: its keys are revoked and its client secret dropped, so every
+    /// credential of it stops working at once.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn delete_service_account(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        id: ServiceAccountId,
+        if_match: Option<i64>,
+    ) -> Result<Done<()>> {
+        let inner = &*self.inner;
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let (org, cap) = inner
+            .org_access(
+                uow.tx(),
+                ctx,
+                slug,
+                Action::ServiceAccountDelete,
+                account_resource(Some(id), Vec::new()),
+            )
+            .await?;
+        let before = uow
+            .tx()
+            .get_service_account(org.id, id)
+            .await?
+            .filter(|sa| sa.status != ServiceAccountStatus::Deleted)
+            .ok_or(ServiceError::NotFound)?;
+        check_version(before.version, if_match)?;
+        let now = uos_domain::now();
+        let mut sa = before.clone();
+        sa.delete(now)
+            .map_err(|e| ServiceError::conflict("invalid_transition", e.to_string()))?;
+        uow.tx().update_service_account(&sa, before.version).await?;
+        let revoked = uow.tx().revoke_service_account_keys(sa.id, now).await?;
+        uow.invalidate(Invalidation::ServiceAccount(sa.id.0));
+        uow.record(
+            "service_account.deleted",
+            Some(org.id),
+            ("service_account", sa.id.to_string()),
+            snapshot(&ServiceAccountView::from(&before)),
+            serde_json::json!({"status": "deleted", "revoked_api_keys": revoked}),
+        )
+        .await?;
+        let done = Done::no_content();
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    /// Issue a new OAuth2 client secret for the account; the previous one stops working.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn issue_client_secret(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        id: ServiceAccountId,
+    ) -> Result<Done<ClientSecretView>> {
+        let inner = &*self.inner;
+        let mut uow = UnitOfWork::begin(inner, ctx).await?;
+        let (org, cap) = inner
+            .org_access(
+                uow.tx(),
+                ctx,
+                slug,
+                Action::ClientSecretIssue,
+                account_resource(Some(id), Vec::new()),
+            )
+            .await?;
+        let before = uow
+            .tx()
+            .get_service_account(org.id, id)
+            .await?
+            .filter(|sa| sa.status != ServiceAccountStatus::Deleted)
+            .ok_or(ServiceError::NotFound)?;
+        let now = uos_domain::now();
+        let secret = uos_authn::generate_client_secret();
+        let mut sa = before.clone();
+        sa.client_secret_hash = Some(uos_authn::hash_api_key(&inner.api_key_pepper, &secret));
+        sa.client_secret_created_at = Some(now);
+        sa.touch(now);
+        uow.tx().update_service_account(&sa, before.version).await?;
+        uow.invalidate(Invalidation::ServiceAccount(sa.id.0));
+        uow.record(
+            "client_secret.issued",
+            Some(org.id),
+            ("service_account", sa.id.to_string()),
+            serde_json::json!({"client_secret_created_at": before.client_secret_created_at}),
+            serde_json::json!({"client_secret_created_at": now, "replaced": before.client_secret_hash.is_some()}),
+        )
+        .await?;
+        let done = Done::created(
+            ClientSecretView {
+                client_id: sa.id.to_string(),
+                client_secret: secret,
+                created_at: now,
+            },
+            Some(sa.version),
+        );
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+}
