@@ -70,14 +70,15 @@ org_decision := {"allow": false, "rule": "not_member"} if {
 } else := {"allow": false, "rule": concat("", ["missing_permission:", required_permission])} if {
 	# A missing or malformed permissions list denies here too.
 	not required_permission in input.principal.org.permissions
-} else := {"allow": false, "rule": "permission_escalation"} if {
-	# Nobody hands a service account or key a permission they do not hold themselves.
-	some p in input.resource.grants_permissions
-	not p in input.principal.org.permissions
 } else := {"allow": false, "rule": "owner_required"} if {
 	# Only owners make or unmake owners; the service separately keeps at least one per org.
 	input.resource.grants_owner == true
 	not "owner" in input.principal.org.roles
+} else := {"allow": false, "rule": "permission_escalation"} if {
+	# Nobody hands a role, member, invite, service account or key a permission they do not
+	# hold themselves.
+	some p in input.resource.grants_permissions
+	not p in input.principal.org.permissions
 } else := {"allow": true, "rule": concat("", ["permission:", required_permission])} if {
 	required_permission
 }

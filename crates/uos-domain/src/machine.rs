@@ -229,7 +229,8 @@ impl ApiKey {
 
     /// "active", "revoked", "expired" or "rotated_out", as shown to clients.
     pub fn state(&self, policy: &RotationPolicy, now: DateTime<Utc>) -> &'static str {
-        self.refusal(policy, now).map_or("active", KeyRefusal::as_str)
+        self.refusal(policy, now)
+            .map_or("active", KeyRefusal::as_str)
     }
 
     /// Whether the key is overdue for rotation at `now` (still usable or not).
@@ -335,10 +336,7 @@ mod tests {
         assert!(k.is_overdue(&report, t(30)));
         assert_eq!(k.refusal(&report, t(1000)), None);
         assert_eq!(k.refusal(&refuse, t(36)), None);
-        assert_eq!(
-            k.refusal(&refuse, t(37)),
-            Some(KeyRefusal::RotationOverdue)
-        );
+        assert_eq!(k.refusal(&refuse, t(37)), Some(KeyRefusal::RotationOverdue));
         assert!(!k.is_overdue(&RotationPolicy::default(), t(1000)));
     }
 

@@ -59,12 +59,18 @@ pub fn router(state: AppState) -> Router {
             "/v1/orgs/{slug}/service-accounts/{id}/api-keys",
             post(machine::create_key).get(machine::list_keys),
         )
-        .route("/v1/orgs/{slug}/api-keys/overdue", get(machine::list_overdue))
+        .route(
+            "/v1/orgs/{slug}/api-keys/overdue",
+            get(machine::list_overdue),
+        )
         .route(
             "/v1/orgs/{slug}/api-keys/{id}",
             get(machine::get_key).delete(machine::revoke_key),
         )
-        .route("/v1/orgs/{slug}/api-keys/{id}/rotate", post(machine::rotate_key))
+        .route(
+            "/v1/orgs/{slug}/api-keys/{id}/rotate",
+            post(machine::rotate_key),
+        )
         .route("/v1/auth/oidc/{provider}/start", get(federation::start))
         .route(
             "/v1/auth/oidc/{provider}/callback",

@@ -3,7 +3,7 @@
 
 use crate::{AuthMachine, Caller, Ctx, Inner, Result};
 use uos_authz::{Action, Capability, OrgContext, Principal, Resource};
-use uos_domain::{expand_permissions, Org, OrgSlug, RoleName};
+use uos_domain::{expand_permissions, Org, OrgId, OrgSlug, RoleName};
 use uos_store::Tx;
 
 impl Inner {
@@ -115,4 +115,19 @@ fn machine_org(m: &AuthMachine) -> OrgContext {
         roles: m.roles.clone(),
         permissions: m.permissions.clone(),
     }
+}
+
+/// The permissions `roles` grant in `org` (custom roles read only when named), for the
+/// policy's no-escalation check (`Resource::grants_permissions`).
+pub(crate) async fn role_grants(
+    tx: &mut dyn Tx,
+    org: OrgId,
+    roles: &[RoleName],
+) -> Result<Vec<String>> {
+    let custom = if roles.iter().all(RoleName::is_builtin) {
+        Vec::new()
+    } else {
+        tx.all_roles(org).await?
+    };
+    Ok(expand_permissions(roles, &custom).1.into_iter().collect())
 }

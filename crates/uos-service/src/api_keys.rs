@@ -87,6 +87,8 @@ impl Services {
         req: NewApiKey,
     ) -> Result<Done<NewApiKeyView>> {
         let name = key_name(&req.name)?;
+        // Errors name scopes by their index as sent, so keep that order for them.
+        let requested = req.scopes.clone();
         let scopes = scope_list(req.scopes)?;
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
@@ -96,7 +98,7 @@ impl Services {
             .await?;
         // A key never exceeds its account: every scope must be granted by the account's roles.
         let (_, allowed) = self.account_permissions(uow.tx(), &sa).await?;
-        let mut errors: Vec<FieldError> = scopes
+        let mut errors: Vec<FieldError> = requested
             .iter()
             .enumerate()
             .filter(|(_, p)| !allowed.contains(p.as_str()))
@@ -197,6 +199,9 @@ impl Services {
     }
 
     /// A key of the org and its account (the account may be deleted: its keys stay readable).
+    /// With `grants_scopes` the action hands out the key's permissions anew (rotation shows a
+    /// new secret with the same scopes), so the policy's no-escalation rule sees them: the
+    /// caller must hold every scope itself.
     async fn key_access(
         &self,
         tx: &mut dyn Tx,
@@ -204,12 +209,24 @@ impl Services {
         slug: &OrgSlug,
         id: ApiKeyId,
         action: Action,
+        grants_scopes: bool,
     ) -> Result<(Org, ApiKey, ServiceAccount, uos_authz::Capability)> {
-        let (org, cap) = self
+        let org = tx
+            .get_org_by_slug(slug)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        // Read before the policy only to learn the scopes; whether the key exists is told only
+        // to callers the policy lets in (an absent key is the same 404 after it).
+        let found = tx.get_api_key(org.id, id).await?;
+        let grants = match &found {
+            Some(k) if grants_scopes => k.scopes.iter().map(|p| p.as_str().to_string()).collect(),
+            _ => Vec::new(),
+        };
+        let cap = self
             .inner
-            .org_access(tx, ctx, slug, action, key_resource(Some(id), Vec::new()))
+            .authorize_in_org(tx, ctx, &org, action, key_resource(Some(id), grants))
             .await?;
-        let key = tx.get_api_key(org.id, id).await?.ok_or(ServiceError::NotFound)?;
+        let key = found.ok_or(ServiceError::NotFound)?;
         let sa = tx
             .get_service_account(org.id, key.service_account_id)
             .await?
@@ -226,7 +243,7 @@ impl Services {
     ) -> Result<Done<ApiKeyView>> {
         let mut r = self.inner.store.read().await?;
         let (_, key, sa, _cap) = self
-            .key_access(&mut *r, ctx, slug, id, Action::ApiKeyRead)
+            .key_access(&mut *r, ctx, slug, id, Action::ApiKeyRead, false)
             .await?;
         let view = ApiKeyView::new(&key, &sa.rotation, uos_domain::now());
         Ok(Done::ok(view, Some(key.version)))
@@ -245,7 +262,7 @@ impl Services {
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let (org, before, sa, cap) = self
-            .key_access(uow.tx(), ctx, slug, id, Action::ApiKeyRevoke)
+            .key_access(uow.tx(), ctx, slug, id, Action::ApiKeyRevoke, false)
             .await?;
         check_version(before.version, if_match)?;
         let now = uos_domain::now();
@@ -290,7 +307,7 @@ impl Services {
         }
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let (org, before, sa, cap) = self
-            .key_access(uow.tx(), ctx, slug, id, Action::ApiKeyRotate)
+            .key_access(uow.tx(), ctx, slug, id, Action::ApiKeyRotate, true)
             .await?;
         check_version(before.version, if_match)?;
         let now = uos_domain::now();

@@ -13,9 +13,14 @@ pub struct AuthUser {
 /// How a service account proved itself on this request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MachineCredential {
-    ApiKey { id: ApiKeyId, prefix: String },
+    ApiKey {
+        id: ApiKeyId,
+        prefix: String,
+    },
     /// An OAuth2 client-credentials access token (`jti`).
-    ClientToken { jti: uuid::Uuid },
+    ClientToken {
+        jti: uuid::Uuid,
+    },
 }
 
 /// An authenticated service account, with what it may do in its org on this request.

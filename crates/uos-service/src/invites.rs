@@ -1,6 +1,7 @@
 //! Invite use cases: invite an email into an org with roles, list, revoke, and accept (which
 //! creates the account if the email is new, or joins the existing one).
 
+use crate::access::role_grants;
 use crate::members::validate_roles;
 use crate::orgs::check_version;
 use crate::uow::{snapshot, UnitOfWork};
@@ -22,11 +23,16 @@ pub struct NewInvite {
     pub expires_in_hours: Option<i64>,
 }
 
-fn invite_resource(id: Option<InviteId>, grants_owner: bool) -> impl FnOnce(&mut Resource) {
+fn invite_resource(
+    id: Option<InviteId>,
+    grants_owner: bool,
+    grants: Vec<String>,
+) -> impl FnOnce(&mut Resource) {
     move |r: &mut Resource| {
         r.kind = "invite".into();
         r.id = id.map(|i| i.to_string());
         r.grants_owner = grants_owner;
+        r.grants_permissions = grants;
     }
 }
 
@@ -49,13 +55,20 @@ impl Services {
         }
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let grants_owner = req.roles.iter().any(RoleName::is_owner);
-        let (org, cap) = inner
-            .org_access(
+        let org = uow
+            .tx()
+            .get_org_by_slug(slug)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        // Nobody invites into permissions they do not hold themselves.
+        let grants = role_grants(uow.tx(), org.id, &req.roles).await?;
+        let cap = inner
+            .authorize_in_org(
                 uow.tx(),
                 ctx,
-                slug,
+                &org,
                 Action::InviteCreate,
-                invite_resource(None, grants_owner),
+                invite_resource(None, grants_owner, grants),
             )
             .await?;
         let roles = validate_roles(uow.tx(), &org, req.roles, "roles").await?;
@@ -119,7 +132,7 @@ impl Services {
                 ctx,
                 slug,
                 Action::InviteList,
-                invite_resource(None, false),
+                invite_resource(None, false, Vec::new()),
             )
             .await?;
         let now = uos_domain::now();
@@ -150,7 +163,7 @@ impl Services {
                 ctx,
                 slug,
                 Action::InviteRevoke,
-                invite_resource(Some(id), false),
+                invite_resource(Some(id), false, Vec::new()),
             )
             .await?;
         let before = uow

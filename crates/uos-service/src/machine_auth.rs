@@ -148,7 +148,11 @@ impl Services {
         let Some(entry) = self.key_entry(parsed.prefix).await? else {
             return Ok(None);
         };
-        if !verify_api_key(&self.inner.api_key_pepper, parsed.full, &entry.key.secret_hash) {
+        if !verify_api_key(
+            &self.inner.api_key_pepper,
+            parsed.full,
+            &entry.key.secret_hash,
+        ) {
             return Ok(None);
         }
         let now = uos_domain::now();
@@ -281,7 +285,11 @@ impl Services {
             return;
         }
         let marker = format!("apikey-refusal:{}", key.id);
-        match inner.shared.put_once(&marker, "1", REFUSAL_AUDIT_EVERY).await {
+        match inner
+            .shared
+            .put_once(&marker, "1", REFUSAL_AUDIT_EVERY)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {

@@ -1,6 +1,7 @@
 //! Org membership use cases: list and read members, change roles, suspend/reactivate within
 //! the org, remove — always keeping at least one active owner.
 
+use crate::access::role_grants;
 use crate::orgs::check_version;
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::MemberView;
@@ -19,12 +20,14 @@ fn member_resource(
     ctx: &Ctx,
     target: UserId,
     grants_owner: bool,
+    grants: Vec<String>,
 ) -> impl FnOnce(&mut Resource) + '_ {
     move |r: &mut Resource| {
         r.kind = "membership".into();
         r.id = Some(target.to_string());
         r.is_self = ctx.caller.user().is_some_and(|u| u.user.id == target);
         r.grants_owner = grants_owner;
+        r.grants_permissions = grants;
     }
 }
 
@@ -150,7 +153,7 @@ impl Services {
                 ctx,
                 slug,
                 Action::MemberRead,
-                member_resource(ctx, user_id, false),
+                member_resource(ctx, user_id, false, Vec::new()),
             )
             .await?;
         let m = r
@@ -174,6 +177,7 @@ impl Services {
         user_id: UserId,
         action: Action,
         touches_owner: impl FnOnce(Option<&Membership>) -> bool,
+        granted: &[RoleName],
         if_match: Option<i64>,
     ) -> Result<(Org, Membership, Capability)> {
         let org = uow
@@ -183,6 +187,8 @@ impl Services {
             .ok_or(ServiceError::NotFound)?;
         let current = uow.tx().get_membership(org.id, user_id).await?;
         let grants_owner = touches_owner(current.as_ref());
+        // Nobody hands out a permission they do not hold (owners hold all of them).
+        let grants = role_grants(uow.tx(), org.id, granted).await?;
         let cap = self
             .inner
             .authorize_in_org(
@@ -190,7 +196,7 @@ impl Services {
                 ctx,
                 &org,
                 action,
-                member_resource(ctx, user_id, grants_owner),
+                member_resource(ctx, user_id, grants_owner, grants),
             )
             .await?;
         let before = current.ok_or(ServiceError::NotFound)?;
@@ -246,6 +252,7 @@ impl Services {
                 user_id,
                 Action::MemberSetRoles,
                 |m| adds_owner != m.is_some_and(Membership::is_owner),
+                &roles,
                 if_match,
             )
             .await?;
@@ -278,6 +285,7 @@ impl Services {
                 user_id,
                 action,
                 |m| m.is_some_and(Membership::is_owner),
+                &[],
                 if_match,
             )
             .await?;
@@ -304,6 +312,7 @@ impl Services {
                 user_id,
                 Action::MemberRemove,
                 |m| m.is_some_and(Membership::is_owner),
+                &[],
                 if_match,
             )
             .await?;

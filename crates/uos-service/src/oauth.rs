@@ -9,15 +9,16 @@
 
 use crate::uow::UnitOfWork;
 use crate::views::OAuthTokenView;
-use crate::{Ctx, Done, Result, ServiceError, Services};
-use oxide_auth::code_grant::error::AccessTokenErrorType;
+use crate::{AuthMachine, Caller, Ctx, Done, MachineCredential, Result, ServiceError, Services};
 use oxide_auth::code_grant::client_credentials::{
     ClientCredentials, Error as FlowError, Input, Output, Request as FlowRequest,
 };
+use oxide_auth::code_grant::error::AccessTokenErrorType;
 use oxide_auth::primitives::grant::Extensions;
 use oxide_auth::primitives::registrar::{BoundClient, PreGrant, RegisteredUrl};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use uos_authn::{issue_client_token, ClientClaims};
 use uos_authz::{Action, Resource};
 use uos_domain::{ServiceAccount, ServiceAccountId};
@@ -51,7 +52,9 @@ impl FlowRequest for TokenRequest {
     }
 
     fn grant_type(&self) -> Option<Cow<'_, str>> {
-        self.form.get("grant_type").map(|s| Cow::Borrowed(s.as_str()))
+        self.form
+            .get("grant_type")
+            .map(|s| Cow::Borrowed(s.as_str()))
     }
 
     fn extension(&self, key: &str) -> Option<Cow<'_, str>> {
@@ -99,8 +102,19 @@ impl OAuthError {
     }
 }
 
-fn flow_error(mut e: FlowError, basic: bool) -> OAuthError {
+fn flow_error(mut e: FlowError, req: &TokenRequest) -> OAuthError {
+    let basic = req.basic.is_some();
     let kind = e.description().map(|d| d.kind());
+    // oxide-auth reports a scope that does not parse as a generic invalid request; RFC 6749
+    // §5.2 calls a malformed scope `invalid_scope`.
+    let bad_scope = req.valid
+        && req
+            .form
+            .get("scope")
+            .is_some_and(|s| s.parse::<oxide_auth::primitives::scope::Scope>().is_err());
+    if bad_scope && kind == Some(AccessTokenErrorType::InvalidRequest) {
+        return OAuthError::new(400, "invalid_scope", "the scope is malformed");
+    }
     match kind {
         Some(AccessTokenErrorType::InvalidClient) => OAuthError::invalid_client(basic),
         Some(AccessTokenErrorType::UnsupportedGrantType) => OAuthError::new(
@@ -170,9 +184,12 @@ impl Services {
         let mut input = Input::None;
         let mut account: Option<ServiceAccount> = None;
         let mut allowed = BTreeSet::new();
+        // What negotiation granted, sorted: oxide-auth's `Scope` is a hash set and would put
+        // the tokens in a different order on every request.
+        let mut granted_scope = String::new();
         loop {
             input = match flow.advance(input) {
-                Output::Err(e) => return Err(flow_error(*e, basic)),
+                Output::Err(e) => return Err(flow_error(*e, req)),
                 Output::Authenticate { client, passdata } => {
                     let (client, passdata) = (client.to_string(), passdata.to_vec());
                     let found = self
@@ -228,13 +245,15 @@ impl Services {
                         }
                     };
                     if granted.is_empty() {
-                        return Err(OAuthError::new(
-                            400,
-                            "invalid_scope",
-                            "the client's roles grant no permissions",
-                        ));
+                        let why = if scope.is_some() {
+                            "the scope names no permission"
+                        } else {
+                            "the client's roles grant no permissions"
+                        };
+                        return Err(OAuthError::new(400, "invalid_scope", why));
                     }
-                    let scope = granted.join(" ").parse().map_err(|_| {
+                    granted_scope = granted.join(" ");
+                    let scope = granted_scope.parse().map_err(|_| {
                         OAuthError::new(400, "invalid_scope", "the scope is malformed")
                     })?;
                     Input::Negotiated {
@@ -245,11 +264,11 @@ impl Services {
                         },
                     }
                 }
-                Output::Ok { pre_grant, .. } => {
+                Output::Ok { .. } => {
                     let account = account.ok_or_else(|| {
                         OAuthError::unavailable(&ServiceError::Internal("no client".into()))
                     })?;
-                    return Ok(self.client_token(&account, pre_grant.scope.to_string()));
+                    return Ok(self.client_token(&account, granted_scope));
                 }
             };
         }
@@ -292,12 +311,28 @@ impl Services {
             .authorize(ctx, Action::OAuthRevoke, oauth_resource())
             .map_err(|e| OAuthError::unavailable(&e))?;
         if !req.valid {
-            return Err(OAuthError::new(400, "invalid_request", "a form body is required"));
+            return Err(OAuthError::new(
+                400,
+                "invalid_request",
+                "a form body is required",
+            ));
         }
         let basic = req.basic.is_some();
-        let (client_id, secret) = match (&req.basic, req.form.get("client_id"), req.form.get("client_secret")) {
+        let (client_id, secret) = match (
+            &req.basic,
+            req.form.get("client_id"),
+            req.form.get("client_secret"),
+        ) {
             (Some((id, s)), None, None) => (id.as_str(), s.as_str()),
             (None, Some(id), Some(s)) => (id.as_str(), s.as_str()),
+            // RFC 6749 §2.3: one authentication method per request.
+            (Some(_), _, _) => {
+                return Err(OAuthError::new(
+                    400,
+                    "invalid_request",
+                    "authenticate the client once: HTTP Basic or client_id and client_secret",
+                ))
+            }
             _ => return Err(OAuthError::invalid_client(basic)),
         };
         let account = self
@@ -318,9 +353,23 @@ impl Services {
         if claims.sub != account.id.0 {
             return Ok(());
         }
-        let ctx = ctx.clone();
+        // The client authenticated itself: it, not "anonymous", is the audit event's actor.
+        let ctx = Ctx {
+            caller: Caller::Machine(Arc::new(AuthMachine {
+                credential: MachineCredential::ClientToken { jti: claims.jti },
+                roles: Vec::new(),
+                permissions: Vec::new(),
+                scopes: Vec::new(),
+                account: account.clone(),
+            })),
+            ..ctx.clone()
+        };
         let write = async {
             let mut uow = UnitOfWork::begin(inner, &ctx).await?;
+            // Revoking again changes nothing and records nothing.
+            if uow.tx().is_access_token_revoked(claims.jti).await? {
+                return Ok(());
+            }
             let expires = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
             uow.tx().revoke_access_token(claims.jti, expires).await?;
             uow.invalidate(uos_shared::Invalidation::AccessToken(claims.jti));

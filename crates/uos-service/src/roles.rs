@@ -1,6 +1,7 @@
 //! Custom org roles: permissions plus inheritance, validated as a whole graph (no cycles, no
 //! unknown parents, no shadowing of built-ins) before anything is stored.
 
+use crate::access::role_grants;
 use crate::orgs::check_version;
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::RoleView;
@@ -30,11 +31,31 @@ pub struct RolePatch {
     pub inherits: Option<Vec<RoleName>>,
 }
 
-fn role_resource(name: &RoleName) -> impl FnOnce(&mut Resource) + '_ {
+fn role_resource(name: &RoleName, grants: Vec<String>) -> impl FnOnce(&mut Resource) + '_ {
     move |r: &mut Resource| {
         r.kind = "role".into();
         r.id = Some(name.to_string());
+        r.grants_permissions = grants;
     }
+}
+
+/// What a role definition hands out: its own permissions and those of the roles it inherits.
+/// Whoever defines a role must hold all of them, or a custom role would be a way to grant
+/// oneself (or a service account) more than one has.
+async fn definition_grants(
+    tx: &mut dyn uos_store::Tx,
+    org: uos_domain::OrgId,
+    permissions: Option<&[Permission]>,
+    inherits: Option<&[RoleName]>,
+) -> Result<Vec<String>> {
+    let mut grants = role_grants(tx, org, inherits.unwrap_or_default()).await?;
+    grants.extend(
+        permissions
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.as_str().to_string()),
+    );
+    Ok(grants)
 }
 
 /// A role description is short free text without control characters. Public so the HTTP layer
@@ -86,13 +107,25 @@ impl Services {
         check_description(&req.description)?;
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
-        let (org, cap) = inner
-            .org_access(
+        let org = uow
+            .tx()
+            .get_org_by_slug(slug)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let grants = definition_grants(
+            uow.tx(),
+            org.id,
+            Some(&req.permissions),
+            Some(&req.inherits),
+        )
+        .await?;
+        let cap = inner
+            .authorize_in_org(
                 uow.tx(),
                 ctx,
-                slug,
+                &org,
                 Action::RoleCreate,
-                role_resource(&req.name),
+                role_resource(&req.name, grants),
             )
             .await?;
         let mut all = uow.tx().all_roles(org.id).await?;
@@ -166,7 +199,13 @@ impl Services {
         let inner = &*self.inner;
         let mut r = inner.store.read().await?;
         let (org, _cap) = inner
-            .org_access(&mut *r, ctx, slug, Action::RoleRead, role_resource(name))
+            .org_access(
+                &mut *r,
+                ctx,
+                slug,
+                Action::RoleRead,
+                role_resource(name, Vec::new()),
+            )
             .await?;
         if let Some(view) = RoleView::builtin(name.as_str()) {
             return Ok(Done::ok(view, None));
@@ -190,8 +229,26 @@ impl Services {
         check_description(&patch.description)?;
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
-        let (org, cap) = inner
-            .org_access(uow.tx(), ctx, slug, Action::RoleUpdate, role_resource(name))
+        let org = uow
+            .tx()
+            .get_org_by_slug(slug)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let grants = definition_grants(
+            uow.tx(),
+            org.id,
+            patch.permissions.as_deref(),
+            patch.inherits.as_deref(),
+        )
+        .await?;
+        let cap = inner
+            .authorize_in_org(
+                uow.tx(),
+                ctx,
+                &org,
+                Action::RoleUpdate,
+                role_resource(name, grants),
+            )
             .await?;
         if name.is_builtin() {
             return Err(ServiceError::conflict(
@@ -249,7 +306,13 @@ impl Services {
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let (org, cap) = inner
-            .org_access(uow.tx(), ctx, slug, Action::RoleDelete, role_resource(name))
+            .org_access(
+                uow.tx(),
+                ctx,
+                slug,
+                Action::RoleDelete,
+                role_resource(name, Vec::new()),
+            )
             .await?;
         if name.is_builtin() {
             return Err(ServiceError::conflict(
@@ -276,7 +339,12 @@ impl Services {
                 "members still hold this role",
             ));
         }
-        if uow.tx().count_service_accounts_with_role(org.id, name).await? > 0 {
+        if uow
+            .tx()
+            .count_service_accounts_with_role(org.id, name)
+            .await?
+            > 0
+        {
             return Err(ServiceError::conflict(
                 "role_in_use",
                 "service accounts still hold this role",

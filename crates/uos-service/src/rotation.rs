@@ -37,7 +37,12 @@ impl Services {
         }
         uow.tx().purge_revoked_access_tokens(now).await?;
         uow.commit(&cap, &Done::<()>::no_content()).await?;
-        let overdue = inner.store.read().await?.count_overdue_api_keys(now).await?;
+        let overdue = inner
+            .store
+            .read()
+            .await?
+            .count_overdue_api_keys(now)
+            .await?;
         inner.overdue_keys.store(overdue, Ordering::Relaxed);
         Ok(claimed.len())
     }

@@ -2,16 +2,17 @@
 //! keys, and an OAuth2 client secret. Every change is audited; every change that can narrow
 //! what the account may do evicts its cached credentials on every replica.
 
+use crate::access::role_grants;
 use crate::members::validate_roles;
 use crate::orgs::check_version;
 use crate::roles::check_description;
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::{ClientSecretView, ServiceAccountView};
-use crate::{Ctx, Done, Result, ServiceError, Services};
+use crate::{Ctx, Done, FieldError, Result, ServiceError, Services};
 use uos_authz::{Action, Resource};
 use uos_domain::{
-    org::parse_display_name, OrgSlug, RoleName, RotationPolicy, ServiceAccount,
-    ServiceAccountId, ServiceAccountStatus, API_KEY_MAX_DAYS,
+    org::parse_display_name, OrgSlug, RoleName, RotationPolicy, ServiceAccount, ServiceAccountId,
+    ServiceAccountStatus, API_KEY_MAX_DAYS,
 };
 use uos_shared::Invalidation;
 use uos_store::{Page, PageRequest, Tx};
@@ -75,42 +76,50 @@ fn check_rotation(p: &RotationPolicy) -> Result<()> {
     Ok(())
 }
 
+/// `Ok(Some(v))` for a value, `Ok(None)` after adding a validation failure to `errors` (so
+/// that one answer lists every bad field), any other error as it is.
+fn keep<T>(r: Result<T>, errors: &mut Vec<FieldError>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(ServiceError::Validation(e)) => {
+            errors.extend(e);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Roles a service account may hold: existing in the org, and never `owner` (an org's owners
-/// are people; the last-owner rule counts only them).
+/// are people; the last-owner rule counts only them). Every bad entry is reported.
 async fn account_roles(
     tx: &mut dyn Tx,
     org: &uos_domain::Org,
     roles: Vec<RoleName>,
 ) -> Result<Vec<RoleName>> {
-    if let Some(i) = roles.iter().position(RoleName::is_owner) {
-        return Err(ServiceError::field(
-            &format!("roles[{i}]"),
-            "owner_not_allowed",
-            "a service account cannot be an owner",
-        ));
+    let owners: Vec<FieldError> = roles
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_owner())
+        .map(|(i, _)| {
+            FieldError::new(
+                format!("roles[{i}]"),
+                "owner_not_allowed",
+                "a service account cannot be an owner",
+            )
+        })
+        .collect();
+    match validate_roles(tx, org, roles, "roles").await {
+        Ok(roles) if owners.is_empty() => Ok(roles),
+        Ok(_) => Err(ServiceError::Validation(owners)),
+        Err(ServiceError::Validation(mut errors)) => {
+            errors.extend(owners);
+            Err(ServiceError::Validation(errors))
+        }
+        Err(e) => Err(e),
     }
-    validate_roles(tx, org, roles, "roles").await
 }
 
 impl Services {
-    /// The permissions `roles` grant in `org`, for the policy's no-escalation check.
-    async fn role_grants(
-        &self,
-        tx: &mut dyn Tx,
-        org: uos_domain::OrgId,
-        roles: &[RoleName],
-    ) -> Result<Vec<String>> {
-        let custom = if roles.iter().all(RoleName::is_builtin) {
-            Vec::new()
-        } else {
-            tx.all_roles(org).await?
-        };
-        Ok(uos_domain::expand_permissions(roles, &custom)
-            .1
-            .into_iter()
-            .collect())
-    }
-
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn create_service_account(
         &self,
@@ -118,9 +127,10 @@ impl Services {
         slug: &OrgSlug,
         req: NewServiceAccount,
     ) -> Result<Done<ServiceAccountView>> {
-        let name = check_name(&req.name)?;
-        check_description(&req.description)?;
-        check_rotation(&req.rotation)?;
+        let mut errors = Vec::new();
+        let name = keep(check_name(&req.name), &mut errors)?;
+        keep(check_description(&req.description), &mut errors)?;
+        keep(check_rotation(&req.rotation), &mut errors)?;
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let org = uow
@@ -132,7 +142,7 @@ impl Services {
         // permissions; the answer for an outsider is still the policy's 404 below.
         let checked = account_roles(uow.tx(), &org, req.roles.clone()).await;
         let grants = match &checked {
-            Ok(roles) => self.role_grants(uow.tx(), org.id, roles).await?,
+            Ok(roles) => role_grants(uow.tx(), org.id, roles).await?,
             Err(_) => Vec::new(),
         };
         let cap = inner
@@ -144,7 +154,10 @@ impl Services {
                 account_resource(None, grants),
             )
             .await?;
-        let roles = checked?;
+        let roles = keep(checked, &mut errors)?;
+        let (Some(name), Some(roles), true) = (name, roles, errors.is_empty()) else {
+            return Err(ServiceError::Validation(errors));
+        };
         let mut sa = ServiceAccount::new(org.id, name, roles, uos_domain::now());
         sa.description = req.description;
         sa.rotation = req.rotation;
@@ -161,6 +174,39 @@ impl Services {
         let done = Done::created(view, Some(sa.version));
         uow.commit(&cap, &done).await?;
         Ok(done)
+    }
+
+    /// What `roles` would be told on a service account of `slug`, for a request whose other
+    /// fields already failed to parse: the transport adds these so that one answer lists every
+    /// bad field. Only callers allowed to create (or, with `update`, change) accounts there
+    /// learn anything about the org's roles; for others this is the policy's refusal.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    pub async fn service_account_role_errors(
+        &self,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        roles: Vec<RoleName>,
+        update: bool,
+    ) -> Result<Vec<FieldError>> {
+        let inner = &*self.inner;
+        let mut r = inner.store.read().await?;
+        let action = if update {
+            Action::ServiceAccountUpdate
+        } else {
+            Action::ServiceAccountCreate
+        };
+        let (org, _cap) = inner
+            .org_access(
+                &mut *r,
+                ctx,
+                slug,
+                action,
+                account_resource(None, Vec::new()),
+            )
+            .await?;
+        let mut errors = Vec::new();
+        keep(account_roles(&mut *r, &org, roles).await, &mut errors)?;
+        Ok(errors)
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -182,7 +228,9 @@ impl Services {
                 account_resource(None, Vec::new()),
             )
             .await?;
-        let page = r.list_service_accounts(org.id, include_deleted, page).await?;
+        let page = r
+            .list_service_accounts(org.id, include_deleted, page)
+            .await?;
         Ok(Page {
             items: page.items.iter().map(ServiceAccountView::from).collect(),
             next: page.next,
@@ -207,9 +255,11 @@ impl Services {
                 account_resource(Some(id), Vec::new()),
             )
             .await?;
+        // A deleted account is gone for this endpoint (the list shows it on request).
         let sa = r
             .get_service_account(org.id, id)
             .await?
+            .filter(|sa| sa.status != ServiceAccountStatus::Deleted)
             .ok_or(ServiceError::NotFound)?;
         Ok(Done::ok(ServiceAccountView::from(&sa), Some(sa.version)))
     }
@@ -223,12 +273,16 @@ impl Services {
         patch: ServiceAccountPatch,
         if_match: Option<i64>,
     ) -> Result<Done<ServiceAccountView>> {
-        let name = patch.name.as_deref().map(check_name).transpose()?;
+        let mut errors = Vec::new();
+        let name = match patch.name.as_deref() {
+            Some(n) => keep(check_name(n), &mut errors)?,
+            None => None,
+        };
         if let Some(d) = &patch.description {
-            check_description(d)?;
+            keep(check_description(d), &mut errors)?;
         }
         if let Some(p) = &patch.rotation {
-            check_rotation(p)?;
+            keep(check_rotation(p), &mut errors)?;
         }
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
@@ -242,7 +296,7 @@ impl Services {
             None => None,
         };
         let grants = match &checked {
-            Some(Ok(roles)) => self.role_grants(uow.tx(), org.id, roles).await?,
+            Some(Ok(roles)) => role_grants(uow.tx(), org.id, roles).await?,
             _ => Vec::new(),
         };
         let cap = inner
@@ -254,7 +308,13 @@ impl Services {
                 account_resource(Some(id), grants),
             )
             .await?;
-        let roles = checked.transpose()?;
+        let roles = match checked {
+            Some(c) => keep(c, &mut errors)?,
+            None => None,
+        };
+        if !errors.is_empty() {
+            return Err(ServiceError::Validation(errors));
+        }
         let before = uow
             .tx()
             .get_service_account(org.id, id)
@@ -265,8 +325,9 @@ impl Services {
         let now = uos_domain::now();
         let mut sa = before.clone();
         if let Some(to) = patch.status {
-            sa.set_status(to, now)
-                .map_err(|e| ServiceError::Validation(vec![crate::FieldError::from_domain("status", &e)]))?;
+            sa.set_status(to, now).map_err(|e| {
+                ServiceError::Validation(vec![crate::FieldError::from_domain("status", &e)])
+            })?;
         }
         if let Some(n) = name {
             sa.name = n;
@@ -360,21 +421,32 @@ impl Services {
     ) -> Result<Done<ClientSecretView>> {
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
-        let (org, cap) = inner
-            .org_access(
-                uow.tx(),
-                ctx,
-                slug,
-                Action::ClientSecretIssue,
-                account_resource(Some(id), Vec::new()),
-            )
-            .await?;
-        let before = uow
+        let org = uow
+            .tx()
+            .get_org_by_slug(slug)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        // The secret authenticates as the account with all its roles' permissions, so the
+        // no-escalation rule sees them: only a caller holding them all may take it.
+        let found = uow
             .tx()
             .get_service_account(org.id, id)
             .await?
-            .filter(|sa| sa.status != ServiceAccountStatus::Deleted)
-            .ok_or(ServiceError::NotFound)?;
+            .filter(|sa| sa.status != ServiceAccountStatus::Deleted);
+        let grants = match &found {
+            Some(sa) => role_grants(uow.tx(), org.id, &sa.roles).await?,
+            None => Vec::new(),
+        };
+        let cap = inner
+            .authorize_in_org(
+                uow.tx(),
+                ctx,
+                &org,
+                Action::ClientSecretIssue,
+                account_resource(Some(id), grants),
+            )
+            .await?;
+        let before = found.ok_or(ServiceError::NotFound)?;
         let now = uos_domain::now();
         let secret = uos_authn::generate_client_secret();
         let mut sa = before.clone();

@@ -272,8 +272,10 @@ pub trait MachineRepo {
         id: ServiceAccountId,
     ) -> Result<Option<ServiceAccount>>;
     /// By id alone, for credential checks where the org is not yet known.
-    async fn find_service_account(&mut self, id: ServiceAccountId)
-        -> Result<Option<ServiceAccount>>;
+    async fn find_service_account(
+        &mut self,
+        id: ServiceAccountId,
+    ) -> Result<Option<ServiceAccount>>;
     /// Optimistic lock like every `update_*`; `Conflict("name_taken")` on a rename to a taken
     /// name.
     async fn update_service_account(

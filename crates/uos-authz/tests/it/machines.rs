@@ -23,7 +23,12 @@ fn a_service_account_acts_in_its_org_by_permission() {
     let sa = machine(ORG, &all);
     for (action, perm) in ORG_ACTIONS {
         let got = decide(&sa, *action, &in_org("active"));
-        assert_decision("service account", *action, got, allow(&format!("permission:{perm}")));
+        assert_decision(
+            "service account",
+            *action,
+            got,
+            allow(&format!("permission:{perm}")),
+        );
     }
     let none = machine(ORG, &[]);
     for (action, perm) in ORG_ACTIONS {
@@ -59,7 +64,12 @@ fn a_service_account_does_no_self_or_platform_actions() {
             Action::AuthIntrospect | Action::AuthWhoami => allow("authenticated"),
             _ => deny("user_required"),
         };
-        assert_decision("service account", action, decide(&sa, action, &Resource::default()), want);
+        assert_decision(
+            "service account",
+            action,
+            decide(&sa, action, &Resource::default()),
+            want,
+        );
     }
 }
 
@@ -70,16 +80,36 @@ fn nobody_grants_a_permission_they_lack() {
         ..in_org("active")
     };
     let admin = member_as("admin");
-    let ok = decide(&admin, Action::ApiKeyCreate, &resource(&["users:read", "audit:read"]));
+    let ok = decide(
+        &admin,
+        Action::ApiKeyCreate,
+        &resource(&["users:read", "audit:read"]),
+    );
     assert_eq!(ok, allow("permission:service_accounts:write"));
-    let escalate = decide(&admin, Action::ApiKeyCreate, &resource(&["users:read", "org:delete"]));
+    let escalate = decide(
+        &admin,
+        Action::ApiKeyCreate,
+        &resource(&["users:read", "org:delete"]),
+    );
     assert_eq!(escalate, deny("permission_escalation"));
     let sa = machine(ORG, &["service_accounts:write", "users:read"]);
-    let got = decide(&sa, Action::ServiceAccountCreate, &resource(&["users:write"]));
+    let got = decide(
+        &sa,
+        Action::ServiceAccountCreate,
+        &resource(&["users:write"]),
+    );
     assert_eq!(got, deny("permission_escalation"));
-    let got = decide(&sa, Action::ServiceAccountCreate, &resource(&["users:read"]));
+    let got = decide(
+        &sa,
+        Action::ServiceAccountCreate,
+        &resource(&["users:read"]),
+    );
     assert_eq!(got, allow("permission:service_accounts:write"));
     // Platform admins are above the org rules.
-    let got = decide(&platform_admin(), Action::ApiKeyCreate, &resource(&["org:delete"]));
+    let got = decide(
+        &platform_admin(),
+        Action::ApiKeyCreate,
+        &resource(&["org:delete"]),
+    );
     assert_eq!(got, allow("platform_admin"));
 }

@@ -1,22 +1,28 @@
 //! Machine identity: service accounts, their API keys and OAuth2 client secrets.
 
 use super::{slug, uuid, Description, RoleList};
-use crate::extract::{is_uuid, ApiJson, IfMatch, Query, ReqCtx};
+use crate::extract::{
+    is_uuid, read_body, reject_unknown, take_field, AnyJson, ApiJson, FromJsonObject, IfMatch,
+    Query, ReqCtx,
+};
 use crate::json_body;
 use crate::problem::{ApiError, Problem};
 use crate::reply::{list, reply, ApiResult, ListBody};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::body::Body;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::header;
 use axum::Json;
 use serde::{de, Deserialize, Deserializer};
+use serde_json::Value;
 use uos_domain::{
-    ApiKeyId, DisplayName, Permission, RotationPolicy, ServiceAccountId, ServiceAccountStatus,
-    API_KEY_MAX_DAYS,
+    ApiKeyId, DisplayName, OrgSlug, Permission, RotationPolicy, ServiceAccountId,
+    ServiceAccountStatus, API_KEY_MAX_DAYS,
 };
-use uos_service::views::{
-    ApiKeyView, ClientSecretView, NewApiKeyView, ServiceAccountView,
+use uos_service::views::{ApiKeyView, ClientSecretView, NewApiKeyView, ServiceAccountView};
+use uos_service::{
+    Ctx, FieldError, NewApiKey, NewServiceAccount, ServiceAccountPatch, MAX_ROTATION_OVERLAP_SECS,
 };
-use uos_service::{NewApiKey, NewServiceAccount, ServiceAccountPatch, MAX_ROTATION_OVERLAP_SECS};
 
 /// A number of days within `1..=API_KEY_MAX_DAYS`.
 #[derive(Debug, Clone, Copy)]
@@ -34,27 +40,145 @@ impl<'de> Deserialize<'de> for Days {
     }
 }
 
-/// An account's key rotation policy as sent.
-#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// Days of grace within `0..=API_KEY_MAX_DAYS`.
+#[derive(Debug, Clone, Copy)]
+pub struct GraceDays(pub u32);
+
+impl<'de> Deserialize<'de> for GraceDays {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        if n > API_KEY_MAX_DAYS {
+            return Err(de::Error::custom(format!(
+                "must be between 0 and {API_KEY_MAX_DAYS}"
+            )));
+        }
+        Ok(Self(n))
+    }
+}
+
+/// An account's key rotation policy as sent. Each bad field inside it is reported as
+/// `rotation_policy.<field>` (see [`parse_rotation_policy`]).
+#[derive(Debug, Clone, Copy, utoipa::ToSchema)]
 pub struct RotationPolicyBody {
     /// Keys older than this many days are reported as overdue (1–3650).
-    #[schema(value_type = Option<u32>)]
-    #[serde(default)]
-    max_key_age_days: Option<Days>,
-    /// Refuse overdue keys this many days after they became overdue (0–3650); absent or null
-    /// = only report.
-    #[serde(default)]
+    max_key_age_days: Option<u32>,
+    /// Refuse overdue keys this many days after they became overdue (0–3650, needs
+    /// `max_key_age_days`); absent or null = only report.
     refuse_after_days: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for RotationPolicyBody {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        parse_rotation_policy(&v).map_err(|errors| {
+            let detail: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect();
+            de::Error::custom(detail.join("; "))
+        })
+    }
+}
+
+/// A rotation policy object, with every bad field named `rotation_policy.<field>`.
+fn parse_rotation_policy(v: &Value) -> Result<RotationPolicyBody, Vec<FieldError>> {
+    let Value::Object(obj) = v else {
+        return Err(vec![FieldError::new(
+            "rotation_policy",
+            "invalid_type",
+            "rotation_policy must be an object",
+        )]);
+    };
+    let mut obj = obj.clone();
+    let mut errors = Vec::new();
+    let max = take_field::<Days>(&mut obj, "max_key_age_days", false, &mut errors);
+    let grace = take_field::<GraceDays>(&mut obj, "refuse_after_days", false, &mut errors);
+    reject_unknown(obj, &mut errors);
+    let max_failed = !errors.is_empty() && errors.iter().any(|e| e.field == "max_key_age_days");
+    if grace.is_some() && max.is_none() && !max_failed {
+        errors.push(FieldError::new(
+            "refuse_after_days",
+            "requires_max_key_age",
+            "refusing overdue keys needs max_key_age_days",
+        ));
+    }
+    if !errors.is_empty() {
+        for e in &mut errors {
+            e.field = format!("rotation_policy.{}", e.field);
+        }
+        return Err(errors);
+    }
+    Ok(RotationPolicyBody {
+        max_key_age_days: max.map(|d| d.0),
+        refuse_after_days: grace.map(|g| g.0),
+    })
 }
 
 impl From<RotationPolicyBody> for RotationPolicy {
     fn from(b: RotationPolicyBody) -> Self {
         Self {
-            max_key_age_days: b.max_key_age_days.map(|d| d.0),
+            max_key_age_days: b.max_key_age_days,
             refuse_after_days: b.refuse_after_days,
         }
     }
+}
+
+/// The `scopes` of a new key: at least one permission of the catalogue.
+#[derive(Debug)]
+pub struct ScopeList(pub Vec<Permission>);
+
+impl<'de> Deserialize<'de> for ScopeList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let scopes = Vec::<Permission>::deserialize(d)?;
+        if scopes.is_empty() {
+            return Err(de::Error::custom("give at least one permission"));
+        }
+        Ok(Self(scopes))
+    }
+}
+
+/// Parse a service-account body. When fields fail, the roles it names (if they parse) are
+/// checked against the org too, so one answer lists every bad field, as the contract asks;
+/// that second check tells only callers allowed to manage the org's accounts anything.
+async fn account_body<T: FromJsonObject>(
+    s: &AppState,
+    ctx: &Ctx,
+    slug: &OrgSlug,
+    body: Value,
+    update: bool,
+) -> Result<T, ApiError> {
+    let Value::Object(obj) = body else {
+        return Err(ApiError::field(
+            "body",
+            "invalid_type",
+            "the body must be a JSON object",
+        ));
+    };
+    let rotation = obj.get("rotation_policy").cloned();
+    let roles = obj
+        .get("roles")
+        .and_then(|v| serde_json::from_value::<RoleList>(v.clone()).ok());
+    let mut errors = match T::from_object(obj) {
+        Ok(b) => return Ok(b),
+        Err(e) => e,
+    };
+    if let Some(v) = rotation {
+        if errors.iter().any(|e| e.field == "rotation_policy") {
+            errors.retain(|e| e.field != "rotation_policy");
+            errors.extend(parse_rotation_policy(&v).err().unwrap_or_default());
+        }
+    }
+    if let Some(RoleList(roles)) = roles {
+        // A refusal (404, 403) or a store failure only means nothing more to add here.
+        if let Ok(more) = s
+            .svc
+            .service_account_role_errors(ctx, slug, roles, update)
+            .await
+        {
+            errors.extend(more);
+        }
+    }
+    Err(ApiError::validation(errors))
 }
 
 /// `active` or `disabled` (deleting is `DELETE`).
@@ -105,7 +229,7 @@ json_body! {
         #[schema(value_type = String, example = "deploy pipeline")]
         req name: DisplayName,
         #[schema(value_type = Vec<String>, example = json!(["users:read"]))]
-        req scopes: Vec<Permission>,
+        req scopes: ScopeList,
         /// Days until the key expires (1–3650, and at most the org's maximum). Without it the
         /// org's maximum applies, or the key does not expire.
         #[schema(value_type = Option<u32>)]
@@ -130,11 +254,33 @@ impl<'de> Deserialize<'de> for Overlap {
 }
 
 json_body! {
-    /// How long the old key keeps working after the rotation.
+    /// How long the old key keeps working after the rotation. The body may be left out.
     pub struct RotateApiKeyBody {
         /// Seconds (0–2592000); the configured default (one day) when absent.
         #[schema(value_type = Option<u64>)]
         opt overlap_seconds: Option<Overlap>,
+    }
+}
+
+/// A JSON body whose fields are all optional: no body at all (no bytes, no Content-Type)
+/// reads as `{}`, so `POST …/rotate` needs none. Anything sent is parsed like [`ApiJson`].
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub T);
+
+impl<S: Send + Sync, T: FromJsonObject> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(Request::from_parts(parts.clone(), body)).await?;
+        if bytes.is_empty() && !parts.headers.contains_key(header::CONTENT_TYPE) {
+            return T::from_object(serde_json::Map::new())
+                .map(Self)
+                .map_err(ApiError::validation);
+        }
+        let req = Request::from_parts(parts, Body::from(bytes));
+        let ApiJson(b) = ApiJson::<T>::from_request(req, state).await?;
+        Ok(Self(b))
     }
 }
 
@@ -153,15 +299,17 @@ pub async fn create_account(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,
     Path(raw): Path<String>,
-    ApiJson(b): ApiJson<CreateServiceAccountBody>,
+    AnyJson(body): AnyJson,
 ) -> ApiResult<ServiceAccountView> {
+    let slug = slug(&raw)?;
+    let b: CreateServiceAccountBody = account_body(&s, &ctx, &slug, body, false).await?;
     let req = NewServiceAccount {
         name: b.name.into_string(),
         description: b.description.map(|d| d.0),
         roles: b.roles.0,
         rotation: b.rotation_policy.map(Into::into).unwrap_or_default(),
     };
-    reply(s.svc.create_service_account(&ctx, &slug(&raw)?, req).await)
+    reply(s.svc.create_service_account(&ctx, &slug, req).await)
 }
 
 #[utoipa::path(get, path = "/v1/orgs/{slug}/service-accounts", tag = "machine", security(("bearer" = [])),
@@ -207,8 +355,10 @@ pub async fn update_account(
     ReqCtx(ctx): ReqCtx,
     Path((raw, id)): Path<(String, String)>,
     IfMatch(v): IfMatch,
-    ApiJson(b): ApiJson<UpdateServiceAccountBody>,
+    AnyJson(body): AnyJson,
 ) -> ApiResult<ServiceAccountView> {
+    let slug = slug(&raw)?;
+    let b: UpdateServiceAccountBody = account_body(&s, &ctx, &slug, body, true).await?;
     let patch = ServiceAccountPatch {
         name: b.name.map(DisplayName::into_string),
         description: b.description.map(|d| d.map(|d| d.0)),
@@ -218,7 +368,7 @@ pub async fn update_account(
     };
     reply(
         s.svc
-            .update_service_account(&ctx, &slug(&raw)?, account_id(&id)?, patch, v)
+            .update_service_account(&ctx, &slug, account_id(&id)?, patch, v)
             .await,
     )
 }
@@ -266,7 +416,7 @@ pub async fn create_key(
 ) -> ApiResult<NewApiKeyView> {
     let req = NewApiKey {
         name: b.name.into_string(),
-        scopes: b.scopes,
+        scopes: b.scopes.0,
         expires_in_days: b.expires_in_days.map(|d| d.0),
     };
     reply(
@@ -341,13 +491,13 @@ pub async fn revoke_key(
 
 /// Replace the key with a new one (shown once); the old key works until the overlap ends.
 #[utoipa::path(post, path = "/v1/orgs/{slug}/api-keys/{id}/rotate", tag = "machine", security(("bearer" = [])), request_body = RotateApiKeyBody, responses(
-    (status = 201, body = NewApiKeyView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
+    (status = 201, body = NewApiKeyView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn rotate_key(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,
     Path((raw, id)): Path<(String, String)>,
     IfMatch(v): IfMatch,
-    ApiJson(b): ApiJson<RotateApiKeyBody>,
+    OptionalJson(b): OptionalJson<RotateApiKeyBody>,
 ) -> ApiResult<NewApiKeyView> {
     reply(
         s.svc

@@ -61,13 +61,40 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, ()
     let raw = STANDARD.decode(rest.trim()).map_err(|_| ())?;
     let text = String::from_utf8(raw).map_err(|_| ())?;
     let (id, secret) = text.split_once(':').ok_or(())?;
-    let decode = |s: &str| {
-        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("x={s}"))
-            .ok()
-            .and_then(|mut v| v.pop())
-            .map(|(_, v)| v)
-    };
-    Ok(decode(id).zip(decode(secret)))
+    Ok(Some((form_decode(id)?, form_decode(secret)?)))
+}
+
+/// One `application/x-www-form-urlencoded` value: `+` is a space, `%XX` a byte, the result
+/// UTF-8. The value is decoded on its own: `&` and `=` in it are data, not separators.
+fn form_decode(s: &str) -> Result<String, ()> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let (hi, lo) = match bytes.get(i + 1..i + 3) {
+                    Some(&[hi, lo]) => (hex_digit(hi)?, hex_digit(lo)?),
+                    _ => return Err(()),
+                };
+                out.push(hi << 4 | lo);
+                i += 2;
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| ())
+}
+
+fn hex_digit(b: u8) -> Result<u8, ()> {
+    match b {
+        b'0'..=b'9' => Ok(b - b'0'),
+        b'a'..=b'f' => Ok(b - b'a' + 10),
+        b'A'..=b'F' => Ok(b - b'A' + 10),
+        _ => Err(()),
+    }
 }
 
 /// The request as the OAuth2 flow sees it: a form body whose fields each appear once.
@@ -83,9 +110,10 @@ async fn token_request(req: Request) -> Result<TokenRequest, OAuthError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+            v.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
         });
     let bytes = read_body(req).await.map_err(|_| OAuthError {
         status: 413,
@@ -106,11 +134,7 @@ async fn token_request(req: Request) -> Result<TokenRequest, OAuthError> {
             valid = false;
         }
     }
-    Ok(TokenRequest {
-        basic,
-        form,
-        valid,
-    })
+    Ok(TokenRequest { basic, form, valid })
 }
 
 /// Client-credentials grant (RFC 6749 §4.4): the service account authenticates with its client

@@ -317,3 +317,87 @@ backend_test!(
         assert_forbidden(&r, "missing_permission:invites:write");
     }
 );
+
+backend_test!(nobody_hands_out_permissions_they_lack, |app| async move {
+    // An admin holds everything but org:delete: no role, membership or invite may give
+    // org:delete through them, or a custom role would be a way up.
+    let (_, alice) = owned_org(&app, "acme", "alice@example.com").await;
+    let (bob_id, bob) = app
+        .add_member(&alice, "acme", "bob@example.com", &["admin"])
+        .await;
+    let r = app
+        .send(Req::post("/v1/orgs/acme/roles").token(&bob).json(role(
+            "deleter",
+            json!(["org:delete"]),
+            json!([]),
+        )))
+        .await;
+    assert_forbidden(&r, "permission_escalation");
+    let r = app
+        .send(Req::post("/v1/orgs/acme/roles").token(&bob).json(role(
+            "helper",
+            json!(["invites:read"]),
+            json!(["owner"]),
+        )))
+        .await;
+    assert_forbidden(&r, "permission_escalation");
+    // The owner may define it; the admin still may not hand it out or widen a role to it.
+    let r = app
+        .send(Req::post("/v1/orgs/acme/roles").token(&alice).json(role(
+            "deleter",
+            json!(["org:delete"]),
+            json!([]),
+        )))
+        .await;
+    assert_status(&r, 201);
+    let r = app
+        .send(Req::post("/v1/orgs/acme/roles").token(&bob).json(role(
+            "reader",
+            json!(["users:read"]),
+            json!([]),
+        )))
+        .await;
+    assert_status(&r, 201);
+    let r = app
+        .send(
+            Req::patch("/v1/orgs/acme/roles/reader")
+                .token(&bob)
+                .json(json!({"inherits": ["deleter"]})),
+        )
+        .await;
+    assert_forbidden(&r, "permission_escalation");
+    let r = app
+        .send(
+            Req::put(format!("/v1/orgs/acme/users/{bob_id}/roles"))
+                .token(&bob)
+                .json(json!({"roles": ["admin", "deleter"]})),
+        )
+        .await;
+    assert_forbidden(&r, "permission_escalation");
+    let r = app
+        .send(
+            Req::post("/v1/orgs/acme/invites")
+                .token(&bob)
+                .json(json!({"email": "eve@example.com", "roles": ["deleter"]})),
+        )
+        .await;
+    assert_forbidden(&r, "permission_escalation");
+    // Within their own permissions, all of it works.
+    let r = app
+        .send(
+            Req::post("/v1/orgs/acme/invites")
+                .token(&bob)
+                .json(json!({"email": "eve@example.com", "roles": ["reader"]})),
+        )
+        .await;
+    assert_status(&r, 201);
+    let r = app
+        .send(Req::get(format!("/v1/orgs/acme/users/{bob_id}")).token(&bob))
+        .await;
+    assert_eq!(
+        r.body["roles"],
+        json!(["admin"]),
+        "nothing changed: {}",
+        r.text
+    );
+});
