@@ -325,29 +325,8 @@ pub(crate) fn run_wrk(
     url: &str,
     script: Option<&Path>,
 ) -> anyhow::Result<String> {
-    let mut cmd = Command::new("wrk");
-    cmd.args([
-        "-t1",
-        &format!("-c{connections}"),
-        &format!("-d{duration}s"),
-        "--latency",
-        "-H",
-        auth,
-    ]);
-    if let Some(s) = script {
-        cmd.arg("-s").arg(s);
-    }
-    cmd.arg(url);
-    let out = sh(&mut cmd)?;
-    std::fs::write(work.join(format!("wrk-{name}.txt")), &out)?;
-    let field = |prefix: &str| {
-        out.lines()
-            .map(str::trim)
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or("?")
-            .to_string()
-    };
+    let out = wrk_output(connections, duration, work, name, auth, url, script)?;
+    let field = |prefix: &str| wrk_field(&out, prefix).unwrap_or("?").to_string();
     let non2xx = out
         .lines()
         .find(|l| l.contains("Non-2xx"))
@@ -360,4 +339,200 @@ pub(crate) fn run_wrk(
         field("50%"),
         field("99%")
     ))
+}
+
+/// Run wrk as [`run_wrk`] does and return its raw output (also kept as `wrk-<name>.txt`).
+pub(crate) fn wrk_output(
+    connections: u32,
+    duration: u32,
+    work: &Path,
+    name: &str,
+    header: &str,
+    url: &str,
+    script: Option<&Path>,
+) -> anyhow::Result<String> {
+    let mut cmd = Command::new("wrk");
+    cmd.args([
+        "-t1",
+        &format!("-c{connections}"),
+        &format!("-d{duration}s"),
+        "--latency",
+        "-H",
+        header,
+    ]);
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+    }
+    cmd.arg(url);
+    let out = sh(&mut cmd)?;
+    std::fs::write(work.join(format!("wrk-{name}.txt")), &out)?;
+    Ok(out)
+}
+
+/// The second word of the first (trimmed) line of wrk's output that starts with `prefix`.
+fn wrk_field<'a>(out: &'a str, prefix: &str) -> Option<&'a str> {
+    out.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.split_whitespace().nth(1))
+}
+
+/// The figures of one wrk run, parsed from its output.
+#[derive(Debug, Clone)]
+pub(crate) struct WrkStats {
+    /// Completed requests.
+    pub(crate) requests: u64,
+    pub(crate) rps: f64,
+    /// As wrk prints them (`812.00us`, `1.52ms`).
+    pub(crate) p50: String,
+    pub(crate) p99: String,
+    /// Responses with a status of 400 or more (wrk's "Non-2xx or 3xx responses").
+    pub(crate) non2xx: u64,
+    /// Connect, read and write errors and timeouts.
+    pub(crate) socket_errors: u64,
+}
+
+impl WrkStats {
+    pub(crate) fn parse(out: &str) -> anyhow::Result<Self> {
+        let number = |prefix: &str| -> anyhow::Result<f64> {
+            let raw = wrk_field(out, prefix)
+                .with_context(|| format!("wrk printed no {prefix:?} line:\n{out}"))?;
+            raw.parse::<f64>()
+                .with_context(|| format!("wrk's {prefix:?} is not a number: {raw}"))
+        };
+        let requests = out
+            .lines()
+            .map(str::trim)
+            .find(|l| l.contains(" requests in "))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .with_context(|| format!("wrk printed no request count:\n{out}"))?;
+        let non2xx = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+            .map_or(Ok(0), |n| n.trim().parse::<u64>())?;
+        // "Socket errors: connect 0, read 0, write 0, timeout 0"
+        let socket_errors = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+            .map_or(0, |rest| {
+                rest.split(',')
+                    .filter_map(|part| part.split_whitespace().nth(1))
+                    .filter_map(|n| n.parse::<u64>().ok())
+                    .sum()
+            });
+        let latency = |prefix: &str| -> anyhow::Result<String> {
+            Ok(wrk_field(out, prefix)
+                .with_context(|| format!("wrk printed no {prefix} latency:\n{out}"))?
+                .to_string())
+        };
+        Ok(Self {
+            requests,
+            rps: number("Requests/sec:")?,
+            p50: latency("50%")?,
+            p99: latency("99%")?,
+            non2xx,
+            socket_errors,
+        })
+    }
+
+    /// Responses that were not a success, plus socket errors.
+    pub(crate) fn errors(&self) -> u64 {
+        self.non2xx + self.socket_errors
+    }
+
+    pub(crate) fn p99_ms(&self) -> Option<f64> {
+        latency_ms(&self.p99)
+    }
+}
+
+impl std::fmt::Display for WrkStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "req/s={:.0} p50={} p99={} requests={} non-2xx={} socket-errors={}",
+            self.rps, self.p50, self.p99, self.requests, self.non2xx, self.socket_errors
+        )
+    }
+}
+
+/// A wrk latency (`950.00us`, `1.20ms`, `2.01s`, `1.00m`) in milliseconds.
+pub(crate) fn latency_ms(raw: &str) -> Option<f64> {
+    let split = raw.find(|c: char| c.is_ascii_alphabetic())?;
+    let (n, unit) = raw.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    match unit {
+        "us" => Some(n / 1000.0),
+        "ms" => Some(n),
+        "s" => Some(n * 1000.0),
+        "m" => Some(n * 60_000.0),
+        "h" => Some(n * 3_600_000.0),
+        _ => None,
+    }
+}
+
+/// wrk as [`run_wrk`], parsed.
+pub(crate) fn wrk_stats(
+    connections: u32,
+    duration: u32,
+    work: &Path,
+    name: &str,
+    header: &str,
+    url: &str,
+    script: Option<&Path>,
+) -> anyhow::Result<WrkStats> {
+    WrkStats::parse(&wrk_output(
+        connections,
+        duration,
+        work,
+        name,
+        header,
+        url,
+        script,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    const OUT: &str = "Running 15s test @ http://127.0.0.1:18183/v1/auth/whoami
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   710.21us  201.33us   9.80ms   90.12%
+    Req/Sec    45.10k     1.20k   47.00k    80.00%
+  Latency Distribution
+     50%  680.00us
+     75%  750.00us
+     90%  850.00us
+     99%    1.52ms
+  673451 requests in 15.00s, 250.12MB read
+  Socket errors: connect 0, read 2, write 0, timeout 3
+  Non-2xx or 3xx responses: 7
+Requests/sec:  44896.73
+Transfer/sec:     16.67MB
+";
+
+    #[test]
+    fn parses_wrk_output() {
+        let s = WrkStats::parse(OUT).unwrap();
+        assert_eq!(s.requests, 673_451);
+        assert!((s.rps - 44_896.73).abs() < 1e-6);
+        assert_eq!(s.p50, "680.00us");
+        assert_eq!(s.p99, "1.52ms");
+        assert_eq!((s.non2xx, s.socket_errors, s.errors()), (7, 5, 12));
+        assert_eq!(latency_ms(&s.p50), Some(0.68));
+        assert_eq!(s.p99_ms(), Some(1.52));
+        let clean = OUT
+            .lines()
+            .filter(|l| !l.contains("Socket") && !l.contains("Non-2xx"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(WrkStats::parse(&clean).unwrap().errors(), 0);
+        assert_eq!(latency_ms("2.5s"), Some(2500.0));
+        assert_eq!(latency_ms("1.00m"), Some(60_000.0));
+        assert_eq!(latency_ms("fast"), None);
+    }
 }

@@ -1,9 +1,11 @@
 //! Developer tasks: `cargo xtask ci` (the whole test suite, as CI runs it) and
 //! `cargo xtask bench` (seed + load benchmark against the release binary) and
-//! `cargo xtask bench-identity` (login, refresh and introspection throughput).
+//! `cargo xtask bench-identity` (login, refresh and introspection throughput) and
+//! `cargo xtask bench-machine` (API keys and client credentials).
 
 mod bench;
 mod bench_identity;
+mod bench_machine;
 mod ci;
 mod services;
 
@@ -26,6 +28,9 @@ enum Command {
     /// Time argon2id and measure logins, refreshes and introspections per second with wrk
     /// against the release binary (PostgreSQL + Redis by default).
     BenchIdentity(bench_identity::IdentityBenchArgs),
+    /// Seed 500,000 API keys, then measure cached and cold key verification, introspection
+    /// and client-credentials grants with wrk against the release binary (PostgreSQL + Redis).
+    BenchMachine(bench_machine::MachineBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +38,6 @@ fn main() -> anyhow::Result<()> {
         Command::Ci => ci::run(),
         Command::Bench(args) => bench::run(args),
         Command::BenchIdentity(args) => bench_identity::run(args),
+        Command::BenchMachine(args) => bench_machine::run(args),
     }
 }

@@ -74,7 +74,11 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
             let Some(token) = token else {
                 return ApiError::from(uos_service::ServiceError::Unauthenticated).into_response();
             };
-            match state.svc.authenticate(token, &ctx_from_parts(&parts)).await {
+            match state
+                .svc
+                .authenticate(token, || ctx_from_parts(&parts))
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => return ApiError::from(e).into_response(),
             }

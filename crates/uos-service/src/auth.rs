@@ -269,10 +269,11 @@ impl Services {
 
     /// Resolve a bearer credential to a caller: an API key, a client-credentials token, or a
     /// user's access token. A user token must verify *and* its session must be live *and* its
-    /// user must still be allowed in, so logout and suspension act at once. `ctx` is the
-    /// request so far (address, request id), for auditing refused keys.
+    /// user must still be allowed in, so logout and suspension act at once. `ctx` builds the
+    /// request so far (address, request id), only when a refused key must be audited: the
+    /// hot path never pays for it.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    pub async fn authenticate(&self, token: &str, ctx: &Ctx) -> Result<Caller> {
+    pub async fn authenticate(&self, token: &str, ctx: impl FnOnce() -> Ctx) -> Result<Caller> {
         if uos_authn::looks_like_api_key(token) {
             return self.authenticate_api_key(token, ctx).await;
         }

@@ -34,6 +34,9 @@ pub struct AuthMachine {
     pub permissions: Vec<String>,
     /// The credential's scopes as granted (API key scopes or token `scope`).
     pub scopes: Vec<String>,
+    /// Whether the account's org was active when the credential was checked. Machines of a
+    /// suspended or deleted org stop working (people may still look at what happened).
+    pub org_active: bool,
 }
 
 #[derive(Clone, Debug)]

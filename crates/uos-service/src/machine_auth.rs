@@ -97,7 +97,12 @@ impl Services {
         credential: MachineCredential,
     ) -> Result<Arc<AuthMachine>> {
         let (roles, perms) = self.account_permissions(r, &account).await?;
+        let org_active = r
+            .get_org(account.org_id)
+            .await?
+            .is_some_and(|o| o.status == uos_domain::OrgStatus::Active);
         Ok(Arc::new(AuthMachine {
+            org_active,
             permissions: narrowed(&perms, &scopes),
             roles: roles.into_iter().collect(),
             scopes,
@@ -141,7 +146,11 @@ impl Services {
 
     /// An API key that is well formed, known, matches its stored hash, and may be used now,
     /// with the caller it authenticates. Malformed keys fail before any lookup.
-    async fn usable_key(&self, raw: &str, ctx: Option<&Ctx>) -> Result<Option<Arc<KeyEntry>>> {
+    async fn usable_key(
+        &self,
+        raw: &str,
+        ctx: Option<impl FnOnce() -> Ctx>,
+    ) -> Result<Option<Arc<KeyEntry>>> {
         let Ok(parsed) = parse_api_key(raw) else {
             return Ok(None);
         };
@@ -160,11 +169,12 @@ impl Services {
         let refusal = match entry.key.refusal(&account.rotation, now) {
             Some(r) => Some(r.as_str()),
             None if !account.is_usable() => Some("account_disabled"),
+            None if !entry.caller.org_active => Some("org_inactive"),
             None => None,
         };
         if let Some(reason) = refusal {
             if let Some(ctx) = ctx {
-                self.audit_refusal(ctx, &entry.key, reason).await;
+                self.audit_refusal(&ctx(), &entry.key, reason).await;
             }
             return Ok(None);
         }
@@ -176,7 +186,11 @@ impl Services {
     }
 
     /// Authenticate a bearer API key.
-    pub(crate) async fn authenticate_api_key(&self, raw: &str, ctx: &Ctx) -> Result<Caller> {
+    pub(crate) async fn authenticate_api_key(
+        &self,
+        raw: &str,
+        ctx: impl FnOnce() -> Ctx,
+    ) -> Result<Caller> {
         match self.usable_key(raw, Some(ctx)).await? {
             Some(entry) => Ok(Caller::Machine(Arc::clone(&entry.caller))),
             None => Err(ServiceError::Unauthenticated),
@@ -219,7 +233,9 @@ impl Services {
                 entry
             }
         };
-        let ok = entry.claims.exp > now.timestamp() && entry.caller.account.is_usable();
+        let ok = entry.claims.exp > now.timestamp()
+            && entry.caller.account.is_usable()
+            && entry.caller.org_active;
         Ok(ok.then_some(entry))
     }
 
@@ -238,7 +254,7 @@ impl Services {
         token: &str,
     ) -> Result<Option<IntrospectionView>> {
         if uos_authn::looks_like_api_key(token) {
-            let Some(entry) = self.usable_key(token, None).await? else {
+            let Some(entry) = self.usable_key(token, None::<fn() -> Ctx>).await? else {
                 return Ok(Some(IntrospectionView::default()));
             };
             let k = &entry.key;

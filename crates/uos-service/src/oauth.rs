@@ -158,9 +158,17 @@ impl Services {
             return Ok(None);
         };
         let mut r = self.inner.store.read().await?;
-        let account = r.find_service_account(ServiceAccountId(id)).await?;
-        Ok(account.filter(|a| {
-            a.is_usable()
+        let Some(account) = r.find_service_account(ServiceAccountId(id)).await? else {
+            return Ok(None);
+        };
+        // Machines of a suspended or deleted org get no new tokens.
+        let org_active = r
+            .get_org(account.org_id)
+            .await?
+            .is_some_and(|o| o.status == uos_domain::OrgStatus::Active);
+        Ok(Some(account).filter(|a| {
+            org_active
+                && a.is_usable()
                 && a.client_secret_hash.as_deref().is_some_and(|h| {
                     uos_authn::verify_api_key(&self.inner.api_key_pepper, secret, h)
                 })
@@ -360,6 +368,7 @@ impl Services {
                 roles: Vec::new(),
                 permissions: Vec::new(),
                 scopes: Vec::new(),
+                org_active: true,
                 account: account.clone(),
             })),
             ..ctx.clone()

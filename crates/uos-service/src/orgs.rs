@@ -201,6 +201,8 @@ impl Services {
             }
         }
         uow.tx().update_org(&next, org.version).await?;
+        // Machine credentials of the org are cached with its status: check them afresh.
+        uow.invalidate(uos_shared::Invalidation::Org(org.id.0));
         let name = match mv {
             OrgMove::Suspend => "org.suspended",
             OrgMove::Resume => "org.resumed",

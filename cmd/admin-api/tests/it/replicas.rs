@@ -1,4 +1,5 @@
-//! Cross-replica behaviour through Redis: revocations reach the other replica within a second,
+//! Cross-replica behaviour through Redis: revocations (of sessions, API keys, service accounts
+//! and client-credentials tokens) reach the other replica within a second,
 //! and parallel password guesses spread over both replicas lock an account at exactly the
 //! threshold.
 
@@ -213,4 +214,291 @@ async fn one_address_guessing_many_accounts_is_throttled_on_every_replica() {
     // Ten distinct accounts from one address are checked; then the address is throttled.
     assert_eq!(&statuses[..10], &[401; 10]);
     assert_eq!(&statuses[10..], &[429; 4]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine identity: API keys and client-credentials tokens are cached per replica (a hit never
+// reads the store), so what revokes them on one replica must evict them on the other through
+// the Redis fan-out, within a second.
+
+/// The admin's access token, logged in on `r`.
+async fn admin_token(client: &reqwest::Client, r: &Replica) -> String {
+    let (status, body) = login(client, r, ADMIN_PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+/// `method path` on `r` with a bearer token and an optional JSON body; status and JSON body.
+async fn call(
+    client: &reqwest::Client,
+    r: &Replica,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = client
+        .request(method, format!("{}{path}", r.base))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// An org (slug `m-<random>`) with one service account holding `member`, created on `r`.
+/// Returns (slug, service account id).
+async fn org_with_account(client: &reqwest::Client, r: &Replica, admin: &str) -> (String, String) {
+    let slug = format!("m-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let (status, body) = call(
+        client,
+        r,
+        reqwest::Method::POST,
+        "/v1/orgs",
+        admin,
+        Some(json!({"slug": slug, "display_name": "Machines"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(
+        client,
+        r,
+        reqwest::Method::POST,
+        &format!("/v1/orgs/{slug}/service-accounts"),
+        admin,
+        Some(json!({"name": "deployer", "roles": ["member"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    (slug, body["id"].as_str().unwrap().to_string())
+}
+
+/// A new API key with scope `users:read` for the account, created on `r`: (key id, secret).
+async fn api_key(
+    client: &reqwest::Client,
+    r: &Replica,
+    admin: &str,
+    slug: &str,
+    account: &str,
+) -> (String, String) {
+    let (status, body) = call(
+        client,
+        r,
+        reqwest::Method::POST,
+        &format!("/v1/orgs/{slug}/service-accounts/{account}/api-keys"),
+        admin,
+        Some(json!({"name": "ci", "scopes": ["users:read"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let secret = body["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("uos_"), "{secret}");
+    (body["id"].as_str().unwrap().to_string(), secret)
+}
+
+async fn whoami_status(client: &reqwest::Client, r: &Replica, credential: &str) -> u16 {
+    client
+        .get(format!("{}/v1/auth/whoami", r.base))
+        .bearer_auth(credential)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Make `r` verify and cache `credential` (three uses, all 200) and check it is the account's.
+async fn warm(client: &reqwest::Client, r: &Replica, credential: &str, account: &str) {
+    for _ in 0..3 {
+        let res = client
+            .get(format!("{}/v1/auth/whoami", r.base))
+            .bearer_auth(credential)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["kind"], "service_account", "{body}");
+        assert_eq!(body["id"], account, "{body}");
+    }
+}
+
+/// Poll `r` every 50 ms from `since` until `credential` is refused with 401; fails if it is
+/// still accepted (or answered anything but 200/401) after one second.
+async fn refused_within_a_second(
+    client: &reqwest::Client,
+    r: &Replica,
+    credential: &str,
+    since: Instant,
+    what: &str,
+) {
+    loop {
+        let status = whoami_status(client, r, credential).await;
+        if status == 401 {
+            let elapsed = since.elapsed();
+            assert!(
+                elapsed < Duration::from_secs(1),
+                "{what}: refused on replica B only after {elapsed:?}"
+            );
+            eprintln!("{what}: refused on replica B after {elapsed:?}");
+            return;
+        }
+        assert_eq!(status, 200, "{what}: unexpected status on replica B");
+        assert!(
+            since.elapsed() < Duration::from_secs(1),
+            "{what}: replica B still accepts the credential after 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis"]
+async fn a_revoked_api_key_fails_on_the_other_replica_within_a_second() {
+    let cluster = Cluster::new(&[]).await;
+    let a = cluster.replica().await;
+    let b = cluster.replica().await;
+    let client = reqwest::Client::new();
+    let admin = admin_token(&client, &a).await;
+    let (slug, account) = org_with_account(&client, &a, &admin).await;
+    let (key_id, key) = api_key(&client, &a, &admin, &slug, &account).await;
+    // B has looked the key up and cached it; A too.
+    warm(&client, &b, &key, &account).await;
+    warm(&client, &a, &key, &account).await;
+
+    let (status, body) = call(
+        &client,
+        &a,
+        reqwest::Method::DELETE,
+        &format!("/v1/orgs/{slug}/api-keys/{key_id}"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let revoked_at = Instant::now();
+    assert_eq!(whoami_status(&client, &a, &key).await, 401, "at once on A");
+    refused_within_a_second(&client, &b, &key, revoked_at, "revoked key").await;
+    // And it stays refused (no stale entry comes back).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(whoami_status(&client, &b, &key).await, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis"]
+async fn a_disabled_service_account_fails_on_the_other_replica_within_a_second() {
+    let cluster = Cluster::new(&[]).await;
+    let a = cluster.replica().await;
+    let b = cluster.replica().await;
+    let client = reqwest::Client::new();
+    let admin = admin_token(&client, &a).await;
+    let (slug, account) = org_with_account(&client, &a, &admin).await;
+    let (_, key) = api_key(&client, &a, &admin, &slug, &account).await;
+    warm(&client, &b, &key, &account).await;
+    warm(&client, &a, &key, &account).await;
+
+    let (status, body) = call(
+        &client,
+        &a,
+        reqwest::Method::PATCH,
+        &format!("/v1/orgs/{slug}/service-accounts/{account}"),
+        &admin,
+        Some(json!({"status": "disabled"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "disabled", "{body}");
+    let disabled_at = Instant::now();
+    assert_eq!(whoami_status(&client, &a, &key).await, 401, "at once on A");
+    refused_within_a_second(&client, &b, &key, disabled_at, "key of a disabled account").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis"]
+async fn a_key_rotated_without_overlap_fails_on_the_other_replica_within_a_second() {
+    let cluster = Cluster::new(&[]).await;
+    let a = cluster.replica().await;
+    let b = cluster.replica().await;
+    let client = reqwest::Client::new();
+    let admin = admin_token(&client, &a).await;
+    let (slug, account) = org_with_account(&client, &a, &admin).await;
+    let (key_id, old) = api_key(&client, &a, &admin, &slug, &account).await;
+    warm(&client, &b, &old, &account).await;
+    warm(&client, &a, &old, &account).await;
+
+    let (status, body) = call(
+        &client,
+        &a,
+        reqwest::Method::POST,
+        &format!("/v1/orgs/{slug}/api-keys/{key_id}/rotate"),
+        &admin,
+        Some(json!({"overlap_seconds": 0})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let rotated_at = Instant::now();
+    let new = body["secret"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    assert_eq!(body["replaces"], key_id.as_str(), "{body}");
+    assert_eq!(whoami_status(&client, &a, &old).await, 401, "at once on A");
+    refused_within_a_second(&client, &b, &old, rotated_at, "key rotated out").await;
+    warm(&client, &b, &new, &account).await;
+    warm(&client, &a, &new, &account).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis"]
+async fn a_revoked_client_credentials_token_fails_on_the_other_replica_within_a_second() {
+    let cluster = Cluster::new(&[]).await;
+    let a = cluster.replica().await;
+    let b = cluster.replica().await;
+    let client = reqwest::Client::new();
+    let admin = admin_token(&client, &a).await;
+    let (slug, account) = org_with_account(&client, &a, &admin).await;
+    let (status, body) = call(
+        &client,
+        &a,
+        reqwest::Method::POST,
+        &format!("/v1/orgs/{slug}/service-accounts/{account}/client-secret"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let client_id = body["client_id"].as_str().unwrap().to_string();
+    let secret = body["client_secret"].as_str().unwrap().to_string();
+    assert_eq!(client_id, account);
+
+    let res = client
+        .post(format!("{}/oauth2/token", a.base))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let grant: Value = res.json().await.unwrap();
+    assert_eq!(grant["token_type"], "Bearer", "{grant}");
+    let token = grant["access_token"].as_str().unwrap().to_string();
+    // Issued by A, verified and cached by B.
+    warm(&client, &b, &token, &account).await;
+    warm(&client, &a, &token, &account).await;
+
+    let res = client
+        .post(format!("{}/oauth2/revoke", a.base))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let revoked_at = Instant::now();
+    assert_eq!(
+        whoami_status(&client, &a, &token).await,
+        401,
+        "at once on A"
+    );
+    refused_within_a_second(&client, &b, &token, revoked_at, "revoked client token").await;
 }

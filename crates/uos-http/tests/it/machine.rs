@@ -1787,6 +1787,47 @@ backend_test!(auditors_read_but_do_not_write, |app| async move {
     assert_key_works(&app, &secret(&k)).await;
 });
 
+backend_test!(
+    machines_of_a_suspended_or_deleted_org_stop,
+    |app| async move {
+        let (alice, sa) = acme_with_account(&app, json!(["member"])).await;
+        let sa_id = id_of(&sa);
+        let k = secret(&key(&app, &alice, "acme", &sa_id, json!(["users:read"])).await);
+        assert_key_works(&app, &k).await;
+        let admin = app.admin_token().await;
+        let r = app
+            .send(
+                Req::post("/v1/orgs/acme/suspend")
+                    .token(&admin)
+                    .json(json!({})),
+            )
+            .await;
+        assert_status(&r, 200);
+        assert_key_refused(&app, &k).await;
+        let r = app
+            .send(
+                Req::post("/v1/auth/introspect")
+                    .token(&admin)
+                    .json(json!({"token": k})),
+            )
+            .await;
+        assert_status(&r, 200);
+        assert_eq!(r.body, json!({"active": false}));
+        let r = app
+            .send(
+                Req::post("/v1/orgs/acme/resume")
+                    .token(&admin)
+                    .json(json!({})),
+            )
+            .await;
+        assert_status(&r, 200);
+        assert_key_works(&app, &k).await;
+        let r = app.send(Req::delete("/v1/orgs/acme").token(&admin)).await;
+        assert_status(&r, 200);
+        assert_key_refused(&app, &k).await;
+    }
+);
+
 /// A second replica of `app`: same store, same data directory (keys, pepper), same Redis.
 /// Built inside a throwaway `TestApp` so that requests go through the kit's `send`.
 async fn replica(app: &TestApp, extra: &[(&str, Value)]) -> TestApp {
