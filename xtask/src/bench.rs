@@ -294,7 +294,7 @@ request = function()
 end
 "#;
 
-/// Run wrk and return "req/s=… p50=… p99=… errors=…".
+/// Run wrk and return its one-line summary ("req/s=… p50=… p99=… non-2xx=…").
 fn wrk(
     args: &BenchArgs,
     work: &Path,
@@ -314,8 +314,8 @@ fn wrk(
     )
 }
 
-/// wrk `-t1 -c<connections> -d<duration>s --latency` with one header and an optional script;
-/// the raw output is kept as `wrk-<name>.txt` in the work dir.
+/// wrk `-t1 -c<connections> -d<duration>s --latency` with one header and an optional script,
+/// summarised in one line; the raw output is kept as `wrk-<name>.txt` in the work dir.
 pub(crate) fn run_wrk(
     connections: u32,
     duration: u32,
@@ -325,23 +325,11 @@ pub(crate) fn run_wrk(
     url: &str,
     script: Option<&Path>,
 ) -> anyhow::Result<String> {
-    let out = wrk_output(connections, duration, work, name, auth, url, script)?;
-    let field = |prefix: &str| wrk_field(&out, prefix).unwrap_or("?").to_string();
-    let non2xx = out
-        .lines()
-        .find(|l| l.contains("Non-2xx"))
-        .map(str::trim)
-        .unwrap_or("Non-2xx or 3xx responses: 0")
-        .to_string();
-    Ok(format!(
-        "req/s={} p50={} p99={} ({non2xx})",
-        field("Requests/sec:"),
-        field("50%"),
-        field("99%")
-    ))
+    Ok(wrk_stats(connections, duration, work, name, auth, url, script)?.to_string())
 }
 
-/// Run wrk as [`run_wrk`] does and return its raw output (also kept as `wrk-<name>.txt`).
+/// Run wrk (`-t1 -c<connections> -d<duration>s --latency`, one header, an optional script) and
+/// return its raw output, also kept as `wrk-<name>.txt` in the work dir.
 pub(crate) fn wrk_output(
     connections: u32,
     duration: u32,
@@ -471,7 +459,7 @@ pub(crate) fn latency_ms(raw: &str) -> Option<f64> {
     }
 }
 
-/// wrk as [`run_wrk`], parsed.
+/// wrk as [`wrk_output`], parsed.
 pub(crate) fn wrk_stats(
     connections: u32,
     duration: u32,

@@ -3,7 +3,7 @@
 //! request context (caller, request id, idempotency ticket).
 
 use crate::problem::ApiError;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -140,6 +140,28 @@ impl<S: Send + Sync, T: FromJsonObject> FromRequest<S> for ApiJson<T> {
                 "the body must be a JSON object",
             )),
         }
+    }
+}
+
+/// A JSON body whose fields are all optional: no body at all (no bytes, no Content-Type)
+/// reads as `{}`, so `POST …/rotate` needs none. Anything sent is parsed like [`ApiJson`].
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub T);
+
+impl<S: Send + Sync, T: FromJsonObject> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(Request::from_parts(parts.clone(), body)).await?;
+        if bytes.is_empty() && !parts.headers.contains_key(header::CONTENT_TYPE) {
+            return T::from_object(serde_json::Map::new())
+                .map(Self)
+                .map_err(ApiError::validation);
+        }
+        let req = Request::from_parts(parts, Body::from(bytes));
+        let ApiJson(b) = ApiJson::<T>::from_request(req, state).await?;
+        Ok(Self(b))
     }
 }
 

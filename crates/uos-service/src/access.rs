@@ -2,6 +2,7 @@
 //! authorizer. Every use case goes through here; the returned capability gates its commit.
 
 use crate::{AuthMachine, Caller, Ctx, Inner, Result};
+use std::collections::BTreeSet;
 use uos_authz::{Action, Capability, OrgContext, Principal, Resource};
 use uos_domain::{expand_permissions, Org, OrgId, OrgSlug, RoleName};
 use uos_store::Tx;
@@ -49,13 +50,7 @@ impl Inner {
         let Some(m) = tx.get_membership(org.id, user.user.id).await? else {
             return Ok(None);
         };
-        // Custom roles are only loaded when the member holds one: most members don't.
-        let custom = if m.roles.iter().all(RoleName::is_builtin) {
-            Vec::new()
-        } else {
-            tx.all_roles(org.id).await?
-        };
-        let (roles, permissions) = expand_permissions(&m.roles, &custom);
+        let (roles, permissions) = expand_roles(tx, org.id, &m.roles).await?;
         Ok(Some(OrgContext {
             org_id: org.id.0,
             membership_status: m.status.as_str().to_string(),
@@ -117,17 +112,35 @@ fn machine_org(m: &AuthMachine) -> OrgContext {
     }
 }
 
-/// The permissions `roles` grant in `org` (custom roles read only when named), for the
-/// policy's no-escalation check (`Resource::grants_permissions`).
-pub(crate) async fn role_grants(
+/// `roles` with every role they inherit, and every permission those grant in `org`. Custom
+/// roles are only read when one is named: most members and accounts hold built-in roles only.
+pub(crate) async fn expand_roles(
     tx: &mut dyn Tx,
     org: OrgId,
     roles: &[RoleName],
-) -> Result<Vec<String>> {
+) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
     let custom = if roles.iter().all(RoleName::is_builtin) {
         Vec::new()
     } else {
         tx.all_roles(org).await?
     };
-    Ok(expand_permissions(roles, &custom).1.into_iter().collect())
+    Ok(expand_permissions(roles, &custom))
+}
+
+/// The permissions `roles` grant in `org`, for the policy's no-escalation check
+/// (`Resource::grants_permissions`).
+pub(crate) async fn role_grants(
+    tx: &mut dyn Tx,
+    org: OrgId,
+    roles: &[RoleName],
+) -> Result<Vec<String>> {
+    Ok(expand_roles(tx, org, roles).await?.1.into_iter().collect())
+}
+
+/// Whether `org` exists and is active: machines of a suspended or deleted org do not act.
+pub(crate) async fn org_is_active(tx: &mut dyn Tx, org: OrgId) -> Result<bool> {
+    Ok(tx
+        .get_org(org)
+        .await?
+        .is_some_and(|o| o.status == uos_domain::OrgStatus::Active))
 }

@@ -1,15 +1,17 @@
 //! API keys of service accounts: create (the secret is shown once), list, read, revoke, rotate
 //! with an overlap window, and the list of keys overdue for rotation.
 
+use crate::access::expand_roles;
 use crate::orgs::check_version;
-use crate::service_accounts::account_resource;
+use crate::service_accounts::{account_resource, check_name, live_account};
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::{ApiKeyView, NewApiKeyView};
 use crate::{Ctx, Done, FieldError, Result, ServiceError, Services};
 use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
 use uos_authz::{Action, Resource};
 use uos_domain::{
-    key_lifetime_days, ApiKey, ApiKeyId, Org, OrgSlug, Permission, ServiceAccount,
+    key_lifetime_days, ApiKey, ApiKeyId, Org, OrgSlug, Permission, RotationPolicy, ServiceAccount,
     ServiceAccountId, ServiceAccountStatus,
 };
 use uos_shared::Invalidation;
@@ -33,11 +35,6 @@ fn key_resource(id: Option<ApiKeyId>, grants: Vec<String>) -> impl FnOnce(&mut R
         r.id = id.map(|i| i.to_string());
         r.grants_permissions = grants;
     }
-}
-
-fn key_name(name: &str) -> Result<String> {
-    uos_domain::org::parse_display_name(name)
-        .map_err(|e| ServiceError::field("name", "invalid", e.to_string()))
 }
 
 /// Scopes deduplicated, non-empty, at most [`MAX_SCOPES`].
@@ -70,10 +67,8 @@ impl Services {
             .inner
             .org_access(tx, ctx, slug, action, account_resource(Some(id), grants))
             .await?;
-        let sa = tx
-            .get_service_account(org.id, id)
+        let sa = live_account(tx, org.id, id)
             .await?
-            .filter(|sa| sa.status != ServiceAccountStatus::Deleted)
             .ok_or(ServiceError::NotFound)?;
         Ok((org, sa, cap))
     }
@@ -86,7 +81,7 @@ impl Services {
         account: ServiceAccountId,
         req: NewApiKey,
     ) -> Result<Done<NewApiKeyView>> {
-        let name = key_name(&req.name)?;
+        let name = check_name(&req.name)?;
         // Errors name scopes by their index as sent, so keep that order for them.
         let requested = req.scopes.clone();
         let scopes = scope_list(req.scopes)?;
@@ -97,7 +92,7 @@ impl Services {
             .account_access(uow.tx(), ctx, slug, account, Action::ApiKeyCreate, grants)
             .await?;
         // A key never exceeds its account: every scope must be granted by the account's roles.
-        let (_, allowed) = self.account_permissions(uow.tx(), &sa).await?;
+        let (_, allowed) = expand_roles(uow.tx(), sa.org_id, &sa.roles).await?;
         let mut errors: Vec<FieldError> = requested
             .iter()
             .enumerate()
@@ -380,13 +375,22 @@ impl Services {
             .await?;
         let now = uos_domain::now();
         let page = r.list_overdue_api_keys(org.id, now, page).await?;
+        // A page's keys mostly belong to a few accounts: read each account once.
+        let mut policies: HashMap<ServiceAccountId, RotationPolicy> = HashMap::new();
         let mut items = Vec::with_capacity(page.items.len());
         for k in &page.items {
-            let policy = r
-                .get_service_account(org.id, k.service_account_id)
-                .await?
-                .map(|sa| sa.rotation)
-                .unwrap_or_default();
+            let id = k.service_account_id;
+            let policy = match policies.get(&id) {
+                Some(p) => *p,
+                None => {
+                    let p = r
+                        .get_service_account(org.id, id)
+                        .await?
+                        .map(|sa| sa.rotation)
+                        .unwrap_or_default();
+                    *policies.entry(id).or_insert(p)
+                }
+            };
             items.push(ApiKeyView::new(k, &policy, now));
         }
         Ok(Page {

@@ -6,6 +6,7 @@
 //! Uses of keys are recorded in memory and written in batches (`last_used_at`); refused uses of
 //! revoked, expired or rotated-out keys are audited at most once per key and minute.
 
+use crate::access::{expand_roles, org_is_active};
 use crate::machinecache::{KeyEntry, TokenEntry};
 use crate::uow::UnitOfWork;
 use crate::views::IntrospectionView;
@@ -18,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uos_authn::{parse_api_key, verify_api_key, verify_client_token, ClientClaims};
 use uos_authz::Action;
-use uos_domain::{expand_permissions, ApiKey, ApiKeyId, RoleName, ServiceAccount};
+use uos_domain::{ApiKey, ApiKeyId, ServiceAccount};
 use uos_keys::KeyPurpose;
 use uos_store::Tx;
 
@@ -75,20 +76,6 @@ fn narrowed(role_permissions: &BTreeSet<String>, scopes: &[String]) -> Vec<Strin
 }
 
 impl Services {
-    /// Expanded roles and permissions of `account` (custom roles read only when held).
-    pub(crate) async fn account_permissions(
-        &self,
-        r: &mut dyn Tx,
-        account: &ServiceAccount,
-    ) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
-        let custom = if account.roles.iter().all(RoleName::is_builtin) {
-            Vec::new()
-        } else {
-            r.all_roles(account.org_id).await?
-        };
-        Ok(expand_permissions(&account.roles, &custom))
-    }
-
     async fn machine_caller(
         &self,
         r: &mut dyn Tx,
@@ -96,11 +83,8 @@ impl Services {
         scopes: Vec<String>,
         credential: MachineCredential,
     ) -> Result<Arc<AuthMachine>> {
-        let (roles, perms) = self.account_permissions(r, &account).await?;
-        let org_active = r
-            .get_org(account.org_id)
-            .await?
-            .is_some_and(|o| o.status == uos_domain::OrgStatus::Active);
+        let (roles, perms) = expand_roles(r, account.org_id, &account.roles).await?;
+        let org_active = org_is_active(r, account.org_id).await?;
         Ok(Arc::new(AuthMachine {
             org_active,
             permissions: narrowed(&perms, &scopes),

@@ -110,6 +110,11 @@ impl MachineCache {
     }
 
     pub(crate) fn apply(&self, msg: &Invalidation) {
+        // Sessions and users live in the other cache: their messages must not bump the epoch
+        // here, or every logout would throw away key lookups in flight.
+        if matches!(msg, Invalidation::Session(_) | Invalidation::User(_)) {
+            return;
+        }
         let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
         let mut tokens = self.tokens.write().unwrap_or_else(|e| e.into_inner());
         self.epoch.fetch_add(1, Ordering::AcqRel);

@@ -7,6 +7,7 @@
 //! issue our own EdDSA access token (`typ: at+jwt`), which every replica verifies like any
 //! other bearer credential. Errors on these endpoints are OAuth2 bodies, not problem+json.
 
+use crate::access::{expand_roles, org_is_active};
 use crate::uow::UnitOfWork;
 use crate::views::OAuthTokenView;
 use crate::{AuthMachine, Caller, Ctx, Done, MachineCredential, Result, ServiceError, Services};
@@ -23,6 +24,7 @@ use uos_authn::{issue_client_token, ClientClaims};
 use uos_authz::{Action, Resource};
 use uos_domain::{ServiceAccount, ServiceAccountId};
 use uos_keys::KeyPurpose;
+use uos_store::Tx;
 
 /// A token-endpoint request as the transport received it.
 #[derive(Debug, Default)]
@@ -145,6 +147,7 @@ impl Services {
     /// Unknown client, wrong secret, no secret issued and a disabled account look the same.
     async fn client_account(
         &self,
+        r: &mut dyn Tx,
         client_id: &str,
         secret: &[u8],
     ) -> Result<Option<ServiceAccount>> {
@@ -157,15 +160,11 @@ impl Services {
         else {
             return Ok(None);
         };
-        let mut r = self.inner.store.read().await?;
         let Some(account) = r.find_service_account(ServiceAccountId(id)).await? else {
             return Ok(None);
         };
         // Machines of a suspended or deleted org get no new tokens.
-        let org_active = r
-            .get_org(account.org_id)
-            .await?
-            .is_some_and(|o| o.status == uos_domain::OrgStatus::Active);
+        let org_active = org_is_active(r, account.org_id).await?;
         Ok(Some(account).filter(|a| {
             org_active
                 && a.is_usable()
@@ -200,20 +199,19 @@ impl Services {
                 Output::Err(e) => return Err(flow_error(*e, req)),
                 Output::Authenticate { client, passdata } => {
                     let (client, passdata) = (client.to_string(), passdata.to_vec());
-                    let found = self
-                        .client_account(&client, &passdata)
-                        .await
-                        .map_err(|e| OAuthError::unavailable(&e))?;
-                    let Some(a) = found else {
-                        return Err(OAuthError::invalid_client(basic));
-                    };
                     let mut r = inner
                         .store
                         .read()
                         .await
                         .map_err(|e| OAuthError::unavailable(&e.into()))?;
-                    allowed = self
-                        .account_permissions(&mut *r, &a)
+                    let found = self
+                        .client_account(&mut *r, &client, &passdata)
+                        .await
+                        .map_err(|e| OAuthError::unavailable(&e))?;
+                    let Some(a) = found else {
+                        return Err(OAuthError::invalid_client(basic));
+                    };
+                    allowed = expand_roles(&mut *r, a.org_id, &a.roles)
                         .await
                         .map_err(|e| OAuthError::unavailable(&e))?
                         .1;
@@ -343,11 +341,17 @@ impl Services {
             }
             _ => return Err(OAuthError::invalid_client(basic)),
         };
+        let mut r = inner
+            .store
+            .read()
+            .await
+            .map_err(|e| OAuthError::unavailable(&e.into()))?;
         let account = self
-            .client_account(client_id, secret.as_bytes())
+            .client_account(&mut *r, client_id, secret.as_bytes())
             .await
             .map_err(|e| OAuthError::unavailable(&e))?
             .ok_or_else(|| OAuthError::invalid_client(basic))?;
+        drop(r);
         let Some(token) = req.form.get("token") else {
             return Err(OAuthError::new(400, "invalid_request", "token is required"));
         };

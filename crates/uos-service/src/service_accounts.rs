@@ -46,7 +46,8 @@ pub(crate) fn account_resource(
     }
 }
 
-fn check_name(name: &str) -> Result<String> {
+/// An account's or a key's name: a display name, reported on `name`.
+pub(crate) fn check_name(name: &str) -> Result<String> {
     parse_display_name(name).map_err(|e| ServiceError::field("name", "invalid", e.to_string()))
 }
 
@@ -117,6 +118,19 @@ async fn account_roles(
         }
         Err(e) => Err(e),
     }
+}
+
+/// The account `id` of `org` unless it was deleted: a deleted account is gone for every
+/// endpoint but the list with `include_deleted`.
+pub(crate) async fn live_account(
+    tx: &mut dyn Tx,
+    org: uos_domain::OrgId,
+    id: ServiceAccountId,
+) -> Result<Option<ServiceAccount>> {
+    Ok(tx
+        .get_service_account(org, id)
+        .await?
+        .filter(|sa| sa.status != ServiceAccountStatus::Deleted))
 }
 
 impl Services {
@@ -255,11 +269,8 @@ impl Services {
                 account_resource(Some(id), Vec::new()),
             )
             .await?;
-        // A deleted account is gone for this endpoint (the list shows it on request).
-        let sa = r
-            .get_service_account(org.id, id)
+        let sa = live_account(&mut *r, org.id, id)
             .await?
-            .filter(|sa| sa.status != ServiceAccountStatus::Deleted)
             .ok_or(ServiceError::NotFound)?;
         Ok(Done::ok(ServiceAccountView::from(&sa), Some(sa.version)))
     }
@@ -315,11 +326,8 @@ impl Services {
         if !errors.is_empty() {
             return Err(ServiceError::Validation(errors));
         }
-        let before = uow
-            .tx()
-            .get_service_account(org.id, id)
+        let before = live_account(uow.tx(), org.id, id)
             .await?
-            .filter(|sa| sa.status != ServiceAccountStatus::Deleted)
             .ok_or(ServiceError::NotFound)?;
         check_version(before.version, if_match)?;
         let now = uos_domain::now();
@@ -384,11 +392,8 @@ impl Services {
                 account_resource(Some(id), Vec::new()),
             )
             .await?;
-        let before = uow
-            .tx()
-            .get_service_account(org.id, id)
+        let before = live_account(uow.tx(), org.id, id)
             .await?
-            .filter(|sa| sa.status != ServiceAccountStatus::Deleted)
             .ok_or(ServiceError::NotFound)?;
         check_version(before.version, if_match)?;
         let now = uos_domain::now();
@@ -428,11 +433,7 @@ impl Services {
             .ok_or(ServiceError::NotFound)?;
         // The secret authenticates as the account with all its roles' permissions, so the
         // no-escalation rule sees them: only a caller holding them all may take it.
-        let found = uow
-            .tx()
-            .get_service_account(org.id, id)
-            .await?
-            .filter(|sa| sa.status != ServiceAccountStatus::Deleted);
+        let found = live_account(uow.tx(), org.id, id).await?;
         let grants = match &found {
             Some(sa) => role_grants(uow.tx(), org.id, &sa.roles).await?,
             None => Vec::new(),

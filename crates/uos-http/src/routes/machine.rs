@@ -2,16 +2,14 @@
 
 use super::{slug, uuid, Description, RoleList};
 use crate::extract::{
-    is_uuid, read_body, reject_unknown, take_field, AnyJson, ApiJson, FromJsonObject, IfMatch,
+    is_uuid, reject_unknown, take_field, AnyJson, ApiJson, FromJsonObject, IfMatch, OptionalJson,
     Query, ReqCtx,
 };
 use crate::json_body;
 use crate::problem::{ApiError, Problem};
 use crate::reply::{list, reply, ApiResult, ListBody};
 use crate::state::AppState;
-use axum::body::Body;
-use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::header;
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::{de, Deserialize, Deserializer};
 use serde_json::Value;
@@ -259,28 +257,6 @@ json_body! {
         /// Seconds (0–2592000); the configured default (one day) when absent.
         #[schema(value_type = Option<u64>)]
         opt overlap_seconds: Option<Overlap>,
-    }
-}
-
-/// A JSON body whose fields are all optional: no body at all (no bytes, no Content-Type)
-/// reads as `{}`, so `POST …/rotate` needs none. Anything sent is parsed like [`ApiJson`].
-#[derive(Debug)]
-pub struct OptionalJson<T>(pub T);
-
-impl<S: Send + Sync, T: FromJsonObject> FromRequest<S> for OptionalJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, body) = req.into_parts();
-        let bytes = read_body(Request::from_parts(parts.clone(), body)).await?;
-        if bytes.is_empty() && !parts.headers.contains_key(header::CONTENT_TYPE) {
-            return T::from_object(serde_json::Map::new())
-                .map(Self)
-                .map_err(ApiError::validation);
-        }
-        let req = Request::from_parts(parts, Body::from(bytes));
-        let ApiJson(b) = ApiJson::<T>::from_request(req, state).await?;
-        Ok(Self(b))
     }
 }
 
