@@ -58,7 +58,7 @@ pub struct MachineBenchArgs {
     #[arg(long, default_value_t = 4)]
     seed_workers: u32,
     /// Distinct keys the cold-cache run uses, each once.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 40_000)]
     cold_keys: u32,
     /// Seconds of the cold-cache run: short, so that no key is used twice.
     #[arg(long, default_value_t = 3)]
@@ -70,6 +70,10 @@ pub struct MachineBenchArgs {
     connections: u32,
     #[arg(long, default_value = "127.0.0.1:18183")]
     listen: String,
+    /// The server's request threads (`UOS_WORKER_THREADS`); 0 for its default, one per core.
+    /// wrk shares the machine: with 1, it keeps a core of its own.
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
 }
 
 impl MachineBenchArgs {
@@ -78,7 +82,7 @@ impl MachineBenchArgs {
         format!(
             "cargo run -p xtask --release -- bench-machine --backend {} --redis '{}' --keys {} \
              --accounts {} --batch {} --seed-workers {} --cold-keys {} --cold-duration {} \
-             --duration {} --connections {} --listen {}",
+             --duration {} --connections {} --listen {} --workers {}",
             self.backend,
             self.redis,
             self.keys,
@@ -89,7 +93,8 @@ impl MachineBenchArgs {
             self.cold_duration,
             self.duration,
             self.connections,
-            self.listen
+            self.listen,
+            self.workers
         )
     }
 }
@@ -134,7 +139,11 @@ pub fn run(args: MachineBenchArgs) -> anyhow::Result<()> {
 
     let prefix = format!("uos-bench-machine-{}:", std::process::id());
     let base = format!("http://{}", args.listen);
-    let mut env = vec![("UOS_REDIS_PREFIX", prefix.as_str())];
+    let workers = args.workers.to_string();
+    let mut env = vec![
+        ("UOS_REDIS_PREFIX", prefix.as_str()),
+        ("UOS_WORKER_THREADS", workers.as_str()),
+    ];
     if !args.redis.is_empty() {
         env.push(("UOS_REDIS_URL", args.redis.as_str()));
     }

@@ -4,8 +4,13 @@
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Every request allocates (headers, bodies, JSON) from several threads at once; mimalloc's
+/// per-thread free lists serve that with less locking and fewer page faults than the system
+/// allocator (measured with `cargo xtask bench-machine`, see the README).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> anyhow::Result<()> {
     let cfg = match uos_http::Config::load() {
         Ok(c) => c,
         Err(e) => {
@@ -23,5 +28,14 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    uos_http::server::run(cfg).await.context("admin-api failed")
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if cfg.worker_threads > 0 {
+        runtime.worker_threads(cfg.worker_threads);
+    }
+    runtime
+        .build()
+        .context("starting the async runtime")?
+        .block_on(uos_http::server::run(cfg))
+        .context("admin-api failed")
 }

@@ -4,11 +4,12 @@
 //! Every method here costs tens of milliseconds of CPU at the default parameters: call them from
 //! `spawn_blocking`, never directly on an async runtime thread.
 
-use argon2::password_hash::{PasswordHash, SaltString};
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::rngs::OsRng;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::AuthnError;
 
@@ -36,7 +37,8 @@ impl Default for PasswordParams {
     }
 }
 
-/// Hashes and verifies passwords with fixed argon2id parameters.
+/// Hashes and verifies passwords with fixed argon2id parameters. Clones share their working
+/// memory.
 #[derive(Clone, Debug)]
 pub struct PasswordHasher {
     argon2: Argon2<'static>,
@@ -44,6 +46,40 @@ pub struct PasswordHasher {
     /// A hash of a random password made with the same parameters; verifying against it costs the
     /// same as verifying a real user's hash.
     dummy_hash: String,
+    memory: Arc<MemoryPool>,
+}
+
+/// argon2 working memory (19 MiB per hash at the default parameters) kept between hashes.
+/// Allocating it afresh costs a 19 MiB initialising write and, under concurrency, page faults
+/// and unmaps on every hash; argon2 overwrites every block before reading it, so a reused
+/// buffer needs no clearing. The pool keeps at most one buffer per core: callers run at most
+/// that many hashes at once (see `uos-service`'s hash slots), others allocate and drop.
+#[derive(Debug, Default)]
+struct MemoryPool(Mutex<Vec<Vec<Block>>>);
+
+impl MemoryPool {
+    fn take(&self, blocks: usize) -> Vec<Block> {
+        let mut memory = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        memory
+    }
+
+    fn give_back(&self, memory: Vec<Block>, blocks: usize) {
+        // Only buffers of the configured size come back: one grown for an old, bigger hash
+        // would otherwise stay resident for good.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut pool = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if memory.len() == blocks && pool.len() < cores {
+            pool.push(memory);
+        }
+    }
 }
 
 impl PasswordHasher {
@@ -61,6 +97,7 @@ impl PasswordHasher {
             argon2,
             params,
             dummy_hash: String::new(),
+            memory: Arc::default(),
         };
         let mut random = [0u8; 32];
         OsRng.fill_bytes(&mut random);
@@ -75,15 +112,49 @@ impl PasswordHasher {
     /// A PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) with a fresh random salt.
     pub fn hash(&self, password: &str) -> Result<String, AuthnError> {
         let salt = SaltString::generate(&mut OsRng);
-        self.argon2
-            .hash_password(password.as_bytes(), &salt)
-            .map(|phc| phc.to_string())
-            .map_err(AuthnError::Hash)
+        let params = self.argon2.params();
+        let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+        let output = self
+            .raw_hash(&self.argon2, password, salt.as_salt(), output_len)
+            .map_err(AuthnError::Hash)?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(params).map_err(AuthnError::Hash)?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
+        Ok(phc.to_string())
+    }
+
+    /// The argon2 output for `password` and `salt`, computed in pooled memory.
+    fn raw_hash(
+        &self,
+        argon2: &Argon2<'_>,
+        password: &str,
+        salt: Salt<'_>,
+        output_len: usize,
+    ) -> argon2::password_hash::Result<Output> {
+        let mut salt_bytes = [0u8; Salt::MAX_LENGTH];
+        let salt = salt.decode_b64(&mut salt_bytes)?;
+        let blocks = argon2.params().block_count();
+        let mut memory = self.memory.take(blocks);
+        let output = Output::init_with(output_len, |out| {
+            Ok(argon2.hash_password_into_with_memory(
+                password.as_bytes(),
+                salt,
+                out,
+                &mut memory,
+            )?)
+        });
+        self.memory
+            .give_back(memory, self.argon2.params().block_count());
+        output
     }
 
     /// Whether `password` matches `phc`, using the parameters recorded in `phc`. `false` for a
     /// malformed PHC string or any algorithm other than argon2id. The final comparison is
-    /// constant-time (done by the argon2 crate).
+    /// constant-time.
     pub fn verify(&self, password: &str, phc: &str) -> bool {
         let Ok(parsed) = PasswordHash::new(phc) else {
             return false;
@@ -91,9 +162,19 @@ impl PasswordHasher {
         if parsed.algorithm != Algorithm::Argon2id.ident() {
             return false;
         }
-        self.argon2
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return false;
+        };
+        let (Ok(params), Ok(version)) = (
+            Params::try_from(&parsed),
+            parsed.version.map(Version::try_from).transpose(),
+        ) else {
+            return false;
+        };
+        let argon2 = Argon2::new(Algorithm::Argon2id, version.unwrap_or_default(), params);
+        // `Output`'s equality is constant-time.
+        self.raw_hash(&argon2, password, salt, expected.len())
+            .is_ok_and(|computed| computed == expected)
     }
 
     /// Spends the time of a real [`verify`](Self::verify) and learns nothing: call it when the
@@ -187,6 +268,51 @@ mod tests {
         assert!(new.needs_rehash(&phc));
         assert!(!old.needs_rehash(&phc));
         assert!(new.needs_rehash("garbage"));
+    }
+
+    /// Hashes stored before the pooled implementation (the argon2 crate's own hasher) keep
+    /// verifying, and ours verify there: the PHC strings are the same format.
+    #[test]
+    fn interoperates_with_the_argon2_crate() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let ours = cheap();
+        let stock = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap(),
+        );
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = stock.hash_password(b"pw", &salt).unwrap().to_string();
+        assert!(ours.verify("pw", &theirs));
+        assert!(!ours.verify("pv", &theirs));
+        let mine = ours.hash("pw").unwrap();
+        let parsed = PasswordHash::new(&mine).unwrap();
+        assert!(stock.verify_password(b"pw", &parsed).is_ok());
+        assert!(stock.verify_password(b"pv", &parsed).is_err());
+    }
+
+    /// Reused memory carries nothing from one hash to the next, whatever sizes come through.
+    #[test]
+    fn pooled_memory_of_any_size_gives_the_same_answers() {
+        let hasher = cheap();
+        let bigger = PasswordHasher::new(PasswordParams {
+            memory_kib: 2048,
+            iterations: 1,
+            parallelism: 2,
+        })
+        .unwrap();
+        let small = hasher.hash("one").unwrap();
+        let large = bigger.hash("two").unwrap();
+        for _ in 0..3 {
+            assert!(hasher.verify("two", &large));
+            assert!(hasher.verify("one", &small));
+            assert!(!hasher.verify("one", &large));
+            assert!(!hasher.verify("two", &small));
+        }
+        // Clones share the pool and still agree.
+        let clone = hasher.clone();
+        assert!(clone.verify("one", &small));
+        assert_eq!(hasher.hash("x").unwrap().len(), small.len());
     }
 
     #[test]

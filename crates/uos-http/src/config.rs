@@ -31,6 +31,10 @@ pub struct Config {
     pub log_format: String,
     /// Seconds in-flight requests get to finish on shutdown.
     pub shutdown_grace_secs: u64,
+    /// Threads serving requests (`UOS_WORKER_THREADS`). 0: one per core available to the
+    /// process (cgroup CPU limits included). Password hashing runs on its own threads, so
+    /// fewer workers than cores leaves room for a sidecar or a co-located load generator.
+    pub worker_threads: usize,
     /// `redis://host:port/db` for state shared by replicas (lockout counters, one-time
     /// tokens, revocation fan-out). Unset: in-process, for a single node (`UOS_REDIS_URL`).
     pub redis_url: Option<String>,
@@ -59,6 +63,7 @@ impl Default for Config {
             policy_dir: None,
             log_format: "text".into(),
             shutdown_grace_secs: 30,
+            worker_threads: 0,
             redis_url: None,
             redis_prefix: "uos:".into(),
             smtp: None,
@@ -132,6 +137,9 @@ impl Config {
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return bad("log_format", "must be text or json");
         }
+        if self.worker_threads > 1024 {
+            return bad("worker_threads", "must be at most 1024 (0: one per core)");
+        }
         let s = &self.service;
         if s.access_token_ttl_secs == 0 || s.session_ttl_secs == 0 {
             return bad(
@@ -189,6 +197,8 @@ mod tests {
             ("listen", "nowhere", "listen"),
             ("database_url", "mysql://x", "database_url"),
             ("log_format", "xml", "log_format"),
+            ("worker_threads", "5000", "worker_threads"),
+            ("worker_threads", "-1", "worker_threads"),
             ("redis_url", "http://x", "redis_url"),
             ("service.password_min_score", "5", "password_min_score"),
             ("service.lockout.threshold", "0", "service.lockout"),

@@ -165,20 +165,19 @@ fn hex_lower(bytes: &[u8]) -> String {
 /// Per-route counters and latency. Applied as a route layer, so the label is the route
 /// template (`/v1/orgs/{slug}`), never a raw path with ids in it.
 pub async fn metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_string();
+    // Both clones are reference counts (MatchedPath holds an Arc<str>; standard methods are
+    // inline): this layer runs on every request and should not allocate.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let start = Instant::now();
     let res = next.run(req).await;
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let m = &state.metrics;
     m.latency
-        .with_label_values(&[&route, &method])
+        .with_label_values(&[route, method.as_str()])
         .observe(start.elapsed().as_secs_f64());
     m.requests
-        .with_label_values(&[&route, &method, res.status().as_str()])
+        .with_label_values(&[route, method.as_str(), res.status().as_str()])
         .inc();
     res
 }

@@ -22,6 +22,7 @@ mod user;
 use async_trait::async_trait;
 use error::db_err;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Connection as _;
 use std::str::FromStr;
 use std::time::Duration;
 use tx::PgTx;
@@ -29,6 +30,12 @@ use uos_store::{PoolStats, Result, Store, StoreError, Tx};
 
 /// How long a caller waits for a pooled connection before the store reports `Unavailable`.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pooled connection idle for longer than this is pinged before it is handed out (a
+/// failover or a NAT timeout may have cut it). Busier ones are not: pinging on every acquire
+/// adds a round trip to every request (three to a login), and a connection used moments ago
+/// that has since died fails its query and is dropped like any broken one.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
 
 /// The PostgreSQL store. Cloning shares the pool.
 #[derive(Clone, Debug)]
@@ -46,6 +53,15 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > PING_IF_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(db_err)?;
