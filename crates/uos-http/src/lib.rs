@@ -39,8 +39,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/password/reset", post(auth::reset_password))
         .route("/v1/auth/introspect", post(tokens::introspect))
         .route("/v1/auth/whoami", get(auth::whoami))
-        .route("/oauth2/token", post(oauth::token))
-        .route("/oauth2/revoke", post(oauth::revoke))
+        .route(
+            "/oauth2/token",
+            post(oauth::token).fallback(oauth::method_not_allowed),
+        )
+        .route(
+            "/oauth2/revoke",
+            post(oauth::revoke).fallback(oauth::method_not_allowed),
+        )
         .route(
             "/v1/orgs/{slug}/service-accounts",
             post(machine::create_account).get(machine::list_accounts),

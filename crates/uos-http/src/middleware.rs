@@ -41,9 +41,14 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let header_id = id.clone();
+    let oauth2 = req.uri().path().starts_with("/oauth2/");
     let fut = async move {
         let mut res = if declared_len.is_some_and(|n| n > MAX_BODY_BYTES) {
-            ApiError::payload_too_large().into_response()
+            if oauth2 {
+                crate::routes::oauth::body_too_large()
+            } else {
+                ApiError::payload_too_large().into_response()
+            }
         } else {
             next.run(req).await
         };

@@ -379,12 +379,12 @@ impl Services {
         };
         let write = async {
             let mut uow = UnitOfWork::begin(inner, &ctx).await?;
-            // Revoking again changes nothing and records nothing.
-            if uow.tx().is_access_token_revoked(claims.jti).await? {
+            let expires = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
+            // Revoking again (or at the same time on another request) changes nothing and
+            // records nothing: dropping the unit of work rolls it back.
+            if !uow.tx().revoke_access_token(claims.jti, expires).await? {
                 return Ok(());
             }
-            let expires = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
-            uow.tx().revoke_access_token(claims.jti, expires).await?;
             uow.invalidate(uos_shared::Invalidation::AccessToken(claims.jti));
             uow.record(
                 "access_token.revoked",

@@ -26,22 +26,16 @@ impl AuditRepo for PgTx {
 
     #[tracing::instrument(skip_all)]
     async fn append_audit(&mut self, row: &AuditRow) -> Result<()> {
-        // Move the head first, and only from the link this row extends: a writer that did not
-        // chain from the current head gets VersionConflict instead of forking the chain.
-        let moved = sqlx::query(
-            "update audit_head set seq = $1, hash = $2 where audit_head_id = 1 and seq = $1 - 1",
-        )
-        .bind(row.seq)
-        .bind(&row.hash)
-        .execute(self.conn())
-        .await
-        .map_err(db_err)?;
-        if moved.rows_affected() == 0 {
-            return Err(StoreError::VersionConflict);
-        }
-        sqlx::query(
-            "insert into audit_event (seq, audit_event_id, occurred_at, org_id, actor_id, \
-             action, target_id, hash, payload) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        // One statement moves the head, only from the link this row extends, and inserts the
+        // row: a writer that did not chain from the current head inserts nothing and gets
+        // VersionConflict instead of forking the chain. (One round trip per event: every
+        // write of the service records at least one.)
+        let inserted = sqlx::query(
+            "with moved as (update audit_head set seq = $1, hash = $8 \
+             where audit_head_id = 1 and seq = $1 - 1 returning seq) \
+             insert into audit_event (seq, audit_event_id, occurred_at, org_id, actor_id, \
+             action, target_id, hash, payload) \
+             select $1, $2, $3, $4, $5, $6, $7, $8, $9 from moved",
         )
         .bind(row.seq)
         .bind(row.id)
@@ -55,6 +49,9 @@ impl AuditRepo for PgTx {
         .execute(self.conn())
         .await
         .map_err(db_err)?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::VersionConflict);
+        }
         Ok(())
     }
 

@@ -408,8 +408,8 @@ impl MachineRepo for PgTx {
         &mut self,
         jti: uuid::Uuid,
         expires_at: DateTime<Utc>,
-    ) -> Result<()> {
-        sqlx::query(
+    ) -> Result<bool> {
+        let added = sqlx::query(
             "insert into revoked_access_token (jti, expires_at) values ($1, $2) \
              on conflict (jti) do nothing",
         )
@@ -418,7 +418,7 @@ impl MachineRepo for PgTx {
         .execute(self.conn())
         .await
         .map_err(db_err)?;
-        Ok(())
+        Ok(added.rows_affected() == 1)
     }
 
     async fn is_access_token_revoked(&mut self, jti: uuid::Uuid) -> Result<bool> {

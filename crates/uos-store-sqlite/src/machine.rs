@@ -416,8 +416,8 @@ impl MachineRepo for SqliteTx {
         &mut self,
         jti: uuid::Uuid,
         expires_at: DateTime<Utc>,
-    ) -> Result<()> {
-        sqlx::query(
+    ) -> Result<bool> {
+        let added = sqlx::query(
             "insert into revoked_access_token (jti, expires_at) values ($1, $2) \
              on conflict (jti) do nothing",
         )
@@ -426,7 +426,7 @@ impl MachineRepo for SqliteTx {
         .execute(self.conn())
         .await
         .map_err(db_err)?;
-        Ok(())
+        Ok(added.rows_affected() == 1)
     }
 
     async fn is_access_token_revoked(&mut self, jti: uuid::Uuid) -> Result<bool> {

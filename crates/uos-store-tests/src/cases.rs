@@ -3077,17 +3077,46 @@ pub async fn revoked_access_tokens_idempotent_and_purged(store: Arc<dyn Store>) 
     let edge = uuid::Uuid::now_v7();
     let live = uuid::Uuid::now_v7();
     let mut tx = store.begin().await.unwrap();
-    tx.revoke_access_token(gone, t - Duration::seconds(1))
+    assert!(tx
+        .revoke_access_token(gone, t - Duration::seconds(1))
         .await
-        .unwrap();
-    tx.revoke_access_token(edge, t).await.unwrap();
-    tx.revoke_access_token(live, t + Duration::hours(1))
+        .unwrap());
+    assert!(tx.revoke_access_token(edge, t).await.unwrap());
+    assert!(tx
+        .revoke_access_token(live, t + Duration::hours(1))
         .await
-        .unwrap();
-    tx.revoke_access_token(live, t + Duration::hours(1))
-        .await
-        .expect("revoking twice is fine");
+        .unwrap());
+    assert!(
+        !tx.revoke_access_token(live, t + Duration::hours(1))
+            .await
+            .expect("revoking twice is fine"),
+        "the second revocation added nothing"
+    );
     tx.commit().await.unwrap();
+
+    // Concurrent revocations of one token: exactly one of them adds the denial.
+    let same = uuid::Uuid::now_v7();
+    let racers = (0..4).map(|_| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            let added = tx
+                .revoke_access_token(same, t + Duration::hours(1))
+                .await
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tx.commit().await.unwrap();
+            added
+        })
+    });
+    let mut added = 0;
+    for r in racers.collect::<Vec<_>>() {
+        added += usize::from(r.await.unwrap());
+    }
+    assert_eq!(
+        added, 1,
+        "exactly one concurrent revocation adds the denial"
+    );
 
     let mut tx = store.read().await.unwrap();
     for jti in [gone, edge, live] {

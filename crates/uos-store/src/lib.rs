@@ -340,12 +340,14 @@ pub trait MachineRepo {
     /// Overdue keys (as above) across all orgs, for the metric.
     async fn count_overdue_api_keys(&mut self, now: DateTime<Utc>) -> Result<i64>;
 
-    /// Deny a client-credentials access token (RFC 7009) until it expires anyway. Idempotent.
+    /// Deny a client-credentials access token (RFC 7009) until it expires anyway. Idempotent;
+    /// `true` only for the call that added the denial, so of concurrent revocations exactly one
+    /// records it.
     async fn revoke_access_token(
         &mut self,
         jti: uuid::Uuid,
         expires_at: DateTime<Utc>,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     async fn is_access_token_revoked(&mut self, jti: uuid::Uuid) -> Result<bool>;
     /// Forget denials of tokens that have expired by `now`; returns how many.
     async fn purge_revoked_access_tokens(&mut self, now: DateTime<Utc>) -> Result<u64>;

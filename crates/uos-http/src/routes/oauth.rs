@@ -45,6 +45,31 @@ fn error_response(e: OAuthError) -> Response {
     no_store(res)
 }
 
+/// `413` for a body over the size limit, in OAuth2's error shape (used by the outer layer
+/// that refuses declared oversized bodies before they are read, and by the body reader).
+pub(crate) fn body_too_large() -> Response {
+    error_response(OAuthError {
+        status: 413,
+        error: "invalid_request",
+        description: "the body is too large".into(),
+        basic_challenge: false,
+    })
+}
+
+/// Any method but POST on an OAuth2 endpoint: `405` with `Allow: POST`, in OAuth2's error
+/// shape.
+pub async fn method_not_allowed() -> Response {
+    let mut res = error_response(OAuthError {
+        status: 405,
+        error: "invalid_request",
+        description: "this endpoint only accepts POST".into(),
+        basic_challenge: false,
+    });
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    res
+}
+
 /// `client_id:client_secret` of an HTTP Basic header, each form-decoded as RFC 6749 §2.3.1
 /// asks. `Err` for a Basic header that does not decode; `Ok(None)` without one.
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, ()> {

@@ -919,3 +919,34 @@ backend_test!(
         assert_works(&app, &b).await;
     }
 );
+
+// Errors the router and the body limit produce are OAuth2-shaped on these endpoints too: a
+// client library parses `error`, not problem+json.
+backend_test!(
+    other_methods_and_oversized_bodies_get_oauth2_errors,
+    |app| async move {
+        for path in ["/oauth2/token", "/oauth2/revoke"] {
+            for req in [Req::get(path), Req::put(path), Req::delete(path)] {
+                let r = app.send(req).await;
+                assert_oauth_error(&r, 405, "invalid_request");
+                assert_eq!(r.header("allow"), Some("POST"), "{path}: {:?}", r.headers);
+            }
+            let huge = format!(
+                "grant_type=client_credentials&scope={}",
+                "a".repeat(1 << 21)
+            );
+            // Read with a limit ...
+            let r = post_form(&app, path, None, &huge).await;
+            assert_oauth_error(&r, 413, "invalid_request");
+            // ... and refused before reading, by its declared length.
+            let r = app
+                .send(
+                    Req::post(path)
+                        .raw(huge.clone(), FORM)
+                        .header("content-length", &huge.len().to_string()),
+                )
+                .await;
+            assert_oauth_error(&r, 413, "invalid_request");
+        }
+    }
+);
