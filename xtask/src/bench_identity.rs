@@ -36,6 +36,9 @@ pub struct IdentityBenchArgs {
     connections: u32,
     #[arg(long, default_value = "127.0.0.1:18182")]
     listen: String,
+    /// The server's request threads (`UOS_WORKER_THREADS`); 0 for its default, one per core.
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
 }
 
 pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
@@ -50,10 +53,12 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
     let base = format!("http://{}", args.listen);
     // Every login of the benchmark is the same account, 32 at a time: the account and address
     // lockouts (counted before the password is checked) would rightly stop that.
+    let workers = args.workers.to_string();
     let mut env = vec![
         ("UOS_SERVICE__LOCKOUT__THRESHOLD", "1000000000"),
         ("UOS_SERVICE__LOCKOUT__IP_THRESHOLD", "1000000000"),
         ("UOS_REDIS_PREFIX", prefix.as_str()),
+        ("UOS_WORKER_THREADS", workers.as_str()),
     ];
     if !args.redis.is_empty() {
         env.push(("UOS_REDIS_URL", args.redis.as_str()));
@@ -128,13 +133,14 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
     let mut out = String::new();
     writeln!(
         out,
-        "backend={} shared={} wrk -t1 -c{c} -d{d}s",
+        "backend={} shared={} workers={} wrk -t1 -c{c} -d{d}s",
         args.backend,
         if args.redis.is_empty() {
             "memory"
         } else {
             "redis"
-        }
+        },
+        args.workers
     )?;
     let bound = cores as f64 * 1000.0 / hash_ms;
     writeln!(
