@@ -190,27 +190,13 @@ mod tests {
 
     use super::*;
     use crate::MachineCredential;
-    use uos_domain::{ApiKeyId, OrgId, ServiceAccount};
+    use uos_domain::{OrgId, ServiceAccount};
 
     fn entry(prefix: &str) -> Arc<KeyEntry> {
-        let now = uos_domain::now();
-        let account = ServiceAccount::new(OrgId::new(), "svc".into(), vec![], now);
+        let account = ServiceAccount::new(OrgId::new(), "svc".into(), vec![], uos_domain::now());
         let key = ApiKey {
-            id: ApiKeyId::new(),
-            org_id: account.org_id,
-            service_account_id: account.id,
-            name: "k".into(),
             prefix: prefix.into(),
-            secret_hash: String::new(),
-            scopes: vec![],
-            created_at: now,
-            expires_at: None,
-            revoked_at: None,
-            last_used_at: None,
-            replaced_by: None,
-            replaces: None,
-            overdue_reported_at: None,
-            version: 1,
+            ..uos_store_tests::fixtures::api_key(&account)
         };
         let caller = Arc::new(AuthMachine {
             account,
