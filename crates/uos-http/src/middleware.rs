@@ -2,7 +2,7 @@
 //! keys and metrics.
 
 use crate::extract::{ctx_from_parts, read_body, RequestId, MAX_BODY_BYTES};
-use crate::problem::{ApiError, REQUEST_ID};
+use crate::problem::{ApiError, LostRace, REQUEST_ID};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -42,6 +42,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.parse::<usize>().ok());
     let header_id = id.clone();
     let oauth2 = req.uri().path().starts_with("/oauth2/");
+    let if_match = req.headers().contains_key(header::IF_MATCH);
     let fut = async move {
         let mut res = if declared_len.is_some_and(|n| n > MAX_BODY_BYTES) {
             if oauth2 {
@@ -52,6 +53,11 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         } else {
             next.run(req).await
         };
+        // A write that lost a race to another writer: with `If-Match`, the precondition no
+        // longer holds (412, as for a stale ETag); without, a plain conflict (409).
+        if if_match && res.extensions().get::<LostRace>().is_some() {
+            res = ApiError::from(uos_service::ServiceError::PreconditionFailed).into_response();
+        }
         tracing::debug!(status = res.status().as_u16(), "response");
         if let Ok(v) = HeaderValue::from_str(&header_id) {
             res.headers_mut().insert(X_REQUEST_ID.clone(), v);

@@ -202,6 +202,16 @@ impl From<ServiceError> for ApiError {
                 e
             }
             ServiceError::Gone { code, detail } => Self::new(S::GONE, code, "Gone", detail),
+            ServiceError::ConcurrentUpdate => {
+                let mut e = Self::new(
+                    S::CONFLICT,
+                    "conflict",
+                    "Conflict",
+                    "the resource changed while this request was applied; read it again and retry",
+                );
+                e.reason = Some(CONCURRENT_UPDATE);
+                e
+            }
             ServiceError::PreconditionFailed => Self::new(
                 S::PRECONDITION_FAILED,
                 "precondition_failed",
@@ -238,8 +248,17 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+/// `reason` of the 409 for a lost race between two writers.
+const CONCURRENT_UPDATE: &str = "concurrent_update";
+
+/// Marks a response as a lost write race, for the outer layer that knows whether the request
+/// carried `If-Match` (then the answer becomes 412).
+#[derive(Clone, Copy, Debug)]
+pub struct LostRace;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let lost_race = self.reason == Some(CONCURRENT_UPDATE);
         let body = Problem {
             kind: format!("{PROBLEM_TYPE_BASE}{}", self.code),
             title: self.title.to_string(),
@@ -260,6 +279,9 @@ impl IntoResponse for ApiError {
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut res = (self.status, bytes).into_response();
+        if lost_race {
+            res.extensions_mut().insert(LostRace);
+        }
         let h = res.headers_mut();
         h.insert(
             header::CONTENT_TYPE,

@@ -66,6 +66,11 @@ pub enum ServiceError {
     Gone { code: &'static str, detail: String },
     #[error("precondition failed")]
     PreconditionFailed,
+    /// Another writer changed the row between this request's read and its write. The HTTP
+    /// layer answers 412 if the request carried `If-Match` (its precondition no longer
+    /// holds), 409 otherwise (the client asked for no precondition and may retry).
+    #[error("concurrent update")]
+    ConcurrentUpdate,
     #[error("idempotency key in flight")]
     IdempotencyInFlight,
     #[error("idempotency key reused with a different request")]
@@ -109,7 +114,7 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::Conflict(code) => Self::conflict(code, conflict_detail(code)),
             StoreError::NotFound => Self::NotFound,
-            StoreError::VersionConflict => Self::PreconditionFailed,
+            StoreError::VersionConflict => Self::ConcurrentUpdate,
             StoreError::Unavailable(m) => Self::Unavailable(m),
             StoreError::Corrupt(m) | StoreError::Backend(m) => Self::Internal(m),
         }

@@ -49,6 +49,54 @@ backend_test!(
     }
 );
 
+// Without If-Match the client asked for no precondition: a write that loses a race to
+// another writer is a 409 conflict it may retry, never the 412 reserved for a stale ETag.
+backend_test!(
+    concurrent_patches_without_if_match_are_never_412,
+    |app| async move {
+        let admin = app.admin_token().await;
+        app.create_org(&admin, "acme").await;
+        for round in 0..ROUNDS * 4 {
+            let patch = |name: String| {
+                Req::patch("/v1/orgs/acme")
+                    .token(&admin)
+                    .json(json!({"display_name": name}))
+            };
+            let (a, b) = tokio::join!(
+                app.send(patch(format!("a{round}"))),
+                app.send(patch(format!("b{round}")))
+            );
+            for r in [&a, &b] {
+                match r.status.as_u16() {
+                    200 => {}
+                    409 => {
+                        assert_problem(r, 409, "conflict");
+                        assert_eq!(r.body["reason"], "concurrent_update", "{}", r.text);
+                    }
+                    other => panic!("round {round}: {other}: {}", r.text),
+                }
+            }
+            assert!(
+                a.status == 200 || b.status == 200,
+                "round {round}: one of them wins: {} / {}",
+                a.text,
+                b.text
+            );
+            let now = app.send(Req::get("/v1/orgs/acme").token(&admin)).await;
+            let winners: Vec<_> = [&a, &b]
+                .into_iter()
+                .filter(|r| r.status == 200)
+                .map(|r| r.body["display_name"].clone())
+                .collect();
+            assert!(
+                winners.contains(&now.body["display_name"]),
+                "round {round}: a winner's write stands: {}",
+                now.text
+            );
+        }
+    }
+);
+
 backend_test!(
     concurrent_creates_with_the_same_idempotency_key,
     |app| async move {
