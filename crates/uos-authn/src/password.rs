@@ -54,13 +54,24 @@ pub struct PasswordHasher {
 /// and unmaps on every hash; argon2 overwrites every block before reading it, so a reused
 /// buffer needs no clearing. The pool keeps at most one buffer per core: callers run at most
 /// that many hashes at once (see `uos-service`'s hash slots), others allocate and drop.
-#[derive(Debug, Default)]
-struct MemoryPool(Mutex<Vec<Vec<Block>>>);
+#[derive(Debug)]
+struct MemoryPool {
+    buffers: Mutex<Vec<Vec<Block>>>,
+    /// Buffers kept: one per core (read once; it is a cgroup lookup on Linux).
+    max: usize,
+}
 
 impl MemoryPool {
+    fn new() -> Self {
+        Self {
+            buffers: Mutex::default(),
+            max: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
     fn take(&self, blocks: usize) -> Vec<Block> {
         let mut memory = self
-            .0
+            .buffers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop()
@@ -74,9 +85,8 @@ impl MemoryPool {
     fn give_back(&self, memory: Vec<Block>, blocks: usize) {
         // Only buffers of the configured size come back: one grown for an old, bigger hash
         // would otherwise stay resident for good.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut pool = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if memory.len() == blocks && pool.len() < cores {
+        let mut pool = self.buffers.lock().unwrap_or_else(PoisonError::into_inner);
+        if memory.len() == blocks && pool.len() < self.max {
             pool.push(memory);
         }
     }
@@ -97,7 +107,7 @@ impl PasswordHasher {
             argon2,
             params,
             dummy_hash: String::new(),
-            memory: Arc::default(),
+            memory: Arc::new(MemoryPool::new()),
         };
         let mut random = [0u8; 32];
         OsRng.fill_bytes(&mut random);

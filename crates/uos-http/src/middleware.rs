@@ -29,6 +29,12 @@ fn request_id_of(req: &Request) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
+/// The OAuth2 endpoints speak OAuth2 (their own client authentication, error bodies, no
+/// idempotency keys), not the rest of the API's conventions.
+fn is_oauth2(path: &str) -> bool {
+    path.starts_with("/oauth2/")
+}
+
 /// Outermost layer: request id (extension, task-local for error bodies, response header),
 /// a tracing span, and an early 413 for declared oversized bodies.
 pub async fn request_context(mut req: Request, next: Next) -> Response {
@@ -41,7 +47,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let header_id = id.clone();
-    let oauth2 = req.uri().path().starts_with("/oauth2/");
+    let oauth2 = is_oauth2(req.uri().path());
     let if_match = req.headers().contains_key(header::IF_MATCH);
     let fut = async move {
         let mut res = if declared_len.is_some_and(|n| n > MAX_BODY_BYTES) {
@@ -71,7 +77,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
 /// decides what anonymous may do); a bad one is a 401 right away.
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     // The OAuth2 endpoints authenticate the client themselves (HTTP Basic or form fields).
-    if req.uri().path().starts_with("/oauth2/") {
+    if is_oauth2(req.uri().path()) {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
@@ -106,8 +112,7 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
 /// Authentication endpoints are excluded: their responses are credentials, never stored.
 pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if req.method() != Method::POST || path.starts_with("/v1/auth/") || path.starts_with("/oauth2/")
-    {
+    if req.method() != Method::POST || path.starts_with("/v1/auth/") || is_oauth2(path) {
         return next.run(req).await;
     }
     let Some(raw) = req.headers().get(&IDEMPOTENCY_KEY) else {

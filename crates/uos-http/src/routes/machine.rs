@@ -351,7 +351,7 @@ pub async fn update_account(
 
 /// Soft delete: every key is revoked and the client secret dropped.
 #[utoipa::path(delete, path = "/v1/orgs/{slug}/service-accounts/{id}", tag = "machine", security(("bearer" = [])), responses(
-    (status = 204, description = "deleted"), (status = 404, body = Problem), (status = 412, body = Problem)))]
+    (status = 204, description = "deleted"), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn delete_account(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,
@@ -451,7 +451,7 @@ pub async fn get_key(
 
 /// Revoke the key: it fails on every replica within a second.
 #[utoipa::path(delete, path = "/v1/orgs/{slug}/api-keys/{id}", tag = "machine", security(("bearer" = [])), responses(
-    (status = 204, description = "revoked"), (status = 404, body = Problem), (status = 412, body = Problem)))]
+    (status = 204, description = "revoked"), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn revoke_key(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,

@@ -54,7 +54,7 @@ pub async fn get_me(State(s): State<AppState>, ReqCtx(ctx): ReqCtx) -> ApiResult
 
 /// Update the caller's profile.
 #[utoipa::path(patch, path = "/v1/me", tag = "me", security(("bearer" = [])), request_body = ProfileBody, responses(
-    (status = 200, body = UserView), (status = 400, body = Problem), (status = 412, body = Problem)))]
+    (status = 200, body = UserView), (status = 400, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn patch_me(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,
@@ -75,7 +75,7 @@ pub async fn get_preferences(
 
 /// Replace the preferences document (a JSON object, at most 16 KiB).
 #[utoipa::path(put, path = "/v1/me/preferences", tag = "me", security(("bearer" = [])), request_body = Object, responses(
-    (status = 200, body = Object), (status = 400, body = Problem), (status = 412, body = Problem)))]
+    (status = 200, body = Object), (status = 400, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn put_preferences(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,

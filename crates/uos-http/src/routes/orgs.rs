@@ -77,7 +77,7 @@ pub async fn get(
 }
 
 #[utoipa::path(patch, path = "/v1/orgs/{slug}", tag = "orgs", security(("bearer" = [])), request_body = UpdateOrgBody, responses(
-    (status = 200, body = OrgView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 412, body = Problem)))]
+    (status = 200, body = OrgView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn update(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,

@@ -68,7 +68,7 @@ pub async fn get(
 }
 
 #[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), request_body = ProfileBody, responses(
-    (status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 412, body = Problem)))]
+    (status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn update(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,
