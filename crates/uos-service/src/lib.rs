@@ -13,6 +13,7 @@ mod config;
 mod ctx;
 mod error;
 mod federation;
+mod hashpool;
 mod idempotency;
 mod introspect;
 mod invites;
@@ -53,6 +54,7 @@ pub use uow::Done;
 pub use users::REASON_MAX_CHARS;
 
 use authcache::AuthCache;
+use hashpool::HashPool;
 use machine_auth::UsageRecorder;
 use machinecache::MachineCache;
 use std::sync::atomic::AtomicI64;
@@ -92,16 +94,17 @@ struct Inner {
     mailer: Arc<dyn Mailer>,
     oidc: OidcProviders,
     authz: Authorizer,
-    hasher: PasswordHasher,
-    /// One argon2 computation per core at a time: more in parallel only thrash the caches
-    /// with their 19 MiB blocks and make every login slower.
-    hash_slots: tokio::sync::Semaphore,
+    /// argon2 work, on threads of its own (one per core).
+    hashes: HashPool,
     cache: AuthCache,
     machines: MachineCache,
     usage: UsageRecorder,
     /// HMAC key of API-key and client-secret hashes, from the key port: a stolen table of
     /// hashes is useless without it.
     api_key_pepper: [u8; 32],
+    /// The audit chain head as of this replica's last commit: the next event chains from it
+    /// without reading the head first (the append checks it; see `UnitOfWork::record`).
+    audit_head: std::sync::Mutex<Option<uos_store::AuditHead>>,
     /// Keys overdue for rotation at the last sweep.
     overdue_keys: AtomicI64,
     cfg: ServiceConfig,
@@ -112,6 +115,25 @@ impl Inner {
     fn evict(&self, msg: &uos_shared::Invalidation) {
         self.cache.apply(msg);
         self.machines.apply(msg);
+    }
+
+    fn remembered_audit_head(&self) -> Option<uos_store::AuditHead> {
+        self.audit_head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Remember a committed head, unless a later one is already remembered (commits of
+    /// concurrent units of work may report out of order).
+    fn remember_audit_head(&self, head: uos_store::AuditHead) {
+        let mut slot = self
+            .audit_head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.as_ref().is_none_or(|h| h.seq < head.seq) {
+            *slot = Some(head);
+        }
     }
 
     fn evict_all(&self) {
@@ -129,6 +151,9 @@ impl Services {
     ) -> Result<Self> {
         let hasher = PasswordHasher::new(cfg.password_hashing)
             .map_err(|e| ServiceError::Internal(format!("password hasher: {e}")))?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let hashes = HashPool::new(&hasher, cores)
+            .map_err(|e| ServiceError::Internal(format!("hashing threads: {e}")))?;
         let ttl = Duration::from_secs(cfg.auth_cache_secs);
         let api_key_pepper = ports
             .keys
@@ -142,14 +167,12 @@ impl Services {
                 mailer: ports.mailer,
                 oidc,
                 authz,
-                hasher,
-                hash_slots: tokio::sync::Semaphore::new(
-                    std::thread::available_parallelism().map_or(1, |n| n.get()),
-                ),
+                hashes,
                 cache: AuthCache::new(ttl),
                 machines: MachineCache::new(ttl),
                 usage: UsageRecorder::default(),
                 api_key_pepper,
+                audit_head: std::sync::Mutex::default(),
                 overdue_keys: AtomicI64::new(0),
                 cfg,
             }),

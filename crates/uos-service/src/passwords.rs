@@ -11,22 +11,13 @@ use uos_store::Tx;
 pub const PASSWORD_MAX_LEN: usize = 128;
 
 impl Services {
-    /// Run argon2 work off the async runtime (tens of milliseconds of CPU would stall every
-    /// other request on this worker), at most one computation per core.
+    /// Run argon2 work on the hashing threads: tens of milliseconds of CPU would stall every
+    /// other request on an async runtime worker.
     async fn with_hasher<T: Send + 'static>(
         &self,
         work: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
     ) -> Result<T> {
-        let _slot = self
-            .inner
-            .hash_slots
-            .acquire()
-            .await
-            .map_err(|e| ServiceError::Internal(format!("hash slots: {e}")))?;
-        let hasher = self.inner.hasher.clone();
-        tokio::task::spawn_blocking(move || work(&hasher))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("hash task: {e}")))
+        self.inner.hashes.run(work).await
     }
 
     pub(crate) async fn hash_password(&self, password: String) -> Result<String> {

@@ -8,7 +8,7 @@ use uos_authz::Capability;
 use uos_domain::{Membership, OrgId, User};
 use uos_keys::KeyPurpose;
 use uos_shared::Invalidation;
-use uos_store::{AuditHead, AuditRow, Tx};
+use uos_store::{AuditHead, AuditRow, StoreError, Tx};
 
 /// What a successful use case hands back to the transport: the status a replay must repeat,
 /// the body (None = 204) and the version for the `ETag`.
@@ -81,6 +81,11 @@ impl<'a> UnitOfWork<'a> {
 
     /// Append one audit event to the chain inside this transaction. `changes` are redacted by
     /// the audit crate before hashing, so secrets never enter the chain.
+    ///
+    /// The first event of a transaction chains from the head this replica last committed,
+    /// without reading it first: the append checks it is still the head, so one round trip
+    /// does it. Only when another writer got in between is the head read (and locked) and
+    /// the event sealed again.
     pub(crate) async fn record(
         &mut self,
         action: &str,
@@ -89,10 +94,6 @@ impl<'a> UnitOfWork<'a> {
         before: serde_json::Value,
         after: serde_json::Value,
     ) -> Result<()> {
-        let head = match self.head.take() {
-            Some(h) => h,
-            None => self.tx.lock_audit_head().await?,
-        };
         let event = NewEvent {
             id: uos_domain::new_id(),
             occurred_at: uos_domain::now(),
@@ -106,11 +107,40 @@ impl<'a> UnitOfWork<'a> {
             changes: Changes { before, after },
             request_id: Some(self.ctx.request_id.clone()),
         };
+        let (prev, remembered) = match self.head.take() {
+            // Held by this transaction since its first append.
+            Some(h) => (h, false),
+            None => match self.inner.remembered_audit_head() {
+                Some(h) => (h, true),
+                None => (self.tx.lock_audit_head().await?, false),
+            },
+        };
+        let row = self.seal(event.clone(), &prev)?;
+        let row = match self.tx.append_audit(&prev, &row).await {
+            Ok(()) => row,
+            Err(StoreError::VersionConflict) if remembered => {
+                let prev = self.tx.lock_audit_head().await?;
+                let row = self.seal(event, &prev)?;
+                self.tx.append_audit(&prev, &row).await?;
+                row
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.head = Some(AuditHead {
+            seq: row.seq,
+            hash: row.hash,
+        });
+        Ok(())
+    }
+
+    /// The stored form of `event` as the link after `prev`, signed with the audit key.
+    fn seal(&self, event: NewEvent, prev: &AuditHead) -> Result<AuditRow> {
+        let org_id = event.org_id.map(OrgId);
         let key = self.inner.keys.signing_key(KeyPurpose::Audit);
-        let sealed = uos_audit::seal(event, head.seq + 1, &head.hash, &key);
+        let sealed = uos_audit::seal(event, prev.seq + 1, &prev.hash, &key);
         let payload = serde_json::to_value(&sealed)
             .map_err(|e| ServiceError::Internal(format!("audit encode: {e}")))?;
-        let row = AuditRow {
+        Ok(AuditRow {
             seq: sealed.seq,
             id: sealed.id,
             occurred_at: sealed.occurred_at,
@@ -118,15 +148,9 @@ impl<'a> UnitOfWork<'a> {
             actor_id: sealed.actor.id.clone(),
             action: sealed.action.clone(),
             target_id: sealed.target.id.clone(),
-            hash: sealed.hash.clone(),
-            payload,
-        };
-        self.tx.append_audit(&row).await?;
-        self.head = Some(AuditHead {
-            seq: sealed.seq,
             hash: sealed.hash,
-        });
-        Ok(())
+            payload,
+        })
     }
 
     /// Store a new user with its `user.created` event (invite acceptance, federated login).
@@ -182,6 +206,9 @@ impl<'a> UnitOfWork<'a> {
                 .await?;
         }
         self.tx.commit().await?;
+        if let Some(head) = self.head.take() {
+            self.inner.remember_audit_head(head);
+        }
         for msg in &self.stale {
             // Locally at once, so this replica never serves the old state after answering;
             // other replicas through the fan-out. A failed publish is bounded by the cache TTL.

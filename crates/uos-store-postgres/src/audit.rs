@@ -25,14 +25,15 @@ impl AuditRepo for PgTx {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn append_audit(&mut self, row: &AuditRow) -> Result<()> {
+    async fn append_audit(&mut self, prev: &AuditHead, row: &AuditRow) -> Result<()> {
         // One statement moves the head, only from the link this row extends, and inserts the
         // row: a writer that did not chain from the current head inserts nothing and gets
         // VersionConflict instead of forking the chain. (One round trip per event: every
-        // write of the service records at least one.)
+        // write of the service records at least one.) The update takes the head's row lock,
+        // so a concurrent appender waits here and then finds the head moved.
         let inserted = sqlx::query(
             "with moved as (update audit_head set seq = $1, hash = $8 \
-             where audit_head_id = 1 and seq = $1 - 1 returning seq) \
+             where audit_head_id = 1 and seq = $1 - 1 and seq = $10 and hash = $11 returning seq) \
              insert into audit_event (seq, audit_event_id, occurred_at, org_id, actor_id, \
              action, target_id, hash, payload) \
              select $1, $2, $3, $4, $5, $6, $7, $8, $9 from moved",
@@ -46,6 +47,8 @@ impl AuditRepo for PgTx {
         .bind(&row.target_id)
         .bind(&row.hash)
         .bind(row.payload.to_string())
+        .bind(prev.seq)
+        .bind(&prev.hash)
         .execute(self.conn())
         .await
         .map_err(db_err)?;

@@ -25,14 +25,17 @@ impl AuditRepo for SqliteTx {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn append_audit(&mut self, row: &AuditRow) -> Result<()> {
+    async fn append_audit(&mut self, prev: &AuditHead, row: &AuditRow) -> Result<()> {
         // Move the head first, and only from the link this row extends: a writer that did not
         // chain from the current head gets VersionConflict instead of forking the chain.
         let moved = sqlx::query(
-            "update audit_head set seq = $1, hash = $2 where audit_head_id = 1 and seq = $1 - 1",
+            "update audit_head set seq = $1, hash = $2 \
+             where audit_head_id = 1 and seq = $1 - 1 and seq = $3 and hash = $4",
         )
         .bind(row.seq)
         .bind(&row.hash)
+        .bind(prev.seq)
+        .bind(&prev.hash)
         .execute(self.conn())
         .await
         .map_err(db_err)?;

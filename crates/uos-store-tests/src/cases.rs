@@ -11,7 +11,7 @@ use uos_domain::{
     ServiceAccountStatus, SessionId, UserId, UserStatus,
 };
 use uos_store::{
-    AuditFilter, ExternalIdentity, IdemClaim, MemberFilter, OrgFilter, Page, PageRequest,
+    AuditFilter, AuditHead, ExternalIdentity, IdemClaim, MemberFilter, OrgFilter, Page, PageRequest,
     PasswordReset, Store, StoreError, TokenUse, Tx, UserFilter,
 };
 
@@ -2043,7 +2043,7 @@ pub async fn audit_append_moves_head(store: Arc<dyn Store>) {
         let mut row = fixtures::audit(head.seq + 1, t + Duration::seconds(seq));
         row.org_id = Some(OrgId::new());
         row.target_id = Some(format!("user:{seq}"));
-        tx.append_audit(&row).await.unwrap();
+        tx.append_audit(&head, &row).await.unwrap();
         tx.commit().await.unwrap();
         rows.push(row);
     }
@@ -2066,21 +2066,46 @@ pub async fn audit_append_moves_head(store: Arc<dyn Store>) {
 
 pub async fn audit_append_refuses_a_fork(store: Arc<dyn Store>) {
     let t = now();
+    let genesis = fixtures::audit_head(0);
     let mut tx = store.begin().await.unwrap();
-    tx.append_audit(&fixtures::audit(1, t)).await.unwrap();
+    tx.append_audit(&genesis, &fixtures::audit(1, t))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let mut tx = store.begin().await.unwrap();
     assert_err!(
-        tx.append_audit(&fixtures::audit(1, t)).await,
+        tx.append_audit(&genesis, &fixtures::audit(1, t)).await,
         StoreError::VersionConflict,
         "a second link with the same seq"
     );
     drop(tx);
     let mut tx = store.begin().await.unwrap();
     assert_err!(
-        tx.append_audit(&fixtures::audit(3, t)).await,
+        tx.append_audit(&fixtures::audit_head(2), &fixtures::audit(3, t))
+            .await,
+        StoreError::VersionConflict,
+        "a link from a head that is not the current one"
+    );
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.append_audit(&fixtures::audit_head(1), &fixtures::audit(3, t))
+            .await,
         StoreError::VersionConflict,
         "a link that skips a seq"
+    );
+    drop(tx);
+    // A head remembered with the right seq but another hash (say, from before a restore):
+    // chaining from it would fork the chain.
+    let forged = AuditHead {
+        seq: 1,
+        hash: "f".repeat(64),
+    };
+    let mut tx = store.begin().await.unwrap();
+    assert_err!(
+        tx.append_audit(&forged, &fixtures::audit(2, t)).await,
+        StoreError::VersionConflict,
+        "a link from a head with the right seq and the wrong hash"
     );
     drop(tx);
     let mut tx = store.read().await.unwrap();
@@ -2108,7 +2133,9 @@ pub async fn audit_list_filters_and_pages(store: Arc<dyn Store>) {
         }
         .into();
         row.target_id = Some(format!("target:{}", seq % 2));
-        tx.append_audit(&row).await.unwrap();
+        tx.append_audit(&fixtures::audit_head(seq - 1), &row)
+            .await
+            .unwrap();
         rows.push(row);
     }
     tx.commit().await.unwrap();
@@ -3161,7 +3188,9 @@ pub async fn rollback_discards_changes(store: Arc<dyn Store>) {
     tx.insert_org(&o).await.unwrap();
     tx.insert_user(&u).await.unwrap();
     tx.update_org(&renamed, 1).await.unwrap();
-    tx.append_audit(&fixtures::audit(1, now())).await.unwrap();
+    tx.append_audit(&fixtures::audit_head(0), &fixtures::audit(1, now()))
+        .await
+        .unwrap();
     assert!(
         tx.get_org(o.id).await.unwrap().is_some(),
         "visible inside the transaction"

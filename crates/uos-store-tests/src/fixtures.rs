@@ -10,7 +10,7 @@ use uos_domain::{
     Permission, RoleId, RoleName, ServiceAccount, SessionId, User, UserId, UserStatus,
 };
 use uos_store::{
-    AuditRow, ExternalIdentity, IdempotencyRecord, PasswordReset, RefreshToken, Session, Store,
+    AuditHead, AuditRow, ExternalIdentity, IdempotencyRecord, PasswordReset, RefreshToken, Session, Store,
     TotpEnrolment,
 };
 
@@ -182,6 +182,18 @@ pub fn idem(scope: &str, key: &str, created_at: DateTime<Utc>) -> IdempotencyRec
 /// The genesis hash of an empty chain.
 pub fn genesis_hash() -> String {
     "0".repeat(64)
+}
+
+/// The chain head after [`audit`] rows `1..=seq` (the genesis head for 0).
+pub fn audit_head(seq: i64) -> AuditHead {
+    AuditHead {
+        seq,
+        hash: if seq == 0 {
+            genesis_hash()
+        } else {
+            audit(seq, now()).hash
+        },
+    }
 }
 
 pub fn audit(seq: i64, occurred_at: DateTime<Utc>) -> AuditRow {

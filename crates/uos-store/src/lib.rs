@@ -380,8 +380,11 @@ pub trait AuditRepo {
     /// The chain head. On PostgreSQL it locks the head row (`for update`) so concurrent
     /// writers append one after another; SQLite writes are already serialised.
     async fn lock_audit_head(&mut self) -> Result<AuditHead>;
-    /// Append a sealed event and move the head to it.
-    async fn append_audit(&mut self, row: &AuditRow) -> Result<()>;
+    /// Append a sealed event chained from `prev` and move the head to it, only if `prev` (seq
+    /// *and* hash) is still the head: otherwise nothing changes and the answer is
+    /// `VersionConflict`. So a writer may seal from a head it only remembers, without
+    /// [`lock_audit_head`](Self::lock_audit_head), and can never fork the chain.
+    async fn append_audit(&mut self, prev: &AuditHead, row: &AuditRow) -> Result<()>;
     /// Chronological (by `seq`), with filters; the page cursor is the last `seq`.
     async fn list_audit(
         &mut self,
