@@ -116,7 +116,11 @@ impl Services {
         let inner = &*self.inner;
         let cap = inner.authorize(ctx, Action::AuthLogin, session_resource())?;
         let attempt = self.begin_attempt(email, ctx.ip.as_deref()).await?;
-        let user = inner.store.read().await?.get_user_by_email(email).await?;
+        let found = inner.store.read().await?.get_login_user(email).await?;
+        let (user, second_factor) = match found {
+            Some(f) => (Some(f.user), f.second_factor),
+            None => (None, false),
+        };
         let phc = user.as_ref().and_then(|u| u.password_hash.clone());
         let ok = self.verify_password(password, phc).await?;
         let user = match user {
@@ -133,7 +137,7 @@ impl Services {
                 return Err(ServiceError::InvalidCredentials);
             }
         };
-        if self.has_second_factor(&user).await? {
+        if second_factor {
             // Not a success yet: the count goes on until the second factor is right, so
             // right passwords cannot reset the count of wrong codes.
             return Err(self.mfa_challenge(ctx, &cap, &user).await?);

@@ -84,8 +84,14 @@ mod tests {
         let pool = HashPool::new(&hasher(), 2).unwrap();
         let phc = pool.run(|h| h.hash("a password").unwrap()).await.unwrap();
         let (right, wrong) = (phc.clone(), phc);
-        assert!(pool.run(move |h| h.verify("a password", &right)).await.unwrap());
-        assert!(!pool.run(move |h| h.verify("another", &wrong)).await.unwrap());
+        assert!(pool
+            .run(move |h| h.verify("a password", &right))
+            .await
+            .unwrap());
+        assert!(!pool
+            .run(move |h| h.verify("another", &wrong))
+            .await
+            .unwrap());
         let name = pool
             .run(|_| std::thread::current().name().map(str::to_owned))
             .await
@@ -133,6 +139,10 @@ mod tests {
         // The queue is first in, first out: a job queued after the dropped one has run, so the
         // dropped one has been passed over.
         assert_eq!(pool.run(|_| 1).await.unwrap(), 1);
-        assert_eq!(ran.load(Ordering::SeqCst), 0, "the abandoned work never ran");
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            0,
+            "the abandoned work never ran"
+        );
     }
 }

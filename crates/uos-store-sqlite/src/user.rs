@@ -5,9 +5,9 @@ use crate::rows::{self, overfetch, uuid_cursor, USER_COLS};
 use crate::tx::SqliteTx;
 use async_trait::async_trait;
 use sqlx::types::Json;
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use uos_domain::{Email, User, UserId};
-use uos_store::{Page, PageRequest, Result, UserFilter, UserRepo};
+use uos_store::{LoginUser, Page, PageRequest, Result, UserFilter, UserRepo};
 
 /// Upper bound of a prefix range: no valid string starting with the prefix sorts at or above
 /// `prefix + U+10FFFF` under binary (UTF-8 byte / code point) order, so
@@ -67,6 +67,26 @@ impl UserRepo for SqliteTx {
             .await
             .map_err(db_err)?;
         row.as_ref().map(rows::user).transpose()
+    }
+
+    async fn get_login_user(&mut self, email: &Email) -> Result<Option<LoginUser>> {
+        let sql = format!(
+            "select {USER_COLS}, exists(select 1 from user_totp t \
+             where t.user_id = user_account.user_id and t.confirmed_at is not null) \
+             as second_factor from user_account where email = $1"
+        );
+        let Some(row) = sqlx::query(&sql)
+            .bind(email.as_str())
+            .fetch_optional(self.conn())
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(LoginUser {
+            user: rows::user(&row)?,
+            second_factor: row.try_get("second_factor").map_err(db_err)?,
+        }))
     }
 
     #[tracing::instrument(skip_all)]

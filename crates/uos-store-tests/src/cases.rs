@@ -11,8 +11,8 @@ use uos_domain::{
     ServiceAccountStatus, SessionId, UserId, UserStatus,
 };
 use uos_store::{
-    AuditFilter, AuditHead, ExternalIdentity, IdemClaim, MemberFilter, OrgFilter, Page, PageRequest,
-    PasswordReset, Store, StoreError, TokenUse, Tx, UserFilter,
+    AuditFilter, AuditHead, ExternalIdentity, IdemClaim, LoginUser, MemberFilter, OrgFilter, Page,
+    PageRequest, PasswordReset, Store, StoreError, TokenUse, Tx, UserFilter,
 };
 
 /// `assert!(matches!(..))` with the value in the message.
@@ -1447,6 +1447,41 @@ pub async fn totp_put_get_confirm_delete(store: Arc<dyn Store>) {
     assert!(
         tx.put_totp(&fixtures::totp(UserId::new())).await.is_err(),
         "an enrolment of an absent user is refused (foreign key)"
+    );
+}
+
+pub async fn login_user_reads_the_second_factor_with_the_user(store: Arc<dyn Store>) {
+    let (plain, pending, enrolled) = (fixtures::user(), fixtures::user(), fixtures::user());
+    let mut tx = store.begin().await.unwrap();
+    for u in [&plain, &pending, &enrolled] {
+        tx.insert_user(u).await.unwrap();
+    }
+    tx.put_totp(&fixtures::totp(pending.id)).await.unwrap();
+    tx.put_totp(&fixtures::totp(enrolled.id)).await.unwrap();
+    assert!(tx.confirm_totp(enrolled.id, now()).await.unwrap());
+    tx.commit().await.unwrap();
+
+    let mut tx = store.read().await.unwrap();
+    for (user, second_factor, why) in [
+        (&plain, false, "no enrolment"),
+        (&pending, false, "an unconfirmed enrolment is inert"),
+        (&enrolled, true, "a confirmed enrolment"),
+    ] {
+        let found = tx.get_login_user(&user.email).await.unwrap();
+        assert_eq!(
+            found,
+            Some(LoginUser {
+                user: user.clone(),
+                second_factor
+            }),
+            "{why}"
+        );
+    }
+    assert_eq!(
+        tx.get_login_user(&fixtures::email("nobody@example.com"))
+            .await
+            .unwrap(),
+        None
     );
 }
 

@@ -10,8 +10,8 @@ use uos_domain::{
     Permission, RoleId, RoleName, ServiceAccount, SessionId, User, UserId, UserStatus,
 };
 use uos_store::{
-    AuditHead, AuditRow, ExternalIdentity, IdempotencyRecord, PasswordReset, RefreshToken, Session, Store,
-    TotpEnrolment,
+    AuditHead, AuditRow, ExternalIdentity, IdempotencyRecord, PasswordReset, RefreshToken, Session,
+    Store, TotpEnrolment,
 };
 
 /// Now, at the microsecond precision every backend keeps (PostgreSQL `timestamptz`), so what

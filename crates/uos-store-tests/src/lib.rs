@@ -119,6 +119,7 @@ macro_rules! conformance {
             refresh_token_is_used_once,
             totp_put_get_confirm_delete,
             totp_step_is_used_once,
+            login_user_reads_the_second_factor_with_the_user,
             recovery_codes_replace_and_use_once,
             password_history_newest_first_with_limit,
             password_reset_token_flow,

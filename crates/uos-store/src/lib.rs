@@ -12,9 +12,9 @@ mod records;
 pub use error::StoreError;
 pub use page::{Page, PageRequest};
 pub use records::{
-    AuditFilter, AuditHead, AuditRow, ExternalIdentity, IdemClaim, IdempotencyRecord, MemberFilter,
-    OrgFilter, PasswordReset, PoolStats, RefreshToken, Session, TokenUse, TotpEnrolment,
-    UserFilter,
+    AuditFilter, AuditHead, AuditRow, ExternalIdentity, IdemClaim, IdempotencyRecord, LoginUser,
+    MemberFilter, OrgFilter, PasswordReset, PoolStats, RefreshToken, Session, TokenUse,
+    TotpEnrolment, UserFilter,
 };
 
 use async_trait::async_trait;
@@ -82,6 +82,9 @@ pub trait UserRepo {
     async fn insert_user(&mut self, user: &User) -> Result<()>;
     async fn get_user(&mut self, id: UserId) -> Result<Option<User>>;
     async fn get_user_by_email(&mut self, email: &Email) -> Result<Option<User>>;
+    /// [`get_user_by_email`](Self::get_user_by_email) plus whether the user has a confirmed
+    /// TOTP enrolment, in one query: a login's only read before the password check.
+    async fn get_login_user(&mut self, email: &Email) -> Result<Option<LoginUser>>;
     /// `Conflict("email_taken")` if the email changes to a taken one.
     async fn update_user(&mut self, user: &User, expected_version: i64) -> Result<()>;
     /// Creation order. `status` filters exactly; `email_prefix` matches the start of the email.

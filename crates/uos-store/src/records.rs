@@ -2,7 +2,7 @@
 //! audit rows, list filters and pool gauges.
 
 use chrono::{DateTime, Utc};
-use uos_domain::{MembershipStatus, OrgId, SessionId, UserId, UserStatus};
+use uos_domain::{MembershipStatus, OrgId, SessionId, User, UserId, UserStatus};
 
 #[derive(Clone, Debug, Default)]
 pub struct OrgFilter {
@@ -119,6 +119,14 @@ pub struct PoolStats {
     pub size: u32,
     pub idle: u32,
     pub max: u32,
+}
+
+/// What a password login needs of an account, read at once: the user, and whether a confirmed
+/// second factor stands between the password and a session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoginUser {
+    pub user: User,
+    pub second_factor: bool,
 }
 
 /// A user's TOTP enrolment. `secret_enc` is ciphertext from the key port (the raw secret is

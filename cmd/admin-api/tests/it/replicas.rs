@@ -538,12 +538,23 @@ async fn two_replicas_writing_at_once_keep_one_whole_audit_chain() {
     let a = cluster.replica().await;
     let b = cluster.replica().await;
     let client = reqwest::Client::new();
-    let tokens = [admin_token(&client, &a).await, admin_token(&client, &b).await];
+    let tokens = [
+        admin_token(&client, &a).await,
+        admin_token(&client, &b).await,
+    ];
     let writes = (0..40).map(|i| {
         let (client, replica, token) = (&client, [&a, &b][i % 2], &tokens[i % 2]);
         async move {
             let body = json!({"slug": format!("chain-{i}"), "display_name": format!("Chain {i}")});
-            call(client, replica, reqwest::Method::POST, "/v1/orgs", token, Some(body)).await
+            call(
+                client,
+                replica,
+                reqwest::Method::POST,
+                "/v1/orgs",
+                token,
+                Some(body),
+            )
+            .await
         }
     });
     for (status, body) in futures::future::join_all(writes).await {
