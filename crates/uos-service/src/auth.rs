@@ -206,7 +206,14 @@ impl Services {
         };
         let ctx = ctx.acting_as(user.clone(), session.id);
         let mut uow = UnitOfWork::begin(inner, &ctx).await?;
-        uow.tx().insert_session(&session).await?;
+        let refresh = uos_authn::random_token("uosrt_", 32);
+        let first = RefreshToken {
+            token_hash: uos_authn::hash_token(&refresh),
+            session_id: session.id,
+            created_at: now,
+            used_at: None,
+        };
+        uow.tx().open_session(&session, &first).await?;
         uow.record(
             "session.created",
             None,
@@ -215,30 +222,9 @@ impl Services {
             serde_json::json!({"user_id": user.id, "method": method, "expires_at": session.expires_at, "ip": session.ip, "user_agent": session.user_agent}),
         )
         .await?;
-        let tokens = self.issue_tokens(&mut uow, &session, now).await?;
-        let done = Done::ok(tokens, None);
+        let done = Done::ok(self.token_pair(&session, refresh, now), None);
         uow.commit(cap, &done).await?;
         Ok(done)
-    }
-
-    /// A fresh access token and a fresh single-use refresh token for `session` (the refresh
-    /// token's hash is stored in the caller's unit of work).
-    pub(crate) async fn issue_tokens(
-        &self,
-        uow: &mut UnitOfWork<'_>,
-        session: &Session,
-        now: DateTime<Utc>,
-    ) -> Result<TokenView> {
-        let refresh = uos_authn::random_token("uosrt_", 32);
-        uow.tx()
-            .insert_refresh_token(&RefreshToken {
-                token_hash: uos_authn::hash_token(&refresh),
-                session_id: session.id,
-                created_at: now,
-                used_at: None,
-            })
-            .await?;
-        Ok(self.token_pair(session, refresh, now))
     }
 
     /// The token body for `session`: a new access token alongside `refresh` (already stored).

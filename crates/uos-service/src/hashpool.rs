@@ -61,7 +61,7 @@ impl HashPool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -32,6 +32,34 @@ impl SessionRepo for PgTx {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn open_session(&mut self, s: &Session, first: &RefreshToken) -> Result<()> {
+        // The token's foreign key is checked at the end of the statement, when the session
+        // row exists.
+        sqlx::query(
+            "with opened as (insert into session (session_id, user_id, created_at, expires_at, \
+             revoked_at, last_seen_at, user_agent, ip) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8) returning session_id) \
+             insert into refresh_token (token_hash, session_id, created_at, used_at) \
+             select $9, session_id, $10, $11 from opened",
+        )
+        .bind(s.id.0)
+        .bind(s.user_id.0)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .bind(s.revoked_at)
+        .bind(s.last_seen_at)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+        .bind(&first.token_hash)
+        .bind(first.created_at)
+        .bind(first.used_at)
+        .execute(self.conn())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
     async fn get_session(&mut self, id: SessionId) -> Result<Option<Session>> {
         let sql = format!("select {SESSION_COLS} from session where session_id = $1");
         let row = sqlx::query(&sql)

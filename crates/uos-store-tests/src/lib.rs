@@ -120,6 +120,7 @@ macro_rules! conformance {
             totp_put_get_confirm_delete,
             totp_step_is_used_once,
             login_user_reads_the_second_factor_with_the_user,
+            open_session_stores_the_session_with_its_first_token,
             recovery_codes_replace_and_use_once,
             password_history_newest_first_with_limit,
             password_reset_token_flow,

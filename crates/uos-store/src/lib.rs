@@ -144,8 +144,15 @@ pub trait RoleRepo {
 }
 
 #[async_trait]
-pub trait SessionRepo {
+pub trait SessionRepo: Send {
     async fn insert_session(&mut self, s: &Session) -> Result<()>;
+    /// A new session with its first refresh token, as a login stores them: the two inserts,
+    /// with their errors, in one step (PostgreSQL makes it one statement, a round trip less
+    /// on every login).
+    async fn open_session(&mut self, s: &Session, first: &RefreshToken) -> Result<()> {
+        self.insert_session(s).await?;
+        self.insert_refresh_token(first).await
+    }
     async fn get_session(&mut self, id: SessionId) -> Result<Option<Session>>;
     /// Sets `revoked_at` if not yet revoked; returns whether it changed anything.
     async fn revoke_session(&mut self, id: SessionId, at: DateTime<Utc>) -> Result<bool>;
