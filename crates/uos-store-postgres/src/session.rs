@@ -7,56 +7,58 @@ use crate::rows::{self, REFRESH_TOKEN_COLS, SESSION_COLS};
 use crate::tx::PgTx;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::Postgres;
 use uos_domain::{SessionId, UserId};
 use uos_store::{RefreshToken, Result, Session, SessionRepo, TokenUse};
+
+const INSERT_SESSION: &str = "insert into session (session_id, user_id, created_at, expires_at, \
+     revoked_at, last_seen_at, user_agent, ip) values ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// `query` with `s` bound to `$1`..`$8` in [`INSERT_SESSION`]'s column order.
+fn bind_session<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    s: &'q Session,
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(s.id.0)
+        .bind(s.user_id.0)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .bind(s.revoked_at)
+        .bind(s.last_seen_at)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+}
 
 #[async_trait]
 impl SessionRepo for PgTx {
     #[tracing::instrument(skip_all)]
     async fn insert_session(&mut self, s: &Session) -> Result<()> {
-        sqlx::query(
-            "insert into session (session_id, user_id, created_at, expires_at, revoked_at, \
-             last_seen_at, user_agent, ip) values ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(s.id.0)
-        .bind(s.user_id.0)
-        .bind(s.created_at)
-        .bind(s.expires_at)
-        .bind(s.revoked_at)
-        .bind(s.last_seen_at)
-        .bind(&s.user_agent)
-        .bind(&s.ip)
-        .execute(self.conn())
-        .await
-        .map_err(db_err)?;
+        bind_session(sqlx::query(INSERT_SESSION), s)
+            .execute(self.conn())
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 
     #[tracing::instrument(skip_all)]
     async fn open_session(&mut self, s: &Session, first: &RefreshToken) -> Result<()> {
-        // The token's foreign key is checked at the end of the statement, when the session
-        // row exists.
-        sqlx::query(
-            "with opened as (insert into session (session_id, user_id, created_at, expires_at, \
-             revoked_at, last_seen_at, user_agent, ip) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8) returning session_id) \
+        // One statement; the token's foreign key is checked at its end, when the session row
+        // exists.
+        let sql = format!(
+            "with opened as ({INSERT_SESSION} returning session_id) \
              insert into refresh_token (token_hash, session_id, created_at, used_at) \
-             select $9, session_id, $10, $11 from opened",
-        )
-        .bind(s.id.0)
-        .bind(s.user_id.0)
-        .bind(s.created_at)
-        .bind(s.expires_at)
-        .bind(s.revoked_at)
-        .bind(s.last_seen_at)
-        .bind(&s.user_agent)
-        .bind(&s.ip)
-        .bind(&first.token_hash)
-        .bind(first.created_at)
-        .bind(first.used_at)
-        .execute(self.conn())
-        .await
-        .map_err(db_err)?;
+             select $9, session_id, $10, $11 from opened"
+        );
+        bind_session(sqlx::query(&sql), s)
+            .bind(&first.token_hash)
+            .bind(first.created_at)
+            .bind(first.used_at)
+            .execute(self.conn())
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 
