@@ -303,7 +303,7 @@ fn wrk(
     script: Option<&Path>,
 ) -> anyhow::Result<String> {
     let name = if script.is_some() { "invite" } else { "list" };
-    run_wrk(
+    Ok(wrk_stats(
         args.connections,
         args.duration,
         work,
@@ -311,26 +311,13 @@ fn wrk(
         auth,
         url,
         script,
-    )
-}
-
-/// wrk `-t1 -c<connections> -d<duration>s --latency` with one header and an optional script,
-/// summarised in one line; the raw output is kept as `wrk-<name>.txt` in the work dir.
-pub(crate) fn run_wrk(
-    connections: u32,
-    duration: u32,
-    work: &Path,
-    name: &str,
-    auth: &str,
-    url: &str,
-    script: Option<&Path>,
-) -> anyhow::Result<String> {
-    Ok(wrk_stats(connections, duration, work, name, auth, url, script)?.to_string())
+    )?
+    .to_string())
 }
 
 /// Run wrk (`-t1 -c<connections> -d<duration>s --latency`, one header, an optional script) and
-/// return its raw output, also kept as `wrk-<name>.txt` in the work dir.
-pub(crate) fn wrk_output(
+/// parse its figures; the raw output is kept as `wrk-<name>.txt` in the work dir.
+pub(crate) fn wrk_stats(
     connections: u32,
     duration: u32,
     work: &Path,
@@ -338,7 +325,7 @@ pub(crate) fn wrk_output(
     header: &str,
     url: &str,
     script: Option<&Path>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<WrkStats> {
     let mut cmd = Command::new("wrk");
     cmd.args([
         "-t1",
@@ -354,7 +341,7 @@ pub(crate) fn wrk_output(
     cmd.arg(url);
     let out = sh(&mut cmd)?;
     std::fs::write(work.join(format!("wrk-{name}.txt")), &out)?;
-    Ok(out)
+    WrkStats::parse(&out)
 }
 
 /// The second word of the first (trimmed) line of wrk's output that starts with `prefix`.
@@ -457,27 +444,6 @@ pub(crate) fn latency_ms(raw: &str) -> Option<f64> {
         "h" => Some(n * 3_600_000.0),
         _ => None,
     }
-}
-
-/// wrk as [`wrk_output`], parsed.
-pub(crate) fn wrk_stats(
-    connections: u32,
-    duration: u32,
-    work: &Path,
-    name: &str,
-    header: &str,
-    url: &str,
-    script: Option<&Path>,
-) -> anyhow::Result<WrkStats> {
-    WrkStats::parse(&wrk_output(
-        connections,
-        duration,
-        work,
-        name,
-        header,
-        url,
-        script,
-    )?)
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 //! through the store port and the wrk script spends each token exactly once.
 
 use crate::bench::{
-    admin_token, drop_database, fresh_database, open_store, prepare, run_wrk, sh,
-    start_server_with, wrk_stats, ADMIN, PASSWORD,
+    admin_token, drop_database, fresh_database, open_store, prepare, sh, start_server_with,
+    wrk_stats, ADMIN, PASSWORD,
 };
 use crate::services;
 use anyhow::Context;
@@ -111,7 +111,7 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
     let after = time_hash(&root)?;
     let hash_ms = (before.0 + after.0) / 2.0;
     let parallel = (before.1 + after.1) / 2.0;
-    let refresh = run_wrk(
+    let refresh = wrk_stats(
         c,
         d,
         &work,
@@ -120,7 +120,7 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
         &format!("{base}/v1/auth/refresh"),
         Some(&refresh_lua),
     )?;
-    let introspect = run_wrk(
+    let introspect = wrk_stats(
         c,
         d,
         &work,

@@ -2,7 +2,8 @@
 //! signed access tokens, opaque random tokens, API keys and OAuth2 client secrets.
 //!
 //! Password hashing is deliberately slow and CPU-bound: async callers must run
-//! [`PasswordHasher`] methods (and [`check_strength`]) inside `tokio::task::spawn_blocking`.
+//! [`PasswordHasher`] methods off their runtime's workers (`uos-service` has hashing threads
+//! of its own).
 
 mod access;
 mod apikey;

@@ -1,8 +1,8 @@
 //! Password hashing with argon2id (PHC strings), including a dummy verify that evens out timing
 //! for unknown accounts.
 //!
-//! Every method here costs tens of milliseconds of CPU at the default parameters: call them from
-//! `spawn_blocking`, never directly on an async runtime thread.
+//! Every method here costs tens of milliseconds of CPU at the default parameters: never call
+//! them directly on an async runtime thread (`uos-service` runs them on its hashing threads).
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -53,7 +53,8 @@ pub struct PasswordHasher {
 /// Allocating it afresh costs a 19 MiB initialising write and, under concurrency, page faults
 /// and unmaps on every hash; argon2 overwrites every block before reading it, so a reused
 /// buffer needs no clearing. The pool keeps at most one buffer per core: callers run at most
-/// that many hashes at once (see `uos-service`'s hash slots), others allocate and drop.
+/// that many hashes at once (`uos-service` has one hashing thread per core); a hash beyond
+/// that allocates its own buffer and drops it.
 #[derive(Debug)]
 struct MemoryPool {
     buffers: Mutex<Vec<Vec<Block>>>,

@@ -33,7 +33,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A pooled connection idle for longer than this is pinged before it is handed out (a
 /// failover or a NAT timeout may have cut it). Busier ones are not: pinging on every acquire
-/// adds a round trip to every request (three to a login), and a connection used moments ago
+/// adds a round trip to every request (two to a login), and a connection used moments ago
 /// that has since died fails its query and is dropped like any broken one.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
 

@@ -354,9 +354,21 @@ async fn refused_within_a_second(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs PostgreSQL and Redis"]
-async fn a_revoked_api_key_fails_on_the_other_replica_within_a_second() {
+/// Two replicas, the admin's token from A, an org with one account, and a key of it that
+/// both replicas have looked up and cached.
+struct WarmKey {
+    _cluster: Cluster,
+    a: Replica,
+    b: Replica,
+    client: reqwest::Client,
+    admin: String,
+    slug: String,
+    account: String,
+    key_id: String,
+    key: String,
+}
+
+async fn warm_key_on_two_replicas() -> WarmKey {
     let cluster = Cluster::new(&[]).await;
     let a = cluster.replica().await;
     let b = cluster.replica().await;
@@ -364,9 +376,36 @@ async fn a_revoked_api_key_fails_on_the_other_replica_within_a_second() {
     let admin = admin_token(&client, &a).await;
     let (slug, account) = org_with_account(&client, &a, &admin).await;
     let (key_id, key) = api_key(&client, &a, &admin, &slug, &account).await;
-    // B has looked the key up and cached it; A too.
     warm(&client, &b, &key, &account).await;
     warm(&client, &a, &key, &account).await;
+    WarmKey {
+        _cluster: cluster,
+        a,
+        b,
+        client,
+        admin,
+        slug,
+        account,
+        key_id,
+        key,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis"]
+async fn a_revoked_api_key_fails_on_the_other_replica_within_a_second() {
+    let WarmKey {
+        // Bound first, so dropped last: the cluster (its key directory) outlives the replicas.
+        _cluster,
+        a,
+        b,
+        client,
+        admin,
+        slug,
+        key_id,
+        key,
+        ..
+    } = warm_key_on_two_replicas().await;
 
     let (status, body) = call(
         &client,
@@ -389,15 +428,18 @@ async fn a_revoked_api_key_fails_on_the_other_replica_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL and Redis"]
 async fn a_disabled_service_account_fails_on_the_other_replica_within_a_second() {
-    let cluster = Cluster::new(&[]).await;
-    let a = cluster.replica().await;
-    let b = cluster.replica().await;
-    let client = reqwest::Client::new();
-    let admin = admin_token(&client, &a).await;
-    let (slug, account) = org_with_account(&client, &a, &admin).await;
-    let (_, key) = api_key(&client, &a, &admin, &slug, &account).await;
-    warm(&client, &b, &key, &account).await;
-    warm(&client, &a, &key, &account).await;
+    let WarmKey {
+        // Bound first, so dropped last: the cluster (its key directory) outlives the replicas.
+        _cluster,
+        a,
+        b,
+        client,
+        admin,
+        slug,
+        account,
+        key,
+        ..
+    } = warm_key_on_two_replicas().await;
 
     let (status, body) = call(
         &client,
@@ -418,15 +460,18 @@ async fn a_disabled_service_account_fails_on_the_other_replica_within_a_second()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL and Redis"]
 async fn a_key_rotated_without_overlap_fails_on_the_other_replica_within_a_second() {
-    let cluster = Cluster::new(&[]).await;
-    let a = cluster.replica().await;
-    let b = cluster.replica().await;
-    let client = reqwest::Client::new();
-    let admin = admin_token(&client, &a).await;
-    let (slug, account) = org_with_account(&client, &a, &admin).await;
-    let (key_id, old) = api_key(&client, &a, &admin, &slug, &account).await;
-    warm(&client, &b, &old, &account).await;
-    warm(&client, &a, &old, &account).await;
+    let WarmKey {
+        // Bound first, so dropped last: the cluster (its key directory) outlives the replicas.
+        _cluster,
+        a,
+        b,
+        client,
+        admin,
+        slug,
+        account,
+        key_id,
+        key: old,
+    } = warm_key_on_two_replicas().await;
 
     let (status, body) = call(
         &client,
