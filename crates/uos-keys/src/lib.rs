@@ -207,6 +207,9 @@ pub trait KeyProvider: Send + Sync + fmt::Debug + 'static {
     /// key before that is dropped), returning the new key id. Rotate no more often than the
     /// longest lifetime of what the purpose signs, or still-valid signatures stop verifying.
     fn rotate(&self, purpose: KeyPurpose) -> Result<String, KeyError>;
+    /// Picks up signing keys another process rotated since they were loaded (replicas that
+    /// share keys). Returns whether anything changed; on error the keys held stay in use.
+    fn reload(&self) -> Result<bool, KeyError>;
 }
 
 /// Secret names end up in file names, so they are restricted to a safe alphabet.

@@ -25,8 +25,8 @@ const DATA_KEY_FILE: &str = "data-encryption.key";
 /// Key files in one directory, loaded at [`LocalKeyStore::open`] and generated on first start.
 ///
 /// Rotation ([`KeyProvider::rotate`]) updates both the files and this store; another process
-/// using the same directory (a running `admin-api` after `uosctl` rotated offline) keeps the keys
-/// it loaded until it is restarted.
+/// using the same directory (another replica, or a running `admin-api` after `uosctl` rotated
+/// offline) keeps the keys it loaded until it calls [`KeyProvider::reload`].
 pub struct LocalKeyStore {
     dir: PathBuf,
     access_token: RwLock<KeyRing>,
@@ -71,11 +71,7 @@ impl LocalKeyStore {
             let seed = load_or_create(&current_path(dir, purpose), || {
                 SigningKey::generate().seed()
             })?;
-            let previous = load_existing(&previous_path(dir, purpose))?;
-            Ok(RwLock::new(KeyRing::new(
-                SigningKey::from_seed(&seed),
-                previous.map(|seed| SigningKey::from_seed(&seed)),
-            )))
+            Ok(RwLock::new(read_ring(dir, purpose, seed)?))
         };
         let data_key = load_or_create(&dir.join(DATA_KEY_FILE), random_32)?;
         Ok(Self {
@@ -89,7 +85,7 @@ impl LocalKeyStore {
 
     /// Rotates the `purpose` signing key in `dir` without a running service (for `uosctl`):
     /// exactly [`LocalKeyStore::open`] then [`KeyProvider::rotate`]. Returns the new key id.
-    /// A service already running on `dir` picks the new key up when restarted.
+    /// A service already running on `dir` picks the new key up when it reloads its keys.
     pub fn rotate_offline(dir: &Path, purpose: KeyPurpose) -> Result<String, KeyError> {
         Self::open(dir)?.rotate(purpose)
     }
@@ -176,6 +172,27 @@ impl KeyProvider for LocalKeyStore {
         );
         Ok(key_id)
     }
+
+    /// Under a shared lock on the directory, so a rotation (which holds it exclusively across
+    /// its two writes) is seen whole or not at all.
+    fn reload(&self) -> Result<bool, KeyError> {
+        let _lock = lock_dir_shared(&self.dir)?;
+        let mut changed = false;
+        for purpose in [KeyPurpose::AccessToken, KeyPurpose::Audit] {
+            let path = current_path(&self.dir, purpose);
+            let file = File::open(&path).map_err(|source| io_error(&path, source))?;
+            let ring = read_ring(&self.dir, purpose, read_key_file(&path, file)?)?;
+            let held = self.ring(purpose);
+            let same = ring.current.key_id() == held.current.key_id()
+                && ring.previous.as_ref().map(|k| k.key_id())
+                    == held.previous.as_ref().map(|k| k.key_id());
+            if !same {
+                self.set_ring(purpose, ring);
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
 }
 
 impl fmt::Debug for LocalKeyStore {
@@ -212,6 +229,24 @@ fn lock_dir(dir: &Path) -> Result<File, KeyError> {
     let handle = File::open(dir).map_err(|source| io_error(dir, source))?;
     handle.lock().map_err(|source| io_error(dir, source))?;
     Ok(handle)
+}
+
+/// A shared advisory lock on the key directory: readers exclude a rotation, not each other.
+fn lock_dir_shared(dir: &Path) -> Result<File, KeyError> {
+    let handle = File::open(dir).map_err(|source| io_error(dir, source))?;
+    handle
+        .lock_shared()
+        .map_err(|source| io_error(dir, source))?;
+    Ok(handle)
+}
+
+/// The `purpose` ring whose current key is `seed`, with the previous key from its file if any.
+fn read_ring(dir: &Path, purpose: KeyPurpose, seed: [u8; 32]) -> Result<KeyRing, KeyError> {
+    let previous = load_existing(&previous_path(dir, purpose))?;
+    Ok(KeyRing::new(
+        SigningKey::from_seed(&seed),
+        previous.map(|seed| SigningKey::from_seed(&seed)),
+    ))
 }
 
 /// The 32 bytes stored at `path`, or `None` if there is no such file.

@@ -292,9 +292,11 @@ impl Services {
         let claims = match inner.cache.claims(&digest) {
             Some(c) => c,
             None => {
-                let keys = inner.keys.public_keys(KeyPurpose::AccessToken);
-                let c =
-                    verify_access_token(token, &keys, &inner.cfg.issuer, now.timestamp()).ok()?;
+                let c = inner
+                    .verify_token(|keys| {
+                        verify_access_token(token, keys, &inner.cfg.issuer, now.timestamp())
+                    })
+                    .ok()?;
                 inner.cache.put_claims(digest, c.clone());
                 c
             }

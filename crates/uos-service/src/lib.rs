@@ -59,10 +59,11 @@ use machine_auth::UsageRecorder;
 use machinecache::MachineCache;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use uos_authn::PasswordHasher;
+use uos_authn::TokenError;
 use uos_authz::Authorizer;
-use uos_keys::KeyProvider;
+use uos_keys::{KeyProvider, KeyPurpose};
 use uos_mail::Mailer;
 use uos_shared::SharedState;
 use uos_store::Store;
@@ -107,14 +108,70 @@ struct Inner {
     audit_head: std::sync::Mutex<Option<uos_store::AuditHead>>,
     /// Keys overdue for rotation at the last sweep.
     overdue_keys: AtomicI64,
+    /// When a token with an unknown key id last made this replica reload its keys.
+    last_key_reload: std::sync::Mutex<Option<Instant>>,
     cfg: ServiceConfig,
 }
 
+/// How often a token signed by a key this replica does not know may trigger a key reload.
+const KEY_RELOAD_EVERY: Duration = Duration::from_secs(1);
+
 impl Inner {
-    /// Drop cached state a change made stale, in every per-replica cache.
+    /// Drop cached state a change made stale, in every per-replica cache. `Everything` covers
+    /// the signing keys too: a replica that rotated them says so, and one that missed
+    /// messages may have missed a rotation.
     fn evict(&self, msg: &uos_shared::Invalidation) {
+        if matches!(msg, uos_shared::Invalidation::Everything) {
+            self.reload_keys();
+        }
         self.cache.apply(msg);
         self.machines.apply(msg);
+    }
+
+    /// Pick up signing keys another replica rotated; true if they changed. Verified tokens
+    /// are then dropped from the caches, since a key may have been retired.
+    fn reload_keys(&self) -> bool {
+        match self.keys.reload() {
+            Ok(true) => {
+                tracing::info!("signing keys reloaded after a rotation elsewhere");
+                self.cache.clear();
+                self.machines.apply(&uos_shared::Invalidation::Everything);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "signing keys not reloaded; keeping those loaded");
+                false
+            }
+        }
+    }
+
+    /// `verify` against the access-token keys; if the token names a key this replica has not
+    /// loaded, once more after a reload. That covers a rotation whose fan-out message never
+    /// arrived (Redis was down). At most one such reload a second, so made-up key ids cannot
+    /// turn into disk reads.
+    fn verify_token<T>(
+        &self,
+        verify: impl Fn(&[uos_keys::PublicKey]) -> Result<T, TokenError>,
+    ) -> Result<T, TokenError> {
+        let first = verify(&self.keys.public_keys(KeyPurpose::AccessToken));
+        if !matches!(first, Err(TokenError::UnknownKey)) {
+            return first;
+        }
+        {
+            let mut last = self
+                .last_key_reload
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < KEY_RELOAD_EVERY) {
+                return first;
+            }
+            *last = Some(Instant::now());
+        }
+        if !self.reload_keys() {
+            return first;
+        }
+        verify(&self.keys.public_keys(KeyPurpose::AccessToken))
     }
 
     fn remembered_audit_head(&self) -> Option<uos_store::AuditHead> {
@@ -137,8 +194,7 @@ impl Inner {
     }
 
     fn evict_all(&self) {
-        self.cache.clear();
-        self.machines.apply(&uos_shared::Invalidation::Everything);
+        self.evict(&uos_shared::Invalidation::Everything);
     }
 }
 
@@ -174,6 +230,7 @@ impl Services {
                 api_key_pepper,
                 audit_head: std::sync::Mutex::default(),
                 overdue_keys: AtomicI64::new(0),
+                last_key_reload: std::sync::Mutex::default(),
                 cfg,
             }),
         })

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use uos_authn::{parse_api_key, verify_api_key, verify_client_token, ClientClaims};
 use uos_authz::Action;
 use uos_domain::{ApiKey, ApiKeyId, ServiceAccount};
-use uos_keys::KeyPurpose;
 use uos_store::Tx;
 
 /// Refused uses of one key are audited at most this often: a client retrying a revoked key
@@ -191,10 +190,9 @@ impl Services {
             Some(e) => e,
             None => {
                 let ticket = inner.machines.fill_ticket();
-                let keys = inner.keys.public_keys(KeyPurpose::AccessToken);
-                let Ok(claims) =
-                    verify_client_token(token, &keys, &inner.cfg.issuer, now.timestamp())
-                else {
+                let Ok(claims) = inner.verify_token(|keys| {
+                    verify_client_token(token, keys, &inner.cfg.issuer, now.timestamp())
+                }) else {
                     return Ok(None);
                 };
                 let mut r = inner.store.read().await?;

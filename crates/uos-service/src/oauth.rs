@@ -355,11 +355,10 @@ impl Services {
         let Some(token) = req.form.get("token") else {
             return Err(OAuthError::new(400, "invalid_request", "token is required"));
         };
-        let keys = inner.keys.public_keys(KeyPurpose::AccessToken);
         let now = uos_domain::now();
-        let Ok(claims) =
-            uos_authn::verify_client_token(token, &keys, &inner.cfg.issuer, now.timestamp())
-        else {
+        let Ok(claims) = inner.verify_token(|keys| {
+            uos_authn::verify_client_token(token, keys, &inner.cfg.issuer, now.timestamp())
+        }) else {
             return Ok(());
         };
         if claims.sub != account.id.0 {

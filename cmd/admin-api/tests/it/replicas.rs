@@ -1,7 +1,7 @@
 //! Cross-replica behaviour through Redis: revocations (of sessions, API keys, service accounts
-//! and client-credentials tokens) reach the other replica within a second,
-//! and parallel password guesses spread over both replicas lock an account at exactly the
-//! threshold.
+//! and client-credentials tokens) and signing-key rotations reach the other replica within a
+//! second, and parallel password guesses spread over both replicas lock an account at exactly
+//! the threshold.
 
 use serde_json::{json, Value};
 use std::net::TcpListener;
@@ -63,6 +63,11 @@ impl Cluster {
     }
 
     async fn replica(&self) -> Replica {
+        self.replica_with(&[]).await
+    }
+
+    /// A replica with settings of its own on top of the cluster's.
+    async fn replica_with(&self, own: &[(&str, &str)]) -> Replica {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_admin-api"));
         cmd.env_clear()
@@ -80,6 +85,9 @@ impl Cluster {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in &self.extra {
+            cmd.env(k, v);
+        }
+        for (k, v) in own {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("admin-api starts");
@@ -620,4 +628,116 @@ async fn two_replicas_writing_at_once_keep_one_whole_audit_chain() {
     assert_eq!(report.events as usize, events.len());
     let created = events.iter().filter(|e| e.action == "org.created").count();
     assert_eq!(created, 40, "one org.created event per write");
+}
+
+// Signing keys: replicas share a key directory. The one that rotates tells the others to
+// reload; one that missed the message reloads when a token names a key it does not know.
+
+/// The key ids `r` publishes, current first.
+async fn jwks_ids(client: &reqwest::Client, r: &Replica) -> Vec<String> {
+    let body: Value = client
+        .get(format!("{}/.well-known/jwks.json", r.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The `kid` in a JWT's header.
+fn kid_of(token: &str) -> String {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let header: Value = serde_json::from_slice(&header).unwrap();
+    header["kid"].as_str().unwrap().to_string()
+}
+
+/// Rotates the access-token key on `r`; the new key id.
+async fn rotate_token_key(client: &reqwest::Client, r: &Replica, admin: &str) -> String {
+    let (status, body) = call(
+        client,
+        r,
+        reqwest::Method::POST,
+        "/v1/keys/rotate",
+        admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["key_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis"]
+async fn a_key_rotated_on_one_replica_is_used_by_the_other_within_a_second() {
+    let cluster = Cluster::new(&[]).await;
+    let a = cluster.replica().await;
+    let b = cluster.replica().await;
+    let client = reqwest::Client::new();
+    let admin = admin_token(&client, &a).await;
+    let old = kid_of(&admin);
+    let new = rotate_token_key(&client, &a, &admin).await;
+    let rotated_at = Instant::now();
+    loop {
+        if jwks_ids(&client, &b).await == [new.clone(), old.clone()] {
+            break;
+        }
+        assert!(
+            rotated_at.elapsed() < Duration::from_secs(1),
+            "the other replica still publishes {:?}",
+            jwks_ids(&client, &b).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let from_b = admin_token(&client, &b).await;
+    assert_eq!(
+        kid_of(&from_b),
+        new,
+        "the other replica signs with the new key"
+    );
+    let from_a = admin_token(&client, &a).await;
+    assert_eq!(me_status(&client, &b, &from_a).await, 200);
+    assert_eq!(me_status(&client, &a, &from_b).await, 200);
+    assert_eq!(
+        me_status(&client, &b, &admin).await,
+        200,
+        "tokens of the previous key keep working"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL and Redis"]
+async fn a_replica_that_missed_a_rotation_reloads_on_a_token_of_the_new_key() {
+    let cluster = Cluster::new(&[]).await;
+    let a = cluster.replica().await;
+    // Its own Redis prefix: no fan-out reaches it, as if the message had been lost.
+    let deaf_prefix = format!("uos-test-{}:", uuid::Uuid::now_v7());
+    let b = cluster
+        .replica_with(&[("UOS_REDIS_PREFIX", deaf_prefix.as_str())])
+        .await;
+    let client = reqwest::Client::new();
+    let admin = admin_token(&client, &a).await;
+    let old = kid_of(&admin);
+    let new = rotate_token_key(&client, &a, &admin).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        jwks_ids(&client, &b).await,
+        std::slice::from_ref(&old),
+        "b heard nothing"
+    );
+
+    let fresh = admin_token(&client, &a).await;
+    assert_eq!(kid_of(&fresh), new);
+    assert_eq!(me_status(&client, &b, &fresh).await, 200);
+    assert_eq!(jwks_ids(&client, &b).await, [new, old]);
 }

@@ -1,4 +1,5 @@
-//! `rotate`: current then previous in `public_keys`, old signatures keep verifying, files.
+//! `rotate`: current then previous in `public_keys`, old signatures keep verifying, files;
+//! `reload`: a rotation made by another store on the same directory.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -91,21 +92,56 @@ fn a_second_rotation_drops_the_oldest_key() {
 }
 
 #[test]
-fn rotate_offline_is_seen_by_the_next_open_only() {
+fn a_rotation_elsewhere_is_seen_after_a_reload() {
     let tmp = tempfile::tempdir().unwrap();
     let running = LocalKeyStore::open(tmp.path()).unwrap();
     let old = running.signing_key(KeyPurpose::Audit).key_id().to_owned();
+    let token_keys = running.public_keys(KeyPurpose::AccessToken);
     let new_id = LocalKeyStore::rotate_offline(tmp.path(), KeyPurpose::Audit).unwrap();
     assert_eq!(
         running.signing_key(KeyPurpose::Audit).key_id(),
         old,
-        "a running store keeps what it loaded until restarted"
+        "a running store keeps what it loaded until it reloads"
     );
-    let restarted = LocalKeyStore::open(tmp.path()).unwrap();
+
+    assert!(running.reload().unwrap(), "the rotation is a change");
+    assert_eq!(running.signing_key(KeyPurpose::Audit).key_id(), new_id);
+    assert_eq!(ids(&running.public_keys(KeyPurpose::Audit)), [new_id, old]);
     assert_eq!(
-        ids(&restarted.public_keys(KeyPurpose::Audit)),
-        [new_id, old]
+        running.public_keys(KeyPurpose::AccessToken),
+        token_keys,
+        "the other purpose is untouched"
     );
+    assert!(!running.reload().unwrap(), "nothing new the second time");
+}
+
+#[test]
+fn two_stores_on_one_directory_agree_after_a_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = LocalKeyStore::open(tmp.path()).unwrap();
+    let b = LocalKeyStore::open(tmp.path()).unwrap();
+    a.rotate(KeyPurpose::AccessToken).unwrap();
+    a.rotate(KeyPurpose::AccessToken).unwrap();
+    b.reload().unwrap();
+    assert_eq!(
+        b.public_keys(KeyPurpose::AccessToken),
+        a.public_keys(KeyPurpose::AccessToken),
+        "the key the first rotation made is now previous on both, the original dropped"
+    );
+    assert_eq!(
+        b.signing_key(KeyPurpose::AccessToken).key_id(),
+        a.signing_key(KeyPurpose::AccessToken).key_id()
+    );
+}
+
+#[test]
+fn a_failed_reload_keeps_the_keys_in_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LocalKeyStore::open(tmp.path()).unwrap();
+    let before = store.public_keys(KeyPurpose::AccessToken);
+    fs::write(tmp.path().join("access-token.key"), "not a key\n").unwrap();
+    assert!(matches!(store.reload(), Err(KeyError::Malformed { .. })));
+    assert_eq!(store.public_keys(KeyPurpose::AccessToken), before);
 }
 
 #[test]
