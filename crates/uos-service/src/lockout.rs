@@ -36,16 +36,26 @@ impl Services {
         let cfg = &self.inner.cfg.lockout;
         let shared = &self.inner.shared;
         let window = Duration::from_secs(cfg.window_secs);
-        if let Some(ip) = ip {
-            let hit = shared.hit(&format!("throttle:ip:{ip}"), window).await?;
-            if hit.count > cfg.ip_threshold {
-                return Err(ServiceError::TooManyAttempts {
-                    retry_after_secs: hit.ttl.as_secs().max(1),
-                });
-            }
-        }
         let key = account_key(email);
-        let hit = shared.hit(&key, window).await?;
+        let hit = match ip {
+            // One round trip for both; an address over its limit is refused without counting
+            // against the account, so a throttled attacker cannot lock its victim out faster.
+            Some(ip) => {
+                let gate = format!("throttle:ip:{ip}");
+                match shared
+                    .hit_gated(&gate, cfg.ip_threshold, &key, window)
+                    .await?
+                {
+                    (_, Some(hit)) => hit,
+                    (address, None) => {
+                        return Err(ServiceError::TooManyAttempts {
+                            retry_after_secs: address.ttl.as_secs().max(1),
+                        })
+                    }
+                }
+            }
+            None => shared.hit(&key, window).await?,
+        };
         if hit.count > cfg.threshold {
             return Err(ServiceError::TooManyAttempts {
                 retry_after_secs: hit.ttl.as_secs().max(1),
@@ -58,8 +68,9 @@ impl Services {
     }
 
     /// A wrong guess. The one that reaches the threshold (later ones are refused before they
-    /// get here) turns the counting window into a lockout period, doubling with each lockout of the account within a day. Returns the
-    /// lockout period in seconds when this failure locked the account.
+    /// get here) turns the counting window into a lockout period, doubling with each lockout
+    /// of the account within a day. Returns the lockout period in seconds when this failure
+    /// locked the account.
     pub(crate) async fn fail_attempt(&self, a: &Attempt) -> Result<Option<u64>> {
         let cfg = &self.inner.cfg.lockout;
         if a.count < cfg.threshold {

@@ -56,6 +56,24 @@ pub trait SharedState: Send + Sync + std::fmt::Debug + 'static {
     /// count after this hit and the time left in the window.
     async fn hit(&self, key: &str, window: Duration) -> Result<Hit, SharedError>;
 
+    /// Count one attempt against `gate` (say, a client address) and, only if that leaves it
+    /// within `gate_limit`, against `key` too, each as [`SharedState::hit`] does. Returns the
+    /// gate's hit, and the key's (`None` when the gate is over its limit, so attempts the gate
+    /// refuses never use up the key's budget). Backends may do both in one round trip.
+    async fn hit_gated(
+        &self,
+        gate: &str,
+        gate_limit: u64,
+        key: &str,
+        window: Duration,
+    ) -> Result<(Hit, Option<Hit>), SharedError> {
+        let gate_hit = self.hit(gate, window).await?;
+        if gate_hit.count > gate_limit {
+            return Ok((gate_hit, None));
+        }
+        Ok((gate_hit, Some(self.hit(key, window).await?)))
+    }
+
     /// Current count and time left; count 0 and ttl zero if the key is absent or expired.
     async fn peek(&self, key: &str) -> Result<Hit, SharedError>;
 

@@ -34,15 +34,31 @@ const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
 /// Counts one hit in a fixed window atomically: the window's lifetime is set by the hit that
 /// creates the key, not by later ones (so retrying does not push the window out). A counter
 /// somehow left without a lifetime gets one too, rather than locking someone out forever.
-/// Returns `{count, ttl_ms}`.
-const HIT_SCRIPT: &str = r"
-local count = redis.call('INCR', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if count == 1 or ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
+/// Returns `{count, ttl_ms}`. The scripts below start with it.
+const HIT_FN: &str = r"
+local function hit(key, window)
+  local count = redis.call('INCR', key)
+  local ttl = redis.call('PTTL', key)
+  if count == 1 or ttl < 0 then
+    redis.call('PEXPIRE', key, window)
+    ttl = tonumber(window)
+  end
+  return {count, ttl}
 end
-return {count, ttl}
+";
+
+/// `hit` of KEYS[1] in a window of ARGV[1] ms.
+const HIT_SCRIPT: &str = "return hit(KEYS[1], ARGV[1])";
+
+/// `hit` of the gate KEYS[1]; if its count is within ARGV[2], `hit` of KEYS[2] as well.
+/// Returns `{gate_count, gate_ttl_ms}` or `{gate_count, gate_ttl_ms, count, ttl_ms}`.
+const HIT_GATED_SCRIPT: &str = r"
+local gate = hit(KEYS[1], ARGV[1])
+if gate[1] > tonumber(ARGV[2]) then
+  return gate
+end
+local counted = hit(KEYS[2], ARGV[1])
+return {gate[1], gate[2], counted[1], counted[2]}
 ";
 
 /// Shared state in Redis. Every key is stored as `prefix + key` and invalidations travel on
@@ -53,6 +69,7 @@ pub struct RedisState {
     prefix: String,
     channel: String,
     hit_script: Script,
+    hit_gated_script: Script,
     tx: broadcast::Sender<Invalidation>,
     subscriber: AbortOnDrop,
 }
@@ -110,7 +127,8 @@ impl RedisState {
             conn,
             prefix: prefix.to_owned(),
             channel,
-            hit_script: Script::new(HIT_SCRIPT),
+            hit_script: Script::new(&format!("{HIT_FN}{HIT_SCRIPT}")),
+            hit_gated_script: Script::new(&format!("{HIT_FN}{HIT_GATED_SCRIPT}")),
             tx,
             subscriber,
         })
@@ -267,6 +285,42 @@ impl SharedState for RedisState {
             count,
             ttl: ttl_from(ttl),
         })
+    }
+
+    /// One round trip for both counts (a login's address and account).
+    async fn hit_gated(
+        &self,
+        gate: &str,
+        gate_limit: u64,
+        key: &str,
+        window: Duration,
+    ) -> Result<(Hit, Option<Hit>), SharedError> {
+        let mut conn = self.conn.clone();
+        let counts = self
+            .hit_gated_script
+            .key(self.key(gate))
+            .key(self.key(key))
+            .arg(ttl_millis(window))
+            .arg(gate_limit)
+            .invoke_async::<Vec<i64>>(&mut conn)
+            .await
+            .map_err(error)?;
+        let hit = |count: i64, ttl: i64| -> Result<Hit, SharedError> {
+            Ok(Hit {
+                count: u64::try_from(count)
+                    .map_err(|_| SharedError::Backend(format!("negative count {count}")))?,
+                ttl: ttl_from(ttl),
+            })
+        };
+        match counts[..] {
+            [gate_count, gate_ttl] => Ok((hit(gate_count, gate_ttl)?, None)),
+            [gate_count, gate_ttl, count, ttl] => {
+                Ok((hit(gate_count, gate_ttl)?, Some(hit(count, ttl)?)))
+            }
+            _ => Err(SharedError::Backend(format!(
+                "gated hit answered {counts:?}"
+            ))),
+        }
     }
 
     async fn peek(&self, key: &str) -> Result<Hit, SharedError> {

@@ -62,6 +62,44 @@ pub async fn hit_window_does_not_slide(r: Replicas) {
     assert_eq!(r.a.peek("k").await.unwrap(), absent());
 }
 
+pub async fn hit_gated_counts_the_key_only_while_the_gate_is_within_its_limit(r: Replicas) {
+    let (gate, counted) = r.a.hit_gated("ip:1", 2, "acct:x", LONG).await.unwrap();
+    assert_eq!(gate.count, 1);
+    assert!(gate.ttl <= LONG && gate.ttl > LONG - Duration::from_secs(2));
+    let counted = counted.expect("within the limit");
+    assert_eq!(counted.count, 1);
+    assert!(counted.ttl <= LONG && counted.ttl > LONG - Duration::from_secs(2));
+    // The other replica counts on the same counters.
+    let (gate, counted) = r.b.hit_gated("ip:1", 2, "acct:x", LONG).await.unwrap();
+    assert_eq!((gate.count, counted.map(|h| h.count)), (2, Some(2)));
+    // Over the gate's limit: counted at the gate only, whatever the key.
+    for key in ["acct:x", "acct:y"] {
+        let (gate, counted) = r.a.hit_gated("ip:1", 2, key, LONG).await.unwrap();
+        assert!(gate.count > 2, "{gate:?}");
+        assert_eq!(counted, None);
+    }
+    assert_eq!(r.b.peek("acct:x").await.unwrap().count, 2);
+    assert_eq!(r.b.peek("acct:y").await.unwrap(), absent());
+    assert_eq!(r.b.peek("ip:1").await.unwrap().count, 4);
+}
+
+pub async fn hit_gated_windows_are_each_counters_own(r: Replicas) {
+    // The key's window started earlier; a gated hit neither restarts nor slides it.
+    r.a.hit("acct:x", WINDOW).await.unwrap();
+    sleep(Duration::from_millis(200)).await;
+    let (gate, counted) = r.a.hit_gated("ip:1", 10, "acct:x", WINDOW).await.unwrap();
+    assert!(
+        gate.ttl > WINDOW / 2,
+        "a new gate counter gets a whole window: {gate:?}"
+    );
+    let counted = counted.unwrap();
+    assert_eq!(counted.count, 2);
+    assert!(counted.ttl <= Duration::from_millis(110), "{counted:?}");
+    sleep(Duration::from_millis(150)).await;
+    assert_eq!(r.b.peek("acct:x").await.unwrap(), absent());
+    assert_eq!(r.b.peek("ip:1").await.unwrap().count, 1);
+}
+
 pub async fn peek_reports_without_counting(r: Replicas) {
     assert_eq!(r.a.peek("k").await.unwrap(), absent());
     r.a.hit("k", LONG).await.unwrap();

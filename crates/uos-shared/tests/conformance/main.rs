@@ -35,6 +35,8 @@ macro_rules! conformance {
             hit_counts_within_window,
             hit_window_expires_and_restarts,
             hit_window_does_not_slide,
+            hit_gated_counts_the_key_only_while_the_gate_is_within_its_limit,
+            hit_gated_windows_are_each_counters_own,
             peek_reports_without_counting,
             extend_turns_window_into_lockout,
             extend_absent_key_does_nothing,
