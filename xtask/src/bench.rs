@@ -37,6 +37,12 @@ pub(crate) const PASSWORD: &str = "bench admin password";
 
 pub(crate) struct Server(Child);
 
+impl Server {
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -1,6 +1,7 @@
 //! `cargo xtask bench-identity`: the identity figures of the hardening issue, against the
 //! release binary — argon2id hash time and the login bound it implies (cores ÷ hash time),
-//! password logins/s, refreshes/s and introspections/s, with wrk `-t1 -c32 -d15s --latency`.
+//! password logins/s, refreshes/s and introspections/s, with wrk `-t1 -c32 -d15s --latency`;
+//! and where each login's CPU went (hashing, the rest of the server, PostgreSQL, Redis).
 //!
 //! Refresh tokens are single use, so the run seeds sessions with one fresh refresh token each
 //! through the store port and the wrk script spends each token exactly once.
@@ -9,6 +10,7 @@ use crate::bench::{
     admin_token, drop_database, fresh_database, open_store, prepare, sh, start_server_with,
     wrk_stats, ADMIN, PASSWORD,
 };
+use crate::cpu::CpuSample;
 use crate::services;
 use anyhow::Context;
 use chrono::Duration as ChronoDuration;
@@ -63,7 +65,7 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
     if !args.redis.is_empty() {
         env.push(("UOS_REDIS_URL", args.redis.as_str()));
     }
-    let _server = start_server_with(&root, &work, &database_url, &args.listen, &base, &env)?;
+    let server = start_server_with(&root, &work, &database_url, &args.listen, &base, &env)?;
 
     let token = admin_token(&base)?;
     let auth = format!("authorization: Bearer {token}");
@@ -97,6 +99,7 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
 
     let c = args.connections;
     let d = args.duration;
+    let cpu_before = CpuSample::take(server.pid())?;
     let login = wrk_stats(
         c,
         d,
@@ -106,6 +109,7 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
         &format!("{base}/v1/auth/login"),
         Some(&login_lua),
     )?;
+    let cpu_per_login = cpu_before.per_request_ms(&CpuSample::take(server.pid())?, login.requests);
     // This machine's speed drifts by tens of percent within minutes: the bound comes from
     // hashes timed right before and right after the login run.
     let after = time_hash(&root)?;
@@ -154,6 +158,7 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
         100.0 * login.rps / bound,
         100.0 * login.rps / parallel
     )?;
+    writeln!(out, "  CPU per login: {cpu_per_login}")?;
     writeln!(out, "POST /v1/auth/refresh     {refresh}")?;
     writeln!(out, "POST /v1/auth/introspect  {introspect}")?;
     print!("{out}");

@@ -7,6 +7,7 @@ mod bench;
 mod bench_identity;
 mod bench_machine;
 mod ci;
+mod cpu;
 mod services;
 
 use clap::{Parser, Subcommand};
