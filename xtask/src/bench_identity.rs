@@ -210,15 +210,14 @@ async fn seed_sessions(database_url: &str, n: u32, out: &Path) -> anyhow::Result
                 user_agent: Some("wrk".into()),
                 ip: None,
             };
-            tx.insert_session(&session).await?;
             let token = uos_authn::random_token("uosrt_", 32);
-            tx.insert_refresh_token(&RefreshToken {
+            let first = RefreshToken {
                 token_hash: uos_authn::hash_token(&token),
                 session_id: session.id,
                 created_at: now,
                 used_at: None,
-            })
-            .await?;
+            };
+            tx.open_session(&session, &first).await?;
             lines.push_str(&token);
             lines.push('\n');
             done += 1;

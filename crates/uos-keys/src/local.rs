@@ -160,8 +160,7 @@ impl KeyProvider for LocalKeyStore {
     fn rotate(&self, purpose: KeyPurpose) -> Result<String, KeyError> {
         let _lock = lock_dir(&self.dir)?;
         let current_path = current_path(&self.dir, purpose);
-        let file = File::open(&current_path).map_err(|source| io_error(&current_path, source))?;
-        let old_seed = read_key_file(&current_path, file)?;
+        let old_seed = load_required(&current_path)?;
         let new_key = SigningKey::generate();
         replace_key_file(&previous_path(&self.dir, purpose), &old_seed)?;
         replace_key_file(&current_path, &new_key.seed())?;
@@ -179,9 +178,8 @@ impl KeyProvider for LocalKeyStore {
         let _lock = lock_dir_shared(&self.dir)?;
         let mut changed = false;
         for purpose in [KeyPurpose::AccessToken, KeyPurpose::Audit] {
-            let path = current_path(&self.dir, purpose);
-            let file = File::open(&path).map_err(|source| io_error(&path, source))?;
-            let ring = read_ring(&self.dir, purpose, read_key_file(&path, file)?)?;
+            let seed = load_required(&current_path(&self.dir, purpose))?;
+            let ring = read_ring(&self.dir, purpose, seed)?;
             let held = self.ring(purpose);
             let same = ring.current.key_id() == held.current.key_id()
                 && ring.previous.as_ref().map(|k| k.key_id())
@@ -247,6 +245,12 @@ fn read_ring(dir: &Path, purpose: KeyPurpose, seed: [u8; 32]) -> Result<KeyRing,
         SigningKey::from_seed(&seed),
         previous.map(|seed| SigningKey::from_seed(&seed)),
     ))
+}
+
+/// The 32 bytes stored at `path`, which must exist.
+fn load_required(path: &Path) -> Result<[u8; 32], KeyError> {
+    let file = File::open(path).map_err(|source| io_error(path, source))?;
+    read_key_file(path, file)
 }
 
 /// The 32 bytes stored at `path`, or `None` if there is no such file.

@@ -112,6 +112,14 @@ impl Cluster {
     }
 }
 
+/// A cluster with default settings, two replicas of it, and a client.
+async fn two_replicas() -> (Cluster, Replica, Replica, reqwest::Client) {
+    let cluster = Cluster::new(&[]).await;
+    let a = cluster.replica().await;
+    let b = cluster.replica().await;
+    (cluster, a, b, reqwest::Client::new())
+}
+
 async fn login(client: &reqwest::Client, r: &Replica, password: &str) -> (u16, Value) {
     let res = client
         .post(format!("{}/v1/auth/login", r.base))
@@ -137,10 +145,8 @@ async fn me_status(client: &reqwest::Client, r: &Replica, token: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL and Redis"]
 async fn a_logout_on_one_replica_cuts_the_token_on_the_other_within_a_second() {
-    let cluster = Cluster::new(&[]).await;
-    let a = cluster.replica().await;
-    let b = cluster.replica().await;
-    let client = reqwest::Client::new();
+    // Bound first, so dropped last: the cluster (its key directory) outlives the replicas.
+    let (_cluster, a, b, client) = two_replicas().await;
     let (status, body) = login(&client, &a, ADMIN_PASSWORD).await;
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().unwrap().to_string();
@@ -377,10 +383,7 @@ struct WarmKey {
 }
 
 async fn warm_key_on_two_replicas() -> WarmKey {
-    let cluster = Cluster::new(&[]).await;
-    let a = cluster.replica().await;
-    let b = cluster.replica().await;
-    let client = reqwest::Client::new();
+    let (cluster, a, b, client) = two_replicas().await;
     let admin = admin_token(&client, &a).await;
     let (slug, account) = org_with_account(&client, &a, &admin).await;
     let (key_id, key) = api_key(&client, &a, &admin, &slug, &account).await;
@@ -504,10 +507,8 @@ async fn a_key_rotated_without_overlap_fails_on_the_other_replica_within_a_secon
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL and Redis"]
 async fn a_revoked_client_credentials_token_fails_on_the_other_replica_within_a_second() {
-    let cluster = Cluster::new(&[]).await;
-    let a = cluster.replica().await;
-    let b = cluster.replica().await;
-    let client = reqwest::Client::new();
+    // Bound first, so dropped last: the cluster (its key directory) outlives the replicas.
+    let (_cluster, a, b, client) = two_replicas().await;
     let admin = admin_token(&client, &a).await;
     let (slug, account) = org_with_account(&client, &a, &admin).await;
     let (status, body) = call(
@@ -587,10 +588,8 @@ async fn two_replicas_writing_at_once_keep_one_whole_audit_chain() {
     // Each replica chains its next event from the head it last committed, without reading
     // it: here every write races the other replica's and its own, so the remembered head is
     // often stale and the append must fall back to the locked head, never fork or fail.
-    let cluster = Cluster::new(&[]).await;
-    let a = cluster.replica().await;
-    let b = cluster.replica().await;
-    let client = reqwest::Client::new();
+    // Bound first, so dropped last: the cluster (its key directory) outlives the replicas.
+    let (_cluster, a, b, client) = two_replicas().await;
     let tokens = [
         admin_token(&client, &a).await,
         admin_token(&client, &b).await,
@@ -680,10 +679,8 @@ async fn rotate_token_key(client: &reqwest::Client, r: &Replica, admin: &str) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL and Redis"]
 async fn a_key_rotated_on_one_replica_is_used_by_the_other_within_a_second() {
-    let cluster = Cluster::new(&[]).await;
-    let a = cluster.replica().await;
-    let b = cluster.replica().await;
-    let client = reqwest::Client::new();
+    // Bound first, so dropped last: the cluster (its key directory) outlives the replicas.
+    let (_cluster, a, b, client) = two_replicas().await;
     let admin = admin_token(&client, &a).await;
     let old = kid_of(&admin);
     let new = rotate_token_key(&client, &a, &admin).await;
