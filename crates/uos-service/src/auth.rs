@@ -1,7 +1,7 @@
 //! Authentication use cases: bootstrap of the first platform admin, password login into a
 //! stored session, bearer-token authentication bound to that session, logout, JWKS.
 
-use crate::uow::{snapshot, UnitOfWork};
+use crate::uow::{open_session_at_once, snapshot, UnitOfWork};
 use crate::views::{TokenView, WhoamiView};
 use crate::{AuthUser, Caller, Ctx, Done, Result, ServiceError, Services};
 use chrono::{DateTime, Duration, Utc};
@@ -205,7 +205,6 @@ impl Services {
             ip: ctx.ip.clone(),
         };
         let ctx = ctx.acting_as(user.clone(), session.id);
-        let mut uow = UnitOfWork::begin(inner, &ctx).await?;
         let refresh = uos_authn::random_token("uosrt_", 32);
         let first = RefreshToken {
             token_hash: uos_authn::hash_token(&refresh),
@@ -213,16 +212,21 @@ impl Services {
             created_at: now,
             used_at: None,
         };
+        let after = serde_json::json!({"user_id": user.id, "method": method, "expires_at": session.expires_at, "ip": session.ip, "user_agent": session.user_agent});
+        let done = Done::ok(self.token_pair(&session, refresh, now), None);
+        if open_session_at_once(inner, &ctx, cap, &session, &first, after.clone()).await? {
+            return Ok(done);
+        }
+        let mut uow = UnitOfWork::begin(inner, &ctx).await?;
         uow.tx().open_session(&session, &first).await?;
         uow.record(
             "session.created",
             None,
             ("session", session.id.to_string()),
             serde_json::Value::Null,
-            serde_json::json!({"user_id": user.id, "method": method, "expires_at": session.expires_at, "ip": session.ip, "user_agent": session.user_agent}),
+            after,
         )
         .await?;
-        let done = Done::ok(self.token_pair(&session, refresh, now), None);
         uow.commit(cap, &done).await?;
         Ok(done)
     }
@@ -336,7 +340,6 @@ impl Services {
         let Some(user) = r.get_user(session.user_id).await? else {
             return Ok(None);
         };
-        self.inner.cache.put_user(ticket, user.clone());
         self.inner
             .cache
             .put_session(ticket, session.clone(), user.clone());

@@ -24,8 +24,6 @@ pub(crate) struct AuthCache {
     ttl: Duration,
     tokens: RwLock<HashMap<[u8; 32], (AccessClaims, Instant)>>,
     sessions: RwLock<HashMap<SessionId, (Session, User, Instant)>>,
-    /// Users by id, for paths that know the session but not yet its cache entry (refresh).
-    users: RwLock<HashMap<UserId, (User, Instant)>>,
     /// Bumped by every eviction. A fill that started before an eviction is dropped, so a read
     /// racing a revocation cannot put the pre-revocation row back.
     epoch: AtomicU64,
@@ -37,7 +35,6 @@ impl AuthCache {
             ttl,
             tokens: RwLock::new(HashMap::new()),
             sessions: RwLock::new(HashMap::new()),
-            users: RwLock::new(HashMap::new()),
             epoch: AtomicU64::new(0),
         }
     }
@@ -94,28 +91,6 @@ impl AuthCache {
         map.insert(session.id, (session, user, Instant::now()));
     }
 
-    pub(crate) fn user(&self, id: UserId) -> Option<User> {
-        let map = self.users.read().unwrap_or_else(|e| e.into_inner());
-        map.get(&id)
-            .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(u, _)| u.clone())
-    }
-
-    /// Like [`AuthCache::put_session`]: dropped if an eviction happened since `ticket`.
-    pub(crate) fn put_user(&self, ticket: u64, user: User) {
-        if !self.enabled() {
-            return;
-        }
-        let mut map = self.users.write().unwrap_or_else(|e| e.into_inner());
-        if self.epoch.load(Ordering::Acquire) != ticket {
-            return;
-        }
-        if map.len() >= MAX_ENTRIES {
-            map.clear();
-        }
-        map.insert(user.id, (user, Instant::now()));
-    }
-
     pub(crate) fn apply(&self, msg: &Invalidation) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         match msg {
@@ -136,20 +111,12 @@ impl AuthCache {
     }
 
     fn evict_user(&self, id: UserId) {
-        self.users
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
         let mut map = self.sessions.write().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, (s, _, _)| s.user_id != id);
     }
 
     pub(crate) fn clear(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.users
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
         self.sessions
             .write()
             .unwrap_or_else(|e| e.into_inner())

@@ -17,8 +17,12 @@ const MAX_LISTED_SESSIONS: u32 = 100;
 impl Services {
     /// Neither revoked, nor past its absolute end, nor idle for too long.
     pub(crate) fn is_live(&self, s: &Session, now: DateTime<Utc>) -> bool {
-        let idle = Duration::seconds(secs(self.inner.cfg.session_idle_secs));
-        s.revoked_at.is_none() && s.expires_at > now && s.last_seen_at + idle > now
+        s.is_live(now, self.idle_since(now))
+    }
+
+    /// Sessions not seen since this are idle at `now`.
+    fn idle_since(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - Duration::seconds(secs(self.inner.cfg.session_idle_secs))
     }
 
     /// Trade a refresh token for a new pair. A token works once: presenting a used one means
@@ -30,18 +34,24 @@ impl Services {
         let cap = inner.authorize(ctx, Action::AuthRefresh, session_resource())?;
         let hash = uos_authn::hash_token(token);
         let now = uos_domain::now();
-        // Using the token is the one atomic step that decides (and touches the session); no
-        // read comes first. A token that turns out unusable below rolls back with the unit.
-        let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let next = uos_authn::random_token("uosrt_", 32);
-        let rotated = uow
-            .tx()
-            .rotate_refresh_token(&hash, &uos_authn::hash_token(&next), now)
+        // Using the token is the one atomic step that decides: it checks the session is live
+        // and its user may still log in, uses the token and touches the session. No read
+        // comes first.
+        let rotated = inner
+            .store
+            .refresh_session(
+                &hash,
+                &uos_authn::hash_token(&next),
+                now,
+                self.idle_since(now),
+            )
             .await?;
         let session = match rotated {
             TokenUse::Fresh(session) => session,
-            TokenUse::Unknown => return Err(ServiceError::Unauthenticated),
+            TokenUse::Unknown | TokenUse::Dead => return Err(ServiceError::Unauthenticated),
             TokenUse::Reused(id) => {
+                let mut uow = UnitOfWork::begin(inner, ctx).await?;
                 let owner = uow.tx().get_session(id).await?.map(|s| s.user_id);
                 let revoked = uow.tx().revoke_session(id, now).await?;
                 uow.invalidate(Invalidation::Session(id.0));
@@ -58,25 +68,6 @@ impl Services {
                 return Err(ServiceError::Unauthenticated);
             }
         };
-        // The user through the auth cache (status changes evict it), else through this
-        // transaction: a second pooled connection could deadlock a full pool.
-        let cache = &self.inner.cache;
-        let user = match cache.user(session.user_id) {
-            Some(user) => user,
-            None => {
-                let ticket = cache.fill_ticket();
-                let user = uow
-                    .tx()
-                    .get_user(session.user_id)
-                    .await?
-                    .ok_or(ServiceError::Unauthenticated)?;
-                cache.put_user(ticket, user.clone());
-                user
-            }
-        };
-        if !self.is_live(&session, now) || !user.status.may_log_in() {
-            return Err(ServiceError::Unauthenticated);
-        }
         let live = Session {
             last_seen_at: now,
             ..session
@@ -84,10 +75,7 @@ impl Services {
         // A routine rotation is not audited (it would put every client's token schedule into
         // the chain and serialise all refreshes on its head): the session's `last_seen_at`
         // records the activity, and the security event — reuse — is audited above.
-        let tokens = self.token_pair(&live, next, now);
-        let done = Done::ok(tokens, None);
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        Ok(Done::ok(self.token_pair(&live, next, now), None))
     }
 
     /// The caller's live sessions, newest first.

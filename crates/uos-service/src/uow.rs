@@ -8,7 +8,7 @@ use uos_authz::Capability;
 use uos_domain::{Membership, OrgId, User};
 use uos_keys::KeyPurpose;
 use uos_shared::Invalidation;
-use uos_store::{AuditHead, AuditRow, StoreError, Tx};
+use uos_store::{AuditHead, AuditRow, RefreshToken, Session, StoreError, Tx};
 
 /// What a successful use case hands back to the transport: the status a replay must repeat,
 /// the body (None = 204) and the version for the `ETag`.
@@ -94,19 +94,7 @@ impl<'a> UnitOfWork<'a> {
         before: serde_json::Value,
         after: serde_json::Value,
     ) -> Result<()> {
-        let event = NewEvent {
-            id: uos_domain::new_id(),
-            occurred_at: uos_domain::now(),
-            actor: actor_of(self.ctx),
-            action: action.to_string(),
-            org_id: org_id.map(|o| o.0),
-            target: Target {
-                kind: target.0.to_string(),
-                id: Some(target.1),
-            },
-            changes: Changes { before, after },
-            request_id: Some(self.ctx.request_id.clone()),
-        };
+        let event = new_event(self.ctx, action, org_id, target, before, after);
         let (prev, remembered) = match self.head.take() {
             // Held by this transaction since its first append.
             Some(h) => (h, false),
@@ -115,12 +103,12 @@ impl<'a> UnitOfWork<'a> {
                 None => (self.tx.lock_audit_head().await?, false),
             },
         };
-        let row = self.seal(event.clone(), &prev)?;
+        let row = seal(self.inner, event.clone(), &prev)?;
         let row = match self.tx.append_audit(&prev, &row).await {
             Ok(()) => row,
             Err(StoreError::VersionConflict) if remembered => {
                 let prev = self.tx.lock_audit_head().await?;
-                let row = self.seal(event, &prev)?;
+                let row = seal(self.inner, event, &prev)?;
                 self.tx.append_audit(&prev, &row).await?;
                 row
             }
@@ -131,26 +119,6 @@ impl<'a> UnitOfWork<'a> {
             hash: row.hash,
         });
         Ok(())
-    }
-
-    /// The stored form of `event` as the link after `prev`, signed with the audit key.
-    fn seal(&self, event: NewEvent, prev: &AuditHead) -> Result<AuditRow> {
-        let org_id = event.org_id.map(OrgId);
-        let key = self.inner.keys.signing_key(KeyPurpose::Audit);
-        let sealed = uos_audit::seal(event, prev.seq + 1, &prev.hash, &key);
-        let payload = serde_json::to_value(&sealed)
-            .map_err(|e| ServiceError::Internal(format!("audit encode: {e}")))?;
-        Ok(AuditRow {
-            seq: sealed.seq,
-            id: sealed.id,
-            occurred_at: sealed.occurred_at,
-            org_id,
-            actor_id: sealed.actor.id.clone(),
-            action: sealed.action.clone(),
-            target_id: sealed.target.id.clone(),
-            hash: sealed.hash,
-            payload,
-        })
     }
 
     /// Store a new user with its `user.created` event (invite acceptance, federated login).
@@ -219,6 +187,91 @@ impl<'a> UnitOfWork<'a> {
         }
         Ok(())
     }
+}
+
+/// A login's write without a transaction of its own: the session, its first refresh token and
+/// the `session.created` event (`after`) in one store step, chained from the head this replica
+/// remembers. `false`, with nothing stored, when that cannot be done: no head remembered yet,
+/// an idempotency response to store with it, or another writer moved the head. The caller
+/// then writes through a [`UnitOfWork`], which reads and locks the head.
+pub(crate) async fn open_session_at_once(
+    inner: &Inner,
+    ctx: &Ctx,
+    _cap: &Capability,
+    session: &Session,
+    first: &RefreshToken,
+    after: serde_json::Value,
+) -> Result<bool> {
+    let Some(prev) = inner.remembered_audit_head().filter(|_| ctx.idem.is_none()) else {
+        return Ok(false);
+    };
+    let event = new_event(
+        ctx,
+        "session.created",
+        None,
+        ("session", session.id.to_string()),
+        serde_json::Value::Null,
+        after,
+    );
+    let row = seal(inner, event, &prev)?;
+    match inner
+        .store
+        .open_session_audited(session, first, &prev, &row)
+        .await
+    {
+        Ok(()) => {
+            inner.remember_audit_head(AuditHead {
+                seq: row.seq,
+                hash: row.hash,
+            });
+            Ok(true)
+        }
+        Err(StoreError::VersionConflict) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn new_event(
+    ctx: &Ctx,
+    action: &str,
+    org_id: Option<OrgId>,
+    target: (&str, String),
+    before: serde_json::Value,
+    after: serde_json::Value,
+) -> NewEvent {
+    NewEvent {
+        id: uos_domain::new_id(),
+        occurred_at: uos_domain::now(),
+        actor: actor_of(ctx),
+        action: action.to_string(),
+        org_id: org_id.map(|o| o.0),
+        target: Target {
+            kind: target.0.to_string(),
+            id: Some(target.1),
+        },
+        changes: Changes { before, after },
+        request_id: Some(ctx.request_id.clone()),
+    }
+}
+
+/// The stored form of `event` as the link after `prev`, signed with the audit key.
+fn seal(inner: &Inner, event: NewEvent, prev: &AuditHead) -> Result<AuditRow> {
+    let org_id = event.org_id.map(OrgId);
+    let key = inner.keys.signing_key(KeyPurpose::Audit);
+    let sealed = uos_audit::seal(event, prev.seq + 1, &prev.hash, &key);
+    let payload = serde_json::to_value(&sealed)
+        .map_err(|e| ServiceError::Internal(format!("audit encode: {e}")))?;
+    Ok(AuditRow {
+        seq: sealed.seq,
+        id: sealed.id,
+        occurred_at: sealed.occurred_at,
+        org_id,
+        actor_id: sealed.actor.id.clone(),
+        action: sealed.action.clone(),
+        target_id: sealed.target.id.clone(),
+        hash: sealed.hash,
+        payload,
+    })
 }
 
 fn actor_of(ctx: &Ctx) -> Actor {

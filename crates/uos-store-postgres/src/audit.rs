@@ -4,9 +4,39 @@ use crate::error::{bad_cursor, db_err};
 use crate::rows::{self, overfetch, AUDIT_COLS};
 use crate::tx::PgTx;
 use async_trait::async_trait;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uos_store::StoreError;
 use uos_store::{AuditFilter, AuditHead, AuditRepo, AuditRow, Page, PageRequest, Result};
+
+/// The common table expressions that append one event: `moved` advances the head, only from
+/// the link the event extends, and `appended` inserts the event for each row of `moved`. A
+/// statement continues it with its main part; [`bind_append`] binds `$1`..`$11`.
+pub(crate) const APPEND_AUDIT: &str = "with moved as (update audit_head set seq = $1, hash = $8 \
+     where audit_head_id = 1 and seq = $1 - 1 and seq = $10 and hash = $11 returning seq), \
+     appended as (insert into audit_event (seq, audit_event_id, occurred_at, org_id, actor_id, \
+     action, target_id, hash, payload) select $1, $2, $3, $4, $5, $6, $7, $8, $9 from moved)";
+
+/// `query` with `row` and the head it extends bound to `$1`..`$11` of [`APPEND_AUDIT`].
+pub(crate) fn bind_append<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    prev: &'q AuditHead,
+    row: &'q AuditRow,
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(row.seq)
+        .bind(row.id)
+        .bind(row.occurred_at)
+        .bind(row.org_id.map(|o| o.0))
+        .bind(&row.actor_id)
+        .bind(&row.action)
+        .bind(&row.target_id)
+        .bind(&row.hash)
+        .bind(row.payload.to_string())
+        .bind(prev.seq)
+        .bind(&prev.hash)
+}
 
 #[async_trait]
 impl AuditRepo for PgTx {
@@ -31,28 +61,12 @@ impl AuditRepo for PgTx {
         // VersionConflict instead of forking the chain. (One round trip per event: every
         // write of the service records at least one.) The update takes the head's row lock,
         // so a concurrent appender waits here and then finds the head moved.
-        let inserted = sqlx::query(
-            "with moved as (update audit_head set seq = $1, hash = $8 \
-             where audit_head_id = 1 and seq = $1 - 1 and seq = $10 and hash = $11 returning seq) \
-             insert into audit_event (seq, audit_event_id, occurred_at, org_id, actor_id, \
-             action, target_id, hash, payload) \
-             select $1, $2, $3, $4, $5, $6, $7, $8, $9 from moved",
-        )
-        .bind(row.seq)
-        .bind(row.id)
-        .bind(row.occurred_at)
-        .bind(row.org_id.map(|o| o.0))
-        .bind(&row.actor_id)
-        .bind(&row.action)
-        .bind(&row.target_id)
-        .bind(&row.hash)
-        .bind(row.payload.to_string())
-        .bind(prev.seq)
-        .bind(&prev.hash)
-        .execute(self.conn())
-        .await
-        .map_err(db_err)?;
-        if inserted.rows_affected() == 0 {
+        let sql = format!("{APPEND_AUDIT} select seq from moved");
+        let moved = bind_append(sqlx::query(&sql), prev, row)
+            .fetch_optional(self.conn())
+            .await
+            .map_err(db_err)?;
+        if moved.is_none() {
             return Err(StoreError::VersionConflict);
         }
         Ok(())

@@ -20,13 +20,16 @@ mod tx;
 mod user;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use error::db_err;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Connection as _;
 use std::str::FromStr;
 use std::time::Duration;
 use tx::PgTx;
-use uos_store::{PoolStats, Result, Store, StoreError, Tx};
+use uos_store::{
+    AuditHead, AuditRow, PoolStats, RefreshToken, Result, Session, Store, StoreError, TokenUse, Tx,
+};
 
 /// How long a caller waits for a pooled connection before the store reports `Unavailable`.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -90,6 +93,29 @@ impl Store for PgStore {
     async fn read(&self) -> Result<Box<dyn Tx>> {
         let conn = self.pool.acquire().await.map_err(db_err)?;
         Ok(Box::new(PgTx::read(conn)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn open_session_audited(
+        &self,
+        s: &Session,
+        first: &RefreshToken,
+        prev: &AuditHead,
+        event: &AuditRow,
+    ) -> Result<()> {
+        self.open_session_in_one(s, first, prev, event).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn refresh_session(
+        &self,
+        token_hash: &str,
+        next_hash: &str,
+        at: DateTime<Utc>,
+        idle_since: DateTime<Utc>,
+    ) -> Result<TokenUse> {
+        self.refresh_in_one(token_hash, next_hash, at, idle_since)
+            .await
     }
 
     async fn ping(&self) -> Result<()> {

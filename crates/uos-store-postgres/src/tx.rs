@@ -11,7 +11,7 @@ use crate::error::db_err;
 enum Handle {
     /// From `begin()`: rolls back when dropped without `commit`.
     Write(Transaction<'static, Postgres>),
-    /// From `read()`: autocommit on a `query_only` connection.
+    /// From `read()`: autocommit on a pooled connection.
     Read(PoolConnection<Postgres>),
 }
 

@@ -12,7 +12,7 @@ use uos_domain::{
 };
 use uos_store::{
     AuditFilter, AuditHead, ExternalIdentity, IdemClaim, LoginUser, MemberFilter, OrgFilter, Page,
-    PageRequest, PasswordReset, Store, StoreError, TokenUse, Tx, UserFilter,
+    PageRequest, PasswordReset, RefreshToken, Store, StoreError, TokenUse, Tx, UserFilter,
 };
 
 /// `assert!(matches!(..))` with the value in the message.
@@ -1358,6 +1358,223 @@ pub async fn refresh_token_is_used_once(store: Arc<dyn Store>) {
         Some(expected),
         "the first use's time stays"
     );
+}
+
+/// One `refresh_session` of `token` at `at` (sessions idle since `idle_since` are dead), and
+/// the hash of the successor it was asked to store.
+async fn refresh_at(
+    store: &Arc<dyn Store>,
+    token: &str,
+    at: DateTime<Utc>,
+    idle_since: DateTime<Utc>,
+) -> (TokenUse, String) {
+    let next = fixtures::hash();
+    let used = store
+        .refresh_session(token, &next, at, idle_since)
+        .await
+        .unwrap();
+    (used, next)
+}
+
+pub async fn refresh_session_uses_a_token_of_a_live_session_once(store: Arc<dyn Store>) {
+    let u = seed_user(&store).await;
+    let token = seed_refresh_token(&store, u.id).await;
+    let t1 = now() + Duration::seconds(1);
+    let idle_since = t1 - Duration::hours(1);
+    let (used, next) = refresh_at(&store, &token.token_hash, t1, idle_since).await;
+    match used {
+        TokenUse::Fresh(s) => {
+            assert_eq!(s.id, token.session_id);
+            assert!(s.last_seen_at < t1, "answered as it was before the touch");
+        }
+        other => panic!("a live session's unused token is used: {other:?}"),
+    }
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.get_refresh_token(&token.token_hash)
+            .await
+            .unwrap()
+            .and_then(|t| t.used_at),
+        Some(t1),
+        "the token is used"
+    );
+    let successor = tx.get_refresh_token(&next).await.unwrap().unwrap();
+    assert_eq!(
+        (successor.session_id, successor.used_at),
+        (token.session_id, None)
+    );
+    let s = tx.get_session(token.session_id).await.unwrap().unwrap();
+    assert_eq!(s.last_seen_at, t1, "the session is touched");
+    drop(tx);
+
+    let (used, next) = refresh_at(&store, &token.token_hash, t1, idle_since).await;
+    assert_eq!(used, TokenUse::Reused(token.session_id), "a second use");
+    let (unknown, _) = refresh_at(&store, &fixtures::hash(), t1, idle_since).await;
+    assert_eq!(unknown, TokenUse::Unknown, "an absent token");
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.get_refresh_token(&next).await.unwrap(),
+        None,
+        "a reuse stores no successor"
+    );
+}
+
+/// A refresh token of a new user's new session; the user's status is then set to `status`.
+async fn token_of_user_in(store: &Arc<dyn Store>, status: UserStatus) -> RefreshToken {
+    let u = seed_user(store).await;
+    let token = seed_refresh_token(store, u.id).await;
+    if status != u.status {
+        let mut changed = u.clone();
+        changed.status = status;
+        changed.version += 1;
+        let mut tx = store.begin().await.unwrap();
+        tx.update_user(&changed, u.version).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    token
+}
+
+pub async fn refresh_session_refuses_a_dead_session_and_changes_nothing(store: Arc<dyn Store>) {
+    let t1 = now() + Duration::seconds(1);
+    let idle_since = t1 - Duration::hours(1);
+    let late = t1 + Duration::hours(13);
+
+    let revoked = token_of_user_in(&store, UserStatus::Active).await;
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.revoke_session(revoked.session_id, t1).await.unwrap());
+    tx.commit().await.unwrap();
+    let mut cases = vec![
+        (revoked, t1, idle_since, "a revoked session"),
+        (
+            token_of_user_in(&store, UserStatus::Active).await,
+            late,
+            late - Duration::days(1),
+            "an expired session",
+        ),
+        (
+            token_of_user_in(&store, UserStatus::Active).await,
+            t1,
+            t1,
+            "an idle session",
+        ),
+    ];
+    for status in [UserStatus::Suspended, UserStatus::Deactivated] {
+        let token = token_of_user_in(&store, status).await;
+        cases.push((token, t1, idle_since, status.as_str()));
+    }
+
+    for (token, at, idle_since, why) in cases {
+        let before = {
+            let mut tx = store.read().await.unwrap();
+            tx.get_session(token.session_id).await.unwrap()
+        };
+        let (used, next) = refresh_at(&store, &token.token_hash, at, idle_since).await;
+        assert_eq!(used, TokenUse::Dead, "{why}");
+        let mut tx = store.read().await.unwrap();
+        assert_eq!(
+            tx.get_refresh_token(&token.token_hash).await.unwrap(),
+            Some(token.clone()),
+            "{why}: the token stays unused"
+        );
+        assert_eq!(tx.get_refresh_token(&next).await.unwrap(), None, "{why}");
+        assert_eq!(
+            tx.get_session(token.session_id).await.unwrap(),
+            before,
+            "{why}: the session is not touched"
+        );
+    }
+
+    // A user who must change the password may still refresh (the policy limits the rest).
+    let token = token_of_user_in(&store, UserStatus::PasswordResetRequired).await;
+    let (used, _) = refresh_at(&store, &token.token_hash, t1, idle_since).await;
+    assert!(matches!(used, TokenUse::Fresh(_)), "{used:?}");
+}
+
+pub async fn concurrent_refresh_session_one_wins(store: Arc<dyn Store>) {
+    let u = seed_user(&store).await;
+    let token = seed_refresh_token(&store, u.id).await;
+    let t = now() + Duration::seconds(1);
+    let attempts: Vec<_> = (0..2)
+        .map(|_| {
+            let store = store.clone();
+            let hash = token.token_hash.clone();
+            tokio::spawn(
+                async move { refresh_at(&store, &hash, t, t - Duration::hours(1)).await.0 },
+            )
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for a in attempts {
+        answers.push(a.await.unwrap());
+    }
+    let fresh = answers
+        .iter()
+        .filter(|a| matches!(a, TokenUse::Fresh(_)))
+        .count();
+    let reused = answers
+        .iter()
+        .filter(|a| **a == TokenUse::Reused(token.session_id))
+        .count();
+    assert_eq!((fresh, reused), (1, 1), "{answers:?}");
+}
+
+pub async fn open_session_audited_stores_all_three_or_nothing(store: Arc<dyn Store>) {
+    let u = seed_user(&store).await;
+    let t = now();
+    let s = fixtures::session(u.id);
+    let first = fixtures::refresh_token(s.id);
+    let event = fixtures::audit(1, t);
+    store
+        .open_session_audited(&s, &first, &fixtures::audit_head(0), &event)
+        .await
+        .unwrap();
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(tx.get_session(s.id).await.unwrap(), Some(s.clone()));
+    assert_eq!(
+        tx.get_refresh_token(&first.token_hash).await.unwrap(),
+        Some(first.clone())
+    );
+    let head = tx.lock_audit_head().await.unwrap();
+    assert_eq!((head.seq, &head.hash), (1, &event.hash), "the head moved");
+    let page = tx
+        .list_audit(&AuditFilter::default(), &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(page.items, vec![event.clone()]);
+    drop(tx);
+
+    // From a head that is no longer the head; then with a taken token hash.
+    let (stale, taken) = (fixtures::session(u.id), fixtures::session(u.id));
+    let cases = [
+        (
+            &stale,
+            fixtures::refresh_token(stale.id),
+            fixtures::audit_head(0),
+            "a stale head",
+        ),
+        (
+            &taken,
+            RefreshToken {
+                session_id: taken.id,
+                ..first.clone()
+            },
+            fixtures::audit_head(1),
+            "a taken token hash",
+        ),
+    ];
+    for (other, token, prev, why) in cases {
+        let refused = store
+            .open_session_audited(other, &token, &prev, &fixtures::audit(prev.seq + 1, t))
+            .await;
+        match refused {
+            Err(StoreError::VersionConflict) if prev.seq == 0 => {}
+            Err(StoreError::Conflict("refresh_token_taken")) if prev.seq == 1 => {}
+            refused => panic!("{why}: got {refused:?}"),
+        }
+        let mut tx = store.read().await.unwrap();
+        assert_eq!(tx.get_session(other.id).await.unwrap(), None, "{why}");
+        assert_eq!(tx.lock_audit_head().await.unwrap(), head, "{why}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

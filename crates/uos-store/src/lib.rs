@@ -41,6 +41,50 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn backend(&self) -> &'static str;
     /// Stop handing out connections (graceful shutdown).
     async fn close(&self);
+
+    /// A login's write as one atomic step of its own: the session with its first refresh
+    /// token ([`SessionRepo::open_session`]) and the audit event that records it, appended
+    /// after `prev` ([`AuditRepo::append_audit`]: `VersionConflict`, and nothing stored, if
+    /// `prev` is no longer the head). The default runs a transaction; PostgreSQL makes it one
+    /// statement, so a login pays one round trip here instead of four.
+    async fn open_session_audited(
+        &self,
+        s: &Session,
+        first: &RefreshToken,
+        prev: &AuditHead,
+        event: &AuditRow,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        tx.open_session(s, first).await?;
+        tx.append_audit(prev, event).await?;
+        tx.commit().await
+    }
+
+    /// A refresh as one atomic step of its own: [`SessionRepo::rotate_refresh_token`], done
+    /// only while the session is live ([`Session::is_live`] at `at` with `idle_since`) and
+    /// its user's status may log in. Otherwise nothing changes and an unused token answers
+    /// [`TokenUse::Dead`]. The default runs a transaction; PostgreSQL makes it one statement,
+    /// so a refresh pays one round trip instead of three.
+    async fn refresh_session(
+        &self,
+        token_hash: &str,
+        next_hash: &str,
+        at: DateTime<Utc>,
+        idle_since: DateTime<Utc>,
+    ) -> Result<TokenUse> {
+        let mut tx = self.begin().await?;
+        let used = tx.rotate_refresh_token(token_hash, next_hash, at).await?;
+        if let TokenUse::Fresh(session) = &used {
+            let user = tx.get_user(session.user_id).await?;
+            let may = user.is_some_and(|u| u.status.may_log_in());
+            if !may || !session.is_live(at, idle_since) {
+                // Dropped without commit: the rotation rolls back.
+                return Ok(TokenUse::Dead);
+            }
+        }
+        tx.commit().await?;
+        Ok(used)
+    }
 }
 
 /// Everything a unit of work can do. Split by aggregate so each backend module has one job.

@@ -38,6 +38,14 @@ pub struct Session {
     pub ip: Option<String>,
 }
 
+impl Session {
+    /// Usable at `at`: not revoked, not past its absolute end, and seen after `idle_since`
+    /// (`at` minus the idle timeout).
+    pub fn is_live(&self, at: DateTime<Utc>, idle_since: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at > at && self.last_seen_at > idle_since
+    }
+}
+
 /// One refresh token of a session. Tokens are single use: a used one presented again means it
 /// was stolen or replayed, and the whole session is revoked.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +67,9 @@ pub enum TokenUse {
     Reused(SessionId),
     /// No such token.
     Unknown,
+    /// Unused, but its session is no longer live or its user may no longer log in: nothing
+    /// changed ([`Store::refresh_session`](crate::Store::refresh_session) only).
+    Dead,
 }
 
 /// An `Idempotency-Key` use. `status`/`response` are `None` while the first request runs.
