@@ -87,6 +87,59 @@ impl CpuSample {
     }
 }
 
+/// The whole machine's CPU time so far, from the first line of `/proc/stat`, in ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct MachineTimes {
+    total: u64,
+    /// Nobody ran: idle and waiting for I/O.
+    idle: u64,
+    /// The hypervisor ran someone else's machine while ours had work.
+    steal: u64,
+}
+
+/// Shares of a stretch of time, 0 to 1, across all cores.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct MachineShares {
+    pub(crate) idle: f64,
+    pub(crate) steal: f64,
+}
+
+impl MachineTimes {
+    pub(crate) fn take() -> anyhow::Result<Self> {
+        Self::parse(&std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?)
+    }
+
+    /// The `cpu` line: user nice system idle iowait irq softirq steal (guest time is already
+    /// inside user and nice, so it is not added again).
+    fn parse(stat: &str) -> anyhow::Result<Self> {
+        let line = stat
+            .lines()
+            .find(|l| l.starts_with("cpu "))
+            .context("/proc/stat has no cpu line")?;
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        anyhow::ensure!(ticks.len() == 8, "short cpu line in /proc/stat: {line}");
+        Ok(Self {
+            total: ticks.iter().sum(),
+            idle: ticks[3] + ticks[4],
+            steal: ticks[7],
+        })
+    }
+
+    /// How the time from `self` to `later` was shared.
+    pub(crate) fn shares(&self, later: &Self) -> MachineShares {
+        let total = later.total.saturating_sub(self.total).max(1) as f64;
+        MachineShares {
+            idle: later.idle.saturating_sub(self.idle) as f64 / total,
+            steal: later.steal.saturating_sub(self.steal) as f64 / total,
+        }
+    }
+}
+
 /// The numbered entries of a `/proc` directory (processes or threads), with their paths.
 fn numbered(dir: &Path) -> anyhow::Result<Vec<(u32, PathBuf)>> {
     let mut found = Vec::new();
@@ -148,6 +201,18 @@ fn cpu_seconds(dir: &Path) -> anyhow::Result<f64> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn machine_shares_are_differences_of_the_cpu_line() {
+        let a = MachineTimes::parse("cpu  100 0 20 500 10 0 5 15 0 0\ncpu0 1 2 3\n").unwrap();
+        let b = MachineTimes::parse("cpu  180 0 30 520 10 0 5 55 7 0\ncpu0 1 2 3\n").unwrap();
+        let shares = a.shares(&b);
+        // 150 ticks in all: 20 idle, 40 stolen.
+        assert!((shares.idle - 20.0 / 150.0).abs() < 1e-9, "{shares:?}");
+        assert!((shares.steal - 40.0 / 150.0).abs() < 1e-9, "{shares:?}");
+        assert!(MachineTimes::parse("intr 1 2").is_err());
+        assert!(MachineTimes::parse("cpu  1 2 3").is_err());
+    }
 
     use super::*;
 
