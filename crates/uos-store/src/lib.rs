@@ -3,7 +3,10 @@
 //!
 //! A write is one [`Tx`]: the changed rows, their version bumps, the idempotency record and the
 //! audit event commit together or not at all. Reads use [`Store::read`], which gives the same
-//! interface over a plain pooled connection (no transaction round trips).
+//! interface over a plain pooled connection (no transaction round trips). The two hottest
+//! writes, a login's ([`Store::open_session_audited`]) and a refresh
+//! ([`Store::refresh_session`]), are also steps of the [`Store`] itself, so that a backend can
+//! make each one statement without a transaction around it; they are just as atomic.
 
 mod error;
 mod page;
