@@ -1,10 +1,11 @@
-//! Prometheus metrics: requests by route and status, latency histogram, store pool gauges.
+//! Prometheus metrics: requests by route and status, latency histogram, store pool gauges,
+//! and the service's own counts (keys overdue for rotation, audit-head contention).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
-use uos_store::PoolStats;
+use uos_service::Services;
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -13,6 +14,7 @@ pub struct Metrics {
     pub latency: HistogramVec,
     pool: IntGaugeVec,
     overdue_keys: IntGauge,
+    audit_head_conflicts: IntCounter,
 }
 
 impl Metrics {
@@ -48,19 +50,30 @@ impl Metrics {
             "uos_api_keys_rotation_overdue",
             "API keys past their service account's maximum key age (at the last sweep)",
         )?;
+        let audit_head_conflicts = IntCounter::new(
+            "uos_audit_head_conflicts_total",
+            "Audit appends that found the chain head moved by another writer and chained again",
+        )?;
         registry.register(Box::new(pool.clone()))?;
         registry.register(Box::new(overdue_keys.clone()))?;
+        registry.register(Box::new(audit_head_conflicts.clone()))?;
         Ok(Self {
             registry,
             requests,
             latency,
             pool,
             overdue_keys,
+            audit_head_conflicts,
         })
     }
 
-    pub fn render(&self, stats: PoolStats, overdue_keys: i64) -> String {
-        self.overdue_keys.set(overdue_keys);
+    pub fn render(&self, svc: &Services) -> String {
+        let stats = svc.store().pool_stats();
+        self.overdue_keys.set(svc.overdue_api_keys());
+        // The service counts on its own; the counter catches up to it (both only grow).
+        let conflicts = svc.audit_head_conflicts();
+        self.audit_head_conflicts
+            .inc_by(conflicts.saturating_sub(self.audit_head_conflicts.get()));
         self.pool
             .with_label_values(&["size"])
             .set(i64::from(stats.size));

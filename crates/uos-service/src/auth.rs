@@ -1,7 +1,7 @@
 //! Authentication use cases: bootstrap of the first platform admin, password login into a
 //! stored session, bearer-token authentication bound to that session, logout, JWKS.
 
-use crate::uow::{open_session_at_once, snapshot, UnitOfWork};
+use crate::uow::{open_session, snapshot, UnitOfWork};
 use crate::views::{TokenView, WhoamiView};
 use crate::{AuthUser, Caller, Ctx, Done, Result, ServiceError, Services};
 use chrono::{DateTime, Duration, Utc};
@@ -214,20 +214,7 @@ impl Services {
         };
         let after = serde_json::json!({"user_id": user.id, "method": method, "expires_at": session.expires_at, "ip": session.ip, "user_agent": session.user_agent});
         let done = Done::ok(self.token_pair(&session, refresh, now), None);
-        if open_session_at_once(inner, &ctx, cap, &session, &first, after.clone()).await? {
-            return Ok(done);
-        }
-        let mut uow = UnitOfWork::begin(inner, &ctx).await?;
-        uow.tx().open_session(&session, &first).await?;
-        uow.record(
-            "session.created",
-            None,
-            ("session", session.id.to_string()),
-            serde_json::Value::Null,
-            after,
-        )
-        .await?;
-        uow.commit(cap, &done).await?;
+        open_session(inner, &ctx, cap, (&session, &first), after, &done).await?;
         Ok(done)
     }
 

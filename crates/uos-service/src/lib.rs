@@ -57,7 +57,7 @@ use authcache::AuthCache;
 use hashpool::HashPool;
 use machine_auth::UsageRecorder;
 use machinecache::MachineCache;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uos_authn::PasswordHasher;
@@ -106,6 +106,9 @@ struct Inner {
     /// The audit chain head as of this replica's last commit: the next event chains from it
     /// without reading the head first (the append checks it; see `UnitOfWork::record`).
     audit_head: std::sync::Mutex<Option<uos_store::AuditHead>>,
+    /// Appends that found the remembered head stale (another replica or a concurrent commit
+    /// moved it) and had to lock the head and chain again.
+    audit_head_conflicts: AtomicU64,
     /// Keys overdue for rotation at the last sweep.
     overdue_keys: AtomicI64,
     /// When a token with an unknown key id last made this replica reload its keys.
@@ -193,6 +196,11 @@ impl Inner {
         }
     }
 
+    /// An append found the remembered head stale.
+    fn note_audit_head_conflict(&self) {
+        self.audit_head_conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn evict_all(&self) {
         self.evict(&uos_shared::Invalidation::Everything);
     }
@@ -229,6 +237,7 @@ impl Services {
                 usage: UsageRecorder::default(),
                 api_key_pepper,
                 audit_head: std::sync::Mutex::default(),
+                audit_head_conflicts: AtomicU64::new(0),
                 overdue_keys: AtomicI64::new(0),
                 last_key_reload: std::sync::Mutex::default(),
                 cfg,
@@ -288,6 +297,13 @@ impl Services {
 
     pub fn shared(&self) -> &Arc<dyn SharedState> {
         &self.inner.shared
+    }
+
+    /// Audit appends so far that chained from a stale remembered head and had to lock the
+    /// head and chain again (the metric's value): how often replicas and concurrent writes
+    /// contend for the chain.
+    pub fn audit_head_conflicts(&self) -> u64 {
+        self.inner.audit_head_conflicts.load(Ordering::Relaxed)
     }
 
     pub fn config(&self) -> &ServiceConfig {

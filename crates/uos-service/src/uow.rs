@@ -107,6 +107,7 @@ impl<'a> UnitOfWork<'a> {
         let row = match self.tx.append_audit(&prev, &row).await {
             Ok(()) => row,
             Err(StoreError::VersionConflict) if remembered => {
+                self.inner.note_audit_head_conflict();
                 let prev = self.tx.lock_audit_head().await?;
                 let row = seal(self.inner, event, &prev)?;
                 self.tx.append_audit(&prev, &row).await?;
@@ -189,46 +190,65 @@ impl<'a> UnitOfWork<'a> {
     }
 }
 
-/// A login's write without a transaction of its own: the session, its first refresh token and
-/// the `session.created` event (`after`) in one store step, chained from the head this replica
-/// remembers. `false`, with nothing stored, when that cannot be done: no head remembered yet,
-/// an idempotency response to store with it, or another writer moved the head. The caller
-/// then writes through a [`UnitOfWork`], which reads and locks the head.
-pub(crate) async fn open_session_at_once(
+/// A login's write: the session, its first refresh token and the `session.created` event
+/// (`after`). Chained from the head this replica remembers, it is one store step with no
+/// transaction of its own. Otherwise it goes through a [`UnitOfWork`]: when no head is
+/// remembered yet, when an idempotency response must be stored with it, or when another
+/// writer moved the head (then the unit of work locks the head before its append, rather
+/// than trying the stale head a second time).
+pub(crate) async fn open_session<T: Serialize>(
     inner: &Inner,
     ctx: &Ctx,
-    _cap: &Capability,
-    session: &Session,
-    first: &RefreshToken,
+    cap: &Capability,
+    (session, first): (&Session, &RefreshToken),
     after: serde_json::Value,
-) -> Result<bool> {
-    let Some(prev) = inner.remembered_audit_head().filter(|_| ctx.idem.is_none()) else {
-        return Ok(false);
-    };
-    let event = new_event(
-        ctx,
+    done: &Done<T>,
+) -> Result<()> {
+    let target = || ("session", session.id.to_string());
+    let mut stale = false;
+    if let Some(prev) = &inner.remembered_audit_head().filter(|_| ctx.idem.is_none()) {
+        let event = new_event(
+            ctx,
+            "session.created",
+            None,
+            target(),
+            serde_json::Value::Null,
+            after.clone(),
+        );
+        let row = seal(inner, event, prev)?;
+        match inner
+            .store
+            .open_session_audited(session, first, prev, &row)
+            .await
+        {
+            Ok(()) => {
+                inner.remember_audit_head(AuditHead {
+                    seq: row.seq,
+                    hash: row.hash,
+                });
+                return Ok(());
+            }
+            Err(StoreError::VersionConflict) => {
+                inner.note_audit_head_conflict();
+                stale = true;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut uow = UnitOfWork::begin(inner, ctx).await?;
+    if stale {
+        uow.head = Some(uow.tx.lock_audit_head().await?);
+    }
+    uow.tx().open_session(session, first).await?;
+    uow.record(
         "session.created",
         None,
-        ("session", session.id.to_string()),
+        target(),
         serde_json::Value::Null,
         after,
-    );
-    let row = seal(inner, event, &prev)?;
-    match inner
-        .store
-        .open_session_audited(session, first, &prev, &row)
-        .await
-    {
-        Ok(()) => {
-            inner.remember_audit_head(AuditHead {
-                seq: row.seq,
-                hash: row.hash,
-            });
-            Ok(true)
-        }
-        Err(StoreError::VersionConflict) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    )
+    .await?;
+    uow.commit(cap, done).await
 }
 
 fn new_event(

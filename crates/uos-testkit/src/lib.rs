@@ -36,7 +36,10 @@ pub struct TestApp {
     pub state: AppState,
     pub backend: Backend,
     pub database_url: String,
-    dir: tempfile::TempDir,
+    /// The data directory (keys, pepper, dev mailbox); a replica shares its original's.
+    data: std::path::PathBuf,
+    /// Holds the SQLite file and the data directory of an original until it is dropped.
+    _dir: tempfile::TempDir,
 }
 
 #[derive(Debug)]
@@ -149,10 +152,34 @@ impl TestApp {
                 .await
                 .expect("PostgreSQL reachable for tests"),
         };
+        let data = dir.path().join("data");
+        Self::build(backend, database_url, data, dir, 8, extra).await
+    }
+
+    /// A second replica of this application: its own process state (caches, remembered
+    /// audit head) over the same store and data directory (keys, pepper, mailbox). `extra`
+    /// is its whole extra configuration (give it the same shared state, say, to link them).
+    pub async fn replica(&self, extra: &[(&str, Value)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, data) = (self.database_url.clone(), self.data.clone());
+        Self::build(self.backend, url, data, dir, 4, extra).await
+    }
+
+    async fn build(
+        backend: Backend,
+        database_url: String,
+        data: std::path::PathBuf,
+        dir: tempfile::TempDir,
+        max_connections: u32,
+        extra: &[(&str, Value)],
+    ) -> Self {
         let mut f = Figment::new()
             .merge(Serialized::default("database_url", &database_url))
-            .merge(Serialized::default("database_max_connections", 8))
-            .merge(Serialized::default("data_dir", dir.path().join("data")))
+            .merge(Serialized::default(
+                "database_max_connections",
+                max_connections,
+            ))
+            .merge(Serialized::default("data_dir", &data))
             .merge(Serialized::default("bootstrap_admin_email", ADMIN_EMAIL))
             .merge(Serialized::default(
                 "bootstrap_admin_password",
@@ -172,12 +199,13 @@ impl TestApp {
             state,
             backend,
             database_url,
-            dir,
+            data,
+            _dir: dir,
         }
     }
 
     pub fn data_dir(&self) -> std::path::PathBuf {
-        self.dir.path().join("data")
+        self.data.clone()
     }
 
     /// Mails "sent" so far (the embedded dev mailbox), oldest first.

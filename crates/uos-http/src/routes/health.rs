@@ -40,9 +40,7 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let text = s
-        .metrics
-        .render(s.svc.store().pool_stats(), s.svc.overdue_api_keys());
+    let text = s.metrics.render(&s.svc);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

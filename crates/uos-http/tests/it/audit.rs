@@ -354,3 +354,50 @@ backend_test!(who_may_read_the_trail, |app| async move {
     let r = app.send(Req::get("/v1/audit/keys")).await;
     assert_problem(&r, 401, "unauthenticated");
 });
+
+/// `uos_audit_head_conflicts_total` on `app`'s `/metrics`.
+async fn head_conflicts(app: &TestApp) -> u64 {
+    let r = app.send(Req::get("/metrics")).await;
+    assert_status(&r, 200);
+    r.text
+        .lines()
+        .find_map(|l| l.strip_prefix("uos_audit_head_conflicts_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no audit head conflict counter:\n{}", r.text))
+}
+
+backend_test!(
+    replicas_writing_in_turn_keep_one_chain_and_count_their_conflicts,
+    |a| async move {
+        // Each replica chains from the head of its own last commit. When the other replica
+        // moved the head meanwhile, the append is refused, chained again from the locked
+        // head, and counted.
+        let b = a.replica(&[]).await;
+        let on_a = a.admin_token().await;
+        a.create_org(&on_a, "acme").await;
+        assert_eq!(head_conflicts(&a).await, 0, "a's head was current");
+        let on_b = b.admin_token().await;
+        assert_eq!(head_conflicts(&b).await, 0, "b had no head to be stale");
+        a.create_org(&on_a, "beta").await;
+        assert_eq!(head_conflicts(&a).await, 1, "b's login moved the head");
+        // A login chains in one step from the remembered head, and is counted the same.
+        b.admin_token().await;
+        assert_eq!(head_conflicts(&b).await, 1, "a's org moved the head");
+        b.create_org(&on_b, "gamma").await;
+        a.admin_token().await;
+        assert_eq!(head_conflicts(&a).await, 2);
+        assert_eq!(
+            head_conflicts(&b).await,
+            1,
+            "b's own commits keep its head current"
+        );
+
+        let items = all_pages(&a, &on_a, "/v1/audit/events", 100).await;
+        let events = parse(&items);
+        verify_chain(&events, &keys(&a).await, None).expect("one chain of both replicas");
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=events.len() as i64).collect::<Vec<_>>());
+        let created = events.iter().filter(|e| e.action == "org.created").count();
+        assert_eq!(created, 3, "every org's event is in the chain");
+    }
+);

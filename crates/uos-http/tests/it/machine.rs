@@ -1828,34 +1828,6 @@ backend_test!(
     }
 );
 
-/// A second replica of `app`: same store, same data directory (keys, pepper), same Redis.
-/// Built inside a throwaway `TestApp` so that requests go through the kit's `send`.
-async fn replica(app: &TestApp, extra: &[(&str, Value)]) -> TestApp {
-    use figment::providers::Serialized;
-    let mut f = figment::Figment::new()
-        .merge(Serialized::default("database_url", &app.database_url))
-        .merge(Serialized::default("database_max_connections", 4))
-        .merge(Serialized::default("data_dir", app.data_dir()))
-        .merge(Serialized::default("bootstrap_admin_email", ADMIN_EMAIL))
-        .merge(Serialized::default(
-            "bootstrap_admin_password",
-            ADMIN_PASSWORD,
-        ))
-        .merge(Serialized::default(
-            "service.password_hashing",
-            json!({"memory_kib": 1024, "iterations": 1, "parallelism": 1}),
-        ));
-    for (k, v) in extra {
-        f = f.merge(Serialized::default(k, v));
-    }
-    let cfg = uos_http::Config::from_figment(f).unwrap();
-    let state = uos_http::server::build(&cfg).await.unwrap();
-    let mut other = TestApp::spawn_with(app.backend, extra).await;
-    other.router = uos_http::router(state.clone());
-    other.state = state;
-    other
-}
-
 /// How long until `key` is refused on `app`, polling; panics after 5 s.
 async fn refused_after(app: &TestApp, key: &str, since: std::time::Instant) -> std::time::Duration {
     loop {
@@ -1884,7 +1856,7 @@ async fn revocations_reach_other_replicas_within_a_second() {
         ),
     ];
     let a = TestApp::spawn_with(uos_testkit::Backend::Postgres, &config).await;
-    let b = replica(&a, &config).await;
+    let b = a.replica(&config).await;
     let (alice, sa) = acme_with_account(&a, json!(["member"])).await;
     let sa_id = id_of(&sa);
     let k1 = key(&a, &alice, "acme", &sa_id, json!(["users:read"])).await;
