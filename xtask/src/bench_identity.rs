@@ -36,7 +36,7 @@ pub struct IdentityBenchArgs {
     #[arg(long, default_value_t = 15)]
     duration: u32,
     /// Login runs of `duration` seconds, each between two hash timings: the machine's speed
-    /// drifts, so each run is compared with the bound measured around it.
+    /// drifts, so each run is compared with the bound measured around it. 0 skips logins.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
     #[arg(long, default_value_t = 32)]
@@ -108,41 +108,30 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
     // compared with the bound from the hashes timed right before and right after it.
     let mut hashes = vec![before];
     let mut rounds = Vec::new();
-    for _ in 0..args.rounds.max(1) {
+    let run = |name: &str, path: &str, lua: &Path| -> anyhow::Result<Measured> {
         let machine = MachineTimes::take()?;
         let cpu_before = CpuSample::take(server.pid())?;
-        let login = wrk_stats(
+        let stats = wrk_stats(
             c,
             d,
             &work,
-            "login",
+            name,
             &auth,
-            &format!("{base}/v1/auth/login"),
-            Some(&login_lua),
+            &format!("{base}{path}"),
+            Some(lua),
         )?;
-        let cpu = cpu_before.per_request_ms(&CpuSample::take(server.pid())?, login.requests);
-        let shares = machine.shares(&MachineTimes::take()?);
+        Ok(Measured {
+            cpu: cpu_before.per_request_ms(&CpuSample::take(server.pid())?, stats.requests),
+            shares: machine.shares(&MachineTimes::take()?),
+            stats,
+        })
+    };
+    for _ in 0..args.rounds {
+        rounds.push(run("login", "/v1/auth/login", &login_lua)?);
         hashes.push(time_hash(&root)?);
-        rounds.push(LoginRound { login, cpu, shares });
     }
-    let refresh = wrk_stats(
-        c,
-        d,
-        &work,
-        "refresh",
-        &auth,
-        &format!("{base}/v1/auth/refresh"),
-        Some(&refresh_lua),
-    )?;
-    let introspect = wrk_stats(
-        c,
-        d,
-        &work,
-        "introspect",
-        &auth,
-        &format!("{base}/v1/auth/introspect"),
-        Some(&introspect_lua),
-    )?;
+    let refresh = run("refresh", "/v1/auth/refresh", &refresh_lua)?;
+    let introspect = run("introspect", "/v1/auth/introspect", &introspect_lua)?;
 
     let mut out = String::new();
     writeln!(
@@ -162,7 +151,7 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
         let hash_ms = (h0.ms + h1.ms) / 2.0;
         let bound = cores as f64 * 1000.0 / hash_ms;
         let parallel = (h0.per_sec + h1.per_sec) / 2.0;
-        let login = &round.login;
+        let login = &round.stats;
         of_bound.push(100.0 * login.rps / bound);
         writeln!(
             out,
@@ -175,32 +164,40 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
             100.0 * login.rps / bound,
             100.0 * login.rps / parallel
         )?;
-        writeln!(
-            out,
-            "  CPU per login: {}; machine during the run: {:.1} % idle, {:.1} % taken by the hypervisor (steal)",
-            round.cpu,
-            100.0 * round.shares.idle,
-            100.0 * round.shares.steal
-        )?;
+        writeln!(out, "  {}", round.costs("login"))?;
     }
     of_bound.sort_by(f64::total_cmp);
-    writeln!(
-        out,
-        "login, median of {} runs: {:.0} % of the bound",
-        of_bound.len(),
-        of_bound[of_bound.len() / 2]
-    )?;
-    writeln!(out, "POST /v1/auth/refresh     {refresh}")?;
-    writeln!(out, "POST /v1/auth/introspect  {introspect}")?;
+    if let Some(median) = of_bound.get(of_bound.len() / 2) {
+        writeln!(
+            out,
+            "login, median of {} runs: {median:.0} % of the bound",
+            of_bound.len()
+        )?;
+    }
+    writeln!(out, "POST /v1/auth/refresh     {}", refresh.stats)?;
+    writeln!(out, "  {}", refresh.costs("refresh"))?;
+    writeln!(out, "POST /v1/auth/introspect  {}", introspect.stats)?;
+    writeln!(out, "  {}", introspect.costs("introspection"))?;
     print!("{out}");
     drop_database(&database_url, &rt)
 }
 
-/// One login run and what it cost.
-struct LoginRound {
-    login: WrkStats,
+/// One wrk run, what each request cost and how busy the machine was meanwhile.
+struct Measured {
+    stats: WrkStats,
     cpu: CpuSplit,
     shares: MachineShares,
+}
+
+impl Measured {
+    fn costs(&self, per: &str) -> String {
+        format!(
+            "CPU per {per}: {}; machine during the run: {:.1} % idle, {:.1} % taken by the hypervisor (steal)",
+            self.cpu,
+            100.0 * self.shares.idle,
+            100.0 * self.shares.steal
+        )
+    }
 }
 
 /// The `hash_time` example's figures.

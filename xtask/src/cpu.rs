@@ -23,6 +23,8 @@ pub(crate) struct CpuSplit {
     pub(crate) postgres: f64,
     /// Every Redis process on the machine.
     pub(crate) redis: f64,
+    /// The load generator (`wrk`), which shares the machine's cores with the rest.
+    pub(crate) load: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,9 +33,10 @@ enum Part {
     Server,
     Postgres,
     Redis,
+    Load,
 }
 
-/// CPU seconds used so far by each thread of the server and each PostgreSQL and Redis
+/// CPU seconds used so far by each thread of the server and each PostgreSQL, Redis and wrk
 /// process, by id: processes come and go (a pool opens a connection), so the difference of
 /// two samples is taken per id, not of totals.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +46,9 @@ impl CpuSample {
     /// Now, for the server process `server_pid`.
     pub(crate) fn take(server_pid: u32) -> anyhow::Result<Self> {
         let mut sample = HashMap::new();
+        // wrk has ended by the second sample, so its time is read from this process's count
+        // of its ended children (the load generator is the only one that ends in between).
+        sample.insert((Part::Load, 0), children_cpu_seconds()?);
         let tasks = format!("/proc/{server_pid}/task");
         for (tid, dir) in numbered(Path::new(&tasks))? {
             // A thread may end between listing and reading: it is simply not counted.
@@ -80,6 +86,7 @@ impl CpuSample {
                 Part::Server => &mut split.server,
                 Part::Postgres => &mut split.postgres,
                 Part::Redis => &mut split.redis,
+                Part::Load => &mut split.load,
             };
             *slot += used * 1000.0 / requests.max(1) as f64;
         }
@@ -160,12 +167,13 @@ impl std::fmt::Display for CpuSplit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "argon2 threads {:.2} ms, other server threads {:.2} ms, PostgreSQL {:.2} ms, Redis {:.2} ms (non-hash {:.2} ms)",
+            "argon2 threads {:.3} ms, other server threads {:.3} ms, PostgreSQL {:.3} ms, Redis {:.3} ms (non-hash {:.3} ms); wrk {:.3} ms",
             self.hashing,
             self.server,
             self.postgres,
             self.redis,
-            self.server + self.postgres + self.redis
+            self.server + self.postgres + self.redis,
+            self.load
         )
     }
 }
@@ -180,11 +188,24 @@ fn comm(dir: &Path) -> anyhow::Result<String> {
 
 /// User plus system time from `<dir>/stat`.
 fn cpu_seconds(dir: &Path) -> anyhow::Result<f64> {
+    // utime and stime: fields 14 and 15 of proc(5).
+    stat_seconds(dir, 11)
+}
+
+/// User plus system time of this process's ended and waited-for children.
+fn children_cpu_seconds() -> anyhow::Result<f64> {
+    // cutime and cstime: fields 16 and 17 of proc(5).
+    stat_seconds(Path::new("/proc/self"), 13)
+}
+
+/// The sum of two adjacent tick fields of `<dir>/stat`, the first `at` places after the
+/// command name, in seconds.
+fn stat_seconds(dir: &Path, at: usize) -> anyhow::Result<f64> {
     let path = dir.join("stat");
     let stat =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    // The command name may contain spaces and parentheses; the fields follow its last ')'.
-    // From there, utime and stime are the 12th and 13th (fields 14 and 15 of proc(5)).
+    // The command name may contain spaces and parentheses; the fields follow its last ')',
+    // which is field 2, so field n of proc(5) is at n - 3 from there.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
@@ -195,7 +216,7 @@ fn cpu_seconds(dir: &Path) -> anyhow::Result<f64> {
             .with_context(|| format!("{} has no field {}", path.display(), i + 3))?;
         Ok(raw.parse::<u64>()? as f64)
     };
-    Ok((ticks(11)? + ticks(12)?) / TICKS_PER_SEC)
+    Ok((ticks(at)? + ticks(at + 1)?) / TICKS_PER_SEC)
 }
 
 #[cfg(test)]
@@ -230,6 +251,20 @@ mod tests {
         std::hint::black_box(x);
         let used = before.per_request_ms(&CpuSample::take(me).unwrap(), 1);
         assert!(used.server > 0.0 && used.hashing == 0.0, "{used:?}");
+    }
+
+    #[test]
+    fn counts_an_ended_child_as_load() {
+        let me = std::process::id();
+        let before = CpuSample::take(me).unwrap();
+        // A shell loop that spends a few tenths of a second of CPU, then ends.
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let used = before.per_request_ms(&CpuSample::take(me).unwrap(), 1);
+        assert!(used.load >= 10.0, "{used:?}");
     }
 
     #[test]
