@@ -73,6 +73,18 @@ pub(crate) fn curl_json(args: &[&str]) -> anyhow::Result<serde_json::Value> {
     serde_json::from_str(&out).with_context(|| format!("response was not JSON: {out}"))
 }
 
+/// The value of the unlabelled metric `name` on the server's `/metrics`.
+pub(crate) fn metric(base: &str, name: &str) -> anyhow::Result<f64> {
+    let text = sh(Command::new("curl").args(["-sS", &format!("{base}/metrics")]))?;
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .with_context(|| format!("/metrics has no {name}"))?
+        .trim()
+        .parse()
+        .with_context(|| format!("{name} is not a number"))
+}
+
 /// What every benchmark starts with: wrk, the release binary, an empty work dir
 /// (`target/bench/<name>`) and a runtime for seeding. Returns (workspace root, work dir, runtime).
 pub(crate) fn prepare(name: &str) -> anyhow::Result<(PathBuf, PathBuf, tokio::runtime::Runtime)> {

@@ -8,7 +8,7 @@
 
 use crate::bench::WrkStats;
 use crate::bench::{
-    admin_token, drop_database, fresh_database, open_store, prepare, sh, start_server_with,
+    admin_token, drop_database, fresh_database, metric, open_store, prepare, sh, start_server_with,
     wrk_stats, ADMIN, PASSWORD,
 };
 use crate::cpu::{CpuSample, CpuSplit, MachineShares, MachineTimes};
@@ -126,8 +126,15 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
             stats,
         })
     };
+    // How often a login's one-step write found the audit head moved by a concurrent one and
+    // fell back to a transaction that locks it.
+    let conflicts = || metric(&base, "uos_audit_head_conflicts_total");
+    let mut fallbacks = Vec::new();
     for _ in 0..args.rounds {
-        rounds.push(run("login", "/v1/auth/login", &login_lua)?);
+        let before = conflicts()?;
+        let login = run("login", "/v1/auth/login", &login_lua)?;
+        fallbacks.push((conflicts()? - before) / login.stats.requests.max(1) as f64);
+        rounds.push(login);
         hashes.push(time_hash(&root)?);
     }
     let refresh = run("refresh", "/v1/auth/refresh", &refresh_lua)?;
@@ -165,6 +172,11 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
             100.0 * login.rps / parallel
         )?;
         writeln!(out, "  {}", round.costs("login"))?;
+        writeln!(
+            out,
+            "  logins whose audit append found the head moved and fell back to a locking transaction: {:.1} %",
+            100.0 * fallbacks[i]
+        )?;
     }
     of_bound.sort_by(f64::total_cmp);
     if let Some(median) = of_bound.get(of_bound.len() / 2) {

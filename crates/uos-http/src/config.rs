@@ -36,8 +36,12 @@ pub struct Config {
     /// fewer workers than cores leaves room for a sidecar or a co-located load generator.
     pub worker_threads: usize,
     /// `redis://host:port/db` for state shared by replicas (lockout counters, one-time
-    /// tokens, revocation fan-out). Unset: in-process, for a single node (`UOS_REDIS_URL`).
+    /// tokens, revocation fan-out); `rediss://` for TLS. Unset: in-process, for a single node
+    /// (`UOS_REDIS_URL`).
     pub redis_url: Option<String>,
+    /// PEM file of the CA certificates a `rediss://` server's certificate must chain to (a
+    /// cluster's private CA). Unset: the system's trust store (`UOS_REDIS_CA_FILE`).
+    pub redis_ca_file: Option<PathBuf>,
     /// Prefix of every Redis key and channel, so several deployments can share one Redis.
     pub redis_prefix: String,
     /// Outgoing mail over SMTP (`[smtp]`: host, port, security none|starttls|tls, username,
@@ -65,6 +69,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             worker_threads: 0,
             redis_url: None,
+            redis_ca_file: None,
             redis_prefix: "uos:".into(),
             smtp: None,
             oidc_providers: Default::default(),
@@ -134,6 +139,14 @@ impl Config {
                 return bad("redis_url", "must start with redis:// or rediss://");
             }
         }
+        if self.redis_ca_file.is_some()
+            && !self
+                .redis_url
+                .as_ref()
+                .is_some_and(|u| u.starts_with("rediss://"))
+        {
+            return bad("redis_ca_file", "is only for a rediss:// redis_url");
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return bad("log_format", "must be text or json");
         }
@@ -200,6 +213,7 @@ mod tests {
             ("worker_threads", "5000", "worker_threads"),
             ("worker_threads", "-1", "worker_threads"),
             ("redis_url", "http://x", "redis_url"),
+            ("redis_ca_file", "/etc/ca.pem", "redis_ca_file"),
             ("service.password_min_score", "5", "password_min_score"),
             ("service.lockout.threshold", "0", "service.lockout"),
             (

@@ -60,7 +60,17 @@ pub async fn build(cfg: &Config) -> Result<AppState, ServerError> {
         Some(dir) => Authorizer::from_dir(dir)?,
         None => Authorizer::new()?,
     };
-    let shared = uos_shared::connect(cfg.redis_url.as_deref(), &cfg.redis_prefix).await?;
+    let ca = match &cfg.redis_ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            ServerError::Config(crate::config::ConfigError(format!(
+                "redis_ca_file: cannot read {}: {e}",
+                path.display()
+            )))
+        })?),
+        None => None,
+    };
+    let shared =
+        uos_shared::connect(cfg.redis_url.as_deref(), &cfg.redis_prefix, ca.as_deref()).await?;
     let mailer: Arc<dyn Mailer> = match &cfg.smtp {
         Some(smtp) => Arc::new(SmtpMailer::new(smtp)?),
         None => Arc::new(DevMailbox::open(&cfg.data_dir.join("mailbox"))?),

@@ -150,11 +150,19 @@ pub enum SharedError {
 }
 
 /// The state port for this configuration: Redis at `url`, with every key and the invalidation
-/// channel under `prefix` (e.g. `uos:`), or in-process state when `url` is `None`.
-pub async fn connect(url: Option<&str>, prefix: &str) -> Result<Arc<dyn SharedState>, SharedError> {
+/// channel under `prefix` (e.g. `uos:`), or in-process state when `url` is `None`. `ca_pem`
+/// (PEM) is the CA a `rediss://` server's certificate must chain to; `None` trusts the
+/// system's store.
+pub async fn connect(
+    url: Option<&str>,
+    prefix: &str,
+    ca_pem: Option<&[u8]>,
+) -> Result<Arc<dyn SharedState>, SharedError> {
     match url {
         None => Ok(Arc::new(MemoryState::new())),
-        Some(url) => Ok(Arc::new(RedisState::connect(url, prefix).await?)),
+        Some(url) => Ok(Arc::new(
+            RedisState::connect_with_ca(url, prefix, ca_pem).await?,
+        )),
     }
 }
 
@@ -224,7 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_url_means_memory() {
-        let state = connect(None, "uos:").await.unwrap();
+        let state = connect(None, "uos:", None).await.unwrap();
         assert_eq!(state.backend(), "memory");
         state.ping().await.unwrap();
     }

@@ -11,7 +11,7 @@
 use crate::INVALIDATION_BUFFER;
 use crate::{count_of, ttl_millis, Hit, Invalidation, SharedError, SharedState};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
-use ::redis::{Client, Msg, RedisError, Script, Value};
+use ::redis::{Client, Msg, RedisError, Script, TlsCertificates, Value};
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::fmt;
@@ -96,13 +96,41 @@ impl Drop for AbortOnDrop {
 }
 
 impl RedisState {
-    /// Connect to Redis at `url` (`redis://[user:password@]host:port[/db]`) and subscribe to
-    /// invalidations. Fails if the URL is malformed or Redis does not answer: a replica
-    /// configured for Redis must not start on private state without saying so.
+    /// Connect to Redis at `url` (`redis://[user:password@]host:port[/db]`, or `rediss://`
+    /// for TLS with the system's trust store) and subscribe to invalidations. Fails if the URL
+    /// is malformed or Redis does not answer: a replica configured for Redis must not start
+    /// on private state without saying so.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, SharedError> {
+        Self::connect_with_ca(url, prefix, None).await
+    }
+
+    /// [`connect`](Self::connect), trusting only the CA certificates in `ca_pem` (PEM) for a
+    /// `rediss://` URL: a private CA, as in most clusters. `None` trusts the system's store.
+    pub async fn connect_with_ca(
+        url: &str,
+        prefix: &str,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, SharedError> {
         // The URL is left out of errors and logs: it may carry a password.
-        let client = Client::open(url)
-            .map_err(|e| SharedError::Config(format!("invalid Redis URL: {e}")))?;
+        let client = match ca_pem {
+            None => Client::open(url),
+            Some(_) if !url.starts_with("rediss://") => {
+                return Err(SharedError::Config(
+                    "a CA certificate is for rediss:// URLs only".into(),
+                ))
+            }
+            Some(ca) => {
+                check_ca(ca)?;
+                Client::build_with_tls(
+                    url,
+                    TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(ca.to_vec()),
+                    },
+                )
+            }
+        }
+        .map_err(|e| SharedError::Config(format!("invalid Redis URL or CA certificate: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -148,6 +176,22 @@ impl RedisState {
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
+}
+
+/// A CA bundle must hold at least one PEM certificate and nothing malformed: otherwise the
+/// client would trust nothing and every connection would fail its handshake, later and less
+/// clearly.
+fn check_ca(ca_pem: &[u8]) -> Result<(), SharedError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let certs = CertificateDer::pem_slice_iter(ca_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| SharedError::Config(format!("the Redis CA is not valid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(SharedError::Config(
+            "the Redis CA holds no PEM certificate".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Connect the dedicated pub/sub connection and wait until the subscription is confirmed.

@@ -34,7 +34,7 @@ async fn bad_url_is_an_error() {
     ] {
         let err = RedisState::connect(bad, "uos:").await.unwrap_err();
         assert!(matches!(err, SharedError::Config(_)), "{bad:?}: {err:?}");
-        assert!(uos_shared::connect(Some(bad), "uos:").await.is_err());
+        assert!(uos_shared::connect(Some(bad), "uos:", None).await.is_err());
     }
     // Nothing listens on port 1: refused, reported as unavailable, and the password stays out
     // of the message.
@@ -52,7 +52,9 @@ async fn bad_url_is_an_error() {
 #[tokio::test]
 #[ignore = "needs Redis"]
 async fn connect_picks_redis_for_a_url() {
-    let state = uos_shared::connect(Some(&url()), &prefix()).await.unwrap();
+    let state = uos_shared::connect(Some(&url()), &prefix(), None)
+        .await
+        .unwrap();
     assert_eq!(state.backend(), "redis");
     state.ping().await.unwrap();
 }

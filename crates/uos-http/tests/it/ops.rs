@@ -267,3 +267,27 @@ backend_test!(
         assert_problem(&r, 404, "not_found");
     }
 );
+
+/// A Redis CA that cannot be used stops the start with a message naming it, before any
+/// connection is tried: a replica must not run without the shared state it was given.
+#[tokio::test]
+async fn an_unusable_redis_ca_stops_the_start() {
+    use figment::providers::Serialized;
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (ca, expect) in [(&missing, "redis_ca_file"), (&garbage, "Redis CA")] {
+        let f = figment::Figment::new()
+            .merge(Serialized::default(
+                "database_url",
+                format!("sqlite://{}/uos.db", dir.path().display()),
+            ))
+            .merge(Serialized::default("data_dir", dir.path().join("data")))
+            .merge(Serialized::default("redis_url", "rediss://127.0.0.1:1/"))
+            .merge(Serialized::default("redis_ca_file", ca));
+        let cfg = uos_http::Config::from_figment(f).unwrap();
+        let err = uos_http::server::build(&cfg).await.unwrap_err().to_string();
+        assert!(err.contains(expect), "{}: {err}", ca.display());
+    }
+}

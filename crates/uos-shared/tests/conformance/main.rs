@@ -2,11 +2,13 @@
 //! function taking two replicas that share state, and [`conformance!`] turns the list into one
 //! `#[tokio::test]` per case and backend. For memory both replicas are the same state; for
 //! Redis they are two independent connections under one random prefix, as two replicas
-//! would be, so no test sees another's keys or messages.
+//! would be, so no test sees another's keys or messages. The Redis cases run twice: in the
+//! clear against the machine's Redis, and over TLS (`rediss://`) against one of the test's own.
 // Test code: a failed expectation is a panic with a message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cases;
+mod tls;
 
 use std::sync::Arc;
 use uos_shared::SharedState;
@@ -95,4 +97,57 @@ mod redis {
     }
 
     conformance!(replicas(), #[ignore = "needs Redis"]);
+}
+
+mod redis_tls {
+    use super::tls::server;
+    use super::Replicas;
+    use std::sync::Arc;
+    use uos_shared::{RedisState, SharedError};
+
+    async fn replicas() -> Replicas {
+        let (url, ca) = (&server().url, Some(&server().ca_pem[..]));
+        let prefix = format!("uos-test:{}:", uuid::Uuid::now_v7());
+        let a = RedisState::connect_with_ca(url, &prefix, ca)
+            .await
+            .expect("connect replica a over TLS");
+        let b = RedisState::connect_with_ca(url, &prefix, ca)
+            .await
+            .expect("connect replica b over TLS");
+        Replicas {
+            a: Arc::new(a),
+            b: Arc::new(b),
+        }
+    }
+
+    conformance!(replicas(), #[ignore = "needs redis-server"]);
+
+    /// The server's certificate must chain to the configured CA: neither the system's trust
+    /// store nor an unrelated CA accepts it, and nothing falls back to the clear.
+    #[tokio::test]
+    #[ignore = "needs redis-server"]
+    async fn an_untrusted_certificate_is_refused() {
+        let tls = server();
+        for ca in [None, Some(&tls.other_ca_pem[..])] {
+            let err = RedisState::connect_with_ca(&tls.url, "uos:", ca)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, SharedError::Unavailable(_)), "{err:?}");
+        }
+        let clear = tls.url.replace("rediss://", "redis://");
+        assert!(RedisState::connect(&clear, "uos:").await.is_err());
+    }
+
+    /// A CA is only for TLS, and must be a certificate.
+    #[tokio::test]
+    async fn a_ca_needs_a_tls_url_and_pem() {
+        let err = RedisState::connect_with_ca("redis://127.0.0.1:1/", "uos:", Some(b"x"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SharedError::Config(_)), "{err:?}");
+        let err = RedisState::connect_with_ca("rediss://127.0.0.1:1/", "uos:", Some(b"not pem"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SharedError::Config(_)), "{err:?}");
+    }
 }
