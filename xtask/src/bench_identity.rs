@@ -6,10 +6,9 @@
 //! Refresh tokens are single use, so the run seeds sessions with one fresh refresh token each
 //! through the store port and the wrk script spends each token exactly once.
 
-use crate::bench::WrkStats;
 use crate::bench::{
     admin_token, drop_database, fresh_database, metric, open_store, prepare, sh, start_server_with,
-    wrk_stats, ADMIN, PASSWORD,
+    wrk_stats, WrkStats, ADMIN, PASSWORD,
 };
 use crate::cpu::{CpuSample, CpuSplit, MachineShares, MachineTimes};
 use crate::services;

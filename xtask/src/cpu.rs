@@ -223,6 +223,8 @@ fn stat_seconds(dir: &Path, at: usize) -> anyhow::Result<f64> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use super::*;
+
     #[test]
     fn machine_shares_are_differences_of_the_cpu_line() {
         let a = MachineTimes::parse("cpu  100 0 20 500 10 0 5 15 0 0\ncpu0 1 2 3\n").unwrap();
@@ -234,8 +236,6 @@ mod tests {
         assert!(MachineTimes::parse("intr 1 2").is_err());
         assert!(MachineTimes::parse("cpu  1 2 3").is_err());
     }
-
-    use super::*;
 
     #[test]
     fn reads_this_process() {

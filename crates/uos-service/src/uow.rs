@@ -95,6 +95,11 @@ impl<'a> UnitOfWork<'a> {
         after: serde_json::Value,
     ) -> Result<()> {
         let event = new_event(self.ctx, action, org_id, target, before, after);
+        self.record_event(event).await
+    }
+
+    /// [`record`](Self::record) for an event already built.
+    async fn record_event(&mut self, event: NewEvent) -> Result<()> {
         let (prev, remembered) = match self.head.take() {
             // Held by this transaction since its first append.
             Some(h) => (h, false),
@@ -204,18 +209,17 @@ pub(crate) async fn open_session<T: Serialize>(
     after: serde_json::Value,
     done: &Done<T>,
 ) -> Result<()> {
-    let target = || ("session", session.id.to_string());
+    let event = new_event(
+        ctx,
+        "session.created",
+        None,
+        ("session", session.id.to_string()),
+        serde_json::Value::Null,
+        after,
+    );
     let mut stale = false;
     if let Some(prev) = &inner.remembered_audit_head().filter(|_| ctx.idem.is_none()) {
-        let event = new_event(
-            ctx,
-            "session.created",
-            None,
-            target(),
-            serde_json::Value::Null,
-            after.clone(),
-        );
-        let row = seal(inner, event, prev)?;
+        let row = seal(inner, event.clone(), prev)?;
         match inner
             .store
             .open_session_audited(session, first, prev, &row)
@@ -240,14 +244,7 @@ pub(crate) async fn open_session<T: Serialize>(
         uow.head = Some(uow.tx.lock_audit_head().await?);
     }
     uow.tx().open_session(session, first).await?;
-    uow.record(
-        "session.created",
-        None,
-        target(),
-        serde_json::Value::Null,
-        after,
-    )
-    .await?;
+    uow.record_event(event).await?;
     uow.commit(cap, done).await
 }
 

@@ -1,8 +1,9 @@
 //! PostgreSQL implementation of the storage port: the production system of record.
 //!
 //! One pool; `begin()` opens a read-committed transaction, `read()` hands out a plain pooled
-//! connection, and a login's write and a refresh are one autocommit statement each. Concurrency is handled by the database: optimistic `version` checks on every
-//! update, `for update` on the owner rows and on the audit head where the port asks for it.
+//! connection, and a login's write and a refresh are one autocommit statement each.
+//! Concurrency is handled by the database: optimistic `version` checks on every update,
+//! `for update` on the owner rows and on the audit head where the port asks for it.
 
 mod audit;
 mod credential;

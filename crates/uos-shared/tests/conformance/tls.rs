@@ -3,7 +3,6 @@
 //! per process and stopped when the process ends.
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
@@ -76,8 +75,7 @@ fn start() -> TlsRedis {
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server (Debian's redis-server package) on PATH");
-    let mut lifeline = server.stdin.take().unwrap();
-    lifeline.flush().unwrap();
+    let lifeline = server.stdin.take().unwrap();
     let since = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
