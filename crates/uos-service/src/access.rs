@@ -5,7 +5,7 @@ use crate::{AuthMachine, Caller, Ctx, Inner, Result};
 use std::collections::BTreeSet;
 use uos_authz::{Action, Capability, OrgContext, Principal, Resource};
 use uos_domain::{expand_permissions, Org, OrgId, OrgSlug, RoleName};
-use uos_store::Tx;
+use uos_store::ReadTx;
 
 impl Inner {
     /// The caller without org context (platform-level and self actions).
@@ -36,7 +36,7 @@ impl Inner {
     /// The caller's standing in `org`: direct roles expanded through custom-role inheritance.
     async fn org_context(
         &self,
-        tx: &mut dyn Tx,
+        tx: &mut dyn ReadTx,
         ctx: &Ctx,
         org: &Org,
     ) -> Result<Option<OrgContext>> {
@@ -63,7 +63,7 @@ impl Inner {
     /// such as the target id, `is_self` or `grants_owner`.
     pub(crate) async fn authorize_in_org(
         &self,
-        tx: &mut dyn Tx,
+        tx: &mut dyn ReadTx,
         ctx: &Ctx,
         org: &Org,
         action: Action,
@@ -86,7 +86,7 @@ impl Inner {
     /// may not see give the same `NotFound`, so existence never leaks across orgs.
     pub(crate) async fn org_access(
         &self,
-        tx: &mut dyn Tx,
+        tx: &mut dyn ReadTx,
         ctx: &Ctx,
         slug: &OrgSlug,
         action: Action,
@@ -115,7 +115,7 @@ fn machine_org(m: &AuthMachine) -> OrgContext {
 /// `roles` with every role they inherit, and every permission those grant in `org`. Custom
 /// roles are only read when one is named: most members and accounts hold built-in roles only.
 pub(crate) async fn expand_roles(
-    tx: &mut dyn Tx,
+    tx: &mut dyn ReadTx,
     org: OrgId,
     roles: &[RoleName],
 ) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
@@ -130,7 +130,7 @@ pub(crate) async fn expand_roles(
 /// The permissions `roles` grant in `org`, for the policy's no-escalation check
 /// (`Resource::grants_permissions`).
 pub(crate) async fn role_grants(
-    tx: &mut dyn Tx,
+    tx: &mut dyn ReadTx,
     org: OrgId,
     roles: &[RoleName],
 ) -> Result<Vec<String>> {
@@ -138,7 +138,7 @@ pub(crate) async fn role_grants(
 }
 
 /// Whether `org` exists and is active: machines of a suspended or deleted org do not act.
-pub(crate) async fn org_is_active(tx: &mut dyn Tx, org: OrgId) -> Result<bool> {
+pub(crate) async fn org_is_active(tx: &mut dyn ReadTx, org: OrgId) -> Result<bool> {
     Ok(tx
         .get_org(org)
         .await?

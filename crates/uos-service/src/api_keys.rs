@@ -15,7 +15,7 @@ use uos_domain::{
     ServiceAccountId, ServiceAccountStatus,
 };
 use uos_shared::Invalidation;
-use uos_store::{Page, PageRequest, Tx};
+use uos_store::{Page, PageRequest, ReadTx, Tx};
 
 /// The longest overlap a rotation may ask for: the old key must not outlive a deploy cycle.
 pub const MAX_ROTATION_OVERLAP_SECS: u64 = 30 * 24 * 3600;
@@ -56,7 +56,7 @@ impl Services {
     /// The org and the (undeleted) account a key request is about, with the capability.
     async fn account_access(
         &self,
-        tx: &mut dyn Tx,
+        tx: &mut dyn ReadTx,
         ctx: &Ctx,
         slug: &OrgSlug,
         id: ServiceAccountId,
@@ -199,7 +199,7 @@ impl Services {
     /// caller must hold every scope itself.
     async fn key_access(
         &self,
-        tx: &mut dyn Tx,
+        tx: &mut dyn ReadTx,
         ctx: &Ctx,
         slug: &OrgSlug,
         id: ApiKeyId,

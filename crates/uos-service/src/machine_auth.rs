@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use uos_authn::{parse_api_key, verify_api_key, verify_client_token, ClientClaims};
 use uos_authz::Action;
 use uos_domain::{ApiKey, ApiKeyId, ServiceAccount};
-use uos_store::Tx;
+use uos_store::ReadTx;
 
 /// Refused uses of one key are audited at most this often: a client retrying a revoked key
 /// in a loop must not fill the audit log.
@@ -77,7 +77,7 @@ fn narrowed(role_permissions: &BTreeSet<String>, scopes: &[String]) -> Vec<Strin
 impl Services {
     async fn machine_caller(
         &self,
-        r: &mut dyn Tx,
+        r: &mut dyn ReadTx,
         account: ServiceAccount,
         scopes: Vec<String>,
         credential: MachineCredential,

@@ -9,7 +9,7 @@ use crate::{Ctx, Done, Result, ServiceError, Services};
 use std::collections::{BTreeSet, HashMap};
 use uos_authz::{Action, Capability, Resource};
 use uos_domain::{Membership, MembershipStatus, Org, OrgSlug, RoleName, UserId};
-use uos_store::{MemberFilter, Page, PageRequest, Tx};
+use uos_store::{MemberFilter, Page, PageRequest, ReadTx, Tx};
 
 /// At most this many roles per membership: enough for any real setup, small enough to keep
 /// policy inputs and rows bounded.
@@ -33,7 +33,7 @@ fn member_resource(
 
 /// Check that every role exists in the org (built-in or custom) and drop duplicates.
 pub(crate) async fn validate_roles(
-    tx: &mut dyn Tx,
+    tx: &mut dyn ReadTx,
     org: &Org,
     roles: Vec<RoleName>,
     field: &str,

@@ -24,7 +24,7 @@ use uos_authn::{issue_client_token, ClientClaims};
 use uos_authz::{Action, Resource};
 use uos_domain::{ServiceAccount, ServiceAccountId};
 use uos_keys::KeyPurpose;
-use uos_store::Tx;
+use uos_store::ReadTx;
 
 /// A token-endpoint request as the transport received it.
 #[derive(Debug, Default)]
@@ -147,7 +147,7 @@ impl Services {
     /// Unknown client, wrong secret, no secret issued and a disabled account look the same.
     async fn client_account(
         &self,
-        r: &mut dyn Tx,
+        r: &mut dyn ReadTx,
         client_id: &str,
         secret: &[u8],
     ) -> Result<Option<ServiceAccount>> {

@@ -4,7 +4,7 @@
 use crate::{Result, ServiceError, Services};
 use uos_authn::PasswordHasher;
 use uos_domain::User;
-use uos_store::Tx;
+use uos_store::ReadTx;
 
 /// Longest password accepted: argon2 cost (and the strength estimate's) must not be steerable
 /// by the client.
@@ -74,7 +74,7 @@ impl Services {
     /// name count as guessable) and none of the last `password_history` passwords.
     pub(crate) async fn check_new_password(
         &self,
-        tx: &mut dyn Tx,
+        tx: &mut dyn ReadTx,
         user: &User,
         password: &str,
         field: &str,

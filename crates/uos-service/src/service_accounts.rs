@@ -15,7 +15,7 @@ use uos_domain::{
     ServiceAccountStatus, API_KEY_MAX_DAYS,
 };
 use uos_shared::Invalidation;
-use uos_store::{Page, PageRequest, Tx};
+use uos_store::{Page, PageRequest, ReadTx};
 
 #[derive(Clone, Debug)]
 pub struct NewServiceAccount {
@@ -93,7 +93,7 @@ fn keep<T>(r: Result<T>, errors: &mut Vec<FieldError>) -> Result<Option<T>> {
 /// Roles a service account may hold: existing in the org, and never `owner` (an org's owners
 /// are people; the last-owner rule counts only them). Every bad entry is reported.
 async fn account_roles(
-    tx: &mut dyn Tx,
+    tx: &mut dyn ReadTx,
     org: &uos_domain::Org,
     roles: Vec<RoleName>,
 ) -> Result<Vec<RoleName>> {
@@ -123,7 +123,7 @@ async fn account_roles(
 /// The account `id` of `org` unless it was deleted: a deleted account is gone for every
 /// endpoint but the list with `include_deleted`.
 pub(crate) async fn live_account(
-    tx: &mut dyn Tx,
+    tx: &mut dyn ReadTx,
     org: uos_domain::OrgId,
     id: ServiceAccountId,
 ) -> Result<Option<ServiceAccount>> {

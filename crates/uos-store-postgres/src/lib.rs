@@ -5,32 +5,24 @@
 //! Concurrency is handled by the database: optimistic `version` checks on every update,
 //! `for update` on the owner rows and on the audit head where the port asks for it.
 
-mod audit;
-mod credential;
+mod dialect;
 mod error;
-mod idempotency;
-mod invite;
-mod machine;
-mod membership;
-mod org;
-mod role;
-mod rows;
-mod session;
 pub mod testing;
-mod tx;
-mod user;
+mod writes;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+pub use dialect::PgDialect;
 use error::db_err;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Connection as _;
 use std::str::FromStr;
 use std::time::Duration;
-use tx::PgTx;
 use uos_store::{
-    AuditHead, AuditRow, PoolStats, RefreshToken, Result, Session, Store, StoreError, TokenUse, Tx,
+    AuditHead, AuditRow, PoolStats, ReadTx, RefreshToken, Result, Session, Store, StoreError,
+    TokenUse, Tx,
 };
+use uos_store_sql::{SqlRead, SqlTx};
 
 /// How long a caller waits for a pooled connection before the store reports `Unavailable`.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,7 +68,7 @@ impl PgStore {
     /// with an advisory lock, so replicas may all call this at start-up).
     #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations")
+        sqlx::migrate!("../../migrations/postgres")
             .run(&self.pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
@@ -88,12 +80,12 @@ impl Store for PgStore {
     #[tracing::instrument(skip_all)]
     async fn begin(&self) -> Result<Box<dyn Tx>> {
         let tx = self.pool.begin().await.map_err(db_err)?;
-        Ok(Box::new(PgTx::write(tx)))
+        Ok(Box::new(SqlTx::<PgDialect>::write(tx)))
     }
 
-    async fn read(&self) -> Result<Box<dyn Tx>> {
+    async fn read(&self) -> Result<Box<dyn ReadTx>> {
         let conn = self.pool.acquire().await.map_err(db_err)?;
-        Ok(Box::new(PgTx::read(conn)))
+        Ok(Box::new(SqlRead::<PgDialect>::read(conn)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -104,7 +96,8 @@ impl Store for PgStore {
         prev: &AuditHead,
         event: &AuditRow,
     ) -> Result<()> {
-        self.open_session_in_one(s, first, prev, event).await
+        self.open_session_audited_in_one(s, first, prev, event)
+            .await
     }
 
     #[tracing::instrument(skip_all)]

@@ -5,29 +5,19 @@
 //! lock (and never fail with `SQLITE_BUSY` on a lock upgrade). Reads use a separate pool that
 //! WAL lets run alongside the writer; those connections are `query_only`.
 
-mod audit;
-mod credential;
+mod dialect;
 mod error;
-mod idempotency;
-mod invite;
-mod machine;
-mod membership;
-mod org;
-mod role;
-mod rows;
-mod session;
-mod tx;
-mod user;
 
 use async_trait::async_trait;
+pub use dialect::SqliteDialect;
 use error::db_err;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::str::FromStr;
 use std::time::Duration;
-use tx::SqliteTx;
-use uos_store::{PoolStats, Result, Store, StoreError, Tx};
+use uos_store::{PoolStats, ReadTx, Result, Store, StoreError, Tx};
+use uos_store_sql::{SqlRead, SqlTx};
 
 /// Connections of the read pool: WAL readers never block the writer or each other.
 const READERS: u32 = 8;
@@ -92,7 +82,7 @@ impl SqliteStore {
     /// Apply the forward-only migrations in `migrations/`.
     #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("./migrations")
+        sqlx::migrate!("../../migrations/sqlite")
             .run(&self.writer)
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
@@ -110,12 +100,12 @@ impl Store for SqliteStore {
             .begin_with("begin immediate")
             .await
             .map_err(db_err)?;
-        Ok(Box::new(SqliteTx::write(tx)))
+        Ok(Box::new(SqlTx::<SqliteDialect>::write(tx)))
     }
 
-    async fn read(&self) -> Result<Box<dyn Tx>> {
+    async fn read(&self) -> Result<Box<dyn ReadTx>> {
         let conn = self.reader.acquire().await.map_err(db_err)?;
-        Ok(Box::new(SqliteTx::read(conn)))
+        Ok(Box::new(SqlRead::<SqliteDialect>::read(conn)))
     }
 
     async fn ping(&self) -> Result<()> {

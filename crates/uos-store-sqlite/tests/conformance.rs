@@ -41,20 +41,6 @@ async fn open_creates_parent_directories_and_uses_wal() {
 }
 
 #[tokio::test]
-async fn read_handles_refuse_writes() {
-    let fixture = fresh_store().await;
-    let mut tx = fixture.store.read().await.unwrap();
-    assert!(
-        tx.insert_org(&uos_store_tests::fixtures::org())
-            .await
-            .is_err(),
-        "read() connections are query_only: writes go through begin()"
-    );
-    drop(tx);
-    fixture.finish().await;
-}
-
-#[tokio::test]
 async fn in_memory_urls_are_refused() {
     let err = SqliteStore::open("sqlite::memory:").await.unwrap_err();
     assert!(

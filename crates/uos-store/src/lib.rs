@@ -2,8 +2,9 @@
 //! exchange, and the one error type.
 //!
 //! A write is one [`Tx`]: the changed rows, their version bumps, the idempotency record and the
-//! audit event commit together or not at all. Reads use [`Store::read`], which gives the same
-//! interface over a plain pooled connection (no transaction round trips). The two hottest
+//! audit event commit together or not at all. Reads use [`Store::read`], which gives the read
+//! half of that interface ([`ReadTx`]) over a plain pooled connection (no transaction round
+//! trips) and has no way to write. The two hottest
 //! writes, a login's ([`Store::open_session_audited`]) and a refresh
 //! ([`Store::refresh_session`]), are also steps of the [`Store`] itself, so that a backend can
 //! make each one statement without a transaction around it; they are just as atomic.
@@ -34,8 +35,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Start a write transaction. Dropping it without [`Tx::commit`] rolls back.
     async fn begin(&self) -> Result<Box<dyn Tx>>;
-    /// A read-only handle over a pooled connection; `commit` on it is a no-op.
-    async fn read(&self) -> Result<Box<dyn Tx>>;
+    /// A read handle over a pooled connection: each statement on its own, no writes.
+    async fn read(&self) -> Result<Box<dyn ReadTx>>;
     /// Cheap liveness probe for `/readyz`.
     async fn ping(&self) -> Result<()>;
     /// Pool gauges for `/metrics`.
@@ -90,10 +91,29 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     }
 }
 
-/// Everything a unit of work can do. Split by aggregate so each backend module has one job.
+/// Everything a read can do: the read half of every repository, and no way to write. A read
+/// handle from [`Store::read`] runs each statement on its own (autocommit), so a write through
+/// it would bypass the unit of work and its audit event; this type makes that impossible.
+pub trait ReadTx:
+    OrgReads
+    + UserReads
+    + MembershipReads
+    + InviteReads
+    + RoleReads
+    + SessionReads
+    + CredentialReads
+    + MachineReads
+    + AuditReads
+    + Send
+{
+}
+
+/// Everything a unit of work can do: every read, and the writes, which commit together or not
+/// at all. Split by aggregate so each storage module has one job.
 #[async_trait]
 pub trait Tx:
-    OrgRepo
+    ReadTx
+    + OrgRepo
     + UserRepo
     + MembershipRepo
     + InviteRepo
@@ -103,37 +123,38 @@ pub trait Tx:
     + MachineRepo
     + IdempotencyRepo
     + AuditRepo
-    + Send
 {
     async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// The read half of [`OrgRepo`].
+#[async_trait]
+pub trait OrgReads: Send {
+    async fn get_org(&mut self, id: OrgId) -> Result<Option<Org>>;
+    async fn get_org_by_slug(&mut self, slug: &OrgSlug) -> Result<Option<Org>>;
+    /// Creation order (by id). With `member` set, only orgs where that user has a membership
+    /// (any membership status); `include_deleted` false hides deleted orgs.
+    async fn list_orgs(&mut self, filter: &OrgFilter, page: &PageRequest) -> Result<Page<Org>>;
 }
 
 /// Optimistic locking: every `update_*` takes the version the caller read (`expected_version`)
 /// and the entity carrying its *new* version; it writes only if the stored version still equals
 /// `expected_version`, else [`StoreError::VersionConflict`] and nothing changes.
 #[async_trait]
-pub trait OrgRepo {
+pub trait OrgRepo: OrgReads {
     /// `Conflict("slug_taken")` when the slug exists (in any status).
     async fn insert_org(&mut self, org: &Org) -> Result<()>;
-    async fn get_org(&mut self, id: OrgId) -> Result<Option<Org>>;
-    async fn get_org_by_slug(&mut self, slug: &OrgSlug) -> Result<Option<Org>>;
     async fn update_org(&mut self, org: &Org, expected_version: i64) -> Result<()>;
-    /// Creation order (by id). With `member` set, only orgs where that user has a membership
-    /// (any membership status); `include_deleted` false hides deleted orgs.
-    async fn list_orgs(&mut self, filter: &OrgFilter, page: &PageRequest) -> Result<Page<Org>>;
 }
 
+/// The read half of [`UserRepo`].
 #[async_trait]
-pub trait UserRepo {
-    /// `Conflict("email_taken")` when the (normalised) email exists.
-    async fn insert_user(&mut self, user: &User) -> Result<()>;
+pub trait UserReads: Send {
     async fn get_user(&mut self, id: UserId) -> Result<Option<User>>;
     async fn get_user_by_email(&mut self, email: &Email) -> Result<Option<User>>;
     /// [`get_user_by_email`](Self::get_user_by_email) plus whether the user has a confirmed
     /// TOTP enrolment, in one query: a login's only read before the password check.
     async fn get_login_user(&mut self, email: &Email) -> Result<Option<LoginUser>>;
-    /// `Conflict("email_taken")` if the email changes to a taken one.
-    async fn update_user(&mut self, user: &User, expected_version: i64) -> Result<()>;
     /// Creation order. `status` filters exactly; `email_prefix` matches the start of the email.
     async fn list_users(&mut self, filter: &UserFilter, page: &PageRequest) -> Result<Page<User>>;
     async fn count_users(&mut self) -> Result<i64>;
@@ -143,13 +164,17 @@ pub trait UserRepo {
 }
 
 #[async_trait]
-pub trait MembershipRepo {
-    /// `Conflict("already_member")` for a second membership of the same user in the same org.
-    async fn insert_membership(&mut self, m: &Membership) -> Result<()>;
+pub trait UserRepo: UserReads {
+    /// `Conflict("email_taken")` when the (normalised) email exists.
+    async fn insert_user(&mut self, user: &User) -> Result<()>;
+    /// `Conflict("email_taken")` if the email changes to a taken one.
+    async fn update_user(&mut self, user: &User, expected_version: i64) -> Result<()>;
+}
+
+/// The read half of [`MembershipRepo`].
+#[async_trait]
+pub trait MembershipReads: Send {
     async fn get_membership(&mut self, org: OrgId, user: UserId) -> Result<Option<Membership>>;
-    async fn update_membership(&mut self, m: &Membership, expected_version: i64) -> Result<()>;
-    /// `NotFound` when absent.
-    async fn delete_membership(&mut self, org: OrgId, user: UserId) -> Result<()>;
     /// Members of one org in membership creation order.
     async fn list_members(
         &mut self,
@@ -158,32 +183,42 @@ pub trait MembershipRepo {
     ) -> Result<Page<Membership>>;
     /// All memberships of a user (bounded by the number of orgs a person joins).
     async fn list_memberships_of_user(&mut self, user: UserId) -> Result<Vec<Membership>>;
-    /// Active memberships holding the `owner` role. On PostgreSQL this locks those rows
-    /// (`for update`) so two concurrent demotions cannot both see "another owner remains".
-    async fn lock_active_owners(&mut self, org: OrgId) -> Result<Vec<UserId>>;
     /// How many memberships of the org hold this role directly (a custom role in use cannot
     /// be deleted).
     async fn count_members_with_role(&mut self, org: OrgId, role: &RoleName) -> Result<i64>;
 }
 
 #[async_trait]
-pub trait InviteRepo {
-    async fn insert_invite(&mut self, invite: &Invite) -> Result<()>;
+pub trait MembershipRepo: MembershipReads {
+    /// `Conflict("already_member")` for a second membership of the same user in the same org.
+    async fn insert_membership(&mut self, m: &Membership) -> Result<()>;
+    async fn update_membership(&mut self, m: &Membership, expected_version: i64) -> Result<()>;
+    /// `NotFound` when absent.
+    async fn delete_membership(&mut self, org: OrgId, user: UserId) -> Result<()>;
+    /// Active memberships holding the `owner` role. On PostgreSQL this locks those rows
+    /// (`for update`) so two concurrent demotions cannot both see "another owner remains".
+    async fn lock_active_owners(&mut self, org: OrgId) -> Result<Vec<UserId>>;
+}
+
+/// The read half of [`InviteRepo`].
+#[async_trait]
+pub trait InviteReads: Send {
     async fn get_invite(&mut self, org: OrgId, id: InviteId) -> Result<Option<Invite>>;
     async fn get_invite_by_token_hash(&mut self, token_hash: &str) -> Result<Option<Invite>>;
-    async fn update_invite(&mut self, invite: &Invite, expected_version: i64) -> Result<()>;
     /// Invites of one org in creation order.
     async fn list_invites(&mut self, org: OrgId, page: &PageRequest) -> Result<Page<Invite>>;
 }
 
 #[async_trait]
-pub trait RoleRepo {
-    /// `Conflict("role_exists")` for a duplicate name within the org.
-    async fn insert_role(&mut self, role: &CustomRole) -> Result<()>;
+pub trait InviteRepo: InviteReads {
+    async fn insert_invite(&mut self, invite: &Invite) -> Result<()>;
+    async fn update_invite(&mut self, invite: &Invite, expected_version: i64) -> Result<()>;
+}
+
+/// The read half of [`RoleRepo`].
+#[async_trait]
+pub trait RoleReads: Send {
     async fn get_role(&mut self, org: OrgId, name: &RoleName) -> Result<Option<CustomRole>>;
-    async fn update_role(&mut self, role: &CustomRole, expected_version: i64) -> Result<()>;
-    /// `NotFound` when absent.
-    async fn delete_role(&mut self, org: OrgId, name: &RoleName) -> Result<()>;
     /// Custom roles of one org, by name (roles are few; the HTTP list still pages them).
     async fn list_roles(&mut self, org: OrgId, page: &PageRequest) -> Result<Page<CustomRole>>;
     /// Every custom role of one org, for expansion and cycle checks.
@@ -191,7 +226,31 @@ pub trait RoleRepo {
 }
 
 #[async_trait]
-pub trait SessionRepo: Send {
+pub trait RoleRepo: RoleReads {
+    /// `Conflict("role_exists")` for a duplicate name within the org.
+    async fn insert_role(&mut self, role: &CustomRole) -> Result<()>;
+    async fn update_role(&mut self, role: &CustomRole, expected_version: i64) -> Result<()>;
+    /// `NotFound` when absent.
+    async fn delete_role(&mut self, org: OrgId, name: &RoleName) -> Result<()>;
+}
+
+/// The read half of [`SessionRepo`].
+#[async_trait]
+pub trait SessionReads: Send {
+    async fn get_session(&mut self, id: SessionId) -> Result<Option<Session>>;
+    /// The user's sessions that are neither revoked nor expired at `now`, newest first, at most
+    /// `limit`.
+    async fn list_live_sessions(
+        &mut self,
+        user: UserId,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Session>>;
+    async fn get_refresh_token(&mut self, token_hash: &str) -> Result<Option<RefreshToken>>;
+}
+
+#[async_trait]
+pub trait SessionRepo: SessionReads {
     async fn insert_session(&mut self, s: &Session) -> Result<()>;
     /// A new session with its first refresh token, as a login stores them: the two inserts,
     /// with their errors, in one step (PostgreSQL makes it one statement, a round trip less
@@ -200,7 +259,6 @@ pub trait SessionRepo: Send {
         self.insert_session(s).await?;
         self.insert_refresh_token(first).await
     }
-    async fn get_session(&mut self, id: SessionId) -> Result<Option<Session>>;
     /// Sets `revoked_at` if not yet revoked; returns whether it changed anything.
     async fn revoke_session(&mut self, id: SessionId, at: DateTime<Utc>) -> Result<bool>;
     /// Revokes every live session of a user; returns how many.
@@ -214,18 +272,9 @@ pub trait SessionRepo: Send {
     ) -> Result<u64>;
     /// Record activity on a session (refresh); sets `last_seen_at`.
     async fn touch_session(&mut self, id: SessionId, at: DateTime<Utc>) -> Result<()>;
-    /// The user's sessions that are neither revoked nor expired at `now`, newest first, at most
-    /// `limit`.
-    async fn list_live_sessions(
-        &mut self,
-        user: UserId,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<Session>>;
     /// Store a new refresh token (only its hash). `Conflict("refresh_token_taken")` on a
     /// duplicate hash.
     async fn insert_refresh_token(&mut self, t: &RefreshToken) -> Result<()>;
-    async fn get_refresh_token(&mut self, token_hash: &str) -> Result<Option<RefreshToken>>;
     /// Rotate a refresh token: if `token_hash` is still unused, mark it used, record activity on
     /// its session (`last_seen_at = at`) and store `next_hash` as the session's new unused
     /// token, all in one step (`Fresh` carries the session as it was before). Two concurrent
@@ -239,14 +288,38 @@ pub trait SessionRepo: Send {
     ) -> Result<TokenUse>;
 }
 
+/// The read half of [`CredentialRepo`].
+#[async_trait]
+pub trait CredentialReads: Send {
+    async fn get_totp(&mut self, user: UserId) -> Result<Option<TotpEnrolment>>;
+    async fn count_unused_recovery_codes(&mut self, user: UserId) -> Result<i64>;
+    /// The user's previous password hashes, newest first, at most `limit`.
+    async fn password_history(&mut self, user: UserId, limit: u32) -> Result<Vec<String>>;
+    async fn get_password_reset(&mut self, id: uuid::Uuid) -> Result<Option<PasswordReset>>;
+    async fn get_password_reset_by_token(
+        &mut self,
+        token_hash: &str,
+    ) -> Result<Option<PasswordReset>>;
+    /// Resets that wait for approval (unapproved, unused, unexpired at `now`), oldest first.
+    async fn list_pending_password_resets(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<PasswordReset>>;
+    async fn get_external_identity(
+        &mut self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<ExternalIdentity>>;
+}
+
 /// Second factors, password history, password resets and federated identities: the secrets
 /// around a user that are not the user row itself. Every secret here is hashed or encrypted by
 /// the caller before it arrives.
 #[async_trait]
-pub trait CredentialRepo {
+pub trait CredentialRepo: CredentialReads {
     /// Insert the user's enrolment, replacing any existing one (a new enrolment starts over).
     async fn put_totp(&mut self, e: &TotpEnrolment) -> Result<()>;
-    async fn get_totp(&mut self, user: UserId) -> Result<Option<TotpEnrolment>>;
     /// Set `confirmed_at` if unconfirmed; returns whether it changed anything.
     async fn confirm_totp(&mut self, user: UserId, at: DateTime<Utc>) -> Result<bool>;
     /// Accept `step` only if it is newer than the last accepted one, atomically: of two
@@ -254,7 +327,6 @@ pub trait CredentialRepo {
     async fn use_totp_step(&mut self, user: UserId, step: i64) -> Result<bool>;
     /// Remove the enrolment and every recovery code; returns whether there was an enrolment.
     async fn delete_totp(&mut self, user: UserId) -> Result<bool>;
-
     /// Replace all of the user's recovery codes with these hashes.
     async fn replace_recovery_codes(
         &mut self,
@@ -269,8 +341,6 @@ pub trait CredentialRepo {
         hash: &str,
         at: DateTime<Utc>,
     ) -> Result<bool>;
-    async fn count_unused_recovery_codes(&mut self, user: UserId) -> Result<i64>;
-
     /// Remember a password hash the user had (for the no-reuse rule).
     async fn push_password_history(
         &mut self,
@@ -278,16 +348,8 @@ pub trait CredentialRepo {
         phc: &str,
         at: DateTime<Utc>,
     ) -> Result<()>;
-    /// The user's previous password hashes, newest first, at most `limit`.
-    async fn password_history(&mut self, user: UserId, limit: u32) -> Result<Vec<String>>;
-
     /// `Conflict("reset_token_taken")` on a duplicate token hash.
     async fn insert_password_reset(&mut self, r: &PasswordReset) -> Result<()>;
-    async fn get_password_reset(&mut self, id: uuid::Uuid) -> Result<Option<PasswordReset>>;
-    async fn get_password_reset_by_token(
-        &mut self,
-        token_hash: &str,
-    ) -> Result<Option<PasswordReset>>;
     /// Approve a pending reset that is still unapproved and unused: sets the approver, the
     /// token hash and a new `expires_at`. Returns whether this call did it.
     async fn approve_password_reset(
@@ -300,28 +362,13 @@ pub trait CredentialRepo {
     ) -> Result<bool>;
     /// Mark the reset with this token used if unused; returns whether this call did it.
     async fn use_password_reset(&mut self, token_hash: &str, at: DateTime<Utc>) -> Result<bool>;
-    /// Resets that wait for approval (unapproved, unused, unexpired at `now`), oldest first.
-    async fn list_pending_password_resets(
-        &mut self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<PasswordReset>>;
-
     /// `Conflict("identity_linked")` when (issuer, subject) is already linked.
     async fn insert_external_identity(&mut self, x: &ExternalIdentity) -> Result<()>;
-    async fn get_external_identity(
-        &mut self,
-        issuer: &str,
-        subject: &str,
-    ) -> Result<Option<ExternalIdentity>>;
 }
 
-/// Service accounts, their API keys, and revoked client-credentials access tokens. Secrets
-/// arrive here only as keyed hashes.
+/// The read half of [`MachineRepo`].
 #[async_trait]
-pub trait MachineRepo {
-    /// `Conflict("name_taken")` when an undeleted account of the org has this name.
-    async fn insert_service_account(&mut self, sa: &ServiceAccount) -> Result<()>;
+pub trait MachineReads: Send {
     /// The account if it belongs to `org` (any status, deleted included).
     async fn get_service_account(
         &mut self,
@@ -333,13 +380,6 @@ pub trait MachineRepo {
         &mut self,
         id: ServiceAccountId,
     ) -> Result<Option<ServiceAccount>>;
-    /// Optimistic lock like every `update_*`; `Conflict("name_taken")` on a rename to a taken
-    /// name.
-    async fn update_service_account(
-        &mut self,
-        sa: &ServiceAccount,
-        expected_version: i64,
-    ) -> Result<()>;
     /// The org's accounts in creation order; deleted ones only with `include_deleted`.
     async fn list_service_accounts(
         &mut self,
@@ -354,21 +394,46 @@ pub trait MachineRepo {
         org: OrgId,
         role: &RoleName,
     ) -> Result<i64>;
-
-    /// `Conflict("prefix_taken")` on a duplicate prefix.
-    async fn insert_api_key(&mut self, key: &ApiKey) -> Result<()>;
     /// The key if it belongs to `org`.
     async fn get_api_key(&mut self, org: OrgId, id: ApiKeyId) -> Result<Option<ApiKey>>;
     /// The lookup of every API-key authentication.
     async fn get_api_key_by_prefix(&mut self, prefix: &str) -> Result<Option<ApiKey>>;
-    /// Optimistic lock on `version`. `last_used_at` is left alone (see `touch_api_keys`).
-    async fn update_api_key(&mut self, key: &ApiKey, expected_version: i64) -> Result<()>;
     /// Keys of one account in creation order, revoked and expired ones included.
     async fn list_api_keys(
         &mut self,
         sa: ServiceAccountId,
         page: &PageRequest,
     ) -> Result<Page<ApiKey>>;
+    /// Unrevoked, unreplaced, unexpired keys of the org whose account has a maximum key age
+    /// that `created_at` exceeds at `now`, in creation order.
+    async fn list_overdue_api_keys(
+        &mut self,
+        org: OrgId,
+        now: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKey>>;
+    /// Overdue keys (as above) across all orgs, for the metric.
+    async fn count_overdue_api_keys(&mut self, now: DateTime<Utc>) -> Result<i64>;
+    async fn is_access_token_revoked(&mut self, jti: uuid::Uuid) -> Result<bool>;
+}
+
+/// Service accounts, their API keys, and revoked client-credentials access tokens. Secrets
+/// arrive here only as keyed hashes.
+#[async_trait]
+pub trait MachineRepo: MachineReads {
+    /// `Conflict("name_taken")` when an undeleted account of the org has this name.
+    async fn insert_service_account(&mut self, sa: &ServiceAccount) -> Result<()>;
+    /// Optimistic lock like every `update_*`; `Conflict("name_taken")` on a rename to a taken
+    /// name.
+    async fn update_service_account(
+        &mut self,
+        sa: &ServiceAccount,
+        expected_version: i64,
+    ) -> Result<()>;
+    /// `Conflict("prefix_taken")` on a duplicate prefix.
+    async fn insert_api_key(&mut self, key: &ApiKey) -> Result<()>;
+    /// Optimistic lock on `version`. `last_used_at` is left alone (see `touch_api_keys`).
+    async fn update_api_key(&mut self, key: &ApiKey, expected_version: i64) -> Result<()>;
     /// Revoke every unrevoked key of the account (account deletion); returns their ids.
     async fn revoke_service_account_keys(
         &mut self,
@@ -378,14 +443,6 @@ pub trait MachineRepo {
     /// Record uses in one statement: `last_used_at` becomes the later of its value and the
     /// given time. Unknown ids are skipped. Does not bump versions (usage is not an edit).
     async fn touch_api_keys(&mut self, used: &[(ApiKeyId, DateTime<Utc>)]) -> Result<()>;
-    /// Unrevoked, unreplaced, unexpired keys of the org whose account has a maximum key age
-    /// that `created_at` exceeds at `now`, in creation order.
-    async fn list_overdue_api_keys(
-        &mut self,
-        org: OrgId,
-        now: DateTime<Utc>,
-        page: &PageRequest,
-    ) -> Result<Page<ApiKey>>;
     /// Across all orgs: overdue keys (as above) not yet reported get `overdue_reported_at =
     /// now`, atomically, and are returned (at most `limit`). Two replicas sweeping at once
     /// never both get the same key.
@@ -394,9 +451,6 @@ pub trait MachineRepo {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ApiKey>>;
-    /// Overdue keys (as above) across all orgs, for the metric.
-    async fn count_overdue_api_keys(&mut self, now: DateTime<Utc>) -> Result<i64>;
-
     /// Deny a client-credentials access token (RFC 7009) until it expires anyway. Idempotent;
     /// `true` only for the call that added the denial, so of concurrent revocations exactly one
     /// records it.
@@ -405,13 +459,12 @@ pub trait MachineRepo {
         jti: uuid::Uuid,
         expires_at: DateTime<Utc>,
     ) -> Result<bool>;
-    async fn is_access_token_revoked(&mut self, jti: uuid::Uuid) -> Result<bool>;
     /// Forget denials of tokens that have expired by `now`; returns how many.
     async fn purge_revoked_access_tokens(&mut self, now: DateTime<Utc>) -> Result<u64>;
 }
 
 #[async_trait]
-pub trait IdempotencyRepo {
+pub trait IdempotencyRepo: Send {
     /// Insert an in-flight record, or return the existing one for (scope, key). An existing
     /// record created before `stale_before` (an abandoned in-flight claim or an expired
     /// completed one) is replaced by the new claim.
@@ -432,8 +485,22 @@ pub trait IdempotencyRepo {
     async fn release_idempotency(&mut self, scope: &str, key: &str) -> Result<()>;
 }
 
+/// The read half of [`AuditRepo`].
 #[async_trait]
-pub trait AuditRepo {
+pub trait AuditReads: Send {
+    /// The chain head as last committed (no lock: a writer chains from
+    /// [`AuditRepo::lock_audit_head`] or a head it remembers).
+    async fn audit_head(&mut self) -> Result<AuditHead>;
+    /// Chronological (by `seq`), with filters; the page cursor is the last `seq`.
+    async fn list_audit(
+        &mut self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditRow>>;
+}
+
+#[async_trait]
+pub trait AuditRepo: AuditReads {
     /// The chain head. On PostgreSQL it locks the head row (`for update`) so concurrent
     /// writers append one after another; SQLite writes are already serialised.
     async fn lock_audit_head(&mut self) -> Result<AuditHead>;
@@ -442,10 +509,4 @@ pub trait AuditRepo {
     /// `VersionConflict`. So a writer may seal from a head it only remembers, without
     /// [`lock_audit_head`](Self::lock_audit_head), and can never fork the chain.
     async fn append_audit(&mut self, prev: &AuditHead, row: &AuditRow) -> Result<()>;
-    /// Chronological (by `seq`), with filters; the page cursor is the last `seq`.
-    async fn list_audit(
-        &mut self,
-        filter: &AuditFilter,
-        page: &PageRequest,
-    ) -> Result<Page<AuditRow>>;
 }

@@ -1,11 +1,11 @@
 //! Idempotency keys: claim (insert or report the existing use), complete and release.
 
-use crate::error::db_err;
 use crate::rows::{self, IDEMPOTENCY_COLS};
-use crate::tx::PgTx;
+use crate::sql::{json, query};
+use crate::tx::SqlTx;
+use crate::Dialect;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::types::Json;
 use uos_store::{IdemClaim, IdempotencyRecord, IdempotencyRepo, Result, StoreError};
 
 /// Insert, look, maybe replace: each round either decides or observed a concurrent change
@@ -13,7 +13,7 @@ use uos_store::{IdemClaim, IdempotencyRecord, IdempotencyRepo, Result, StoreErro
 const CLAIM_ROUNDS: usize = 4;
 
 #[async_trait]
-impl IdempotencyRepo for PgTx {
+impl<D: Dialect> IdempotencyRepo for SqlTx<D> {
     #[tracing::instrument(skip_all)]
     async fn claim_idempotency(
         &mut self,
@@ -21,9 +21,9 @@ impl IdempotencyRepo for PgTx {
         stale_before: DateTime<Utc>,
     ) -> Result<IdemClaim> {
         let status = rec.status.map(i32::from);
-        let response = rec.response.as_ref().map(Json);
+        let response = rec.response.as_ref().map(json).transpose()?;
         for _ in 0..CLAIM_ROUNDS {
-            let inserted = sqlx::query(
+            let inserted = query::<D>(
                 "insert into idempotency (scope, idem_key, request_hash, status, response, \
                  created_at) values ($1, $2, $3, $4, $5, $6) \
                  on conflict (scope, idem_key) do nothing",
@@ -32,23 +32,21 @@ impl IdempotencyRepo for PgTx {
             .bind(&rec.key)
             .bind(&rec.request_hash)
             .bind(status)
-            .bind(response)
+            .bind(response.clone())
             .bind(rec.created_at)
             .execute(self.conn())
-            .await
-            .map_err(db_err)?;
+            .await?;
             if inserted.rows_affected() > 0 {
                 return Ok(IdemClaim::Claimed);
             }
             let sql = format!(
                 "select {IDEMPOTENCY_COLS} from idempotency where scope = $1 and idem_key = $2"
             );
-            let row = sqlx::query(&sql)
+            let row = query::<D>(&sql)
                 .bind(&rec.scope)
                 .bind(&rec.key)
                 .fetch_optional(self.conn())
-                .await
-                .map_err(db_err)?;
+                .await?;
             let Some(existing) = row.as_ref().map(rows::idempotency).transpose()? else {
                 continue; // released in between: insert again
             };
@@ -56,7 +54,7 @@ impl IdempotencyRepo for PgTx {
                 return Ok(IdemClaim::Existing(existing));
             }
             // Stale: take it over, but only if it is still the stale row we looked at.
-            let replaced = sqlx::query(
+            let replaced = query::<D>(
                 "update idempotency set request_hash = $3, status = $4, response = $5, \
                  created_at = $6 where scope = $1 and idem_key = $2 and created_at < $7",
             )
@@ -64,12 +62,11 @@ impl IdempotencyRepo for PgTx {
             .bind(&rec.key)
             .bind(&rec.request_hash)
             .bind(status)
-            .bind(response)
+            .bind(response.clone())
             .bind(rec.created_at)
             .bind(stale_before)
             .execute(self.conn())
-            .await
-            .map_err(db_err)?;
+            .await?;
             if replaced.rows_affected() > 0 {
                 return Ok(IdemClaim::Claimed);
             }
@@ -87,16 +84,15 @@ impl IdempotencyRepo for PgTx {
         status: u16,
         body: &serde_json::Value,
     ) -> Result<()> {
-        let done = sqlx::query(
+        let done = query::<D>(
             "update idempotency set status = $3, response = $4 where scope = $1 and idem_key = $2",
         )
         .bind(scope)
         .bind(key)
         .bind(i32::from(status))
-        .bind(Json(body))
+        .bind(json(body)?)
         .execute(self.conn())
-        .await
-        .map_err(db_err)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -106,14 +102,11 @@ impl IdempotencyRepo for PgTx {
     #[tracing::instrument(skip_all)]
     async fn release_idempotency(&mut self, scope: &str, key: &str) -> Result<()> {
         // Only an in-flight claim is released: a completed response stays replayable.
-        sqlx::query(
-            "delete from idempotency where scope = $1 and idem_key = $2 and status is null",
-        )
-        .bind(scope)
-        .bind(key)
-        .execute(self.conn())
-        .await
-        .map_err(db_err)?;
+        query::<D>("delete from idempotency where scope = $1 and idem_key = $2 and status is null")
+            .bind(scope)
+            .bind(key)
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 }

@@ -1,9 +1,10 @@
 //! Column lists and row → domain conversions. A stored value the domain refuses is reported
 //! as `StoreError::Corrupt` naming its column, never silently repaired.
 
-use crate::error::{corrupt, db_err};
+use crate::error::corrupt;
+use crate::sql::Row;
+use crate::Dialect;
 use sqlx::types::Json;
-use sqlx::{Decode, Row, Type};
 use uos_domain::{
     ApiKey, ApiKeyId, CustomRole, DomainError, Email, Invite, InviteId, Membership, MembershipId,
     MembershipStatus, Org, OrgId, OrgSlug, OrgStatus, Permission, RoleId, RoleName, RotationPolicy,
@@ -14,42 +15,34 @@ use uos_store::{
     StoreError, TotpEnrolment,
 };
 
-type Db = sqlx::Postgres;
-type DbRow = sqlx::postgres::PgRow;
+pub(crate) use crate::sql::get;
 
-pub(crate) fn get<'r, T>(row: &'r DbRow, col: &str) -> Result<T>
-where
-    T: Decode<'r, Db> + Type<Db>,
-{
-    row.try_get(col).map_err(db_err)
-}
-
-fn parsed<T>(
-    row: &DbRow,
+fn parsed<D: Dialect, T>(
+    row: &Row<D>,
     col: &'static str,
     parse: impl Fn(&str) -> Result<T, DomainError>,
 ) -> Result<T> {
-    parse(get::<&str>(row, col)?).map_err(corrupt(col))
+    parse(get::<_, &str>(row, col)?).map_err(corrupt(col))
 }
 
-fn parsed_opt<T>(
-    row: &DbRow,
+fn parsed_opt<D: Dialect, T>(
+    row: &Row<D>,
     col: &'static str,
     parse: impl Fn(&str) -> Result<T, DomainError>,
 ) -> Result<Option<T>> {
-    get::<Option<&str>>(row, col)?
+    get::<_, Option<&str>>(row, col)?
         .map(parse)
         .transpose()
         .map_err(corrupt(col))
 }
 
 /// A JSON array of names (roles, permissions), each parsed by the domain.
-fn names<T>(
-    row: &DbRow,
+fn names<D: Dialect, T>(
+    row: &Row<D>,
     col: &'static str,
     parse: impl Fn(&str) -> Result<T, DomainError>,
 ) -> Result<Vec<T>> {
-    let Json(raw) = get::<Json<Vec<String>>>(row, col)?;
+    let Json(raw) = get::<_, Json<Vec<String>>>(row, col)?;
     raw.iter()
         .map(|s| parse(s))
         .collect::<Result<_, _>>()
@@ -57,8 +50,8 @@ fn names<T>(
 }
 
 /// A day count (`u32` in the domain) stored as a 64-bit integer.
-fn days(row: &DbRow, col: &'static str) -> Result<Option<u32>> {
-    get::<Option<i64>>(row, col)?
+fn days<D: Dialect>(row: &Row<D>, col: &'static str) -> Result<Option<u32>> {
+    get::<_, Option<i64>>(row, col)?
         .map(u32::try_from)
         .transpose()
         .map_err(|_| StoreError::Corrupt(format!("{col}: day count out of range")))
@@ -69,11 +62,11 @@ pub(crate) fn days_param(days: Option<u32>) -> Option<i64> {
     days.map(i64::from)
 }
 
-pub(crate) const ORG_COLS: &str = "org.org_id, org.slug, org.display_name, org.status, \
+pub const ORG_COLS: &str = "org.org_id, org.slug, org.display_name, org.status, \
      org.status_before_delete, org.deleted_at, org.api_key_max_days, org.created_at, \
      org.updated_at, org.version";
 
-pub(crate) fn org(r: &DbRow) -> Result<Org> {
+pub fn org<D: Dialect>(r: &Row<D>) -> Result<Org> {
     Ok(Org {
         id: OrgId(get(r, "org_id")?),
         slug: parsed(r, "slug", OrgSlug::parse)?,
@@ -88,12 +81,12 @@ pub(crate) fn org(r: &DbRow) -> Result<Org> {
     })
 }
 
-pub(crate) const USER_COLS: &str = "user_id, email, display_name, locale, timezone, status, \
+pub const USER_COLS: &str = "user_id, email, display_name, locale, timezone, status, \
      status_before_delete, platform_admin, password_hash, preferences, created_at, updated_at, \
      deleted_at, version";
 
-pub(crate) fn user(r: &DbRow) -> Result<User> {
-    let Json(preferences) = get::<Json<serde_json::Value>>(r, "preferences")?;
+pub fn user<D: Dialect>(r: &Row<D>) -> Result<User> {
+    let Json(preferences) = get::<_, Json<serde_json::Value>>(r, "preferences")?;
     Ok(User {
         id: UserId(get(r, "user_id")?),
         email: parsed(r, "email", Email::parse)?,
@@ -112,10 +105,10 @@ pub(crate) fn user(r: &DbRow) -> Result<User> {
     })
 }
 
-pub(crate) const MEMBERSHIP_COLS: &str =
+pub const MEMBERSHIP_COLS: &str =
     "membership_id, org_id, user_id, roles, status, created_at, updated_at, version";
 
-pub(crate) fn membership(r: &DbRow) -> Result<Membership> {
+pub fn membership<D: Dialect>(r: &Row<D>) -> Result<Membership> {
     Ok(Membership {
         id: MembershipId(get(r, "membership_id")?),
         org_id: OrgId(get(r, "org_id")?),
@@ -128,10 +121,10 @@ pub(crate) fn membership(r: &DbRow) -> Result<Membership> {
     })
 }
 
-pub(crate) const INVITE_COLS: &str = "invite_id, org_id, email, roles, token_hash, expires_at, \
+pub const INVITE_COLS: &str = "invite_id, org_id, email, roles, token_hash, expires_at, \
      created_by, created_at, accepted_at, revoked_at, version";
 
-pub(crate) fn invite(r: &DbRow) -> Result<Invite> {
+pub fn invite<D: Dialect>(r: &Row<D>) -> Result<Invite> {
     Ok(Invite {
         id: InviteId(get(r, "invite_id")?),
         org_id: OrgId(get(r, "org_id")?),
@@ -139,7 +132,7 @@ pub(crate) fn invite(r: &DbRow) -> Result<Invite> {
         roles: names(r, "roles", RoleName::parse)?,
         token_hash: get(r, "token_hash")?,
         expires_at: get(r, "expires_at")?,
-        created_by: get::<Option<uuid::Uuid>>(r, "created_by")?.map(UserId),
+        created_by: get::<_, Option<uuid::Uuid>>(r, "created_by")?.map(UserId),
         created_at: get(r, "created_at")?,
         accepted_at: get(r, "accepted_at")?,
         revoked_at: get(r, "revoked_at")?,
@@ -147,10 +140,10 @@ pub(crate) fn invite(r: &DbRow) -> Result<Invite> {
     })
 }
 
-pub(crate) const ROLE_COLS: &str = "custom_role_id, org_id, name, description, permissions, \
+pub const ROLE_COLS: &str = "custom_role_id, org_id, name, description, permissions, \
      inherits, created_at, updated_at, version";
 
-pub(crate) fn role(r: &DbRow) -> Result<CustomRole> {
+pub fn role<D: Dialect>(r: &Row<D>) -> Result<CustomRole> {
     Ok(CustomRole {
         id: RoleId(get(r, "custom_role_id")?),
         org_id: OrgId(get(r, "org_id")?),
@@ -164,10 +157,10 @@ pub(crate) fn role(r: &DbRow) -> Result<CustomRole> {
     })
 }
 
-pub(crate) const SESSION_COLS: &str =
+pub const SESSION_COLS: &str =
     "session_id, user_id, created_at, expires_at, revoked_at, last_seen_at, user_agent, ip";
 
-pub(crate) fn session(r: &DbRow) -> Result<Session> {
+pub fn session<D: Dialect>(r: &Row<D>) -> Result<Session> {
     Ok(Session {
         id: SessionId(get(r, "session_id")?),
         user_id: UserId(get(r, "user_id")?),
@@ -180,9 +173,9 @@ pub(crate) fn session(r: &DbRow) -> Result<Session> {
     })
 }
 
-pub(crate) const REFRESH_TOKEN_COLS: &str = "token_hash, session_id, created_at, used_at";
+pub const REFRESH_TOKEN_COLS: &str = "token_hash, session_id, created_at, used_at";
 
-pub(crate) fn refresh_token(r: &DbRow) -> Result<RefreshToken> {
+pub fn refresh_token<D: Dialect>(r: &Row<D>) -> Result<RefreshToken> {
     Ok(RefreshToken {
         token_hash: get(r, "token_hash")?,
         session_id: SessionId(get(r, "session_id")?),
@@ -191,9 +184,9 @@ pub(crate) fn refresh_token(r: &DbRow) -> Result<RefreshToken> {
     })
 }
 
-pub(crate) const TOTP_COLS: &str = "user_id, secret_enc, created_at, confirmed_at, last_used_step";
+pub const TOTP_COLS: &str = "user_id, secret_enc, created_at, confirmed_at, last_used_step";
 
-pub(crate) fn totp(r: &DbRow) -> Result<TotpEnrolment> {
+pub fn totp<D: Dialect>(r: &Row<D>) -> Result<TotpEnrolment> {
     Ok(TotpEnrolment {
         user_id: UserId(get(r, "user_id")?),
         secret_enc: get(r, "secret_enc")?,
@@ -203,10 +196,10 @@ pub(crate) fn totp(r: &DbRow) -> Result<TotpEnrolment> {
     })
 }
 
-pub(crate) const PASSWORD_RESET_COLS: &str = "reset_id, user_id, token_hash, created_at, \
+pub const PASSWORD_RESET_COLS: &str = "reset_id, user_id, token_hash, created_at, \
      expires_at, used_at, requires_approval, approved_by, approved_at, requested_ip";
 
-pub(crate) fn password_reset(r: &DbRow) -> Result<PasswordReset> {
+pub fn password_reset<D: Dialect>(r: &Row<D>) -> Result<PasswordReset> {
     Ok(PasswordReset {
         id: get(r, "reset_id")?,
         user_id: UserId(get(r, "user_id")?),
@@ -215,15 +208,15 @@ pub(crate) fn password_reset(r: &DbRow) -> Result<PasswordReset> {
         expires_at: get(r, "expires_at")?,
         used_at: get(r, "used_at")?,
         requires_approval: get(r, "requires_approval")?,
-        approved_by: get::<Option<uuid::Uuid>>(r, "approved_by")?.map(UserId),
+        approved_by: get::<_, Option<uuid::Uuid>>(r, "approved_by")?.map(UserId),
         approved_at: get(r, "approved_at")?,
         requested_ip: get(r, "requested_ip")?,
     })
 }
 
-pub(crate) const EXTERNAL_IDENTITY_COLS: &str = "issuer, subject, user_id, email, created_at";
+pub const EXTERNAL_IDENTITY_COLS: &str = "issuer, subject, user_id, email, created_at";
 
-pub(crate) fn external_identity(r: &DbRow) -> Result<ExternalIdentity> {
+pub fn external_identity<D: Dialect>(r: &Row<D>) -> Result<ExternalIdentity> {
     Ok(ExternalIdentity {
         issuer: get(r, "issuer")?,
         subject: get(r, "subject")?,
@@ -233,11 +226,10 @@ pub(crate) fn external_identity(r: &DbRow) -> Result<ExternalIdentity> {
     })
 }
 
-pub(crate) const IDEMPOTENCY_COLS: &str =
-    "scope, idem_key, request_hash, status, response, created_at";
+pub const IDEMPOTENCY_COLS: &str = "scope, idem_key, request_hash, status, response, created_at";
 
-pub(crate) fn idempotency(r: &DbRow) -> Result<IdempotencyRecord> {
-    let status = get::<Option<i32>>(r, "status")?
+pub fn idempotency<D: Dialect>(r: &Row<D>) -> Result<IdempotencyRecord> {
+    let status = get::<_, Option<i32>>(r, "status")?
         .map(u16::try_from)
         .transpose()
         .map_err(|_| StoreError::Corrupt("idempotency.status out of range".into()))?;
@@ -246,19 +238,19 @@ pub(crate) fn idempotency(r: &DbRow) -> Result<IdempotencyRecord> {
         key: get(r, "idem_key")?,
         request_hash: get(r, "request_hash")?,
         status,
-        response: get::<Option<Json<serde_json::Value>>>(r, "response")?.map(|j| j.0),
+        response: get::<_, Option<Json<serde_json::Value>>>(r, "response")?.map(|j| j.0),
         created_at: get(r, "created_at")?,
     })
 }
 
-pub(crate) const SERVICE_ACCOUNT_COLS: &str = "service_account.service_account_id, \
+pub const SERVICE_ACCOUNT_COLS: &str = "service_account.service_account_id, \
      service_account.org_id, service_account.name, service_account.description, \
      service_account.roles, service_account.status, service_account.max_key_age_days, \
      service_account.refuse_after_days, service_account.client_secret_hash, \
      service_account.client_secret_created_at, service_account.created_at, \
      service_account.updated_at, service_account.deleted_at, service_account.version";
 
-pub(crate) fn service_account(r: &DbRow) -> Result<ServiceAccount> {
+pub fn service_account<D: Dialect>(r: &Row<D>) -> Result<ServiceAccount> {
     Ok(ServiceAccount {
         id: ServiceAccountId(get(r, "service_account_id")?),
         org_id: OrgId(get(r, "org_id")?),
@@ -280,13 +272,13 @@ pub(crate) fn service_account(r: &DbRow) -> Result<ServiceAccount> {
 }
 
 /// Qualified, because the overdue queries join `service_account`, whose column names overlap.
-pub(crate) const API_KEY_COLS: &str = "api_key.api_key_id, api_key.org_id, \
+pub const API_KEY_COLS: &str = "api_key.api_key_id, api_key.org_id, \
      api_key.service_account_id, api_key.name, api_key.prefix, api_key.secret_hash, \
      api_key.scopes, api_key.created_at, api_key.expires_at, api_key.revoked_at, \
      api_key.last_used_at, api_key.replaced_by, api_key.replaces, api_key.overdue_reported_at, \
      api_key.version";
 
-pub(crate) fn api_key(r: &DbRow) -> Result<ApiKey> {
+pub fn api_key<D: Dialect>(r: &Row<D>) -> Result<ApiKey> {
     Ok(ApiKey {
         id: ApiKeyId(get(r, "api_key_id")?),
         org_id: OrgId(get(r, "org_id")?),
@@ -299,17 +291,19 @@ pub(crate) fn api_key(r: &DbRow) -> Result<ApiKey> {
         expires_at: get(r, "expires_at")?,
         revoked_at: get(r, "revoked_at")?,
         last_used_at: get(r, "last_used_at")?,
-        replaced_by: get::<Option<uuid::Uuid>>(r, "replaced_by")?.map(ApiKeyId),
-        replaces: get::<Option<uuid::Uuid>>(r, "replaces")?.map(ApiKeyId),
+        replaced_by: get::<_, Option<uuid::Uuid>>(r, "replaced_by")?.map(ApiKeyId),
+        replaces: get::<_, Option<uuid::Uuid>>(r, "replaces")?.map(ApiKeyId),
         overdue_reported_at: get(r, "overdue_reported_at")?,
         version: get(r, "version")?,
     })
 }
 
-pub(crate) const AUDIT_COLS: &str =
+pub const AUDIT_COLS: &str =
     "seq, audit_event_id, occurred_at, org_id, actor_id, action, target_id, hash, payload";
 
-pub(crate) fn audit(r: &DbRow) -> Result<AuditRow> {
+pub fn audit<D: Dialect>(r: &Row<D>) -> Result<AuditRow> {
+    // Text on every backend: the hash covers these exact bytes' meaning, and jsonb would
+    // reorder keys and drop duplicates.
     let text: String = get(r, "payload")?;
     let payload = serde_json::from_str(&text)
         .map_err(|e| StoreError::Corrupt(format!("audit payload: {e}")))?;
@@ -317,7 +311,7 @@ pub(crate) fn audit(r: &DbRow) -> Result<AuditRow> {
         seq: get(r, "seq")?,
         id: get(r, "audit_event_id")?,
         occurred_at: get(r, "occurred_at")?,
-        org_id: get::<Option<uuid::Uuid>>(r, "org_id")?.map(OrgId),
+        org_id: get::<_, Option<uuid::Uuid>>(r, "org_id")?.map(OrgId),
         actor_id: get(r, "actor_id")?,
         action: get(r, "action")?,
         target_id: get(r, "target_id")?,

@@ -1,0 +1,114 @@
+//! PostgreSQL's hooks into the one storage implementation: row locks, `jsonb` containment,
+//! array parameters, exact interval arithmetic, and the writes it makes one statement of.
+
+use crate::error::db_err;
+use crate::writes;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::{PgConnection, Postgres};
+use uos_domain::ApiKeyId;
+use uos_store::{AuditHead, AuditRow, RefreshToken, Result, Session, StoreError, TokenUse};
+use uos_store_sql::sql::{Done, QueryBuilder};
+use uos_store_sql::{Dialect, SqlTx, SqlxResult};
+use uuid::Uuid;
+
+/// The PostgreSQL dialect.
+#[derive(Debug, Clone, Copy)]
+pub struct PgDialect;
+
+impl Dialect for PgDialect {
+    type Db = Postgres;
+
+    fn map_err(e: sqlx::Error) -> StoreError {
+        db_err(e)
+    }
+
+    fn execute<'c, 's: 'c, 'q: 's>(
+        conn: &'c mut PgConnection,
+        sql: &'s str,
+        args: PgArguments,
+    ) -> BoxFuture<'c, SqlxResult<Done>> {
+        Box::pin(async move {
+            let done = sqlx::query_with(sql, args).execute(conn).await?;
+            Ok(Done::new(done.rows_affected()))
+        })
+    }
+
+    fn fetch_optional<'c, 's: 'c, 'q: 's>(
+        conn: &'c mut PgConnection,
+        sql: &'s str,
+        args: PgArguments,
+    ) -> BoxFuture<'c, SqlxResult<Option<PgRow>>> {
+        Box::pin(sqlx::query_with(sql, args).fetch_optional(conn))
+    }
+
+    fn fetch_all<'c, 's: 'c, 'q: 's>(
+        conn: &'c mut PgConnection,
+        sql: &'s str,
+        args: PgArguments,
+    ) -> BoxFuture<'c, SqlxResult<Vec<PgRow>>> {
+        Box::pin(sqlx::query_with(sql, args).fetch_all(conn))
+    }
+
+    /// `@>` can use a GIN index on the column, and compares whole elements.
+    fn json_array_contains(column: &str, value: &str) -> String {
+        format!("{column} @> jsonb_build_array({value}::text)")
+    }
+
+    const LOCK_ROWS: &'static str = " for update";
+
+    fn lock_rows_skip_locked(table: &str) -> String {
+        format!(" for update of {table} skip locked")
+    }
+
+    /// One array parameter, however many ids.
+    const MAX_LIST_PARAMS: usize = usize::MAX;
+
+    fn push_in_ids(q: &mut QueryBuilder<'_, Self>, column: &str, ids: &[Uuid]) {
+        q.push(column).push(" = any(");
+        q.push_bind(ids.to_vec()).push(")");
+    }
+
+    /// "The key's age in seconds reaches the days in seconds": a day is exactly 86,400 s as in
+    /// the domain (`interval '1 day'` would follow the session time zone's DST), the epoch of
+    /// an interval is exact numeric, and no day count, however large, can overflow an interval
+    /// and fail the whole sweep.
+    fn push_key_age_reached(q: &mut QueryBuilder<'_, Self>, now: DateTime<Utc>) {
+        q.push("extract(epoch from ")
+            .push_bind(now)
+            .push(" - api_key.created_at) >= service_account.max_key_age_days * 86400");
+    }
+
+    fn append_audit<'a>(
+        tx: &'a mut SqlTx<Self>,
+        prev: &'a AuditHead,
+        row: &'a AuditRow,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(writes::append_audit(tx.conn(), prev, row))
+    }
+
+    fn open_session<'a>(
+        tx: &'a mut SqlTx<Self>,
+        s: &'a Session,
+        first: &'a RefreshToken,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(writes::open_session(tx.conn(), s, first))
+    }
+
+    fn rotate_refresh_token<'a>(
+        tx: &'a mut SqlTx<Self>,
+        token_hash: &'a str,
+        next_hash: &'a str,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<TokenUse>> {
+        Box::pin(writes::rotate_refresh_token(tx, token_hash, next_hash, at))
+    }
+
+    fn touch_api_keys<'a>(
+        tx: &'a mut SqlTx<Self>,
+        used: &'a [(ApiKeyId, DateTime<Utc>)],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(writes::touch_api_keys(tx.conn(), used))
+    }
+}

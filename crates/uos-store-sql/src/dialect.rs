@@ -1,0 +1,116 @@
+//! What differs between the backends, and nothing else: error mapping, how a statement runs on
+//! the backend's connection type, a handful of SQL fragments (JSON-array membership, row locks,
+//! id lists, date arithmetic), and the writes PostgreSQL makes one statement of, as overrides
+//! of portable defaults.
+
+use crate::sql::{Args, Conn, Done, QueryBuilder, RawRow, SqlDb};
+use crate::tx::SqlTx;
+use crate::{audit, machine, session};
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use std::fmt::Debug;
+use uos_domain::ApiKeyId;
+use uos_store::{AuditHead, AuditRow, RefreshToken, Result, Session, StoreError, TokenUse};
+use uuid::Uuid;
+
+/// The raw result of running a statement, before [`Dialect::map_err`].
+pub type SqlxResult<T> = std::result::Result<T, sqlx::Error>;
+
+/// A backend's hooks into the one storage implementation ([`SqlTx`]).
+pub trait Dialect: Debug + Send + Sync + Sized + 'static {
+    /// The sqlx database.
+    type Db: SqlDb;
+
+    /// Translate a sqlx error into the port's error (unique indexes to conflict codes,
+    /// connection trouble to `Unavailable`).
+    fn map_err(e: sqlx::Error) -> StoreError;
+
+    /// Run `sql` with `args` on `conn`, returning what it changed.
+    fn execute<'c, 's: 'c, 'q: 's>(
+        conn: &'c mut Conn<Self>,
+        sql: &'s str,
+        args: Args<'q, Self>,
+    ) -> BoxFuture<'c, SqlxResult<Done>>;
+
+    /// Run `sql` with `args` on `conn`, returning its first row if any.
+    fn fetch_optional<'c, 's: 'c, 'q: 's>(
+        conn: &'c mut Conn<Self>,
+        sql: &'s str,
+        args: Args<'q, Self>,
+    ) -> BoxFuture<'c, SqlxResult<Option<RawRow<Self>>>>;
+
+    /// Run `sql` with `args` on `conn`, returning every row.
+    fn fetch_all<'c, 's: 'c, 'q: 's>(
+        conn: &'c mut Conn<Self>,
+        sql: &'s str,
+        args: Args<'q, Self>,
+    ) -> BoxFuture<'c, SqlxResult<Vec<RawRow<Self>>>>;
+
+    /// A condition that holds when the JSON array in `column` has the string `value` (an SQL
+    /// expression: a placeholder or a quoted literal) as one of its elements.
+    fn json_array_contains(column: &str, value: &str) -> String;
+
+    /// Appended to a `select` whose rows must stay locked until the transaction ends. Empty
+    /// where write transactions are already serialised (SQLite).
+    const LOCK_ROWS: &'static str;
+
+    /// Appended to the `select` of a claim: lock the rows of `table`, skipping rows another
+    /// transaction holds (so concurrent claimers split the work). Empty on SQLite.
+    fn lock_rows_skip_locked(table: &str) -> String;
+
+    /// The most ids one statement binds; longer lists are split into several statements.
+    const MAX_LIST_PARAMS: usize = 500;
+
+    /// `column` is one of `ids` (at most [`MAX_LIST_PARAMS`](Self::MAX_LIST_PARAMS)). The
+    /// default binds each id; PostgreSQL binds one array.
+    fn push_in_ids(q: &mut QueryBuilder<'_, Self>, column: &str, ids: &[Uuid]) {
+        q.push(column).push(" in (").push_list(ids.iter().copied());
+        q.push(")");
+    }
+
+    /// A condition that holds when an API key (`api_key.created_at`) has reached its account's
+    /// maximum key age (`service_account.max_key_age_days`, not null) at `now`: exactly, in
+    /// whole days of 86,400 s.
+    fn push_key_age_reached(q: &mut QueryBuilder<'_, Self>, now: DateTime<Utc>);
+
+    /// [`AuditRepo::append_audit`](uos_store::AuditRepo::append_audit); the default moves
+    /// the head, then inserts the event.
+    fn append_audit<'a>(
+        tx: &'a mut SqlTx<Self>,
+        prev: &'a AuditHead,
+        row: &'a AuditRow,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(audit::append_in_steps(tx, prev, row))
+    }
+
+    /// [`SessionRepo::open_session`](uos_store::SessionRepo::open_session); the default
+    /// inserts the session, then its token.
+    fn open_session<'a>(
+        tx: &'a mut SqlTx<Self>,
+        s: &'a Session,
+        first: &'a RefreshToken,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(session::open_session_in_steps(tx, s, first))
+    }
+
+    /// [`SessionRepo::rotate_refresh_token`](uos_store::SessionRepo::rotate_refresh_token);
+    /// the default marks the token used, then touches the session and stores the next token,
+    /// which is safe where the marking statement serialises competitors.
+    fn rotate_refresh_token<'a>(
+        tx: &'a mut SqlTx<Self>,
+        token_hash: &'a str,
+        next_hash: &'a str,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<TokenUse>> {
+        Box::pin(session::rotate_in_steps(tx, token_hash, next_hash, at))
+    }
+
+    /// [`MachineRepo::touch_api_keys`](uos_store::MachineRepo::touch_api_keys); the default
+    /// writes one statement per key (in id order, so concurrent batches cannot deadlock).
+    fn touch_api_keys<'a>(
+        tx: &'a mut SqlTx<Self>,
+        used: &'a [(ApiKeyId, DateTime<Utc>)],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(machine::touch_api_keys_in_steps(tx, used))
+    }
+}
