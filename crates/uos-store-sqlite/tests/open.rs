@@ -1,22 +1,9 @@
-//! The storage conformance suite against SQLite (a fresh temp file per test), plus the
-//! SQLite-specific promises of `SqliteStore::open`.
+//! The SQLite-specific promises of `SqliteStore::open` (the conformance suite of the port runs
+//! in `uos-store-tests`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
 use uos_store::Store;
 use uos_store_sqlite::SqliteStore;
-use uos_store_tests::Fixture;
-
-/// A migrated store in its own temporary directory, removed when the case ends.
-async fn fresh_store() -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("uos.db").display());
-    let store = SqliteStore::open(&url).await.expect("open");
-    store.migrate().await.expect("migrate");
-    Fixture::new(Arc::new(store)).keep(dir)
-}
-
-uos_store_tests::conformance!(fresh_store());
 
 #[tokio::test]
 async fn open_creates_parent_directories_and_uses_wal() {
