@@ -6,10 +6,12 @@
 //! deleting, inserting or reordering events breaks the chain, and the signature over the hash
 //! means only the holder of the audit key can extend it.
 
+mod action;
 mod canonical;
 mod chain;
 mod event;
 
+pub use action::{audit_events_markdown, AuditAction, TargetKind};
 pub use canonical::{canonical_json, redact, REDACTED};
 pub use chain::{
     compute_hash, seal, verify_chain, verify_event, ChainReport, VerifyError, VerifyErrorKind,

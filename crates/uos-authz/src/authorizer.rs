@@ -9,7 +9,9 @@ use regorus::{Engine, Value};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Action, AuthzError, Capability, Denied, OrgContext, Principal, Resource};
+use crate::{
+    Action, AuthzError, Capability, Denied, OrgContext, Principal, Resource, ResourceKind,
+};
 
 /// The rule every policy set must define.
 pub const DECISION_RULE: &str = "data.uos.authz.decision";
@@ -220,7 +222,7 @@ fn self_check(engine: &mut Engine) -> Result<(), AuthzError> {
         ..Principal::user(Uuid::nil(), "active")
     };
     let resource = Resource {
-        kind: "org".to_owned(),
+        kind: ResourceKind::Org,
         org_id: Some(org_id),
         org_status: Some("active".to_owned()),
         ..Resource::default()
@@ -303,7 +305,7 @@ mod tests {
             ..Principal::user(Uuid::nil(), "active")
         };
         let resource = Resource {
-            kind: "org".to_owned(),
+            kind: ResourceKind::Org,
             org_id: Some(Uuid::nil()),
             org_status: Some("active".to_owned()),
             ..Resource::default()

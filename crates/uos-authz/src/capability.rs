@@ -69,6 +69,24 @@ impl Capability {
     }
 }
 
+impl Capability {
+    /// Checks that a change in `org_id` lies within this capability: one issued for an org
+    /// covers changes in that org only, so a capability obtained for org A can never commit a
+    /// write in org B. One issued for no org (platform and self-service actions, start-up and
+    /// background tasks) is not confined to an org: creating an org, joining a federated user
+    /// to the provider's org and sweeping every org's keys are such actions.
+    pub fn ensure_covers_org(&self, org_id: Uuid) -> Result<(), AuthzError> {
+        match self.org_id {
+            Some(held) if held != org_id => Err(AuthzError::CapabilityOutsideOrg {
+                action: self.action,
+                held_org: held,
+                wanted_org: org_id,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Why [`crate::Authorizer::authorize`] refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Denied {

@@ -53,4 +53,14 @@ pub enum AuthzError {
         wanted_action: Action,
         wanted_org: Option<Uuid>,
     },
+
+    /// A change in one org was about to be committed with a capability issued for another.
+    #[error(
+        "capability for {action} in org {held_org} does not cover a change in org {wanted_org}"
+    )]
+    CapabilityOutsideOrg {
+        action: Action,
+        held_org: Uuid,
+        wanted_org: Uuid,
+    },
 }

@@ -10,6 +10,7 @@ mod authorizer;
 mod capability;
 mod catalogue;
 mod error;
+mod kind;
 mod model;
 
 pub use action::Action;
@@ -17,4 +18,5 @@ pub use authorizer::{Authorizer, Decision, DECISION_RULE};
 pub use capability::{Capability, Denied};
 pub use catalogue::{builtin_role_permissions, BUILTIN_ROLES, PERMISSIONS};
 pub use error::AuthzError;
+pub use kind::{resource_kinds_markdown, ResourceKind, RESOURCE_KINDS_BEGIN, RESOURCE_KINDS_END};
 pub use model::{OrgContext, Principal, PrincipalKind, Resource};

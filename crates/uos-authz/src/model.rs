@@ -4,6 +4,8 @@
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::ResourceKind;
+
 /// Who a principal is, as far as authorization cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -82,8 +84,8 @@ pub struct OrgContext {
 /// What the action is about.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Resource {
-    /// "org" | "user" | "membership" | "invite" | "role" | "audit" | "self" | "platform".
-    pub kind: String,
+    /// What kind of object this is (see `docs/authorization.md`, "Resource kinds").
+    pub kind: ResourceKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -3,6 +3,7 @@
 //! and the server loop.
 
 pub mod config;
+pub mod error_code;
 pub mod extract;
 pub mod metrics;
 pub mod middleware;

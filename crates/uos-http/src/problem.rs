@@ -1,13 +1,16 @@
-//! problem+json (RFC 9457): the one table that maps service errors to HTTP statuses and error
-//! codes, and the error response every failure path of the API goes through.
+//! problem+json (RFC 9457): the one table that maps service errors to error codes (whose
+//! status, title and type come from [`ErrorCode`]), and the error response every failure path
+//! of the API goes through.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use uos_service::{FieldError, ServiceError};
+use uos_service::{FieldError, GoneReason, Refusal, ServiceError};
+
+pub use crate::error_code::ErrorCode;
 use utoipa::ToSchema;
 
-/// Base of the problem `type` URIs; the code is appended.
+/// Base of the problem `type` URIs; the code is appended (see [`ErrorCode::type_uri`]).
 pub const PROBLEM_TYPE_BASE: &str = "https://user-org-service.dev/errors/";
 
 tokio::task_local! {
@@ -46,9 +49,8 @@ pub struct Problem {
 
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    title: &'static str,
+    /// The registry entry: status, `code`, `title` and `type` all come from it.
+    code: ErrorCode,
     detail: String,
     errors: Vec<FieldError>,
     // Boxed and static rather than `String`: every handler returns `Result<_, ApiError>`, and
@@ -70,16 +72,9 @@ enum Extra {
 }
 
 impl ApiError {
-    fn new(
-        status: StatusCode,
-        code: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
+    fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self {
-            status,
             code,
-            title,
             detail: detail.into(),
             errors: Vec::new(),
             reason: None,
@@ -89,9 +84,7 @@ impl ApiError {
 
     pub fn validation(errors: Vec<FieldError>) -> Self {
         let mut e = Self::new(
-            StatusCode::BAD_REQUEST,
-            "validation_failed",
-            "Validation failed",
+            ErrorCode::ValidationFailed,
             "the request is not valid; see errors",
         );
         e.errors = errors;
@@ -104,140 +97,122 @@ impl ApiError {
 
     pub fn payload_too_large() -> Self {
         Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "Payload too large",
+            ErrorCode::PayloadTooLarge,
             "the request body is larger than 1 MiB",
         )
     }
 
     pub fn route_not_found() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Not found",
-            "no such resource",
-        )
+        Self::new(ErrorCode::NotFound, "no such resource")
     }
 
     pub fn method_not_allowed() -> Self {
         Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "Method not allowed",
+            ErrorCode::MethodNotAllowed,
             "this resource does not support the method",
         )
     }
 
     pub fn internal() -> Self {
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "Internal error",
+            ErrorCode::Internal,
             "the server failed; the request id identifies it in the logs",
         )
     }
 
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.code.status()
+    }
+
+    /// The registry entry of this error.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+}
+
+/// The HTTP code of each refusal the service names.
+fn refusal_code(r: Refusal) -> ErrorCode {
+    match r {
+        Refusal::InvalidMfaToken => ErrorCode::InvalidMfaToken,
+        Refusal::InvalidCode => ErrorCode::InvalidCode,
+        Refusal::EmailDomainNotAllowed => ErrorCode::EmailDomainNotAllowed,
+        Refusal::EmailUnverified => ErrorCode::EmailUnverified,
+        Refusal::FederationFailed => ErrorCode::FederationFailed,
+        Refusal::InvalidState => ErrorCode::InvalidState,
+    }
+}
+
+/// The HTTP code of each thing the service says is gone.
+fn gone_code(g: GoneReason) -> ErrorCode {
+    match g {
+        GoneReason::InviteExpired => ErrorCode::InviteExpired,
+        GoneReason::InviteRevoked => ErrorCode::InviteRevoked,
+        GoneReason::ResetExpired => ErrorCode::ResetExpired,
     }
 }
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
-        use StatusCode as S;
+        use ErrorCode as C;
         match e {
             ServiceError::Validation(errors) => Self::validation(errors),
             ServiceError::Unauthenticated => Self::new(
-                S::UNAUTHORIZED,
-                "unauthenticated",
-                "Unauthenticated",
+                C::Unauthenticated,
                 "missing, invalid, expired or revoked credentials",
             ),
             ServiceError::InvalidCredentials => Self::new(
-                S::UNAUTHORIZED,
-                "invalid_credentials",
-                "Invalid credentials",
+                C::InvalidCredentials,
                 "the email or password is not correct",
             ),
             ServiceError::MfaRequired { mfa_token } => {
-                let mut e = Self::new(
-                    S::UNAUTHORIZED,
-                    "mfa_required",
-                    "Second factor required",
-                    "complete the login with POST /v1/auth/mfa",
-                );
+                let mut e = Self::new(C::MfaRequired, "complete the login with POST /v1/auth/mfa");
                 e.extra = Some(Box::new(Extra::MfaToken(mfa_token)));
                 e
             }
-            ServiceError::Refused { code, detail } => {
-                Self::new(S::UNAUTHORIZED, code, "Refused", detail)
-            }
+            ServiceError::Refused { code, detail } => Self::new(refusal_code(code), detail),
             ServiceError::TooManyAttempts { retry_after_secs } => {
                 let mut e = Self::new(
-                    S::TOO_MANY_REQUESTS,
-                    "too_many_attempts",
-                    "Too many attempts",
+                    C::TooManyAttempts,
                     "too many failed attempts; retry after the time in Retry-After",
                 );
                 e.extra = Some(Box::new(Extra::RetryAfter(retry_after_secs.max(1))));
                 e
             }
             ServiceError::Forbidden { rule } => {
-                let mut e = Self::new(
-                    S::FORBIDDEN,
-                    "forbidden",
-                    "Forbidden",
-                    format!("denied by policy rule {rule}"),
-                );
+                let mut e = Self::new(C::Forbidden, format!("denied by policy rule {rule}"));
                 e.extra = Some(Box::new(Extra::Rule(rule)));
                 e
             }
-            ServiceError::NotFound => {
-                Self::new(S::NOT_FOUND, "not_found", "Not found", "no such resource")
-            }
+            ServiceError::NotFound => Self::new(C::NotFound, "no such resource"),
             ServiceError::Conflict { code, detail } => {
-                let mut e = Self::new(S::CONFLICT, "conflict", "Conflict", detail);
+                let mut e = Self::new(C::Conflict, detail);
                 e.reason = Some(code);
                 e
             }
-            ServiceError::Gone { code, detail } => Self::new(S::GONE, code, "Gone", detail),
+            ServiceError::Gone { code, detail } => Self::new(gone_code(code), detail),
             ServiceError::ConcurrentUpdate => {
                 let mut e = Self::new(
-                    S::CONFLICT,
-                    "conflict",
-                    "Conflict",
+                    C::Conflict,
                     "the resource changed while this request was applied; read it again and retry",
                 );
                 e.reason = Some(CONCURRENT_UPDATE);
                 e
             }
             ServiceError::PreconditionFailed => Self::new(
-                S::PRECONDITION_FAILED,
-                "precondition_failed",
-                "Precondition failed",
+                C::PreconditionFailed,
                 "If-Match does not match the current ETag",
             ),
             ServiceError::IdempotencyInFlight => Self::new(
-                S::CONFLICT,
-                "idempotency_key_in_flight",
-                "Idempotency key in flight",
+                C::IdempotencyKeyInFlight,
                 "a request with this Idempotency-Key is still being processed",
             ),
             ServiceError::IdempotencyReused => Self::new(
-                S::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "Idempotency key reused",
+                C::IdempotencyKeyReused,
                 "this Idempotency-Key was used for a different request",
             ),
             ServiceError::Unavailable(cause) => {
                 tracing::error!(%cause, "dependency unavailable");
-                Self::new(
-                    S::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "Service unavailable",
-                    "a dependency is unavailable; retry later",
-                )
+                Self::new(C::Unavailable, "a dependency is unavailable; retry later")
             }
             ServiceError::Internal(cause) => {
                 // Logged once here with the request id (in the span); never sent to the client.
@@ -259,11 +234,12 @@ pub struct LostRace;
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let lost_race = self.reason == Some(CONCURRENT_UPDATE);
+        let status = self.code.status();
         let body = Problem {
-            kind: format!("{PROBLEM_TYPE_BASE}{}", self.code),
-            title: self.title.to_string(),
-            status: self.status.as_u16(),
-            code: self.code.to_string(),
+            kind: self.code.type_uri(),
+            title: self.code.title().to_string(),
+            status: status.as_u16(),
+            code: self.code.as_str().to_string(),
             detail: self.detail,
             request_id: current_request_id(),
             errors: self.errors,
@@ -278,7 +254,7 @@ impl IntoResponse for ApiError {
             },
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let mut res = (self.status, bytes).into_response();
+        let mut res = (status, bytes).into_response();
         if lost_race {
             res.extensions_mut().insert(LostRace);
         }
@@ -290,7 +266,7 @@ impl IntoResponse for ApiError {
         if let Some(Extra::RetryAfter(secs)) = self.extra.as_deref() {
             h.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         res

@@ -3,7 +3,7 @@
 
 use crate::{AuthMachine, Caller, Ctx, Inner, Result};
 use std::collections::BTreeSet;
-use uos_authz::{Action, Capability, OrgContext, Principal, Resource};
+use uos_authz::{Action, Capability, OrgContext, Principal, Resource, ResourceKind};
 use uos_domain::{expand_permissions, Org, OrgId, OrgSlug, RoleName};
 use uos_store::ReadTx;
 
@@ -72,7 +72,7 @@ impl Inner {
         let mut principal = self.principal(ctx);
         principal.org = self.org_context(tx, ctx, org).await?;
         let mut resource = Resource {
-            kind: "org".into(),
+            kind: ResourceKind::Org,
             id: Some(org.id.to_string()),
             org_id: Some(org.id.0),
             org_status: Some(org.status.as_str().into()),

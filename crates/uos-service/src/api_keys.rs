@@ -9,7 +9,8 @@ use crate::views::{ApiKeyView, NewApiKeyView};
 use crate::{Ctx, Done, FieldError, Result, ServiceError, Services};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
-use uos_authz::{Action, Resource};
+use uos_audit::AuditAction;
+use uos_authz::{Action, Resource, ResourceKind};
 use uos_domain::{
     key_lifetime_days, ApiKey, ApiKeyId, Org, OrgSlug, Permission, RotationPolicy, ServiceAccount,
     ServiceAccountId, ServiceAccountStatus,
@@ -31,7 +32,7 @@ pub struct NewApiKey {
 
 fn key_resource(id: Option<ApiKeyId>, grants: Vec<String>) -> impl FnOnce(&mut Resource) {
     move |r: &mut Resource| {
-        r.kind = "api_key".into();
+        r.kind = ResourceKind::ApiKey;
         r.id = id.map(|i| i.to_string());
         r.grants_permissions = grants;
     }
@@ -122,9 +123,9 @@ impl Services {
             .await?;
         let view = ApiKeyView::new(&key, &sa.rotation, now);
         uow.record(
-            "api_key.created",
+            AuditAction::ApiKeyCreated,
             Some(org.id),
-            ("api_key", key.id.to_string()),
+            key.id.to_string(),
             serde_json::Value::Null,
             snapshot(&view),
         )
@@ -266,9 +267,9 @@ impl Services {
             uow.tx().update_api_key(&key, before.version).await?;
             uow.invalidate(Invalidation::ApiKey(key.prefix.clone()));
             uow.record(
-                "api_key.revoked",
+                AuditAction::ApiKeyRevoked,
                 Some(org.id),
-                ("api_key", key.id.to_string()),
+                key.id.to_string(),
                 snapshot(&ApiKeyView::new(&before, &sa.rotation, now)),
                 snapshot(&ApiKeyView::new(&key, &sa.rotation, now)),
             )
@@ -342,9 +343,9 @@ impl Services {
         uow.invalidate(Invalidation::ApiKey(old.prefix.clone()));
         let view = ApiKeyView::new(&new, &sa.rotation, now);
         uow.record(
-            "api_key.rotated",
+            AuditAction::ApiKeyRotated,
             Some(org.id),
-            ("api_key", old.id.to_string()),
+            old.id.to_string(),
             snapshot(&ApiKeyView::new(&before, &sa.rotation, now)),
             serde_json::json!({"replaced_by": new.id, "old_key_expires_at": old.expires_at, "new_key": view}),
         )

@@ -2,7 +2,7 @@
 //! platform admins.
 
 use crate::{Ctx, Result, ServiceError, Services};
-use uos_authz::{Action, Resource};
+use uos_authz::{Action, Resource, ResourceKind};
 use uos_domain::OrgSlug;
 use uos_store::{AuditFilter, Page, PageRequest};
 
@@ -23,7 +23,7 @@ impl Services {
             Some(slug) => {
                 let (org, _cap) = inner
                     .org_access(&mut *r, ctx, slug, Action::AuditRead, |res| {
-                        res.kind = "audit".into()
+                        res.kind = ResourceKind::Audit
                     })
                     .await?;
                 filter.org = Some(org.id);
@@ -33,7 +33,7 @@ impl Services {
                     ctx,
                     Action::AuditRead,
                     Resource {
-                        kind: "audit".into(),
+                        kind: ResourceKind::Audit,
                         ..Default::default()
                     },
                 )?;
@@ -51,7 +51,7 @@ impl Services {
             ctx,
             Action::AuditKeys,
             Resource {
-                kind: "audit".into(),
+                kind: ResourceKind::Audit,
                 ..Default::default()
             },
         )?;

@@ -8,8 +8,9 @@ use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest as _, Sha256};
 use std::sync::Arc;
+use uos_audit::{AuditAction, TargetKind};
 use uos_authn::{issue_access_token, verify_access_token, AccessClaims};
-use uos_authz::{Action, Resource};
+use uos_authz::{Action, Resource, ResourceKind};
 use uos_domain::{Email, SessionId, User, UserStatus};
 use uos_keys::KeyPurpose;
 use uos_store::{RefreshToken, Session};
@@ -30,7 +31,7 @@ pub enum Bootstrap {
 
 pub(crate) fn session_resource() -> Resource {
     Resource {
-        kind: "session".into(),
+        kind: ResourceKind::Session,
         ..Default::default()
     }
 }
@@ -87,14 +88,14 @@ impl Services {
             other => other?,
         }
         uow.record(
-            "user.bootstrapped",
+            AuditAction::UserBootstrapped,
             None,
-            ("user", user.id.to_string()),
+            user.id.to_string(),
             serde_json::Value::Null,
             snapshot(&user),
         )
         .await?;
-        uow.commit(&cap, &Done::<()>::no_content()).await?;
+        uow.commit_unanswered(&cap).await?;
         Ok(if generated {
             Bootstrap::Generated { email, password }
         } else {
@@ -159,11 +160,11 @@ impl Services {
     ) -> Result<()> {
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
         let target = match user {
-            Some(u) => ("user", u.id.to_string()),
-            None => ("email", email.to_string()),
+            Some(u) => (TargetKind::User, u.id.to_string()),
+            None => (TargetKind::Email, email.to_string()),
         };
-        uow.record(
-            "login.failed",
+        uow.record_on(
+            AuditAction::LoginFailed,
             None,
             (target.0, target.1.clone()),
             serde_json::Value::Null,
@@ -171,8 +172,8 @@ impl Services {
         )
         .await?;
         if let Some(secs) = locked_for_secs {
-            uow.record(
-                "account.locked",
+            uow.record_on(
+                AuditAction::AccountLocked,
                 None,
                 target,
                 serde_json::Value::Null,
@@ -180,7 +181,7 @@ impl Services {
             )
             .await?;
         }
-        uow.commit(cap, &Done::<()>::no_content()).await
+        uow.commit_unanswered(cap).await
     }
 
     /// A new session for a user who has proven who they are (`method`: password, mfa, oidc),
@@ -347,9 +348,9 @@ impl Services {
         {
             uow.invalidate(uos_shared::Invalidation::Session(me.session_id.0));
             uow.record(
-                "session.revoked",
+                AuditAction::SessionRevoked,
                 None,
-                ("session", me.session_id.to_string()),
+                me.session_id.to_string(),
                 serde_json::Value::Null,
                 serde_json::json!({"reason": "logout"}),
             )
@@ -366,7 +367,7 @@ impl Services {
             ctx,
             Action::AuthWhoami,
             Resource {
-                kind: "self".into(),
+                kind: ResourceKind::SelfUser,
                 ..Default::default()
             },
         )?;

@@ -38,6 +38,33 @@ impl FieldError {
     }
 }
 
+/// Why a credential-bearing request was refused; each has its own error code in the HTTP
+/// crate's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The one-time token of a login's second step is unknown, used or expired.
+    InvalidMfaToken,
+    /// The second factor (TOTP or recovery code) is wrong.
+    InvalidCode,
+    /// The upstream identity's email domain is not allowed for the provider.
+    EmailDomainNotAllowed,
+    /// The upstream identity has no verified email.
+    EmailUnverified,
+    /// The upstream provider did not complete the login.
+    FederationFailed,
+    /// The federated login's `state` is unknown or expired.
+    InvalidState,
+}
+
+/// What can no longer be used; each has its own error code in the HTTP crate's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoneReason {
+    InviteExpired,
+    InviteRevoked,
+    /// A password-reset token that expired or was used.
+    ResetExpired,
+}
+
 #[derive(Debug, Error)]
 pub enum ServiceError {
     #[error("validation failed")]
@@ -51,8 +78,8 @@ pub enum ServiceError {
     MfaRequired { mfa_token: String },
     /// A credential-bearing request that failed for a reason the client can name (bad second
     /// factor, unknown or used one-time token, a refused upstream login).
-    #[error("{code}")]
-    Refused { code: &'static str, detail: String },
+    #[error("refused: {code:?}")]
+    Refused { code: Refusal, detail: String },
     /// Too many guesses for this account or from this address; retry after the given seconds.
     #[error("too many attempts")]
     TooManyAttempts { retry_after_secs: u64 },
@@ -62,8 +89,9 @@ pub enum ServiceError {
     NotFound,
     #[error("conflict: {code}")]
     Conflict { code: &'static str, detail: String },
-    #[error("gone: {code}")]
-    Gone { code: &'static str, detail: String },
+    /// The thing asked for existed but can no longer be used.
+    #[error("gone: {code:?}")]
+    Gone { code: GoneReason, detail: String },
     #[error("precondition failed")]
     PreconditionFailed,
     /// Another writer changed the row between this request's read and its write. The HTTP
@@ -86,7 +114,7 @@ impl ServiceError {
         Self::Validation(vec![FieldError::new(field, code, message)])
     }
 
-    pub fn refused(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn refused(code: Refusal, detail: impl Into<String>) -> Self {
         Self::Refused {
             code,
             detail: detail.into(),

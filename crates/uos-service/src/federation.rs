@@ -9,10 +9,11 @@
 use crate::auth::session_resource;
 use crate::uow::UnitOfWork;
 use crate::views::TokenView;
-use crate::{Ctx, Done, Result, ServiceError, Services};
+use crate::{Ctx, Done, Refusal, Result, ServiceError, Services};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
+use uos_audit::AuditAction;
 use uos_authz::Action;
 use uos_domain::{Email, Membership, OrgSlug, OrgStatus, RoleName, User, UserStatus};
 use uos_oidc::{ExternalLogin, OidcError, OidcProvider, PendingLogin, ProviderConfig};
@@ -59,11 +60,11 @@ fn pending_key(state: &str) -> String {
 fn refused(e: &OidcError) -> ServiceError {
     match e {
         OidcError::EmailDomainNotAllowed(_) => ServiceError::refused(
-            "email_domain_not_allowed",
+            Refusal::EmailDomainNotAllowed,
             "the provider's email address is not in an allowed domain",
         ),
         OidcError::EmailMissing | OidcError::EmailNotVerified => ServiceError::refused(
-            "email_unverified",
+            Refusal::EmailUnverified,
             "the provider did not give a verified email address",
         ),
         OidcError::Unavailable(_) | OidcError::Discovery(_) => {
@@ -72,7 +73,7 @@ fn refused(e: &OidcError) -> ServiceError {
         other => {
             tracing::info!(error = %other, "upstream login refused");
             ServiceError::refused(
-                "federation_failed",
+                Refusal::FederationFailed,
                 "the upstream login could not be verified",
             )
         }
@@ -117,7 +118,7 @@ impl Services {
             .filter(|pl: &PendingLogin| pl.provider == provider)
             .ok_or_else(|| {
                 ServiceError::refused(
-                    "invalid_state",
+                    Refusal::InvalidState,
                     "unknown, expired or already used login state; start again",
                 )
             })?;
@@ -169,7 +170,7 @@ impl Services {
                     .and_then(|e| Email::parse(e).ok())
                     .ok_or_else(|| {
                         ServiceError::refused(
-                            "email_unverified",
+                            Refusal::EmailUnverified,
                             "the provider did not give a verified email address",
                         )
                     })?;
@@ -192,9 +193,9 @@ impl Services {
                     })
                     .await?;
                 uow.record(
-                    "identity.linked",
+                    AuditAction::IdentityLinked,
                     None,
-                    ("user", user.id.to_string()),
+                    user.id.to_string(),
                     serde_json::Value::Null,
                     serde_json::json!({"provider": provider, "issuer": login.issuer, "subject": login.subject}),
                 )
@@ -206,7 +207,7 @@ impl Services {
             self.auto_join(&mut uow, &user, &join.org, &join.roles)
                 .await?;
         }
-        uow.commit(cap, &Done::<()>::no_content()).await?;
+        uow.commit_unanswered(cap).await?;
         Ok(user)
     }
 

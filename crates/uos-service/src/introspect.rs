@@ -5,7 +5,8 @@
 use crate::uow::UnitOfWork;
 use crate::views::{IntrospectionView, KeyRotationView};
 use crate::{Ctx, Done, Result, ServiceError, Services};
-use uos_authz::{Action, Resource};
+use uos_audit::AuditAction;
+use uos_authz::{Action, Resource, ResourceKind};
 use uos_keys::KeyPurpose;
 
 impl Services {
@@ -18,7 +19,7 @@ impl Services {
             ctx,
             Action::AuthIntrospect,
             Resource {
-                kind: "token".into(),
+                kind: ResourceKind::Token,
                 ..Default::default()
             },
         )?;
@@ -55,7 +56,7 @@ impl Services {
             ctx,
             Action::KeysRotate,
             Resource {
-                kind: "key".into(),
+                kind: ResourceKind::Key,
                 ..Default::default()
             },
         )?;
@@ -73,9 +74,9 @@ impl Services {
         // Verified tokens are cached per replica; those of a retired key must fail now.
         uow.invalidate(uos_shared::Invalidation::Everything);
         uow.record(
-            "keys.rotated",
+            AuditAction::KeysRotated,
             None,
-            ("key", key_id.clone()),
+            key_id.clone(),
             serde_json::Value::Null,
             serde_json::json!({"purpose": KeyPurpose::AccessToken.as_str(), "published": published}),
         )

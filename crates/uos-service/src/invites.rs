@@ -6,9 +6,10 @@ use crate::members::validate_roles;
 use crate::orgs::check_version;
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::{AcceptedInviteView, InviteView, MemberView, UserView};
-use crate::{Ctx, Done, Result, ServiceError, Services};
+use crate::{Ctx, Done, GoneReason, Result, ServiceError, Services};
 use chrono::Duration;
-use uos_authz::{Action, Resource};
+use uos_audit::AuditAction;
+use uos_authz::{Action, Resource, ResourceKind};
 use uos_domain::invite::{INVITE_DEFAULT_HOURS, INVITE_MAX_HOURS, INVITE_MIN_HOURS};
 use uos_domain::{
     DisplayName, Email, Invite, InviteId, InviteState, Membership, OrgSlug, RoleName, User,
@@ -29,7 +30,7 @@ fn invite_resource(
     grants: Vec<String>,
 ) -> impl FnOnce(&mut Resource) {
     move |r: &mut Resource| {
-        r.kind = "invite".into();
+        r.kind = ResourceKind::Invite;
         r.id = id.map(|i| i.to_string());
         r.grants_owner = grants_owner;
         r.grants_permissions = grants;
@@ -102,9 +103,9 @@ impl Services {
         };
         uow.tx().insert_invite(&invite).await?;
         uow.record(
-            "invite.created",
+            AuditAction::InviteCreated,
             Some(org.id),
-            ("invite", invite.id.to_string()),
+            invite.id.to_string(),
             serde_json::Value::Null,
             snapshot(&invite),
         )
@@ -193,9 +194,9 @@ impl Services {
         after.version += 1;
         uow.tx().update_invite(&after, before.version).await?;
         uow.record(
-            "invite.revoked",
+            AuditAction::InviteRevoked,
             Some(org.id),
-            ("invite", id.to_string()),
+            id.to_string(),
             snapshot(&before),
             snapshot(&after),
         )
@@ -220,7 +221,7 @@ impl Services {
             ctx,
             Action::InviteAccept,
             Resource {
-                kind: "invite".into(),
+                kind: ResourceKind::Invite,
                 ..Default::default()
             },
         )?;
@@ -264,13 +265,13 @@ impl Services {
             InviteState::Pending => {}
             InviteState::Expired => {
                 return Err(ServiceError::Gone {
-                    code: "invite_expired",
+                    code: GoneReason::InviteExpired,
                     detail: "the invite has expired".into(),
                 })
             }
             InviteState::Revoked => {
                 return Err(ServiceError::Gone {
-                    code: "invite_revoked",
+                    code: GoneReason::InviteRevoked,
                     detail: "the invite was revoked".into(),
                 })
             }
@@ -321,9 +322,9 @@ impl Services {
         after.version += 1;
         uow.tx().update_invite(&after, before.version).await?;
         uow.record(
-            "invite.accepted",
+            AuditAction::InviteAccepted,
             Some(org.id),
-            ("invite", after.id.to_string()),
+            after.id.to_string(),
             snapshot(&before),
             snapshot(&after),
         )

@@ -39,7 +39,7 @@ pub use api_keys::{NewApiKey, MAX_ROTATION_OVERLAP_SECS};
 pub use auth::Bootstrap;
 pub use config::{LockoutConfig, ServiceConfig};
 pub use ctx::{AuthMachine, AuthUser, Caller, Ctx, IdemTicket, MachineCredential};
-pub use error::{FieldError, ServiceError};
+pub use error::{FieldError, GoneReason, Refusal, ServiceError};
 pub use federation::OidcProviders;
 pub use idempotency::IdemOutcome;
 pub use invites::NewInvite;

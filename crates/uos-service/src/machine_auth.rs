@@ -10,13 +10,14 @@ use crate::access::{expand_roles, org_is_active};
 use crate::machinecache::{KeyEntry, TokenEntry};
 use crate::uow::UnitOfWork;
 use crate::views::IntrospectionView;
-use crate::{AuthMachine, Caller, Ctx, Done, MachineCredential, Result, ServiceError, Services};
+use crate::{AuthMachine, Caller, Ctx, MachineCredential, Result, ServiceError, Services};
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use uos_audit::AuditAction;
 use uos_authn::{parse_api_key, verify_api_key, verify_client_token, ClientClaims};
 use uos_authz::Action;
 use uos_domain::{ApiKey, ApiKeyId, ServiceAccount};
@@ -298,9 +299,9 @@ impl Services {
         let result = async {
             let mut uow = UnitOfWork::begin(inner, ctx).await?;
             uow.record(
-                "api_key.refused",
+                AuditAction::ApiKeyRefused,
                 Some(key.org_id),
-                ("api_key", key.id.to_string()),
+                key.id.to_string(),
                 serde_json::Value::Null,
                 serde_json::json!({
                     "reason": reason,
@@ -311,7 +312,7 @@ impl Services {
                 }),
             )
             .await?;
-            uow.commit(&cap, &Done::<()>::no_content()).await
+            uow.commit_unanswered(&cap).await
         };
         if let Err(e) = result.await {
             tracing::warn!(error = %e, "could not audit a refused API key");

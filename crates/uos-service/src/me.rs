@@ -4,7 +4,8 @@ use crate::orgs::check_version;
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::{MeView, MyOrgView, UserView};
 use crate::{Ctx, Done, Result, ServiceError, Services};
-use uos_authz::{Action, Capability, Resource};
+use uos_audit::AuditAction;
+use uos_authz::{Action, Capability, Resource, ResourceKind};
 use uos_domain::{DisplayName, Locale, StatusCause, Timezone, User, UserId, UserStatus};
 
 /// `PATCH /v1/me`: absent fields stay as they are.
@@ -20,7 +21,7 @@ pub const PREFERENCES_MAX_BYTES: usize = 16 * 1024;
 
 fn self_resource() -> Resource {
     Resource {
-        kind: "self".into(),
+        kind: ResourceKind::SelfUser,
         ..Default::default()
     }
 }
@@ -97,9 +98,9 @@ impl Services {
         uow.tx().update_user(&after, before.version).await?;
         uow.invalidate(uos_shared::Invalidation::User(after.id.0));
         uow.record(
-            "user.updated",
+            AuditAction::UserUpdated,
             None,
-            ("user", id.to_string()),
+            id.to_string(),
             snapshot(&before),
             snapshot(&after),
         )
@@ -150,9 +151,9 @@ impl Services {
         uow.tx().update_user(&after, before.version).await?;
         uow.invalidate(uos_shared::Invalidation::User(after.id.0));
         uow.record(
-            "user.preferences_changed",
+            AuditAction::UserPreferencesChanged,
             None,
-            ("user", me.id.to_string()),
+            me.id.to_string(),
             before.preferences.clone(),
             after.preferences.clone(),
         )
@@ -223,9 +224,9 @@ impl Services {
         uow.invalidate(uos_shared::Invalidation::User(after.id.0));
         let revoked = uow.tx().revoke_user_sessions(me.id, now).await?;
         uow.record(
-            "user.password_changed",
+            AuditAction::UserPasswordChanged,
             None,
-            ("user", me.id.to_string()),
+            me.id.to_string(),
             serde_json::json!({"status": before.status}),
             serde_json::json!({"status": after.status, "sessions_revoked": revoked}),
         )

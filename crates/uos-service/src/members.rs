@@ -7,7 +7,8 @@ use crate::uow::{snapshot, UnitOfWork};
 use crate::views::MemberView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use std::collections::{BTreeSet, HashMap};
-use uos_authz::{Action, Capability, Resource};
+use uos_audit::AuditAction;
+use uos_authz::{Action, Capability, Resource, ResourceKind};
 use uos_domain::{Membership, MembershipStatus, Org, OrgSlug, RoleName, UserId};
 use uos_store::{MemberFilter, Page, PageRequest, ReadTx, Tx};
 
@@ -23,7 +24,7 @@ fn member_resource(
     grants: Vec<String>,
 ) -> impl FnOnce(&mut Resource) + '_ {
     move |r: &mut Resource| {
-        r.kind = "membership".into();
+        r.kind = ResourceKind::Membership;
         r.id = Some(target.to_string());
         r.is_self = ctx.caller.user().is_some_and(|u| u.user.id == target);
         r.grants_owner = grants_owner;
@@ -209,7 +210,7 @@ impl Services {
         &self,
         mut uow: UnitOfWork<'_>,
         cap: Capability,
-        event: &str,
+        event: AuditAction,
         before: Membership,
         after: Membership,
     ) -> Result<Done<MemberView>> {
@@ -223,7 +224,7 @@ impl Services {
         uow.record(
             event,
             Some(after.org_id),
-            ("user", after.user_id.to_string()),
+            after.user_id.to_string(),
             snapshot(&before),
             snapshot(&after),
         )
@@ -259,7 +260,7 @@ impl Services {
         let roles = validate_roles(uow.tx(), &org, roles, "roles").await?;
         let mut after = before.clone();
         after.set_roles(roles, uos_domain::now());
-        self.finish_member_update(uow, cap, "member.roles_changed", before, after)
+        self.finish_member_update(uow, cap, AuditAction::MemberRolesChanged, before, after)
             .await
     }
 
@@ -273,8 +274,8 @@ impl Services {
         if_match: Option<i64>,
     ) -> Result<Done<MemberView>> {
         let (action, event) = match to {
-            MembershipStatus::Suspended => (Action::MemberSuspend, "member.suspended"),
-            MembershipStatus::Active => (Action::MemberReactivate, "member.reactivated"),
+            MembershipStatus::Suspended => (Action::MemberSuspend, AuditAction::MemberSuspended),
+            MembershipStatus::Active => (Action::MemberReactivate, AuditAction::MemberReactivated),
         };
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
         let (_, before, cap) = self
@@ -319,9 +320,9 @@ impl Services {
         keep_an_owner(uow.tx(), &before, None).await?;
         uow.tx().delete_membership(org.id, user_id).await?;
         uow.record(
-            "member.removed",
+            AuditAction::MemberRemoved,
             Some(org.id),
-            ("user", user_id.to_string()),
+            user_id.to_string(),
             snapshot(&before),
             serde_json::Value::Null,
         )

@@ -8,8 +8,9 @@
 use crate::auth::session_resource;
 use crate::uow::UnitOfWork;
 use crate::views::{RecoveryCodesView, TokenView, TotpEnrolmentView};
-use crate::{Ctx, Done, Result, ServiceError, Services};
+use crate::{Ctx, Done, Refusal, Result, ServiceError, Services};
 use std::time::Duration;
+use uos_audit::AuditAction;
 use uos_authz::{Action, Capability};
 use uos_domain::{User, UserId};
 use uos_store::{TotpEnrolment, Tx};
@@ -62,14 +63,14 @@ impl Services {
             .await?;
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
         uow.record(
-            "login.mfa_required",
+            AuditAction::LoginMfaRequired,
             None,
-            ("user", user.id.to_string()),
+            user.id.to_string(),
             serde_json::Value::Null,
             serde_json::json!({"ip": ctx.ip}),
         )
         .await?;
-        uow.commit(cap, &Done::<()>::no_content()).await?;
+        uow.commit_unanswered(cap).await?;
         Ok(ServiceError::MfaRequired { mfa_token: token })
     }
 
@@ -86,7 +87,7 @@ impl Services {
         let cap = inner.authorize(ctx, Action::AuthMfa, session_resource())?;
         let invalid = || {
             ServiceError::refused(
-                "invalid_mfa_token",
+                Refusal::InvalidMfaToken,
                 "the mfa_token is unknown, expired or already used; log in again",
             )
         };
@@ -111,15 +112,15 @@ impl Services {
                 if matches!(factor, Factor::RecoveryCode) {
                     let left = uow.tx().count_unused_recovery_codes(user.id).await?;
                     uow.record(
-                        "mfa.recovery_code_used",
+                        AuditAction::MfaRecoveryCodeUsed,
                         None,
-                        ("user", user.id.to_string()),
+                        user.id.to_string(),
                         serde_json::Value::Null,
                         serde_json::json!({"codes_left": left}),
                     )
                     .await?;
                 }
-                uow.commit(&cap, &Done::<()>::no_content()).await?;
+                uow.commit_unanswered(&cap).await?;
                 self.succeed_attempt(&attempt).await?;
                 self.start_session(ctx, &cap, &user, "password+totp").await
             }
@@ -136,7 +137,7 @@ impl Services {
                 )
                 .await?;
                 Err(ServiceError::refused(
-                    "invalid_code",
+                    Refusal::InvalidCode,
                     "the code is not a valid, unused authenticator or recovery code",
                 ))
             }
@@ -223,9 +224,9 @@ impl Services {
             })
             .await?;
         uow.record(
-            "mfa.totp_enrolment_started",
+            AuditAction::MfaTotpEnrolmentStarted,
             None,
-            ("user", me.id.to_string()),
+            me.id.to_string(),
             serde_json::Value::Null,
             serde_json::Value::Null,
         )
@@ -281,9 +282,9 @@ impl Services {
             .collect();
         uow.tx().replace_recovery_codes(me.id, &hashes, now).await?;
         uow.record(
-            "mfa.totp_enabled",
+            AuditAction::MfaTotpEnabled,
             None,
-            ("user", me.id.to_string()),
+            me.id.to_string(),
             serde_json::Value::Null,
             serde_json::json!({"recovery_codes_issued": codes.len()}),
         )
@@ -324,9 +325,9 @@ impl Services {
         }
         uow.tx().delete_totp(me.id).await?;
         uow.record(
-            "mfa.totp_disabled",
+            AuditAction::MfaTotpDisabled,
             None,
-            ("user", me.id.to_string()),
+            me.id.to_string(),
             serde_json::Value::Null,
             serde_json::Value::Null,
         )

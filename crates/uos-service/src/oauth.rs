@@ -10,7 +10,7 @@
 use crate::access::{expand_roles, org_is_active};
 use crate::uow::UnitOfWork;
 use crate::views::OAuthTokenView;
-use crate::{AuthMachine, Caller, Ctx, Done, MachineCredential, Result, ServiceError, Services};
+use crate::{AuthMachine, Caller, Ctx, MachineCredential, Result, ServiceError, Services};
 use oxide_auth::code_grant::client_credentials::{
     ClientCredentials, Error as FlowError, Input, Output, Request as FlowRequest,
 };
@@ -20,8 +20,9 @@ use oxide_auth::primitives::registrar::{BoundClient, PreGrant, RegisteredUrl};
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use uos_audit::AuditAction;
 use uos_authn::{issue_client_token, ClientClaims};
-use uos_authz::{Action, Resource};
+use uos_authz::{Action, Resource, ResourceKind};
 use uos_domain::{ServiceAccount, ServiceAccountId};
 use uos_keys::KeyPurpose;
 use uos_store::ReadTx;
@@ -386,14 +387,14 @@ impl Services {
             }
             uow.invalidate(uos_shared::Invalidation::AccessToken(claims.jti));
             uow.record(
-                "access_token.revoked",
+                AuditAction::AccessTokenRevoked,
                 Some(account.org_id),
-                ("access_token", claims.jti.to_string()),
+                claims.jti.to_string(),
                 serde_json::Value::Null,
                 serde_json::json!({"service_account_id": account.id, "expires_at": expires}),
             )
             .await?;
-            uow.commit(&cap, &Done::<()>::no_content()).await
+            uow.commit_unanswered(&cap).await
         };
         write.await.map_err(|e| OAuthError::unavailable(&e))
     }
@@ -401,7 +402,7 @@ impl Services {
 
 fn oauth_resource() -> Resource {
     Resource {
-        kind: "oauth2".into(),
+        kind: ResourceKind::OAuth2,
         ..Default::default()
     }
 }

@@ -4,7 +4,8 @@ use crate::uow::{snapshot, UnitOfWork};
 use crate::views::OrgView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use chrono::Duration;
-use uos_authz::{Action, Resource};
+use uos_audit::AuditAction;
+use uos_authz::{Action, Resource, ResourceKind};
 use uos_domain::{DisplayName, Email, Membership, Org, OrgSlug, RoleName};
 use uos_store::{OrgFilter, Page, PageRequest};
 
@@ -39,7 +40,7 @@ impl Services {
             ctx,
             Action::OrgCreate,
             Resource {
-                kind: "org".into(),
+                kind: ResourceKind::Org,
                 ..Default::default()
             },
         )?;
@@ -63,9 +64,9 @@ impl Services {
         let org = Org::new(slug, display_name.into_string(), now);
         uow.tx().insert_org(&org).await?;
         uow.record(
-            "org.created",
+            AuditAction::OrgCreated,
             Some(org.id),
-            ("org", org.id.to_string()),
+            org.id.to_string(),
             serde_json::Value::Null,
             snapshot(&org),
         )
@@ -94,7 +95,7 @@ impl Services {
             ctx,
             Action::OrgList,
             Resource {
-                kind: "org".into(),
+                kind: ResourceKind::Org,
                 ..Default::default()
             },
         )?;
@@ -158,9 +159,9 @@ impl Services {
         next.version += 1;
         uow.tx().update_org(&next, org.version).await?;
         uow.record(
-            "org.updated",
+            AuditAction::OrgUpdated,
             Some(org.id),
-            ("org", org.id.to_string()),
+            org.id.to_string(),
             snapshot(&org),
             snapshot(&next),
         )
@@ -204,15 +205,15 @@ impl Services {
         // Machine credentials of the org are cached with its status: check them afresh.
         uow.invalidate(uos_shared::Invalidation::Org(org.id.0));
         let name = match mv {
-            OrgMove::Suspend => "org.suspended",
-            OrgMove::Resume => "org.resumed",
-            OrgMove::Delete => "org.deleted",
-            OrgMove::Restore => "org.restored",
+            OrgMove::Suspend => AuditAction::OrgSuspended,
+            OrgMove::Resume => AuditAction::OrgResumed,
+            OrgMove::Delete => AuditAction::OrgDeleted,
+            OrgMove::Restore => AuditAction::OrgRestored,
         };
         uow.record(
             name,
             Some(org.id),
-            ("org", org.id.to_string()),
+            org.id.to_string(),
             snapshot(&org),
             snapshot(&next),
         )

@@ -7,10 +7,11 @@
 
 use crate::uow::UnitOfWork;
 use crate::views::PasswordResetView;
-use crate::{Ctx, Done, Result, ServiceError, Services};
+use crate::{Ctx, Done, GoneReason, Result, ServiceError, Services};
 use chrono::Duration as ChronoDuration;
 use std::time::Duration;
-use uos_authz::{Action, Resource};
+use uos_audit::AuditAction;
+use uos_authz::{Action, Resource, ResourceKind};
 use uos_domain::{Email, RoleName, StatusCause, User, UserStatus};
 use uos_mail::Mail;
 use uos_shared::Invalidation;
@@ -24,7 +25,7 @@ const MAX_PENDING_LISTED: u32 = 100;
 
 fn reset_resource() -> Resource {
     Resource {
-        kind: "password_reset".into(),
+        kind: ResourceKind::PasswordReset,
         ..Default::default()
     }
 }
@@ -90,9 +91,9 @@ impl Services {
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
         uow.tx().insert_password_reset(&reset).await?;
         uow.record(
-            "password_reset.requested",
+            AuditAction::PasswordResetRequested,
             None,
-            ("user", user.id.to_string()),
+            user.id.to_string(),
             serde_json::Value::Null,
             serde_json::json!({"reset_id": reset.id, "requires_approval": privileged, "ip": ctx.ip}),
         )
@@ -193,9 +194,9 @@ impl Services {
         uow.invalidate(Invalidation::User(after.id.0));
         let revoked = uow.tx().revoke_user_sessions(user.id, now).await?;
         uow.record(
-            "password_reset.completed",
+            AuditAction::PasswordResetCompleted,
             None,
-            ("user", user.id.to_string()),
+            user.id.to_string(),
             serde_json::Value::Null,
             serde_json::json!({"reset_id": reset.id, "sessions_revoked": revoked, "ip": ctx.ip}),
         )
@@ -253,7 +254,7 @@ impl Services {
         }
         if reset.used_at.is_some() || reset.expires_at <= now {
             return Err(ServiceError::Gone {
-                code: "reset_expired",
+                code: GoneReason::ResetExpired,
                 detail: "the reset request expired or was used".into(),
             });
         }
@@ -282,9 +283,9 @@ impl Services {
             ));
         }
         uow.record(
-            "password_reset.approved",
+            AuditAction::PasswordResetApproved,
             None,
-            ("user", user.id.to_string()),
+            user.id.to_string(),
             serde_json::Value::Null,
             serde_json::json!({"reset_id": id}),
         )

@@ -6,7 +6,8 @@ use crate::orgs::check_version;
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::RoleView;
 use crate::{Ctx, Done, FieldError, Result, ServiceError, Services};
-use uos_authz::{Action, Resource};
+use uos_audit::AuditAction;
+use uos_authz::{Action, Resource, ResourceKind};
 use uos_domain::{
     validate_role_graph, CustomRole, DomainError, OrgSlug, Permission, RoleId, RoleName,
 };
@@ -33,7 +34,7 @@ pub struct RolePatch {
 
 fn role_resource(name: &RoleName, grants: Vec<String>) -> impl FnOnce(&mut Resource) + '_ {
     move |r: &mut Resource| {
-        r.kind = "role".into();
+        r.kind = ResourceKind::Role;
         r.id = Some(name.to_string());
         r.grants_permissions = grants;
     }
@@ -157,9 +158,9 @@ impl Services {
         validate_role_graph(&all).map_err(graph_error)?;
         uow.tx().insert_role(&role).await?;
         uow.record(
-            "role.created",
+            AuditAction::RoleCreated,
             Some(org.id),
-            ("role", role.name.to_string()),
+            role.name.to_string(),
             serde_json::Value::Null,
             snapshot(&role),
         )
@@ -283,9 +284,9 @@ impl Services {
         // Service accounts' expanded permissions are cached with their credentials.
         uow.invalidate(uos_shared::Invalidation::Org(org.id.0));
         uow.record(
-            "role.updated",
+            AuditAction::RoleUpdated,
             Some(org.id),
-            ("role", name.to_string()),
+            name.to_string(),
             snapshot(&before),
             snapshot(&after),
         )
@@ -352,9 +353,9 @@ impl Services {
         }
         uow.tx().delete_role(org.id, name).await?;
         uow.record(
-            "role.deleted",
+            AuditAction::RoleDeleted,
             Some(org.id),
-            ("role", name.to_string()),
+            name.to_string(),
             snapshot(&before),
             serde_json::Value::Null,
         )

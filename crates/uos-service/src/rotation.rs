@@ -3,8 +3,9 @@
 //! grace period happens at verification time (see `ApiKey::refusal`), so it needs no sweep.
 
 use crate::uow::UnitOfWork;
-use crate::{Ctx, Done, Result, Services};
+use crate::{Ctx, Result, Services};
 use std::sync::atomic::Ordering;
+use uos_audit::AuditAction;
 use uos_authz::Action;
 
 /// Keys reported per sweep and transaction; a backlog is worked off over several sweeps.
@@ -23,9 +24,9 @@ impl Services {
         let claimed = uow.tx().claim_overdue_api_keys(now, SWEEP_BATCH).await?;
         for key in &claimed {
             uow.record(
-                "api_key.rotation_overdue",
+                AuditAction::ApiKeyRotationOverdue,
                 Some(key.org_id),
-                ("api_key", key.id.to_string()),
+                key.id.to_string(),
                 serde_json::Value::Null,
                 serde_json::json!({
                     "service_account_id": key.service_account_id,
@@ -36,7 +37,7 @@ impl Services {
             .await?;
         }
         uow.tx().purge_revoked_access_tokens(now).await?;
-        uow.commit(&cap, &Done::<()>::no_content()).await?;
+        uow.commit_unanswered(&cap).await?;
         let overdue = inner
             .store
             .read()

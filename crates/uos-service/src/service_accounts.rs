@@ -9,7 +9,8 @@ use crate::roles::check_description;
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::{ClientSecretView, ServiceAccountView};
 use crate::{Ctx, Done, FieldError, Result, ServiceError, Services};
-use uos_authz::{Action, Resource};
+use uos_audit::AuditAction;
+use uos_authz::{Action, Resource, ResourceKind};
 use uos_domain::{
     org::parse_display_name, OrgSlug, RoleName, RotationPolicy, ServiceAccount, ServiceAccountId,
     ServiceAccountStatus, API_KEY_MAX_DAYS,
@@ -40,7 +41,7 @@ pub(crate) fn account_resource(
     grants: Vec<String>,
 ) -> impl FnOnce(&mut Resource) {
     move |r: &mut Resource| {
-        r.kind = "service_account".into();
+        r.kind = ResourceKind::ServiceAccount;
         r.id = id.map(|i| i.to_string());
         r.grants_permissions = grants;
     }
@@ -178,9 +179,9 @@ impl Services {
         uow.tx().insert_service_account(&sa).await?;
         let view = ServiceAccountView::from(&sa);
         uow.record(
-            "service_account.created",
+            AuditAction::ServiceAccountCreated,
             Some(org.id),
-            ("service_account", sa.id.to_string()),
+            sa.id.to_string(),
             serde_json::Value::Null,
             snapshot(&view),
         )
@@ -359,9 +360,9 @@ impl Services {
         uow.invalidate(Invalidation::ServiceAccount(sa.id.0));
         let view = ServiceAccountView::from(&sa);
         uow.record(
-            "service_account.updated",
+            AuditAction::ServiceAccountUpdated,
             Some(org.id),
-            ("service_account", sa.id.to_string()),
+            sa.id.to_string(),
             snapshot(&ServiceAccountView::from(&before)),
             snapshot(&view),
         )
@@ -404,9 +405,9 @@ impl Services {
         let revoked = uow.tx().revoke_service_account_keys(sa.id, now).await?;
         uow.invalidate(Invalidation::ServiceAccount(sa.id.0));
         uow.record(
-            "service_account.deleted",
+            AuditAction::ServiceAccountDeleted,
             Some(org.id),
-            ("service_account", sa.id.to_string()),
+            sa.id.to_string(),
             snapshot(&ServiceAccountView::from(&before)),
             serde_json::json!({"status": "deleted", "revoked_api_keys": revoked}),
         )
@@ -457,9 +458,9 @@ impl Services {
         uow.tx().update_service_account(&sa, before.version).await?;
         uow.invalidate(Invalidation::ServiceAccount(sa.id.0));
         uow.record(
-            "client_secret.issued",
+            AuditAction::ClientSecretIssued,
             Some(org.id),
-            ("service_account", sa.id.to_string()),
+            sa.id.to_string(),
             serde_json::json!({"client_secret_created_at": before.client_secret_created_at}),
             serde_json::json!({"client_secret_created_at": now, "replaced": before.client_secret_hash.is_some()}),
         )

@@ -6,7 +6,8 @@ use crate::uow::UnitOfWork;
 use crate::views::{DeviceView, SessionView, TokenView};
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use chrono::{DateTime, Duration, Utc};
-use uos_authz::{Action, Resource};
+use uos_audit::AuditAction;
+use uos_authz::{Action, Resource, ResourceKind};
 use uos_domain::{SessionId, UserId};
 use uos_shared::Invalidation;
 use uos_store::{Session, TokenUse};
@@ -56,14 +57,14 @@ impl Services {
                 let revoked = uow.tx().revoke_session(id, now).await?;
                 uow.invalidate(Invalidation::Session(id.0));
                 uow.record(
-                    "session.refresh_reuse_detected",
+                    AuditAction::SessionRefreshReuseDetected,
                     None,
-                    ("session", id.to_string()),
+                    id.to_string(),
                     serde_json::Value::Null,
                     serde_json::json!({"user_id": owner, "session_revoked": revoked, "ip": ctx.ip, "user_agent": ctx.user_agent}),
                 )
                 .await?;
-                uow.commit(&cap, &Done::<()>::no_content()).await?;
+                uow.commit_unanswered(&cap).await?;
                 tracing::warn!(session = %id, "refresh token reused; session revoked");
                 return Err(ServiceError::Unauthenticated);
             }
@@ -130,9 +131,9 @@ impl Services {
         {
             uow.invalidate(Invalidation::Session(session.id.0));
             uow.record(
-                "session.revoked",
+                AuditAction::SessionRevoked,
                 None,
-                ("session", id.to_string()),
+                id.to_string(),
                 serde_json::Value::Null,
                 serde_json::json!({"reason": "revoked_by_user"}),
             )
@@ -158,9 +159,9 @@ impl Services {
         if n > 0 {
             uow.invalidate(Invalidation::User(me.user.id.0));
             uow.record(
-                "session.revoked_others",
+                AuditAction::SessionRevokedOthers,
                 None,
-                ("user", me.user.id.to_string()),
+                me.user.id.to_string(),
                 serde_json::Value::Null,
                 serde_json::json!({"sessions_revoked": n, "kept": me.session_id}),
             )
@@ -175,7 +176,7 @@ impl Services {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn revoke_user_sessions(&self, ctx: &Ctx, user: UserId) -> Result<Done<()>> {
         let resource = Resource {
-            kind: "user".into(),
+            kind: ResourceKind::User,
             id: Some(user.to_string()),
             ..Default::default()
         };
@@ -193,9 +194,9 @@ impl Services {
             .await?;
         uow.invalidate(Invalidation::User(user.0));
         uow.record(
-            "session.revoked_all",
+            AuditAction::SessionRevokedAll,
             None,
-            ("user", user.to_string()),
+            user.to_string(),
             serde_json::Value::Null,
             serde_json::json!({"sessions_revoked": n, "reason": "revoked_by_admin"}),
         )

@@ -1,9 +1,9 @@
 //! The unit of work: one store transaction that carries the change, its audit events and the
-//! idempotency response, and that can only be committed with a [`Capability`].
+//! idempotency response, and that can only be committed with a [`Capability`] that covers it.
 
 use crate::{Caller, Ctx, Inner, Result, ServiceError};
 use serde::Serialize;
-use uos_audit::{Actor, Changes, NewEvent, Target};
+use uos_audit::{Actor, AuditAction, Changes, NewEvent, Target, TargetKind};
 use uos_authz::Capability;
 use uos_domain::{Membership, OrgId, User};
 use uos_keys::KeyPurpose;
@@ -62,6 +62,9 @@ pub(crate) struct UnitOfWork<'a> {
     head: Option<AuditHead>,
     /// Cached state this change makes stale, evicted on every replica after the commit.
     stale: Vec<Invalidation>,
+    /// The orgs this change touches, as its audit events name them (every change records
+    /// one): the capability it commits with must cover each.
+    orgs: Vec<OrgId>,
 }
 
 impl<'a> UnitOfWork<'a> {
@@ -72,6 +75,7 @@ impl<'a> UnitOfWork<'a> {
             tx: inner.store.begin().await?,
             head: None,
             stale: Vec::new(),
+            orgs: Vec::new(),
         })
     }
 
@@ -86,20 +90,43 @@ impl<'a> UnitOfWork<'a> {
     /// without reading it first: the append checks it is still the head, so one round trip
     /// does it. Only when another writer got in between is the head read (and locked) and
     /// the event sealed again.
+    ///
+    /// The target is of the action's usual kind (the first of [`AuditAction::targets`]) with
+    /// the id `target_id`.
     pub(crate) async fn record(
         &mut self,
-        action: &str,
+        action: AuditAction,
         org_id: Option<OrgId>,
-        target: (&str, String),
+        target_id: String,
         before: serde_json::Value,
         after: serde_json::Value,
     ) -> Result<()> {
-        let event = new_event(self.ctx, action, org_id, target, before, after);
+        let kind = action.targets()[0];
+        self.record_on(action, org_id, (kind, target_id), before, after)
+            .await
+    }
+
+    /// [`record`](Self::record) with a target of any kind the action allows (a failed login
+    /// is about an email when no account has it).
+    pub(crate) async fn record_on(
+        &mut self,
+        action: AuditAction,
+        org_id: Option<OrgId>,
+        target: (TargetKind, String),
+        before: serde_json::Value,
+        after: serde_json::Value,
+    ) -> Result<()> {
+        let event = new_event(self.ctx, action, org_id, target, before, after)?;
         self.record_event(event).await
     }
 
     /// [`record`](Self::record) for an event already built.
     async fn record_event(&mut self, event: NewEvent) -> Result<()> {
+        if let Some(org) = event.org_id.map(OrgId) {
+            if !self.orgs.contains(&org) {
+                self.orgs.push(org);
+            }
+        }
         let (prev, remembered) = match self.head.take() {
             // Held by this transaction since its first append.
             Some(h) => (h, false),
@@ -131,9 +158,9 @@ impl<'a> UnitOfWork<'a> {
     pub(crate) async fn create_user(&mut self, user: &User) -> Result<()> {
         self.tx.insert_user(user).await?;
         self.record(
-            "user.created",
+            AuditAction::UserCreated,
             None,
-            ("user", user.id.to_string()),
+            user.id.to_string(),
             serde_json::Value::Null,
             snapshot(user),
         )
@@ -144,9 +171,9 @@ impl<'a> UnitOfWork<'a> {
     pub(crate) async fn add_member(&mut self, m: &Membership) -> Result<()> {
         self.tx.insert_membership(m).await?;
         self.record(
-            "member.added",
+            AuditAction::MemberAdded,
             Some(m.org_id),
-            ("user", m.user_id.to_string()),
+            m.user_id.to_string(),
             serde_json::Value::Null,
             snapshot(m),
         )
@@ -160,12 +187,14 @@ impl<'a> UnitOfWork<'a> {
     }
 
     /// Store the idempotency response (if the request carries a key) and commit. Requiring the
-    /// capability here means no change reaches the store without an allow from the policy.
+    /// capability here means no change reaches the store without an allow from the policy,
+    /// and only within what that allow covers (see [`covered_by`](Self::covered_by)).
     pub(crate) async fn commit<V: Serialize>(
         mut self,
-        _cap: &Capability,
+        cap: &Capability,
         done: &Done<V>,
     ) -> Result<()> {
+        self.covered_by(cap)?;
         if let Some(ticket) = &self.ctx.idem {
             let mut body = match &done.body {
                 Some(b) => serde_json::to_value(b)
@@ -179,6 +208,30 @@ impl<'a> UnitOfWork<'a> {
                 .complete_idempotency(&ticket.scope, &ticket.key, done.status, &body)
                 .await?;
         }
+        self.finish().await
+    }
+
+    /// Commit a change that is not the answer to the request, so no idempotency response is
+    /// stored with it: the audit of a refused or failed attempt (the request answers with an
+    /// error, and its idempotency claim is released rather than completed), a step a login
+    /// takes before its session exists, or a start-up or background task with no request.
+    pub(crate) async fn commit_unanswered(self, cap: &Capability) -> Result<()> {
+        self.covered_by(cap)?;
+        self.finish().await
+    }
+
+    /// Refuses the commit unless `cap` covers every org this change touches: a capability
+    /// issued for one org never commits a change in another, whatever the handler passed.
+    /// Refused, the unit of work is dropped and its transaction rolls back: nothing changes.
+    fn covered_by(&self, cap: &Capability) -> Result<()> {
+        for org in &self.orgs {
+            cap.ensure_covers_org(org.0)
+                .map_err(|e| ServiceError::Internal(format!("commit refused: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<()> {
         self.tx.commit().await?;
         if let Some(head) = self.head.take() {
             self.inner.remember_audit_head(head);
@@ -211,12 +264,12 @@ pub(crate) async fn open_session<T: Serialize>(
 ) -> Result<()> {
     let event = new_event(
         ctx,
-        "session.created",
+        AuditAction::SessionCreated,
         None,
-        ("session", session.id.to_string()),
+        (TargetKind::Session, session.id.to_string()),
         serde_json::Value::Null,
         after,
-    );
+    )?;
     let mut stale = false;
     if let Some(prev) = &inner.remembered_audit_head().filter(|_| ctx.idem.is_none()) {
         let row = seal(inner, event.clone(), prev)?;
@@ -248,27 +301,35 @@ pub(crate) async fn open_session<T: Serialize>(
     uow.commit(cap, done).await
 }
 
+/// The event as the audit crate takes it. A target of a kind the action does not list is a bug
+/// (the event would contradict `docs/audit-events.md`), refused before anything is written.
 fn new_event(
     ctx: &Ctx,
-    action: &str,
+    action: AuditAction,
     org_id: Option<OrgId>,
-    target: (&str, String),
+    target: (TargetKind, String),
     before: serde_json::Value,
     after: serde_json::Value,
-) -> NewEvent {
-    NewEvent {
+) -> Result<NewEvent> {
+    if !action.targets().contains(&target.0) {
+        return Err(ServiceError::Internal(format!(
+            "audit action {action} recorded on a {} target",
+            target.0
+        )));
+    }
+    Ok(NewEvent {
         id: uos_domain::new_id(),
         occurred_at: uos_domain::now(),
         actor: actor_of(ctx),
-        action: action.to_string(),
+        action: action.as_str().to_owned(),
         org_id: org_id.map(|o| o.0),
         target: Target {
-            kind: target.0.to_string(),
+            kind: target.0.as_str().to_owned(),
             id: Some(target.1),
         },
         changes: Changes { before, after },
         request_id: Some(ctx.request_id.clone()),
-    }
+    })
 }
 
 /// The stored form of `event` as the link after `prev`, signed with the audit key.
@@ -308,4 +369,185 @@ fn actor_of(ctx: &Ctx) -> Actor {
 /// (password and token hashes are `skip_serializing`) and the audit crate redacts again.
 pub(crate) fn snapshot<T: Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::sync::Arc;
+
+    use uos_authz::{Action, Authorizer, Principal, Resource, ResourceKind};
+    use uos_domain::{Org, OrgSlug};
+    use uos_store::{AuditFilter, PageRequest};
+
+    use super::*;
+    use crate::{OidcProviders, Ports, ServiceConfig, Services};
+
+    /// Services over a fresh SQLite file, local keys and in-process shared state.
+    async fn services(dir: &std::path::Path) -> Services {
+        let url = format!("sqlite://{}", dir.join("uos.db").display());
+        let store = uos_store_sqlite::SqliteStore::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let ports = Ports {
+            store: Arc::new(store),
+            keys: Arc::new(uos_keys::LocalKeyStore::open(&dir.join("keys")).unwrap()),
+            shared: uos_shared::connect(None, "uos-test", None).await.unwrap(),
+            mailer: Arc::new(uos_mail::DevMailbox::open(&dir.join("mailbox")).unwrap()),
+        };
+        Services::new(
+            ports,
+            Authorizer::new().unwrap(),
+            ServiceConfig::default(),
+            OidcProviders::new(Default::default()),
+        )
+        .unwrap()
+    }
+
+    /// Two committed orgs.
+    async fn two_orgs(inner: &Inner) -> (Org, Org) {
+        let now = uos_domain::now();
+        let a = Org::new(OrgSlug::parse("org-a").unwrap(), "A".into(), now);
+        let b = Org::new(OrgSlug::parse("org-b").unwrap(), "B".into(), now);
+        let mut tx = inner.store.begin().await.unwrap();
+        tx.insert_org(&a).await.unwrap();
+        tx.insert_org(&b).await.unwrap();
+        tx.commit().await.unwrap();
+        (a, b)
+    }
+
+    /// What a platform administrator is allowed to do to `org`.
+    fn capability_for(inner: &Inner, org: &Org) -> Capability {
+        let admin = Principal {
+            platform_admin: true,
+            ..Principal::user(uuid::Uuid::now_v7(), "active")
+        };
+        let resource = Resource {
+            kind: ResourceKind::Org,
+            id: Some(org.id.to_string()),
+            org_id: Some(org.id.0),
+            org_status: Some(org.status.as_str().into()),
+            ..Resource::default()
+        };
+        inner
+            .authz
+            .authorize(&admin, Action::OrgUpdate, &resource)
+            .unwrap()
+    }
+
+    /// Renames `org` in a new unit of work, audited as a change in that org.
+    async fn rename<'a>(inner: &'a Inner, ctx: &'a Ctx, org: &Org) -> UnitOfWork<'a> {
+        let mut uow = UnitOfWork::begin(inner, ctx).await.unwrap();
+        let mut next = org.clone();
+        next.display_name = "renamed".into();
+        uow.tx().update_org(&next, org.version).await.unwrap();
+        uow.record(
+            AuditAction::OrgUpdated,
+            Some(org.id),
+            org.id.to_string(),
+            snapshot(org),
+            snapshot(&next),
+        )
+        .await
+        .unwrap();
+        uow
+    }
+
+    async fn display_name(inner: &Inner, org: &Org) -> String {
+        let mut r = inner.store.read().await.unwrap();
+        r.get_org(org.id).await.unwrap().unwrap().display_name
+    }
+
+    async fn audit_count(inner: &Inner) -> usize {
+        let mut r = inner.store.read().await.unwrap();
+        let page = r
+            .list_audit(&AuditFilter::default(), &PageRequest::first(100))
+            .await
+            .unwrap();
+        page.items.len()
+    }
+
+    #[tokio::test]
+    async fn a_capability_for_one_org_cannot_commit_a_change_in_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = services(dir.path()).await;
+        let inner = &*svc.inner;
+        let ctx = Ctx::system("test");
+        let (a, b) = two_orgs(inner).await;
+
+        let cap_a = capability_for(inner, &a);
+        let err = rename(inner, &ctx, &b)
+            .await
+            .commit(&cap_a, &Done::ok((), None))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ServiceError::Internal(m) if m.contains("does not cover")),
+            "a capability for org A committed a change in org B: {err:?}"
+        );
+        assert_eq!(
+            display_name(inner, &b).await,
+            "B",
+            "the refused change was stored"
+        );
+        assert_eq!(
+            audit_count(inner).await,
+            0,
+            "the refused change was audited"
+        );
+
+        // Without a response to store, the same refusal.
+        let err = rename(inner, &ctx, &b)
+            .await
+            .commit_unanswered(&cap_a)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ServiceError::Internal(_)), "{err:?}");
+        assert_eq!(display_name(inner, &b).await, "B");
+
+        // The capability for org B is what commits it.
+        let cap_b = capability_for(inner, &b);
+        rename(inner, &ctx, &b)
+            .await
+            .commit(&cap_b, &Done::ok((), None))
+            .await
+            .unwrap();
+        assert_eq!(display_name(inner, &b).await, "renamed");
+        assert_eq!(audit_count(inner).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_commit_without_response_leaves_the_idempotency_claim_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = services(dir.path()).await;
+        let inner = &*svc.inner;
+        let (a, _) = two_orgs(inner).await;
+        let anon = Ctx::system("test");
+        let ticket = match svc.claim_idempotency(&anon, "k1", "hash").await.unwrap() {
+            crate::IdemOutcome::Proceed(t) => t,
+            other => panic!("a fresh key was not claimed: {other:?}"),
+        };
+        let ctx = Ctx {
+            idem: Some(ticket.clone()),
+            ..anon.clone()
+        };
+
+        rename(inner, &ctx, &a)
+            .await
+            .commit_unanswered(&capability_for(inner, &a))
+            .await
+            .unwrap();
+        assert_eq!(display_name(inner, &a).await, "renamed");
+        // No response was stored under the key: the request is still in flight, and the
+        // transport releases the claim if it answers with an error.
+        assert!(matches!(
+            svc.claim_idempotency(&anon, "k1", "hash").await,
+            Err(ServiceError::IdempotencyInFlight)
+        ));
+        svc.release_idempotency(&ticket).await.unwrap();
+        assert!(matches!(
+            svc.claim_idempotency(&anon, "k1", "hash").await.unwrap(),
+            crate::IdemOutcome::Proceed(_)
+        ));
+    }
 }

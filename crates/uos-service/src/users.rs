@@ -7,13 +7,14 @@ use crate::uow::UnitOfWork;
 use crate::views::UserView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use chrono::Duration;
-use uos_authz::{Action, Resource};
+use uos_audit::AuditAction;
+use uos_authz::{Action, Resource, ResourceKind};
 use uos_domain::{StatusCause, UserId, UserStatus};
 use uos_store::{Page, PageRequest, UserFilter};
 
 fn user_resource(ctx: &Ctx, id: UserId) -> Resource {
     Resource {
-        kind: "user".into(),
+        kind: ResourceKind::User,
         id: Some(id.to_string()),
         is_self: ctx.caller.user().is_some_and(|u| u.user.id == id),
         ..Default::default()
@@ -35,7 +36,7 @@ impl Services {
             ctx,
             Action::UserList,
             Resource {
-                kind: "user".into(),
+                kind: ResourceKind::User,
                 ..Default::default()
             },
         )?;
@@ -131,9 +132,9 @@ impl Services {
             0
         };
         uow.record(
-            if to == UserStatus::Deleted { "user.deleted" } else { "user.status_changed" },
+            if to == UserStatus::Deleted { AuditAction::UserDeleted } else { AuditAction::UserStatusChanged },
             None,
-            ("user", id.to_string()),
+            id.to_string(),
             serde_json::json!({"status": before.status}),
             serde_json::json!({"status": after.status, "reason": reason, "sessions_revoked": revoked}),
         )
@@ -164,9 +165,9 @@ impl Services {
         uow.tx().update_user(&after, before.version).await?;
         uow.invalidate(uos_shared::Invalidation::User(after.id.0));
         uow.record(
-            "user.restored",
+            AuditAction::UserRestored,
             None,
-            ("user", id.to_string()),
+            id.to_string(),
             serde_json::json!({"status": before.status}),
             serde_json::json!({"status": after.status}),
         )
@@ -195,9 +196,9 @@ impl Services {
         self.clear_lockout(&user.email).await?;
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
         uow.record(
-            "account.unlocked",
+            AuditAction::AccountUnlocked,
             None,
-            ("user", id.to_string()),
+            id.to_string(),
             serde_json::json!({"locked_for_secs": locked_for}),
             serde_json::Value::Null,
         )

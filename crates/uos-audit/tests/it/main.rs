@@ -1,5 +1,7 @@
-//! Integration tests for uos-audit: sealing, verifying and tampering with whole chains.
+//! Integration tests for uos-audit: sealing, verifying and tampering with whole chains, and the
+//! generated list of audit events.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod chain;
+mod docs;

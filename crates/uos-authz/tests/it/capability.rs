@@ -1,5 +1,5 @@
 //! Capabilities: what an allow hands out, and that a service can refuse one made for
-//! something else.
+//! something else or a change outside its org.
 
 use uos_authz::{Action, AuthzError, Denied};
 
@@ -50,6 +50,35 @@ fn a_self_action_capability_has_no_org() {
         .unwrap();
     assert_eq!(cap.org_id(), None);
     assert!(cap.ensure(Action::OrgCreate, None).is_ok());
+}
+
+#[test]
+fn an_org_capability_covers_changes_in_its_org_only() {
+    let cap = authz()
+        .authorize(&member_as("admin"), Action::InviteCreate, &in_org("active"))
+        .unwrap();
+    assert!(cap.ensure_covers_org(ORG).is_ok());
+    let err = cap.ensure_covers_org(OTHER_ORG).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AuthzError::CapabilityOutsideOrg {
+                action: Action::InviteCreate,
+                held_org: ORG,
+                wanted_org: OTHER_ORG,
+            }
+        ),
+        "a capability for one org covered a change in another: {err:?}"
+    );
+}
+
+#[test]
+fn a_capability_without_org_is_not_confined_to_one() {
+    let cap = authz()
+        .authorize(&user("active"), Action::OrgCreate, &Default::default())
+        .unwrap();
+    assert!(cap.ensure_covers_org(ORG).is_ok());
+    assert!(cap.ensure_covers_org(OTHER_ORG).is_ok());
 }
 
 #[test]

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod capability;
+mod docs;
 mod loading;
 mod machines;
 mod org_rules;

@@ -1,7 +1,7 @@
 //! Membership and org-status rules: outsiders see nothing, suspended members do nothing,
 //! deleted and suspended orgs allow only what the contract says, only owners make owners.
 
-use uos_authz::{Action, Denied, OrgContext, Principal, Resource};
+use uos_authz::{Action, Denied, OrgContext, Principal, Resource, ResourceKind};
 
 use crate::support::*;
 
@@ -49,7 +49,7 @@ fn non_members_get_not_found_for_every_org_action() {
 fn an_org_action_without_an_org_is_not_found() {
     // A handler that forgot to fill in the org must not be let through.
     let resource = Resource {
-        kind: "org".to_owned(),
+        kind: ResourceKind::Org,
         org_status: Some("active".to_owned()),
         ..Resource::default()
     };
@@ -172,7 +172,7 @@ fn only_owners_grant_or_remove_owner() {
 fn members_may_suspend_or_remove_themselves_by_permission() {
     // The service, not the policy, keeps an org from losing its last owner.
     let me = Resource {
-        kind: "membership".to_owned(),
+        kind: ResourceKind::Membership,
         is_self: true,
         ..in_org("active")
     };

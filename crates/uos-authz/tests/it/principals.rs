@@ -1,6 +1,6 @@
 //! Who may act at all: anonymous callers, user statuses, platform admins, self actions.
 
-use uos_authz::{Action, Principal, PrincipalKind, Resource};
+use uos_authz::{Action, Principal, PrincipalKind, Resource, ResourceKind};
 
 use crate::support::*;
 
@@ -155,7 +155,7 @@ fn any_active_user_may_act_on_their_own_behalf() {
 fn users_may_read_themselves_but_not_others() {
     let principal = user("active");
     let me = Resource {
-        kind: "user".to_owned(),
+        kind: ResourceKind::User,
         id: Some(CALLER.to_string()),
         is_self: true,
         ..Resource::default()
@@ -176,7 +176,7 @@ fn users_may_read_themselves_but_not_others() {
 fn platform_user_management_needs_a_platform_admin() {
     let principal = member_as("owner");
     let me = Resource {
-        kind: "user".to_owned(),
+        kind: ResourceKind::User,
         is_self: true,
         ..Resource::default()
     };
@@ -201,13 +201,13 @@ fn platform_user_management_needs_a_platform_admin() {
 #[test]
 fn the_platform_audit_log_needs_a_platform_admin() {
     let audit = Resource {
-        kind: "audit".to_owned(),
+        kind: ResourceKind::Audit,
         ..Resource::default()
     };
     let got = decide(&member_as("auditor"), Action::AuditRead, &audit);
     assert_eq!(got, deny("platform_admin_required"));
     let org_audit = Resource {
-        kind: "audit".to_owned(),
+        kind: ResourceKind::Audit,
         ..in_org("active")
     };
     let got = decide(&member_as("auditor"), Action::AuditRead, &org_audit);

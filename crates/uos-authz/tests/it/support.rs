@@ -4,6 +4,7 @@ use std::sync::OnceLock;
 
 use uos_authz::{
     builtin_role_permissions, Action, Authorizer, Decision, OrgContext, Principal, Resource,
+    ResourceKind,
 };
 use uuid::Uuid;
 
@@ -99,7 +100,7 @@ pub fn platform_admin() -> Principal {
 /// A resource in [`ORG`], whose status is `org_status`.
 pub fn in_org(org_status: &str) -> Resource {
     Resource {
-        kind: "org".to_owned(),
+        kind: ResourceKind::Org,
         id: Some(ORG.to_string()),
         org_id: Some(ORG),
         org_status: Some(org_status.to_owned()),

@@ -44,7 +44,7 @@ pub async fn callback(
         // The provider refused (the user cancelled, consent denied): nothing to exchange.
         tracing::info!(%error, "upstream provider returned an error");
         return Err(uos_service::ServiceError::refused(
-            "federation_failed",
+            uos_service::Refusal::FederationFailed,
             "the provider did not complete the login",
         )
         .into());
