@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    let cfg = match uos_http::Config::load() {
+    let cfg = match uos_app::Config::load() {
         Ok(c) => c,
         Err(e) => {
             // Before logging is set up: a bad configuration must still be readable.
@@ -36,6 +36,19 @@ fn main() -> anyhow::Result<()> {
     runtime
         .build()
         .context("starting the async runtime")?
-        .block_on(uos_http::server::run(cfg))
+        .block_on(run(cfg))
+}
+
+/// Build the services from `cfg` (the composition root) and serve them over HTTP.
+async fn run(cfg: uos_app::Config) -> anyhow::Result<()> {
+    uos_app::ensure_data_dir(&cfg.data_dir).context("creating the data directory")?;
+    // Bind first: a taken port should fail before the store is touched or an admin bootstrapped.
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let svc = uos_app::build(&cfg).await.context("starting admin-api")?;
+    let grace = std::time::Duration::from_secs(cfg.shutdown_grace_secs);
+    uos_http::server::serve(listener, svc, grace)
+        .await
         .context("admin-api failed")
 }

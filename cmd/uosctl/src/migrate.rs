@@ -5,12 +5,12 @@ use anyhow::Context;
 use std::process::ExitCode;
 
 pub fn run() -> anyhow::Result<ExitCode> {
-    let cfg = uos_http::Config::load().context("loading configuration")?;
+    let cfg = uos_app::Config::load().context("loading configuration")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let store = uos_http::server::open_store(&cfg)
+        let store = uos_app::open_store(&cfg)
             .await
             .context("migrating the store")?;
         println!("ok: {} schema is up to date", store.backend());

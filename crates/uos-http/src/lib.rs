@@ -1,8 +1,8 @@
 //! The HTTP face of user-org-service: the axum router with its conventions (problem+json,
-//! request ids, idempotency keys, ETags, keyset pages), the OpenAPI document, configuration
-//! and the server loop.
+//! request ids, idempotency keys, ETags, keyset pages), the OpenAPI document and the serve
+//! loop. It sees the services only; which store, keys and mail sit behind them is decided by
+//! the composition root (`uos-app`).
 
-pub mod config;
 pub mod error_code;
 pub mod extract;
 pub mod metrics;
@@ -14,7 +14,6 @@ pub mod routes;
 pub mod server;
 pub mod state;
 
-pub use config::Config;
 pub use state::AppState;
 
 use crate::problem::ApiError;

@@ -192,8 +192,8 @@ impl TestApp {
         for (k, v) in extra {
             f = f.merge(Serialized::default(k, v));
         }
-        let cfg = uos_http::Config::from_figment(f).unwrap();
-        let state = uos_http::server::build(&cfg).await.unwrap();
+        let cfg = uos_app::Config::from_figment(f).unwrap();
+        let state = AppState::new(uos_app::build(&cfg).await.unwrap()).unwrap();
         Self {
             router: uos_http::router(state.clone()),
             state,

@@ -286,8 +286,8 @@ async fn an_unusable_redis_ca_stops_the_start() {
             .merge(Serialized::default("data_dir", dir.path().join("data")))
             .merge(Serialized::default("redis_url", "rediss://127.0.0.1:1/"))
             .merge(Serialized::default("redis_ca_file", ca));
-        let cfg = uos_http::Config::from_figment(f).unwrap();
-        let err = uos_http::server::build(&cfg).await.unwrap_err().to_string();
+        let cfg = uos_app::Config::from_figment(f).unwrap();
+        let err = uos_app::build(&cfg).await.unwrap_err().to_string();
         assert!(err.contains(expect), "{}: {err}", ca.display());
     }
 }

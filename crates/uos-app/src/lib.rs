@@ -1,0 +1,131 @@
+//! The composition root of user-org-service: configuration → ports → services. Every binary
+//! (`admin-api`, `uosctl`, the coming reconciler) builds its [`Services`] here, so each port's
+//! choice between the embedded default and the production adapter is made in one place, and
+//! the HTTP layer never sees a store, key or mail implementation.
+
+pub mod config;
+
+pub use config::{Config, ConfigError};
+
+use secrecy::ExposeSecret;
+use std::path::Path;
+use std::sync::Arc;
+use uos_authz::Authorizer;
+use uos_keys::LocalKeyStore;
+use uos_mail::{DevMailbox, Mailer, SmtpMailer};
+use uos_service::{Bootstrap, OidcProviders, Ports, Services};
+use uos_store::Store;
+use uos_store_postgres::PgStore;
+use uos_store_sqlite::SqliteStore;
+
+/// Why the application could not be put together.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("store: {0}")]
+    Store(#[from] uos_store::StoreError),
+    #[error("keys: {0}")]
+    Keys(#[from] uos_keys::KeyError),
+    #[error("policy: {0}")]
+    Policy(#[from] uos_authz::AuthzError),
+    #[error("service: {0}")]
+    Service(#[from] uos_service::ServiceError),
+    #[error("shared state: {0}")]
+    Shared(#[from] uos_shared::SharedError),
+    #[error("mail: {0}")]
+    Mail(#[from] uos_mail::MailError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Open the configured store and bring its schema up to date (forward-only migrations).
+pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, AppError> {
+    let url = cfg.database_url.as_str();
+    if url.starts_with("sqlite:") {
+        let s = SqliteStore::open(url).await?;
+        s.migrate().await?;
+        Ok(Arc::new(s))
+    } else {
+        let s = PgStore::connect(url, cfg.database_max_connections).await?;
+        s.migrate().await?;
+        Ok(Arc::new(s))
+    }
+}
+
+/// The services, built from configuration: every port opened, background tasks started, the
+/// first platform admin bootstrapped on an empty store.
+pub async fn build(cfg: &Config) -> Result<Services, AppError> {
+    let store = open_store(cfg).await?;
+    let keys = Arc::new(LocalKeyStore::open(&cfg.data_dir.join("keys"))?);
+    let authz = match &cfg.policy_dir {
+        Some(dir) => Authorizer::from_dir(dir)?,
+        None => Authorizer::new()?,
+    };
+    let ca = match &cfg.redis_ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            ConfigError(format!(
+                "redis_ca_file: cannot read {}: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
+    let shared =
+        uos_shared::connect(cfg.redis_url.as_deref(), &cfg.redis_prefix, ca.as_deref()).await?;
+    let mailer: Arc<dyn Mailer> = match &cfg.smtp {
+        Some(smtp) => Arc::new(SmtpMailer::new(smtp)?),
+        None => Arc::new(DevMailbox::open(&cfg.data_dir.join("mailbox"))?),
+    };
+    let ports = Ports {
+        store,
+        keys,
+        shared,
+        mailer,
+    };
+    let oidc = OidcProviders::new(cfg.oidc_providers.clone());
+    let svc = Services::new(ports, authz, cfg.service.clone(), oidc)?;
+    svc.spawn_background();
+    bootstrap(&svc, cfg).await?;
+    Ok(svc)
+}
+
+async fn bootstrap(svc: &Services, cfg: &Config) -> Result<(), AppError> {
+    let email = cfg
+        .bootstrap_admin_email
+        .as_deref()
+        .map(uos_domain::Email::parse)
+        .transpose()
+        .map_err(|e| ConfigError(format!("bootstrap_admin_email: {e}")))?;
+    match svc
+        .bootstrap(email, cfg.bootstrap_admin_password.clone())
+        .await?
+    {
+        Bootstrap::AlreadyDone => {}
+        Bootstrap::Created { email } => tracing::info!(%email, "bootstrapped platform admin"),
+        Bootstrap::Generated { email, password } => {
+            // The contract asks for this one-time print: it is the only way into a fresh
+            // install without configured credentials, and the account must change it.
+            tracing::warn!(
+                %email,
+                password = password.expose_secret(),
+                "bootstrapped platform admin with a generated password; log in and change it now"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Create the data directory (key files, mailbox, the default SQLite file) owner-only, if it
+/// is missing.
+pub fn ensure_data_dir(dir: &Path) -> Result<(), AppError> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
