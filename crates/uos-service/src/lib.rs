@@ -3,61 +3,47 @@
 //!
 //! The HTTP layer calls these with a [`Ctx`] (who is calling, request id, idempotency ticket);
 //! nothing here knows about HTTP beyond the numeric status a replayed response must carry.
+//!
+//! One folder per context: `kernel` (what every use case stands on: context, errors, the unit
+//! of work, authorization and idempotency helpers, preconditions, views), `identity` (people,
+//! sessions, credentials), `machine` (service accounts, API keys, client credentials), `orgs`
+//! (orgs, members, invites, roles) and `audit` (reading the trail). Each context keeps its
+//! per-replica state in one struct of the facade's shared state.
 
-mod access;
-mod api_keys;
 mod audit;
-mod auth;
-mod authcache;
-mod config;
-mod ctx;
-mod error;
-mod federation;
-mod hashpool;
-mod idempotency;
-mod introspect;
-mod invites;
-mod lockout;
-mod machine_auth;
-mod machinecache;
-mod me;
-mod members;
-mod mfa;
-mod oauth;
+mod identity;
+mod kernel;
+mod machine;
 mod orgs;
-mod passwords;
-mod recovery;
-mod roles;
-mod rotation;
-mod service_accounts;
-mod sessions;
-mod uow;
-mod users;
-pub mod views;
 
-pub use api_keys::{NewApiKey, MAX_ROTATION_OVERLAP_SECS};
-pub use auth::Bootstrap;
-pub use config::{LockoutConfig, ServiceConfig};
-pub use ctx::{AuthMachine, AuthUser, Caller, Ctx, IdemTicket, MachineCredential};
-pub use error::{FieldError, GoneReason, Refusal, ServiceError};
-pub use federation::OidcProviders;
-pub use idempotency::IdemOutcome;
-pub use invites::NewInvite;
-pub use me::ProfilePatch;
-pub use members::MAX_ROLES;
-pub use oauth::{OAuthError, TokenRequest};
-pub use orgs::OrgMove;
-pub use passwords::PASSWORD_MAX_LEN;
-pub use roles::{is_valid_description, NewRole, RolePatch, DESCRIPTION_MAX_CHARS};
-pub use service_accounts::{NewServiceAccount, ServiceAccountPatch};
-pub use uow::Done;
-pub use users::REASON_MAX_CHARS;
+pub use kernel::views;
 
-use authcache::AuthCache;
-use hashpool::HashPool;
-use machine_auth::UsageRecorder;
-use machinecache::MachineCache;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+pub use identity::auth::Bootstrap;
+pub use identity::federation::OidcProviders;
+pub use identity::me::ProfilePatch;
+pub use identity::passwords::PASSWORD_MAX_LEN;
+pub use identity::users::REASON_MAX_CHARS;
+pub use kernel::config::{LockoutConfig, ServiceConfig};
+pub use kernel::ctx::{AuthMachine, AuthUser, Caller, Ctx, IdemTicket, MachineCredential};
+pub use kernel::error::{FieldError, GoneReason, Refusal, ServiceError};
+pub use kernel::idempotency::IdemOutcome;
+pub use kernel::uow::Done;
+pub use machine::api_keys::{NewApiKey, MAX_ROTATION_OVERLAP_SECS};
+pub use machine::oauth::{OAuthError, TokenRequest};
+pub use machine::service_accounts::{NewServiceAccount, ServiceAccountPatch};
+pub use orgs::invites::NewInvite;
+pub use orgs::lifecycle::OrgMove;
+pub use orgs::members::MAX_ROLES;
+pub use orgs::roles::{is_valid_description, NewRole, RolePatch, DESCRIPTION_MAX_CHARS};
+
+use identity::cache::AuthCache;
+use identity::hashpool::HashPool;
+use identity::IdentityState;
+use kernel::ChainMemory;
+use machine::auth::UsageRecorder;
+use machine::cache::MachineCache;
+use machine::MachineState;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uos_authn::PasswordHasher;
@@ -87,33 +73,19 @@ pub struct Ports {
     pub mailer: Arc<dyn Mailer>,
 }
 
+/// The shared state of every use case: the ports, the policy engine and configuration, then
+/// each context's per-replica state.
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn Store>,
     keys: Arc<dyn KeyProvider>,
     shared: Arc<dyn SharedState>,
     mailer: Arc<dyn Mailer>,
-    oidc: OidcProviders,
     authz: Authorizer,
-    /// argon2 work, on threads of its own (one per core).
-    hashes: HashPool,
-    cache: AuthCache,
-    machines: MachineCache,
-    usage: UsageRecorder,
-    /// HMAC key of API-key and client-secret hashes, from the key port: a stolen table of
-    /// hashes is useless without it.
-    api_key_pepper: [u8; 32],
-    /// The audit chain head as of this replica's last commit: the next event chains from it
-    /// without reading the head first (the append checks it; see `UnitOfWork::record`).
-    audit_head: std::sync::Mutex<Option<uos_store::AuditHead>>,
-    /// Appends that found the remembered head stale (another replica or a concurrent commit
-    /// moved it) and had to lock the head and chain again.
-    audit_head_conflicts: AtomicU64,
-    /// Keys overdue for rotation at the last sweep.
-    overdue_keys: AtomicI64,
-    /// When a token with an unknown key id last made this replica reload its keys.
-    last_key_reload: std::sync::Mutex<Option<Instant>>,
     cfg: ServiceConfig,
+    chain: ChainMemory,
+    identity: IdentityState,
+    machine: MachineState,
 }
 
 /// How often a token signed by a key this replica does not know may trigger a key reload.
@@ -127,8 +99,8 @@ impl Inner {
         if matches!(msg, uos_shared::Invalidation::Everything) {
             self.reload_keys();
         }
-        self.cache.apply(msg);
-        self.machines.apply(msg);
+        self.identity.cache.apply(msg);
+        self.machine.cache.apply(msg);
     }
 
     /// Pick up signing keys another replica rotated; true if they changed. Verified tokens
@@ -137,8 +109,10 @@ impl Inner {
         match self.keys.reload() {
             Ok(true) => {
                 tracing::info!("signing keys reloaded after a rotation elsewhere");
-                self.cache.clear();
-                self.machines.apply(&uos_shared::Invalidation::Everything);
+                self.identity.cache.clear();
+                self.machine
+                    .cache
+                    .apply(&uos_shared::Invalidation::Everything);
                 true
             }
             Ok(false) => false,
@@ -163,6 +137,7 @@ impl Inner {
         }
         {
             let mut last = self
+                .identity
                 .last_key_reload
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -175,30 +150,6 @@ impl Inner {
             return first;
         }
         verify(&self.keys.public_keys(KeyPurpose::AccessToken))
-    }
-
-    fn remembered_audit_head(&self) -> Option<uos_store::AuditHead> {
-        self.audit_head
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Remember a committed head, unless a later one is already remembered (commits of
-    /// concurrent units of work may report out of order).
-    fn remember_audit_head(&self, head: uos_store::AuditHead) {
-        let mut slot = self
-            .audit_head
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if slot.as_ref().is_none_or(|h| h.seq < head.seq) {
-            *slot = Some(head);
-        }
-    }
-
-    /// An append found the remembered head stale.
-    fn note_audit_head_conflict(&self) {
-        self.audit_head_conflicts.fetch_add(1, Ordering::Relaxed);
     }
 
     fn evict_all(&self) {
@@ -229,18 +180,21 @@ impl Services {
                 keys: ports.keys,
                 shared: ports.shared,
                 mailer: ports.mailer,
-                oidc,
                 authz,
-                hashes,
-                cache: AuthCache::new(ttl),
-                machines: MachineCache::new(ttl),
-                usage: UsageRecorder::default(),
-                api_key_pepper,
-                audit_head: std::sync::Mutex::default(),
-                audit_head_conflicts: AtomicU64::new(0),
-                overdue_keys: AtomicI64::new(0),
-                last_key_reload: std::sync::Mutex::default(),
                 cfg,
+                chain: ChainMemory::default(),
+                identity: IdentityState {
+                    hashes,
+                    cache: AuthCache::new(ttl),
+                    oidc,
+                    last_key_reload: std::sync::Mutex::default(),
+                },
+                machine: MachineState {
+                    cache: MachineCache::new(ttl),
+                    usage: UsageRecorder::default(),
+                    api_key_pepper,
+                    overdue_keys: AtomicI64::new(0),
+                },
             }),
         })
     }
@@ -303,7 +257,7 @@ impl Services {
     /// head and chain again (the metric's value): how often replicas and concurrent writes
     /// contend for the chain.
     pub fn audit_head_conflicts(&self) -> u64 {
-        self.inner.audit_head_conflicts.load(Ordering::Relaxed)
+        self.inner.chain.conflicts()
     }
 
     pub fn config(&self) -> &ServiceConfig {

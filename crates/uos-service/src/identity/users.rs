@@ -1,10 +1,10 @@
 //! Platform-level user administration: list, read, edit, lifecycle status, soft delete and
 //! restore. Moves that cut off access revoke every session in the same transaction.
 
-use crate::me::ProfilePatch;
-use crate::orgs::check_version;
-use crate::uow::UnitOfWork;
-use crate::views::UserView;
+use crate::identity::me::ProfilePatch;
+use crate::kernel::precondition::check_version;
+use crate::kernel::uow::UnitOfWork;
+use crate::kernel::views::UserView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use chrono::Duration;
 use uos_audit::AuditAction;

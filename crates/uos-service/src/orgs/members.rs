@@ -1,16 +1,17 @@
 //! Org membership use cases: list and read members, change roles, suspend/reactivate within
 //! the org, remove — always keeping at least one active owner.
 
-use crate::access::role_grants;
-use crate::orgs::check_version;
-use crate::uow::{snapshot, UnitOfWork};
-use crate::views::MemberView;
+use crate::kernel::access::role_grants;
+use crate::kernel::precondition::check_version;
+use crate::kernel::uow::{snapshot, UnitOfWork};
+use crate::kernel::views::MemberView;
+use crate::orgs::roles::validate_roles;
 use crate::{Ctx, Done, Result, ServiceError, Services};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use uos_audit::AuditAction;
 use uos_authz::{Action, Capability, Resource, ResourceKind};
 use uos_domain::{Membership, MembershipStatus, Org, OrgSlug, RoleName, UserId};
-use uos_store::{MemberFilter, Page, PageRequest, ReadTx, Tx};
+use uos_store::{MemberFilter, Page, PageRequest, Tx};
 
 /// At most this many roles per membership: enough for any real setup, small enough to keep
 /// policy inputs and rows bounded.
@@ -29,50 +30,6 @@ fn member_resource(
         r.is_self = ctx.caller.user().is_some_and(|u| u.user.id == target);
         r.grants_owner = grants_owner;
         r.grants_permissions = grants;
-    }
-}
-
-/// Check that every role exists in the org (built-in or custom) and drop duplicates.
-pub(crate) async fn validate_roles(
-    tx: &mut dyn ReadTx,
-    org: &Org,
-    roles: Vec<RoleName>,
-    field: &str,
-) -> Result<Vec<RoleName>> {
-    if roles.is_empty() || roles.len() > MAX_ROLES {
-        return Err(ServiceError::field(
-            field,
-            "invalid_length",
-            format!("give 1 to {MAX_ROLES} roles"),
-        ));
-    }
-    let custom: BTreeSet<String> = if roles.iter().all(RoleName::is_builtin) {
-        BTreeSet::new()
-    } else {
-        tx.all_roles(org.id)
-            .await?
-            .into_iter()
-            .map(|r| r.name.to_string())
-            .collect()
-    };
-    let mut errors = Vec::new();
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for (i, r) in roles.into_iter().enumerate() {
-        if !r.is_builtin() && !custom.contains(r.as_str()) {
-            errors.push(crate::FieldError::new(
-                format!("{field}[{i}]"),
-                "unknown_role",
-                format!("no role named {r} in this organization"),
-            ));
-        } else if seen.insert(r.clone()) {
-            out.push(r);
-        }
-    }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(ServiceError::Validation(errors))
     }
 }
 

@@ -1,52 +1,14 @@
-//! Token services for downstream services: RFC 7662 introspection of access tokens and API
-//! keys, and
-//! rotation of the token-signing key (the JWKS keeps the previous key until its tokens die).
+//! Rotation of the access-token signing key: the JWKS keeps the previous key until its tokens
+//! die, and every replica drops the tokens it verified with a retired key.
 
-use crate::uow::UnitOfWork;
-use crate::views::{IntrospectionView, KeyRotationView};
+use crate::kernel::uow::UnitOfWork;
+use crate::kernel::views::KeyRotationView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use uos_audit::AuditAction;
 use uos_authz::{Action, Resource, ResourceKind};
 use uos_keys::KeyPurpose;
 
 impl Services {
-    /// Whether `token` is an active access token of ours, and whose. The caller must be
-    /// authenticated; anything wrong with the token (forged, expired, revoked session,
-    /// suspended user) is just `active: false`, as RFC 7662 asks.
-    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    pub async fn introspect(&self, ctx: &Ctx, token: &str) -> Result<IntrospectionView> {
-        let _cap = self.inner.authorize(
-            ctx,
-            Action::AuthIntrospect,
-            Resource {
-                kind: ResourceKind::Token,
-                ..Default::default()
-            },
-        )?;
-        if let Some(view) = self.introspect_machine(token).await? {
-            return Ok(view);
-        }
-        let now = uos_domain::now();
-        let Some(claims) = self.verified_claims(token, now) else {
-            return Ok(IntrospectionView::default());
-        };
-        let Some((session, user)) = self.live_session(&claims, now).await? else {
-            return Ok(IntrospectionView::default());
-        };
-        Ok(IntrospectionView {
-            active: true,
-            token_type: Some("access_token".into()),
-            sub: Some(user.id.to_string()),
-            username: Some(user.email.to_string()),
-            iss: Some(claims.iss),
-            exp: Some(claims.exp),
-            iat: Some(claims.iat),
-            jti: Some(claims.jti.to_string()),
-            sid: Some(session.id.0),
-            ..IntrospectionView::default()
-        })
-    }
-
     /// Make a new access-token signing key current. Tokens signed by the previous key keep
     /// verifying (it stays in the JWKS) until they expire; the one before that is dropped.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -1,8 +1,8 @@
 //! The caller's own account: profile, preferences, password.
 
-use crate::orgs::check_version;
-use crate::uow::{snapshot, UnitOfWork};
-use crate::views::{MeView, MyOrgView, UserView};
+use crate::kernel::precondition::check_version;
+use crate::kernel::uow::{snapshot, UnitOfWork};
+use crate::kernel::views::{MeView, MyOrgView, UserView};
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use uos_audit::AuditAction;
 use uos_authz::{Action, Capability, Resource, ResourceKind};

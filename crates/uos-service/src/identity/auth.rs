@@ -1,8 +1,9 @@
 //! Authentication use cases: bootstrap of the first platform admin, password login into a
 //! stored session, bearer-token authentication bound to that session, logout, JWKS.
 
-use crate::uow::{open_session, snapshot, UnitOfWork};
-use crate::views::{TokenView, WhoamiView};
+use crate::identity::sessions::session_resource;
+use crate::kernel::uow::{open_session, snapshot, UnitOfWork};
+use crate::kernel::views::{TokenView, WhoamiView};
 use crate::{AuthUser, Caller, Ctx, Done, Result, ServiceError, Services};
 use chrono::{DateTime, Duration, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -27,13 +28,6 @@ pub enum Bootstrap {
         email: Email,
         password: SecretString,
     },
-}
-
-pub(crate) fn session_resource() -> Resource {
-    Resource {
-        kind: ResourceKind::Session,
-        ..Default::default()
-    }
 }
 
 impl Services {
@@ -281,7 +275,7 @@ impl Services {
     pub(crate) fn verified_claims(&self, token: &str, now: DateTime<Utc>) -> Option<AccessClaims> {
         let inner = &*self.inner;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let claims = match inner.cache.claims(&digest) {
+        let claims = match inner.identity.cache.claims(&digest) {
             Some(c) => c,
             None => {
                 let c = inner
@@ -289,7 +283,7 @@ impl Services {
                         verify_access_token(token, keys, &inner.cfg.issuer, now.timestamp())
                     })
                     .ok()?;
-                inner.cache.put_claims(digest, c.clone());
+                inner.identity.cache.put_claims(digest, c.clone());
                 c
             }
         };
@@ -317,10 +311,10 @@ impl Services {
         &self,
         sid: SessionId,
     ) -> Result<Option<(Session, User)>> {
-        if let Some(hit) = self.inner.cache.session(sid) {
+        if let Some(hit) = self.inner.identity.cache.session(sid) {
             return Ok(Some(hit));
         }
-        let ticket = self.inner.cache.fill_ticket();
+        let ticket = self.inner.identity.cache.fill_ticket();
         let mut r = self.inner.store.read().await?;
         let Some(session) = r.get_session(sid).await? else {
             return Ok(None);
@@ -329,6 +323,7 @@ impl Services {
             return Ok(None);
         };
         self.inner
+            .identity
             .cache
             .put_session(ticket, session.clone(), user.clone());
         Ok(Some((session, user)))

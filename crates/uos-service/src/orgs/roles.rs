@@ -1,16 +1,20 @@
 //! Custom org roles: permissions plus inheritance, validated as a whole graph (no cycles, no
 //! unknown parents, no shadowing of built-ins) before anything is stored.
 
-use crate::access::role_grants;
-use crate::orgs::check_version;
-use crate::uow::{snapshot, UnitOfWork};
-use crate::views::RoleView;
+use crate::kernel::access::role_grants;
+use crate::kernel::precondition::check_version;
+use crate::kernel::uow::{snapshot, UnitOfWork};
+use crate::kernel::views::RoleView;
+use crate::orgs::members::MAX_ROLES;
 use crate::{Ctx, Done, FieldError, Result, ServiceError, Services};
+use std::collections::BTreeSet;
 use uos_audit::AuditAction;
 use uos_authz::{Action, Resource, ResourceKind};
+use uos_domain::Org;
 use uos_domain::{
     validate_role_graph, CustomRole, DomainError, OrgSlug, Permission, RoleId, RoleName,
 };
+use uos_store::ReadTx;
 use uos_store::{Page, PageRequest};
 
 /// Custom roles per org: generous, and keeps the graph check and policy inputs small.
@@ -95,6 +99,50 @@ fn dedup<T: Ord + Clone>(v: Vec<T>) -> Vec<T> {
     v.sort();
     v.dedup();
     v
+}
+
+/// Check that every role exists in the org (built-in or custom) and drop duplicates.
+pub(crate) async fn validate_roles(
+    tx: &mut dyn ReadTx,
+    org: &Org,
+    roles: Vec<RoleName>,
+    field: &str,
+) -> Result<Vec<RoleName>> {
+    if roles.is_empty() || roles.len() > MAX_ROLES {
+        return Err(ServiceError::field(
+            field,
+            "invalid_length",
+            format!("give 1 to {MAX_ROLES} roles"),
+        ));
+    }
+    let custom: BTreeSet<String> = if roles.iter().all(RoleName::is_builtin) {
+        BTreeSet::new()
+    } else {
+        tx.all_roles(org.id)
+            .await?
+            .into_iter()
+            .map(|r| r.name.to_string())
+            .collect()
+    };
+    let mut errors = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, r) in roles.into_iter().enumerate() {
+        if !r.is_builtin() && !custom.contains(r.as_str()) {
+            errors.push(crate::FieldError::new(
+                format!("{field}[{i}]"),
+                "unknown_role",
+                format!("no role named {r} in this organization"),
+            ));
+        } else if seen.insert(r.clone()) {
+            out.push(r);
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ServiceError::Validation(errors))
+    }
 }
 
 impl Services {

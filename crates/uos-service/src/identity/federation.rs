@@ -6,9 +6,9 @@
 //! an identity already linked logs in as its user; otherwise a *verified* email links to the
 //! account with that email, or creates one. A local second factor is still asked for.
 
-use crate::auth::session_resource;
-use crate::uow::UnitOfWork;
-use crate::views::TokenView;
+use crate::identity::sessions::session_resource;
+use crate::kernel::uow::UnitOfWork;
+use crate::kernel::views::TokenView;
 use crate::{Ctx, Done, Refusal, Result, ServiceError, Services};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -86,7 +86,7 @@ impl Services {
     pub async fn oidc_start(&self, ctx: &Ctx, provider: &str) -> Result<String> {
         let inner = &*self.inner;
         let _cap = inner.authorize(ctx, Action::AuthOidc, session_resource())?;
-        let p = inner.oidc.get(provider).await?;
+        let p = inner.identity.oidc.get(provider).await?;
         let (url, pending) = p.start();
         let value = serde_json::to_string(&pending)
             .map_err(|e| ServiceError::Internal(format!("pending login: {e}")))?;
@@ -109,7 +109,7 @@ impl Services {
     ) -> Result<Done<TokenView>> {
         let inner = &*self.inner;
         let cap = inner.authorize(ctx, Action::AuthOidc, session_resource())?;
-        let p = inner.oidc.get(provider).await?;
+        let p = inner.identity.oidc.get(provider).await?;
         let pending: PendingLogin = inner
             .shared
             .take(&pending_key(state))

@@ -5,8 +5,8 @@
 //! *second* admin approves the request. Every step is audited; the token itself is stored only
 //! as a hash and never audited.
 
-use crate::uow::UnitOfWork;
-use crate::views::PasswordResetView;
+use crate::kernel::uow::UnitOfWork;
+use crate::kernel::views::PasswordResetView;
 use crate::{Ctx, Done, GoneReason, Result, ServiceError, Services};
 use chrono::Duration as ChronoDuration;
 use std::time::Duration;
@@ -81,7 +81,7 @@ impl Services {
             user_id: user.id,
             token_hash: token.as_deref().map(uos_authn::hash_token),
             created_at: now,
-            expires_at: now + ChronoDuration::seconds(crate::auth::secs(ttl)),
+            expires_at: now + ChronoDuration::seconds(crate::identity::auth::secs(ttl)),
             used_at: None,
             requires_approval: privileged,
             approved_by: None,
@@ -264,8 +264,8 @@ impl Services {
             .await?
             .ok_or(ServiceError::NotFound)?;
         let token = uos_authn::random_token("uosrst_", 32);
-        let expires_at =
-            now + ChronoDuration::seconds(crate::auth::secs(inner.cfg.reset_token_ttl_secs));
+        let expires_at = now
+            + ChronoDuration::seconds(crate::identity::auth::secs(inner.cfg.reset_token_ttl_secs));
         if !uow
             .tx()
             .approve_password_reset(

@@ -6,10 +6,10 @@
 //! Uses of keys are recorded in memory and written in batches (`last_used_at`); refused uses of
 //! revoked, expired or rotated-out keys are audited at most once per key and minute.
 
-use crate::access::{expand_roles, org_is_active};
-use crate::machinecache::{KeyEntry, TokenEntry};
-use crate::uow::UnitOfWork;
-use crate::views::IntrospectionView;
+use crate::kernel::access::{expand_roles, org_is_active};
+use crate::kernel::uow::UnitOfWork;
+use crate::kernel::views::IntrospectionView;
+use crate::machine::cache::{KeyEntry, TokenEntry};
 use crate::{AuthMachine, Caller, Ctx, MachineCredential, Result, ServiceError, Services};
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
@@ -97,7 +97,7 @@ impl Services {
 
     /// The cached entry of the key with this prefix, loading it on a miss.
     async fn key_entry(&self, prefix: &str) -> Result<Option<Arc<KeyEntry>>> {
-        let cache = &self.inner.machines;
+        let cache = &self.inner.machine.cache;
         if let Some(hit) = cache.key(prefix) {
             return Ok(hit);
         }
@@ -142,7 +142,7 @@ impl Services {
             return Ok(None);
         };
         if !verify_api_key(
-            &self.inner.api_key_pepper,
+            &self.inner.machine.api_key_pepper,
             parsed.full,
             &entry.key.secret_hash,
         ) {
@@ -164,7 +164,7 @@ impl Services {
         }
         let secs = now.timestamp();
         if entry.noted_at.swap(secs, Ordering::Relaxed) != secs {
-            self.inner.usage.note(entry.key.id, now);
+            self.inner.machine.usage.note(entry.key.id, now);
         }
         Ok(Some(entry))
     }
@@ -187,10 +187,10 @@ impl Services {
         let inner = &*self.inner;
         let now = uos_domain::now();
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let entry = match inner.machines.token(&digest) {
+        let entry = match inner.machine.cache.token(&digest) {
             Some(e) => e,
             None => {
-                let ticket = inner.machines.fill_ticket();
+                let ticket = inner.machine.cache.fill_ticket();
                 let Ok(claims) = inner.verify_token(|keys| {
                     verify_client_token(token, keys, &inner.cfg.issuer, now.timestamp())
                 }) else {
@@ -212,7 +212,10 @@ impl Services {
                     .machine_caller(&mut *r, account, scopes, credential)
                     .await?;
                 let entry = Arc::new(TokenEntry { claims, caller });
-                inner.machines.put_token(ticket, digest, Arc::clone(&entry));
+                inner
+                    .machine
+                    .cache
+                    .put_token(ticket, digest, Arc::clone(&entry));
                 entry
             }
         };
@@ -280,7 +283,7 @@ impl Services {
     /// to record never turns the refusal into something else.
     async fn audit_refusal(&self, ctx: &Ctx, key: &ApiKey, reason: &str) {
         let inner = &*self.inner;
-        if !inner.usage.refusal_due(key.id) {
+        if !inner.machine.usage.refusal_due(key.id) {
             return;
         }
         let marker = format!("apikey-refusal:{}", key.id);
@@ -322,7 +325,7 @@ impl Services {
     /// Write the recorded key uses (`last_used_at`) in one statement. Runs periodically and at
     /// shutdown; a failed write puts the uses back for the next attempt.
     pub async fn flush_api_key_usage(&self) -> Result<usize> {
-        let batch = self.inner.usage.take();
+        let batch = self.inner.machine.usage.take();
         if batch.is_empty() {
             return Ok(0);
         }
@@ -333,7 +336,7 @@ impl Services {
         };
         if let Err(e) = write.await {
             for (id, at) in &batch {
-                self.inner.usage.note(*id, *at);
+                self.inner.machine.usage.note(*id, *at);
             }
             return Err(e.into());
         }

@@ -7,9 +7,9 @@
 //! issue our own EdDSA access token (`typ: at+jwt`), which every replica verifies like any
 //! other bearer credential. Errors on these endpoints are OAuth2 bodies, not problem+json.
 
-use crate::access::{expand_roles, org_is_active};
-use crate::uow::UnitOfWork;
-use crate::views::OAuthTokenView;
+use crate::kernel::access::{expand_roles, org_is_active};
+use crate::kernel::uow::UnitOfWork;
+use crate::kernel::views::OAuthTokenView;
 use crate::{AuthMachine, Caller, Ctx, MachineCredential, Result, ServiceError, Services};
 use oxide_auth::code_grant::client_credentials::{
     ClientCredentials, Error as FlowError, Input, Output, Request as FlowRequest,
@@ -170,7 +170,7 @@ impl Services {
             org_active
                 && a.is_usable()
                 && a.client_secret_hash.as_deref().is_some_and(|h| {
-                    uos_authn::verify_api_key(&self.inner.api_key_pepper, secret, h)
+                    uos_authn::verify_api_key(&self.inner.machine.api_key_pepper, secret, h)
                 })
         }))
     }
@@ -292,7 +292,7 @@ impl Services {
             client_id: account.id.to_string(),
             scope: scope.clone(),
             iat: now,
-            exp: now + crate::auth::secs(ttl),
+            exp: now + crate::identity::auth::secs(ttl),
             jti: uos_domain::new_id(),
         };
         let token = issue_client_token(&inner.keys.signing_key(KeyPurpose::AccessToken), &claims);

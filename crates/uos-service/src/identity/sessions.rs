@@ -1,9 +1,9 @@
 //! Sessions: refresh-token rotation with reuse detection, the caller's devices, and revoking
 //! sessions (one, all others, or all of a user by a platform admin).
 
-use crate::auth::{secs, session_resource};
-use crate::uow::UnitOfWork;
-use crate::views::{DeviceView, SessionView, TokenView};
+use crate::identity::auth::secs;
+use crate::kernel::uow::UnitOfWork;
+use crate::kernel::views::{DeviceView, SessionView, TokenView};
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use chrono::{DateTime, Duration, Utc};
 use uos_audit::AuditAction;
@@ -14,6 +14,14 @@ use uos_store::{Session, TokenUse};
 
 /// Most sessions listed at once; more live sessions than this means something is wrong anyway.
 const MAX_LISTED_SESSIONS: u32 = 100;
+
+/// The resource every session action is authorized on.
+pub(crate) fn session_resource() -> Resource {
+    Resource {
+        kind: ResourceKind::Session,
+        ..Default::default()
+    }
+}
 
 impl Services {
     /// Neither revoked, nor past its absolute end, nor idle for too long.

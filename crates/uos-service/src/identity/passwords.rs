@@ -17,7 +17,7 @@ impl Services {
         &self,
         work: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
     ) -> Result<T> {
-        self.inner.hashes.run(work).await
+        self.inner.identity.hashes.run(work).await
     }
 
     pub(crate) async fn hash_password(&self, password: String) -> Result<String> {

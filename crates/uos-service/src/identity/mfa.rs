@@ -5,9 +5,9 @@
 //! ciphertext does not decrypt for anyone else. A code's time step is recorded when it is
 //! accepted and no code of that step or an earlier one is accepted again.
 
-use crate::auth::session_resource;
-use crate::uow::UnitOfWork;
-use crate::views::{RecoveryCodesView, TokenView, TotpEnrolmentView};
+use crate::identity::sessions::session_resource;
+use crate::kernel::uow::UnitOfWork;
+use crate::kernel::views::{RecoveryCodesView, TokenView, TotpEnrolmentView};
 use crate::{Ctx, Done, Refusal, Result, ServiceError, Services};
 use std::time::Duration;
 use uos_audit::AuditAction;

@@ -1,11 +1,11 @@
 //! Invite use cases: invite an email into an org with roles, list, revoke, and accept (which
 //! creates the account if the email is new, or joins the existing one).
 
-use crate::access::role_grants;
-use crate::members::validate_roles;
-use crate::orgs::check_version;
-use crate::uow::{snapshot, UnitOfWork};
-use crate::views::{AcceptedInviteView, InviteView, MemberView, UserView};
+use crate::kernel::access::role_grants;
+use crate::kernel::precondition::check_version;
+use crate::kernel::uow::{snapshot, UnitOfWork};
+use crate::kernel::views::{AcceptedInviteView, InviteView, MemberView, UserView};
+use crate::orgs::roles::validate_roles;
 use crate::{Ctx, Done, GoneReason, Result, ServiceError, Services};
 use chrono::Duration;
 use uos_audit::AuditAction;

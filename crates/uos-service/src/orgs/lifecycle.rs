@@ -1,7 +1,8 @@
 //! Organization use cases: create, list, read, rename, suspend/resume, soft delete/restore.
 
-use crate::uow::{snapshot, UnitOfWork};
-use crate::views::OrgView;
+use crate::kernel::precondition::check_version;
+use crate::kernel::uow::{snapshot, UnitOfWork};
+use crate::kernel::views::OrgView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use chrono::Duration;
 use uos_audit::AuditAction;
@@ -16,14 +17,6 @@ pub enum OrgMove {
     Resume,
     Delete,
     Restore,
-}
-
-/// `If-Match` check: a stale version changes nothing and answers 412.
-pub(crate) fn check_version(current: i64, if_match: Option<i64>) -> Result<()> {
-    match if_match {
-        Some(v) if v != current => Err(ServiceError::PreconditionFailed),
-        _ => Ok(()),
-    }
 }
 
 impl Services {

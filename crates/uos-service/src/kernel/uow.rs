@@ -130,7 +130,7 @@ impl<'a> UnitOfWork<'a> {
         let (prev, remembered) = match self.head.take() {
             // Held by this transaction since its first append.
             Some(h) => (h, false),
-            None => match self.inner.remembered_audit_head() {
+            None => match self.inner.chain.remembered() {
                 Some(h) => (h, true),
                 None => (self.tx.lock_audit_head().await?, false),
             },
@@ -139,7 +139,7 @@ impl<'a> UnitOfWork<'a> {
         let row = match self.tx.append_audit(&prev, &row).await {
             Ok(()) => row,
             Err(StoreError::VersionConflict) if remembered => {
-                self.inner.note_audit_head_conflict();
+                self.inner.chain.note_conflict();
                 let prev = self.tx.lock_audit_head().await?;
                 let row = seal(self.inner, event, &prev)?;
                 self.tx.append_audit(&prev, &row).await?;
@@ -234,7 +234,7 @@ impl<'a> UnitOfWork<'a> {
     async fn finish(mut self) -> Result<()> {
         self.tx.commit().await?;
         if let Some(head) = self.head.take() {
-            self.inner.remember_audit_head(head);
+            self.inner.chain.remember(head);
         }
         for msg in &self.stale {
             // Locally at once, so this replica never serves the old state after answering;
@@ -271,7 +271,7 @@ pub(crate) async fn open_session<T: Serialize>(
         after,
     )?;
     let mut stale = false;
-    if let Some(prev) = &inner.remembered_audit_head().filter(|_| ctx.idem.is_none()) {
+    if let Some(prev) = &inner.chain.remembered().filter(|_| ctx.idem.is_none()) {
         let row = seal(inner, event.clone(), prev)?;
         match inner
             .store
@@ -279,14 +279,14 @@ pub(crate) async fn open_session<T: Serialize>(
             .await
         {
             Ok(()) => {
-                inner.remember_audit_head(AuditHead {
+                inner.chain.remember(AuditHead {
                     seq: row.seq,
                     hash: row.hash,
                 });
                 return Ok(());
             }
             Err(StoreError::VersionConflict) => {
-                inner.note_audit_head_conflict();
+                inner.chain.note_conflict();
                 stale = true;
             }
             Err(e) => return Err(e.into()),

@@ -2,12 +2,12 @@
 //! keys, and an OAuth2 client secret. Every change is audited; every change that can narrow
 //! what the account may do evicts its cached credentials on every replica.
 
-use crate::access::role_grants;
-use crate::members::validate_roles;
-use crate::orgs::check_version;
-use crate::roles::check_description;
-use crate::uow::{snapshot, UnitOfWork};
-use crate::views::{ClientSecretView, ServiceAccountView};
+use crate::kernel::access::role_grants;
+use crate::kernel::precondition::check_version;
+use crate::kernel::uow::{snapshot, UnitOfWork};
+use crate::kernel::views::{ClientSecretView, ServiceAccountView};
+use crate::orgs::roles::check_description;
+use crate::orgs::roles::validate_roles;
 use crate::{Ctx, Done, FieldError, Result, ServiceError, Services};
 use uos_audit::AuditAction;
 use uos_authz::{Action, Resource, ResourceKind};
@@ -452,7 +452,10 @@ impl Services {
         let now = uos_domain::now();
         let secret = uos_authn::generate_client_secret();
         let mut sa = before.clone();
-        sa.client_secret_hash = Some(uos_authn::hash_api_key(&inner.api_key_pepper, &secret));
+        sa.client_secret_hash = Some(uos_authn::hash_api_key(
+            &inner.machine.api_key_pepper,
+            &secret,
+        ));
         sa.client_secret_created_at = Some(now);
         sa.touch(now);
         uow.tx().update_service_account(&sa, before.version).await?;

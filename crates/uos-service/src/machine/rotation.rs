@@ -2,7 +2,7 @@
 //! (an audit event), counted for the metric, and listed per org. Refusing them after the
 //! grace period happens at verification time (see `ApiKey::refusal`), so it needs no sweep.
 
-use crate::uow::UnitOfWork;
+use crate::kernel::uow::UnitOfWork;
 use crate::{Ctx, Result, Services};
 use std::sync::atomic::Ordering;
 use uos_audit::AuditAction;
@@ -44,12 +44,12 @@ impl Services {
             .await?
             .count_overdue_api_keys(now)
             .await?;
-        inner.overdue_keys.store(overdue, Ordering::Relaxed);
+        inner.machine.overdue_keys.store(overdue, Ordering::Relaxed);
         Ok(claimed.len())
     }
 
     /// API keys past their account's maximum age at the last sweep (the metric's value).
     pub fn overdue_api_keys(&self) -> i64 {
-        self.inner.overdue_keys.load(Ordering::Relaxed)
+        self.inner.machine.overdue_keys.load(Ordering::Relaxed)
     }
 }

@@ -1,11 +1,11 @@
 //! API keys of service accounts: create (the secret is shown once), list, read, revoke, rotate
 //! with an overlap window, and the list of keys overdue for rotation.
 
-use crate::access::expand_roles;
-use crate::orgs::check_version;
-use crate::service_accounts::{account_resource, check_name, live_account};
-use crate::uow::{snapshot, UnitOfWork};
-use crate::views::{ApiKeyView, NewApiKeyView};
+use crate::kernel::access::expand_roles;
+use crate::kernel::precondition::check_version;
+use crate::kernel::uow::{snapshot, UnitOfWork};
+use crate::kernel::views::{ApiKeyView, NewApiKeyView};
+use crate::machine::service_accounts::{account_resource, check_name, live_account};
 use crate::{Ctx, Done, FieldError, Result, ServiceError, Services};
 use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
@@ -154,7 +154,7 @@ impl Services {
             org_id: sa.org_id,
             service_account_id: sa.id,
             name,
-            secret_hash: uos_authn::hash_api_key(&self.inner.api_key_pepper, &new.key),
+            secret_hash: uos_authn::hash_api_key(&self.inner.machine.api_key_pepper, &new.key),
             prefix: new.prefix,
             scopes,
             created_at: now,

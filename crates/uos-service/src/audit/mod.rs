@@ -1,0 +1,3 @@
+//! Reading the audit trail.
+
+pub(crate) mod trail;
