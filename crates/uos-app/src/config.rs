@@ -15,8 +15,13 @@ use uos_service::ServiceConfig;
 pub struct Config {
     /// Address the API listens on (`UOS_LISTEN`).
     pub listen: SocketAddr,
-    /// `sqlite://path/file.db` (embedded default) or `postgres://…` (`UOS_DATABASE_URL`).
+    /// `sqlite://path/file.db` (embedded default) or `postgres://…` (`UOS_DATABASE_URL`). On
+    /// PostgreSQL, give the service a role that neither owns the tables nor is a superuser,
+    /// so the row-level security policies bind it.
     pub database_url: String,
+    /// The URL migrations run with on PostgreSQL: the role that owns the tables
+    /// (`UOS_MIGRATION_DATABASE_URL`). Unset: migrations run with `database_url`.
+    pub migration_database_url: Option<String>,
     /// Connection pool size for PostgreSQL.
     pub database_max_connections: u32,
     /// Where key files (and the default SQLite file) live; created on first start, 0700.
@@ -61,6 +66,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://.uos/uos.db".into(),
             database_max_connections: 16,
+            migration_database_url: None,
             data_dir: PathBuf::from(".uos"),
             bootstrap_admin_email: None,
             bootstrap_admin_password: None,
@@ -116,6 +122,14 @@ impl Config {
             || url.starts_with("postgresql://"))
         {
             return bad("database_url", "must start with sqlite:// or postgres://");
+        }
+        if let Some(owner) = &self.migration_database_url {
+            if url.starts_with("sqlite:") {
+                return bad("migration_database_url", "applies to PostgreSQL only");
+            }
+            if !(owner.starts_with("postgres://") || owner.starts_with("postgresql://")) {
+                return bad("migration_database_url", "must start with postgres://");
+            }
         }
         if self.database_max_connections == 0 {
             return bad("database_max_connections", "must be at least 1");

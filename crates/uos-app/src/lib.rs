@@ -39,18 +39,26 @@ pub enum AppError {
     Io(#[from] std::io::Error),
 }
 
-/// Open the configured store and bring its schema up to date (forward-only migrations).
+/// Open the configured store and bring its schema up to date (forward-only migrations; on
+/// PostgreSQL as the tables' owner when `migration_database_url` names one).
 pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, AppError> {
     let url = cfg.database_url.as_str();
     if url.starts_with("sqlite:") {
         let s = SqliteStore::open(url).await?;
         s.migrate().await?;
-        Ok(Arc::new(s))
-    } else {
-        let s = PgStore::connect(url, cfg.database_max_connections).await?;
-        s.migrate().await?;
-        Ok(Arc::new(s))
+        return Ok(Arc::new(s));
     }
+    let s = PgStore::connect(url, cfg.database_max_connections).await?;
+    match &cfg.migration_database_url {
+        Some(owner_url) => {
+            let owner = PgStore::connect(owner_url, 1).await?;
+            let migrated = owner.migrate().await;
+            owner.close().await;
+            migrated?;
+        }
+        None => s.migrate().await?,
+    }
+    Ok(Arc::new(s))
 }
 
 /// The services, built from configuration: every port opened, background tasks started, the

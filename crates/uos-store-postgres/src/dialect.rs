@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{PgConnection, Postgres};
-use uos_domain::ApiKeyId;
+use uos_domain::{ApiKeyId, OrgId};
 use uos_store::{AuditHead, AuditRow, RefreshToken, Result, Session, StoreError, TokenUse};
 use uos_store_sql::sql::{Done, QueryBuilder};
 use uos_store_sql::{Dialect, SqlTx, SqlxResult};
@@ -78,6 +78,19 @@ impl Dialect for PgDialect {
         q.push("extract(epoch from ")
             .push_bind(now)
             .push(" - api_key.created_at) >= service_account.max_key_age_days * 86400");
+    }
+
+    /// The scope of the row-level security policies (`migrations/postgres/0004`), for the rest
+    /// of this transaction only.
+    fn confine_to_org(tx: &mut SqlTx<Self>, org: OrgId) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            sqlx::query("select set_config('uos.org', $1, true)")
+                .bind(org.0.to_string())
+                .execute(tx.conn())
+                .await
+                .map_err(db_err)?;
+            Ok(())
+        })
     }
 
     fn append_audit<'a>(

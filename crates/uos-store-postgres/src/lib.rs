@@ -45,7 +45,11 @@ impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("bad postgres url: {e}")))?
-            .application_name("user-org-service");
+            .application_name("user-org-service")
+            // The row-level security scope of every session (migration 0004): all orgs, which
+            // a unit of work narrows to one for its transaction (`confine_to_org`). Set in the
+            // start-up packet, so it costs no round trip.
+            .options([("uos.org", "*")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -1,4 +1,5 @@
-//! Test support shared with other crates' tests: a fresh, empty database per test.
+//! Test support shared with other crates' tests: a fresh, empty database per test, and the
+//! unprivileged role the service runs as.
 
 use crate::error::db_err;
 use sqlx::{Connection, Executor, PgConnection};
@@ -16,6 +17,59 @@ pub async fn fresh_database(admin_url: &str) -> Result<String> {
         .map_err(db_err)?;
     admin.close().await.map_err(db_err)?;
     with_database(admin_url, &name)
+}
+
+/// The role the service runs as in tests, as in production: it owns no table and is no
+/// superuser, so the row-level security policies bind it. The tables belong to the role that
+/// runs the migrations.
+pub const SERVICE_ROLE: &str = "uos_service";
+
+/// Let [`SERVICE_ROLE`] use the database at `owner_url` (whose role owns it and will run the
+/// migrations): schema usage, and the rows of every table the owner has created or creates
+/// later (default privileges, so this may come before the migrations). Returns `owner_url`
+/// with the service role as its user (the test server trusts local connections).
+pub async fn service_role_url(owner_url: &str) -> Result<String> {
+    let mut owner = PgConnection::connect(owner_url).await.map_err(db_err)?;
+    // Roles are shared by every database of the server, and tests create them concurrently.
+    let statements = [
+        format!(
+            "do $$ begin create role {SERVICE_ROLE} login nosuperuser nobypassrls; \
+             exception when duplicate_object or unique_violation then null; end $$"
+        ),
+        format!("grant usage on schema public to {SERVICE_ROLE}"),
+        format!(
+            "grant select, insert, update, delete on all tables in schema public \
+             to {SERVICE_ROLE}"
+        ),
+        format!(
+            "alter default privileges in schema public \
+             grant select, insert, update, delete on tables to {SERVICE_ROLE}"
+        ),
+    ];
+    for sql in statements {
+        owner.execute(sql.as_str()).await.map_err(db_err)?;
+    }
+    owner.close().await.map_err(db_err)?;
+    with_user(owner_url, SERVICE_ROLE)
+}
+
+/// `url` with `user` (and no password) as its user.
+fn with_user(url: &str, user: &str) -> Result<String> {
+    let scheme_end = url
+        .find("://")
+        .map(|i| i + 3)
+        .ok_or_else(|| StoreError::Backend(format!("not a postgres url: {url}")))?;
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    Ok(format!(
+        "{}{user}@{host}{}",
+        &url[..scheme_end],
+        &rest[authority_end..]
+    ))
 }
 
 /// Drop a database made by [`fresh_database`], disconnecting anyone still using it.
@@ -80,6 +134,18 @@ mod tests {
             "postgres://h:5432/x"
         );
         assert!(with_database("nonsense", "x").is_err());
+        assert_eq!(
+            with_user("postgres://postgres@127.0.0.1:5432/db?a=b", "svc").unwrap(),
+            "postgres://svc@127.0.0.1:5432/db?a=b"
+        );
+        assert_eq!(
+            with_user("postgres://u:p@h/db", "svc").unwrap(),
+            "postgres://svc@h/db"
+        );
+        assert_eq!(
+            with_user("postgres://h/db", "svc").unwrap(),
+            "postgres://svc@h/db"
+        );
         assert_eq!(
             database_name("postgres://h/uos_test_1?a=b"),
             Some("uos_test_1")

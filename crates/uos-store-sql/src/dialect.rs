@@ -9,7 +9,7 @@ use crate::{audit, machine, session};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use std::fmt::Debug;
-use uos_domain::ApiKeyId;
+use uos_domain::{ApiKeyId, OrgId};
 use uos_store::{AuditHead, AuditRow, RefreshToken, Result, Session, StoreError, TokenUse};
 use uuid::Uuid;
 
@@ -72,6 +72,12 @@ pub trait Dialect: Debug + Send + Sync + Sized + 'static {
     /// maximum key age (`service_account.max_key_age_days`, not null) at `now`: exactly, in
     /// whole days of 86,400 s.
     fn push_key_age_reached(q: &mut QueryBuilder<'_, Self>, now: DateTime<Utc>);
+
+    /// [`ReadTx::confine_to_org`](uos_store::ReadTx::confine_to_org) in a write transaction;
+    /// the default confines nothing (no row-level security).
+    fn confine_to_org(_tx: &mut SqlTx<Self>, _org: OrgId) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// [`AuditRepo::append_audit`](uos_store::AuditRepo::append_audit); the default moves
     /// the head, then inserts the event.

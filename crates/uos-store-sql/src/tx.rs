@@ -9,6 +9,7 @@ use sqlx::{Database, Transaction};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::DerefMut;
+use uos_domain::OrgId;
 use uos_store::{ReadTx, Result, StoreError, Tx};
 
 /// What a handle holds: a transaction for writes, a pooled connection for reads.
@@ -101,8 +102,19 @@ impl<D: Dialect, M: Mode<D::Db>> SqlTx<D, M> {
     }
 }
 
-impl<D: Dialect> ReadTx for SqlTx<D, Read> {}
-impl<D: Dialect> ReadTx for SqlTx<D, Write> {}
+#[async_trait]
+impl<D: Dialect> ReadTx for SqlTx<D, Read> {
+    async fn confine_to_org(&mut self, _org: OrgId) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> ReadTx for SqlTx<D, Write> {
+    async fn confine_to_org(&mut self, org: OrgId) -> Result<()> {
+        D::confine_to_org(self, org).await
+    }
+}
 
 #[async_trait]
 impl<D: Dialect> Tx for SqlTx<D> {

@@ -94,6 +94,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 /// Everything a read can do: the read half of every repository, and no way to write. A read
 /// handle from [`Store::read`] runs each statement on its own (autocommit), so a write through
 /// it would bypass the unit of work and its audit event; this type makes that impossible.
+#[async_trait]
 pub trait ReadTx:
     OrgReads
     + UserReads
@@ -106,6 +107,12 @@ pub trait ReadTx:
     + AuditReads
     + Send
 {
+    /// Confine the rest of this unit of work to the rows of `org`: where the backend enforces
+    /// it (PostgreSQL's row-level security), no statement after this one reads or changes an
+    /// org-scoped row of another org. A unit of work calls it once it holds a capability for
+    /// one org. A read handle runs each statement on its own, so there it changes nothing (and
+    /// neither does it on SQLite, a single-tenant embedded store).
+    async fn confine_to_org(&mut self, org: OrgId) -> Result<()>;
 }
 
 /// Everything a unit of work can do: every read, and the writes, which commit together or not

@@ -173,8 +173,16 @@ impl TestApp {
         max_connections: u32,
         extra: &[(&str, Value)],
     ) -> Self {
+        // On PostgreSQL the service runs as a role that owns nothing (so row-level security
+        // binds it) and migrations run as the database's owner, as in production.
+        let service_url = match backend {
+            Backend::Sqlite => database_url.clone(),
+            Backend::Postgres => uos_store_postgres::testing::service_role_url(&database_url)
+                .await
+                .expect("a service role on the test server"),
+        };
         let mut f = Figment::new()
-            .merge(Serialized::default("database_url", &database_url))
+            .merge(Serialized::default("database_url", &service_url))
             .merge(Serialized::default(
                 "database_max_connections",
                 max_connections,
@@ -189,6 +197,9 @@ impl TestApp {
                 "service.password_hashing",
                 json!({"memory_kib": 1024, "iterations": 1, "parallelism": 1}),
             ));
+        if backend == Backend::Postgres {
+            f = f.merge(Serialized::default("migration_database_url", &database_url));
+        }
         for (k, v) in extra {
             f = f.merge(Serialized::default(k, v));
         }

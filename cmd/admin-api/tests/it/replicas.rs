@@ -38,7 +38,10 @@ impl Drop for Replica {
 
 /// Everything two replicas share: database, Redis prefix, key directory.
 struct Cluster {
+    /// The database's owner, who runs the migrations.
     database_url: String,
+    /// The role the replicas serve as: it owns nothing, so row-level security binds it.
+    service_url: String,
     data_dir: tempfile::TempDir,
     prefix: String,
     extra: Vec<(String, String)>,
@@ -51,8 +54,12 @@ impl Cluster {
         let database_url = uos_store_postgres::testing::fresh_database(&admin)
             .await
             .expect("PostgreSQL reachable");
+        let service_url = uos_store_postgres::testing::service_role_url(&database_url)
+            .await
+            .expect("a service role on the test server");
         Self {
             database_url,
+            service_url,
             data_dir: tempfile::tempdir().unwrap(),
             prefix: format!("uos-test-{}:", uuid::Uuid::now_v7()),
             extra: extra
@@ -72,7 +79,8 @@ impl Cluster {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_admin-api"));
         cmd.env_clear()
             .env("UOS_LISTEN", format!("127.0.0.1:{port}"))
-            .env("UOS_DATABASE_URL", &self.database_url)
+            .env("UOS_DATABASE_URL", &self.service_url)
+            .env("UOS_MIGRATION_DATABASE_URL", &self.database_url)
             .env("UOS_DATA_DIR", self.data_dir.path())
             .env("UOS_REDIS_URL", redis_url())
             .env("UOS_REDIS_PREFIX", &self.prefix)

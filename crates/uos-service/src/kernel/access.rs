@@ -79,7 +79,11 @@ impl Inner {
             ..Resource::default()
         };
         shape(&mut resource);
-        Ok(self.authz.authorize(&principal, action, &resource)?)
+        let cap = self.authz.authorize(&principal, action, &resource)?;
+        // Holding a capability for this org, the unit of work touches no other org's rows:
+        // the store enforces it from here on (row-level security on PostgreSQL).
+        tx.confine_to_org(org.id).await?;
+        Ok(cap)
     }
 
     /// Load an org by slug and authorize `action` on it. An absent org and an org the caller
