@@ -2,7 +2,7 @@
 //! with an overlap window, and the list of keys overdue for rotation.
 
 use crate::access::expand_roles;
-use crate::orgs::check_version;
+use crate::orgs::{check_version, Precondition};
 use crate::service_accounts::{account_resource, check_name, live_account};
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::{ApiKeyView, NewApiKeyView};
@@ -252,14 +252,14 @@ impl Services {
         ctx: &Ctx,
         slug: &OrgSlug,
         id: ApiKeyId,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<()>> {
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let (org, before, sa, cap) = self
             .key_access(uow.tx(), ctx, slug, id, Action::ApiKeyRevoke, false)
             .await?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let now = uos_domain::now();
         let mut key = before.clone();
         if key.revoke(now) {
@@ -289,7 +289,7 @@ impl Services {
         slug: &OrgSlug,
         id: ApiKeyId,
         overlap_secs: Option<u64>,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<NewApiKeyView>> {
         let inner = &*self.inner;
         let overlap = overlap_secs.unwrap_or(inner.cfg.api_key_rotation_overlap_secs);
@@ -304,7 +304,7 @@ impl Services {
         let (org, before, sa, cap) = self
             .key_access(uow.tx(), ctx, slug, id, Action::ApiKeyRotate, true)
             .await?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let now = uos_domain::now();
         if sa.status == ServiceAccountStatus::Deleted {
             return Err(ServiceError::NotFound);

@@ -3,7 +3,7 @@
 
 use crate::access::role_grants;
 use crate::members::validate_roles;
-use crate::orgs::check_version;
+use crate::orgs::{check_version, Precondition};
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::{AcceptedInviteView, InviteView, MemberView, UserView};
 use crate::{Ctx, Done, Result, ServiceError, Services};
@@ -153,7 +153,7 @@ impl Services {
         ctx: &Ctx,
         slug: &OrgSlug,
         id: InviteId,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<InviteView>> {
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
@@ -171,7 +171,7 @@ impl Services {
             .get_invite(org.id, id)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let now = uos_domain::now();
         match before.state(now) {
             InviteState::Pending | InviteState::Expired => {}

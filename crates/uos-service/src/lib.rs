@@ -46,7 +46,7 @@ pub use invites::NewInvite;
 pub use me::ProfilePatch;
 pub use members::MAX_ROLES;
 pub use oauth::{OAuthError, TokenRequest};
-pub use orgs::OrgMove;
+pub use orgs::{OrgMove, Precondition};
 pub use passwords::PASSWORD_MAX_LEN;
 pub use roles::{is_valid_description, NewRole, RolePatch, DESCRIPTION_MAX_CHARS};
 pub use service_accounts::{NewServiceAccount, ServiceAccountPatch};

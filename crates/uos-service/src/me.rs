@@ -1,6 +1,6 @@
 //! The caller's own account: profile, preferences, password.
 
-use crate::orgs::check_version;
+use crate::orgs::{check_version, Precondition};
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::{MeView, MyOrgView, UserView};
 use crate::{Ctx, Done, Result, ServiceError, Services};
@@ -64,7 +64,7 @@ impl Services {
         &self,
         ctx: &Ctx,
         patch: ProfilePatch,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<UserView>> {
         let (me, cap) = self.me(ctx, Action::MeUpdate)?;
         self.update_profile(ctx, cap, me.id, patch, if_match).await
@@ -78,11 +78,11 @@ impl Services {
         cap: Capability,
         id: UserId,
         patch: ProfilePatch,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<UserView>> {
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
         let before = uow.tx().get_user(id).await?.ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let mut after = before.clone();
         if let Some(v) = patch.display_name {
             after.display_name = Some(v.into_string());
@@ -120,7 +120,7 @@ impl Services {
         &self,
         ctx: &Ctx,
         prefs: serde_json::Value,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<serde_json::Value>> {
         if !prefs.is_object() {
             return Err(ServiceError::field(
@@ -143,7 +143,7 @@ impl Services {
             .get_user(me.id)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let mut after = before.clone();
         after.preferences = prefs;
         after.touch(uos_domain::now());

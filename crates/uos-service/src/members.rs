@@ -2,7 +2,7 @@
 //! the org, remove — always keeping at least one active owner.
 
 use crate::access::role_grants;
-use crate::orgs::check_version;
+use crate::orgs::{check_version, Precondition};
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::MemberView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
@@ -178,7 +178,7 @@ impl Services {
         action: Action,
         touches_owner: impl FnOnce(Option<&Membership>) -> bool,
         granted: &[RoleName],
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<(Org, Membership, Capability)> {
         let org = uow
             .tx()
@@ -200,7 +200,7 @@ impl Services {
             )
             .await?;
         let before = current.ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         Ok((org, before, cap))
     }
 
@@ -240,7 +240,7 @@ impl Services {
         slug: &OrgSlug,
         user_id: UserId,
         roles: Vec<RoleName>,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<MemberView>> {
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
         let adds_owner = roles.iter().any(RoleName::is_owner);
@@ -270,7 +270,7 @@ impl Services {
         slug: &OrgSlug,
         user_id: UserId,
         to: MembershipStatus,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<MemberView>> {
         let (action, event) = match to {
             MembershipStatus::Suspended => (Action::MemberSuspend, "member.suspended"),
@@ -301,7 +301,7 @@ impl Services {
         ctx: &Ctx,
         slug: &OrgSlug,
         user_id: UserId,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<()>> {
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
         let (org, before, cap) = self

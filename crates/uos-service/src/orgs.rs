@@ -17,11 +17,33 @@ pub enum OrgMove {
     Restore,
 }
 
+/// What `If-Match` asks of a resource's current version (RFC 9110 §13.1.1), once the HTTP
+/// layer has parsed the header: nothing (no header, or `*` on a resource that exists), or that
+/// the version is one of a list. The list may be empty: weak tags never match under the strong
+/// comparison `If-Match` uses, nor do tags this service never issued, so a header made only of
+/// those fails against every version.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Precondition {
+    #[default]
+    None,
+    OneOf(Vec<i64>),
+}
+
+impl Precondition {
+    pub fn holds(&self, current: i64) -> bool {
+        match self {
+            Self::None => true,
+            Self::OneOf(versions) => versions.contains(&current),
+        }
+    }
+}
+
 /// `If-Match` check: a stale version changes nothing and answers 412.
-pub(crate) fn check_version(current: i64, if_match: Option<i64>) -> Result<()> {
-    match if_match {
-        Some(v) if v != current => Err(ServiceError::PreconditionFailed),
-        _ => Ok(()),
+pub(crate) fn check_version(current: i64, if_match: &Precondition) -> Result<()> {
+    if if_match.holds(current) {
+        Ok(())
+    } else {
+        Err(ServiceError::PreconditionFailed)
     }
 }
 
@@ -129,7 +151,7 @@ impl Services {
         slug: &OrgSlug,
         display_name: Option<DisplayName>,
         api_key_max_days: Option<Option<u32>>,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<OrgView>> {
         if let Some(Some(d)) = api_key_max_days {
             if !(1..=uos_domain::API_KEY_MAX_DAYS).contains(&d) {
@@ -145,7 +167,7 @@ impl Services {
         let (org, cap) = inner
             .org_access(uow.tx(), ctx, slug, Action::OrgUpdate, |_| {})
             .await?;
-        check_version(org.version, if_match)?;
+        check_version(org.version, &if_match)?;
         let mut next = org.clone();
         if let Some(name) = display_name {
             next.display_name = name.into_string();
@@ -176,7 +198,7 @@ impl Services {
         ctx: &Ctx,
         slug: &OrgSlug,
         mv: OrgMove,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<OrgView>> {
         let inner = &*self.inner;
         let action = match mv {
@@ -189,7 +211,7 @@ impl Services {
         let (org, cap) = inner
             .org_access(uow.tx(), ctx, slug, action, |_| {})
             .await?;
-        check_version(org.version, if_match)?;
+        check_version(org.version, &if_match)?;
         let now = uos_domain::now();
         let mut next = org.clone();
         match mv {

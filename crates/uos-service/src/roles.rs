@@ -2,7 +2,7 @@
 //! unknown parents, no shadowing of built-ins) before anything is stored.
 
 use crate::access::role_grants;
-use crate::orgs::check_version;
+use crate::orgs::{check_version, Precondition};
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::RoleView;
 use crate::{Ctx, Done, FieldError, Result, ServiceError, Services};
@@ -224,7 +224,7 @@ impl Services {
         slug: &OrgSlug,
         name: &RoleName,
         patch: RolePatch,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<RoleView>> {
         check_description(&patch.description)?;
         let inner = &*self.inner;
@@ -262,7 +262,7 @@ impl Services {
             .find(|r| &r.name == name)
             .cloned()
             .ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let mut after = before.clone();
         if let Some(d) = patch.description {
             after.description = Some(d);
@@ -301,7 +301,7 @@ impl Services {
         ctx: &Ctx,
         slug: &OrgSlug,
         name: &RoleName,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<()>> {
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
@@ -326,7 +326,7 @@ impl Services {
             .find(|r| &r.name == name)
             .cloned()
             .ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         if all.iter().any(|r| r.inherits.contains(name)) {
             return Err(ServiceError::conflict(
                 "role_inherited",

@@ -4,7 +4,7 @@
 
 use crate::access::role_grants;
 use crate::members::validate_roles;
-use crate::orgs::check_version;
+use crate::orgs::{check_version, Precondition};
 use crate::roles::check_description;
 use crate::uow::{snapshot, UnitOfWork};
 use crate::views::{ClientSecretView, ServiceAccountView};
@@ -282,7 +282,7 @@ impl Services {
         slug: &OrgSlug,
         id: ServiceAccountId,
         patch: ServiceAccountPatch,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<ServiceAccountView>> {
         let mut errors = Vec::new();
         let name = match patch.name.as_deref() {
@@ -329,7 +329,7 @@ impl Services {
         let before = live_account(uow.tx(), org.id, id)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let now = uos_domain::now();
         let mut sa = before.clone();
         if let Some(to) = patch.status {
@@ -379,7 +379,7 @@ impl Services {
         ctx: &Ctx,
         slug: &OrgSlug,
         id: ServiceAccountId,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<()>> {
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
@@ -395,7 +395,7 @@ impl Services {
         let before = live_account(uow.tx(), org.id, id)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let now = uos_domain::now();
         let mut sa = before.clone();
         sa.delete(now)

@@ -131,7 +131,10 @@ backend_test!(
             Req::get("/v1/me").token(&admin),
             Req::post("/v1/auth/login")
                 .json(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
-            Req::get("/v1/orgs/acme"),
+            // An anonymous caller of a secured operation is refused (401) before the store is
+            // asked; these two reach the store, with and without a caller.
+            Req::get("/v1/orgs/acme").token(&admin),
+            Req::post("/v1/auth/refresh").json(json!({"refresh_token": "stale"})),
         ] {
             let label = format!("{req:?}");
             let r = app.send(req).await;
