@@ -357,12 +357,14 @@ fn complete(path: &str, method: Method, op: &mut Operation) {
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
 
     let responses = &mut op.responses.responses;
-    // Errors a handler declared itself keep their description but are problem+json (the
-    // OAuth2 endpoints answer in OAuth2's own JSON error shape instead).
     for (status, r) in responses.iter_mut() {
         let RefOr::T(r) = r else { continue };
-        let is_error = status.starts_with('4') || status.starts_with('5');
-        if is_error && !oauth2 {
+        // A declared `Problem` body is sent as problem+json; other JSON (the OAuth2 errors,
+        // the readiness report) is what it says.
+        let is_problem = r.content.get("application/json").is_some_and(
+            |c| matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem")),
+        );
+        if is_problem {
             if let Some(content) = r.content.shift_remove("application/json") {
                 r.content.insert(PROBLEM_JSON.to_string(), content);
             }
@@ -370,6 +372,15 @@ fn complete(path: &str, method: Method, op: &mut Operation) {
         r.headers
             .entry("X-Request-Id".to_string())
             .or_insert_with(request_id_header);
+        if status == "429" {
+            let mut h = Header::new(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1.0)),
+            );
+            h.description = Some("Seconds to wait before trying again".to_string());
+            r.headers.entry("Retry-After".to_string()).or_insert(h);
+        }
     }
     let mut add = |status: u16| {
         responses.entry(status.to_string()).or_insert_with(|| {
