@@ -191,7 +191,9 @@ pub fn run(args: &ApiFuzzArgs) -> anyhow::Result<()> {
     std::fs::write(&config_file, config())?;
 
     let mut cmd = Command::new("python3");
-    cmd.args(["-m", "schemathesis.cli", "--config-file"])
+    // In the temp dir, so schemathesis' own state (`.schemathesis/`) goes with it.
+    cmd.current_dir(work.path())
+        .args(["-m", "schemathesis.cli", "--config-file"])
         .arg(&config_file)
         .args(["run", &format!("{base}/openapi.json")])
         .args(["--header", &format!("Authorization: Bearer {token}")])
