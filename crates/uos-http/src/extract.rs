@@ -423,8 +423,12 @@ pub fn parse_if_match(values: header::GetAll<'_, HeaderValue>) -> Option<Precond
     (tags > 0).then_some(Precondition::OneOf(versions))
 }
 
+/// Optional white space (RFC 9110 §5.6.3) off both ends.
 fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let Some((b' ' | b'\t', r)) = s.split_first() {
+        s = r;
+    }
+    while let Some((b' ' | b'\t', r)) = s.split_last() {
         s = r;
     }
     s
@@ -463,5 +467,46 @@ pub fn ctx_from_parts(parts: &Parts) -> Ctx {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::http::HeaderMap;
+
+    fn parse(lines: &[&str]) -> Option<Precondition> {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(header::IF_MATCH, HeaderValue::from_str(l).unwrap());
+        }
+        parse_if_match(h.get_all(header::IF_MATCH))
+    }
+
+    #[test]
+    fn if_match_reads_rfc_9110_lists() {
+        use Precondition::{None as Any, OneOf};
+        assert_eq!(parse(&[]), Some(Any));
+        assert_eq!(parse(&[" * "]), Some(Any));
+        assert_eq!(parse(&["\"3\""]), Some(OneOf(vec![3])));
+        assert_eq!(parse(&["\"1\", W/\"2\" ,,\"x\""]), Some(OneOf(vec![1])));
+        assert_eq!(parse(&["\"1\"", "\"2\""]), Some(OneOf(vec![1, 2])));
+        // Well-formed tags that match no version of ours: a precondition nothing meets.
+        assert_eq!(parse(&["W/\"3\""]), Some(OneOf(vec![])));
+        assert_eq!(parse(&["\"03\""]), Some(OneOf(vec![])));
+        assert_eq!(parse(&["\"\""]), Some(OneOf(vec![])));
+        for bad in [
+            "3",
+            "\"3",
+            "*, \"3\"",
+            "*, *",
+            ",",
+            "\"3\" \"4\"",
+            "w/\"3\"",
+        ] {
+            assert_eq!(parse(&[bad]), None, "{bad} is malformed");
+        }
+        assert_eq!(parse(&["*", "*"]), None, "* stands alone");
     }
 }
