@@ -90,14 +90,7 @@ pub(crate) fn metric(base: &str, name: &str) -> anyhow::Result<f64> {
 pub(crate) fn prepare(name: &str) -> anyhow::Result<(PathBuf, PathBuf, tokio::runtime::Runtime)> {
     ensure_wrk()?;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    eprintln!("xtask: building the release binary");
-    sh(Command::new(env!("CARGO")).current_dir(&root).args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "admin-api",
-    ]))?;
+    crate::release::build(&root, "admin-api")?;
     let work = root.join("target/bench").join(name);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
@@ -234,7 +227,7 @@ pub(crate) fn start_server_with(
     env: &[(&str, &str)],
 ) -> anyhow::Result<Server> {
     let log = std::fs::File::create(work.join("admin-api.log"))?;
-    let child = Command::new(root.join("target/release/admin-api"))
+    let child = Command::new(crate::release::binary(root, "admin-api")?)
         .envs(env.iter().copied())
         .env("UOS_DATABASE_URL", database_url)
         .env("UOS_DATA_DIR", work.join("data"))

@@ -35,6 +35,8 @@ pub fn run() -> anyhow::Result<()> {
     // --include-ignored runs the service-backed tests (marked `ignore = "needs PostgreSQL"` so a
     // plain `cargo test` passes anywhere); here they must run, and pass.
     cargo(&["test", "--workspace", "--locked", "--", "--include-ignored"])?;
+    // The served OpenAPI against the release binary: the contract as clients read it.
+    crate::api_fuzz::run(&crate::api_fuzz::ApiFuzzArgs::default())?;
     eprintln!("xtask: ci passed");
     Ok(())
 }

@@ -1,13 +1,16 @@
 //! Developer tasks: `cargo xtask ci` (the whole test suite, as CI runs it) and
 //! `cargo xtask bench` (seed + load benchmark against the release binary) and
 //! `cargo xtask bench-identity` (login, refresh and introspection throughput) and
-//! `cargo xtask bench-machine` (API keys and client credentials).
+//! `cargo xtask bench-machine` (API keys and client credentials) and
+//! `cargo xtask api-fuzz` (schemathesis against the served OpenAPI).
 
+mod api_fuzz;
 mod bench;
 mod bench_identity;
 mod bench_machine;
 mod ci;
 mod cpu;
+mod release;
 mod services;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +27,9 @@ enum Command {
     /// Format check, clippy, and every test including the PostgreSQL suites (starts PostgreSQL
     /// if it is not running; fails if it stays unreachable).
     Ci,
+    /// schemathesis with every check against the release binary's `/openapi.json`, logged in
+    /// as a platform admin, on a fresh SQLite data dir (also part of `ci`).
+    ApiFuzz(api_fuzz::ApiFuzzArgs),
     /// Seed users and measure list/invite latency with wrk against the release binary.
     Bench(bench::BenchArgs),
     /// Time argon2id and measure logins, refreshes and introspections per second with wrk
@@ -37,6 +43,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ci => ci::run(),
+        Command::ApiFuzz(args) => api_fuzz::run(&args),
         Command::Bench(args) => bench::run(args),
         Command::BenchIdentity(args) => bench_identity::run(args),
         Command::BenchMachine(args) => bench_machine::run(args),

@@ -89,29 +89,51 @@ pub fn drop_test_databases() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Make the SMTP sink the uos-mail tests start (`python3 -m aiosmtpd`) importable, installing
-/// the pinned version with pip if it is missing.
+/// Make the SMTP sink the uos-mail tests start (`python3 -m aiosmtpd`) importable.
 pub fn ensure_smtp_sink() -> anyhow::Result<()> {
-    let importable = || {
+    ensure_python_package(
+        "import aiosmtpd",
+        "aiosmtpd==1.4.6",
+        "the SMTP tests of uos-mail",
+    )
+}
+
+/// The pinned schemathesis `cargo xtask api-fuzz` runs (`python3 -m schemathesis.cli`). Its
+/// checks and generators change between releases, so another installed version is replaced.
+pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
+
+pub fn ensure_schemathesis() -> anyhow::Result<()> {
+    ensure_python_package(
+        &format!(
+            "import sys, schemathesis; sys.exit(schemathesis.__version__ != '{SCHEMATHESIS_VERSION}')"
+        ),
+        &format!("schemathesis=={SCHEMATHESIS_VERSION}"),
+        "cargo xtask api-fuzz",
+    )
+}
+
+/// Install `requirement` with `python3 -m pip` unless the Python snippet `check` already
+/// succeeds, and fail (naming `needed_by`) if it still does not afterwards.
+fn ensure_python_package(check: &str, requirement: &str, needed_by: &str) -> anyhow::Result<()> {
+    let ok = || {
         Command::new("python3")
-            .args(["-c", "import aiosmtpd"])
+            .args(["-c", check])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
-    if importable() {
+    if ok() {
         return Ok(());
     }
-    eprintln!("xtask: installing the SMTP sink for the mail tests (aiosmtpd==1.4.6)");
+    eprintln!("xtask: installing {requirement} for {needed_by}");
     let status = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "aiosmtpd==1.4.6"])
+        .args(["-m", "pip", "install", "--quiet", requirement])
         .status()
         .context("running python3 -m pip")?;
-    if !status.success() || !importable() {
+    if !status.success() || !ok() {
         bail!(
-            "could not install aiosmtpd==1.4.6 with `python3 -m pip` ({status}): the SMTP tests of \
-             uos-mail need it"
+            "could not install {requirement} with `python3 -m pip` ({status}): {needed_by} needs it"
         );
     }
     Ok(())

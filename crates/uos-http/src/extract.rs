@@ -5,12 +5,12 @@
 use crate::problem::ApiError;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{header, request::Parts};
+use axum::http::{header, request::Parts, HeaderValue};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use uos_service::{Caller, Ctx, FieldError, IdemTicket};
+use uos_service::{Caller, Ctx, FieldError, IdemTicket, Precondition};
 use uos_store::PageRequest;
 
 /// Largest accepted request body.
@@ -56,7 +56,7 @@ pub fn take_field<T: serde::de::DeserializeOwned>(
             }
             None
         }
-        Some(v) => match serde_json::from_value::<T>(v) {
+        Some(v) => match serde_json::from_value::<T>(integral(v)) {
             Ok(t) => Some(t),
             Err(e) => {
                 let msg = e.to_string();
@@ -69,6 +69,19 @@ pub fn take_field<T: serde::de::DeserializeOwned>(
                 None
             }
         },
+    }
+}
+
+/// JSON does not tell integers from other numbers: `3.0` is the integer 3 (JSON Schema
+/// agrees), so an integral float is handed to the field's parser as an integer.
+fn integral(v: Value) -> Value {
+    match v.as_f64() {
+        Some(f) if v.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            // In range and integral, so the cast is exact.
+            #[allow(clippy::cast_possible_truncation)]
+            Value::from(f as i64)
+        }
+        _ => v,
     }
 }
 
@@ -90,7 +103,10 @@ pub fn reject_unknown(obj: Map<String, Value>, errors: &mut Vec<FieldError>) {
 macro_rules! json_body {
     ($(#[$m:meta])* pub struct $name:ident { $( $(#[$fm:meta])* $kind:ident $field:ident : $ty:ty ),* $(,)? }) => {
         $(#[$m])*
+        // `deny_unknown_fields` only tells the schema (`additionalProperties: false`) what
+        // `reject_unknown` below enforces; serde never sees this struct.
         #[derive(Debug, utoipa::ToSchema)]
+        #[serde(deny_unknown_fields)]
         pub struct $name { $( $(#[$fm])* pub $field: $ty ),* }
 
         impl $crate::extract::FromJsonObject for $name {
@@ -326,33 +342,96 @@ pub fn is_seq(s: &str) -> bool {
     s.parse::<i64>().is_ok_and(|n| n >= 0)
 }
 
-/// `If-Match: "<version>"`; `*` or absent means no precondition.
-#[derive(Debug, Clone, Copy)]
-pub struct IfMatch(pub Option<i64>);
+/// `If-Match` (RFC 9110 §13.1.1): absent or `*` asks nothing of the (existing) resource;
+/// otherwise a comma-separated list of entity tags, of which one must match the current `ETag`
+/// under the strong comparison. Our tags are `"<version>"`, so a weak tag (`W/"3"`) or a
+/// well-formed tag we never issued (`"abc"`) simply matches nothing: 412, not 400. Only a
+/// header that is not entity-tag syntax at all is a bad request.
+#[derive(Debug, Clone, Default)]
+pub struct IfMatch(pub Precondition);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let Some(v) = parts.headers.get(header::IF_MATCH) else {
-            return Ok(Self(None));
-        };
-        let s = v.to_str().unwrap_or("").trim();
-        if s == "*" {
-            return Ok(Self(None));
-        }
-        s.strip_prefix('"')
-            .and_then(|s| s.strip_suffix('"'))
-            .and_then(|s| s.parse::<i64>().ok())
-            .map(|n| Self(Some(n)))
+        parse_if_match(parts.headers.get_all(header::IF_MATCH))
+            .map(Self)
             .ok_or_else(|| {
                 ApiError::field(
                     "If-Match",
                     "invalid",
-                    "If-Match must be an ETag such as \"3\"",
+                    "If-Match must be * or a comma-separated list of entity tags such as \"3\"",
                 )
             })
     }
+}
+
+/// Parse every `If-Match` field line as one list; `None` when the syntax is broken. `*` must
+/// stand alone; empty list elements are allowed and ignored (RFC 9110 §5.6.1.2).
+pub fn parse_if_match(values: header::GetAll<'_, HeaderValue>) -> Option<Precondition> {
+    let lines: Vec<&[u8]> = values.iter().map(HeaderValue::as_bytes).collect();
+    if lines.is_empty() {
+        return Some(Precondition::None);
+    }
+    if let [line] = lines.as_slice() {
+        if trim_ows(line) == b"*" {
+            return Some(Precondition::None);
+        }
+    }
+    let mut versions = Vec::new();
+    let mut tags = 0;
+    for line in lines {
+        let mut rest = line;
+        loop {
+            rest = trim_ows(rest);
+            if let Some(r) = rest.strip_prefix(b",") {
+                rest = r;
+                continue;
+            }
+            if rest.is_empty() {
+                break;
+            }
+            let (weak, r) = match rest.strip_prefix(b"W/") {
+                Some(r) => (true, r),
+                None => (false, rest),
+            };
+            let r = r.strip_prefix(b"\"")?;
+            // etagc = %x21 / %x23-7E / obs-text
+            let end = r.iter().position(|&b| b == b'"')?;
+            let opaque = &r[..end];
+            if !opaque.iter().all(|&b| b == 0x21 || b >= 0x23 && b != 0x7f) {
+                return None;
+            }
+            tags += 1;
+            if !weak {
+                // Strong comparison is octet by octet: `"03"` is not our `"3"`.
+                if let Some(v) = std::str::from_utf8(opaque)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok().filter(|v| v.to_string() == s))
+                {
+                    versions.push(v);
+                }
+            }
+            rest = trim_ows(&r[end + 1..]);
+            match rest.split_first() {
+                None => break,
+                Some((b',', r)) => rest = r,
+                Some(_) => return None,
+            }
+        }
+    }
+    (tags > 0).then_some(Precondition::OneOf(versions))
+}
+
+/// Optional white space (RFC 9110 §5.6.3) off both ends.
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let Some((b' ' | b'\t', r)) = s.split_first() {
+        s = r;
+    }
+    while let Some((b' ' | b'\t', r)) = s.split_last() {
+        s = r;
+    }
+    s
 }
 
 /// The request id assigned by the request-context middleware.
@@ -388,5 +467,46 @@ pub fn ctx_from_parts(parts: &Parts) -> Ctx {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::http::HeaderMap;
+
+    fn parse(lines: &[&str]) -> Option<Precondition> {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(header::IF_MATCH, HeaderValue::from_str(l).unwrap());
+        }
+        parse_if_match(h.get_all(header::IF_MATCH))
+    }
+
+    #[test]
+    fn if_match_reads_rfc_9110_lists() {
+        use Precondition::{None as Any, OneOf};
+        assert_eq!(parse(&[]), Some(Any));
+        assert_eq!(parse(&[" * "]), Some(Any));
+        assert_eq!(parse(&["\"3\""]), Some(OneOf(vec![3])));
+        assert_eq!(parse(&["\"1\", W/\"2\" ,,\"x\""]), Some(OneOf(vec![1])));
+        assert_eq!(parse(&["\"1\"", "\"2\""]), Some(OneOf(vec![1, 2])));
+        // Well-formed tags that match no version of ours: a precondition nothing meets.
+        assert_eq!(parse(&["W/\"3\""]), Some(OneOf(vec![])));
+        assert_eq!(parse(&["\"03\""]), Some(OneOf(vec![])));
+        assert_eq!(parse(&["\"\""]), Some(OneOf(vec![])));
+        for bad in [
+            "3",
+            "\"3",
+            "*, \"3\"",
+            "*, *",
+            ",",
+            "\"3\" \"4\"",
+            "w/\"3\"",
+        ] {
+            assert_eq!(parse(&[bad]), None, "{bad} is malformed");
+        }
+        assert_eq!(parse(&["*", "*"]), None, "* stands alone");
     }
 }

@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod problem;
 pub mod reply;
 pub mod routes;
+pub mod schemas;
 pub mod server;
 pub mod state;
 
@@ -28,7 +29,8 @@ use routes::{
 use tower_http::catch_panic::CatchPanicLayer;
 
 /// The full router. Layer order, outermost first: request context (id, span, early 413),
-/// panic catcher, authentication, idempotency; metrics sit on each matched route.
+/// panic catcher, authentication; then on each matched route metrics, the 401 for anonymous
+/// callers of secured operations, idempotency.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/auth/login", post(auth::login))
@@ -162,12 +164,15 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi))
+        // Innermost first: idempotency (on a matched route only, so a 404 or 405 claims no
+        // key), then the 401 for anonymous callers of secured operations, then metrics.
+        .route_layer(from_fn_with_state(state.clone(), middleware::idempotency))
+        .route_layer(from_fn(middleware::require_caller))
         .route_layer(from_fn_with_state(state.clone(), middleware::metrics))
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
 
-    api.layer(from_fn_with_state(state.clone(), middleware::idempotency))
-        .layer(from_fn_with_state(state.clone(), middleware::authenticate))
+    api.layer(from_fn_with_state(state.clone(), middleware::authenticate))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             ApiError::internal().into_response()

@@ -1,7 +1,7 @@
 //! Cross-cutting request handling, implemented once: request ids, authentication, idempotency
 //! keys and metrics.
 
-use crate::extract::{ctx_from_parts, read_body, RequestId, MAX_BODY_BYTES};
+use crate::extract::{ctx_from_parts, parse_if_match, read_body, RequestId, MAX_BODY_BYTES};
 use crate::problem::{ApiError, LostRace, REQUEST_ID};
 use crate::state::AppState;
 use axum::body::Body;
@@ -48,7 +48,12 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .and_then(|v| v.parse::<usize>().ok());
     let header_id = id.clone();
     let oauth2 = is_oauth2(req.uri().path());
-    let if_match = req.headers().contains_key(header::IF_MATCH);
+    // `*` still holds after another writer got in first (the resource exists), so only a list
+    // of entity tags turns a lost race into 412.
+    let if_match = matches!(
+        parse_if_match(req.headers().get_all(header::IF_MATCH)),
+        Some(uos_service::Precondition::OneOf(_))
+    );
     let fut = async move {
         let mut res = if declared_len.is_some_and(|n| n > MAX_BODY_BYTES) {
             if oauth2 {
@@ -176,6 +181,26 @@ fn replay(status: u16, body: serde_json::Value) -> Response {
 
 fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An operation the OpenAPI document declares with a security requirement answers an
+/// anonymous request 401 before it looks at anything else: a client without credentials
+/// learns that first, not what is wrong with its body or headers, and no idempotency key is
+/// claimed for it. A route layer, so it knows the route template.
+pub async fn require_caller(req: Request, next: Next) -> Response {
+    let anonymous = matches!(
+        req.extensions().get::<Caller>(),
+        None | Some(Caller::Anonymous)
+    );
+    let secured = anonymous
+        && req
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|p| crate::openapi::requires_caller(req.method(), p.as_str()));
+    if secured {
+        return ApiError::from(uos_service::ServiceError::Unauthenticated).into_response();
+    }
+    next.run(req).await
 }
 
 /// Per-route counters and latency. Applied as a route layer, so the label is the route

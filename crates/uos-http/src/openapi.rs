@@ -6,8 +6,16 @@ use crate::routes::{
     audit, auth, federation, health, invites, machine, me, members, mfa, oauth, orgs, resets,
     roles, tokens, users,
 };
+use std::collections::HashSet;
+use std::sync::LazyLock;
 use uos_service::views;
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::AnyOfBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{
+    Content, Header, KnownFormat, ObjectBuilder, Ref, RefOr, Required, Response, ResponseBuilder,
+    Schema, SchemaFormat, Type,
+};
 use utoipa::{Modify, OpenApi};
 
 #[derive(Debug, OpenApi)]
@@ -41,7 +49,7 @@ use utoipa::{Modify, OpenApi};
         views::ApiKeyView, ListBody<views::ApiKeyView>, views::NewApiKeyView, views::ClientSecretView,
         views::WhoamiView, views::OAuthTokenView, oauth::OAuthErrorBody,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &HonestResponses),
 )]
 pub struct ApiDoc;
 
@@ -55,6 +63,388 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }
+}
+
+/// The answers the shared layers give, added to every operation they can reach, so that the
+/// handlers' annotations only declare what is particular to them. What reaches what:
+///
+/// - every request passes the request-context layer (413 for a declared oversized body, 500
+///   from the panic catcher) and, outside `/oauth2/`, authentication (401 for a bad
+///   `Authorization` header, even where none is needed);
+/// - an operation with a security requirement is decided by the policy (403);
+/// - anything that takes input can be refused for it (400), a path names something that may
+///   not exist (404), and an operation that reads the store may find it unavailable (503);
+/// - `If-Match` (declared at the route with `params(IfMatch)`) can fail (412);
+/// - `Idempotency-Key` is honoured on every `POST` outside `/v1/auth/` and `/oauth2/` (see
+///   [`crate::middleware::idempotency`]): declared here, with 409 and 422.
+///
+/// Every error answer outside `/oauth2/` is `application/problem+json`; every answer carries
+/// `X-Request-Id`.
+struct HonestResponses;
+
+/// Operations that never touch the store or another dependency, so never answer 503.
+const NO_DEPENDENCY: &[&str] = &["/healthz", "/metrics", "/openapi.json"];
+
+/// Names of the shared responses under `components/responses`.
+const SHARED: &[(u16, &str, &str)] = &[
+    (
+        400,
+        "ValidationFailed",
+        "`validation_failed`: malformed JSON, unknown field, bad value, bad header or query \
+         parameter; `errors` lists every one",
+    ),
+    (
+        401,
+        "Unauthenticated",
+        "`unauthenticated`: missing, invalid, expired or revoked credentials (an `Authorization` \
+         header is checked even where none is needed)",
+    ),
+    (
+        403,
+        "Forbidden",
+        "`forbidden`: the policy denies; `rule` names the rule",
+    ),
+    (
+        404,
+        "NotFound",
+        "`not_found`: absent, or not visible to the caller",
+    ),
+    (
+        409,
+        "Conflict",
+        "`conflict` (uniqueness or state transition, `reason` says which) or \
+         `idempotency_key_in_flight`",
+    ),
+    (
+        412,
+        "PreconditionFailed",
+        "`precondition_failed`: `If-Match` does not match the current `ETag`",
+    ),
+    (
+        413,
+        "PayloadTooLarge",
+        "`payload_too_large`: the body is larger than 1 MiB",
+    ),
+    (
+        422,
+        "IdempotencyKeyReused",
+        "`idempotency_key_reused`: this `Idempotency-Key` was used for a different request",
+    ),
+    (
+        500,
+        "Internal",
+        "`internal`: the server failed; the request id identifies it in the logs",
+    ),
+    (
+        503,
+        "Unavailable",
+        "`unavailable`: a dependency is unavailable; retry later",
+    ),
+];
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+fn shared_ref(status: u16) -> RefOr<Response> {
+    let name = SHARED
+        .iter()
+        .find(|(s, _, _)| *s == status)
+        .map_or("Internal", |(_, name, _)| name);
+    RefOr::Ref(Ref::from_response_name(name))
+}
+
+/// The OAuth2 endpoints' own errors for a body over the limit and an unavailable dependency.
+fn oauth2_error(status: u16) -> RefOr<Response> {
+    let description = if status == 413 {
+        "`invalid_request`: the body is larger than 1 MiB"
+    } else {
+        "`temporarily_unavailable`: a dependency is unavailable; retry later"
+    };
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("OAuthErrorBody"))),
+            )
+            .header("X-Request-Id", request_id_header())
+            .build(),
+    )
+}
+
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn string_header(description: &str) -> Header {
+    let mut h = Header::new(ObjectBuilder::new().schema_type(Type::String));
+    h.description = Some(description.to_string());
+    h
+}
+
+fn request_id_header() -> Header {
+    string_header("The request id: the client's `X-Request-Id` if it was short and printable, else a new one; it also appears in error bodies, logs and audit events")
+}
+
+/// `Idempotency-Key` as the idempotency middleware accepts it.
+fn idempotency_key() -> Parameter {
+    ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "1 to 255 printable ASCII characters, scoped to the caller. A replay within 24 h \
+             returns the first status and body with `Idempotent-Replayed: true` and does \
+             nothing again; the same key with another request body is 422, with a request \
+             still in flight 409.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255))
+                .pattern(Some("^[\\x20-\\x7E]+$")),
+        ))
+        .build()
+}
+
+/// `If-Match` as [`crate::extract::IfMatch`] parses it; routes declare it with
+/// `params(IfMatch)`.
+impl utoipa::IntoParams for crate::extract::IfMatch {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        // `*` and the list are separate branches: tools that generate header values (such
+        // as schemathesis) cannot draw from a pattern that needs `"`, but can from a const.
+        // Empty list elements are allowed (RFC 9110 §5.6.1.2); obs-text is allowed in tags.
+        let tag = r#"(W/)?"[\x21\x23-\x7E\x80-\xFF]*""#;
+        let list = format!(r"^[ \t,]*{tag}([ \t]*,[ \t,]*{tag})*[ \t,]*$");
+        let schema = AnyOfBuilder::new()
+            .schema_type(Type::String)
+            .item(string().enum_values(Some(["*"])))
+            .item(string().pattern(Some(r"^[ \t]*\*[ \t]*$")))
+            .item(string().pattern(Some(list)))
+            .examples(["\"1\""]);
+        vec![ParameterBuilder::new()
+            .name("If-Match")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "RFC 9110 §13.1.1: `*` (any existing resource) or a comma-separated list of \
+                 entity tags, one of which must equal the current `ETag` (`\"<version>\"`) under \
+                 the strong comparison; weak tags never match. A failed precondition is 412 and \
+                 changes nothing; a header that is not entity-tag syntax is 400.",
+            ))
+            .schema(Some(schema))
+            .build()]
+    }
+}
+
+impl Modify for HonestResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (status, name, description) in SHARED {
+            let mut r = ResponseBuilder::new()
+                .description(*description)
+                .content(
+                    PROBLEM_JSON,
+                    Content::new(Some(Ref::from_schema_name("Problem"))),
+                )
+                .header("X-Request-Id", request_id_header());
+            if *status == 401 {
+                r = r.header(
+                    "WWW-Authenticate",
+                    string_header("`Bearer`: how to authenticate"),
+                );
+            }
+            components
+                .responses
+                .insert((*name).to_string(), RefOr::T(r.build()));
+        }
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops = [
+                (Method::Get, item.get.as_mut()),
+                (Method::Put, item.put.as_mut()),
+                (Method::Post, item.post.as_mut()),
+                (Method::Delete, item.delete.as_mut()),
+                (Method::Patch, item.patch.as_mut()),
+            ];
+            for (method, op) in ops {
+                if let Some(op) = op {
+                    complete(path, method, op);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Put,
+    Post,
+    Delete,
+    Patch,
+}
+
+/// Path and query parameters are named alike across the API and parsed alike (see
+/// `routes::slug`, `routes::uuid`, `RoleName::parse`, [`crate::extract::Query`]), so their
+/// schemas are given by name here rather than on every handler.
+fn param_schema(path: &str, location: &ParameterIn, name: &str) -> Option<Schema> {
+    let uuid = || {
+        string()
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+            .into()
+    };
+    let time = || {
+        string()
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .into()
+    };
+    Some(match (location, name) {
+        (ParameterIn::Path, "slug") | (ParameterIn::Query, "org") => crate::schemas::slug().into(),
+        (ParameterIn::Path, "id" | "user_id") => uuid(),
+        (ParameterIn::Path, "name") => crate::schemas::role_name().into(),
+        (ParameterIn::Query, "limit") => ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1.0))
+            .maximum(Some(100.0))
+            .into(),
+        // Opaque to clients; only tokens the same list issued are accepted.
+        (ParameterIn::Query, "page_token") => {
+            string().pattern(Some("^[A-Za-z0-9_-]{1,512}$")).into()
+        }
+        (ParameterIn::Query, "include_deleted") => {
+            ObjectBuilder::new().schema_type(Type::Boolean).into()
+        }
+        (ParameterIn::Query, "since" | "until") => time(),
+        (ParameterIn::Query, "actor" | "action" | "target") => {
+            string().min_length(Some(1)).max_length(Some(200)).into()
+        }
+        (ParameterIn::Query, "status") if path == "/v1/users" => {
+            crate::schemas::user_status().into()
+        }
+        (ParameterIn::Query, "status") if path == "/v1/orgs/{slug}/users" => {
+            string().enum_values(Some(["active", "suspended"])).into()
+        }
+        (ParameterIn::Query, "q") => string().max_length(Some(254)).into(),
+        (ParameterIn::Query, "code" | "state") => {
+            string().min_length(Some(1)).max_length(Some(2048)).into()
+        }
+        _ => return None,
+    })
+}
+
+/// Add what the shared layers can answer to one operation (see [`HonestResponses`]).
+fn complete(path: &str, method: Method, op: &mut Operation) {
+    let oauth2 = path.starts_with("/oauth2/");
+    let params = op.parameters.get_or_insert_with(Vec::new);
+    let idempotent = method == Method::Post && !oauth2 && !path.starts_with("/v1/auth/");
+    if idempotent {
+        params.retain(|p| !p.name.eq_ignore_ascii_case("Idempotency-Key"));
+        params.push(idempotency_key());
+    }
+    for p in params.iter_mut() {
+        if let Some(schema) = param_schema(path, &p.parameter_in, &p.name) {
+            p.schema = Some(RefOr::T(schema));
+        }
+    }
+    let if_match = params.iter().any(|p| p.name == "If-Match");
+    let has_path_params = params
+        .iter()
+        .any(|p| matches!(p.parameter_in, ParameterIn::Path));
+    let takes_input = !params.is_empty() || op.request_body.is_some();
+    if params.is_empty() {
+        op.parameters = None;
+    }
+    let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+
+    let responses = &mut op.responses.responses;
+    for (status, r) in responses.iter_mut() {
+        let RefOr::T(r) = r else { continue };
+        // A declared `Problem` body is sent as problem+json; other JSON (the OAuth2 errors,
+        // the readiness report) is what it says.
+        let is_problem = r.content.get("application/json").is_some_and(
+            |c| matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem")),
+        );
+        if is_problem {
+            if let Some(content) = r.content.shift_remove("application/json") {
+                r.content.insert(PROBLEM_JSON.to_string(), content);
+            }
+        }
+        r.headers
+            .entry("X-Request-Id".to_string())
+            .or_insert_with(request_id_header);
+        if status == "429" {
+            let mut h = Header::new(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1.0)),
+            );
+            h.description = Some("Seconds to wait before trying again".to_string());
+            r.headers.entry("Retry-After".to_string()).or_insert(h);
+        }
+    }
+    let mut add = |status: u16| {
+        responses.entry(status.to_string()).or_insert_with(|| {
+            if oauth2 && matches!(status, 413 | 503) {
+                oauth2_error(status)
+            } else {
+                shared_ref(status)
+            }
+        });
+    };
+    add(413);
+    add(500);
+    if !oauth2 {
+        add(401);
+    }
+    if secured {
+        add(403);
+    }
+    if takes_input {
+        add(400);
+    }
+    if has_path_params {
+        add(404);
+    }
+    if if_match {
+        add(412);
+    }
+    if idempotent {
+        add(409);
+        add(422);
+    }
+    if !NO_DEPENDENCY.contains(&path) {
+        add(503);
+    }
+}
+
+/// Whether the operation `method path` (a route template) declares a security requirement,
+/// i.e. needs a caller (see [`crate::middleware::require_caller`]). Read from the document, so
+/// the document and the server cannot disagree.
+pub fn requires_caller(method: &axum::http::Method, path: &str) -> bool {
+    static SECURED: LazyLock<HashSet<(String, String)>> = LazyLock::new(|| {
+        let doc = document();
+        let mut set = HashSet::new();
+        for (path, item) in &doc.paths.paths {
+            let ops = [
+                ("GET", &item.get),
+                ("PUT", &item.put),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+                ("PATCH", &item.patch),
+            ];
+            for (method, op) in ops {
+                if op
+                    .as_ref()
+                    .and_then(|op| op.security.as_ref())
+                    .is_some_and(|s| !s.is_empty())
+                {
+                    set.insert((method.to_string(), path.clone()));
+                }
+            }
+        }
+        set
+    });
+    SECURED.contains(&(method.as_str().to_string(), path.to_string()))
 }
 
 pub fn document() -> utoipa::openapi::OpenApi {

@@ -16,6 +16,7 @@ mod kernel;
 mod machine;
 mod orgs;
 
+pub use kernel::precondition::Precondition;
 pub use kernel::views;
 
 pub use identity::auth::Bootstrap;

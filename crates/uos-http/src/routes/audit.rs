@@ -15,7 +15,7 @@ fn time(v: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
 }
 
 fn short(v: &str) -> Result<String, &'static str> {
-    if v.is_empty() || v.len() > 200 {
+    if v.is_empty() || v.chars().count() > 200 {
         Err("must be 1 to 200 characters")
     } else {
         Ok(v.to_string())

@@ -12,7 +12,7 @@ use uos_service::views::{TokenView, WhoamiView};
 json_body! {
     /// Password login.
     pub struct LoginBody {
-        #[schema(value_type = String, format = "email")]
+        #[schema(schema_with = crate::schemas::email)]
         req email: Email,
         #[schema(value_type = String, format = "password")]
         req password: String,
@@ -42,7 +42,7 @@ pub async fn logout(State(s): State<AppState>, ReqCtx(ctx): ReqCtx) -> ApiResult
 json_body! {
     /// A refresh token from login or the previous refresh.
     pub struct RefreshBody {
-        #[schema(value_type = String)]
+        #[schema(schema_with = crate::schemas::opaque_token)]
         req refresh_token: super::OpaqueToken,
     }
 }
@@ -62,10 +62,10 @@ pub async fn refresh(
 json_body! {
     /// Second step of a login that answered `mfa_required`.
     pub struct MfaBody {
-        #[schema(value_type = String)]
+        #[schema(schema_with = crate::schemas::opaque_token)]
         req mfa_token: super::OpaqueToken,
         /// A current TOTP code or an unused recovery code.
-        #[schema(value_type = String)]
+        #[schema(schema_with = crate::schemas::one_time_code)]
         req code: super::OneTimeCode,
     }
 }
@@ -86,7 +86,7 @@ pub async fn mfa(
 json_body! {
     /// Ask for a password-reset mail.
     pub struct ForgotBody {
-        #[schema(value_type = String, format = "email")]
+        #[schema(schema_with = crate::schemas::email)]
         req email: Email,
     }
 }
@@ -106,9 +106,9 @@ pub async fn forgot_password(
 json_body! {
     /// Set a new password with a mailed reset token.
     pub struct ResetBody {
-        #[schema(value_type = String)]
+        #[schema(schema_with = crate::schemas::opaque_token)]
         req token: super::OpaqueToken,
-        #[schema(value_type = String, format = "password")]
+        #[schema(schema_with = crate::schemas::new_password)]
         req new_password: String,
     }
 }

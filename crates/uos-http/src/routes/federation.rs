@@ -51,7 +51,9 @@ pub async fn callback(
     }
     let mut errors = Vec::new();
     for field in ["code", "state"] {
-        if q.get(field).is_none_or(|v| v.is_empty() || v.len() > 2048) {
+        if q.get(field)
+            .is_none_or(|v| v.is_empty() || v.chars().count() > 2048)
+        {
             errors.push(uos_service::FieldError::new(
                 field,
                 "required",

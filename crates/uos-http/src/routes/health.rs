@@ -14,7 +14,9 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 /// The store answers within a second.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "ready: `{\"status\": \"ready\", \"checks\": {…}}`", body = Object),
+    (status = 503, description = "a dependency is down: the same report, `\"status\": \"unavailable\"`", body = Object)))]
 pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let store = s.svc.store();
     let shared = s.svc.shared();

@@ -15,12 +15,12 @@ use uos_service::NewInvite;
 json_body! {
     /// Invite an email address into the org with roles.
     pub struct CreateInviteBody {
-        #[schema(value_type = String, format = "email")]
+        #[schema(schema_with = crate::schemas::email)]
         req email: Email,
-        #[schema(value_type = Vec<String>, example = json!(["member"]), min_items = 1, max_items = 20)]
+        #[schema(schema_with = crate::schemas::role_list)]
         req roles: RoleList,
         /// 1 to 720 hours; default 168 (a week).
-        #[schema(value_type = Option<i64>, minimum = 1, maximum = 720)]
+        #[schema(schema_with = crate::schemas::invite_hours_or_null)]
         opt expires_in_hours: Option<InviteHours>,
     }
 }
@@ -28,17 +28,17 @@ json_body! {
 json_body! {
     /// Accept an invite. New accounts need a password.
     pub struct AcceptInviteBody {
-        #[schema(value_type = String, min_length = 1, max_length = 256)]
+        #[schema(schema_with = crate::schemas::opaque_token)]
         req token: OpaqueToken,
-        #[schema(value_type = Option<String>)]
+        #[schema(schema_with = crate::schemas::display_name_or_null)]
         opt display_name: Option<DisplayName>,
-        #[schema(value_type = Option<String>, format = "password")]
+        #[schema(schema_with = crate::schemas::new_password_or_null)]
         opt password: Option<String>,
     }
 }
 
 /// Create an invite; the token is in this response only.
-#[utoipa::path(post, path = "/v1/orgs/{slug}/invites", tag = "invites", security(("bearer" = [])), request_body = CreateInviteBody, params(("Idempotency-Key" = Option<String>, Header)), responses(
+#[utoipa::path(post, path = "/v1/orgs/{slug}/invites", tag = "invites", security(("bearer" = [])), request_body = CreateInviteBody, responses(
     (status = 201, body = InviteView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn create(
     State(s): State<AppState>,
@@ -71,7 +71,7 @@ pub async fn list_invites(
 }
 
 /// Revoke an invite.
-#[utoipa::path(delete, path = "/v1/orgs/{slug}/invites/{id}", tag = "invites", security(("bearer" = [])), responses(
+#[utoipa::path(delete, path = "/v1/orgs/{slug}/invites/{id}", tag = "invites", security(("bearer" = [])), params(IfMatch), responses(
     (status = 200, body = InviteView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn revoke(
     State(s): State<AppState>,

@@ -56,12 +56,16 @@ impl<'de> Deserialize<'de> for GraceDays {
 
 /// An account's key rotation policy as sent. Each bad field inside it is reported as
 /// `rotation_policy.<field>` (see [`parse_rotation_policy`]).
+// `deny_unknown_fields` tells the schema what `parse_rotation_policy` enforces.
 #[derive(Debug, Clone, Copy, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RotationPolicyBody {
     /// Keys older than this many days are reported as overdue (1–3650).
+    #[schema(minimum = 1, maximum = 3650)]
     max_key_age_days: Option<u32>,
     /// Refuse overdue keys this many days after they became overdue (0–3650, needs
     /// `max_key_age_days`); absent or null = only report.
+    #[schema(minimum = 0, maximum = 3650)]
     refuse_after_days: Option<u32>,
 }
 
@@ -196,11 +200,11 @@ impl<'de> Deserialize<'de> for AccountStatus {
 json_body! {
     /// A service account: a machine principal of the org with roles (never `owner`).
     pub struct CreateServiceAccountBody {
-        #[schema(value_type = String, example = "ci-deployer")]
+        #[schema(schema_with = crate::schemas::display_name)]
         req name: DisplayName,
-        #[schema(value_type = Vec<String>, example = json!(["member"]))]
+        #[schema(schema_with = crate::schemas::role_list)]
         req roles: RoleList,
-        #[schema(value_type = Option<String>, max_length = 500)]
+        #[schema(schema_with = crate::schemas::description_or_null)]
         opt description: Option<Description>,
         opt rotation_policy: Option<RotationPolicyBody>,
     }
@@ -209,13 +213,13 @@ json_body! {
 json_body! {
     /// Account fields to change; `roles` replaces the list, `description: null` clears it.
     pub struct UpdateServiceAccountBody {
-        #[schema(value_type = Option<String>)]
+        #[schema(schema_with = crate::schemas::display_name_or_null)]
         opt name: Option<DisplayName>,
-        #[schema(value_type = Option<Vec<String>>)]
+        #[schema(schema_with = crate::schemas::role_list_or_null)]
         opt roles: Option<RoleList>,
-        #[schema(value_type = Option<String>, max_length = 500, nullable)]
+        #[schema(schema_with = crate::schemas::description_or_null)]
         nul description: Option<Option<Description>>,
-        #[schema(value_type = Option<String>, example = "disabled")]
+        #[schema(schema_with = crate::schemas::account_status_or_null)]
         opt status: Option<AccountStatus>,
         opt rotation_policy: Option<RotationPolicyBody>,
     }
@@ -224,13 +228,13 @@ json_body! {
 json_body! {
     /// A new API key: its permissions (each granted by the account's roles) and lifetime.
     pub struct CreateApiKeyBody {
-        #[schema(value_type = String, example = "deploy pipeline")]
+        #[schema(schema_with = crate::schemas::display_name)]
         req name: DisplayName,
-        #[schema(value_type = Vec<String>, example = json!(["users:read"]))]
+        #[schema(schema_with = crate::schemas::scope_list)]
         req scopes: ScopeList,
         /// Days until the key expires (1–3650, and at most the org's maximum). Without it the
         /// org's maximum applies, or the key does not expire.
-        #[schema(value_type = Option<u32>)]
+        #[schema(schema_with = crate::schemas::key_days_or_null)]
         opt expires_in_days: Option<Days>,
     }
 }
@@ -255,7 +259,7 @@ json_body! {
     /// How long the old key keeps working after the rotation. The body may be left out.
     pub struct RotateApiKeyBody {
         /// Seconds (0–2592000); the configured default (one day) when absent.
-        #[schema(value_type = Option<u64>)]
+        #[schema(schema_with = crate::schemas::overlap_seconds_or_null)]
         opt overlap_seconds: Option<Overlap>,
     }
 }
@@ -269,7 +273,7 @@ fn key_id(raw: &str) -> Result<ApiKeyId, ApiError> {
 }
 
 #[utoipa::path(post, path = "/v1/orgs/{slug}/service-accounts", tag = "machine", security(("bearer" = [])), request_body = CreateServiceAccountBody,
-    params(("Idempotency-Key" = Option<String>, Header)), responses(
+    responses(
     (status = 201, body = ServiceAccountView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn create_account(
     State(s): State<AppState>,
@@ -324,7 +328,7 @@ pub async fn get_account(
     )
 }
 
-#[utoipa::path(patch, path = "/v1/orgs/{slug}/service-accounts/{id}", tag = "machine", security(("bearer" = [])), request_body = UpdateServiceAccountBody, responses(
+#[utoipa::path(patch, path = "/v1/orgs/{slug}/service-accounts/{id}", tag = "machine", security(("bearer" = [])), request_body = UpdateServiceAccountBody, params(IfMatch), responses(
     (status = 200, body = ServiceAccountView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn update_account(
     State(s): State<AppState>,
@@ -350,7 +354,7 @@ pub async fn update_account(
 }
 
 /// Soft delete: every key is revoked and the client secret dropped.
-#[utoipa::path(delete, path = "/v1/orgs/{slug}/service-accounts/{id}", tag = "machine", security(("bearer" = [])), responses(
+#[utoipa::path(delete, path = "/v1/orgs/{slug}/service-accounts/{id}", tag = "machine", security(("bearer" = [])), params(IfMatch), responses(
     (status = 204, description = "deleted"), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn delete_account(
     State(s): State<AppState>,
@@ -382,7 +386,7 @@ pub async fn issue_client_secret(
 
 /// Create an API key; the response is the only time its secret is shown.
 #[utoipa::path(post, path = "/v1/orgs/{slug}/service-accounts/{id}/api-keys", tag = "machine", security(("bearer" = [])), request_body = CreateApiKeyBody,
-    params(("Idempotency-Key" = Option<String>, Header)), responses(
+    responses(
     (status = 201, body = NewApiKeyView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn create_key(
     State(s): State<AppState>,
@@ -450,7 +454,7 @@ pub async fn get_key(
 }
 
 /// Revoke the key: it fails on every replica within a second.
-#[utoipa::path(delete, path = "/v1/orgs/{slug}/api-keys/{id}", tag = "machine", security(("bearer" = [])), responses(
+#[utoipa::path(delete, path = "/v1/orgs/{slug}/api-keys/{id}", tag = "machine", security(("bearer" = [])), params(IfMatch), responses(
     (status = 204, description = "revoked"), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn revoke_key(
     State(s): State<AppState>,
@@ -466,7 +470,7 @@ pub async fn revoke_key(
 }
 
 /// Replace the key with a new one (shown once); the old key works until the overlap ends.
-#[utoipa::path(post, path = "/v1/orgs/{slug}/api-keys/{id}/rotate", tag = "machine", security(("bearer" = [])), request_body = RotateApiKeyBody, responses(
+#[utoipa::path(post, path = "/v1/orgs/{slug}/api-keys/{id}/rotate", tag = "machine", security(("bearer" = [])), request_body = RotateApiKeyBody, params(IfMatch), responses(
     (status = 201, body = NewApiKeyView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn rotate_key(
     State(s): State<AppState>,

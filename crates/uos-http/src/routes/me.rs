@@ -17,11 +17,11 @@ use uos_service::ProfilePatch;
 json_body! {
     /// Profile fields; absent fields stay unchanged.
     pub struct ProfileBody {
-        #[schema(value_type = Option<String>)]
+        #[schema(schema_with = crate::schemas::display_name_or_null)]
         opt display_name: Option<DisplayName>,
-        #[schema(value_type = Option<String>, example = "de-CH")]
+        #[schema(schema_with = crate::schemas::locale_or_null)]
         opt locale: Option<Locale>,
-        #[schema(value_type = Option<String>, example = "Europe/Zurich")]
+        #[schema(schema_with = crate::schemas::timezone_or_null)]
         opt timezone: Option<Timezone>,
     }
 }
@@ -41,7 +41,7 @@ json_body! {
     pub struct PasswordBody {
         #[schema(value_type = String, format = "password")]
         req current_password: String,
-        #[schema(value_type = String, format = "password")]
+        #[schema(schema_with = crate::schemas::new_password)]
         req new_password: String,
     }
 }
@@ -53,7 +53,7 @@ pub async fn get_me(State(s): State<AppState>, ReqCtx(ctx): ReqCtx) -> ApiResult
 }
 
 /// Update the caller's profile.
-#[utoipa::path(patch, path = "/v1/me", tag = "me", security(("bearer" = [])), request_body = ProfileBody, responses(
+#[utoipa::path(patch, path = "/v1/me", tag = "me", security(("bearer" = [])), request_body = ProfileBody, params(IfMatch), responses(
     (status = 200, body = UserView), (status = 400, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn patch_me(
     State(s): State<AppState>,
@@ -74,7 +74,7 @@ pub async fn get_preferences(
 }
 
 /// Replace the preferences document (a JSON object, at most 16 KiB).
-#[utoipa::path(put, path = "/v1/me/preferences", tag = "me", security(("bearer" = [])), request_body = Object, responses(
+#[utoipa::path(put, path = "/v1/me/preferences", tag = "me", security(("bearer" = [])), request_body = Object, params(IfMatch), responses(
     (status = 200, body = Object), (status = 400, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn put_preferences(
     State(s): State<AppState>,

@@ -14,7 +14,7 @@ use uos_service::views::MemberView;
 json_body! {
     /// The complete set of roles the member should hold.
     pub struct RolesBody {
-        #[schema(value_type = Vec<String>, example = json!(["member"]), min_items = 1, max_items = 20)]
+        #[schema(schema_with = crate::schemas::role_list)]
         req roles: RoleList,
     }
 }
@@ -48,7 +48,7 @@ pub async fn get_member(
 }
 
 /// Remove the member from the org (the org keeps at least one owner).
-#[utoipa::path(delete, path = "/v1/orgs/{slug}/users/{user_id}", tag = "members", security(("bearer" = [])), responses(
+#[utoipa::path(delete, path = "/v1/orgs/{slug}/users/{user_id}", tag = "members", security(("bearer" = [])), params(IfMatch), responses(
     (status = 204, description = "removed"), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn remove_member(
     State(s): State<AppState>,
@@ -64,7 +64,7 @@ pub async fn remove_member(
 }
 
 /// Replace the member's roles. Granting or removing `owner` needs an owner.
-#[utoipa::path(put, path = "/v1/orgs/{slug}/users/{user_id}/roles", tag = "members", security(("bearer" = [])), request_body = RolesBody, responses(
+#[utoipa::path(put, path = "/v1/orgs/{slug}/users/{user_id}/roles", tag = "members", security(("bearer" = [])), request_body = RolesBody, params(IfMatch), responses(
     (status = 200, body = MemberView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn set_roles(
     State(s): State<AppState>,
@@ -78,7 +78,7 @@ pub async fn set_roles(
 }
 
 /// Suspend the member in this org only.
-#[utoipa::path(post, path = "/v1/orgs/{slug}/users/{user_id}/suspend", tag = "members", security(("bearer" = [])), responses((status = 200, body = MemberView), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/v1/orgs/{slug}/users/{user_id}/suspend", tag = "members", security(("bearer" = [])), params(IfMatch), responses((status = 200, body = MemberView), (status = 409, body = Problem)))]
 pub async fn suspend(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,
@@ -98,7 +98,7 @@ pub async fn suspend(
     )
 }
 
-#[utoipa::path(post, path = "/v1/orgs/{slug}/users/{user_id}/reactivate", tag = "members", security(("bearer" = [])), responses((status = 200, body = MemberView), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/v1/orgs/{slug}/users/{user_id}/reactivate", tag = "members", security(("bearer" = [])), params(IfMatch), responses((status = 200, body = MemberView), (status = 409, body = Problem)))]
 pub async fn reactivate(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,

@@ -20,7 +20,7 @@ pub async fn enrol(State(s): State<AppState>, ReqCtx(ctx): ReqCtx) -> ApiResult<
 json_body! {
     /// A code from the authenticator app (or, to disable, a recovery code).
     pub struct CodeBody {
-        #[schema(value_type = String)]
+        #[schema(schema_with = crate::schemas::one_time_code)]
         req code: super::OneTimeCode,
     }
 }

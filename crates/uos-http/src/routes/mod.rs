@@ -110,7 +110,7 @@ pub struct OpaqueToken(pub String);
 impl<'de> Deserialize<'de> for OpaqueToken {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        if s.is_empty() || s.len() > 256 {
+        if s.is_empty() || s.chars().count() > 256 {
             return Err(de::Error::custom("token must be 1 to 256 characters"));
         }
         Ok(Self(s))
@@ -124,7 +124,7 @@ pub struct OneTimeCode(pub String);
 impl<'de> Deserialize<'de> for OneTimeCode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        if s.trim().is_empty() || s.len() > 32 {
+        if s.trim().is_empty() || s.chars().count() > 32 {
             return Err(de::Error::custom("code must be 1 to 32 characters"));
         }
         Ok(Self(s))

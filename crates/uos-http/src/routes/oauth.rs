@@ -162,12 +162,40 @@ async fn token_request(req: Request) -> Result<TokenRequest, OAuthError> {
     Ok(TokenRequest { basic, form, valid })
 }
 
+/// The token request's form (RFC 6749 §4.4.2, §2.3.1); unknown parameters are ignored.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct TokenForm {
+    pub grant_type: GrantType,
+    /// Space-separated permissions; all the account may have when absent.
+    pub scope: Option<String>,
+    /// Without HTTP Basic client authentication.
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+/// The one grant this endpoint serves; any other is `unsupported_grant_type`.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum GrantType {
+    ClientCredentials,
+}
+
+/// The revocation request's form (RFC 7009 §2.1); unknown parameters are ignored.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct RevokeForm {
+    pub token: String,
+    pub token_type_hint: Option<String>,
+    /// Without HTTP Basic client authentication.
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
 /// Client-credentials grant (RFC 6749 §4.4): the service account authenticates with its client
 /// secret (HTTP Basic or `client_id` + `client_secret` in the form) and gets a short-lived
 /// access token for the requested `scope` (space-separated permissions; all it may have when
 /// absent).
 #[utoipa::path(post, path = "/oauth2/token", tag = "oauth2",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded",
         description = "`grant_type=client_credentials&scope=users:read` (+ `client_id`, `client_secret` without HTTP Basic)"),
     responses((status = 200, body = OAuthTokenView), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody)))]
 pub async fn token(State(s): State<AppState>, ReqCtx(ctx): ReqCtx, req: Request) -> Response {
@@ -184,7 +212,7 @@ pub async fn token(State(s): State<AppState>, ReqCtx(ctx): ReqCtx, req: Request)
 /// Token revocation (RFC 7009) of a client-credentials access token by its own client. Any
 /// token the client may not revoke (unknown, expired, another client's) also answers 200.
 #[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth2",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`token=…` (+ client authentication)"),
+    request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded", description = "`token=…` (+ client authentication)"),
     responses((status = 200, description = "revoked, or nothing to revoke"), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody)))]
 pub async fn revoke(State(s): State<AppState>, ReqCtx(ctx): ReqCtx, req: Request) -> Response {
     let req = match token_request(req).await {

@@ -15,11 +15,11 @@ use uos_service::OrgMove;
 json_body! {
     /// A new organization. A platform admin may name another user as owner.
     pub struct CreateOrgBody {
-        #[schema(value_type = String, example = "acme")]
+        #[schema(schema_with = crate::schemas::slug)]
         req slug: OrgSlug,
-        #[schema(value_type = String, example = "Acme Inc.")]
+        #[schema(schema_with = crate::schemas::display_name)]
         req display_name: DisplayName,
-        #[schema(value_type = Option<String>, format = "email")]
+        #[schema(schema_with = crate::schemas::email_or_null)]
         opt owner_email: Option<Email>,
     }
 }
@@ -27,16 +27,16 @@ json_body! {
 json_body! {
     /// Organization fields to change.
     pub struct UpdateOrgBody {
-        #[schema(value_type = Option<String>)]
+        #[schema(schema_with = crate::schemas::display_name_or_null)]
         opt display_name: Option<DisplayName>,
         /// Longest lifetime of API keys issued from now on, in days (1–3650); null removes the limit.
-        #[schema(value_type = Option<u32>, nullable)]
+        #[schema(schema_with = crate::schemas::key_days_or_null)]
         nul api_key_max_days: Option<Option<u32>>,
     }
 }
 
 /// Create an organization; the caller becomes its owner.
-#[utoipa::path(post, path = "/v1/orgs", tag = "orgs", security(("bearer" = [])), request_body = CreateOrgBody, params(("Idempotency-Key" = Option<String>, Header)), responses(
+#[utoipa::path(post, path = "/v1/orgs", tag = "orgs", security(("bearer" = [])), request_body = CreateOrgBody, responses(
     (status = 201, body = OrgView), (status = 400, body = Problem), (status = 409, body = Problem)))]
 pub async fn create(
     State(s): State<AppState>,
@@ -76,7 +76,7 @@ pub async fn get(
     reply(s.svc.get_org(&ctx, &slug(&raw)?).await)
 }
 
-#[utoipa::path(patch, path = "/v1/orgs/{slug}", tag = "orgs", security(("bearer" = [])), request_body = UpdateOrgBody, responses(
+#[utoipa::path(patch, path = "/v1/orgs/{slug}", tag = "orgs", security(("bearer" = [])), request_body = UpdateOrgBody, params(IfMatch), responses(
     (status = 200, body = OrgView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn update(
     State(s): State<AppState>,
@@ -93,7 +93,7 @@ pub async fn update(
 }
 
 /// Soft delete: restorable until the retention window ends.
-#[utoipa::path(delete, path = "/v1/orgs/{slug}", tag = "orgs", security(("bearer" = [])), responses(
+#[utoipa::path(delete, path = "/v1/orgs/{slug}", tag = "orgs", security(("bearer" = [])), params(IfMatch), responses(
     (status = 200, body = OrgView), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn delete(
     State(s): State<AppState>,
@@ -104,7 +104,7 @@ pub async fn delete(
     reply(s.svc.move_org(&ctx, &slug(&raw)?, OrgMove::Delete, v).await)
 }
 
-#[utoipa::path(post, path = "/v1/orgs/{slug}/suspend", tag = "orgs", security(("bearer" = [])), responses((status = 200, body = OrgView), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/v1/orgs/{slug}/suspend", tag = "orgs", security(("bearer" = [])), params(IfMatch), responses((status = 200, body = OrgView), (status = 409, body = Problem)))]
 pub async fn suspend(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,
@@ -118,7 +118,7 @@ pub async fn suspend(
     )
 }
 
-#[utoipa::path(post, path = "/v1/orgs/{slug}/resume", tag = "orgs", security(("bearer" = [])), responses((status = 200, body = OrgView), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/v1/orgs/{slug}/resume", tag = "orgs", security(("bearer" = [])), params(IfMatch), responses((status = 200, body = OrgView), (status = 409, body = Problem)))]
 pub async fn resume(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,
@@ -128,7 +128,7 @@ pub async fn resume(
     reply(s.svc.move_org(&ctx, &slug(&raw)?, OrgMove::Resume, v).await)
 }
 
-#[utoipa::path(post, path = "/v1/orgs/{slug}/restore", tag = "orgs", security(("bearer" = [])), responses((status = 200, body = OrgView), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/v1/orgs/{slug}/restore", tag = "orgs", security(("bearer" = [])), params(IfMatch), responses((status = 200, body = OrgView), (status = 409, body = Problem)))]
 pub async fn restore(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,

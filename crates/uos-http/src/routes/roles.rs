@@ -15,13 +15,13 @@ use uos_service::{NewRole, RolePatch};
 json_body! {
     /// A custom role: its own permissions plus those of the roles it inherits.
     pub struct CreateRoleBody {
-        #[schema(value_type = String, example = "support")]
+        #[schema(schema_with = crate::schemas::role_name)]
         req name: RoleName,
-        #[schema(value_type = Option<String>, max_length = 500)]
+        #[schema(schema_with = crate::schemas::description_or_null)]
         opt description: Option<Description>,
-        #[schema(value_type = Vec<String>, example = json!(["invites:write"]))]
+        #[schema(schema_with = crate::schemas::permission_list)]
         req permissions: Vec<Permission>,
-        #[schema(value_type = Option<Vec<String>>, example = json!(["member"]))]
+        #[schema(schema_with = crate::schemas::role_name_list_or_null)]
         opt inherits: Option<Vec<RoleName>>,
     }
 }
@@ -29,11 +29,11 @@ json_body! {
 json_body! {
     /// Role fields to change; lists replace the previous lists.
     pub struct UpdateRoleBody {
-        #[schema(value_type = Option<String>, max_length = 500)]
+        #[schema(schema_with = crate::schemas::description_or_null)]
         opt description: Option<Description>,
-        #[schema(value_type = Option<Vec<String>>)]
+        #[schema(schema_with = crate::schemas::permission_list_or_null)]
         opt permissions: Option<Vec<Permission>>,
-        #[schema(value_type = Option<Vec<String>>)]
+        #[schema(schema_with = crate::schemas::role_name_list_or_null)]
         opt inherits: Option<Vec<RoleName>>,
     }
 }
@@ -82,7 +82,7 @@ pub async fn get(
     reply(s.svc.get_role(&ctx, &slug(&raw)?, &role_name(&name)?).await)
 }
 
-#[utoipa::path(patch, path = "/v1/orgs/{slug}/roles/{name}", tag = "roles", security(("bearer" = [])), request_body = UpdateRoleBody, responses(
+#[utoipa::path(patch, path = "/v1/orgs/{slug}/roles/{name}", tag = "roles", security(("bearer" = [])), request_body = UpdateRoleBody, params(IfMatch), responses(
     (status = 200, body = RoleView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn update(
     State(s): State<AppState>,
@@ -104,7 +104,7 @@ pub async fn update(
 }
 
 /// Delete a custom role that no member holds and no role inherits.
-#[utoipa::path(delete, path = "/v1/orgs/{slug}/roles/{name}", tag = "roles", security(("bearer" = [])), responses(
+#[utoipa::path(delete, path = "/v1/orgs/{slug}/roles/{name}", tag = "roles", security(("bearer" = [])), params(IfMatch), responses(
     (status = 204, description = "deleted"), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete(
     State(s): State<AppState>,

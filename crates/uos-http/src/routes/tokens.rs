@@ -35,7 +35,7 @@ fn token_of(content_type: &str, body: &[u8]) -> Result<String, ApiError> {
         }
     };
     let token = token.ok_or_else(missing)?;
-    if token.is_empty() || token.len() > 4096 {
+    if token.is_empty() || token.chars().count() > 4096 {
         return Err(ApiError::field(
             "token",
             "invalid",
@@ -47,8 +47,20 @@ fn token_of(content_type: &str, body: &[u8]) -> Result<String, ApiError> {
 
 /// RFC 7662 introspection of an access token, for services that take our tokens. The caller
 /// authenticates; an invalid, expired or revoked token is `{"active": false}`.
+/// What introspection reads from either body; other fields (`token_type_hint`) are ignored,
+/// as RFC 7662 allows.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct IntrospectBody {
+    /// An access token or API key.
+    #[schema(min_length = 1, max_length = 4096)]
+    pub token: String,
+}
+
 #[utoipa::path(post, path = "/v1/auth/introspect", tag = "auth", security(("bearer" = [])),
-    request_body(content = String, description = "`token=…` (form) or `{\"token\": \"…\"}`"),
+    request_body(content(
+        (IntrospectBody = "application/json"),
+        (IntrospectBody = "application/x-www-form-urlencoded"),
+    ), description = "`token=…` (form) or `{\"token\": \"…\"}`; any other media type is read as JSON"),
     responses((status = 200, body = IntrospectionView), (status = 400, body = Problem), (status = 401, body = Problem)))]
 pub async fn introspect(
     State(s): State<AppState>,

@@ -16,10 +16,10 @@ use uos_store::UserFilter;
 json_body! {
     /// A lifecycle move (see the transition table in the contract).
     pub struct StatusBody {
-        #[schema(value_type = String, example = "suspended")]
+        #[schema(schema_with = crate::schemas::user_status)]
         req status: UserStatus,
         /// Why; recorded in the audit trail (at most 500 characters).
-        #[schema(value_type = Option<String>, max_length = 500)]
+        #[schema(schema_with = crate::schemas::reason_or_null)]
         opt reason: Option<Reason>,
     }
 }
@@ -36,7 +36,7 @@ pub async fn list_users(
     let page = q.page("users", is_uuid);
     let status = q.parse("status", UserStatus::parse);
     let email_prefix = q.parse("q", |v| {
-        if v.len() <= 254 {
+        if v.chars().count() <= 254 {
             Ok(v.trim().to_lowercase())
         } else {
             Err("q must be at most 254 characters")
@@ -67,7 +67,7 @@ pub async fn get(
     reply(s.svc.get_user(&ctx, user_id(&id)?).await)
 }
 
-#[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), request_body = ProfileBody, responses(
+#[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), request_body = ProfileBody, params(IfMatch), responses(
     (status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
 pub async fn update(
     State(s): State<AppState>,
@@ -80,7 +80,7 @@ pub async fn update(
 }
 
 /// Move the user through the lifecycle; moves that cut off access end every session.
-#[utoipa::path(post, path = "/v1/users/{id}/status", tag = "users", security(("bearer" = [])), request_body = StatusBody, responses(
+#[utoipa::path(post, path = "/v1/users/{id}/status", tag = "users", security(("bearer" = [])), request_body = StatusBody, params(IfMatch), responses(
     (status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn set_status(
     State(s): State<AppState>,
@@ -97,7 +97,7 @@ pub async fn set_status(
 }
 
 /// Soft delete (restorable within the retention window).
-#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), responses((status = 200, body = UserView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(IfMatch), responses((status = 200, body = UserView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn delete(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,
@@ -111,7 +111,7 @@ pub async fn delete(
     )
 }
 
-#[utoipa::path(post, path = "/v1/users/{id}/restore", tag = "users", security(("bearer" = [])), responses((status = 200, body = UserView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(post, path = "/v1/users/{id}/restore", tag = "users", security(("bearer" = [])), params(IfMatch), responses((status = 200, body = UserView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn restore(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,

@@ -563,6 +563,87 @@ backend_test!(
     }
 );
 
+// RFC 9110 §13.1.1: a well-formed entity tag that is not the current one fails the
+// precondition (412), whatever it looks like; only broken syntax is a bad request (400).
+backend_test!(
+    if_match_compares_entity_tags_as_rfc_9110_says,
+    |app| async move {
+        let admin = app.admin_token().await;
+        app.create_org(&admin, "acme").await;
+        let patch = |if_match: &str, name: &str| {
+            Req::patch("/v1/orgs/acme")
+                .token(&admin)
+                .header("if-match", if_match)
+                .json(json!({"display_name": name}))
+        };
+        let current = app
+            .send(Req::get("/v1/orgs/acme").token(&admin))
+            .await
+            .etag();
+        let version: i64 = current.trim_matches('"').parse().unwrap();
+        let weak = format!("W/{current}");
+        let padded = format!("\"0{version}\"");
+        let unknown_list = format!("\"abc\", W/{current}, {}", etag(version + 1));
+        for stale in [
+            "\"abc\"",
+            "\"\"",
+            weak.as_str(),
+            padded.as_str(),
+            unknown_list.as_str(),
+        ] {
+            let r = app.send(patch(stale, "lost update")).await;
+            assert_problem(&r, 412, "precondition_failed");
+            assert_eq!(
+                r.header("etag"),
+                None,
+                "a 412 for If-Match {stale} carries no ETag"
+            );
+        }
+        let org = get_ok(&app, &admin, "/v1/orgs/acme").await;
+        assert_ne!(org["display_name"], "lost update", "a 412 changes nothing");
+
+        // A list matches when any member does, in any position, with or without spaces.
+        let list = format!("\"abc\",{current} , W/\"1\"");
+        let r = app.send(patch(&list, "Acme v2")).await;
+        assert_status(&r, 200);
+        let current = r.etag();
+        let r = app.send(patch("*", "Acme v3")).await;
+        assert_status(&r, 200);
+        assert_ne!(r.etag(), current, "the write went through");
+
+        // `*` matches any existing resource, and no missing one.
+        let r = app
+            .send(
+                Req::patch("/v1/orgs/nosuch")
+                    .token(&admin)
+                    .header("if-match", "*")
+                    .json(json!({"display_name": "x"})),
+            )
+            .await;
+        assert_problem(&r, 404, "not_found");
+
+        for malformed in [
+            "abc",
+            "\"3",
+            "3\"",
+            "w/\"3\"",
+            "\"3\" \"4\"",
+            "*, \"3\"",
+            "*, *",
+            ",",
+            "\"a\"b\"",
+        ] {
+            let r = app.send(patch(malformed, "x")).await;
+            assert_eq!(
+                r.status, 400,
+                "If-Match {malformed} is malformed: {}",
+                r.text
+            );
+            assert_invalid(&r, &["If-Match"]);
+        }
+    }
+);
+
 backend_test!(
     idempotent_replay_returns_first_response_and_does_nothing,
     |app| async move {

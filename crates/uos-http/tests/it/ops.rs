@@ -131,7 +131,10 @@ backend_test!(
             Req::get("/v1/me").token(&admin),
             Req::post("/v1/auth/login")
                 .json(json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})),
-            Req::get("/v1/orgs/acme"),
+            // An anonymous caller of a secured operation is refused (401) before the store is
+            // asked; these two reach the store, with and without a caller.
+            Req::get("/v1/orgs/acme").token(&admin),
+            Req::post("/v1/auth/refresh").json(json!({"refresh_token": "stale"})),
         ] {
             let label = format!("{req:?}");
             let r = app.send(req).await;
@@ -199,6 +202,87 @@ backend_test!(metrics_count_requests_by_route_template, |app| async move {
     assert!(text.contains("uos_http_request_duration_seconds_bucket"));
     assert!(text.contains("uos_store_pool_connections"));
 });
+
+// The document says what the shared layers answer, in the media type they answer it in.
+backend_test!(
+    openapi_documents_errors_headers_and_strict_bodies,
+    |app| async move {
+        let doc = app.send(Req::get("/openapi.json")).await.body;
+        let shared = &doc["components"]["responses"];
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                let label = format!("{} {path}", method.to_uppercase());
+                let responses = op["responses"].as_object().expect("responses");
+                let params: Vec<&str> = op["parameters"]
+                    .as_array()
+                    .map(|ps| ps.iter().filter_map(|p| p["name"].as_str()).collect())
+                    .unwrap_or_default();
+                assert!(responses.contains_key("500"), "{label}: 500");
+                if !path.starts_with("/oauth2/") {
+                    assert!(responses.contains_key("401"), "{label}: 401");
+                    // The readiness report is the one error-status body that is not a problem.
+                    let errors = responses.iter().filter(|(s, _)| {
+                        s.as_str() >= "400" && !(path == "/readyz" && s.as_str() == "503")
+                    });
+                    for (status, r) in errors {
+                        let r = match r["$ref"].as_str() {
+                            Some(name) => &shared[name.rsplit('/').next().unwrap()],
+                            None => r,
+                        };
+                        let types: Vec<&String> = r["content"]
+                            .as_object()
+                            .map(|c| c.keys().collect())
+                            .unwrap_or_default();
+                        assert_eq!(
+                            types,
+                            ["application/problem+json"],
+                            "{label} {status}: errors are problem+json"
+                        );
+                    }
+                }
+                if params.contains(&"If-Match") {
+                    assert!(responses.contains_key("412"), "{label}: If-Match can fail");
+                }
+                if method == "post"
+                    && !path.starts_with("/v1/auth/")
+                    && !path.starts_with("/oauth2/")
+                {
+                    assert!(
+                        params.contains(&"Idempotency-Key"),
+                        "{label}: Idempotency-Key is honoured"
+                    );
+                    assert!(responses.contains_key("422"), "{label}: a reused key");
+                }
+            }
+        }
+        let update_org = &doc["paths"]["/v1/orgs/{slug}"]["patch"];
+        let names: Vec<&str> = update_org["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"If-Match"),
+            "PATCH declares If-Match: {names:?}"
+        );
+        for body in [
+            "CreateOrgBody",
+            "UpdateOrgBody",
+            "ProfileBody",
+            "CreateServiceAccountBody",
+        ] {
+            assert_eq!(
+                doc["components"]["schemas"][body]["additionalProperties"], false,
+                "{body}: unknown fields are rejected"
+            );
+        }
+        assert_eq!(
+            doc["components"]["schemas"]["CreateOrgBody"]["properties"]["slug"]["pattern"],
+            "^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
+        );
+    }
+);
 
 backend_test!(
     openapi_lists_exactly_the_routes_the_router_serves,

@@ -1,6 +1,6 @@
 //! The caller's own account: profile, preferences, password.
 
-use crate::kernel::precondition::check_version;
+use crate::kernel::precondition::{check_version, Precondition};
 use crate::kernel::uow::{snapshot, UnitOfWork};
 use crate::kernel::views::{MeView, MyOrgView, UserView};
 use crate::{Ctx, Done, Result, ServiceError, Services};
@@ -65,7 +65,7 @@ impl Services {
         &self,
         ctx: &Ctx,
         patch: ProfilePatch,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<UserView>> {
         let (me, cap) = self.me(ctx, Action::MeUpdate)?;
         self.update_profile(ctx, cap, me.id, patch, if_match).await
@@ -79,11 +79,11 @@ impl Services {
         cap: Capability,
         id: UserId,
         patch: ProfilePatch,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<UserView>> {
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
         let before = uow.tx().get_user(id).await?.ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let mut after = before.clone();
         if let Some(v) = patch.display_name {
             after.display_name = Some(v.into_string());
@@ -121,7 +121,7 @@ impl Services {
         &self,
         ctx: &Ctx,
         prefs: serde_json::Value,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<serde_json::Value>> {
         if !prefs.is_object() {
             return Err(ServiceError::field(
@@ -144,7 +144,7 @@ impl Services {
             .get_user(me.id)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let mut after = before.clone();
         after.preferences = prefs;
         after.touch(uos_domain::now());

@@ -2,7 +2,7 @@
 //! restore. Moves that cut off access revoke every session in the same transaction.
 
 use crate::identity::me::ProfilePatch;
-use crate::kernel::precondition::check_version;
+use crate::kernel::precondition::{check_version, Precondition};
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::UserView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
@@ -75,7 +75,7 @@ impl Services {
         ctx: &Ctx,
         id: UserId,
         patch: ProfilePatch,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<UserView>> {
         let cap = self
             .inner
@@ -92,7 +92,7 @@ impl Services {
         id: UserId,
         to: UserStatus,
         reason: Option<String>,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<UserView>> {
         if reason
             .as_ref()
@@ -120,7 +120,7 @@ impl Services {
         }
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
         let before = uow.tx().get_user(id).await?.ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let now = uos_domain::now();
         let mut after = before.clone();
         after.set_status(to, StatusCause::Admin, now)?;
@@ -149,14 +149,14 @@ impl Services {
         &self,
         ctx: &Ctx,
         id: UserId,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<UserView>> {
         let cap = self
             .inner
             .authorize(ctx, Action::UserRestore, user_resource(ctx, id))?;
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
         let before = uow.tx().get_user(id).await?.ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let mut after = before.clone();
         after.restore(
             uos_domain::now(),

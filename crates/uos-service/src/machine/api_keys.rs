@@ -2,7 +2,7 @@
 //! with an overlap window, and the list of keys overdue for rotation.
 
 use crate::kernel::access::expand_roles;
-use crate::kernel::precondition::check_version;
+use crate::kernel::precondition::{check_version, Precondition};
 use crate::kernel::uow::{snapshot, UnitOfWork};
 use crate::kernel::views::{ApiKeyView, NewApiKeyView};
 use crate::machine::service_accounts::{account_resource, check_name, live_account};
@@ -253,14 +253,14 @@ impl Services {
         ctx: &Ctx,
         slug: &OrgSlug,
         id: ApiKeyId,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<()>> {
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let (org, before, sa, cap) = self
             .key_access(uow.tx(), ctx, slug, id, Action::ApiKeyRevoke, false)
             .await?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let now = uos_domain::now();
         let mut key = before.clone();
         if key.revoke(now) {
@@ -290,7 +290,7 @@ impl Services {
         slug: &OrgSlug,
         id: ApiKeyId,
         overlap_secs: Option<u64>,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<NewApiKeyView>> {
         let inner = &*self.inner;
         let overlap = overlap_secs.unwrap_or(inner.cfg.api_key_rotation_overlap_secs);
@@ -305,7 +305,7 @@ impl Services {
         let (org, before, sa, cap) = self
             .key_access(uow.tx(), ctx, slug, id, Action::ApiKeyRotate, true)
             .await?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let now = uos_domain::now();
         if sa.status == ServiceAccountStatus::Deleted {
             return Err(ServiceError::NotFound);

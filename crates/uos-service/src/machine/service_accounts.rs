@@ -3,7 +3,7 @@
 //! what the account may do evicts its cached credentials on every replica.
 
 use crate::kernel::access::role_grants;
-use crate::kernel::precondition::check_version;
+use crate::kernel::precondition::{check_version, Precondition};
 use crate::kernel::uow::{snapshot, UnitOfWork};
 use crate::kernel::views::{ClientSecretView, ServiceAccountView};
 use crate::orgs::roles::check_description;
@@ -283,7 +283,7 @@ impl Services {
         slug: &OrgSlug,
         id: ServiceAccountId,
         patch: ServiceAccountPatch,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<ServiceAccountView>> {
         let mut errors = Vec::new();
         let name = match patch.name.as_deref() {
@@ -330,7 +330,7 @@ impl Services {
         let before = live_account(uow.tx(), org.id, id)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let now = uos_domain::now();
         let mut sa = before.clone();
         if let Some(to) = patch.status {
@@ -380,7 +380,7 @@ impl Services {
         ctx: &Ctx,
         slug: &OrgSlug,
         id: ServiceAccountId,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<()>> {
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
@@ -396,7 +396,7 @@ impl Services {
         let before = live_account(uow.tx(), org.id, id)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let now = uos_domain::now();
         let mut sa = before.clone();
         sa.delete(now)

@@ -2,7 +2,7 @@
 //! creates the account if the email is new, or joins the existing one).
 
 use crate::kernel::access::role_grants;
-use crate::kernel::precondition::check_version;
+use crate::kernel::precondition::{check_version, Precondition};
 use crate::kernel::uow::{snapshot, UnitOfWork};
 use crate::kernel::views::{AcceptedInviteView, InviteView, MemberView, UserView};
 use crate::orgs::roles::validate_roles;
@@ -154,7 +154,7 @@ impl Services {
         ctx: &Ctx,
         slug: &OrgSlug,
         id: InviteId,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<InviteView>> {
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
@@ -172,7 +172,7 @@ impl Services {
             .get_invite(org.id, id)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let now = uos_domain::now();
         match before.state(now) {
             InviteState::Pending | InviteState::Expired => {}

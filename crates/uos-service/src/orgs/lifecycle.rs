@@ -1,6 +1,6 @@
 //! Organization use cases: create, list, read, rename, suspend/resume, soft delete/restore.
 
-use crate::kernel::precondition::check_version;
+use crate::kernel::precondition::{check_version, Precondition};
 use crate::kernel::uow::{snapshot, UnitOfWork};
 use crate::kernel::views::OrgView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
@@ -123,7 +123,7 @@ impl Services {
         slug: &OrgSlug,
         display_name: Option<DisplayName>,
         api_key_max_days: Option<Option<u32>>,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<OrgView>> {
         if let Some(Some(d)) = api_key_max_days {
             if !(1..=uos_domain::API_KEY_MAX_DAYS).contains(&d) {
@@ -139,7 +139,7 @@ impl Services {
         let (org, cap) = inner
             .org_access(uow.tx(), ctx, slug, Action::OrgUpdate, |_| {})
             .await?;
-        check_version(org.version, if_match)?;
+        check_version(org.version, &if_match)?;
         let mut next = org.clone();
         if let Some(name) = display_name {
             next.display_name = name.into_string();
@@ -170,7 +170,7 @@ impl Services {
         ctx: &Ctx,
         slug: &OrgSlug,
         mv: OrgMove,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<OrgView>> {
         let inner = &*self.inner;
         let action = match mv {
@@ -183,7 +183,7 @@ impl Services {
         let (org, cap) = inner
             .org_access(uow.tx(), ctx, slug, action, |_| {})
             .await?;
-        check_version(org.version, if_match)?;
+        check_version(org.version, &if_match)?;
         let now = uos_domain::now();
         let mut next = org.clone();
         match mv {

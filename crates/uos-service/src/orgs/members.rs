@@ -2,7 +2,7 @@
 //! the org, remove — always keeping at least one active owner.
 
 use crate::kernel::access::role_grants;
-use crate::kernel::precondition::check_version;
+use crate::kernel::precondition::{check_version, Precondition};
 use crate::kernel::uow::{snapshot, UnitOfWork};
 use crate::kernel::views::MemberView;
 use crate::orgs::roles::validate_roles;
@@ -136,7 +136,7 @@ impl Services {
         action: Action,
         touches_owner: impl FnOnce(Option<&Membership>) -> bool,
         granted: &[RoleName],
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<(Org, Membership, Capability)> {
         let org = uow
             .tx()
@@ -158,7 +158,7 @@ impl Services {
             )
             .await?;
         let before = current.ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         Ok((org, before, cap))
     }
 
@@ -198,7 +198,7 @@ impl Services {
         slug: &OrgSlug,
         user_id: UserId,
         roles: Vec<RoleName>,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<MemberView>> {
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
         let adds_owner = roles.iter().any(RoleName::is_owner);
@@ -228,7 +228,7 @@ impl Services {
         slug: &OrgSlug,
         user_id: UserId,
         to: MembershipStatus,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<MemberView>> {
         let (action, event) = match to {
             MembershipStatus::Suspended => (Action::MemberSuspend, AuditAction::MemberSuspended),
@@ -259,7 +259,7 @@ impl Services {
         ctx: &Ctx,
         slug: &OrgSlug,
         user_id: UserId,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<()>> {
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
         let (org, before, cap) = self

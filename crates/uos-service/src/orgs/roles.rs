@@ -2,7 +2,7 @@
 //! unknown parents, no shadowing of built-ins) before anything is stored.
 
 use crate::kernel::access::role_grants;
-use crate::kernel::precondition::check_version;
+use crate::kernel::precondition::{check_version, Precondition};
 use crate::kernel::uow::{snapshot, UnitOfWork};
 use crate::kernel::views::RoleView;
 use crate::orgs::members::MAX_ROLES;
@@ -273,7 +273,7 @@ impl Services {
         slug: &OrgSlug,
         name: &RoleName,
         patch: RolePatch,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<RoleView>> {
         check_description(&patch.description)?;
         let inner = &*self.inner;
@@ -311,7 +311,7 @@ impl Services {
             .find(|r| &r.name == name)
             .cloned()
             .ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         let mut after = before.clone();
         if let Some(d) = patch.description {
             after.description = Some(d);
@@ -350,7 +350,7 @@ impl Services {
         ctx: &Ctx,
         slug: &OrgSlug,
         name: &RoleName,
-        if_match: Option<i64>,
+        if_match: Precondition,
     ) -> Result<Done<()>> {
         let inner = &*self.inner;
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
@@ -375,7 +375,7 @@ impl Services {
             .find(|r| &r.name == name)
             .cloned()
             .ok_or(ServiceError::NotFound)?;
-        check_version(before.version, if_match)?;
+        check_version(before.version, &if_match)?;
         if all.iter().any(|r| r.inherits.contains(name)) {
             return Err(ServiceError::conflict(
                 "role_inherited",

@@ -1,0 +1,48 @@
+//! The release build of a workspace binary, found where cargo actually puts it: `cargo metadata`
+//! answers with the target directory after `CARGO_TARGET_DIR`, `build.target-dir` and the
+//! workspace default, so a build shared between worktrees is found like a local one.
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Build `package` in release mode and return the path of its binary `package`.
+pub fn build(root: &Path, package: &str) -> anyhow::Result<PathBuf> {
+    eprintln!("xtask: building the release binary {package}");
+    let status = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["build", "--release", "--quiet", "--locked", "-p", package])
+        .status()
+        .context("running cargo build")?;
+    anyhow::ensure!(
+        status.success(),
+        "cargo build --release -p {package} failed ({status})"
+    );
+    binary(root, package)
+}
+
+/// Where the release binary `name` is (built or not).
+pub fn binary(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let out = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .output()
+        .context("running cargo metadata")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("cargo metadata printed no JSON")?;
+    let target = meta["target_directory"]
+        .as_str()
+        .context("cargo metadata names no target_directory")?;
+    Ok(Path::new(target).join("release").join(name))
+}
