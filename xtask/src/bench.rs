@@ -217,7 +217,17 @@ pub(crate) fn start_server(
     start_server_with(root, work, database_url, listen, base, &[])
 }
 
-/// Start the release binary with extra `UOS_` settings and wait until it is ready.
+/// The server binary a bench measures: `UOS_BENCH_BINARY` when set (the previous release,
+/// say, measured by the same harness in the same session as this one), else this workspace's
+/// release build.
+fn server_binary(root: &Path) -> anyhow::Result<std::path::PathBuf> {
+    match std::env::var_os("UOS_BENCH_BINARY") {
+        Some(path) => Ok(path.into()),
+        None => crate::release::binary(root, "admin-api"),
+    }
+}
+
+/// Start the server binary with extra `UOS_` settings and wait until it is ready.
 pub(crate) fn start_server_with(
     root: &Path,
     work: &Path,
@@ -227,7 +237,7 @@ pub(crate) fn start_server_with(
     env: &[(&str, &str)],
 ) -> anyhow::Result<Server> {
     let log = std::fs::File::create(work.join("admin-api.log"))?;
-    let child = Command::new(crate::release::binary(root, "admin-api")?)
+    let child = Command::new(server_binary(root)?)
         .envs(env.iter().copied())
         .env("UOS_DATABASE_URL", database_url)
         .env("UOS_DATA_DIR", work.join("data"))

@@ -67,84 +67,64 @@ where
     }
 }
 
-/// Every value type the store exchanges with its database. A sqlx database that supports
-/// them all is an `SqlDb` without further ado.
-pub trait SqlDb:
-    Database
-    + for<'q> Binds<'q, Uuid>
-    + for<'q> Binds<'q, Option<Uuid>>
-    + for<'q> Binds<'q, i64>
-    + for<'q> Binds<'q, Option<i64>>
-    + for<'q> Binds<'q, i32>
-    + for<'q> Binds<'q, Option<i32>>
-    + for<'q> Binds<'q, bool>
-    + for<'q> Binds<'q, DateTime<Utc>>
-    + for<'q> Binds<'q, Option<DateTime<Utc>>>
-    + for<'q> Binds<'q, &'q str>
-    + for<'q> Binds<'q, Option<&'q str>>
-    + for<'q> Binds<'q, String>
-    + for<'q> Binds<'q, &'q String>
-    + for<'q> Binds<'q, &'q Option<String>>
-    + for<'q> Binds<'q, Vec<u8>>
-    + for<'q> Binds<'q, &'q [u8]>
-    + for<'q> Binds<'q, Json<Box<serde_json::value::RawValue>>>
-    + for<'q> Binds<'q, Option<Json<Box<serde_json::value::RawValue>>>>
-    + for<'r> Reads<'r, Uuid>
-    + for<'r> Reads<'r, Option<Uuid>>
-    + for<'r> Reads<'r, i64>
-    + for<'r> Reads<'r, Option<i64>>
-    + for<'r> Reads<'r, Option<i32>>
-    + for<'r> Reads<'r, bool>
-    + for<'r> Reads<'r, DateTime<Utc>>
-    + for<'r> Reads<'r, Option<DateTime<Utc>>>
-    + for<'r> Reads<'r, &'r str>
-    + for<'r> Reads<'r, Option<&'r str>>
-    + for<'r> Reads<'r, String>
-    + for<'r> Reads<'r, Option<String>>
-    + for<'r> Reads<'r, Vec<u8>>
-    + for<'r> Reads<'r, Json<serde_json::Value>>
-    + for<'r> Reads<'r, Option<Json<serde_json::Value>>>
-    + for<'r> Reads<'r, Json<Vec<String>>>
-{
+/// Declares [`SqlDb`] and its blanket implementation from one list of value types, so the two
+/// cannot drift apart. `'q` in a type is the lifetime of the statement's arguments (for
+/// binds) or of the row (for reads).
+macro_rules! sql_db {
+    (binds: [$($bind:ty),* $(,)?], reads: [$($read:ty),* $(,)?] $(,)?) => {
+        /// Every value type the store exchanges with its database. A sqlx database that
+        /// supports them all is an `SqlDb` without further ado.
+        pub trait SqlDb:
+            Database $(+ for<'q> Binds<'q, $bind>)* $(+ for<'q> Reads<'q, $read>)*
+        {
+        }
+
+        impl<DB> SqlDb for DB where
+            DB: Database $(+ for<'q> Binds<'q, $bind>)* $(+ for<'q> Reads<'q, $read>)*
+        {
+        }
+    };
 }
 
-impl<DB> SqlDb for DB where
-    DB: Database
-        + for<'q> Binds<'q, Uuid>
-        + for<'q> Binds<'q, Option<Uuid>>
-        + for<'q> Binds<'q, i64>
-        + for<'q> Binds<'q, Option<i64>>
-        + for<'q> Binds<'q, i32>
-        + for<'q> Binds<'q, Option<i32>>
-        + for<'q> Binds<'q, bool>
-        + for<'q> Binds<'q, DateTime<Utc>>
-        + for<'q> Binds<'q, Option<DateTime<Utc>>>
-        + for<'q> Binds<'q, &'q str>
-        + for<'q> Binds<'q, Option<&'q str>>
-        + for<'q> Binds<'q, String>
-        + for<'q> Binds<'q, &'q String>
-        + for<'q> Binds<'q, &'q Option<String>>
-        + for<'q> Binds<'q, Vec<u8>>
-        + for<'q> Binds<'q, &'q [u8]>
-        + for<'q> Binds<'q, Json<Box<serde_json::value::RawValue>>>
-        + for<'q> Binds<'q, Option<Json<Box<serde_json::value::RawValue>>>>
-        + for<'r> Reads<'r, Uuid>
-        + for<'r> Reads<'r, Option<Uuid>>
-        + for<'r> Reads<'r, i64>
-        + for<'r> Reads<'r, Option<i64>>
-        + for<'r> Reads<'r, Option<i32>>
-        + for<'r> Reads<'r, bool>
-        + for<'r> Reads<'r, DateTime<Utc>>
-        + for<'r> Reads<'r, Option<DateTime<Utc>>>
-        + for<'r> Reads<'r, &'r str>
-        + for<'r> Reads<'r, Option<&'r str>>
-        + for<'r> Reads<'r, String>
-        + for<'r> Reads<'r, Option<String>>
-        + for<'r> Reads<'r, Vec<u8>>
-        + for<'r> Reads<'r, Json<serde_json::Value>>
-        + for<'r> Reads<'r, Option<Json<serde_json::Value>>>
-        + for<'r> Reads<'r, Json<Vec<String>>>
-{
+sql_db! {
+    binds: [
+        Uuid,
+        Option<Uuid>,
+        i64,
+        Option<i64>,
+        i32,
+        Option<i32>,
+        bool,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        &'q str,
+        Option<&'q str>,
+        String,
+        &'q String,
+        &'q Option<String>,
+        Vec<u8>,
+        &'q [u8],
+        Json<Box<serde_json::value::RawValue>>,
+        Option<Json<Box<serde_json::value::RawValue>>>,
+    ],
+    reads: [
+        Uuid,
+        Option<Uuid>,
+        i64,
+        Option<i64>,
+        Option<i32>,
+        bool,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        &'q str,
+        Option<&'q str>,
+        String,
+        Option<String>,
+        Vec<u8>,
+        Json<serde_json::Value>,
+        Option<Json<serde_json::Value>>,
+        Json<Vec<String>>,
+    ],
 }
 
 /// A bound value: `Encode` for any database that [`Binds`] its type.
