@@ -217,11 +217,12 @@ pub(crate) fn start_server(
     start_server_with(root, work, database_url, listen, base, &[])
 }
 
-/// The server binary a bench measures: `UOS_BENCH_BINARY` when set (the previous release,
+/// The server binary a bench measures: `XTASK_BENCH_BINARY` when set (the previous release,
 /// say, measured by the same harness in the same session as this one), else this workspace's
-/// release build.
+/// release build. Not `UOS_`-prefixed: the server inherits the environment and refuses
+/// unknown `UOS_` keys.
 fn server_binary(root: &Path) -> anyhow::Result<std::path::PathBuf> {
-    match std::env::var_os("UOS_BENCH_BINARY") {
+    match std::env::var_os("XTASK_BENCH_BINARY") {
         Some(path) => Ok(path.into()),
         None => crate::release::binary(root, "admin-api"),
     }

@@ -272,6 +272,50 @@ impl Modify for HonestResponses {
                 }
             }
         }
+        unique_operation_ids(openapi);
+    }
+}
+
+/// OpenAPI requires operation ids to be unique, and utoipa takes them from handler names,
+/// which repeat across route modules (`get`, `create`, `delete`…). A repeated one gets the
+/// operation's tag in front (`orgs_get`, `roles_get`), which makes it unique: a module's
+/// handlers share its tag and have distinct names.
+fn unique_operation_ids(openapi: &mut utoipa::openapi::OpenApi) {
+    let mut uses: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for item in openapi.paths.paths.values() {
+        for op in [&item.get, &item.put, &item.post, &item.delete, &item.patch]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(id) = &op.operation_id {
+                *uses.entry(id.clone()).or_default() += 1;
+            }
+        }
+    }
+    for item in openapi.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let Some(id) = op.operation_id.clone() else {
+                continue;
+            };
+            if uses.get(&id).is_some_and(|n| *n > 1) {
+                let tag = op
+                    .tags
+                    .as_ref()
+                    .and_then(|t| t.first())
+                    .map(|t| t.replace(|c: char| !c.is_ascii_alphanumeric(), "_"))
+                    .unwrap_or_default();
+                op.operation_id = Some(format!("{tag}_{id}"));
+            }
+        }
     }
 }
 
@@ -372,6 +416,25 @@ fn complete(path: &str, method: Method, op: &mut Operation) {
         r.headers
             .entry("X-Request-Id".to_string())
             .or_insert_with(request_id_header);
+        if status.starts_with('2') {
+            // Single-resource reads and the writes that take `If-Match` answer with the
+            // version to send back in it; an idempotent replay says so.
+            if if_match || (method == Method::Get && has_path_params) {
+                r.headers
+                    .entry("ETag".to_string())
+                    .or_insert_with(|| string_header("The resource's version, for `If-Match`"));
+            }
+            if idempotent {
+                r.headers
+                    .entry("Idempotent-Replayed".to_string())
+                    .or_insert_with(|| {
+                        string_header(
+                            "`true` when this is the stored answer to an earlier request \
+                             with the same `Idempotency-Key`",
+                        )
+                    });
+            }
+        }
         if status == "429" {
             let mut h = Header::new(
                 ObjectBuilder::new()

@@ -255,6 +255,23 @@ backend_test!(
                 }
             }
         }
+        let mut ids = std::collections::BTreeSet::new();
+        for item in doc["paths"].as_object().expect("paths").values() {
+            for op in item.as_object().expect("path item").values() {
+                let id = op["operationId"].as_str().expect("an operationId");
+                assert!(ids.insert(id.to_string()), "operationId {id} is used twice");
+            }
+        }
+        let ok = &doc["paths"]["/v1/orgs/{slug}"]["patch"]["responses"]["200"]["headers"];
+        assert!(
+            ok.get("ETag").is_some(),
+            "a write that takes If-Match answers its ETag"
+        );
+        let created = &doc["paths"]["/v1/orgs"]["post"]["responses"]["201"]["headers"];
+        assert!(
+            created.get("Idempotent-Replayed").is_some(),
+            "an idempotent POST documents the replay header"
+        );
         let update_org = &doc["paths"]["/v1/orgs/{slug}"]["patch"];
         let names: Vec<&str> = update_org["parameters"]
             .as_array()
