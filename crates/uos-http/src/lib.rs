@@ -164,10 +164,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi))
-        // Innermost first: idempotency (on a matched route only, so a 404 or 405 claims no
-        // key), then the 401 for anonymous callers of secured operations, then metrics.
-        .route_layer(from_fn_with_state(state.clone(), middleware::idempotency))
-        .route_layer(from_fn(middleware::require_caller))
+        // Innermost first: the 401 for anonymous callers of secured operations, then
+        // idempotency (on a matched route only, so a 404 or 405 claims no key), then metrics.
+        .route_layer(from_fn_with_state(state.clone(), middleware::route_guard))
         .route_layer(from_fn_with_state(state.clone(), middleware::metrics))
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });

@@ -183,11 +183,12 @@ fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// An operation the OpenAPI document declares with a security requirement answers an
-/// anonymous request 401 before it looks at anything else: a client without credentials
+/// The route layer in front of every handler (a route layer, so it knows the route template):
+/// first an operation the OpenAPI document declares with a security requirement answers an
+/// anonymous request 401 before it looks at anything else, so a client without credentials
 /// learns that first, not what is wrong with its body or headers, and no idempotency key is
-/// claimed for it. A route layer, so it knows the route template.
-pub async fn require_caller(req: Request, next: Next) -> Response {
+/// claimed for it; then [`idempotency`]. One layer for both, since it runs on every request.
+pub async fn route_guard(state: State<AppState>, req: Request, next: Next) -> Response {
     let anonymous = matches!(
         req.extensions().get::<Caller>(),
         None | Some(Caller::Anonymous)
@@ -200,7 +201,7 @@ pub async fn require_caller(req: Request, next: Next) -> Response {
     if secured {
         return ApiError::from(uos_service::ServiceError::Unauthenticated).into_response();
     }
-    next.run(req).await
+    idempotency(state, req, next).await
 }
 
 /// Per-route counters and latency. Applied as a route layer, so the label is the route
