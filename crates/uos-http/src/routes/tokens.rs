@@ -45,8 +45,6 @@ fn token_of(content_type: &str, body: &[u8]) -> Result<String, ApiError> {
     Ok(token)
 }
 
-/// RFC 7662 introspection of an access token, for services that take our tokens. The caller
-/// authenticates; an invalid, expired or revoked token is `{"active": false}`.
 /// What introspection reads from either body; other fields (`token_type_hint`) are ignored,
 /// as RFC 7662 allows.
 #[derive(Debug, utoipa::ToSchema)]
@@ -56,6 +54,8 @@ pub struct IntrospectBody {
     pub token: String,
 }
 
+/// RFC 7662 introspection of an access token or API key, for services that take our tokens.
+/// The caller authenticates; an invalid, expired or revoked token is `{"active": false}`.
 #[utoipa::path(post, path = "/v1/auth/introspect", tag = "auth", security(("bearer" = [])),
     request_body(content(
         (IntrospectBody = "application/json"),
