@@ -1,9 +1,10 @@
 //! PostgreSQL implementation of the storage port: the production system of record.
 //!
 //! One pool; `begin()` opens a read-committed transaction, `read()` hands out a plain pooled
-//! connection, and a login's write and a refresh are one autocommit statement each.
-//! Concurrency is handled by the database: optimistic `version` checks on every update,
-//! `for update` on the owner rows and on the audit head where the port asks for it.
+//! connection, and a login's write and a refresh are one autocommit statement each. The
+//! repositories are `uos-store-sql`'s; this crate adds the pool, error mapping, its dialect
+//! hooks (row locks, `jsonb`, arrays, exact intervals, row-level security scope) and the
+//! one-statement writes (`writes`).
 
 mod dialect;
 mod error;
@@ -68,7 +69,7 @@ impl PgStore {
         Ok(Self { pool })
     }
 
-    /// Apply the forward-only migrations in `migrations/` (sqlx serialises concurrent runs
+    /// Apply the forward-only migrations in `migrations/postgres/` (sqlx serialises concurrent runs
     /// with an advisory lock, so replicas may all call this at start-up).
     #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> Result<()> {

@@ -5,6 +5,13 @@ use crate::error::db_err;
 use sqlx::{Connection, Executor, PgConnection};
 use uos_store::{Result, StoreError};
 
+/// The server tests create their databases on: `UOS_TEST_POSTGRES_URL`, by default the local
+/// cluster's `postgres` superuser.
+pub fn admin_url() -> String {
+    std::env::var("UOS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
 /// Create an empty database `uos_test_<uuid>` on the server of `admin_url` and return a URL
 /// for it (same server and credentials). Not migrated: call [`crate::PgStore::migrate`].
 pub async fn fresh_database(admin_url: &str) -> Result<String> {

@@ -21,15 +21,10 @@ const ORG_SCOPED: [&str; 7] = [
     "audit_event",
 ];
 
-fn admin_url() -> String {
-    std::env::var("UOS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 #[tokio::test]
 #[ignore = "needs PostgreSQL"]
 async fn the_service_role_sees_only_the_orgs_its_transaction_is_confined_to() {
-    let admin = admin_url();
+    let admin = testing::admin_url();
     let owner_url = testing::fresh_database(&admin)
         .await
         .expect("a test database");

@@ -6,18 +6,18 @@
 //! makes one statement of. A backend crate keeps only its pool set-up, its pragmas, its error
 //! mapping and those hooks. A new table is written here, once.
 
-pub mod audit;
+mod audit;
 mod credential;
 mod dialect;
 mod error;
 mod idempotency;
 mod invite;
-pub mod machine;
+mod machine;
 mod membership;
 mod org;
 mod role;
 pub mod rows;
-pub mod session;
+mod session;
 pub mod sql;
 mod tx;
 mod user;

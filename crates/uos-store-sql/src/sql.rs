@@ -348,11 +348,6 @@ impl<'q, D: Dialect> QueryBuilder<'q, D> {
         self
     }
 
-    /// The SQL so far (never includes parameter values).
-    pub fn sql(&self) -> &str {
-        &self.sql
-    }
-
     pub async fn execute(self, conn: &mut Conn<D>) -> Result<Done> {
         let args = self.params.ready()?;
         D::execute(conn, &self.sql, args).await.map_err(D::map_err)

@@ -79,7 +79,7 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
-    /// Apply the forward-only migrations in `migrations/`.
+    /// Apply the forward-only migrations in `migrations/sqlite/` (at the workspace root).
     #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("../../migrations/sqlite")

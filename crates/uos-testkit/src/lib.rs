@@ -25,8 +25,7 @@ pub enum Backend {
 
 /// PostgreSQL server the tests create their databases on.
 pub fn postgres_admin_url() -> String {
-    std::env::var("UOS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    uos_store_postgres::testing::admin_url()
 }
 
 /// One running application. Dropping it removes its temp dir (keys, SQLite file).

@@ -49,8 +49,7 @@ struct Cluster {
 
 impl Cluster {
     async fn new(extra: &[(&str, &str)]) -> Self {
-        let admin = std::env::var("UOS_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let admin = uos_store_postgres::testing::admin_url();
         let database_url = uos_store_postgres::testing::fresh_database(&admin)
             .await
             .expect("PostgreSQL reachable");

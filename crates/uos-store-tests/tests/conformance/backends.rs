@@ -66,14 +66,9 @@ async fn sqlite() -> Fixture {
     Fixture::new(Arc::new(store)).keep(dir)
 }
 
-fn postgres_admin_url() -> String {
-    std::env::var("UOS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 /// A fresh database on the server of `UOS_TEST_POSTGRES_URL`, dropped when the case passes.
 async fn postgres() -> Fixture {
-    let admin = postgres_admin_url();
+    let admin = testing::admin_url();
     let url = testing::fresh_database(&admin)
         .await
         .expect("create a test database (is PostgreSQL running?)");
