@@ -15,6 +15,10 @@ use uos_service::ServiceConfig;
 pub struct Config {
     /// Address the API listens on (`UOS_LISTEN`).
     pub listen: SocketAddr,
+    /// The URL clients reach the API at, behind any proxy (`UOS_PUBLIC_URL`,
+    /// `https://id.example.com`). Error `type` URIs point under it, at pages the service
+    /// serves itself. Unset: `http://<listen>`.
+    pub public_url: Option<String>,
     /// `sqlite://path/file.db` (embedded default) or `postgres://…` (`UOS_DATABASE_URL`). On
     /// PostgreSQL, give the service a role that neither owns the tables nor is a superuser,
     /// so the row-level security policies bind it.
@@ -64,6 +68,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
             database_url: "sqlite://.uos/uos.db".into(),
             database_max_connections: 16,
             migration_database_url: None,
@@ -114,8 +119,32 @@ impl Config {
         Ok(cfg)
     }
 
+    /// [`Config::public_url`], or where the API listens when it is unset.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if let Some(url) = &self.public_url {
+            let origin = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if origin.is_none_or(|rest| {
+                rest.is_empty()
+                    || rest.starts_with('/')
+                    || rest.contains(['?', '#', ' '])
+                    || !rest.is_ascii()
+            }) {
+                return bad(
+                    "public_url",
+                    "must be an http:// or https:// URL with a host and no query or fragment",
+                );
+            }
+        }
         let url = self.database_url.as_str();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -216,6 +245,13 @@ mod tests {
         let c = with(&[]).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert!(c.database_url.starts_with("sqlite://"));
+        assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn public_url_loses_its_trailing_slash() {
+        let c = with(&[("public_url", "https://id.example.com/uos/")]).unwrap();
+        assert_eq!(c.public_url(), "https://id.example.com/uos");
     }
 
     #[test]
@@ -227,6 +263,9 @@ mod tests {
             ("worker_threads", "5000", "worker_threads"),
             ("worker_threads", "-1", "worker_threads"),
             ("redis_url", "http://x", "redis_url"),
+            ("public_url", "id.example.com", "public_url"),
+            ("public_url", "https://", "public_url"),
+            ("public_url", "https://id.example.com/?x=1", "public_url"),
             ("redis_ca_file", "/etc/ca.pem", "redis_ca_file"),
             ("service.password_min_score", "5", "password_min_score"),
             ("service.lockout.threshold", "0", "service.lockout"),

@@ -1,10 +1,9 @@
 //! The registry of problem+json error codes: each code with its HTTP status, title and when it
 //! is answered. `ApiError` takes its code from here, the problem `type` URI is derived from the
-//! code, and `docs/errors.md` is generated from the same table.
+//! code, and both the page that URI serves and `docs/errors.md` are generated from the same
+//! table.
 
 use axum::http::StatusCode;
-
-use crate::problem::PROBLEM_TYPE_BASE;
 
 /// Generates the enum, its accessors and `ALL` from one list, so the answer a client gets and
 /// the document that explains it cannot drift apart.
@@ -102,12 +101,57 @@ error_codes! {
         "A dependency (database, shared state) is unavailable; retry later.";
 }
 
+/// Path of the page that documents a code, under the deployment's public URL.
+pub const ERROR_PAGES: &str = "/errors/";
+
 impl ErrorCode {
-    /// The problem `type`: the code's entry in the published `docs/errors.md`, whose anchor is
-    /// the code itself.
-    pub fn type_uri(self) -> String {
-        format!("{PROBLEM_TYPE_BASE}{}", self.as_str())
+    /// The problem `type`: `<public_url>/errors/<code>`, where this service serves the code's
+    /// entry ([`ErrorCode::page`]), so the URI resolves on every deployment.
+    pub fn type_uri(self, public_url: &str) -> String {
+        format!("{public_url}{ERROR_PAGES}{}", self.as_str())
     }
+
+    /// The code's entry as an HTML page: what `GET /errors/<code>` serves.
+    pub fn page(self) -> String {
+        let status = self.status();
+        format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <title>{code}</title></head><body>\n<h1>{code}</h1>\n\
+             <p>{status} {reason} \u{b7} title \u{201c}{title}\u{201d}</p>\n<p>{when}</p>\n\
+             <p>Every error is an <code>application/problem+json</code> body (RFC 9457); \
+             branch on its <code>code</code>, never on <code>detail</code>.</p>\n\
+             </body></html>\n",
+            code = self.as_str(),
+            status = status.as_u16(),
+            reason = status.canonical_reason().unwrap_or_default(),
+            title = self.title(),
+            when = html_of_markdown_code(self.when()),
+        )
+    }
+
+    /// The code named `code`, if there is one.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|c| c.as_str() == code)
+    }
+}
+
+/// The registry's sentences as HTML: escaped, with `code spans` as `<code>`.
+fn html_of_markdown_code(text: &str) -> String {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let mut out = String::with_capacity(escaped.len());
+    for (i, part) in escaped.split('`').enumerate() {
+        if i % 2 == 1 {
+            out.push_str("<code>");
+            out.push_str(part);
+            out.push_str("</code>");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 /// `docs/errors.md`: generated from [`ErrorCode::ALL`]; a test keeps the committed file equal
@@ -120,11 +164,13 @@ pub fn errors_markdown() -> String {
          Every error is an `application/problem+json` body (RFC 9457) with `type`, `title`,\n\
          `status`, `code`, `detail` and `request_id`. A client branches on `code` (or `type`),\n\
          never on `detail`, whose wording may change. The `type` of a code is\n\
-         `{PROBLEM_TYPE_BASE}<code>`, and it is published as the entry of this document with\n\
-         the anchor `#<code>`. Some bodies carry more: `errors` (every failed field, 400),\n\
-         `rule` (the denying policy rule, 403), `reason` (what conflicts, 409), `mfa_token`\n\
-         (`mfa_required`); 401 answers carry `WWW-Authenticate: Bearer` and 429 answers\n\
-         `Retry-After`. A 5xx body never carries internals.\n\n\
+         `<public_url>{ERROR_PAGES}<code>` (`public_url` is configured, default\n\
+         `http://<listen>`): the service itself serves the code's entry there as HTML, the\n\
+         same text as the entry of this document with the anchor `#<code>`.\n\n\
+         Some bodies carry more: `errors` (every failed field, 400), `rule` (the denying\n\
+         policy rule, 403), `reason` (what conflicts, 409), `mfa_token` (`mfa_required`);\n\
+         401 answers carry `WWW-Authenticate: Bearer` and 429 answers `Retry-After`. A 5xx\n\
+         body never carries internals.\n\n\
          | code | status | title |\n\
          |---|---|---|\n"
     );
@@ -145,7 +191,7 @@ pub fn errors_markdown() -> String {
             code = c.as_str(),
             status = c.status().as_u16(),
             reason = c.status().canonical_reason().unwrap_or_default(),
-            uri = c.type_uri(),
+            uri = c.type_uri("<public_url>"),
             title = c.title(),
             when = c.when(),
         ));
@@ -181,10 +227,11 @@ mod tests {
     }
 
     #[test]
-    fn docs_every_type_uri_resolves_to_its_entry() {
+    fn docs_name_every_type_uri_in_its_entry() {
+        // That each URI also resolves on a running server is an HTTP test (`conventions`).
         let doc = std::fs::read_to_string(doc_path()).unwrap_or_default();
         for c in ErrorCode::ALL {
-            let uri = c.type_uri();
+            let uri = c.type_uri("<public_url>");
             let anchor = uri.rsplit('/').next().unwrap_or_default();
             assert_eq!(
                 anchor,

@@ -18,7 +18,7 @@ pub mod state;
 pub use state::AppState;
 
 use crate::problem::ApiError;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -164,6 +164,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi))
+        .route("/errors/{code}", get(health::error_page))
         // Innermost first: the 401 for anonymous callers of secured operations, then
         // idempotency (on a matched route only, so a 404 or 405 claims no key), then metrics.
         .route_layer(from_fn_with_state(state.clone(), middleware::route_guard))
@@ -176,6 +177,9 @@ pub fn router(state: AppState) -> Router {
             tracing::error!("handler panicked");
             ApiError::internal().into_response()
         }))
-        .layer(from_fn(middleware::request_context))
+        .layer(from_fn_with_state(
+            state.public_url.clone(),
+            middleware::request_context,
+        ))
         .with_state(state)
 }

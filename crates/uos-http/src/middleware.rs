@@ -2,7 +2,7 @@
 //! keys and metrics.
 
 use crate::extract::{ctx_from_parts, parse_if_match, read_body, RequestId, MAX_BODY_BYTES};
-use crate::problem::{ApiError, LostRace, REQUEST_ID};
+use crate::problem::{ApiError, LostRace, ProblemScope, PROBLEM_SCOPE};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -10,6 +10,7 @@ use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 use uos_service::{Caller, IdemOutcome, IdemTicket};
@@ -37,7 +38,14 @@ fn is_oauth2(path: &str) -> bool {
 
 /// Outermost layer: request id (extension, task-local for error bodies, response header),
 /// a tracing span, and an early 413 for declared oversized bodies.
-pub async fn request_context(mut req: Request, next: Next) -> Response {
+///
+/// Its state is only the public URL (for error `type` URIs): it runs on every request, and a
+/// smaller state is cheaper to clone per request.
+pub async fn request_context(
+    State(public_url): State<Arc<str>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let id = request_id_of(&req);
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
@@ -75,7 +83,11 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         }
         res
     };
-    REQUEST_ID.scope(id, fut.instrument(span)).await
+    let scope = ProblemScope {
+        request_id: id,
+        public_url,
+    };
+    PROBLEM_SCOPE.scope(scope, fut.instrument(span)).await
 }
 
 /// Resolve `Authorization: Bearer` into a [`Caller`]. No header means anonymous (the policy

@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(title = "user-org-service", description = "Identity and organization service: HTTP contract v1."),
     paths(
-        health::healthz, health::readyz, health::metrics, health::openapi, health::jwks,
+        health::healthz, health::readyz, health::metrics, health::openapi, health::error_page, health::jwks,
         auth::login, auth::logout, auth::refresh, auth::mfa, auth::forgot_password, auth::reset_password,
         federation::start, federation::callback, tokens::introspect, tokens::rotate,
         mfa::enrol, mfa::confirm, mfa::disable, resets::list_pending, resets::approve, users::unlock,
@@ -83,7 +83,7 @@ impl Modify for BearerAuth {
 struct HonestResponses;
 
 /// Operations that never touch the store or another dependency, so never answer 503.
-const NO_DEPENDENCY: &[&str] = &["/healthz", "/metrics", "/openapi.json"];
+const NO_DEPENDENCY: &[&str] = &["/healthz", "/metrics", "/openapi.json", "/errors/{code}"];
 
 /// Names of the shared responses under `components/responses`.
 const SHARED: &[(u16, &str, &str)] = &[
@@ -346,6 +346,10 @@ fn param_schema(path: &str, location: &ParameterIn, name: &str) -> Option<Schema
         (ParameterIn::Path, "slug") | (ParameterIn::Query, "org") => crate::schemas::slug().into(),
         (ParameterIn::Path, "id" | "user_id") => uuid(),
         (ParameterIn::Path, "name") => crate::schemas::role_name().into(),
+        // Names come from the configuration (`[oidc_providers.<name>]`), codes from the registry.
+        (ParameterIn::Path, "provider" | "code") => {
+            string().min_length(Some(1)).max_length(Some(64)).into()
+        }
         (ParameterIn::Query, "limit") => ObjectBuilder::new()
             .schema_type(Type::Integer)
             .minimum(Some(1.0))

@@ -10,17 +10,19 @@ use uos_service::{FieldError, GoneReason, Refusal, ServiceError};
 pub use crate::error_code::ErrorCode;
 use utoipa::ToSchema;
 
-/// Base of the problem `type` URIs; the code is appended (see [`ErrorCode::type_uri`]).
-pub const PROBLEM_TYPE_BASE: &str = "https://user-org-service.dev/errors/";
-
-tokio::task_local! {
-    /// The request id of the request this task serves, so error bodies built deep in an
-    /// extractor still carry it.
-    pub static REQUEST_ID: String;
+/// What an error body takes from the request it answers rather than from the error: the
+/// request id, and where this deployment serves its error pages.
+#[derive(Clone, Debug)]
+pub struct ProblemScope {
+    pub request_id: String,
+    /// The public URL of the API; a problem's `type` is `<public_url>/errors/<code>`.
+    pub public_url: std::sync::Arc<str>,
 }
 
-pub(crate) fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+tokio::task_local! {
+    /// The scope of the request this task serves, so error bodies built deep in an extractor
+    /// still carry its request id and this deployment's `type` URIs.
+    pub static PROBLEM_SCOPE: ProblemScope;
 }
 
 /// The error body. `errors` lists every failed field; 5xx bodies never carry internals.
@@ -236,12 +238,15 @@ impl IntoResponse for ApiError {
         let lost_race = self.reason == Some(CONCURRENT_UPDATE);
         let status = self.code.status();
         let body = Problem {
-            kind: self.code.type_uri(),
+            kind: PROBLEM_SCOPE
+                .try_with(|s| self.code.type_uri(&s.public_url))
+                // Only a response built outside any request (a unit test) gets here.
+                .unwrap_or_else(|_| self.code.type_uri("")),
             title: self.code.title().to_string(),
             status: status.as_u16(),
             code: self.code.as_str().to_string(),
             detail: self.detail,
-            request_id: current_request_id(),
+            request_id: PROBLEM_SCOPE.try_with(|s| s.request_id.clone()).ok(),
             errors: self.errors,
             rule: match self.extra.as_deref() {
                 Some(Extra::Rule(r)) => Some(r.clone()),

@@ -11,7 +11,9 @@ use uos_domain::invite::{INVITE_MAX_HOURS, INVITE_MIN_HOURS};
 use uos_domain::role::PERMISSIONS;
 use uos_domain::UserStatus;
 use uos_domain::API_KEY_MAX_DAYS;
-use utoipa::openapi::schema::{ArrayBuilder, SchemaType};
+use utoipa::openapi::schema::{
+    AdditionalProperties, AnyOfBuilder, ArrayBuilder, Schema, SchemaType,
+};
 use utoipa::openapi::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 
 /// Rust's `char::is_control` (Unicode Cc).
@@ -154,4 +156,47 @@ pub fn permission_list_or_null() -> utoipa::openapi::Array {
 /// The scopes of a new API key: 1 to 32 permissions.
 pub fn scope_list() -> utoipa::openapi::Array {
     array(permission(), Some(1), Some(32)).build()
+}
+
+/// A service account's key rotation policy, in the two shapes the server takes: report only
+/// (`refuse_after_days` absent or null), or enforced, where refusing overdue keys needs the
+/// age that makes a key overdue (`max_key_age_days` set).
+pub fn rotation_policy() -> Schema {
+    const MAX_AGE: &str = "Keys older than this many days are reported as overdue.";
+    const GRACE: &str = "Refuse overdue keys this many days after they became overdue; absent \
+                         or null = only report.";
+    let days = |min: u32, ty: SchemaType, doc: &str| {
+        ObjectBuilder::new()
+            .schema_type(ty)
+            .minimum(Some(f64::from(min)))
+            .maximum(Some(f64::from(API_KEY_MAX_DAYS)))
+            .description(Some(doc))
+    };
+    let integer_or_null = || SchemaType::from_iter([Type::Integer, Type::Null]);
+    let shape = |b: ObjectBuilder| {
+        b.schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+    };
+    let report_only = shape(ObjectBuilder::new())
+        .title(Some("report only"))
+        .property("max_key_age_days", days(1, integer_or_null(), MAX_AGE))
+        .property(
+            "refuse_after_days",
+            ObjectBuilder::new()
+                .schema_type(Type::Null)
+                .description(Some(GRACE)),
+        );
+    let enforced = shape(ObjectBuilder::new())
+        .title(Some("enforced"))
+        .property("max_key_age_days", days(1, Type::Integer.into(), MAX_AGE))
+        .property("refuse_after_days", days(0, integer_or_null(), GRACE))
+        .required("max_key_age_days");
+    AnyOfBuilder::new()
+        .item(report_only)
+        .item(enforced)
+        .description(Some(
+            "A key rotation policy: report overdue keys only, or also refuse them.",
+        ))
+        .build()
+        .into()
 }

@@ -15,13 +15,15 @@ pub enum ServerError {
 }
 
 /// Serve `svc` on `listener` until a shutdown signal, then drain in-flight requests (for at
-/// most `grace`), record the last API-key uses and close the store.
+/// most `grace`), record the last API-key uses and close the store. `public_url` is where
+/// clients reach it (error `type` URIs point under it).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     svc: Services,
+    public_url: &str,
     grace: Duration,
 ) -> Result<(), ServerError> {
-    let state = AppState::new(svc.clone())?;
+    let state = AppState::new(svc.clone(), public_url)?;
     let store = state.svc.store().clone();
     tracing::info!(addr = %listener.local_addr()?, backend = store.backend(), "admin-api listening");
     let app = crate::router(state).into_make_service_with_connect_info::<SocketAddr>();

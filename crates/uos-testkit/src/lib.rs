@@ -203,7 +203,7 @@ impl TestApp {
             f = f.merge(Serialized::default(k, v));
         }
         let cfg = uos_app::Config::from_figment(f).unwrap();
-        let state = AppState::new(uos_app::build(&cfg).await.unwrap()).unwrap();
+        let state = AppState::new(uos_app::build(&cfg).await.unwrap(), &cfg.public_url()).unwrap();
         Self {
             router: uos_http::router(state.clone()),
             state,

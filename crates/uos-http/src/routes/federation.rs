@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use uos_service::views::TokenView;
 
 /// Redirect the browser to the provider's login page.
-#[utoipa::path(get, path = "/v1/auth/oidc/{provider}/start", tag = "auth", responses(
+#[utoipa::path(get, path = "/v1/auth/oidc/{provider}/start", tag = "auth",
+    params(("provider" = String, Path, description = "the name of a configured provider")), responses(
     (status = 302, description = "to the provider"), (status = 404, body = Problem),
     (status = 503, body = Problem, description = "the provider cannot be reached")))]
 pub async fn start(
@@ -31,6 +32,7 @@ pub async fn start(
 /// Where the provider sends the browser back: answers a session like a password login.
 /// Providers add parameters of their own (`iss`, `session_state`), so unknown ones are allowed.
 #[utoipa::path(get, path = "/v1/auth/oidc/{provider}/callback", tag = "auth", params(
+    ("provider" = String, Path, description = "the name of a configured provider"),
     ("code" = String, Query), ("state" = String, Query), ("iss" = Option<String>, Query)), responses(
     (status = 200, body = TokenView), (status = 400, body = Problem),
     (status = 401, body = Problem, description = "invalid_state, federation_failed, email_unverified, email_domain_not_allowed or mfa_required")))]

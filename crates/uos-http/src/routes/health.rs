@@ -1,7 +1,9 @@
-//! Liveness, readiness, metrics, OpenAPI and the JWKS.
+//! Liveness, readiness, metrics, OpenAPI, the error pages and the JWKS.
 
+use crate::error_code::ErrorCode;
+use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -50,6 +52,20 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "OpenAPI document")))]
 pub async fn openapi() -> impl IntoResponse {
     Json(crate::openapi::document())
+}
+
+/// The page a problem `type` URI names: what the error code means and when it is answered.
+#[utoipa::path(get, path = "/errors/{code}", tag = "health",
+    params(("code" = String, Path, description = "an error `code`, as in a problem body")),
+    responses(
+        (status = 200, description = "the code's entry", content_type = "text/html"),
+        (status = 404, body = Problem, description = "no such code")))]
+pub async fn error_page(Path(code): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let code = ErrorCode::from_code(&code).ok_or_else(ApiError::route_not_found)?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        code.page(),
+    ))
 }
 
 /// Public keys of access tokens (JWK Set).

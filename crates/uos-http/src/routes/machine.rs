@@ -55,19 +55,21 @@ impl<'de> Deserialize<'de> for GraceDays {
 }
 
 /// An account's key rotation policy as sent. Each bad field inside it is reported as
-/// `rotation_policy.<field>` (see [`parse_rotation_policy`]).
-// `deny_unknown_fields` tells the schema what `parse_rotation_policy` enforces.
-#[derive(Debug, Clone, Copy, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+/// `rotation_policy.<field>` (see [`parse_rotation_policy`]); its schema is
+/// [`crate::schemas::rotation_policy`].
+#[derive(Debug, Clone, Copy)]
 pub struct RotationPolicyBody {
-    /// Keys older than this many days are reported as overdue (1–3650).
-    #[schema(minimum = 1, maximum = 3650)]
     max_key_age_days: Option<u32>,
-    /// Refuse overdue keys this many days after they became overdue (0–3650, needs
-    /// `max_key_age_days`); absent or null = only report.
-    #[schema(minimum = 0, maximum = 3650)]
     refuse_after_days: Option<u32>,
 }
+
+impl utoipa::PartialSchema for RotationPolicyBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::schemas::rotation_policy().into()
+    }
+}
+
+impl utoipa::ToSchema for RotationPolicyBody {}
 
 impl<'de> Deserialize<'de> for RotationPolicyBody {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

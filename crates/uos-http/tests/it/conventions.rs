@@ -113,6 +113,34 @@ backend_test!(unknown_route_and_method_are_problems, |app| async move {
 });
 
 backend_test!(
+    every_problem_type_resolves_to_its_entry,
+    config = [("public_url", json!("https://id.example.com/"))],
+    |app| async move {
+        // The `type` of a real answer is the deployment's page of its code...
+        let r = app.send(Req::get("/v1/nope")).await;
+        assert_problem(&r, 404, "not_found");
+        assert_eq!(r.body["type"], "https://id.example.com/errors/not_found");
+        // ...and every code's page is served, naming the code, its status and title.
+        for code in uos_http::error_code::ErrorCode::ALL {
+            let uri = code.type_uri("https://id.example.com");
+            let path = uri.strip_prefix("https://id.example.com").unwrap();
+            let r = app.send(Req::get(path)).await;
+            assert_status(&r, 200);
+            assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+            for part in [
+                format!("<h1>{}</h1>", code.as_str()),
+                format!("<p>{} ", code.status().as_u16()),
+                code.title().to_string(),
+            ] {
+                assert!(r.text.contains(&part), "{path} lacks {part:?}: {}", r.text);
+            }
+        }
+        let r = app.send(Req::get("/errors/no_such_code")).await;
+        assert_problem(&r, 404, "not_found");
+    }
+);
+
+backend_test!(
     bad_bodies_name_every_bad_field_and_change_nothing,
     |app| async move {
         let w = world(&app).await;

@@ -80,6 +80,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
+    ("GET", "/errors/{code}"),
     ("POST", "/v1/auth/refresh"),
     ("GET", "/v1/me/sessions"),
     ("DELETE", "/v1/me/sessions"),
