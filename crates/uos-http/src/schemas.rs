@@ -173,11 +173,12 @@ pub fn rotation_policy() -> Schema {
             .description(Some(doc))
     };
     let integer_or_null = || SchemaType::from_iter([Type::Integer, Type::Null]);
-    let shape = |b: ObjectBuilder| {
-        b.schema_type(Type::Object)
+    let object = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
             .additional_properties(Some(AdditionalProperties::FreeForm(false)))
     };
-    let report_only = shape(ObjectBuilder::new())
+    let report_only = object()
         .title(Some("report only"))
         .property("max_key_age_days", days(1, integer_or_null(), MAX_AGE))
         .property(
@@ -186,7 +187,7 @@ pub fn rotation_policy() -> Schema {
                 .schema_type(Type::Null)
                 .description(Some(GRACE)),
         );
-    let enforced = shape(ObjectBuilder::new())
+    let enforced = object()
         .title(Some("enforced"))
         .property("max_key_age_days", days(1, Type::Integer.into(), MAX_AGE))
         .property("refuse_after_days", days(0, integer_or_null(), GRACE))

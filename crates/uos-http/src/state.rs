@@ -1,23 +1,37 @@
 //! Shared state of the router.
 
 use crate::metrics::Metrics;
+use std::ops::Deref;
 use std::sync::Arc;
 use uos_service::Services;
 
+/// What every handler and middleware shares. One `Arc` around all of it: each stateful layer
+/// clones the state for every request, and one reference count is cheaper than one per field.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+pub struct Shared {
     pub svc: Services,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Metrics,
     /// Where clients reach the API (no trailing slash); error `type` URIs point under it.
     pub public_url: Arc<str>,
 }
 
 impl AppState {
     pub fn new(svc: Services, public_url: &str) -> Result<Self, prometheus::Error> {
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             svc,
-            metrics: Arc::new(Metrics::new()?),
+            metrics: Metrics::new()?,
             public_url: public_url.trim_end_matches('/').into(),
-        })
+        })))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
     }
 }
