@@ -4,11 +4,13 @@
 //! Each event's `hash` is SHA-256 over the canonical JSON of the event without `hash` and
 //! `signature`; it includes `prev_hash` (the previous event's hash) and `seq`, so editing,
 //! deleting, inserting or reordering events breaks the chain, and the signature over the hash
-//! means only the holder of the audit key can extend it.
+//! means only the holder of the audit key can extend it. Signed checkpoints of every chain's
+//! head let a verifier also detect a truncated tail, which no chain can show by itself.
 
 mod action;
 mod canonical;
 mod chain;
+mod checkpoint;
 mod event;
 
 pub use action::{audit_events_markdown, AuditAction, TargetKind};
@@ -16,6 +18,10 @@ pub use canonical::{canonical_json, redact, REDACTED};
 pub use chain::{
     compute_hash, seal, verify_chain, verify_event, ChainReport, VerifyError, VerifyErrorKind,
     GENESIS_HASH,
+};
+pub use checkpoint::{
+    chain_of, check_against_checkpoint, sign_checkpoint, verify_checkpoint, ChainHead, Checkpoint,
+    CheckpointError, PLATFORM_CHAIN,
 };
 pub use event::{
     parse_events, parse_keys, parse_ndjson, Actor, AuditEvent, Changes, NewEvent, Target,

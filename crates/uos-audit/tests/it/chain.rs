@@ -37,7 +37,7 @@ fn new_event(i: i64) -> NewEvent {
 }
 
 /// A chain of `n` events from genesis, signed by `key`.
-fn chain(key: &SigningKey, n: i64) -> Vec<AuditEvent> {
+pub fn chain(key: &SigningKey, n: i64) -> Vec<AuditEvent> {
     let mut events: Vec<AuditEvent> = Vec::new();
     for seq in 1..=n {
         let prev = events
@@ -49,7 +49,7 @@ fn chain(key: &SigningKey, n: i64) -> Vec<AuditEvent> {
     events
 }
 
-fn keys(key: &SigningKey) -> Vec<PublicKey> {
+pub fn keys(key: &SigningKey) -> Vec<PublicKey> {
     vec![key.public_key()]
 }
 
