@@ -124,7 +124,7 @@ impl ErrorCode {
             code = self.as_str(),
             status = status.as_u16(),
             reason = status.canonical_reason().unwrap_or_default(),
-            title = self.title(),
+            title = html_of_markdown_code(self.title()),
             when = html_of_markdown_code(self.when()),
         )
     }
