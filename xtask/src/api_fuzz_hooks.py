@@ -42,6 +42,7 @@ SCOPES = ["org:read"]
 # The list each paginated path is, and a cursor of the kind its keyset uses.
 LISTS = {
     "/v1/audit/events": ("audit", lambda: str(random.randrange(0, 1 << 40))),
+    "/v1/audit/checkpoints": ("checkpoints", None),
     "/v1/orgs": ("orgs", None),
     "/v1/users": ("users", None),
     "/v1/orgs/{slug}/users": ("members", None),

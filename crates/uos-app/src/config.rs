@@ -222,6 +222,12 @@ impl Config {
                 "one-time token lifetimes must be positive",
             );
         }
+        if s.audit_checkpoint_every_events == 0 || s.audit_checkpoint_secs == 0 {
+            return bad(
+                "service.audit_checkpoint_every_events",
+                "checkpoint intervals (events and seconds) must be positive",
+            );
+        }
         Ok(())
     }
 }

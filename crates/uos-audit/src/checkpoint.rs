@@ -19,6 +19,10 @@ use crate::event::{format_time, micros_rfc3339, AuditEvent};
 /// The chain of events that belong to no org.
 pub const PLATFORM_CHAIN: &str = "platform";
 
+/// The single chain of every event written before chains were per org. It never grows; the
+/// first checkpoint after the upgrade records where it ended.
+pub const LEGACY_CHAIN: &str = "legacy";
+
 /// The chain an event belongs to: `org:<org_id>`, or [`PLATFORM_CHAIN`] without an org.
 pub fn chain_of(org_id: Option<Uuid>) -> String {
     org_id.map_or_else(|| PLATFORM_CHAIN.to_owned(), |id| format!("org:{id}"))

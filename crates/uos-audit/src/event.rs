@@ -48,6 +48,10 @@ pub struct NewEvent {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub id: Uuid,
+    /// `org:<org_id>`, `platform` for events of no org, or `legacy` for the one chain of every
+    /// event written before chains were per org (their stored form has no `chain`).
+    #[serde(default = "legacy_chain")]
+    pub chain: String,
     /// Position in the chain, from 1, without gaps.
     pub seq: i64,
     /// RFC 3339 UTC with exactly six fractional digits and `Z`: microseconds are what Postgres
@@ -68,6 +72,10 @@ pub struct AuditEvent {
     pub signature: String,
     /// Which audit key signed it.
     pub key_id: String,
+}
+
+fn legacy_chain() -> String {
+    crate::LEGACY_CHAIN.to_owned()
 }
 
 /// The one timestamp spelling used in events, shared by serde and the hash input.

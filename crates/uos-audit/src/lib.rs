@@ -16,12 +16,12 @@ mod event;
 pub use action::{audit_events_markdown, AuditAction, TargetKind};
 pub use canonical::{canonical_json, redact, REDACTED};
 pub use chain::{
-    compute_hash, seal, verify_chain, verify_event, ChainReport, VerifyError, VerifyErrorKind,
-    GENESIS_HASH,
+    compute_hash, seal, verify_chain, verify_chains, verify_event, ChainReport, VerifyError,
+    VerifyErrorKind, GENESIS_HASH,
 };
 pub use checkpoint::{
     chain_of, check_against_checkpoint, sign_checkpoint, verify_checkpoint, ChainHead, Checkpoint,
-    CheckpointError, PLATFORM_CHAIN,
+    CheckpointError, LEGACY_CHAIN, PLATFORM_CHAIN,
 };
 pub use event::{
     parse_events, parse_keys, parse_ndjson, Actor, AuditEvent, Changes, NewEvent, Target,

@@ -159,6 +159,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/audit/events", get(audit::events))
         .route("/v1/audit/keys", get(audit::keys))
+        .route("/v1/audit/checkpoints", get(audit::checkpoints))
         .route("/.well-known/jwks.json", get(health::jwks))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -32,7 +32,7 @@ use utoipa::{Modify, OpenApi};
         invites::create, invites::list_invites, invites::revoke, invites::accept,
         roles::create, roles::list_roles, roles::get, roles::update, roles::delete,
         users::list_users, users::get, users::update, users::set_status, users::delete, users::restore, users::revoke_sessions,
-        audit::events, audit::keys,
+        audit::events, audit::keys, audit::checkpoints,
         auth::whoami, oauth::token, oauth::revoke,
         machine::create_account, machine::list_accounts, machine::get_account, machine::update_account, machine::delete_account,
         machine::issue_client_secret, machine::create_key, machine::list_keys, machine::list_overdue, machine::get_key, machine::revoke_key, machine::rotate_key,

@@ -15,7 +15,7 @@ pub enum ServerError {
 }
 
 /// Serve `svc` on `listener` until a shutdown signal, then drain in-flight requests (for at
-/// most `grace`), record the last API-key uses and close the store. `public_url` is where
+/// most `grace`), record the last API-key uses, checkpoint the audit chains and close the store. `public_url` is where
 /// clients reach it (error `type` URIs point under it).
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -45,6 +45,10 @@ pub async fn serve(
     // Uses recorded since the last periodic write would otherwise be lost.
     if let Err(e) = svc.flush_api_key_usage().await {
         tracing::warn!(error = %e, "could not record the last API key uses");
+    }
+    // Seal the heads the last requests moved, so a verifier can tell they were there.
+    if let Err(e) = svc.issue_checkpoint().await {
+        tracing::warn!(error = %e, "could not issue the shutdown audit checkpoint");
     }
     store.close().await;
     tracing::info!("stopped");

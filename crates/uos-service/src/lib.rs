@@ -217,10 +217,12 @@ impl Services {
         });
     }
 
-    /// Start the background work of a replica: the invalidation listener, the periodic write
-    /// of API-key uses, and the rotation sweep. Must be called once from within the runtime.
+    /// Start the background work of a replica: the invalidation listener, the audit
+    /// checkpoint issuer, the periodic write of API-key uses, and the rotation sweep. Must be
+    /// called once from within the runtime.
     pub fn spawn_background(&self) {
         self.spawn_invalidation_listener();
+        self.spawn_checkpoint_issuer();
         let cfg = &self.inner.cfg;
         let svc = self.clone();
         let every = Duration::from_secs(cfg.api_key_usage_flush_secs.max(1));

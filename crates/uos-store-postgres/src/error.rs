@@ -18,9 +18,11 @@ const UNIQUE_CODES: &[(&str, &str)] = &[
 ];
 
 /// SQLSTATEs meaning "the database cannot serve us now" rather than "the request is wrong":
-/// connection exceptions (class 08), too many connections, shutdown and start-up.
+/// connection exceptions (class 08), too many connections, shutdown and start-up, and a
+/// transaction chosen as a deadlock's victim (two units of work that append to the same two
+/// audit chains in opposite orders): rolled back whole, so a retry is safe.
 fn unavailable(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03")
+    code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03" | "40P01")
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {

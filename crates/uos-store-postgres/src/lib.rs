@@ -101,6 +101,13 @@ impl Store for PgStore {
         prev: &AuditHead,
         event: &AuditRow,
     ) -> Result<()> {
+        if prev.seq == 0 {
+            // The chain's first event: its head row is created in the same transaction.
+            let mut tx = self.begin().await?;
+            tx.open_session(s, first).await?;
+            tx.append_audit(prev, event).await?;
+            return tx.commit().await;
+        }
         self.open_session_audited_in_one(s, first, prev, event)
             .await
     }

@@ -11,8 +11,8 @@ use uos_domain::{
     ServiceAccount, ServiceAccountId, ServiceAccountStatus, SessionId, User, UserId, UserStatus,
 };
 use uos_store::{
-    AuditRow, ExternalIdentity, IdempotencyRecord, PasswordReset, RefreshToken, Result, Session,
-    StoreError, TotpEnrolment,
+    AuditRow, CheckpointRow, ExternalIdentity, IdempotencyRecord, PasswordReset, RefreshToken,
+    Result, Session, StoreError, TotpEnrolment,
 };
 
 pub(crate) use crate::sql::get;
@@ -299,15 +299,26 @@ pub fn api_key<D: Dialect>(r: &Row<D>) -> Result<ApiKey> {
 }
 
 pub const AUDIT_COLS: &str =
-    "seq, audit_event_id, occurred_at, org_id, actor_id, action, target_id, hash, payload";
+    "chain, seq, audit_event_id, occurred_at, org_id, actor_id, action, target_id, hash, payload";
 
 pub fn audit<D: Dialect>(r: &Row<D>) -> Result<AuditRow> {
     // Text on every backend: the hash covers these exact bytes' meaning, and jsonb would
     // reorder keys and drop duplicates.
     let text: String = get(r, "payload")?;
-    let payload = serde_json::from_str(&text)
+    let mut payload: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| StoreError::Corrupt(format!("audit payload: {e}")))?;
+    let chain: String = get(r, "chain")?;
+    // Events stored before chains were per org have no `chain`; they are served with the one
+    // they are on (`legacy`), which their hash does not cover.
+    if chain == "legacy" {
+        if let Some(event) = payload.as_object_mut() {
+            event
+                .entry("chain")
+                .or_insert_with(|| serde_json::Value::String(chain.clone()));
+        }
+    }
     Ok(AuditRow {
+        chain,
         seq: get(r, "seq")?,
         id: get(r, "audit_event_id")?,
         occurred_at: get(r, "occurred_at")?,
@@ -317,6 +328,16 @@ pub fn audit<D: Dialect>(r: &Row<D>) -> Result<AuditRow> {
         target_id: get(r, "target_id")?,
         hash: get(r, "hash")?,
         payload,
+    })
+}
+
+pub fn checkpoint<D: Dialect>(r: &Row<D>) -> Result<CheckpointRow> {
+    let text: String = get(r, "payload")?;
+    Ok(CheckpointRow {
+        id: get(r, "checkpoint_id")?,
+        issued_at: get(r, "issued_at")?,
+        payload: serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("checkpoint payload: {e}")))?,
     })
 }
 

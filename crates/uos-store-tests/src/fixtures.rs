@@ -184,9 +184,13 @@ pub fn genesis_hash() -> String {
     "0".repeat(64)
 }
 
-/// The chain head after [`audit`] rows `1..=seq` (the genesis head for 0).
+/// The chain of [`audit`] rows.
+pub const AUDIT_CHAIN: &str = "platform";
+
+/// The head of [`AUDIT_CHAIN`] after [`audit`] rows `1..=seq` (the genesis head for 0).
 pub fn audit_head(seq: i64) -> AuditHead {
     AuditHead {
+        chain: AUDIT_CHAIN.into(),
         seq,
         hash: if seq == 0 {
             genesis_hash()
@@ -196,8 +200,10 @@ pub fn audit_head(seq: i64) -> AuditHead {
     }
 }
 
+/// Event `seq` of [`AUDIT_CHAIN`].
 pub fn audit(seq: i64, occurred_at: DateTime<Utc>) -> AuditRow {
     AuditRow {
+        chain: AUDIT_CHAIN.into(),
         seq,
         id: uuid::Uuid::now_v7(),
         occurred_at,

@@ -16,9 +16,9 @@ mod records;
 pub use error::StoreError;
 pub use page::{Page, PageRequest};
 pub use records::{
-    AuditFilter, AuditHead, AuditRow, ExternalIdentity, IdemClaim, IdempotencyRecord, LoginUser,
-    MemberFilter, OrgFilter, PasswordReset, PoolStats, RefreshToken, Session, TokenUse,
-    TotpEnrolment, UserFilter,
+    AuditFilter, AuditHead, AuditRow, CheckpointRow, ExternalIdentity, IdemClaim,
+    IdempotencyRecord, LoginUser, MemberFilter, OrgFilter, PasswordReset, PoolStats, RefreshToken,
+    Session, TokenUse, TotpEnrolment, UserFilter,
 };
 
 use async_trait::async_trait;
@@ -495,25 +495,43 @@ pub trait IdempotencyRepo: Send {
 /// The read half of [`AuditRepo`].
 #[async_trait]
 pub trait AuditReads: Send {
-    /// The chain head as last committed (no lock: a writer chains from
-    /// [`AuditRepo::lock_audit_head`] or a head it remembers).
-    async fn audit_head(&mut self) -> Result<AuditHead>;
-    /// Chronological (by `seq`), with filters; the page cursor is the last `seq`.
+    /// `chain`'s head as last committed (no lock: a writer chains from
+    /// [`AuditRepo::lock_audit_head`] or a head it remembers); genesis for a chain with no
+    /// events.
+    async fn audit_head(&mut self, chain: &str) -> Result<AuditHead>;
+    /// Every chain's head, ordered by chain name: what a checkpoint signs.
+    async fn audit_heads(&mut self) -> Result<Vec<AuditHead>>;
+    /// Chronological (in the order events were stored, which is `seq` order within each
+    /// chain), with filters; the page cursor is opaque.
     async fn list_audit(
         &mut self,
         filter: &AuditFilter,
         page: &PageRequest,
     ) -> Result<Page<AuditRow>>;
+    /// Checkpoints in the order they were issued, those issued at or after `since` only if
+    /// given; the page cursor is the last checkpoint's id.
+    async fn list_checkpoints(
+        &mut self,
+        since: Option<DateTime<Utc>>,
+        page: &PageRequest,
+    ) -> Result<Page<CheckpointRow>>;
+    /// The checkpoint issued last, if any.
+    async fn latest_checkpoint(&mut self) -> Result<Option<CheckpointRow>>;
 }
 
 #[async_trait]
 pub trait AuditRepo: AuditReads {
-    /// The chain head. On PostgreSQL it locks the head row (`for update`) so concurrent
-    /// writers append one after another; SQLite writes are already serialised.
-    async fn lock_audit_head(&mut self) -> Result<AuditHead>;
-    /// Append a sealed event chained from `prev` and move the head to it, only if `prev` (seq
-    /// *and* hash) is still the head: otherwise nothing changes and the answer is
-    /// `VersionConflict`. So a writer may seal from a head it only remembers, without
-    /// [`lock_audit_head`](Self::lock_audit_head), and can never fork the chain.
+    /// `chain`'s head, created at genesis if the chain has no events yet. On PostgreSQL it
+    /// locks the head's row until the transaction ends, so concurrent writers to one chain
+    /// append one after another while writers to other chains do not wait; SQLite writes are
+    /// already serialised.
+    async fn lock_audit_head(&mut self, chain: &str) -> Result<AuditHead>;
+    /// Append a sealed event to `row.chain`, chained from `prev`, and move that chain's head
+    /// to it, only if `prev` (chain, seq *and* hash) is still the head: otherwise nothing
+    /// changes and the answer is `VersionConflict`. So a writer may seal from a head it only
+    /// remembers, without [`lock_audit_head`](Self::lock_audit_head), and can never fork a
+    /// chain.
     async fn append_audit(&mut self, prev: &AuditHead, row: &AuditRow) -> Result<()>;
+    /// Store a signed checkpoint.
+    async fn insert_checkpoint(&mut self, row: &CheckpointRow) -> Result<()>;
 }

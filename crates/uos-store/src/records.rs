@@ -93,9 +93,11 @@ pub enum IdemClaim {
     Existing(IdempotencyRecord),
 }
 
-/// Last link of the audit chain (`seq` 0 and the genesis hash when empty).
+/// Last link of one audit chain (`seq` 0 and the genesis hash while it has no events).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditHead {
+    /// `org:<org_id>`, `platform` or `legacy` (see `uos_audit::chain_of`).
+    pub chain: String,
     pub seq: i64,
     pub hash: String,
 }
@@ -104,6 +106,8 @@ pub struct AuditHead {
 /// verifier checks); the other columns are copies for filtering.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditRow {
+    /// The chain the event extends, and its position there.
+    pub chain: String,
     pub seq: i64,
     pub id: uuid::Uuid,
     pub occurred_at: DateTime<Utc>,
@@ -112,6 +116,14 @@ pub struct AuditRow {
     pub action: String,
     pub target_id: Option<String>,
     pub hash: String,
+    pub payload: serde_json::Value,
+}
+
+/// A signed checkpoint of every chain head as stored: `payload` is the checkpoint's JSON.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointRow {
+    pub id: uuid::Uuid,
+    pub issued_at: DateTime<Utc>,
     pub payload: serde_json::Value,
 }
 

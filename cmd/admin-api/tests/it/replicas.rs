@@ -592,24 +592,36 @@ async fn audit_export(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL and Redis"]
 async fn two_replicas_writing_at_once_keep_one_whole_audit_chain() {
-    // Each replica chains its next event from the head it last committed, without reading
-    // it: here every write races the other replica's and its own, so the remembered head is
-    // often stale and the append must fall back to the locked head, never fork or fail.
+    // Each replica chains its next event from the head of the org's chain it last committed,
+    // without reading it: here every write to one org races the other replica's and its own,
+    // so the remembered head is often stale and the append must fall back to the locked head,
+    // never fork or fail.
     // Bound first, so dropped last: the cluster (its key directory) outlives the replicas.
     let (_cluster, a, b, client) = two_replicas().await;
     let tokens = [
         admin_token(&client, &a).await,
         admin_token(&client, &b).await,
     ];
+    let body = json!({"slug": "shared", "display_name": "Shared"});
+    let (status, body) = call(
+        &client,
+        &a,
+        reqwest::Method::POST,
+        "/v1/orgs",
+        &tokens[0],
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
     let writes = (0..40).map(|i| {
         let (client, replica, token) = (&client, [&a, &b][i % 2], &tokens[i % 2]);
         async move {
-            let body = json!({"slug": format!("chain-{i}"), "display_name": format!("Chain {i}")});
+            let body = json!({"name": format!("role-{i}"), "permissions": ["invites:read"]});
             call(
                 client,
                 replica,
                 reqwest::Method::POST,
-                "/v1/orgs",
+                "/v1/orgs/shared/roles",
                 token,
                 Some(body),
             )
@@ -630,10 +642,23 @@ async fn two_replicas_writing_at_once_keep_one_whole_audit_chain() {
         .await
         .unwrap();
     let keys = uos_audit::parse_keys(&keys).expect("GET /v1/audit/keys is a key list");
-    let report = uos_audit::verify_chain(&events, &keys, None).expect("one unbroken chain");
-    assert_eq!(report.events as usize, events.len());
-    let created = events.iter().filter(|e| e.action == "org.created").count();
-    assert_eq!(created, 40, "one org.created event per write");
+    let reports = uos_audit::verify_chains(&events, &keys).expect("unbroken chains");
+    let shared = events
+        .iter()
+        .find(|e| e.action == "org.created")
+        .map(|e| e.chain.clone())
+        .unwrap();
+    let report = reports.iter().find(|r| r.chain == shared).unwrap();
+    let created = events
+        .iter()
+        .filter(|e| e.action == "role.created" && e.chain == shared)
+        .count();
+    assert_eq!(
+        created, 40,
+        "one role.created event per write, in the org's chain"
+    );
+    // org.created, the creator's member.added and the 40 roles.
+    assert_eq!(report.events, 42);
 }
 
 // Signing keys: replicas share a key directory. The one that rotates tells the others to

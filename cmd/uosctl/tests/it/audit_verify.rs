@@ -6,11 +6,14 @@ use std::process::{Command, Output, Stdio};
 
 use chrono::Utc;
 use serde_json::json;
-use uos_audit::{seal, Actor, AuditEvent, Changes, NewEvent, Target, GENESIS_HASH};
+use uos_audit::{
+    seal, sign_checkpoint, Actor, AuditEvent, ChainHead, Changes, NewEvent, Target, GENESIS_HASH,
+};
 use uos_keys::SigningKey;
 use uuid::Uuid;
 
-fn chain(key: &SigningKey, n: i64) -> Vec<AuditEvent> {
+/// `n` events of `org`'s chain.
+fn chain_of(key: &SigningKey, org: Uuid, n: i64) -> Vec<AuditEvent> {
     let mut events: Vec<AuditEvent> = Vec::new();
     for seq in 1..=n {
         let prev = events
@@ -25,7 +28,7 @@ fn chain(key: &SigningKey, n: i64) -> Vec<AuditEvent> {
                 id: None,
             },
             action: "org.created".into(),
-            org_id: Some(Uuid::now_v7()),
+            org_id: Some(org),
             target: Target {
                 kind: "org".into(),
                 id: Some(format!("org-{seq}")),
@@ -39,6 +42,11 @@ fn chain(key: &SigningKey, n: i64) -> Vec<AuditEvent> {
         events.push(seal(event, seq, &prev, key));
     }
     events
+}
+
+/// `n` events of one org's chain.
+fn chain(key: &SigningKey, n: i64) -> Vec<AuditEvent> {
+    chain_of(key, Uuid::now_v7(), n)
 }
 
 fn ndjson(events: &[AuditEvent]) -> String {
@@ -104,7 +112,10 @@ fn good_ndjson_export_verifies() {
     );
     assert_eq!(
         stdout(&out),
-        format!("ok: 5 events, head seq 5 hash {}\n", events[4].hash)
+        format!(
+            "ok: {}: 5 events, head seq 5 hash {}\n",
+            events[0].chain, events[4].hash
+        )
     );
 }
 
@@ -133,7 +144,10 @@ fn good_list_body_from_stdin_verifies() {
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout(&out).starts_with("ok: 3 events, head seq 3 hash "));
+    assert!(stdout(&out).starts_with(&format!(
+        "ok: {}: 3 events, head seq 3 hash ",
+        events[0].chain
+    )));
 }
 
 #[test]
@@ -174,4 +188,74 @@ fn unreadable_input_exits_2() {
     let out = verify(&garbage, &keys);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
+}
+
+#[test]
+fn an_export_of_several_chains_verifies_each_and_a_checkpoint_catches_a_cut_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate();
+    let keys = write_keys(dir.path(), &key);
+    let (a, b) = (chain(&key, 3), chain(&key, 2));
+    let mixed = [
+        a[0].clone(),
+        b[0].clone(),
+        a[1].clone(),
+        b[1].clone(),
+        a[2].clone(),
+    ];
+    let file = dir.path().join("mixed.ndjson");
+    std::fs::write(&file, ndjson(&mixed)).unwrap();
+    let out = verify(&file, &keys);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("ok: {}: 3 events, head seq 3", a[0].chain))
+            && text.contains(&format!("ok: {}: 2 events, head seq 2", b[0].chain)),
+        "{text}"
+    );
+
+    // The checkpoint saw both chains at their heads; the export lost a's last event.
+    let heads = [&a[2], &b[1]]
+        .map(|e| ChainHead {
+            chain: e.chain.clone(),
+            seq: e.seq,
+            hash: e.hash.clone(),
+        })
+        .to_vec();
+    let checkpoint = sign_checkpoint(Uuid::now_v7(), Utc::now(), heads, &key);
+    let cp = dir.path().join("checkpoints.json");
+    std::fs::write(&cp, json!({"items": [checkpoint]}).to_string()).unwrap();
+    let with_checkpoint = |file: &Path| {
+        uosctl(
+            &[
+                "audit",
+                "verify",
+                "--events",
+                file.to_str().unwrap(),
+                "--keys",
+                keys.to_str().unwrap(),
+                "--checkpoint",
+                cp.to_str().unwrap(),
+            ],
+            None,
+        )
+    };
+    let out = with_checkpoint(&file);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("every chain reaches checkpoint"));
+
+    let cut = dir.path().join("cut.ndjson");
+    std::fs::write(&cut, ndjson(&mixed[..4])).unwrap();
+    assert_eq!(
+        verify(&cut, &keys).status.code(),
+        Some(0),
+        "alone it verifies"
+    );
+    let out = with_checkpoint(&cut);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&a[0].chain) && text.contains("truncated"),
+        "{text}"
+    );
 }

@@ -3,11 +3,16 @@
 use chrono::{TimeZone as _, Utc};
 use serde_json::json;
 use uos_audit::{
-    compute_hash, parse_events, parse_keys, parse_ndjson, seal, verify_chain, verify_event, Actor,
-    AuditEvent, Changes, NewEvent, Target, VerifyError, VerifyErrorKind, GENESIS_HASH, REDACTED,
+    compute_hash, parse_events, parse_keys, parse_ndjson, seal, verify_chain, verify_chains,
+    verify_event, Actor, AuditEvent, Changes, NewEvent, Target, VerifyError, VerifyErrorKind,
+    GENESIS_HASH, LEGACY_CHAIN, REDACTED,
 };
 use uos_keys::{PublicKey, SigningKey};
 use uuid::Uuid;
+
+/// The org of every event of [`chain`], so they form the chain [`CHAIN`].
+pub const ORG: Uuid = Uuid::from_u128(0x0190_c3f4_0000_7000_8000_0000_0000_0001);
+pub const CHAIN: &str = "org:0190c3f4-0000-7000-8000-000000000001";
 
 fn new_event(i: i64) -> NewEvent {
     NewEvent {
@@ -19,11 +24,7 @@ fn new_event(i: i64) -> NewEvent {
             id: Some(Uuid::now_v7().to_string()),
         },
         action: "org.member.role_changed".into(),
-        org_id: if i % 2 == 0 {
-            Some(Uuid::now_v7())
-        } else {
-            None
-        },
+        org_id: Some(ORG),
         target: Target {
             kind: "membership".into(),
             id: Some(format!("m-{i}")),
@@ -54,7 +55,11 @@ pub fn keys(key: &SigningKey) -> Vec<PublicKey> {
 }
 
 fn err(seq: i64, kind: VerifyErrorKind) -> Result<uos_audit::ChainReport, VerifyError> {
-    Err(VerifyError { seq, kind })
+    Err(VerifyError {
+        chain: CHAIN.into(),
+        seq,
+        kind,
+    })
 }
 
 #[test]
@@ -236,6 +241,7 @@ fn garbage_signature_and_hash_do_not_panic() {
 #[test]
 fn error_display_names_seq_and_problem() {
     let e = VerifyError {
+        chain: "platform".into(),
         seq: 42,
         kind: VerifyErrorKind::BrokenLink,
     };
@@ -245,10 +251,14 @@ fn error_display_names_seq_and_problem() {
         "{text}"
     );
     let e = VerifyError {
+        chain: CHAIN.into(),
         seq: 7,
         kind: VerifyErrorKind::SeqGap { expected: 6 },
     };
-    assert_eq!(e.to_string(), "audit event seq 7: expected seq 6");
+    assert_eq!(
+        e.to_string(),
+        format!("audit event {CHAIN} seq 7: expected seq 6")
+    );
 }
 
 #[test]
@@ -315,4 +325,107 @@ fn parses_key_bodies() {
     assert_eq!(parse_keys(&bare).unwrap(), keys(&key));
     assert!(parse_keys("{}").is_err());
     assert!(parse_keys("nope").is_err());
+}
+
+/// `event` as stored before events had a chain: no `chain` field, hashed without one, signed.
+fn as_legacy(e: &AuditEvent, key: &SigningKey) -> AuditEvent {
+    use base64::Engine as _;
+    let mut wire = serde_json::to_value(e).unwrap();
+    wire.as_object_mut().unwrap().remove("chain");
+    let mut legacy: AuditEvent = serde_json::from_value(wire).unwrap();
+    legacy.hash = compute_hash(&legacy);
+    legacy.signature = base64::engine::general_purpose::STANDARD
+        .encode(key.sign(&hex::decode(&legacy.hash).unwrap()));
+    legacy
+}
+
+#[test]
+fn events_from_before_chains_verify_as_the_legacy_chain() {
+    let key = SigningKey::generate();
+    let mut events: Vec<AuditEvent> = Vec::new();
+    for e in chain(&key, 4) {
+        let mut legacy = e;
+        legacy.prev_hash = events
+            .last()
+            .map_or(GENESIS_HASH, |p| p.hash.as_str())
+            .to_owned();
+        events.push(as_legacy(&legacy, &key));
+    }
+    assert!(events.iter().all(|e| e.chain == LEGACY_CHAIN));
+    let report = verify_chain(&events, &keys(&key), None).unwrap();
+    assert_eq!((report.chain.as_str(), report.head_seq), (LEGACY_CHAIN, 4));
+
+    // Claiming a current event is legacy drops `chain` from what its hash covers: an edit.
+    let mut relabelled = chain(&key, 1).remove(0);
+    relabelled.chain = LEGACY_CHAIN.into();
+    assert_eq!(
+        verify_event(&relabelled, &keys(&key)).unwrap_err().kind,
+        VerifyErrorKind::HashMismatch
+    );
+    // And moving an event to another chain is an edit too.
+    let mut moved = chain(&key, 1).remove(0);
+    moved.chain = "platform".into();
+    assert_eq!(
+        verify_event(&moved, &keys(&key)).unwrap_err().kind,
+        VerifyErrorKind::HashMismatch
+    );
+}
+
+#[test]
+fn an_event_of_another_chain_in_a_chain_is_refused() {
+    let key = SigningKey::generate();
+    let mut events = chain(&key, 3);
+    let mut other = new_event(4);
+    other.org_id = None;
+    events.push(seal(other, 4, &events[2].hash, &key));
+    assert_eq!(
+        verify_chain(&events, &keys(&key), None),
+        Err(VerifyError {
+            chain: "platform".into(),
+            seq: 4,
+            kind: VerifyErrorKind::WrongChain {
+                expected: CHAIN.into()
+            },
+        })
+    );
+}
+
+#[test]
+fn interleaved_chains_verify_each_on_its_own() {
+    let key = SigningKey::generate();
+    let org_events = chain(&key, 3);
+    let mut platform: Vec<AuditEvent> = Vec::new();
+    for seq in 1..=2 {
+        let mut e = new_event(seq);
+        e.org_id = None;
+        let prev = platform
+            .last()
+            .map_or(GENESIS_HASH, |p| p.hash.as_str())
+            .to_owned();
+        platform.push(seal(e, seq, &prev, &key));
+    }
+    let mixed = [
+        &org_events[0],
+        &platform[0],
+        &org_events[1],
+        &org_events[2],
+        &platform[1],
+    ];
+    let reports = verify_chains(mixed, &keys(&key)).unwrap();
+    let heads: Vec<_> = reports
+        .iter()
+        .map(|r| (r.chain.as_str(), r.head_seq))
+        .collect();
+    assert_eq!(heads, [(CHAIN, 3), ("platform", 2)]);
+
+    // A chain missing its middle event is reported with its name.
+    let gap = [&org_events[0], &platform[0], &org_events[2], &platform[1]];
+    assert_eq!(
+        verify_chains(gap, &keys(&key)).unwrap_err(),
+        VerifyError {
+            chain: CHAIN.into(),
+            seq: 3,
+            kind: VerifyErrorKind::BrokenLink,
+        }
+    );
 }

@@ -8,9 +8,7 @@ use uos_audit::{
 use uos_keys::SigningKey;
 use uuid::Uuid;
 
-use crate::chain::{chain, keys};
-
-const CHAIN: &str = "org:0190c3f4-0000-7000-8000-000000000001";
+use crate::chain::{chain, keys, CHAIN};
 
 fn checkpoint_at(key: &SigningKey, events: &[uos_audit::AuditEvent], seq: i64) -> Checkpoint {
     let at = &events[usize::try_from(seq - 1).unwrap()];

@@ -1,6 +1,6 @@
 //! The audit trail.
 
-use crate::extract::{is_seq, Query, ReqCtx};
+use crate::extract::{is_seq, is_uuid, Query, ReqCtx};
 use crate::problem::{ApiError, Problem};
 use crate::reply::{list, ListBody};
 use crate::state::AppState;
@@ -48,6 +48,27 @@ pub async fn events(
     list(
         "audit",
         s.svc.list_audit(&ctx, org.as_ref(), filter, &page).await,
+    )
+}
+
+/// Signed checkpoints of every audit chain's head, in the order they were issued, from `since`
+/// on: given the latest, a verifier detects a truncated chain. Platform auditors only (a
+/// checkpoint names every org's chain).
+#[utoipa::path(get, path = "/v1/audit/checkpoints", tag = "audit", security(("bearer" = [])), params(
+    ("since" = Option<String>, Query, description = "RFC 3339, inclusive"),
+    ("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query)),
+    responses((status = 200, body = ListBody<Object>), (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub async fn checkpoints(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    mut q: Query,
+) -> Result<Json<ListBody<serde_json::Value>>, ApiError> {
+    let page = q.page("checkpoints", is_uuid);
+    let since = q.parse("since", time);
+    q.finish()?;
+    list(
+        "checkpoints",
+        s.svc.list_checkpoints(&ctx, since, &page).await,
     )
 }
 

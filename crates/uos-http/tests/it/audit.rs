@@ -1,8 +1,9 @@
-//! The audit trail through the API: the exported chain verifies offline, events carry the
-//! request id that made them, secrets never appear, tampering is detected, filters and pages.
+//! The audit trail through the API: each org's exported chain verifies offline on its own,
+//! events carry the request id that made them, secrets never appear, tampering and (with a
+//! checkpoint) truncation are detected, filters and pages.
 
 use super::*;
-use uos_audit::{verify_chain, AuditEvent};
+use uos_audit::{chain_of, verify_chain, verify_chains, AuditEvent};
 
 const NEW_PASSWORD: &str = "the second password of dan";
 
@@ -90,14 +91,32 @@ backend_test!(
         );
         let events = parse(&items);
         let keys = keys(&app).await;
-        let report = verify_chain(&events, &keys, None).expect("the exported chain verifies");
-        assert_eq!(report.events as usize, events.len());
-        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-        assert_eq!(
-            seqs,
-            (1..=events.len() as i64).collect::<Vec<_>>(),
-            "chronological, gap-free"
-        );
+        let reports = verify_chains(&events, &keys).expect("every exported chain verifies");
+        let chains: Vec<&str> = reports.iter().map(|r| r.chain.as_str()).collect();
+        let acme = get_ok(&app, &admin, "/v1/orgs/acme").await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(chains, [format!("org:{acme}").as_str(), "platform"]);
+        for e in &events {
+            assert_eq!(
+                e.chain,
+                chain_of(e.org_id),
+                "an event is on its org's chain"
+            );
+        }
+        for r in &reports {
+            let seqs: Vec<i64> = events
+                .iter()
+                .filter(|e| e.chain == r.chain)
+                .map(|e| e.seq)
+                .collect();
+            assert_eq!(
+                seqs,
+                (1..=r.events as i64).collect::<Vec<_>>(),
+                "chronological, gap-free"
+            );
+        }
 
         // Each change names the request that made it.
         for (rid, action) in [
@@ -154,7 +173,9 @@ backend_test!(
 
 backend_test!(tampering_is_detected_every_way, |app| async move {
     history(&app).await;
-    let events = parse(&all_audit(&app).await);
+    let admin = app.admin_token().await;
+    // The org's own chain, verified without any other org's events.
+    let events = parse(&all_pages(&app, &admin, "/v1/audit/events?org=acme", 100).await);
     let keys = keys(&app).await;
     verify_chain(&events, &keys, None).expect("the untouched chain verifies");
     let n = events.len();
@@ -366,38 +387,131 @@ async fn head_conflicts(app: &TestApp) -> u64 {
         .unwrap_or_else(|| panic!("no audit head conflict counter:\n{}", r.text))
 }
 
+/// Renames `org` on `app` as `token`.
+async fn rename(app: &TestApp, token: &str, org: &str, name: &str) {
+    let r = app
+        .send(
+            Req::patch(format!("/v1/orgs/{org}"))
+                .token(token)
+                .json(json!({ "display_name": name })),
+        )
+        .await;
+    assert_status(&r, 200);
+}
+
 backend_test!(
-    replicas_writing_in_turn_keep_one_chain_and_count_their_conflicts,
+    replicas_writing_in_turn_keep_each_chain_whole_and_count_their_conflicts,
     |a| async move {
-        // Each replica chains from the head of its own last commit. When the other replica
-        // moved the head meanwhile, the append is refused, chained again from the locked
-        // head, and counted.
+        // Each replica chains from the head of its own last commit to a chain. When the other
+        // replica moved that chain's head meanwhile, the append is refused, chained again from
+        // the locked head, and counted. Writes to different chains never conflict.
         let b = a.replica(&[]).await;
         let on_a = a.admin_token().await;
         a.create_org(&on_a, "acme").await;
-        assert_eq!(head_conflicts(&a).await, 0, "a's head was current");
+        assert_eq!(head_conflicts(&a).await, 0, "a's heads were current");
         let on_b = b.admin_token().await;
-        assert_eq!(head_conflicts(&b).await, 0, "b had no head to be stale");
-        a.create_org(&on_a, "beta").await;
-        assert_eq!(head_conflicts(&a).await, 1, "b's login moved the head");
-        // A login chains in one step from the remembered head, and is counted the same.
-        b.admin_token().await;
-        assert_eq!(head_conflicts(&b).await, 1, "a's org moved the head");
-        b.create_org(&on_b, "gamma").await;
+        rename(&b, &on_b, "acme", "by b").await;
+        assert_eq!(head_conflicts(&b).await, 0, "b had no heads to be stale");
+        rename(&a, &on_a, "acme", "by a").await;
+        assert_eq!(head_conflicts(&a).await, 1, "b's rename moved acme's head");
+        // A login chains in one step from the remembered platform head, and is counted the
+        // same.
         a.admin_token().await;
-        assert_eq!(head_conflicts(&a).await, 2);
+        assert_eq!(
+            head_conflicts(&a).await,
+            2,
+            "b's login moved the platform head"
+        );
+        b.create_org(&on_b, "beta").await;
+        a.create_org(&on_a, "gamma").await;
+        assert_eq!(
+            head_conflicts(&a).await,
+            2,
+            "other orgs' chains do not contend"
+        );
         assert_eq!(
             head_conflicts(&b).await,
-            1,
-            "b's own commits keep its head current"
+            0,
+            "b's own commits kept its heads current"
         );
 
         let items = all_pages(&a, &on_a, "/v1/audit/events", 100).await;
         let events = parse(&items);
-        verify_chain(&events, &keys(&a).await, None).expect("one chain of both replicas");
-        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-        assert_eq!(seqs, (1..=events.len() as i64).collect::<Vec<_>>());
+        let reports = verify_chains(&events, &keys(&a).await).expect("each chain whole");
+        assert_eq!(reports.len(), 4, "three orgs' chains and the platform's");
         let created = events.iter().filter(|e| e.action == "org.created").count();
-        assert_eq!(created, 3, "every org's event is in the chain");
+        assert_eq!(created, 3, "every org's event is in its chain");
+    }
+);
+
+backend_test!(
+    checkpoints_seal_every_chain_and_catch_a_cut_tail,
+    |app| async move {
+        history(&app).await;
+        let admin = app.admin_token().await;
+        // The issuer may have run on its own already (it does at start-up).
+        let svc = &app.state.svc;
+        svc.issue_checkpoint().await.unwrap();
+        assert_eq!(
+            svc.issue_checkpoint().await.unwrap(),
+            None,
+            "no checkpoint while no head moves"
+        );
+        let listed = all_pages(&app, &admin, "/v1/audit/checkpoints", 1).await;
+        let listed: Vec<uos_audit::Checkpoint> = listed
+            .into_iter()
+            .map(|c| serde_json::from_value(c).expect("a checkpoint"))
+            .collect();
+        let second = listed.last().expect("a checkpoint was issued").clone();
+        let t = second.issued_at.to_rfc3339().replace('+', "%2B");
+        let since = all_pages(
+            &app,
+            &admin,
+            &format!("/v1/audit/checkpoints?since={t}"),
+            10,
+        )
+        .await;
+        assert_eq!(since.len(), 1, "since is inclusive");
+
+        let keys = keys(&app).await;
+        uos_audit::verify_checkpoint(&second, &keys).expect("signed by an audit key");
+        let events = parse(&all_audit(&app).await);
+        verify_chains(&events, &keys).unwrap();
+        let acme = events
+            .iter()
+            .find(|e| e.action == "org.created")
+            .unwrap()
+            .chain
+            .clone();
+        let chain: Vec<AuditEvent> = events.iter().filter(|e| e.chain == acme).cloned().collect();
+        uos_audit::check_against_checkpoint(&second, &acme, &chain).expect("whole");
+        let cut = &chain[..chain.len() - 1];
+        verify_chain(cut, &keys, None).expect("a cut chain alone still verifies");
+        assert!(
+            matches!(
+                uos_audit::check_against_checkpoint(&second, &acme, cut),
+                Err(uos_audit::CheckpointError::Truncated { .. })
+            ),
+            "the checkpoint shows the cut"
+        );
+        let mut edited = second.clone();
+        edited.heads[0].seq -= 1;
+        assert_eq!(
+            uos_audit::verify_checkpoint(&edited, &keys),
+            Err(uos_audit::CheckpointError::BadSignature)
+        );
+
+        // They name every org's chain: platform auditors only.
+        let (_, alice) = owned_org(&app, "solo", "alice@example.com").await;
+        let r = app
+            .send(Req::get("/v1/audit/checkpoints").token(&alice))
+            .await;
+        assert_forbidden(&r, "platform_admin_required");
+        let r = app.send(Req::get("/v1/audit/checkpoints")).await;
+        assert_problem(&r, 401, "unauthenticated");
+        let r = app
+            .send(Req::get("/v1/audit/checkpoints?since=yesterday&page_token=x").token(&admin))
+            .await;
+        assert_invalid(&r, &["since", "page_token"]);
     }
 );

@@ -76,6 +76,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("DELETE", "/v1/orgs/{slug}/roles/{name}"),
     ("GET", "/v1/audit/events"),
     ("GET", "/v1/audit/keys"),
+    ("GET", "/v1/audit/checkpoints"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),

@@ -53,6 +53,12 @@ pub struct ServiceConfig {
     pub rotation_sweep_secs: u64,
     /// Default overlap of a key rotation when the request names none, seconds.
     pub api_key_rotation_overlap_secs: u64,
+    /// A signed checkpoint of every audit chain head is issued after this many events (on
+    /// each replica)…
+    pub audit_checkpoint_every_events: u64,
+    /// …or after this many seconds, whichever comes first, and at shutdown; only when a head
+    /// moved since the last checkpoint.
+    pub audit_checkpoint_secs: u64,
 }
 
 /// Throttling of password and second-factor guesses. Counting happens *before* the password is
@@ -108,6 +114,8 @@ impl Default for ServiceConfig {
             api_key_usage_flush_secs: 10,
             rotation_sweep_secs: 300,
             api_key_rotation_overlap_secs: 24 * 3600,
+            audit_checkpoint_every_events: 1000,
+            audit_checkpoint_secs: 60,
         }
     }
 }

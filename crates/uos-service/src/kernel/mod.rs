@@ -11,34 +11,54 @@ pub(crate) mod precondition;
 pub(crate) mod uow;
 pub mod views;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use uos_store::AuditHead;
 
-/// The audit chain head as of this replica's last commit: the next event chains from it
-/// without reading the head first (the append checks it; see `UnitOfWork::record`).
+/// Most chain heads a replica remembers; past it, the memory starts over (a chain whose head
+/// is forgotten only costs its next append one locked read).
+const REMEMBERED_CHAINS: usize = 100_000;
+
+/// Each audit chain's head as of this replica's last commit to it: the next event of that
+/// chain links to it without reading the head first (the append checks it; see
+/// `UnitOfWork::record`).
 #[derive(Debug, Default)]
 pub(crate) struct ChainMemory {
-    head: Mutex<Option<AuditHead>>,
+    heads: Mutex<HashMap<String, AuditHead>>,
     /// Appends that found the remembered head stale (another replica or a concurrent commit
     /// moved it) and had to lock the head and chain again.
     conflicts: AtomicU64,
+    /// Events committed by this replica since it started.
+    appended: AtomicU64,
+    /// Woken when another `checkpoint_every_events` of them were committed.
+    pub(crate) checkpoint_due: tokio::sync::Notify,
 }
 
 impl ChainMemory {
-    pub(crate) fn remembered(&self) -> Option<AuditHead> {
-        self.head
+    pub(crate) fn remembered(&self, chain: &str) -> Option<AuditHead> {
+        self.heads
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .get(chain)
+            .cloned()
     }
 
-    /// Remember a committed head, unless a later one is already remembered (commits of
-    /// concurrent units of work may report out of order).
-    pub(crate) fn remember(&self, head: AuditHead) {
-        let mut slot = self.head.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.as_ref().is_none_or(|h| h.seq < head.seq) {
-            *slot = Some(head);
+    /// Remember committed heads, each unless a later one of its chain is already remembered
+    /// (commits of concurrent units of work may report out of order).
+    pub(crate) fn remember(&self, heads: impl IntoIterator<Item = AuditHead>) {
+        let mut slot = self.heads.lock().unwrap_or_else(PoisonError::into_inner);
+        for head in heads {
+            if slot.len() >= REMEMBERED_CHAINS && !slot.contains_key(&head.chain) {
+                slot.clear();
+            }
+            match slot.get_mut(&head.chain) {
+                Some(known) if known.seq >= head.seq => {}
+                Some(known) => *known = head,
+                None => {
+                    slot.insert(head.chain.clone(), head);
+                }
+            }
         }
     }
 
@@ -49,5 +69,15 @@ impl ChainMemory {
 
     pub(crate) fn conflicts(&self) -> u64 {
         self.conflicts.load(Ordering::Relaxed)
+    }
+
+    /// `n` events were committed; wakes the checkpoint issuer each time the total passes a
+    /// multiple of `every`.
+    pub(crate) fn note_appended(&self, n: u64, every: u64) {
+        let before = self.appended.fetch_add(n, Ordering::Relaxed);
+        let every = every.max(1);
+        if (before + n) / every != before / every {
+            self.checkpoint_due.notify_one();
+        }
     }
 }

@@ -59,12 +59,15 @@ pub(crate) struct UnitOfWork<'a> {
     inner: &'a Inner,
     ctx: &'a Ctx,
     tx: Box<dyn Tx>,
-    head: Option<AuditHead>,
+    /// The head of each chain this transaction appended to: it holds them until it ends.
+    heads: Vec<AuditHead>,
     /// Cached state this change makes stale, evicted on every replica after the commit.
     stale: Vec<Invalidation>,
     /// The orgs this change touches, as its audit events name them (every change records
     /// one): the capability it commits with must cover each.
     orgs: Vec<OrgId>,
+    /// How many events it recorded.
+    appended: u64,
 }
 
 impl<'a> UnitOfWork<'a> {
@@ -73,9 +76,10 @@ impl<'a> UnitOfWork<'a> {
             inner,
             ctx,
             tx: inner.store.begin().await?,
-            head: None,
+            heads: Vec::new(),
             stale: Vec::new(),
             orgs: Vec::new(),
+            appended: 0,
         })
     }
 
@@ -83,13 +87,14 @@ impl<'a> UnitOfWork<'a> {
         &mut *self.tx
     }
 
-    /// Append one audit event to the chain inside this transaction. `changes` are redacted by
-    /// the audit crate before hashing, so secrets never enter the chain.
+    /// Append one audit event to its chain (its org's, or the platform's) inside this
+    /// transaction. `changes` are redacted by the audit crate before hashing, so secrets never
+    /// enter the chain.
     ///
-    /// The first event of a transaction chains from the head this replica last committed,
-    /// without reading it first: the append checks it is still the head, so one round trip
-    /// does it. Only when another writer got in between is the head read (and locked) and
-    /// the event sealed again.
+    /// The first event of a transaction in a chain links to the head this replica last
+    /// committed there, without reading it first: the append checks it is still the head, so
+    /// one round trip does it. Only when another writer got in between is the head read (and
+    /// locked) and the event sealed again.
     ///
     /// The target is of the action's usual kind (the first of [`AuditAction::targets`]) with
     /// the id `target_id`.
@@ -127,12 +132,14 @@ impl<'a> UnitOfWork<'a> {
                 self.orgs.push(org);
             }
         }
-        let (prev, remembered) = match self.head.take() {
-            // Held by this transaction since its first append.
-            Some(h) => (h, false),
-            None => match self.inner.chain.remembered() {
+        let chain = uos_audit::chain_of(event.org_id);
+        let held = self.heads.iter().position(|h| h.chain == chain);
+        let (prev, remembered) = match held {
+            // Held by this transaction since its first append to the chain.
+            Some(i) => (self.heads.swap_remove(i), false),
+            None => match self.inner.chain.remembered(&chain) {
                 Some(h) => (h, true),
-                None => (self.tx.lock_audit_head().await?, false),
+                None => (self.tx.lock_audit_head(&chain).await?, false),
             },
         };
         let row = seal(self.inner, event.clone(), &prev)?;
@@ -140,14 +147,16 @@ impl<'a> UnitOfWork<'a> {
             Ok(()) => row,
             Err(StoreError::VersionConflict) if remembered => {
                 self.inner.chain.note_conflict();
-                let prev = self.tx.lock_audit_head().await?;
+                let prev = self.tx.lock_audit_head(&chain).await?;
                 let row = seal(self.inner, event, &prev)?;
                 self.tx.append_audit(&prev, &row).await?;
                 row
             }
             Err(e) => return Err(e.into()),
         };
-        self.head = Some(AuditHead {
+        self.appended += 1;
+        self.heads.push(AuditHead {
+            chain,
             seq: row.seq,
             hash: row.hash,
         });
@@ -233,9 +242,10 @@ impl<'a> UnitOfWork<'a> {
 
     async fn finish(mut self) -> Result<()> {
         self.tx.commit().await?;
-        if let Some(head) = self.head.take() {
-            self.inner.chain.remember(head);
-        }
+        self.inner.chain.remember(std::mem::take(&mut self.heads));
+        self.inner
+            .chain
+            .note_appended(self.appended, self.inner.cfg.audit_checkpoint_every_events);
         for msg in &self.stale {
             // Locally at once, so this replica never serves the old state after answering;
             // other replicas through the fan-out. A failed publish is bounded by the cache TTL.
@@ -270,8 +280,9 @@ pub(crate) async fn open_session<T: Serialize>(
         serde_json::Value::Null,
         after,
     )?;
+    let chain = uos_audit::PLATFORM_CHAIN;
     let mut stale = false;
-    if let Some(prev) = &inner.chain.remembered().filter(|_| ctx.idem.is_none()) {
+    if let Some(prev) = &inner.chain.remembered(chain).filter(|_| ctx.idem.is_none()) {
         let row = seal(inner, event.clone(), prev)?;
         match inner
             .store
@@ -279,10 +290,14 @@ pub(crate) async fn open_session<T: Serialize>(
             .await
         {
             Ok(()) => {
-                inner.chain.remember(AuditHead {
+                inner.chain.remember([AuditHead {
+                    chain: row.chain,
                     seq: row.seq,
                     hash: row.hash,
-                });
+                }]);
+                inner
+                    .chain
+                    .note_appended(1, inner.cfg.audit_checkpoint_every_events);
                 return Ok(());
             }
             Err(StoreError::VersionConflict) => {
@@ -294,7 +309,8 @@ pub(crate) async fn open_session<T: Serialize>(
     }
     let mut uow = UnitOfWork::begin(inner, ctx).await?;
     if stale {
-        uow.head = Some(uow.tx.lock_audit_head().await?);
+        let head = uow.tx.lock_audit_head(chain).await?;
+        uow.heads.push(head);
     }
     uow.tx().open_session(session, first).await?;
     uow.record_event(event).await?;
@@ -340,6 +356,7 @@ fn seal(inner: &Inner, event: NewEvent, prev: &AuditHead) -> Result<AuditRow> {
     let payload = serde_json::to_value(&sealed)
         .map_err(|e| ServiceError::Internal(format!("audit encode: {e}")))?;
     Ok(AuditRow {
+        chain: sealed.chain,
         seq: sealed.seq,
         id: sealed.id,
         occurred_at: sealed.occurred_at,

@@ -545,7 +545,7 @@ async fn open_session_audited_stores_all_three_or_nothing(store: Arc<dyn Store>)
         tx.get_refresh_token(&first.token_hash).await.unwrap(),
         Some(first.clone())
     );
-    let head = tx.audit_head().await.unwrap();
+    let head = tx.audit_head(AUDIT_CHAIN).await.unwrap();
     assert_eq!((head.seq, &head.hash), (1, &event.hash), "the head moved");
     let page = tx
         .list_audit(&AuditFilter::default(), &PageRequest::first(10))
@@ -584,7 +584,7 @@ async fn open_session_audited_stores_all_three_or_nothing(store: Arc<dyn Store>)
         }
         let mut tx = store.read().await.unwrap();
         assert_eq!(tx.get_session(other.id).await.unwrap(), None, "{why}");
-        assert_eq!(tx.audit_head().await.unwrap(), head, "{why}");
+        assert_eq!(tx.audit_head(AUDIT_CHAIN).await.unwrap(), head, "{why}");
     }
 }
 

@@ -36,7 +36,11 @@ async fn rollback_discards_changes(store: Arc<dyn Store>) {
         Some(kept.clone()),
         "update rolled back"
     );
-    assert_eq!(tx.audit_head().await.unwrap().seq, 0, "head rolled back");
+    assert_eq!(
+        tx.audit_head(AUDIT_CHAIN).await.unwrap().seq,
+        0,
+        "head rolled back"
+    );
     drop(tx);
     // The writer is free again after a rollback.
     let mut tx = store.begin().await.unwrap();
