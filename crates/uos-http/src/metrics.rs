@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests by route and status, latency histogram, store pool gauges,
-//! and the service's own counts (keys overdue for rotation, audit-head contention).
+//! and the service's own counts (keys overdue for rotation, audit-head contention, the audit
+//! relay's backlog).
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -15,6 +16,62 @@ pub struct Metrics {
     pool: IntGaugeVec,
     overdue_keys: IntGauge,
     audit_head_conflicts: IntCounter,
+    relay: RelayGauges,
+}
+
+/// The audit relay's figures (left at 0 when no event stream is configured).
+#[derive(Debug)]
+struct RelayGauges {
+    behind: IntGauge,
+    oldest: IntGauge,
+    leader: IntGauge,
+    published: IntCounter,
+}
+
+impl RelayGauges {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let gauges = Self {
+            behind: IntGauge::new(
+                "uos_audit_relay_behind_events",
+                "Audit events committed but not yet published to the event stream (as counted \
+                 by the relaying replica)",
+            )?,
+            oldest: IntGauge::new(
+                "uos_audit_relay_oldest_unpublished_seconds",
+                "Age of the oldest audit event not yet published (0: none)",
+            )?,
+            leader: IntGauge::new(
+                "uos_audit_relay_leader",
+                "1 while this replica holds the relay lease and publishes",
+            )?,
+            published: IntCounter::new(
+                "uos_audit_relay_published_total",
+                "Audit events this replica published to the event stream",
+            )?,
+        };
+        registry.register(Box::new(gauges.behind.clone()))?;
+        registry.register(Box::new(gauges.oldest.clone()))?;
+        registry.register(Box::new(gauges.leader.clone()))?;
+        registry.register(Box::new(gauges.published.clone()))?;
+        Ok(gauges)
+    }
+
+    fn set(&self, svc: &Services) {
+        let Some(stats) = svc.relay_stats() else {
+            return;
+        };
+        self.leader.set(i64::from(stats.leader));
+        // A replica that does not relay has no count of its own; the leader's is the truth.
+        let behind = if stats.leader { stats.behind } else { 0 };
+        self.behind.set(i64::try_from(behind).unwrap_or(i64::MAX));
+        self.oldest.set(if stats.leader {
+            stats.oldest_unpublished_secs
+        } else {
+            0
+        });
+        self.published
+            .inc_by(stats.published.saturating_sub(self.published.get()));
+    }
 }
 
 impl Metrics {
@@ -57,6 +114,7 @@ impl Metrics {
         registry.register(Box::new(pool.clone()))?;
         registry.register(Box::new(overdue_keys.clone()))?;
         registry.register(Box::new(audit_head_conflicts.clone()))?;
+        let relay = RelayGauges::new(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -64,6 +122,7 @@ impl Metrics {
             pool,
             overdue_keys,
             audit_head_conflicts,
+            relay,
         })
     }
 
@@ -74,6 +133,7 @@ impl Metrics {
         let conflicts = svc.audit_head_conflicts();
         self.audit_head_conflicts
             .inc_by(conflicts.saturating_sub(self.audit_head_conflicts.get()));
+        self.relay.set(svc);
         self.pool
             .with_label_values(&["size"])
             .set(i64::from(stats.size));

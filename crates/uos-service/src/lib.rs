@@ -19,6 +19,7 @@ mod orgs;
 pub use kernel::precondition::Precondition;
 pub use kernel::views;
 
+pub use audit::relay::RelayStats;
 pub use identity::auth::Bootstrap;
 pub use identity::federation::OidcProviders;
 pub use identity::me::ProfilePatch;
@@ -37,6 +38,7 @@ pub use orgs::lifecycle::OrgMove;
 pub use orgs::members::MAX_ROLES;
 pub use orgs::roles::{is_valid_description, NewRole, RolePatch, DESCRIPTION_MAX_CHARS};
 
+use audit::relay::RelayState;
 use identity::cache::AuthCache;
 use identity::hashpool::HashPool;
 use identity::IdentityState;
@@ -72,6 +74,8 @@ pub struct Ports {
     /// Counters, one-time state and the invalidation fan-out shared by all replicas.
     pub shared: Arc<dyn SharedState>,
     pub mailer: Arc<dyn Mailer>,
+    /// Where committed audit events are published; `None`: nowhere (the embedded default).
+    pub events: Option<Arc<dyn uos_events::AuditPublisher>>,
 }
 
 /// The shared state of every use case: the ports, the policy engine and configuration, then
@@ -84,7 +88,10 @@ struct Inner {
     mailer: Arc<dyn Mailer>,
     authz: Authorizer,
     cfg: ServiceConfig,
+    /// This process among the replicas (the relay lease's holder).
+    replica_id: String,
     chain: ChainMemory,
+    relay: RelayState,
     identity: IdentityState,
     machine: MachineState,
 }
@@ -153,6 +160,14 @@ impl Inner {
         verify(&self.keys.public_keys(KeyPurpose::AccessToken))
     }
 
+    /// `n` audit events were committed on this replica: they count towards the next
+    /// checkpoint, and the relay has something to publish.
+    fn appended(&self, n: u64) {
+        self.chain
+            .note_appended(n, self.cfg.audit_checkpoint_every_events);
+        self.relay.wake();
+    }
+
     fn evict_all(&self) {
         self.evict(&uos_shared::Invalidation::Everything);
     }
@@ -183,7 +198,9 @@ impl Services {
                 mailer: ports.mailer,
                 authz,
                 cfg,
+                replica_id: uuid::Uuid::now_v7().to_string(),
                 chain: ChainMemory::default(),
+                relay: RelayState::new(ports.events),
                 identity: IdentityState {
                     hashes,
                     cache: AuthCache::new(ttl),
@@ -218,11 +235,12 @@ impl Services {
     }
 
     /// Start the background work of a replica: the invalidation listener, the audit
-    /// checkpoint issuer, the periodic write of API-key uses, and the rotation sweep. Must be
+    /// checkpoint issuer and relay, the periodic write of API-key uses, and the rotation sweep. Must be
     /// called once from within the runtime.
     pub fn spawn_background(&self) {
         self.spawn_invalidation_listener();
         self.spawn_checkpoint_issuer();
+        self.spawn_relay();
         let cfg = &self.inner.cfg;
         let svc = self.clone();
         let every = Duration::from_secs(cfg.api_key_usage_flush_secs.max(1));

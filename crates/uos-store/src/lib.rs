@@ -130,6 +130,8 @@ pub trait Tx:
     + MachineRepo
     + IdempotencyRepo
     + AuditRepo
+    + OutboxRepo
+    + LeaseRepo
 {
     async fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -534,4 +536,32 @@ pub trait AuditRepo: AuditReads {
     async fn append_audit(&mut self, prev: &AuditHead, row: &AuditRow) -> Result<()>;
     /// Store a signed checkpoint.
     async fn insert_checkpoint(&mut self, row: &CheckpointRow) -> Result<()>;
+}
+
+/// The audit table read as an outbox: what the relay has not yet published, per chain.
+#[async_trait]
+pub trait OutboxRepo: Send {
+    /// Up to `limit` events past each chain's published seq, in the order they were stored
+    /// (so each chain's in seq order). A chain's events commit in seq order (its writers take
+    /// turns on its head), so progress per chain never skips an event that commits late.
+    async fn unpublished_audit(&mut self, limit: u32) -> Result<Vec<AuditRow>>;
+    /// How many events are unpublished, and when the oldest of them occurred.
+    async fn audit_backlog(&mut self) -> Result<(u64, Option<DateTime<Utc>>)>;
+    /// Record that each `(chain, seq)` was published up to and including `seq`; progress never
+    /// moves back.
+    async fn mark_published(&mut self, progress: &[(String, i64)]) -> Result<()>;
+}
+
+/// Named leases that let one replica at a time do a job (the audit relay).
+#[async_trait]
+pub trait LeaseRepo: Send {
+    /// Take or renew lease `name` for `holder` until `until`, if it is free, expired at `now`,
+    /// or already `holder`'s. True if `holder` holds it now.
+    async fn claim_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
 }

@@ -1,5 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Two `admin-api` processes (the release binary's code, built for this test) against one
-//! PostgreSQL database and one Redis: what one replica does must hold on the other.
+//! PostgreSQL database and one Redis: what one replica does must hold on the other; and the
+//! audit stream into a real Kafka-protocol broker through crashes and outages.
 
 mod replicas;
+mod stream;

@@ -9,13 +9,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ADMIN_EMAIL: &str = "admin@example.com";
-const ADMIN_PASSWORD: &str = "violet kayak sprinkles 42";
+pub(crate) const ADMIN_PASSWORD: &str = "violet kayak sprinkles 42";
 
 fn redis_url() -> String {
     std::env::var("UOS_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -24,9 +24,9 @@ fn free_port() -> u16 {
 }
 
 /// One replica; killed when dropped.
-struct Replica {
-    child: Child,
-    base: String,
+pub(crate) struct Replica {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 impl Drop for Replica {
@@ -37,7 +37,7 @@ impl Drop for Replica {
 }
 
 /// Everything two replicas share: database, Redis prefix, key directory.
-struct Cluster {
+pub(crate) struct Cluster {
     /// The database's owner, who runs the migrations.
     database_url: String,
     /// The role the replicas serve as: it owns nothing, so row-level security binds it.
@@ -48,7 +48,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn new(extra: &[(&str, &str)]) -> Self {
+    pub(crate) async fn new(extra: &[(&str, &str)]) -> Self {
         let admin = uos_store_postgres::testing::admin_url();
         let database_url = uos_store_postgres::testing::fresh_database(&admin)
             .await
@@ -68,7 +68,7 @@ impl Cluster {
         }
     }
 
-    async fn replica(&self) -> Replica {
+    pub(crate) async fn replica(&self) -> Replica {
         self.replica_with(&[]).await
     }
 
@@ -243,14 +243,14 @@ async fn one_address_guessing_many_accounts_is_throttled_on_every_replica() {
 // the Redis fan-out, within a second.
 
 /// The admin's access token, logged in on `r`.
-async fn admin_token(client: &reqwest::Client, r: &Replica) -> String {
+pub(crate) async fn admin_token(client: &reqwest::Client, r: &Replica) -> String {
     let (status, body) = login(client, r, ADMIN_PASSWORD).await;
     assert_eq!(status, 200, "{body}");
     body["access_token"].as_str().unwrap().to_string()
 }
 
 /// `method path` on `r` with a bearer token and an optional JSON body; status and JSON body.
-async fn call(
+pub(crate) async fn call(
     client: &reqwest::Client,
     r: &Replica,
     method: reqwest::Method,
@@ -565,7 +565,7 @@ async fn a_revoked_client_credentials_token_fails_on_the_other_replica_within_a_
 }
 
 /// Every audit event from `r`'s export, parsed.
-async fn audit_export(
+pub(crate) async fn audit_export(
     client: &reqwest::Client,
     r: &Replica,
     admin: &str,

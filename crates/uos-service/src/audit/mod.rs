@@ -1,4 +1,6 @@
-//! Reading the audit trail, and the checkpoints that seal its chains.
+//! Reading the audit trail, the checkpoints that seal its chains, and the relay that
+//! publishes it.
 
 pub(crate) mod checkpoints;
+pub(crate) mod relay;
 pub(crate) mod trail;

@@ -243,9 +243,7 @@ impl<'a> UnitOfWork<'a> {
     async fn finish(mut self) -> Result<()> {
         self.tx.commit().await?;
         self.inner.chain.remember(std::mem::take(&mut self.heads));
-        self.inner
-            .chain
-            .note_appended(self.appended, self.inner.cfg.audit_checkpoint_every_events);
+        self.inner.appended(self.appended);
         for msg in &self.stale {
             // Locally at once, so this replica never serves the old state after answering;
             // other replicas through the fan-out. A failed publish is bounded by the cache TTL.
@@ -295,9 +293,7 @@ pub(crate) async fn open_session<T: Serialize>(
                     seq: row.seq,
                     hash: row.hash,
                 }]);
-                inner
-                    .chain
-                    .note_appended(1, inner.cfg.audit_checkpoint_every_events);
+                inner.appended(1);
                 return Ok(());
             }
             Err(StoreError::VersionConflict) => {
@@ -411,6 +407,7 @@ mod tests {
             keys: Arc::new(uos_keys::LocalKeyStore::open(&dir.join("keys")).unwrap()),
             shared: uos_shared::connect(None, "uos-test", None).await.unwrap(),
             mailer: Arc::new(uos_mail::DevMailbox::open(&dir.join("mailbox")).unwrap()),
+            events: None,
         };
         Services::new(
             ports,

@@ -28,6 +28,7 @@ mod invite;
 mod machine;
 mod membership;
 mod org;
+mod outbox;
 mod role;
 mod session;
 mod store;

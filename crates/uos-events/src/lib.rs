@@ -1,0 +1,31 @@
+//! The event stream's port and its Kafka adapter: audit events published in chain order, each
+//! as the API serves it, keyed by its chain, with CloudEvents headers.
+//!
+//! The relay that reads the audit table as an outbox and calls [`AuditPublisher`] lives with
+//! the other background use cases in `uos-service`; this crate only publishes.
+
+mod kafka;
+pub mod testing;
+
+pub use kafka::{KafkaConfig, KafkaPublisher};
+
+use async_trait::async_trait;
+use uos_store::AuditRow;
+
+/// Where audit events go.
+#[async_trait]
+pub trait AuditPublisher: Send + Sync + std::fmt::Debug {
+    /// Publishes `events` in the order given and waits until the destination has each; one
+    /// result per event, in the same order. A failed event is retried by the caller, so the
+    /// events of its chain after it must not count as published either (they may well have
+    /// been: delivery is at least once).
+    async fn publish(&self, events: &[AuditRow]) -> Vec<Result<(), PublishError>>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("kafka: {0}")]
+    Kafka(String),
+    #[error("event cannot be published: {0}")]
+    Event(String),
+}
