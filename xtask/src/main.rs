@@ -2,10 +2,12 @@
 //! `cargo xtask bench` (seed + load benchmark against the release binary) and
 //! `cargo xtask bench-identity` (login, refresh and introspection throughput) and
 //! `cargo xtask bench-machine` (API keys and client credentials) and
+//! `cargo xtask bench-audit` (audit appends, verification, relay) and
 //! `cargo xtask api-fuzz` (schemathesis against the served OpenAPI).
 
 mod api_fuzz;
 mod bench;
+mod bench_audit;
 mod bench_identity;
 mod bench_machine;
 mod ci;
@@ -35,6 +37,9 @@ enum Command {
     /// Time argon2id and measure logins, refreshes and introspections per second with wrk
     /// against the release binary (PostgreSQL + Redis by default).
     BenchIdentity(bench_identity::IdentityBenchArgs),
+    /// Audited writes into many orgs and into one, offline verification, the relay's
+    /// throughput and commit-to-broker latency, against the release binaries (PostgreSQL).
+    BenchAudit(bench_audit::AuditBenchArgs),
     /// Seed 500,000 API keys, then measure cached and cold key verification, introspection
     /// and client-credentials grants with wrk against the release binary (PostgreSQL + Redis).
     BenchMachine(bench_machine::MachineBenchArgs),
@@ -47,5 +52,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::BenchIdentity(args) => bench_identity::run(args),
         Command::BenchMachine(args) => bench_machine::run(args),
+        Command::BenchAudit(args) => bench_audit::run(args),
     }
 }

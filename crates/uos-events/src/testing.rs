@@ -112,6 +112,8 @@ pub struct Received {
     pub value: serde_json::Value,
     /// Headers by name (values as text).
     pub headers: Vec<(String, String)>,
+    /// When the consumer got it.
+    pub received_at: std::time::SystemTime,
 }
 
 impl Received {
@@ -131,6 +133,9 @@ pub fn consume(brokers: &str, topic: &str, want: usize, timeout: Duration) -> Ve
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("uos-test-{}", std::process::id()))
         .set("enable.auto.commit", "false")
+        // Hand over what arrived at once rather than waiting to fill a fetch: latencies read
+        // off `received_at` then measure the producer side.
+        .set("fetch.wait.max.ms", "10")
         .create()
         .expect("a consumer");
     let deadline = Instant::now() + timeout;
@@ -181,6 +186,7 @@ pub fn consume(brokers: &str, topic: &str, want: usize, timeout: Duration) -> Ve
             value: serde_json::from_slice(msg.payload().unwrap_or_default())
                 .unwrap_or(serde_json::Value::Null),
             headers,
+            received_at: std::time::SystemTime::now(),
         });
     }
     got

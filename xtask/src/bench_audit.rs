@@ -1,0 +1,269 @@
+//! `cargo xtask bench-audit`: the audit trail's figures against the release binaries on
+//! PostgreSQL, each beside a reference measured in the same run:
+//!
+//! 1. `GET /healthz` with wrk (`-t1 -c<connections>`), the machine's reference rate;
+//! 2. audited writes (`PATCH /v1/orgs/{slug}`, one signed event each) spread over `--orgs` orgs,
+//!    then all into one org: events/s, and the gain of many chains over one;
+//! 3. offline verification: the whole trail exported as NDJSON and checked by the release
+//!    `uosctl audit verify` (events/s), beside `sha256sum` of the same file (MB/s);
+//! 4. the relay: the server restarted with a tansu broker configured drains the backlog
+//!    (events/s into the broker);
+//! 5. commit-to-broker latency: a lighter write load (`-c4`) while a consumer reads the topic;
+//!    for each event of the load, the time from `occurred_at` (before its commit) to its
+//!    arrival at the consumer (an upper bound of commit-to-broker), p50 and p99.
+//!
+//! Raw outputs stay in `target/bench/audit/`.
+
+use crate::bench::{
+    admin_token, curl_json, drop_database, fresh_database, metric, prepare, sh, start_server_with,
+    wrk_stats,
+};
+use anyhow::{bail, Context};
+use clap::Args;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+use uos_events::testing::{consume, Broker};
+
+#[derive(Debug, Args)]
+pub struct AuditBenchArgs {
+    /// Orgs the spread writes go to.
+    #[arg(long, default_value_t = 100)]
+    orgs: u32,
+    /// Seconds per wrk run.
+    #[arg(long, default_value_t = 15)]
+    duration: u32,
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    #[arg(long, default_value = "127.0.0.1:18184")]
+    listen: String,
+}
+
+/// wrk script: `PATCH /v1/orgs/<slug>` with a new display name, the slug cycling over
+/// `o000`..`o<n-1>`.
+fn patch_lua(orgs: u32) -> String {
+    format!(
+        r#"
+wrk.method = "PATCH"
+wrk.headers["Content-Type"] = "application/json"
+local n = 0
+request = function()
+  n = n + 1
+  local path = string.format("/v1/orgs/o%03d", n % {orgs})
+  return wrk.format(nil, path, nil, string.format('{{"display_name":"name %d"}}', n))
+end
+"#
+    )
+}
+
+pub fn run(args: AuditBenchArgs) -> anyhow::Result<()> {
+    let (root, work, rt) = prepare("audit")?;
+    let uosctl = crate::release::build(&root, "uosctl")?;
+    let database_url = fresh_database("postgres", &work, &rt)?;
+    let base = format!("http://{}", args.listen);
+    let mut lines = Vec::new();
+    {
+        let _server = start_server_with(&root, &work, &database_url, &args.listen, &base, &[])?;
+        let token = admin_token(&base)?;
+        let auth = format!("Authorization: Bearer {token}");
+        for i in 0..args.orgs {
+            let body = format!(r#"{{"slug":"o{i:03}","display_name":"o{i:03}"}}"#);
+            curl_json(&[
+                &format!("{base}/v1/orgs"),
+                "-H",
+                &auth,
+                "-H",
+                "content-type: application/json",
+                "-d",
+                &body,
+            ])?;
+        }
+        let healthz = wrk_stats(
+            args.connections,
+            args.duration,
+            &work,
+            "healthz",
+            "Accept: */*",
+            &format!("{base}/healthz"),
+            None,
+        )?;
+        lines.push(format!("GET /healthz (reference): {healthz}"));
+        let mut rates = Vec::new();
+        for orgs in [args.orgs, 1] {
+            let script = work.join(format!("patch-{orgs}.lua"));
+            std::fs::write(&script, patch_lua(orgs))?;
+            let stats = wrk_stats(
+                args.connections,
+                args.duration,
+                &work,
+                &format!("patch-{orgs}"),
+                &auth,
+                &base,
+                Some(&script),
+            )?;
+            if stats.errors() > 0 {
+                bail!("audited writes into {orgs} orgs failed: {stats}");
+            }
+            lines.push(format!(
+                "audited writes into {orgs} org(s): {stats} ({:.1}% of /healthz)",
+                100.0 * stats.rps / healthz.rps
+            ));
+            rates.push(stats.rps);
+        }
+        lines.push(format!(
+            "many chains over one: {:.2}x events/s",
+            rates[0] / rates[1]
+        ));
+
+        let (file, count) = export(&base, &auth, &work)?;
+        let keys = work.join("keys.json");
+        std::fs::write(
+            &keys,
+            sh(Command::new("curl").args(["-sS", "-H", &auth, &format!("{base}/v1/audit/keys")]))?,
+        )?;
+        let started = Instant::now();
+        let out = sh(Command::new(&uosctl).args([
+            "audit",
+            "verify",
+            "--events",
+            &file.display().to_string(),
+            "--keys",
+            &keys.display().to_string(),
+        ]))?;
+        let verify = started.elapsed();
+        std::fs::write(work.join("verify.txt"), &out)?;
+        let started = Instant::now();
+        sh(Command::new("sha256sum").arg(&file))?;
+        let sha = started.elapsed();
+        let megabytes = std::fs::metadata(&file)?.len() as f64 / 1e6;
+        lines.push(format!(
+            "offline verification (uosctl audit verify): {count} events in {:.2}s = {:.0} events/s; \
+             sha256sum of the same {megabytes:.0} MB: {:.0} MB/s",
+            verify.as_secs_f64(),
+            count as f64 / verify.as_secs_f64(),
+            megabytes / sha.as_secs_f64()
+        ));
+    }
+
+    let broker = Broker::start();
+    let started = Instant::now();
+    let env = [
+        ("UOS_KAFKA__BROKERS", broker.address.as_str()),
+        ("UOS_KAFKA__MESSAGE_TIMEOUT_SECS", "10"),
+    ];
+    let server = start_server_with(&root, &work, &database_url, &args.listen, &base, &env)?;
+    let backlog = drained(&base, Duration::from_secs(600))?;
+    let relay = started.elapsed();
+    lines.push(format!(
+        "relay: a backlog of {backlog} events into the broker in {:.2}s = {:.0} events/s \
+         (server start included)",
+        relay.as_secs_f64(),
+        backlog as f64 / relay.as_secs_f64()
+    ));
+
+    let token = admin_token(&base)?;
+    let auth = format!("Authorization: Bearer {token}");
+    let load_start = SystemTime::now();
+    let brokers = broker.address.clone();
+    let consumer = std::thread::spawn(move || {
+        consume(
+            &brokers,
+            "uos.audit.v1",
+            usize::MAX,
+            Duration::from_secs(u64::from(args.duration) + 20),
+        )
+    });
+    let script = work.join(format!("patch-{}.lua", args.orgs));
+    let load = wrk_stats(
+        4,
+        args.duration,
+        &work,
+        "patch-latency",
+        &auth,
+        &base,
+        Some(&script),
+    )?;
+    let received = consumer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the consumer panicked"))?;
+    let mut latencies: Vec<f64> = received
+        .iter()
+        .filter_map(|m| {
+            let occurred =
+                chrono::DateTime::parse_from_rfc3339(m.value["occurred_at"].as_str()?).ok()?;
+            let occurred = SystemTime::UNIX_EPOCH
+                + Duration::from_micros(u64::try_from(occurred.timestamp_micros()).ok()?);
+            (occurred >= load_start)
+                .then(|| m.received_at.duration_since(occurred).ok())
+                .flatten()
+                .map(|d| d.as_secs_f64() * 1000.0)
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    if latencies.is_empty() {
+        bail!("no event of the latency load reached the consumer");
+    }
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    lines.push(format!(
+        "commit-to-broker (occurred_at to consumer) under {:.0} writes/s: {} events, p50 {:.1} ms, \
+         p99 {:.1} ms, max {:.1} ms",
+        load.rps,
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    ));
+    drop(server);
+    drop_database(&database_url, &rt)?;
+
+    let summary = lines.join("\n");
+    std::fs::write(work.join("summary.txt"), &summary)?;
+    println!("{summary}");
+    println!(
+        "reproduce: cargo xtask bench-audit --orgs {} --duration {} --connections {} --listen {}",
+        args.orgs, args.duration, args.connections, args.listen
+    );
+    Ok(())
+}
+
+/// Every audit event `base` serves, as NDJSON in `work`: (file, count).
+fn export(base: &str, auth: &str, work: &Path) -> anyhow::Result<(std::path::PathBuf, u64)> {
+    let file = work.join("events.ndjson");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+    let mut count = 0u64;
+    let mut next: Option<String> = None;
+    loop {
+        let url = match &next {
+            Some(t) => format!("{base}/v1/audit/events?limit=1000&page_token={t}"),
+            None => format!("{base}/v1/audit/events?limit=1000"),
+        };
+        let page = curl_json(&["-H", auth, &url])?;
+        for item in page["items"].as_array().context("a list body")? {
+            use std::io::Write as _;
+            serde_json::to_writer(&mut out, item)?;
+            out.write_all(b"\n")?;
+            count += 1;
+        }
+        match page["next_page_token"].as_str() {
+            Some(t) => next = Some(t.to_string()),
+            None => break,
+        }
+    }
+    Ok((file, count))
+}
+
+/// Waits until the relay has nothing behind and published something; how many it published.
+fn drained(base: &str, timeout: Duration) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let published = metric(base, "uos_audit_relay_published_total")?;
+        let behind = metric(base, "uos_audit_relay_behind_events")?;
+        if published > 0.0 && behind == 0.0 {
+            return Ok(published as u64);
+        }
+        if Instant::now() > deadline {
+            bail!("the relay did not drain: {published} published, {behind} behind");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
