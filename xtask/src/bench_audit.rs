@@ -2,8 +2,9 @@
 //! PostgreSQL, each beside a reference measured in the same run:
 //!
 //! 1. `GET /healthz` with wrk (`-t1 -c<connections>`), the machine's reference rate;
-//! 2. audited writes (`PATCH /v1/orgs/{slug}`, one signed event each) spread over `--orgs` orgs,
-//!    then all into one org: events/s, and the gain of many chains over one;
+//! 2. audited writes (`POST /v1/orgs/{slug}/service-accounts`, one row and one signed event
+//!    each, never contending for a row) spread over `--orgs` orgs, then all into one org:
+//!    events/s, and the gain of many chains over one;
 //! 3. offline verification: the whole trail exported as NDJSON and checked by the release
 //!    `uosctl audit verify` (events/s), beside `sha256sum` of the same file (MB/s);
 //! 4. the relay: the server restarted with a tansu broker configured drains the backlog
@@ -39,18 +40,19 @@ pub struct AuditBenchArgs {
     listen: String,
 }
 
-/// wrk script: `PATCH /v1/orgs/<slug>` with a new display name, the slug cycling over
-/// `o000`..`o<n-1>`.
-fn patch_lua(orgs: u32) -> String {
+/// wrk script: a new service account per request, in org `o000`..`o<n-1>` in turn. A run
+/// owns its names (`<run>-<n>`), so runs never collide.
+fn write_lua(orgs: u32, run: &str) -> String {
     format!(
         r#"
-wrk.method = "PATCH"
+wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local n = 0
 request = function()
   n = n + 1
-  local path = string.format("/v1/orgs/o%03d", n % {orgs})
-  return wrk.format(nil, path, nil, string.format('{{"display_name":"name %d"}}', n))
+  local path = string.format("/v1/orgs/o%03d/service-accounts", n % {orgs})
+  local body = string.format('{{"name":"{run}-%d","roles":["member"]}}', n)
+  return wrk.format(nil, path, nil, body)
 end
 "#
     )
@@ -90,13 +92,13 @@ pub fn run(args: AuditBenchArgs) -> anyhow::Result<()> {
         lines.push(format!("GET /healthz (reference): {healthz}"));
         let mut rates = Vec::new();
         for orgs in [args.orgs, 1] {
-            let script = work.join(format!("patch-{orgs}.lua"));
-            std::fs::write(&script, patch_lua(orgs))?;
+            let script = work.join(format!("write-{orgs}.lua"));
+            std::fs::write(&script, write_lua(orgs, &format!("w{orgs}")))?;
             let stats = wrk_stats(
                 args.connections,
                 args.duration,
                 &work,
-                &format!("patch-{orgs}"),
+                &format!("write-{orgs}"),
                 &auth,
                 &base,
                 Some(&script),
@@ -173,12 +175,13 @@ pub fn run(args: AuditBenchArgs) -> anyhow::Result<()> {
             Duration::from_secs(u64::from(args.duration) + 20),
         )
     });
-    let script = work.join(format!("patch-{}.lua", args.orgs));
+    let script = work.join("write-latency.lua");
+    std::fs::write(&script, write_lua(args.orgs, "latency"))?;
     let load = wrk_stats(
         4,
         args.duration,
         &work,
-        "patch-latency",
+        "write-latency",
         &auth,
         &base,
         Some(&script),
