@@ -237,11 +237,14 @@ fn export(base: &str, auth: &str, work: &Path) -> anyhow::Result<(std::path::Pat
     let mut next: Option<String> = None;
     loop {
         let url = match &next {
-            Some(t) => format!("{base}/v1/audit/events?limit=1000&page_token={t}"),
-            None => format!("{base}/v1/audit/events?limit=1000"),
+            Some(t) => format!("{base}/v1/audit/events?limit=100&page_token={t}"),
+            None => format!("{base}/v1/audit/events?limit=100"),
         };
         let page = curl_json(&["-H", auth, &url])?;
-        for item in page["items"].as_array().context("a list body")? {
+        let items = page["items"]
+            .as_array()
+            .with_context(|| format!("{url} did not answer a list: {page}"))?;
+        for item in items {
             use std::io::Write as _;
             serde_json::to_writer(&mut out, item)?;
             out.write_all(b"\n")?;
