@@ -24,6 +24,9 @@ const BATCH: u32 = 1000;
 const POLL: Duration = Duration::from_millis(100);
 /// Pause after a failed round (broker or store unreachable) before trying again.
 const BACKOFF: Duration = Duration::from_secs(1);
+/// How often the backlog is counted: a count reads every unpublished event, so a relay
+/// draining a large backlog must not pay it every round.
+const COUNT_EVERY: Duration = Duration::from_secs(1);
 
 /// This replica's relay: the publisher, and what it last saw (for `/metrics`).
 #[derive(Debug, Default)]
@@ -37,6 +40,8 @@ pub(crate) struct RelayState {
     behind: AtomicU64,
     /// When the oldest unpublished event occurred, Unix seconds (0: none behind).
     oldest_unpublished: AtomicI64,
+    /// When the backlog was last counted, Unix milliseconds.
+    counted_at_ms: AtomicI64,
     published: AtomicU64,
 }
 
@@ -119,17 +124,28 @@ impl Services {
         if !self.hold_relay_lease().await? {
             return Ok(0);
         }
-        let (batch, (behind, oldest)) = {
+        let batch = {
             let mut tx = inner.store.begin().await?;
             let batch = tx.unpublished_audit(BATCH).await?;
-            let backlog = tx.audit_backlog().await?;
+            let now_ms = uos_domain::now().timestamp_millis();
+            let stale = now_ms - relay.counted_at_ms.load(Ordering::Relaxed)
+                >= i64::try_from(COUNT_EVERY.as_millis()).unwrap_or(i64::MAX);
+            // A batch that is not full is the whole backlog; otherwise count, at most so often.
+            if batch.len() < BATCH as usize || stale {
+                let (behind, oldest) = if batch.len() < BATCH as usize {
+                    (batch.len() as u64, batch.first().map(|e| e.occurred_at))
+                } else {
+                    tx.audit_backlog().await?
+                };
+                relay.behind.store(behind, Ordering::Relaxed);
+                relay
+                    .oldest_unpublished
+                    .store(oldest.map_or(0, |t| t.timestamp()), Ordering::Relaxed);
+                relay.counted_at_ms.store(now_ms, Ordering::Relaxed);
+            }
             tx.commit().await?;
-            (batch, backlog)
+            batch
         };
-        relay.behind.store(behind, Ordering::Relaxed);
-        relay
-            .oldest_unpublished
-            .store(oldest.map_or(0, |t| t.timestamp()), Ordering::Relaxed);
         if batch.is_empty() {
             return Ok(0);
         }
@@ -141,9 +157,13 @@ impl Services {
             tx.commit().await?;
         }
         relay.published.fetch_add(published, Ordering::Relaxed);
+        let behind = relay.behind.load(Ordering::Relaxed);
         relay
             .behind
             .store(behind.saturating_sub(published), Ordering::Relaxed);
+        if published == batch.len() as u64 && relay.behind.load(Ordering::Relaxed) == 0 {
+            relay.oldest_unpublished.store(0, Ordering::Relaxed);
+        }
         match failure {
             Some(e) => Err(ServiceError::Unavailable(format!(
                 "{published} of {} events published: {e}",
