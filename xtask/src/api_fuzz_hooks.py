@@ -12,6 +12,7 @@ The xtask passes the server's address, the admin's email and token, and the data
 """
 
 import base64
+import datetime
 import hashlib
 import hmac
 import json
@@ -53,9 +54,31 @@ LISTS = {
     "/v1/orgs/{slug}/api-keys/overdue": ("overdue_keys", None),
 }
 
-# What the run has seen of the admin's second factor: a pending TOTP secret, unused recovery
-# codes.
-state = {"totp": None, "recovery": []}
+# What the run has seen of the admin's second factor (a pending TOTP secret, unused recovery
+# codes), and the audit exports it requested.
+state = {"totp": None, "recovery": [], "exports": []}
+
+EXPORT_PATHS = ("/v1/audit/exports/{id}", "/v1/audit/exports/{id}/download")
+
+
+def instant(text):
+    """An RFC 3339 timestamp as Python reads it, or None (Python refuses leap seconds)."""
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (TypeError, ValueError):
+        return None
+
+
+def fix_window(body):
+    """`since` must come before `until`: swap them when they are the wrong way round."""
+    since, until = body.get("since"), body.get("until")
+    if not (isinstance(since, str) and isinstance(until, str)):
+        return
+    a, b = instant(since), instant(until)
+    if a is None or b is None or a == b:
+        del body["until"]
+    elif a > b:
+        body["since"], body["until"] = until, since
 
 
 def strong_password():
@@ -186,6 +209,9 @@ def make_valid(case):
     if query is not None and "page_token" in query and case.operation.path in LISTS:
         kind, cursor = LISTS[case.operation.path]
         query["page_token"] = page_token(kind, cursor() if cursor else str(uuid.uuid4()))
+    if case.operation.path in EXPORT_PATHS and state["exports"] and isinstance(case.path_parameters, dict):
+        # An export the run requested (a download answers 409 until it is done).
+        case.path_parameters["id"] = random.choice(state["exports"])
     if body is None:
         return case
 
@@ -214,12 +240,15 @@ def make_valid(case):
         body["code"] = totp_now(state["totp"])
     elif op == "DELETE /v1/me/mfa/totp" and state["recovery"]:
         body["code"] = state["recovery"][0]
+    elif op == "POST /v1/audit/exports":
+        fix_window(body)
     return case
 
 
 @schemathesis.hook
 def after_call(ctx, case, response):
-    """Follow the admin's second factor as the run enrols and confirms it."""
+    """Follow the admin's second factor as the run enrols and confirms it, and remember the
+    exports it requested."""
     op = f"{case.operation.method.upper()} {case.operation.path}"
     ok = 200 <= response.status_code < 300
     if not ok:
@@ -233,3 +262,7 @@ def after_call(ctx, case, response):
         state["recovery"] = list(response.json()["recovery_codes"])
     elif op == "DELETE /v1/me/mfa/totp":
         state["recovery"] = []
+    elif op == "POST /v1/audit/exports":
+        export_id = response.json().get("id")
+        if isinstance(export_id, str):
+            state["exports"].append(export_id)

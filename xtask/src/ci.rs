@@ -23,6 +23,7 @@ pub fn run() -> anyhow::Result<()> {
     services::drop_test_databases()?;
     services::ensure_smtp_sink()?;
     services::ensure_kafka_broker()?;
+    services::ensure_s3_server()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&[
         "clippy",

@@ -108,6 +108,22 @@ pub fn ensure_kafka_broker() -> anyhow::Result<()> {
     )
 }
 
+/// The S3-compatible server the object-store tests start (moto's standalone server,
+/// `python3 -m moto.server`; see `uos_objects::testing`). Pinned: its S3 emulation changes
+/// between releases; `[server]` brings the web server it runs on.
+pub const MOTO_VERSION: &str = "5.2.1";
+
+pub fn ensure_s3_server() -> anyhow::Result<()> {
+    ensure_python_package(
+        &format!(
+            "import sys, moto, moto.server, flask, flask_cors; \
+             sys.exit(moto.__version__ != '{MOTO_VERSION}')"
+        ),
+        &format!("moto[server]=={MOTO_VERSION}"),
+        "the S3 tests of uos-objects and the HTTP suite's export tests",
+    )
+}
+
 /// The pinned schemathesis `cargo xtask api-fuzz` runs (`python3 -m schemathesis.cli`). Its
 /// checks and generators change between releases, so another installed version is replaced.
 pub const SCHEMATHESIS_VERSION: &str = "4.32.5";

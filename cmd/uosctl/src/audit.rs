@@ -10,7 +10,8 @@ use clap::{Args, Subcommand};
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Verify hashes, signatures and chain links of exported audit events, each chain's in the
-    /// order given, and with `--checkpoint` that no chain lost its tail.
+    /// order given, and with `--checkpoint` (or an export file's manifest) that no chain lost
+    /// its tail. A failure names the first bad line of the file.
     #[command(
         after_help = "Exit status: 0 every chain is valid, 1 one is not, 2 unreadable input."
     )]
@@ -19,14 +20,23 @@ pub enum AuditCommand {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// NDJSON export, or the JSON body of `GET /v1/audit/events`; `-` reads stdin.
+    /// An export file (`GET /v1/audit/exports/{id}/download`: events, then its manifest line),
+    /// NDJSON events, or the JSON body of `GET /v1/audit/events`; `-` reads stdin.
+    #[arg(
+        value_name = "FILE|-",
+        required_unless_present = "events",
+        conflicts_with = "events"
+    )]
+    file: Option<PathBuf>,
+    /// The same as FILE.
     #[arg(long, value_name = "FILE|-")]
-    events: PathBuf,
-    /// The JSON body of `GET /v1/audit/keys`.
+    events: Option<PathBuf>,
+    /// The JSON body of `GET /v1/audit/keys`. Unset: the keys in the export's manifest.
     #[arg(long, value_name = "FILE")]
-    keys: PathBuf,
+    keys: Option<PathBuf>,
     /// A signed checkpoint (`GET /v1/audit/checkpoints`: the last one of its `items` is taken):
-    /// each chain in the events must reach the head the checkpoint saw, with its hash.
+    /// each chain in the events must reach the head the checkpoint saw, with its hash. Unset:
+    /// the latest checkpoint in the export's manifest.
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
     /// Seq of the first event, when verifying a segment of one chain that does not start at
@@ -45,39 +55,89 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    let events = uos_audit::parse_events(&read_input(&args.events)?)
-        .with_context(|| format!("reading events from {}", args.events.display()))?;
-    let keys = uos_audit::parse_keys(&read_input(&args.keys)?)
-        .with_context(|| format!("reading keys from {}", args.keys.display()))?;
+    let path = args
+        .file
+        .as_deref()
+        .or(args.events.as_deref())
+        .context("name the file to verify")?;
+    let text = read_input(path)?;
     let checkpoint = args
         .checkpoint
         .as_deref()
         .map(read_checkpoint)
         .transpose()?;
-    let verified = match args.start_seq.zip(args.start_prev_hash.as_deref()) {
-        Some(start) => uos_audit::verify_chain(&events, &keys, Some(start)).map(|r| vec![r]),
-        None => uos_audit::verify_chains(&events, &keys),
+    // A list body (`{"items": [...]}`) has no lines to name; NDJSON and export files do.
+    let file = match uos_audit::parse_export(&text) {
+        Ok(file) => file,
+        Err(ndjson_error) => match uos_audit::parse_events(&text) {
+            Ok(events) => uos_audit::ExportFile {
+                lines: (1..=events.len()).collect(),
+                events,
+                manifest: None,
+            },
+            Err(_) => {
+                return Err(ndjson_error)
+                    .with_context(|| format!("reading events from {}", path.display()))
+            }
+        },
     };
-    let reports = match verified {
-        Ok(reports) => reports,
+    let keys = match (&args.keys, &file.manifest) {
+        (Some(keys), _) => uos_audit::parse_keys(&read_input(keys)?)
+            .with_context(|| format!("reading keys from {}", keys.display()))?,
+        (None, Some((_, manifest))) => manifest.keys.clone(),
+        (None, None) => anyhow::bail!(
+            "{} has no manifest with the audit keys: give them with --keys",
+            path.display()
+        ),
+    };
+    if let Some(start) = args.start_seq.zip(args.start_prev_hash.as_deref()) {
+        return verify_segment(&file.events, &keys, start, checkpoint.as_ref());
+    }
+    match uos_audit::verify_export(&file, &keys, checkpoint.as_ref()) {
+        Ok(report) => {
+            for r in &report.chains {
+                println!(
+                    "ok: {}: {} events, head seq {} hash {}",
+                    r.chain, r.events, r.head_seq, r.head_hash
+                );
+            }
+            if let Some(id) = report.checkpoint {
+                println!("ok: every chain reaches checkpoint {id}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("FAILED: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// One chain's segment that starts after genesis at `start` (seq and the previous hash).
+fn verify_segment(
+    events: &[uos_audit::AuditEvent],
+    keys: &[uos_keys::PublicKey],
+    start: (i64, &str),
+    checkpoint: Option<&uos_audit::Checkpoint>,
+) -> anyhow::Result<ExitCode> {
+    let report = match uos_audit::verify_chain(events, keys, Some(start)) {
+        Ok(report) => report,
         Err(e) => {
             println!("FAILED: {e}");
             return Ok(ExitCode::FAILURE);
         }
     };
-    if let Some(c) = &checkpoint {
-        if let Err(e) = hold_to_checkpoint(c, &keys, &events, &reports) {
+    if let Some(c) = checkpoint {
+        if let Err(e) = hold_to_checkpoint(c, keys, events, std::slice::from_ref(&report)) {
             println!("FAILED: {e}");
             return Ok(ExitCode::FAILURE);
         }
     }
-    for r in &reports {
-        println!(
-            "ok: {}: {} events, head seq {} hash {}",
-            r.chain, r.events, r.head_seq, r.head_hash
-        );
-    }
-    if let Some(c) = &checkpoint {
+    println!(
+        "ok: {}: {} events, head seq {} hash {}",
+        report.chain, report.events, report.head_seq, report.head_hash
+    );
+    if let Some(c) = checkpoint {
         println!(
             "ok: every chain reaches checkpoint {} of {}",
             c.checkpoint_id, c.issued_at

@@ -62,6 +62,8 @@ pub struct Config {
     pub oidc_providers: std::collections::BTreeMap<String, uos_oidc::ProviderConfig>,
     /// The event stream (`[kafka]`). Unset brokers: audit events stay in the store only.
     pub kafka: KafkaSettings,
+    /// Where audit export files are kept (`[object_store]`). Unset url: `<data_dir>/exports`.
+    pub object_store: ObjectStoreSettings,
     /// Use-case settings (token lifetimes, retention, password hashing).
     pub service: ServiceConfig,
 }
@@ -78,6 +80,48 @@ pub struct KafkaSettings {
     /// Seconds a message may wait for the brokers before its send fails and the relay tries
     /// again from where it got to.
     pub message_timeout_secs: u64,
+}
+
+/// The object store audit exports are written to and downloaded from.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectStoreSettings {
+    /// `file:///absolute/dir` or `s3://bucket[/prefix]` (`UOS_OBJECT_STORE__URL`). Unset: the
+    /// directory `exports` in `data_dir` (the embedded default).
+    pub url: Option<String>,
+    /// `http(s)://host[:port]` of an S3-compatible server (MinIO, Ceph…); unset: AWS
+    /// (`UOS_OBJECT_STORE__ENDPOINT`). `s3://` only.
+    pub endpoint: Option<String>,
+    /// Access key id (`UOS_OBJECT_STORE__ACCESS_KEY_ID`); set with the secret, or neither to
+    /// use the standard `AWS_*` environment or the instance's role. `s3://` only.
+    pub access_key_id: Option<String>,
+    /// Secret access key (`UOS_OBJECT_STORE__SECRET_ACCESS_KEY`). `s3://` only.
+    pub secret_access_key: Option<SecretString>,
+    /// Region of the bucket (`UOS_OBJECT_STORE__REGION`); unset: `AWS_REGION` or `us-east-1`.
+    /// `s3://` only.
+    pub region: Option<String>,
+}
+
+impl Config {
+    /// The object store's settings with the default directory filled in.
+    pub fn object_store(&self) -> uos_objects::StoreSettings {
+        let o = &self.object_store;
+        let url = o.url.clone().unwrap_or_else(|| {
+            // file:// needs an absolute directory; a relative data_dir is the process's.
+            let dir = self.data_dir.join("exports");
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            format!("file://{}", dir.display())
+        });
+        uos_objects::StoreSettings {
+            url,
+            s3: uos_objects::S3Settings {
+                endpoint: o.endpoint.clone(),
+                access_key_id: o.access_key_id.clone(),
+                secret_access_key: o.secret_access_key.clone(),
+                region: o.region.clone(),
+            },
+        }
+    }
 }
 
 impl Default for KafkaSettings {
@@ -111,6 +155,7 @@ impl Default for Config {
             smtp: None,
             oidc_providers: Default::default(),
             kafka: KafkaSettings::default(),
+            object_store: ObjectStoreSettings::default(),
             service: ServiceConfig::default(),
         }
     }
@@ -273,11 +318,80 @@ impl Config {
         if self.kafka.message_timeout_secs == 0 {
             return bad("kafka.message_timeout_secs", "must be positive");
         }
+        self.validate_object_store()?;
         if s.audit_checkpoint_every_events == 0 {
             return bad("service.audit_checkpoint_every_events", "must be positive");
         }
         if s.audit_checkpoint_secs == 0 {
             return bad("service.audit_checkpoint_secs", "must be positive");
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_object_store(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("object_store.{key}: {why}")));
+        let o = &self.object_store;
+        let s3 = match o.url.as_deref() {
+            None => false,
+            Some(url) => {
+                if let Some(dir) = url.strip_prefix("file://") {
+                    if !dir.starts_with('/') {
+                        return bad(
+                            "url",
+                            "file:// needs an absolute directory (file:///srv/exports)",
+                        );
+                    }
+                    false
+                } else if let Some(rest) = url.strip_prefix("s3://") {
+                    let bucket = rest.split('/').next().unwrap_or_default();
+                    let valid = (3..=63).contains(&bucket.len())
+                        && bucket.chars().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.')
+                        });
+                    if !valid {
+                        return bad(
+                            "url",
+                            "s3:// needs a bucket name (3 to 63 of a-z, 0-9, '-', '.')",
+                        );
+                    }
+                    true
+                } else {
+                    return bad("url", "must start with file:// or s3://");
+                }
+            }
+        };
+        let s3_only = [
+            ("endpoint", o.endpoint.is_some()),
+            ("access_key_id", o.access_key_id.is_some()),
+            ("secret_access_key", o.secret_access_key.is_some()),
+            ("region", o.region.is_some()),
+        ];
+        if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set && !s3) {
+            return bad(key, "applies to an s3:// url only");
+        }
+        if let Some(endpoint) = &o.endpoint {
+            let rest = endpoint
+                .strip_prefix("https://")
+                .or_else(|| endpoint.strip_prefix("http://"));
+            if rest
+                .is_none_or(|r| r.is_empty() || r.starts_with('/') || r.contains(['?', '#', ' ']))
+            {
+                return bad("endpoint", "must be an http:// or https:// URL with a host");
+            }
+        }
+        if o.access_key_id.is_some() != o.secret_access_key.is_some() {
+            return bad(
+                "access_key_id",
+                "set access_key_id and secret_access_key together",
+            );
+        }
+        if o.region
+            .as_deref()
+            .is_some_and(|r| r.is_empty() || r.contains(char::is_whitespace))
+        {
+            return bad("region", "must be a region name such as us-east-1");
         }
         Ok(())
     }
@@ -329,6 +443,39 @@ mod tests {
     }
 
     #[test]
+    fn exports_go_to_the_data_dir_unless_a_store_is_named() {
+        let c = with(&[("data_dir", "/var/lib/uos")]).unwrap();
+        assert_eq!(c.object_store().url, "file:///var/lib/uos/exports");
+        let c = with(&[
+            ("object_store.url", "s3://audit-exports/uos"),
+            ("object_store.endpoint", "http://127.0.0.1:9000"),
+            ("object_store.access_key_id", "id"),
+            ("object_store.secret_access_key", "secret"),
+            ("object_store.region", "eu-west-1"),
+        ])
+        .unwrap();
+        let s = c.object_store();
+        assert_eq!(s.url, "s3://audit-exports/uos");
+        assert_eq!(s.s3.region.as_deref(), Some("eu-west-1"));
+        // The secret never shows in a debug print of the configuration.
+        assert!(!format!("{c:?}").contains("secret\""), "{c:?}");
+        let err = with(&[
+            ("object_store.url", "s3://audit-exports"),
+            ("object_store.access_key_id", "id"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("object_store.access_key_id"), "{err}");
+        let err = with(&[
+            ("object_store.url", "s3://audit-exports"),
+            ("object_store.endpoint", "ftp://x"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("object_store.endpoint"), "{err}");
+    }
+
+    #[test]
     fn public_url_loses_its_trailing_slash() {
         let c = with(&[("public_url", "https://id.example.com/uos/")]).unwrap();
         assert_eq!(c.public_url(), "https://id.example.com/uos");
@@ -358,6 +505,19 @@ mod tests {
             ("kafka.brokers", "localhost", "kafka.brokers"),
             ("kafka.brokers", "a:9092,:9092", "kafka.brokers"),
             ("kafka.audit_topic", "audit events", "kafka.audit_topic"),
+            ("object_store.url", "gs://bucket", "object_store.url"),
+            (
+                "object_store.url",
+                "file://relative/dir",
+                "object_store.url",
+            ),
+            ("object_store.url", "s3://", "object_store.url"),
+            ("object_store.region", "us-east-1", "object_store.region"),
+            (
+                "object_store.endpoint",
+                "http://minio:9000",
+                "object_store.endpoint",
+            ),
         ] {
             let err = with(&[(k, v)]).unwrap_err().to_string();
             assert!(err.contains(expect), "{k}={v}: {err}");

@@ -5,7 +5,7 @@
 
 pub mod config;
 
-pub use config::{Config, ConfigError, KafkaSettings};
+pub use config::{Config, ConfigError, KafkaSettings, ObjectStoreSettings};
 
 use secrecy::ExposeSecret;
 use std::path::Path;
@@ -99,12 +99,15 @@ pub async fn build(cfg: &Config) -> Result<Services, AppError> {
         )),
         None => None,
     };
+    let objects = uos_objects::open(&cfg.object_store())
+        .map_err(|e| ConfigError(format!("object_store: {e}")))?;
     let ports = Ports {
         store,
         keys,
         shared,
         mailer,
         events,
+        objects,
     };
     let oidc = OidcProviders::new(cfg.oidc_providers.clone());
     let svc = Services::new(ports, authz, cfg.service.clone(), oidc)?;

@@ -38,6 +38,7 @@ fn the_http_crate_depends_on_no_adapter() {
         "uos-shared",
         "uos-mail",
         "uos-oidc",
+        "uos-objects",
     ] {
         assert!(
             !deps.iter().any(|d| d == adapter),

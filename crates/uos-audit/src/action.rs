@@ -21,6 +21,8 @@ pub enum TargetKind {
     AccessToken,
     /// A signing key, by its key id.
     Key,
+    /// An audit export job, by its id.
+    AuditExport,
 }
 
 impl TargetKind {
@@ -37,6 +39,7 @@ impl TargetKind {
             TargetKind::ApiKey => "api_key",
             TargetKind::AccessToken => "access_token",
             TargetKind::Key => "key",
+            TargetKind::AuditExport => "audit_export",
         }
     }
 }
@@ -214,6 +217,10 @@ audit_actions! {
         "after: `reason`, `prefix`, `service_account_id`, `ip`, `user_agent` (a right secret, refused)";
     AccessTokenRevoked => "access_token.revoked", [AccessToken],
         "after: `service_account_id`, `expires_at`";
+
+    // The audit trail itself.
+    AuditExported => "audit.exported", [AuditExport],
+        "after: the export asked for: its `org_id` (null: the whole trail), `since`, `until`";
 }
 
 impl fmt::Display for AuditAction {
@@ -312,6 +319,7 @@ mod tests {
         "api_key.rotation_overdue",
         "api_key.refused",
         "access_token.revoked",
+        "audit.exported",
     ];
 
     #[test]
@@ -321,7 +329,7 @@ mod tests {
             names, SHIPPED,
             "audit action names are a public contract: add actions, never rename or remove one"
         );
-        assert_eq!(AuditAction::ALL.len(), 53);
+        assert_eq!(AuditAction::ALL.len(), 54);
     }
 
     #[test]

@@ -99,19 +99,10 @@ pub(crate) mod micros_rfc3339 {
     }
 }
 
-/// One event per line; blank lines are ignored. Errors name the 1-based line.
+/// One event per line; blank lines are ignored, and so is a last manifest line (an export
+/// file: see [`crate::parse_export`], which keeps it). Errors name the 1-based line.
 pub fn parse_ndjson(input: &str) -> Result<Vec<AuditEvent>, ParseError> {
-    input
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|source| ParseError::Line {
-                line: i + 1,
-                source,
-            })
-        })
-        .collect()
+    crate::parse_export(input).map(|file| file.events)
 }
 
 /// An audit export in either shape the service produces: NDJSON (the export download) or the

@@ -12,6 +12,7 @@ mod canonical;
 mod chain;
 mod checkpoint;
 mod event;
+mod export;
 
 pub use action::{audit_events_markdown, AuditAction, TargetKind};
 pub use canonical::{canonical_json, redact, REDACTED};
@@ -26,6 +27,7 @@ pub use checkpoint::{
 pub use event::{
     parse_events, parse_keys, parse_ndjson, Actor, AuditEvent, Changes, NewEvent, Target,
 };
+pub use export::{parse_export, verify_export, ExportError, ExportFile, ExportReport, Manifest};
 
 /// Input that is not a readable audit export or key list.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,8 @@ pub enum ParseError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("line {line}: not a valid export manifest: {why}")]
+    Manifest { line: usize, why: String },
     #[error("not valid JSON: {0}")]
     Json(#[source] serde_json::Error),
     #[error("expected {0}")]

@@ -160,6 +160,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/events", get(audit::events))
         .route("/v1/audit/keys", get(audit::keys))
         .route("/v1/audit/checkpoints", get(audit::checkpoints))
+        .route("/v1/audit/exports", post(audit::create_export))
+        .route("/v1/audit/exports/{id}", get(audit::get_export))
+        .route(
+            "/v1/audit/exports/{id}/download",
+            get(audit::download_export),
+        )
         .route("/.well-known/jwks.json", get(health::jwks))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -32,7 +32,7 @@ use utoipa::{Modify, OpenApi};
         invites::create, invites::list_invites, invites::revoke, invites::accept,
         roles::create, roles::list_roles, roles::get, roles::update, roles::delete,
         users::list_users, users::get, users::update, users::set_status, users::delete, users::restore, users::revoke_sessions,
-        audit::events, audit::keys, audit::checkpoints,
+        audit::events, audit::keys, audit::checkpoints, audit::create_export, audit::get_export, audit::download_export,
         auth::whoami, oauth::token, oauth::revoke,
         machine::create_account, machine::list_accounts, machine::get_account, machine::update_account, machine::delete_account,
         machine::issue_client_secret, machine::create_key, machine::list_keys, machine::list_overdue, machine::get_key, machine::revoke_key, machine::rotate_key,
@@ -47,7 +47,7 @@ use utoipa::{Modify, OpenApi};
         ListBody<views::PasswordResetView>, views::IntrospectionView, views::KeyRotationView,
         views::ServiceAccountView, views::RotationPolicyView, ListBody<views::ServiceAccountView>,
         views::ApiKeyView, ListBody<views::ApiKeyView>, views::NewApiKeyView, views::ClientSecretView,
-        views::WhoamiView, views::OAuthTokenView, oauth::OAuthErrorBody,
+        views::WhoamiView, views::OAuthTokenView, oauth::OAuthErrorBody, views::AuditExportView,
     )),
     modifiers(&BearerAuth, &HonestResponses),
 )]

@@ -87,6 +87,9 @@ schemas! {
         .schema_type(Type::Integer)
         .minimum(Some(INVITE_MIN_HOURS as f64))
         .maximum(Some(INVITE_MAX_HOURS as f64));
+    /// An RFC 3339 timestamp.
+    date_time / date_time_or_null: Type::String => string()
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
     /// Days of an API key's life.
     key_days / key_days_or_null: Type::Integer => ObjectBuilder::new()
         .schema_type(Type::Integer)

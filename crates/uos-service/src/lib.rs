@@ -38,6 +38,7 @@ pub use orgs::lifecycle::OrgMove;
 pub use orgs::members::MAX_ROLES;
 pub use orgs::roles::{is_valid_description, NewRole, RolePatch, DESCRIPTION_MAX_CHARS};
 
+use audit::exports::ExportState;
 use audit::relay::RelayState;
 use identity::cache::AuthCache;
 use identity::hashpool::HashPool;
@@ -76,6 +77,8 @@ pub struct Ports {
     pub mailer: Arc<dyn Mailer>,
     /// Where committed audit events are published; `None`: nowhere (the embedded default).
     pub events: Option<Arc<dyn uos_events::AuditPublisher>>,
+    /// Where audit export files are kept (a local directory or an S3-compatible bucket).
+    pub objects: Arc<dyn uos_objects::ObjectStore>,
 }
 
 /// The shared state of every use case: the ports, the policy engine and configuration, then
@@ -92,6 +95,7 @@ struct Inner {
     replica_id: String,
     chain: ChainMemory,
     relay: RelayState,
+    exports: ExportState,
     identity: IdentityState,
     machine: MachineState,
 }
@@ -201,6 +205,7 @@ impl Services {
                 replica_id: uuid::Uuid::now_v7().to_string(),
                 chain: ChainMemory::default(),
                 relay: RelayState::new(ports.events),
+                exports: ExportState::new(ports.objects),
                 identity: IdentityState {
                     hashes,
                     cache: AuthCache::new(ttl),
@@ -235,12 +240,13 @@ impl Services {
     }
 
     /// Start the background work of a replica: the invalidation listener, the audit
-    /// checkpoint issuer and relay, the periodic write of API-key uses, and the rotation sweep. Must be
-    /// called once from within the runtime.
+    /// checkpoint issuer, relay and export worker, the periodic write of API-key uses, and the
+    /// rotation sweep. Must be called once from within the runtime.
     pub fn spawn_background(&self) {
         self.spawn_invalidation_listener();
         self.spawn_checkpoint_issuer();
         self.spawn_relay();
+        self.spawn_export_worker();
         let cfg = &self.inner.cfg;
         let svc = self.clone();
         let every = Duration::from_secs(cfg.api_key_usage_flush_secs.max(1));

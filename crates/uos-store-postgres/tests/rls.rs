@@ -126,3 +126,62 @@ async fn the_service_role_sees_only_the_orgs_its_transaction_is_confined_to() {
     store.close().await;
     testing::drop_database(&admin, &owner_url).await.unwrap();
 }
+
+/// Audit exports (migration 0007) are org-scoped like the events they hold: a unit of work
+/// confined to one org sees neither another org's exports nor the platform's whole-trail ones.
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn a_unit_confined_to_one_org_sees_none_of_anothers_exports() {
+    let admin = testing::admin_url();
+    let owner_url = testing::fresh_database(&admin)
+        .await
+        .expect("a test database");
+    let service_url = testing::service_role_url(&owner_url).await.unwrap();
+    let owner = PgStore::connect(&owner_url, 2).await.unwrap();
+    owner.migrate().await.expect("migrations run as the owner");
+    owner.close().await;
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(&service_url, 2).await.unwrap());
+    let (a, b) = (
+        fixtures::seed_org(&store).await,
+        fixtures::seed_org(&store).await,
+    );
+    let export = |org: Option<uos_domain::OrgId>| uos_store::AuditExport {
+        id: uuid::Uuid::now_v7(),
+        org_id: org,
+        requested_by: "someone".into(),
+        since: None,
+        until: None,
+        status: uos_store::ExportStatus::Pending,
+        events_written: 0,
+        sha256: None,
+        error: None,
+        object_key: None,
+        created_at: fixtures::now(),
+        updated_at: fixtures::now(),
+    };
+    let (of_a, of_b, whole) = (export(Some(a.id)), export(Some(b.id)), export(None));
+    let mut tx = store.begin().await.unwrap();
+    for e in [&of_a, &of_b, &whole] {
+        tx.insert_audit_export(e).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    tx.confine_to_org(a.id).await.unwrap();
+    assert!(tx.get_audit_export(of_a.id).await.unwrap().is_some());
+    assert!(
+        tx.get_audit_export(of_b.id).await.unwrap().is_none(),
+        "another org's export is visible"
+    );
+    assert!(
+        tx.get_audit_export(whole.id).await.unwrap().is_none(),
+        "the whole-trail export is visible to an org"
+    );
+    // Nor can it record one for another org.
+    assert!(tx.insert_audit_export(&export(Some(b.id))).await.is_err());
+    drop(tx);
+    let mut read = store.read().await.unwrap();
+    assert!(read.get_audit_export(of_b.id).await.unwrap().is_some());
+    drop(read);
+    testing::drop_database(&admin, &owner_url).await.unwrap();
+}

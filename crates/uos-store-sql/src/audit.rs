@@ -113,6 +113,22 @@ impl<D: Dialect, M: Mode<D::Db>> AuditReads for SqlTx<D, M> {
         }))
     }
 
+    async fn latest_checkpoint_before(
+        &mut self,
+        at: DateTime<Utc>,
+    ) -> Result<Option<CheckpointRow>> {
+        query::<D>(
+            "select checkpoint_id, issued_at, payload from audit_checkpoint \
+             where issued_at <= $1 order by checkpoint_id desc limit 1",
+        )
+        .bind(at)
+        .fetch_optional(self.conn())
+        .await?
+        .as_ref()
+        .map(rows::checkpoint)
+        .transpose()
+    }
+
     async fn latest_checkpoint(&mut self) -> Result<Option<CheckpointRow>> {
         query::<D>(
             "select checkpoint_id, issued_at, payload from audit_checkpoint \

@@ -10,6 +10,7 @@ mod audit;
 mod credential;
 mod dialect;
 mod error;
+mod export;
 mod idempotency;
 mod invite;
 mod lease;

@@ -16,9 +16,9 @@ mod records;
 pub use error::StoreError;
 pub use page::{Page, PageRequest};
 pub use records::{
-    AuditFilter, AuditHead, AuditRow, CheckpointRow, ExternalIdentity, IdemClaim,
-    IdempotencyRecord, LoginUser, MemberFilter, OrgFilter, PasswordReset, PoolStats, RefreshToken,
-    Session, TokenUse, TotpEnrolment, UserFilter,
+    AuditExport, AuditFilter, AuditHead, AuditRow, CheckpointRow, ExportOutcome, ExportStatus,
+    ExternalIdentity, IdemClaim, IdempotencyRecord, LoginUser, MemberFilter, OrgFilter,
+    PasswordReset, PoolStats, RefreshToken, Session, TokenUse, TotpEnrolment, UserFilter,
 };
 
 use async_trait::async_trait;
@@ -105,6 +105,7 @@ pub trait ReadTx:
     + CredentialReads
     + MachineReads
     + AuditReads
+    + ExportReads
     + Send
 {
     /// Confine the rest of this unit of work to the rows of `org`: where the backend enforces
@@ -132,6 +133,7 @@ pub trait Tx:
     + AuditRepo
     + OutboxRepo
     + LeaseRepo
+    + ExportRepo
 {
     async fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -519,6 +521,11 @@ pub trait AuditReads: Send {
     ) -> Result<Page<CheckpointRow>>;
     /// The checkpoint issued last, if any.
     async fn latest_checkpoint(&mut self) -> Result<Option<CheckpointRow>>;
+    /// The checkpoint issued last at or before `at`, if any.
+    async fn latest_checkpoint_before(
+        &mut self,
+        at: DateTime<Utc>,
+    ) -> Result<Option<CheckpointRow>>;
 }
 
 #[async_trait]
@@ -563,5 +570,53 @@ pub trait LeaseRepo: Send {
         holder: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
+    ) -> Result<bool>;
+}
+
+/// The read half of [`ExportRepo`].
+#[async_trait]
+pub trait ExportReads: Send {
+    async fn get_audit_export(&mut self, id: uuid::Uuid) -> Result<Option<AuditExport>>;
+    /// Exports a worker may claim, oldest first, at most `limit`: pending ones, and running
+    /// ones whose row has not moved since `stale_before` (their replica died).
+    async fn claimable_audit_exports(
+        &mut self,
+        stale_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<uuid::Uuid>>;
+}
+
+/// Audit export jobs. A job is run by the one replica whose `claim` it holds: progress and the
+/// outcome are recorded only under that claim.
+#[async_trait]
+pub trait ExportRepo: ExportReads {
+    async fn insert_audit_export(&mut self, e: &AuditExport) -> Result<()>;
+    /// Move a claimable export (as [`ExportReads::claimable_audit_exports`] finds them) to
+    /// running under `claim`, in one statement: of two replicas claiming one job, exactly one
+    /// gets `true`. The progress of an earlier attempt is reset.
+    async fn claim_audit_export(
+        &mut self,
+        id: uuid::Uuid,
+        claim: uuid::Uuid,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Record how many events the running attempt `claim` has written; `false` (and nothing
+    /// changes) when the job is no longer that attempt's.
+    async fn audit_export_progress(
+        &mut self,
+        id: uuid::Uuid,
+        claim: uuid::Uuid,
+        events_written: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// End the running attempt `claim` as done or failed; `false` (and nothing changes) when
+    /// the job is no longer that attempt's.
+    async fn finish_audit_export(
+        &mut self,
+        id: uuid::Uuid,
+        claim: uuid::Uuid,
+        outcome: &ExportOutcome,
+        now: DateTime<Utc>,
     ) -> Result<bool>;
 }

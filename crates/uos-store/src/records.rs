@@ -191,3 +191,68 @@ pub struct ExternalIdentity {
     pub email: String,
     pub created_at: DateTime<Utc>,
 }
+
+/// Where an audit export job is: `pending` → `running` → `done` or `failed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportStatus {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+impl ExportStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "running" => Self::Running,
+            "done" => Self::Done,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// An audit export job: which slice of the trail, who asked, and how far it got.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditExport {
+    pub id: uuid::Uuid,
+    /// `None`: the whole trail.
+    pub org_id: Option<OrgId>,
+    /// The actor id of whoever asked for it.
+    pub requested_by: String,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub status: ExportStatus,
+    pub events_written: i64,
+    /// Lowercase hex SHA-256 of the file, once done.
+    pub sha256: Option<String>,
+    pub error: Option<String>,
+    /// Where the file is in the object store, once done.
+    pub object_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How an export attempt ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExportOutcome {
+    Done {
+        events_written: i64,
+        sha256: String,
+        object_key: String,
+    },
+    Failed {
+        events_written: i64,
+        error: String,
+    },
+}

@@ -7,7 +7,8 @@ use std::process::{Command, Output, Stdio};
 use chrono::Utc;
 use serde_json::json;
 use uos_audit::{
-    seal, sign_checkpoint, Actor, AuditEvent, ChainHead, Changes, NewEvent, Target, GENESIS_HASH,
+    seal, sign_checkpoint, Actor, AuditEvent, ChainHead, Changes, Checkpoint, Manifest, NewEvent,
+    Target, GENESIS_HASH,
 };
 use uos_keys::SigningKey;
 use uuid::Uuid;
@@ -258,4 +259,187 @@ fn an_export_of_several_chains_verifies_each_and_a_checkpoint_catches_a_cut_tail
         text.contains(&a[0].chain) && text.contains("truncated"),
         "{text}"
     );
+}
+
+/// An export file as `GET /v1/audit/exports/{id}/download` serves it: the events, then the
+/// manifest with `checkpoint` (if any) and the key.
+fn export_file(events: &[AuditEvent], key: &SigningKey, checkpoint: Option<Checkpoint>) -> String {
+    let mut manifest = Manifest::default();
+    for e in events {
+        manifest.note(&e.chain, e.seq);
+    }
+    manifest.checkpoints = checkpoint.into_iter().collect();
+    manifest.keys = vec![key.public_key()];
+    ndjson(events) + &manifest.to_line() + "\n"
+}
+
+fn verify_file(file: &Path) -> Output {
+    uosctl(&["audit", "verify", file.to_str().unwrap()], None)
+}
+
+fn head_of(e: &AuditEvent) -> ChainHead {
+    ChainHead {
+        chain: e.chain.clone(),
+        seq: e.seq,
+        hash: e.hash.clone(),
+    }
+}
+
+#[test]
+fn an_export_file_verifies_with_the_keys_and_checkpoint_of_its_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate();
+    let (a, b) = (chain(&key, 3), chain(&key, 2));
+    let events = [
+        a[0].clone(),
+        b[0].clone(),
+        a[1].clone(),
+        b[1].clone(),
+        a[2].clone(),
+    ];
+    let checkpoint = sign_checkpoint(
+        Uuid::now_v7(),
+        Utc::now(),
+        vec![head_of(&a[2]), head_of(&b[1])],
+        &key,
+    );
+    let file = dir.path().join("export.ndjson");
+    std::fs::write(&file, export_file(&events, &key, Some(checkpoint.clone()))).unwrap();
+    let out = verify_file(&file);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("ok: {}: 3 events, head seq 3", a[0].chain)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "every chain reaches checkpoint {}",
+            checkpoint.checkpoint_id
+        )),
+        "{text}"
+    );
+
+    // `--events` and `--keys` still work on an export file.
+    let out = verify(&file, &write_keys(dir.path(), &key));
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[test]
+fn a_bad_export_file_is_named_by_its_first_bad_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate();
+    let (a, b) = (chain(&key, 4), chain(&key, 2));
+    let events = [
+        a[0].clone(),
+        b[0].clone(),
+        a[1].clone(),
+        a[2].clone(),
+        b[1].clone(),
+        a[3].clone(),
+    ];
+    let checkpoint = sign_checkpoint(
+        Uuid::now_v7(),
+        Utc::now(),
+        vec![head_of(&a[3]), head_of(&b[1])],
+        &key,
+    );
+    let good = export_file(&events, &key, Some(checkpoint.clone()));
+    let run = |name: &str, text: String| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let out = verify_file(&file);
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stdout(&out));
+        stdout(&out)
+    };
+    let lines: Vec<&str> = good.lines().collect();
+
+    // An edited event: line 3 (a's second), edited in place.
+    let mut edited = lines.clone();
+    let changed = lines[2].replace("org-2", "org-X");
+    edited[2] = &changed;
+    let text = run("edited", edited.join("\n") + "\n");
+    assert!(text.starts_with("FAILED: line 3: "), "{text}");
+    assert!(text.contains("edited"), "{text}");
+
+    // A deleted event in the middle of a chain: the next event of that chain is the bad line
+    // (line 4 once line 3 is gone).
+    let mut deleted = lines.clone();
+    deleted.remove(2);
+    let text = run("deleted", deleted.join("\n") + "\n");
+    assert!(text.starts_with("FAILED: line 3: "), "{text}");
+
+    // The last event cut off (and the manifest not fixed): the manifest line says so.
+    let mut cut = lines.clone();
+    cut.remove(5);
+    let text = run("cut", cut.join("\n") + "\n");
+    assert!(text.starts_with("FAILED: line 6: "), "{text}");
+
+    // Cut off and the manifest rewritten to match: the checkpoint still catches it.
+    let forged = export_file(&events[..5], &key, Some(checkpoint));
+    let text = run("forged", forged);
+    assert!(
+        text.starts_with("FAILED: line 6: ") && text.contains("truncated"),
+        "{text}"
+    );
+
+    // Two bad chains: the earlier line wins.
+    let mut two = lines.clone();
+    let b2 = lines[4].replace("org-2", "org-Y");
+    let a4 = lines[5].replace("org-4", "org-Z");
+    two[4] = &b2;
+    two[5] = &a4;
+    let text = run("two", two.join("\n") + "\n");
+    assert!(text.starts_with("FAILED: line 5: "), "{text}");
+}
+
+#[test]
+fn an_export_that_starts_after_genesis_verifies_from_its_first_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate();
+    let a = chain(&key, 6);
+    let file = dir.path().join("since.ndjson");
+    std::fs::write(&file, export_file(&a[2..], &key, None)).unwrap();
+    let out = verify_file(&file);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("4 events, head seq 6"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Without a manifest there is no first seq: it must start at genesis.
+    let bare = dir.path().join("bare.ndjson");
+    std::fs::write(&bare, ndjson(&a[2..])).unwrap();
+    let out = verify(&bare, &write_keys(dir.path(), &key));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("FAILED: line 1: "),
+        "{}",
+        stdout(&out)
+    );
+
+    // A manifest line not at the end, or with no keys and no --keys: unreadable input.
+    let misplaced = dir.path().join("misplaced.ndjson");
+    let text = export_file(&a, &key, None);
+    let mut lines: Vec<&str> = text.lines().collect();
+    let manifest = lines.pop().unwrap();
+    lines.insert(1, manifest);
+    std::fs::write(&misplaced, lines.join("\n")).unwrap();
+    let out = verify_file(&misplaced);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = verify_file(&bare);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--keys"));
 }

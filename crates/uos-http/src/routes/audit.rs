@@ -1,13 +1,18 @@
-//! The audit trail.
+//! The audit trail: events, checkpoints, keys and exports.
 
-use crate::extract::{is_seq, is_uuid, Query, ReqCtx};
+use crate::extract::{is_seq, is_uuid, ApiJson, Query, ReqCtx};
+use crate::json_body;
 use crate::problem::{ApiError, Problem};
-use crate::reply::{list, ListBody};
+use crate::reply::{list, reply, ApiResult, ListBody};
 use crate::state::AppState;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use uos_domain::OrgSlug;
+use uos_service::views::AuditExportView;
 use uos_store::AuditFilter;
 
 fn time(v: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
@@ -80,4 +85,76 @@ pub async fn keys(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let keys = s.svc.audit_keys(&ctx)?;
     Ok(Json(serde_json::json!({ "keys": keys })))
+}
+
+json_body! {
+    /// What to export: one org's trail (a slug, as `GET /v1/audit/events?org=`), or without
+    /// `org` the whole trail (platform auditors only); `since` inclusive, `until` exclusive.
+    pub struct CreateExportBody {
+        #[schema(schema_with = crate::schemas::slug_or_null)]
+        opt org: Option<OrgSlug>,
+        #[schema(schema_with = crate::schemas::date_time_or_null)]
+        opt since: Option<DateTime<Utc>>,
+        #[schema(schema_with = crate::schemas::date_time_or_null)]
+        opt until: Option<DateTime<Utc>>,
+    }
+}
+
+/// Request an export of the audit trail: a background job writes it to the object store as
+/// NDJSON; poll its status, then download it. Recorded as an `audit.exported` event.
+#[utoipa::path(post, path = "/v1/audit/exports", tag = "audit", security(("bearer" = [])), request_body = CreateExportBody, responses(
+    (status = 202, body = AuditExportView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn create_export(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    ApiJson(b): ApiJson<CreateExportBody>,
+) -> ApiResult<AuditExportView> {
+    reply(
+        s.svc
+            .create_audit_export(&ctx, b.org.as_ref(), b.since, b.until)
+            .await,
+    )
+}
+
+/// An export's status. An export the caller may not read is not found.
+#[utoipa::path(get, path = "/v1/audit/exports/{id}", tag = "audit", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The export's id")),
+    responses((status = 200, body = AuditExportView), (status = 400, body = Problem), (status = 404, body = Problem)))]
+pub async fn get_export(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path(raw): Path<String>,
+) -> Result<Json<AuditExportView>, ApiError> {
+    let id = super::uuid("id", &raw)?;
+    Ok(Json(s.svc.get_audit_export(&ctx, id).await?))
+}
+
+/// A done export's file: one event per line (each as `GET /v1/audit/events` serves it), then
+/// one manifest line `{"manifest": {chains, first_seq, last_seq, count, checkpoints, keys}}`
+/// (`first_seq` and `last_seq` keyed by chain). `uosctl audit verify` checks it offline.
+#[utoipa::path(get, path = "/v1/audit/exports/{id}/download", tag = "audit", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The export's id")),
+    responses(
+        (status = 200, description = "The export file (NDJSON, streamed)", content_type = "application/x-ndjson", body = String),
+        (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "The export is not done", body = Problem)))]
+pub async fn download_export(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = super::uuid("id", &raw)?;
+    let bytes = s.svc.download_audit_export(&ctx, id).await?;
+    // Streamed from the object store as it arrives: the file is never in memory whole.
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"audit-export.ndjson\"",
+            ),
+        ],
+        Body::from_stream(bytes),
+    )
+        .into_response())
 }

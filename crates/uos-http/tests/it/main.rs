@@ -6,6 +6,7 @@ mod audit;
 mod auth_me;
 mod concurrency;
 mod conventions;
+mod exports;
 mod federation;
 mod invites;
 mod isolation;

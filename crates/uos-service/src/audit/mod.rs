@@ -1,6 +1,7 @@
-//! Reading the audit trail, the checkpoints that seal its chains, and the relay that
-//! publishes it.
+//! Reading the audit trail, the checkpoints that seal its chains, exporting it to the object
+//! store, and the relay that publishes it.
 
 pub(crate) mod checkpoints;
+pub(crate) mod exports;
 pub(crate) mod relay;
 pub(crate) mod trail;

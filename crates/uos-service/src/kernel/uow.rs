@@ -408,6 +408,7 @@ mod tests {
             shared: uos_shared::connect(None, "uos-test", None).await.unwrap(),
             mailer: Arc::new(uos_mail::DevMailbox::open(&dir.join("mailbox")).unwrap()),
             events: None,
+            objects: Arc::new(uos_objects::LocalObjects::open(&dir.join("exports")).unwrap()),
         };
         Services::new(
             ports,

@@ -474,3 +474,45 @@ pub struct OAuthTokenView {
     /// The granted permissions, space-separated.
     pub scope: String,
 }
+
+/// An audit export job: `pending` until a replica takes it, `running` while it writes (with
+/// `events_written` so far), then `done` (with the file's `sha256`) or `failed` (with `error`).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AuditExportView {
+    pub id: Uuid,
+    #[schema(pattern = "^(pending|running|done|failed)$")]
+    pub status: &'static str,
+    pub events_written: i64,
+    /// Lowercase hex SHA-256 of the downloaded file, once done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The org whose chain it holds; absent for the whole trail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&uos_store::AuditExport> for AuditExportView {
+    fn from(e: &uos_store::AuditExport) -> Self {
+        Self {
+            id: e.id,
+            status: e.status.as_str(),
+            events_written: e.events_written,
+            sha256: e.sha256.clone(),
+            error: e.error.clone(),
+            org_id: e.org_id.map(|o| o.0),
+            since: e.since,
+            until: e.until,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }
+    }
+}

@@ -23,6 +23,7 @@ mod support;
 
 mod audit;
 mod credential;
+mod export;
 mod idempotency;
 mod invite;
 mod machine;
