@@ -589,6 +589,24 @@ pub(crate) async fn audit_export(
     }
 }
 
+/// The audit keys `r` publishes.
+pub(crate) async fn audit_keys(
+    client: &reqwest::Client,
+    r: &Replica,
+    token: &str,
+) -> Vec<uos_keys::PublicKey> {
+    let text = client
+        .get(format!("{}/v1/audit/keys", r.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    uos_audit::parse_keys(&text).expect("GET /v1/audit/keys is a key list")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL and Redis"]
 async fn two_replicas_writing_at_once_keep_one_whole_audit_chain() {
@@ -632,16 +650,7 @@ async fn two_replicas_writing_at_once_keep_one_whole_audit_chain() {
         assert_eq!(status, 201, "{body}");
     }
     let events = audit_export(&client, &a, &tokens[0]).await;
-    let keys = client
-        .get(format!("{}/v1/audit/keys", a.base))
-        .bearer_auth(&tokens[0])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let keys = uos_audit::parse_keys(&keys).expect("GET /v1/audit/keys is a key list");
+    let keys = audit_keys(&client, &a, &tokens[0]).await;
     let reports = uos_audit::verify_chains(&events, &keys).expect("unbroken chains");
     let shared = events
         .iter()

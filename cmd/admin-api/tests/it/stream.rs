@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use uos_audit::AuditEvent;
 use uos_events::testing::{consume, Broker};
 
-use crate::replicas::{admin_token, audit_export, call, Cluster, Replica};
+use crate::replicas::{admin_token, audit_export, audit_keys, call, Cluster, Replica};
 
 const TOPIC: &str = "uos.audit.v1";
 
@@ -20,6 +20,16 @@ async fn streaming_cluster(broker: &Broker) -> Cluster {
         ("UOS_KAFKA__MESSAGE_TIMEOUT_SECS", "5"),
     ])
     .await
+}
+
+/// A replica of a new streaming cluster, a client and the admin's token on it. The cluster
+/// goes with the replica's owner, who drops it after the replica.
+async fn streaming_replica(broker: &Broker) -> (Cluster, Replica, reqwest::Client, String) {
+    let cluster = streaming_cluster(broker).await;
+    let r = cluster.replica().await;
+    let client = reqwest::Client::new();
+    let admin = admin_token(&client, &r).await;
+    (cluster, r, client, admin)
 }
 
 /// The events on the topic, first delivery of each (redeliveries dropped), once every id in
@@ -54,19 +64,6 @@ async fn streamed(
             return events;
         }
     }
-}
-
-async fn keys(client: &reqwest::Client, r: &Replica, token: &str) -> Vec<uos_keys::PublicKey> {
-    let text = client
-        .get(format!("{}/v1/audit/keys", r.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    uos_audit::parse_keys(&text).expect("a key list")
 }
 
 /// The ids of every event `r` serves.
@@ -138,10 +135,7 @@ fn verify_from_messages(events: &[(AuditEvent, Value, String)], keys: &[uos_keys
 #[ignore = "needs PostgreSQL, Redis and tansu"]
 async fn every_event_reaches_the_topic_as_served_and_each_chain_verifies_from_it() {
     let broker = Broker::start();
-    let cluster = streaming_cluster(&broker).await;
-    let r = cluster.replica().await;
-    let client = reqwest::Client::new();
-    let admin = admin_token(&client, &r).await;
+    let (_cluster, r, client, admin) = streaming_replica(&broker).await;
     for slug in ["s-one", "s-two", "s-three"] {
         create_org(&client, &r, &admin, slug).await;
         for i in 0..3 {
@@ -167,7 +161,7 @@ async fn every_event_reaches_the_topic_as_served_and_each_chain_verifies_from_it
             "the value is the event as the API serves it"
         );
     }
-    verify_from_messages(&events, &keys(&client, &r, &admin).await);
+    verify_from_messages(&events, &audit_keys(&client, &r, &admin).await);
     assert_eq!(metric(&client, &r, "uos_audit_relay_leader").await, 1.0);
     assert_eq!(
         metric(&client, &r, "uos_audit_relay_behind_events").await,
@@ -179,10 +173,7 @@ async fn every_event_reaches_the_topic_as_served_and_each_chain_verifies_from_it
 #[ignore = "needs PostgreSQL, Redis and tansu"]
 async fn after_a_kill_9_under_write_load_every_acknowledged_change_is_streamed_in_order() {
     let broker = Broker::start();
-    let cluster = streaming_cluster(&broker).await;
-    let mut first = cluster.replica().await;
-    let client = reqwest::Client::new();
-    let admin = admin_token(&client, &first).await;
+    let (cluster, mut first, client, admin) = streaming_replica(&broker).await;
     for slug in ["k-one", "k-two"] {
         create_org(&client, &first, &admin, slug).await;
     }
@@ -241,17 +232,14 @@ async fn after_a_kill_9_under_write_load_every_acknowledged_change_is_streamed_i
             "acknowledged {name} was not streamed"
         );
     }
-    verify_from_messages(&events, &keys(&client, &second, &admin).await);
+    verify_from_messages(&events, &audit_keys(&client, &second, &admin).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs PostgreSQL, Redis and tansu"]
 async fn a_broker_gone_for_a_minute_fails_no_write_and_loses_no_event() {
     let broker = Broker::start();
-    let cluster = streaming_cluster(&broker).await;
-    let r = cluster.replica().await;
-    let client = reqwest::Client::new();
-    let admin = admin_token(&client, &r).await;
+    let (_cluster, r, client, admin) = streaming_replica(&broker).await;
     // An org holds at most 100 custom roles: the writes spread over several.
     let orgs = ["o-1", "o-2", "o-3", "o-4", "o-5"];
     for slug in orgs {
@@ -296,7 +284,7 @@ async fn a_broker_gone_for_a_minute_fails_no_write_and_loses_no_event() {
         got.len(),
         want.len()
     );
-    verify_from_messages(&events, &keys(&client, &r, &admin).await);
+    verify_from_messages(&events, &audit_keys(&client, &r, &admin).await);
     let deadline = Instant::now() + Duration::from_secs(10);
     while metric(&client, &r, "uos_audit_relay_behind_events").await > 0.0 {
         assert!(Instant::now() < deadline, "the backlog drained");
