@@ -118,7 +118,7 @@ impl Services {
 
     /// One round: hold the lease, publish the next batch, record how far each chain got.
     /// Returns how many events it published.
-    pub async fn relay_round(&self, publisher: &dyn AuditPublisher) -> Result<usize> {
+    async fn relay_round(&self, publisher: &dyn AuditPublisher) -> Result<usize> {
         let inner = &*self.inner;
         let relay = &inner.relay;
         if !self.hold_relay_lease().await? {
