@@ -79,11 +79,10 @@ impl<D: Dialect, M: Mode<D::Db>> AuditReads for SqlTx<D, M> {
             .iter()
             .map(|r| Ok((get::<_, i64>(r, "position")?, rows::audit(r)?)))
             .collect::<Result<Vec<_>>>()?;
-        let page = Page::from_overfetch(events, page.limit, |(position, _)| position.to_string());
-        Ok(Page {
-            items: page.items.into_iter().map(|(_, row)| row).collect(),
-            next: page.next,
-        })
+        Ok(
+            Page::from_overfetch(events, page.limit, |(position, _)| position.to_string())
+                .map(|(_, row)| row),
+        )
     }
 
     async fn list_checkpoints(

@@ -30,4 +30,12 @@ impl<T> Page<T> {
         let next = if more { rows.last().map(&cursor) } else { None };
         Self { items: rows, next }
     }
+
+    /// The same page with each item turned into another (the cursor is unchanged).
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next: self.next,
+        }
+    }
 }

@@ -2,10 +2,11 @@
 //! events, after a time and at shutdown, and read by platform auditors, whose verifier then
 //! detects a truncated tail that no chain shows by itself.
 
+use super::whole_trail;
 use crate::{Ctx, Result, ServiceError, Services};
 use chrono::{DateTime, Utc};
 use uos_audit::{sign_checkpoint, ChainHead, Checkpoint};
-use uos_authz::{Action, Resource, ResourceKind};
+use uos_authz::Action;
 use uos_keys::KeyPurpose;
 use uos_store::{CheckpointRow, Page, PageRequest};
 
@@ -61,20 +62,10 @@ impl Services {
         page: &PageRequest,
     ) -> Result<Page<serde_json::Value>> {
         let inner = &*self.inner;
-        let _cap = inner.authorize(
-            ctx,
-            Action::AuditRead,
-            Resource {
-                kind: ResourceKind::Audit,
-                ..Default::default()
-            },
-        )?;
+        let _cap = inner.authorize(ctx, Action::AuditRead, whole_trail())?;
         let mut r = inner.store.read().await?;
         let page = r.list_checkpoints(since, page).await?;
-        Ok(Page {
-            items: page.items.into_iter().map(|row| row.payload).collect(),
-            next: page.next,
-        })
+        Ok(page.map(|row| row.payload))
     }
 
     /// Issues checkpoints every `audit_checkpoint_secs` and whenever this replica committed

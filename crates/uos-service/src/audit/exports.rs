@@ -11,12 +11,13 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 use uos_audit::{AuditAction, Manifest};
-use uos_authz::{Action, Resource, ResourceKind};
+use uos_authz::{Action, ResourceKind};
 use uos_domain::OrgSlug;
 use uos_objects::{ByteStream, ObjectStore, ObjectWriter};
 use uos_store::{AuditExport, AuditFilter, ExportOutcome, ExportStatus, PageRequest};
 use uuid::Uuid;
 
+use super::whole_trail;
 use crate::kernel::uow::UnitOfWork;
 use crate::views::AuditExportView;
 use crate::{Caller, Ctx, Done, Result, ServiceError, Services};
@@ -55,14 +56,6 @@ enum Stop {
     LostClaim,
     /// The export failed; `error` is what its status says, `events` how far it got.
     Failed { events: i64, error: String },
-}
-
-/// The audit resource outside any org: the whole trail, platform auditors only.
-fn whole_trail() -> Resource {
-    Resource {
-        kind: ResourceKind::Audit,
-        ..Default::default()
-    }
 }
 
 impl Services {

@@ -5,3 +5,13 @@ pub(crate) mod checkpoints;
 pub(crate) mod exports;
 pub(crate) mod relay;
 pub(crate) mod trail;
+
+use uos_authz::{Resource, ResourceKind};
+
+/// The audit resource outside any org: the whole trail (and the keys that verify it).
+fn whole_trail() -> Resource {
+    Resource {
+        kind: ResourceKind::Audit,
+        ..Default::default()
+    }
+}

@@ -1,8 +1,9 @@
 //! Reading the audit trail: filtered, paginated, org-scoped for org auditors and global for
 //! platform admins.
 
+use super::whole_trail;
 use crate::{Ctx, Result, ServiceError, Services};
-use uos_authz::{Action, Resource, ResourceKind};
+use uos_authz::{Action, ResourceKind};
 use uos_domain::OrgSlug;
 use uos_store::{AuditFilter, Page, PageRequest};
 
@@ -29,32 +30,17 @@ impl Services {
                 filter.org = Some(org.id);
             }
             None => {
-                let _cap = inner.authorize(
-                    ctx,
-                    Action::AuditRead,
-                    Resource {
-                        kind: ResourceKind::Audit,
-                        ..Default::default()
-                    },
-                )?;
+                let _cap = inner.authorize(ctx, Action::AuditRead, whole_trail())?;
             }
         }
         let page = r.list_audit(&filter, page).await?;
-        Ok(Page {
-            items: page.items.into_iter().map(|row| row.payload).collect(),
-            next: page.next,
-        })
+        Ok(page.map(|row| row.payload))
     }
 
     pub fn audit_keys(&self, ctx: &Ctx) -> Result<Vec<uos_keys::PublicKey>> {
-        let _cap = self.inner.authorize(
-            ctx,
-            Action::AuditKeys,
-            Resource {
-                kind: ResourceKind::Audit,
-                ..Default::default()
-            },
-        )?;
+        let _cap = self
+            .inner
+            .authorize(ctx, Action::AuditKeys, whole_trail())?;
         if ctx.caller.user().is_none() {
             return Err(ServiceError::Unauthenticated);
         }
