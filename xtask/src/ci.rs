@@ -24,6 +24,7 @@ pub fn run() -> anyhow::Result<()> {
     services::ensure_smtp_sink()?;
     services::ensure_kafka_broker()?;
     services::ensure_s3_server()?;
+    services::ensure_openbao()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&[
         "clippy",

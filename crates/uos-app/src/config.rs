@@ -4,7 +4,7 @@
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -64,6 +64,9 @@ pub struct Config {
     pub kafka: KafkaSettings,
     /// Where audit export files are kept (`[object_store]`). Unset url: `<data_dir>/exports`.
     pub object_store: ObjectStoreSettings,
+    /// Key material from Vault/OpenBao Transit (`[vault]`). Unset address: key files in
+    /// `<data_dir>/keys` (the embedded default).
+    pub vault: VaultSettings,
     /// Use-case settings (token lifetimes, retention, password hashing).
     pub service: ServiceConfig,
 }
@@ -80,6 +83,47 @@ pub struct KafkaSettings {
     /// Seconds a message may wait for the brokers before its send fails and the relay tries
     /// again from where it got to.
     pub message_timeout_secs: u64,
+}
+
+/// Vault or OpenBao Transit, from which every signing and encryption key is derived (no key
+/// file is written then; see `uos_keys::TransitKeyStore`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaultSettings {
+    /// `http(s)://host:port` (`UOS_VAULT__ADDRESS`). Unset: local key files.
+    pub address: Option<String>,
+    /// A token whose policy allows read, create, rotate and hmac on the Transit keys
+    /// (`UOS_VAULT__TOKEN`); required with `address`.
+    pub token: Option<SecretString>,
+    /// Mount path of the Transit engine (`UOS_VAULT__TRANSIT_MOUNT`).
+    pub transit_mount: String,
+    /// Transit key names start with this (`<prefix>-access-token`, `-audit`, `-data`,
+    /// `-secrets`), so several deployments can share one Transit mount.
+    pub key_prefix: String,
+}
+
+impl Default for VaultSettings {
+    fn default() -> Self {
+        Self {
+            address: None,
+            token: None,
+            transit_mount: "transit".into(),
+            key_prefix: "uos".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Transit's settings when `vault.address` is set (validation made sure a token is too).
+    pub fn transit(&self) -> Option<uos_keys::TransitConfig> {
+        let v = &self.vault;
+        Some(uos_keys::TransitConfig {
+            address: v.address.clone()?,
+            token: v.token.as_ref()?.expose_secret().to_owned(),
+            mount: v.transit_mount.clone(),
+            key_prefix: v.key_prefix.clone(),
+        })
+    }
 }
 
 /// The object store audit exports are written to and downloaded from.
@@ -156,6 +200,7 @@ impl Default for Config {
             oidc_providers: Default::default(),
             kafka: KafkaSettings::default(),
             object_store: ObjectStoreSettings::default(),
+            vault: VaultSettings::default(),
             service: ServiceConfig::default(),
         }
     }
@@ -319,6 +364,7 @@ impl Config {
             return bad("kafka.message_timeout_secs", "must be positive");
         }
         self.validate_object_store()?;
+        self.validate_vault()?;
         if s.audit_checkpoint_every_events == 0 {
             return bad("service.audit_checkpoint_every_events", "must be positive");
         }
@@ -330,6 +376,40 @@ impl Config {
 }
 
 impl Config {
+    fn validate_vault(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("vault.{key}: {why}")));
+        let v = &self.vault;
+        let name_ok = |s: &str, extra: char| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == extra)
+        };
+        if !name_ok(&v.transit_mount, '/') || v.transit_mount.starts_with('/') {
+            return bad("transit_mount", "must be a mount path like transit");
+        }
+        if !name_ok(&v.key_prefix, '-') {
+            return bad(
+                "key_prefix",
+                "must be 1 to 64 of a-z, A-Z, 0-9, '-' and '_'",
+            );
+        }
+        match (&v.address, &v.token) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => bad("token", "applies only with vault.address"),
+            (Some(_), None) => bad("token", "is required with vault.address"),
+            (Some(address), Some(_)) => {
+                let rest = address
+                    .strip_prefix("http://")
+                    .or_else(|| address.strip_prefix("https://"));
+                if rest.is_none_or(|r| r.is_empty() || r.contains(['?', '#', ' '])) {
+                    return bad("address", "must be http(s)://host:port");
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn validate_object_store(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("object_store.{key}: {why}")));
         let o = &self.object_store;
@@ -476,6 +556,27 @@ mod tests {
     }
 
     #[test]
+    fn transit_is_used_only_with_an_address_and_a_token() {
+        assert!(with(&[]).unwrap().transit().is_none());
+        let c = with(&[
+            ("vault.address", "http://127.0.0.1:8200"),
+            ("vault.token", "s.secret-token"),
+        ])
+        .unwrap();
+        let t = c.transit().unwrap();
+        assert_eq!(
+            (t.mount.as_str(), t.key_prefix.as_str()),
+            ("transit", "uos")
+        );
+        assert!(!format!("{c:?}").contains("secret-token"), "{c:?}");
+        assert!(!format!("{t:?}").contains("secret-token"), "{t:?}");
+        let err = with(&[("vault.address", "vault:8200"), ("vault.token", "t")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("vault.address"), "{err}");
+    }
+
+    #[test]
     fn public_url_loses_its_trailing_slash() {
         let c = with(&[("public_url", "https://id.example.com/uos/")]).unwrap();
         assert_eq!(c.public_url(), "https://id.example.com/uos");
@@ -505,6 +606,10 @@ mod tests {
             ("kafka.brokers", "localhost", "kafka.brokers"),
             ("kafka.brokers", "a:9092,:9092", "kafka.brokers"),
             ("kafka.audit_topic", "audit events", "kafka.audit_topic"),
+            ("vault.address", "127.0.0.1:8200", "vault.token"),
+            ("vault.token", "s.abc", "vault.token"),
+            ("vault.transit_mount", "/transit", "vault.transit_mount"),
+            ("vault.key_prefix", "a b", "vault.key_prefix"),
             ("object_store.url", "gs://bucket", "object_store.url"),
             (
                 "object_store.url",

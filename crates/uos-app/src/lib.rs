@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use uos_authz::Authorizer;
 use uos_events::{AuditPublisher, KafkaConfig, KafkaPublisher};
-use uos_keys::LocalKeyStore;
+use uos_keys::{KeyProvider, LocalKeyStore, TransitKeyStore};
 use uos_mail::{DevMailbox, Mailer, SmtpMailer};
 use uos_service::{Bootstrap, OidcProviders, Ports, Services};
 use uos_store::Store;
@@ -67,7 +67,10 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, AppError> {
 /// first platform admin bootstrapped on an empty store.
 pub async fn build(cfg: &Config) -> Result<Services, AppError> {
     let store = open_store(cfg).await?;
-    let keys = Arc::new(LocalKeyStore::open(&cfg.data_dir.join("keys"))?);
+    let keys: Arc<dyn KeyProvider> = match cfg.transit() {
+        Some(transit) => Arc::new(TransitKeyStore::connect(transit).await?),
+        None => Arc::new(LocalKeyStore::open(&cfg.data_dir.join("keys"))?),
+    };
     let authz = match &cfg.policy_dir {
         Some(dir) => Authorizer::from_dir(dir)?,
         None => Authorizer::new()?,

@@ -2,10 +2,13 @@
 //! secrets and envelope encryption of secrets at rest, with local key files as the embedded
 //! default (`LocalKeyStore`).
 //!
-//! A production adapter (Vault/OpenBao Transit) implements the same `KeyProvider` trait.
+//! The production adapter, `TransitKeyStore`, derives the same kinds of keys from Vault/OpenBao
+//! Transit and writes nothing to disk.
 
 mod envelope;
 mod local;
+pub mod testing;
+mod transit;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -19,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 pub use local::LocalKeyStore;
+pub use transit::{TransitConfig, TransitKeyStore};
 
 /// The algorithm name carried in [`PublicKey::algorithm`].
 pub const ALGORITHM: &str = "Ed25519";
@@ -72,6 +76,14 @@ pub enum KeyError {
     DecryptionFailed,
     #[error("encryption failed (plaintext too large)")]
     EncryptionFailed,
+    /// Vault/OpenBao Transit refused or could not be reached; `setting` names the
+    /// configuration key to check.
+    #[error("{setting} ({address}): {reason}")]
+    Vault {
+        setting: &'static str,
+        address: String,
+        reason: String,
+    },
 }
 
 /// An Ed25519 private key together with its key id.
@@ -185,6 +197,7 @@ impl PublicKey {
 
 /// Source of signing keys and symmetric secrets. Implementations are shared across request
 /// handlers, hence `Send + Sync + 'static`.
+#[async_trait::async_trait]
 pub trait KeyProvider: Send + Sync + fmt::Debug + 'static {
     /// The key new signatures are made with.
     fn signing_key(&self, purpose: KeyPurpose) -> Arc<SigningKey>;
@@ -206,9 +219,12 @@ pub trait KeyProvider: Send + Sync + fmt::Debug + 'static {
     /// Makes a fresh signing key current and keeps the old current key as the previous one (the
     /// key before that is dropped), returning the new key id. Rotate no more often than the
     /// longest lifetime of what the purpose signs, or still-valid signatures stop verifying.
-    fn rotate(&self, purpose: KeyPurpose) -> Result<String, KeyError>;
+    /// (Transit keeps every version it still allows instead of one previous key.)
+    async fn rotate(&self, purpose: KeyPurpose) -> Result<String, KeyError>;
     /// Picks up signing keys another process rotated since they were loaded (replicas that
     /// share keys). Returns whether anything changed; on error the keys held stay in use.
+    /// Never blocks on the network: a provider that must ask a server reports a change on the
+    /// call after the one that started the refresh.
     fn reload(&self) -> Result<bool, KeyError>;
 }
 

@@ -90,6 +90,30 @@ impl LocalKeyStore {
         Self::open(dir)?.rotate(purpose)
     }
 
+    /// Crash-safe order: (1) the current seed is copied to `<purpose>.previous.key`, then (2) the
+    /// new seed replaces `<purpose>.key`, each by an atomic rename of a 0600 temporary file,
+    /// with the directory synced after each. A crash before (2) leaves the old key current (the
+    /// previous file may then hold a copy of it, which `open` ignores); after (2) the old key is
+    /// already the previous one. The current key is therefore never lost.
+    ///
+    /// The current key is read from its file, not from memory, and the whole step holds an
+    /// exclusive lock on the directory, so concurrent rotations (in this or another process)
+    /// run one after the other and each keeps the key the other made.
+    pub fn rotate(&self, purpose: KeyPurpose) -> Result<String, KeyError> {
+        let _lock = lock_dir(&self.dir)?;
+        let current_path = current_path(&self.dir, purpose);
+        let old_seed = load_required(&current_path)?;
+        let new_key = SigningKey::generate();
+        replace_key_file(&previous_path(&self.dir, purpose), &old_seed)?;
+        replace_key_file(&current_path, &new_key.seed())?;
+        let key_id = new_key.key_id().to_owned();
+        self.set_ring(
+            purpose,
+            KeyRing::new(new_key, Some(SigningKey::from_seed(&old_seed))),
+        );
+        Ok(key_id)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -113,6 +137,7 @@ impl LocalKeyStore {
     }
 }
 
+#[async_trait::async_trait]
 impl KeyProvider for LocalKeyStore {
     fn signing_key(&self, purpose: KeyPurpose) -> Arc<SigningKey> {
         self.ring(purpose).current
@@ -148,28 +173,8 @@ impl KeyProvider for LocalKeyStore {
         self.data_key.decrypt(context, &envelope)
     }
 
-    /// Crash-safe order: (1) the current seed is copied to `<purpose>.previous.key`, then (2) the
-    /// new seed replaces `<purpose>.key`, each by an atomic rename of a 0600 temporary file,
-    /// with the directory synced after each. A crash before (2) leaves the old key current (the
-    /// previous file may then hold a copy of it, which `open` ignores); after (2) the old key is
-    /// already the previous one. The current key is therefore never lost.
-    ///
-    /// The current key is read from its file, not from memory, and the whole step holds an
-    /// exclusive lock on the directory, so concurrent rotations (in this or another process)
-    /// run one after the other and each keeps the key the other made.
-    fn rotate(&self, purpose: KeyPurpose) -> Result<String, KeyError> {
-        let _lock = lock_dir(&self.dir)?;
-        let current_path = current_path(&self.dir, purpose);
-        let old_seed = load_required(&current_path)?;
-        let new_key = SigningKey::generate();
-        replace_key_file(&previous_path(&self.dir, purpose), &old_seed)?;
-        replace_key_file(&current_path, &new_key.seed())?;
-        let key_id = new_key.key_id().to_owned();
-        self.set_ring(
-            purpose,
-            KeyRing::new(new_key, Some(SigningKey::from_seed(&old_seed))),
-        );
-        Ok(key_id)
+    async fn rotate(&self, purpose: KeyPurpose) -> Result<String, KeyError> {
+        LocalKeyStore::rotate(self, purpose)
     }
 
     /// Under a shared lock on the directory, so a rotation (which holds it exclusively across

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ADMIN_EMAIL: &str = "admin@example.com";
+pub(crate) const ADMIN_EMAIL: &str = "admin@example.com";
 pub(crate) const ADMIN_PASSWORD: &str = "violet kayak sprinkles 42";
 
 fn redis_url() -> String {
@@ -66,6 +66,10 @@ impl Cluster {
                 .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
                 .collect(),
         }
+    }
+
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
     }
 
     pub(crate) async fn replica(&self) -> Replica {
@@ -138,7 +142,7 @@ async fn login(client: &reqwest::Client, r: &Replica, password: &str) -> (u16, V
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-async fn me_status(client: &reqwest::Client, r: &Replica, token: &str) -> u16 {
+pub(crate) async fn me_status(client: &reqwest::Client, r: &Replica, token: &str) -> u16 {
     client
         .get(format!("{}/v1/me", r.base))
         .bearer_auth(token)
@@ -674,7 +678,7 @@ async fn two_replicas_writing_at_once_keep_one_whole_audit_chain() {
 // reload; one that missed the message reloads when a token names a key it does not know.
 
 /// The key ids `r` publishes, current first.
-async fn jwks_ids(client: &reqwest::Client, r: &Replica) -> Vec<String> {
+pub(crate) async fn jwks_ids(client: &reqwest::Client, r: &Replica) -> Vec<String> {
     let body: Value = client
         .get(format!("{}/.well-known/jwks.json", r.base))
         .send()
@@ -692,7 +696,7 @@ async fn jwks_ids(client: &reqwest::Client, r: &Replica) -> Vec<String> {
 }
 
 /// The `kid` in a JWT's header.
-fn kid_of(token: &str) -> String {
+pub(crate) fn kid_of(token: &str) -> String {
     use base64::Engine as _;
     let header = token.split('.').next().unwrap();
     let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -703,7 +707,7 @@ fn kid_of(token: &str) -> String {
 }
 
 /// Rotates the access-token key on `r`; the new key id.
-async fn rotate_token_key(client: &reqwest::Client, r: &Replica, admin: &str) -> String {
+pub(crate) async fn rotate_token_key(client: &reqwest::Client, r: &Replica, admin: &str) -> String {
     let (status, body) = call(
         client,
         r,

@@ -5,6 +5,7 @@
 
 mod encrypt;
 mod rotate;
+mod transit;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;

@@ -26,6 +26,7 @@ impl Services {
         let key_id = inner
             .keys
             .rotate(KeyPurpose::AccessToken)
+            .await
             .map_err(|e| ServiceError::Internal(format!("key rotation: {e}")))?;
         let published: Vec<String> = inner
             .keys
