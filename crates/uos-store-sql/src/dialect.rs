@@ -58,6 +58,10 @@ pub trait Dialect: Debug + Send + Sync + Sized + 'static {
     /// transaction holds (so concurrent claimers split the work). Empty on SQLite.
     fn lock_rows_skip_locked(table: &str) -> String;
 
+    /// Joined after `audit_chain c left join audit_relay r`: the next events of chain `c`
+    /// after its progress `r.seq`, at most `$2` of them, read through the `(chain, seq)` key.
+    const NEXT_EVENTS_OF_CHAIN: &'static str;
+
     /// The most ids one statement binds; longer lists are split into several statements.
     const MAX_LIST_PARAMS: usize = 500;
 

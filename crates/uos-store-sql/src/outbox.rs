@@ -9,22 +9,40 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uos_store::{AuditRow, OutboxRepo, Result};
 
-/// The events past each chain's published seq: only chains whose head is past it are joined,
-/// and each through the `(chain, seq)` key.
-const UNPUBLISHED: &str = "from audit_chain c left join audit_relay r on r.chain = c.chain \
-     join audit_event e on e.chain = c.chain and e.seq > coalesce(r.seq, 0) \
+/// Chains whose head is past what the relay published, with that progress (`done`): one row
+/// per chain, never a scan of events.
+const BEHIND: &str = "from audit_chain c left join audit_relay r on r.chain = c.chain \
      where c.seq > coalesce(r.seq, 0)";
 
 #[async_trait]
 impl<D: Dialect> OutboxRepo for SqlTx<D> {
+    /// At most `limit` events, the next ones of every chain behind (the same share of the
+    /// limit each, rounded up), oldest first. Each chain is read through its `(chain, seq)`
+    /// key from its own progress, so a round costs the chains behind plus the events returned,
+    /// however many events were published before; ordering the whole backlog by position
+    /// instead made every round as slow as the table was long.
     async fn unpublished_audit(&mut self, limit: u32) -> Result<Vec<AuditRow>> {
+        let row = query::<D>(&format!("select count(*) as chains {BEHIND}"))
+            .fetch_optional(self.conn())
+            .await?;
+        let chains: i64 = match row {
+            Some(row) => get(&row, "chains")?,
+            None => 0,
+        };
+        if chains == 0 || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let per_chain = (i64::from(limit) + chains - 1) / chains;
         let cols: Vec<String> = AUDIT_COLS.split(", ").map(|c| format!("e.{c}")).collect();
         let sql = format!(
-            "select {} {UNPUBLISHED} order by e.position limit $1",
-            cols.join(", ")
+            "select {} from audit_chain c left join audit_relay r on r.chain = c.chain {} \
+             where c.seq > coalesce(r.seq, 0) order by e.position limit $1",
+            cols.join(", "),
+            D::NEXT_EVENTS_OF_CHAIN,
         );
         query::<D>(&sql)
             .bind(i64::from(limit))
+            .bind(per_chain)
             .fetch_all(self.conn())
             .await?
             .iter()
@@ -32,14 +50,29 @@ impl<D: Dialect> OutboxRepo for SqlTx<D> {
             .collect()
     }
 
+    /// Seqs are dense within a chain, so the backlog is the sum of head minus progress, and
+    /// the oldest unpublished event is among each chain's first unpublished one: both read
+    /// from one row per chain behind, never from the events already published.
     async fn audit_backlog(&mut self) -> Result<(u64, Option<DateTime<Utc>>)> {
-        let sql = format!("select count(*) as n, min(e.occurred_at) as oldest {UNPUBLISHED}");
-        let row = query::<D>(&sql).fetch_optional(self.conn()).await?;
-        let Some(row) = row else {
-            return Ok((0, None));
-        };
-        let n: i64 = get(&row, "n")?;
-        Ok((n.try_into().unwrap_or(0), get(&row, "oldest")?))
+        let sql = format!(
+            "select c.seq - coalesce(r.seq, 0) as n, \
+             (select e.occurred_at from audit_event e \
+              where e.chain = c.chain and e.seq = coalesce(r.seq, 0) + 1) as first_at \
+             {BEHIND}"
+        );
+        let rows = query::<D>(&sql).fetch_all(self.conn()).await?;
+        let mut behind = 0u64;
+        let mut oldest: Option<DateTime<Utc>> = None;
+        for row in &rows {
+            let n: i64 = get(row, "n")?;
+            behind += u64::try_from(n).unwrap_or(0);
+            let first: Option<DateTime<Utc>> = get(row, "first_at")?;
+            oldest = match (oldest, first) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok((behind, oldest))
     }
 
     async fn mark_published(&mut self, progress: &[(String, i64)]) -> Result<()> {

@@ -54,6 +54,11 @@ impl Dialect for SqliteDialect {
 
     const LOCK_ROWS: &'static str = "";
 
+    // No lateral joins here; seqs are dense within a chain, so the next `$2` events are a
+    // range of the `(chain, seq)` key.
+    const NEXT_EVENTS_OF_CHAIN: &'static str = "join audit_event e on e.chain = c.chain \
+         and e.seq > coalesce(r.seq, 0) and e.seq <= coalesce(r.seq, 0) + $2";
+
     fn lock_rows_skip_locked(_table: &str) -> String {
         String::new()
     }

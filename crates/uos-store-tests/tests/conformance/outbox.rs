@@ -82,6 +82,67 @@ async fn the_outbox_holds_what_each_chain_has_not_published(store: Arc<dyn Store
 }
 
 #[conformance]
+async fn each_round_takes_every_chain_forward_in_seq_order_within_the_limit(store: Arc<dyn Store>) {
+    // Three chains with four events each, stored interleaved.
+    let mut first_platform = None;
+    for seq in 1..=4 {
+        for chain in ["org:a", "org:b", "platform"] {
+            let row = append(&store, chain, seq).await;
+            if chain == "platform" && seq == 1 {
+                first_platform = Some(row);
+            }
+        }
+    }
+    let first_platform = first_platform.unwrap();
+    // A limit shorter than the backlog: each chain's share (rounded up) from its progress.
+    assert_eq!(
+        unpublished(&store, 3).await,
+        [
+            ("org:a".into(), 1),
+            ("org:b".into(), 1),
+            ("platform".into(), 1)
+        ]
+    );
+    let five = unpublished(&store, 5).await;
+    assert_eq!(five.len(), 5, "{five:?}");
+    for chain in ["org:a", "org:b", "platform"] {
+        let seqs: Vec<i64> = five
+            .iter()
+            .filter(|(c, _)| c == chain)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as i64).collect::<Vec<_>>(),
+            "{chain} from its start"
+        );
+    }
+    // One chain published far ahead: the others keep their place, and the backlog is exact.
+    let mut tx = store.begin().await.unwrap();
+    tx.mark_published(&[("org:a".into(), 4), ("org:b".into(), 2)])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        unpublished(&store, 100).await,
+        [
+            ("platform".into(), 1),
+            ("platform".into(), 2),
+            ("org:b".into(), 3),
+            ("platform".into(), 3),
+            ("org:b".into(), 4),
+            ("platform".into(), 4)
+        ],
+        "in the order stored"
+    );
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.audit_backlog().await.unwrap(),
+        (6, Some(first_platform.occurred_at))
+    );
+}
+
+#[conformance]
 async fn a_lease_has_one_holder_until_it_expires(store: Arc<dyn Store>) {
     let t = now();
     let claim = |holder: &'static str, at: chrono::DateTime<chrono::Utc>| {
