@@ -11,7 +11,11 @@
 //!    (events/s into the broker);
 //! 5. commit-to-broker latency: a lighter write load (`-c4`) while a consumer reads the topic;
 //!    for each event of the load, the time from `occurred_at` (before its commit) to its
-//!    arrival at the consumer (an upper bound of commit-to-broker), p50 and p99.
+//!    arrival at the consumer (an upper bound of commit-to-broker), p50 and p99;
+//! 6. a large export: `--export-events` synthetic rows (copies of one real event's payload,
+//!    inserted with SQL in one chain of their own: the export streams rows and verifies
+//!    nothing, so they need no valid signatures) exported through `POST /v1/audit/exports` and
+//!    downloaded, with the server's resident memory sampled before, during and after.
 //!
 //! Raw outputs stay in `target/bench/audit/`.
 
@@ -38,6 +42,9 @@ pub struct AuditBenchArgs {
     connections: u32,
     #[arg(long, default_value = "127.0.0.1:18184")]
     listen: String,
+    /// Synthetic events added for the export memory measurement (0: skip it).
+    #[arg(long, default_value_t = 1_000_000)]
+    export_events: u64,
 }
 
 /// wrk script: a new service account per request, in org `o000`..`o<n-1>` in turn. A run
@@ -154,13 +161,16 @@ pub fn run(args: AuditBenchArgs) -> anyhow::Result<()> {
         ("UOS_KAFKA__MESSAGE_TIMEOUT_SECS", "10"),
     ];
     let server = start_server_with(&root, &work, &database_url, &args.listen, &base, &env)?;
+    let (first, first_at) = first_published(&base, Duration::from_secs(60))?;
     let backlog = drained(&base, Duration::from_secs(600))?;
     let relay = started.elapsed();
+    let draining = first_at.elapsed();
     lines.push(format!(
-        "relay: a backlog of {backlog} events into the broker in {:.2}s = {:.0} events/s \
-         (server start included)",
+        "relay: a backlog of {backlog} events into the broker in {:.2}s = {:.0} events/s with \
+         server start; {:.0} events/s from the first acknowledged batch ({first} events) on",
         relay.as_secs_f64(),
-        backlog as f64 / relay.as_secs_f64()
+        backlog as f64 / relay.as_secs_f64(),
+        (backlog - first) as f64 / draining.as_secs_f64()
     ));
 
     let token = admin_token(&base)?;
@@ -217,14 +227,18 @@ pub fn run(args: AuditBenchArgs) -> anyhow::Result<()> {
         at(1.0)
     ));
     drop(server);
+    if args.export_events > 0 {
+        lines.push(export_memory(&root, &work, &database_url, &args, &base)?);
+    }
     drop_database(&database_url, &rt)?;
 
     let summary = lines.join("\n");
     std::fs::write(work.join("summary.txt"), &summary)?;
     println!("{summary}");
     println!(
-        "reproduce: cargo xtask bench-audit --orgs {} --duration {} --connections {} --listen {}",
-        args.orgs, args.duration, args.connections, args.listen
+        "reproduce: cargo xtask bench-audit --orgs {} --duration {} --connections {} --listen {} \
+         --export-events {}",
+        args.orgs, args.duration, args.connections, args.listen, args.export_events
     );
     Ok(())
 }
@@ -256,6 +270,107 @@ fn export(base: &str, auth: &str, work: &Path) -> anyhow::Result<(std::path::Pat
         }
     }
     Ok((file, count))
+}
+
+/// Resident memory of process `pid`, MB.
+fn rss_mb(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")?;
+    Ok(kb / 1024.0)
+}
+
+/// Phase 6: `args.export_events` synthetic rows, one export job of the whole trail and its
+/// download, with the server's resident memory sampled every 100 ms.
+fn export_memory(
+    root: &Path,
+    work: &Path,
+    database_url: &str,
+    args: &AuditBenchArgs,
+    base: &str,
+) -> anyhow::Result<String> {
+    let n = args.export_events;
+    sh(Command::new("psql").args([
+        database_url,
+        "-qc",
+        &format!(
+            "insert into audit_event (seq, audit_event_id, occurred_at, actor_id, action, \
+             target_id, hash, payload, chain) \
+             select g, gen_random_uuid(), now(), 'bench', 'bench.synthetic', 'bench', 'synthetic', \
+             (select payload from audit_event order by position limit 1), 'bench:export' \
+             from generate_series(1, {n}) g; \
+             insert into audit_chain (chain, seq, hash) values ('bench:export', {n}, 'synthetic')"
+        ),
+    ]))?;
+    let server = start_server_with(root, work, database_url, &args.listen, base, &[])?;
+    let token = admin_token(base)?;
+    let auth = format!("Authorization: Bearer {token}");
+    let before = rss_mb(server.pid())?;
+    let started = Instant::now();
+    let job = curl_json(&[
+        "-X",
+        "POST",
+        "-H",
+        &auth,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        "{}",
+        &format!("{base}/v1/audit/exports"),
+    ])?;
+    let id = job["id"]
+        .as_str()
+        .with_context(|| format!("no export id: {job}"))?;
+    let mut peak = before;
+    let written = loop {
+        peak = peak.max(rss_mb(server.pid())?);
+        let status = curl_json(&["-H", &auth, &format!("{base}/v1/audit/exports/{id}")])?;
+        match status["status"].as_str() {
+            Some("done") => break status["events_written"].as_u64().unwrap_or(0),
+            Some("failed") => bail!("the export failed: {status}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    let job_time = started.elapsed();
+    let file = work.join("export.ndjson");
+    let mut download = Command::new("curl")
+        .args(["-sS", "-o", &file.display().to_string(), "-H", &auth])
+        .arg(format!("{base}/v1/audit/exports/{id}/download"))
+        .spawn()?;
+    let mut download_peak = rss_mb(server.pid())?;
+    while download.try_wait()?.is_none() {
+        download_peak = download_peak.max(rss_mb(server.pid())?);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let megabytes = std::fs::metadata(&file)?.len() as f64 / 1e6;
+    let _ = std::fs::remove_file(&file);
+    Ok(format!(
+        "export of {written} events ({megabytes:.0} MB): job {:.1}s ({:.0} events/s); server RSS \
+         {before:.0} MB before, peak {peak:.0} MB during the job, peak {download_peak:.0} MB \
+         while downloading, {:.0} MB after",
+        job_time.as_secs_f64(),
+        written as f64 / job_time.as_secs_f64(),
+        rss_mb(server.pid())?
+    ))
+}
+
+/// Waits until the relay acknowledged its first events: how many, and when that was seen.
+fn first_published(base: &str, timeout: Duration) -> anyhow::Result<(u64, Instant)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let published = metric(base, "uos_audit_relay_published_total")?;
+        if published > 0.0 {
+            return Ok((published as u64, Instant::now()));
+        }
+        if Instant::now() > deadline {
+            bail!("the relay published nothing");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Waits until the relay has nothing behind and published something; how many it published.
