@@ -2,7 +2,7 @@
 //! progress.
 
 use crate::rows::{self, AUDIT_COLS};
-use crate::sql::{get, query};
+use crate::sql::{get, query, QueryBuilder};
 use crate::tx::SqlTx;
 use crate::Dialect;
 use async_trait::async_trait;
@@ -75,17 +75,23 @@ impl<D: Dialect> OutboxRepo for SqlTx<D> {
         Ok((behind, oldest))
     }
 
+    /// One statement for every chain of the round (a relay round touches up to a batch's
+    /// worth of chains), split only where a statement would bind too many values.
     async fn mark_published(&mut self, progress: &[(String, i64)]) -> Result<()> {
-        for (chain, seq) in progress {
-            query::<D>(
-                "insert into audit_relay (chain, seq) values ($1, $2) \
-                 on conflict (chain) do update set seq = case \
+        for part in progress.chunks(D::MAX_LIST_PARAMS / 2) {
+            let mut q = QueryBuilder::<D>::new("insert into audit_relay (chain, seq) values ");
+            for (i, (chain, seq)) in part.iter().enumerate() {
+                q.push(if i == 0 { "(" } else { ", (" })
+                    .push_bind(chain)
+                    .push(", ")
+                    .push_bind(*seq)
+                    .push(")");
+            }
+            q.push(
+                " on conflict (chain) do update set seq = case \
                  when excluded.seq > audit_relay.seq then excluded.seq else audit_relay.seq end",
-            )
-            .bind(chain)
-            .bind(*seq)
-            .execute(self.conn())
-            .await?;
+            );
+            q.execute(self.conn()).await?;
         }
         Ok(())
     }
