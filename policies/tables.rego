@@ -49,6 +49,9 @@ platform_actions := {
 	"user.list", "user.read", "user.update", "user.set_status", "user.delete", "user.restore",
 	"user.revoke_sessions", "user.unlock", "password_reset.list", "password_reset.approve",
 	"keys.rotate",
+	# Legal holds stop the retention purge; placing and lifting them is for platform admins,
+	# org owners included only if they are one.
+	"user.legal_hold", "org.legal_hold",
 }
 
 # Org-scoped action -> the org permission it requires. An action listed here is evaluated

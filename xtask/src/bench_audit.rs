@@ -4,7 +4,10 @@
 //! 1. `GET /healthz` with wrk (`-t1 -c<connections>`), the machine's reference rate;
 //! 2. audited writes (`POST /v1/orgs/{slug}/service-accounts`, one row and one signed event
 //!    each, never contending for a row) spread over `--orgs` orgs, then all into one org:
-//!    events/s, and the gain of many chains over one;
+//!    events/s, and the gain of many chains over one; then the append alone, through the store
+//!    port: `--connections` writers each sealing, signing and appending one event per
+//!    transaction (locking its chain's head, as a writer that remembers no head does), spread
+//!    over `--orgs` chains, then into one;
 //! 3. offline verification: the whole trail exported as NDJSON and checked by the release
 //!    `uosctl audit verify` (events/s), beside `sha256sum` of the same file (MB/s);
 //! 4. the relay: the server restarted with a tansu broker configured drains the backlog
@@ -27,8 +30,12 @@ use anyhow::{bail, Context};
 use clap::Args;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use uos_events::testing::{consume, Broker};
+use uos_store::{AuditRow, Store};
+use uuid::Uuid;
 
 #[derive(Debug, Args)]
 pub struct AuditBenchArgs {
@@ -122,6 +129,26 @@ pub fn run(args: AuditBenchArgs) -> anyhow::Result<()> {
         lines.push(format!(
             "many chains over one: {:.2}x events/s",
             rates[0] / rates[1]
+        ));
+        let mut appends = Vec::new();
+        for chains in [args.orgs, 1] {
+            let rate = rt.block_on(store_appends(
+                &database_url,
+                chains,
+                args.connections,
+                args.duration,
+            ))?;
+            lines.push(format!(
+                "signed appends through the store port into {chains} chain(s), {} writers: \
+                 {rate:.0} events/s ({:.1}% of /healthz)",
+                args.connections,
+                100.0 * rate / healthz.rps
+            ));
+            appends.push(rate);
+        }
+        lines.push(format!(
+            "appends, many chains over one: {:.2}x",
+            appends[0] / appends[1]
         ));
 
         let (file, count) = export(&base, &auth, &work)?;
@@ -270,6 +297,73 @@ fn export(base: &str, auth: &str, work: &Path) -> anyhow::Result<(std::path::Pat
         }
     }
     Ok((file, count))
+}
+
+/// Phase 2, the append alone: `writers` tasks for `secs` seconds, each appending one signed
+/// event per transaction to chain `org:<n>` for n in turn of `chains`: events/s.
+async fn store_appends(url: &str, chains: u32, writers: u32, secs: u32) -> anyhow::Result<f64> {
+    let store: Arc<dyn Store> = Arc::new(uos_store_postgres::PgStore::connect(url, writers).await?);
+    let key = Arc::new(uos_keys::SigningKey::generate());
+    let orgs: Arc<Vec<Uuid>> = Arc::new((0..chains).map(|_| Uuid::now_v7()).collect());
+    let appended = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(u64::from(secs));
+    let mut tasks = Vec::new();
+    for w in 0..writers as usize {
+        let (store, key, orgs, appended) =
+            (store.clone(), key.clone(), orgs.clone(), appended.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = w;
+            while Instant::now() < deadline {
+                let org = orgs[n % orgs.len()];
+                n += writers as usize;
+                let mut tx = store.begin().await?;
+                let head = tx.lock_audit_head(&uos_audit::chain_of(Some(org))).await?;
+                let event = uos_audit::NewEvent {
+                    id: Uuid::now_v7(),
+                    occurred_at: uos_domain::now(),
+                    actor: uos_audit::Actor {
+                        kind: "system".into(),
+                        id: None,
+                    },
+                    action: "bench.appended".into(),
+                    org_id: Some(org),
+                    target: uos_audit::Target {
+                        kind: "org".into(),
+                        id: Some(org.to_string()),
+                    },
+                    changes: uos_audit::Changes {
+                        before: serde_json::Value::Null,
+                        after: serde_json::json!({"n": n, "writer": w}),
+                    },
+                    request_id: None,
+                };
+                let sealed = uos_audit::seal(event, head.seq + 1, &head.hash, &key);
+                let row = AuditRow {
+                    chain: sealed.chain.clone(),
+                    seq: sealed.seq,
+                    id: sealed.id,
+                    occurred_at: sealed.occurred_at,
+                    org_id: Some(uos_domain::OrgId(org)),
+                    actor_id: None,
+                    action: sealed.action.clone(),
+                    target_id: sealed.target.id.clone(),
+                    hash: sealed.hash.clone(),
+                    payload: serde_json::to_value(&sealed)?,
+                };
+                tx.append_audit(&head, &row).await?;
+                tx.commit().await?;
+                appended.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let rate = appended.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    store.close().await;
+    Ok(rate)
 }
 
 /// Resident memory of process `pid`, MB.

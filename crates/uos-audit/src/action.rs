@@ -102,7 +102,7 @@ audit_actions! {
     SessionCreated => "session.created", [Session],
         "after: `user_id`, login `method`, `expires_at`, `ip`, `user_agent` (a successful login)";
     LoginFailed => "login.failed", [User, Email],
-        "after: attempted `email`, `reason`, `ip`, `user_agent`; the target is the email when no account has it";
+        "after: attempted `email`, `reason`, `ip`, `user_agent`; the target is the email's subject (`email:<keyed hash>`) when no account has it";
     LoginMfaRequired => "login.mfa_required", [User],
         "after: `ip` of a right password that still needs its second factor";
     AccountLocked => "account.locked", [User, Email],
@@ -153,6 +153,12 @@ audit_actions! {
         "before: `status`; after: `status` (`deleted`), `reason`, `sessions_revoked`";
     UserRestored => "user.restored", [User],
         "before/after: `status`";
+    UserPurged => "user.purged", [User],
+        "before: `status` (`deleted`), `deleted_at`; after: `status` (`purged`), what was removed (`memberships_removed` as org ids, `sessions_removed`) and the `subject_keys_destroyed` (its personal data in earlier events now reads as erased). Actor `system`";
+    UserLegalHoldPlaced => "user.legal_hold_placed", [User],
+        "before: the hold it replaced, if any; after: the hold (`reason`, `placed_by`, `placed_at`): the user is never purged while it stands";
+    UserLegalHoldLifted => "user.legal_hold_lifted", [User],
+        "before: the hold that was lifted";
 
     // Organizations.
     OrgCreated => "org.created", [Org],
@@ -167,6 +173,12 @@ audit_actions! {
         "before/after: the org (soft delete)";
     OrgRestored => "org.restored", [Org],
         "before/after: the org";
+    OrgPurged => "org.purged", [Org],
+        "before: `status` (`deleted`), `deleted_at`; after: how many `members_removed`, `invites_removed`, `roles_removed`, `service_accounts_removed`, `subject_keys_destroyed` (of invitees who never joined). The org's audit chain is kept. Actor `system`";
+    OrgLegalHoldPlaced => "org.legal_hold_placed", [Org],
+        "before: the hold it replaced, if any; after: the hold: neither the org nor its members are purged while it stands";
+    OrgLegalHoldLifted => "org.legal_hold_lifted", [Org],
+        "before: the hold that was lifted";
 
     // Memberships (the target is the member's user).
     MemberAdded => "member.added", [User],
@@ -243,7 +255,10 @@ pub fn audit_events_markdown() -> String {
          `target.id` is that object's id (a role's name, an email, a key id). `changes` holds\n\
          `before` and `after`, `null` where there was nothing; secrets are redacted before\n\
          hashing, so they never enter the chain. `org_id` is set when the event belongs to an\n\
-         org.\n\n\
+         org. Personal data in `changes` (`email`, `display_name`, `ip`, `user_agent`, `subject`)\n\
+         is stored as ciphertext (`uos-pd:1:<subject>:…`) under its data subject's key; readers\n\
+         add the unhashed `personal` (decrypted values by JSON pointer) and `erased` (pointers\n\
+         whose subject was purged).\n\n\
          | action | target | changes |\n\
          |---|---|---|\n",
     );
@@ -292,12 +307,18 @@ mod tests {
         "user.status_changed",
         "user.deleted",
         "user.restored",
+        "user.purged",
+        "user.legal_hold_placed",
+        "user.legal_hold_lifted",
         "org.created",
         "org.updated",
         "org.suspended",
         "org.resumed",
         "org.deleted",
         "org.restored",
+        "org.purged",
+        "org.legal_hold_placed",
+        "org.legal_hold_lifted",
         "member.added",
         "member.roles_changed",
         "member.suspended",
@@ -329,7 +350,7 @@ mod tests {
             names, SHIPPED,
             "audit action names are a public contract: add actions, never rename or remove one"
         );
-        assert_eq!(AuditAction::ALL.len(), 54);
+        assert_eq!(AuditAction::ALL.len(), 60);
     }
 
     #[test]

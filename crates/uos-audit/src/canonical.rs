@@ -9,40 +9,50 @@ pub const REDACTED: &str = "[redacted]";
 /// way serde_json spells them. Sorting here, rather than trusting `serde_json::Map`'s order, keeps
 /// hashes stable even if some crate in the build enables serde_json's `preserve_order`.
 pub fn canonical_json(v: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write_canonical(v, &mut out);
-    out
+    // Only JSON text is written, and serde_json writes UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(v: &Value, out: &mut String) {
+/// [`canonical_json`] into `out`, without building an intermediate string per key or scalar
+/// (verification hashes every event, so this is the hot path of an offline check).
+pub(crate) fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(map) => {
             let mut entries: Vec<_> = map.iter().collect();
             entries.sort_unstable_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
-            out.push('{');
+            out.push(b'{');
             for (i, (key, value)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
+                write_str(key, out);
+                out.push(b':');
                 write_canonical(value, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        // Scalars have one compact spelling in serde_json.
-        scalar => out.push_str(&scalar.to_string()),
+        // Scalars have one compact spelling in serde_json; writing into a Vec cannot fail.
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
     }
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it.
+pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// Replaces, at any depth, the value of every key that names a secret with `"[redacted]"`, so an

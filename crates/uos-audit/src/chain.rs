@@ -6,11 +6,10 @@ use std::fmt;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::SubsecRound as _;
-use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use uos_keys::{PublicKey, SigningKey};
 
-use crate::canonical::{canonical_json, redact};
+use crate::canonical::{redact, write_canonical, write_str};
 use crate::checkpoint::{chain_of, LEGACY_CHAIN};
 use crate::event::{format_time, AuditEvent, NewEvent};
 
@@ -50,6 +49,8 @@ pub fn seal(event: NewEvent, seq: i64, prev_hash: &str, key: &SigningKey) -> Aud
         hash: String::new(),
         signature: String::new(),
         key_id: key.key_id().to_owned(),
+        personal: Default::default(),
+        erased: Vec::new(),
     };
     sealed.hash = compute_hash(&sealed);
     sealed.signature = STANDARD.encode(key.sign(&hash_bytes(&sealed.hash)));
@@ -59,34 +60,62 @@ pub fn seal(event: NewEvent, seq: i64, prev_hash: &str, key: &SigningKey) -> Aud
 /// Lowercase hex SHA-256 of the event's canonical JSON without `hash` and `signature` — what
 /// `hash` must equal.
 pub fn compute_hash(e: &AuditEvent) -> String {
-    hex::encode(Sha256::digest(canonical_json(&hash_input(e)).as_bytes()))
+    let mut input = Vec::with_capacity(1024);
+    write_hash_input(e, &mut input);
+    hex::encode(Sha256::digest(&input))
 }
 
-/// Every field except `hash` and `signature`, named as in the serialized event. Spelled out
-/// here, instead of derived from the serde attributes, so that a change to the wire format cannot
-/// silently change what existing hashes cover.
+/// The canonical JSON of every field except `hash` and `signature`, named as in the serialized
+/// event: an object with its keys in bytewise order, written field by field (rather than
+/// built as a `Value` and sorted), since verification hashes every event. Spelled out here,
+/// instead of derived from the serde attributes, so that a change to the wire format cannot
+/// silently change what existing hashes cover; the tests hold it to the object it stands for.
+/// `personal` and `erased` are left out on purpose: they are what a reader could decrypt
+/// today, which changes when a subject is purged, while the ciphertext they come from (in
+/// `changes`) is hashed and never changes.
 ///
 /// Events of the [`LEGACY_CHAIN`] were hashed before events had a chain, so for them `chain` is
 /// left out: their hashes stay what they were. Relabelling any other event as legacy changes
 /// what its hash covers, which verification reports as an edit.
-fn hash_input(e: &AuditEvent) -> Value {
-    let mut input = json!({
-        "id": e.id,
-        "seq": e.seq,
-        "occurred_at": format_time(&e.occurred_at),
-        "actor": {"type": e.actor.kind, "id": e.actor.id},
-        "action": e.action,
-        "org_id": e.org_id,
-        "target": {"type": e.target.kind, "id": e.target.id},
-        "changes": {"before": e.changes.before, "after": e.changes.after},
-        "request_id": e.request_id,
-        "prev_hash": e.prev_hash,
-        "key_id": e.key_id,
-    });
+fn write_hash_input(e: &AuditEvent, out: &mut Vec<u8>) {
+    let opt = |v: Option<&str>, out: &mut Vec<u8>| match v {
+        Some(s) => write_str(s, out),
+        None => out.extend_from_slice(b"null"),
+    };
+    out.extend_from_slice(b"{\"action\":");
+    write_str(&e.action, out);
+    out.extend_from_slice(b",\"actor\":{\"id\":");
+    opt(e.actor.id.as_deref(), out);
+    out.extend_from_slice(b",\"type\":");
+    write_str(&e.actor.kind, out);
+    out.push(b'}');
     if e.chain != LEGACY_CHAIN {
-        input["chain"] = Value::String(e.chain.clone());
+        out.extend_from_slice(b",\"chain\":");
+        write_str(&e.chain, out);
     }
-    input
+    out.extend_from_slice(b",\"changes\":{\"after\":");
+    write_canonical(&e.changes.after, out);
+    out.extend_from_slice(b",\"before\":");
+    write_canonical(&e.changes.before, out);
+    out.extend_from_slice(b"},\"id\":");
+    write_str(&e.id.to_string(), out);
+    out.extend_from_slice(b",\"key_id\":");
+    write_str(&e.key_id, out);
+    out.extend_from_slice(b",\"occurred_at\":");
+    write_str(&format_time(&e.occurred_at), out);
+    out.extend_from_slice(b",\"org_id\":");
+    opt(e.org_id.map(|o| o.to_string()).as_deref(), out);
+    out.extend_from_slice(b",\"prev_hash\":");
+    write_str(&e.prev_hash, out);
+    out.extend_from_slice(b",\"request_id\":");
+    opt(e.request_id.as_deref(), out);
+    out.extend_from_slice(b",\"seq\":");
+    out.extend_from_slice(e.seq.to_string().as_bytes());
+    out.extend_from_slice(b",\"target\":{\"id\":");
+    opt(e.target.id.as_deref(), out);
+    out.extend_from_slice(b",\"type\":");
+    write_str(&e.target.kind, out);
+    out.extend_from_slice(b"}}");
 }
 
 /// The raw bytes that are signed. A hash that is not 64 hex chars yields no bytes, which no
@@ -150,15 +179,39 @@ pub fn verify_event(e: &AuditEvent, keys: &[PublicKey]) -> Result<(), VerifyErro
     if compute_hash(e) != e.hash {
         return Err(fail(VerifyErrorKind::HashMismatch));
     }
-    let key = keys
-        .iter()
-        .find(|k| k.key_id == e.key_id)
-        .ok_or_else(|| fail(VerifyErrorKind::UnknownKey(e.key_id.clone())))?;
-    let signature = STANDARD.decode(&e.signature).unwrap_or_default();
-    if !key.verify(&hash_bytes(&e.hash), &signature) {
+    if !keys.iter().any(|k| k.key_id == e.key_id) {
+        return Err(fail(VerifyErrorKind::UnknownKey(e.key_id.clone())));
+    }
+    if !signature_valid(e, keys) {
         return Err(fail(VerifyErrorKind::BadSignature));
     }
     Ok(())
+}
+
+/// Whether `signature` is valid for `hash` under the key `key_id` names (false for a key not
+/// in `keys`).
+fn signature_valid(e: &AuditEvent, keys: &[PublicKey]) -> bool {
+    let Some(key) = keys.iter().find(|k| k.key_id == e.key_id) else {
+        return false;
+    };
+    let signature = STANDARD.decode(&e.signature).unwrap_or_default();
+    key.verify(&hash_bytes(&e.hash), &signature)
+}
+
+/// Which signatures a chain verification checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Signatures {
+    /// Every event's: each event then stands on its own (what a consumer of single events,
+    /// such as the stream, relies on).
+    #[default]
+    Every,
+    /// The last event's of each chain (and, where one is given, the checkpoint's). Every
+    /// hash, link and seq is still checked; since each event's hash covers the previous
+    /// event's hash, a valid signature on the last event vouches for the content of every
+    /// event before it. What this does not check is the signature *field* of earlier events.
+    /// When anything fails, the chain is checked again up to there with [`Signatures::Every`],
+    /// so the event reported is the one a full check would report.
+    Last,
 }
 
 /// Summary of a verified chain.
@@ -186,47 +239,80 @@ pub fn verify_chain<'a>(
     keys: &[PublicKey],
     start: Option<(i64, &str)>,
 ) -> Result<ChainReport, VerifyError> {
+    verify_chain_with(events, keys, start, Signatures::Every)
+}
+
+/// [`verify_chain`], checking the signatures `signatures` says.
+pub fn verify_chain_with<'a>(
+    events: impl IntoIterator<Item = &'a AuditEvent>,
+    keys: &[PublicKey],
+    start: Option<(i64, &str)>,
+    signatures: Signatures,
+) -> Result<ChainReport, VerifyError> {
+    let events: Vec<&AuditEvent> = events.into_iter().collect();
+    check_chain(&events, keys, start, signatures).map_err(|(_, e)| e)
+}
+
+/// [`verify_chain_with`] over a slice; a failure also gives the index of the event it is at.
+pub(crate) fn check_chain(
+    events: &[&AuditEvent],
+    keys: &[PublicKey],
+    start: Option<(i64, &str)>,
+    signatures: Signatures,
+) -> Result<ChainReport, (usize, VerifyError)> {
+    let hashed = crate::par::map(events, |e| compute_hash(e) == e.hash);
+    let signed = match signatures {
+        Signatures::Every => crate::par::map(events, |e| signature_valid(e, keys)),
+        Signatures::Last => Vec::new(),
+    };
     let (mut expected_seq, start_hash) = start.unwrap_or((1, GENESIS_HASH));
-    let mut prev_hash = start_hash.to_owned();
-    let mut count = 0u64;
+    let mut prev_hash = start_hash;
     let mut chain: Option<&str> = None;
-    for e in events {
-        verify_event(e, keys)?;
-        let expected = *chain.get_or_insert(&e.chain);
-        if e.chain != expected {
-            return Err(VerifyError {
-                chain: e.chain.clone(),
-                seq: e.seq,
-                kind: VerifyErrorKind::WrongChain {
-                    expected: expected.to_owned(),
+    for (i, e) in events.iter().enumerate() {
+        let problem = if !hashed[i] {
+            Some(VerifyErrorKind::HashMismatch)
+        } else if !keys.iter().any(|k| k.key_id == e.key_id) {
+            Some(VerifyErrorKind::UnknownKey(e.key_id.clone()))
+        } else if !match signatures {
+            Signatures::Every => signed[i],
+            Signatures::Last => i + 1 < events.len() || signature_valid(e, keys),
+        } {
+            Some(VerifyErrorKind::BadSignature)
+        } else if *chain.get_or_insert(e.chain.as_str()) != e.chain {
+            Some(VerifyErrorKind::WrongChain {
+                expected: chain.unwrap_or_default().to_owned(),
+            })
+        } else if e.prev_hash != prev_hash {
+            Some(VerifyErrorKind::BrokenLink)
+        } else if e.seq != expected_seq {
+            Some(VerifyErrorKind::SeqGap {
+                expected: expected_seq,
+            })
+        } else {
+            None
+        };
+        if let Some(kind) = problem {
+            if signatures == Signatures::Last {
+                // An event before this one may carry the signature that exposes the change.
+                check_chain(&events[..=i], keys, start, Signatures::Every)?;
+            }
+            return Err((
+                i,
+                VerifyError {
+                    chain: e.chain.clone(),
+                    seq: e.seq,
+                    kind,
                 },
-            });
+            ));
         }
-        if e.prev_hash != prev_hash {
-            return Err(VerifyError {
-                chain: e.chain.clone(),
-                seq: e.seq,
-                kind: VerifyErrorKind::BrokenLink,
-            });
-        }
-        if e.seq != expected_seq {
-            return Err(VerifyError {
-                chain: e.chain.clone(),
-                seq: e.seq,
-                kind: VerifyErrorKind::SeqGap {
-                    expected: expected_seq,
-                },
-            });
-        }
-        prev_hash.clone_from(&e.hash);
+        prev_hash = &e.hash;
         expected_seq = expected_seq.saturating_add(1);
-        count += 1;
     }
     Ok(ChainReport {
         chain: chain.unwrap_or_default().to_owned(),
-        events: count,
+        events: events.len() as u64,
         head_seq: expected_seq.saturating_sub(1),
-        head_hash: prev_hash,
+        head_hash: prev_hash.to_owned(),
     })
 }
 
@@ -237,12 +323,21 @@ pub fn verify_chains<'a>(
     events: impl IntoIterator<Item = &'a AuditEvent>,
     keys: &[PublicKey],
 ) -> Result<Vec<ChainReport>, VerifyError> {
+    verify_chains_with(events, keys, Signatures::Every)
+}
+
+/// [`verify_chains`], checking the signatures `signatures` says.
+pub fn verify_chains_with<'a>(
+    events: impl IntoIterator<Item = &'a AuditEvent>,
+    keys: &[PublicKey],
+    signatures: Signatures,
+) -> Result<Vec<ChainReport>, VerifyError> {
     let mut chains: BTreeMap<&str, Vec<&AuditEvent>> = BTreeMap::new();
     for e in events {
         chains.entry(e.chain.as_str()).or_default().push(e);
     }
     chains
         .into_values()
-        .map(|events| verify_chain(events, keys, None))
+        .map(|events| check_chain(&events, keys, None, signatures).map_err(|(_, e)| e))
         .collect()
 }

@@ -132,13 +132,22 @@ pub fn check_against_checkpoint(
     chain: &str,
     events: &[AuditEvent],
 ) -> Result<(), CheckpointError> {
+    check_events_against(c, chain, events)
+}
+
+/// [`check_against_checkpoint`] over events held or borrowed (an export's, without copies).
+pub(crate) fn check_events_against<E: std::borrow::Borrow<AuditEvent>>(
+    c: &Checkpoint,
+    chain: &str,
+    events: &[E],
+) -> Result<(), CheckpointError> {
     let Some(head) = c.heads.iter().find(|h| h.chain == chain) else {
         return Ok(());
     };
     if head.seq == 0 {
         return Ok(());
     }
-    let last = events.last().map_or(0, |e| e.seq);
+    let last = events.last().map_or(0, |e| e.borrow().seq);
     if last < head.seq {
         return Err(CheckpointError::Truncated {
             chain: chain.to_owned(),
@@ -146,10 +155,10 @@ pub fn check_against_checkpoint(
             found: last,
         });
     }
-    if events.first().is_some_and(|e| e.seq > head.seq) {
+    if events.first().is_some_and(|e| e.borrow().seq > head.seq) {
         return Ok(());
     }
-    let at_head = events.iter().find(|e| e.seq == head.seq);
+    let at_head = events.iter().map(E::borrow).find(|e| e.seq == head.seq);
     if at_head.is_some_and(|e| e.hash == head.hash) {
         Ok(())
     } else {

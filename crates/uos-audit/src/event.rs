@@ -1,5 +1,7 @@
 //! Audit event types as stored and served, and parsing of exports (NDJSON or a list body).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uos_keys::PublicKey;
@@ -72,6 +74,15 @@ pub struct AuditEvent {
     pub signature: String,
     /// Which audit key signed it.
     pub key_id: String,
+    /// Personal data a reader could still decrypt, by JSON pointer into the event (e.g.
+    /// `/changes/after/email`). Not hashed and never stored: the service adds it when it serves
+    /// the event, and the hashed field at that pointer holds the ciphertext.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub personal: BTreeMap<String, serde_json::Value>,
+    /// Pointers of personal data that can no longer be decrypted: its subject was purged and
+    /// the key destroyed. Not hashed, like `personal`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erased: Vec<String>,
 }
 
 fn legacy_chain() -> String {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uos_keys::PublicKey;
 
-use crate::{AuditEvent, Checkpoint, ParseError};
+use crate::{AuditEvent, Checkpoint, ParseError, Signatures};
 
 /// The last line of an export, `{"manifest": {...}}`.
 ///
@@ -70,31 +70,37 @@ fn is_manifest(line: &str) -> bool {
 /// NDJSON events, and a last manifest line if there is one. Blank lines are ignored; errors
 /// name the 1-based line.
 pub fn parse_export(input: &str) -> Result<ExportFile, ParseError> {
-    let mut file = ExportFile::default();
-    for (i, line) in input.lines().enumerate() {
-        let n = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        if let Some((at, _)) = &file.manifest {
+    let lines: Vec<(usize, &str)> = input
+        .lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line))
+        .filter(|(_, line)| !line.trim().is_empty())
+        .collect();
+    let manifest_at = lines.iter().position(|(_, line)| is_manifest(line));
+    let body = &lines[..manifest_at.unwrap_or(lines.len())];
+    // Events are parsed on every core; the first bad line in the file is the one reported.
+    let events = crate::par::map(body, |(n, line)| {
+        serde_json::from_str(line).map_err(|source| ParseError::Line { line: *n, source })
+    });
+    let mut file = ExportFile {
+        events: events.into_iter().collect::<Result<_, _>>()?,
+        lines: body.iter().map(|(n, _)| *n).collect(),
+        manifest: None,
+    };
+    if let Some(at) = manifest_at {
+        let (n, line) = lines[at];
+        if at + 1 < lines.len() {
             return Err(ParseError::Manifest {
-                line: *at,
+                line: n,
                 why: "the manifest must be the last line".into(),
             });
         }
-        if is_manifest(line) {
-            let parsed: ManifestLine<Manifest> =
-                serde_json::from_str(line).map_err(|e| ParseError::Manifest {
-                    line: n,
-                    why: e.to_string(),
-                })?;
-            file.manifest = Some((n, parsed.manifest));
-            continue;
-        }
-        let event =
-            serde_json::from_str(line).map_err(|source| ParseError::Line { line: n, source })?;
-        file.events.push(event);
-        file.lines.push(n);
+        let parsed: ManifestLine<Manifest> =
+            serde_json::from_str(line).map_err(|e| ParseError::Manifest {
+                line: n,
+                why: e.to_string(),
+            })?;
+        file.manifest = Some((n, parsed.manifest));
     }
     Ok(file)
 }
@@ -127,6 +133,16 @@ pub fn verify_export(
     keys: &[PublicKey],
     checkpoint: Option<&Checkpoint>,
 ) -> Result<ExportReport, ExportError> {
+    verify_export_with(file, keys, checkpoint, Signatures::Every)
+}
+
+/// [`verify_export`], checking the signatures `signatures` says (the checkpoint's always).
+pub fn verify_export_with(
+    file: &ExportFile,
+    keys: &[PublicKey],
+    checkpoint: Option<&Checkpoint>,
+    signatures: Signatures,
+) -> Result<ExportReport, ExportError> {
     let end_line = file
         .manifest
         .as_ref()
@@ -147,16 +163,11 @@ pub fn verify_export(
             .and_then(|m| m.first_seq.get(*chain).copied())
             .unwrap_or(1);
         let start = (start_seq > 1).then_some((start_seq, first.prev_hash.as_str()));
-        let pulled = std::cell::Cell::new(0usize);
-        let events = indices.iter().map(|&i| {
-            pulled.set(pulled.get() + 1);
-            &file.events[i]
-        });
-        match crate::verify_chain(events, keys, start) {
+        let events: Vec<&AuditEvent> = indices.iter().map(|&i| &file.events[i]).collect();
+        match crate::chain::check_chain(&events, keys, start, signatures) {
             Ok(report) => reports.push(report),
-            Err(e) => {
-                // verify_chain stops at the event it just pulled: that one is bad.
-                let line = file.lines[indices[pulled.get().saturating_sub(1)]];
+            Err((at, e)) => {
+                let line = file.lines[indices[at]];
                 if first_bad.as_ref().is_none_or(|b| line < b.line) {
                     first_bad = Some(ExportError {
                         line,
@@ -180,8 +191,8 @@ pub fn verify_export(
         };
         crate::verify_checkpoint(c, keys).map_err(|e| fail(end_line, e))?;
         for (chain, indices) in &chains {
-            let events: Vec<AuditEvent> = indices.iter().map(|&i| file.events[i].clone()).collect();
-            if let Err(e) = crate::check_against_checkpoint(c, chain, &events) {
+            let events: Vec<&AuditEvent> = indices.iter().map(|&i| &file.events[i]).collect();
+            if let Err(e) = crate::checkpoint::check_events_against(c, chain, &events) {
                 let line = match &e {
                     crate::CheckpointError::Diverged { seq, .. } => indices
                         .iter()

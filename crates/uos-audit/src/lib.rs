@@ -13,12 +13,13 @@ mod chain;
 mod checkpoint;
 mod event;
 mod export;
+mod par;
 
 pub use action::{audit_events_markdown, AuditAction, TargetKind};
 pub use canonical::{canonical_json, redact, REDACTED};
 pub use chain::{
-    compute_hash, seal, verify_chain, verify_chains, verify_event, ChainReport, VerifyError,
-    VerifyErrorKind, GENESIS_HASH,
+    compute_hash, seal, verify_chain, verify_chain_with, verify_chains, verify_chains_with,
+    verify_event, ChainReport, Signatures, VerifyError, VerifyErrorKind, GENESIS_HASH,
 };
 pub use checkpoint::{
     chain_of, check_against_checkpoint, sign_checkpoint, verify_checkpoint, ChainHead, Checkpoint,
@@ -27,7 +28,10 @@ pub use checkpoint::{
 pub use event::{
     parse_events, parse_keys, parse_ndjson, Actor, AuditEvent, Changes, NewEvent, Target,
 };
-pub use export::{parse_export, verify_export, ExportError, ExportFile, ExportReport, Manifest};
+pub use export::{
+    parse_export, verify_export, verify_export_with, ExportError, ExportFile, ExportReport,
+    Manifest,
+};
 
 /// Input that is not a readable audit export or key list.
 #[derive(Debug, thiserror::Error)]

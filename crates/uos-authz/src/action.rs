@@ -96,6 +96,8 @@ actions! {
     AuthWhoami => "auth.whoami",
     OAuthToken => "oauth2.token",
     OAuthRevoke => "oauth2.revoke",
+    UserLegalHold => "user.legal_hold",
+    OrgLegalHold => "org.legal_hold",
 }
 
 impl fmt::Display for Action {
@@ -140,7 +142,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 64);
+        assert_eq!(Action::ALL.len(), 66);
     }
 
     #[test]

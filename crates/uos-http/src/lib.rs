@@ -112,6 +112,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orgs/{slug}/suspend", post(orgs::suspend))
         .route("/v1/orgs/{slug}/resume", post(orgs::resume))
         .route("/v1/orgs/{slug}/restore", post(orgs::restore))
+        .route(
+            "/v1/orgs/{slug}/legal-hold",
+            axum::routing::put(orgs::place_hold).delete(orgs::lift_hold),
+        )
         .route("/v1/orgs/{slug}/users", get(members::list_members))
         .route(
             "/v1/orgs/{slug}/users/{user_id}",
@@ -153,6 +157,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/users/{id}/status", post(users::set_status))
         .route("/v1/users/{id}/restore", post(users::restore))
+        .route(
+            "/v1/users/{id}/legal-hold",
+            axum::routing::put(users::place_hold).delete(users::lift_hold),
+        )
         .route(
             "/v1/users/{id}/sessions",
             axum::routing::delete(users::revoke_sessions),

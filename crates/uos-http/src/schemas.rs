@@ -114,6 +114,11 @@ schemas! {
     /// Why a user's status changes.
     reason / reason_or_null: Type::String => string()
         .max_length(Some(uos_service::REASON_MAX_CHARS));
+    /// Why a legal hold stands: 1 to 500 characters, not only white space (an unanchored
+    /// pattern: it must contain one other character).
+    hold_reason / hold_reason_or_null: Type::String => string()
+        .pattern(Some(format!("[^{SPACE}]")))
+        .max_length(Some(uos_service::HOLD_REASON_MAX_CHARS));
     /// Seconds the old key of a rotation keeps working.
     overlap_seconds / overlap_seconds_or_null: Type::Integer => ObjectBuilder::new()
         .schema_type(Type::Integer)

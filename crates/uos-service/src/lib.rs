@@ -15,6 +15,7 @@ mod identity;
 mod kernel;
 mod machine;
 mod orgs;
+mod retention;
 
 pub use kernel::precondition::Precondition;
 pub use kernel::views;
@@ -37,6 +38,7 @@ pub use orgs::invites::NewInvite;
 pub use orgs::lifecycle::OrgMove;
 pub use orgs::members::MAX_ROLES;
 pub use orgs::roles::{is_valid_description, NewRole, RolePatch, DESCRIPTION_MAX_CHARS};
+pub use retention::{PurgeReport, HOLD_REASON_MAX_CHARS};
 
 use audit::exports::ExportState;
 use audit::relay::RelayState;
@@ -94,6 +96,8 @@ struct Inner {
     /// This process among the replicas (the relay lease's holder).
     replica_id: String,
     chain: ChainMemory,
+    /// Unwrapped keys of the data subjects whose personal data audit events encrypt.
+    subjects: audit::personal::SubjectKeys,
     relay: RelayState,
     exports: ExportState,
     identity: IdentityState,
@@ -113,6 +117,13 @@ impl Inner {
         }
         self.identity.cache.apply(msg);
         self.machine.cache.apply(msg);
+        // A purge destroys subject keys: a replica must stop decrypting with them.
+        match msg {
+            uos_shared::Invalidation::User(id) => self.subjects.forget_user(*id),
+            uos_shared::Invalidation::Org(_) => self.subjects.forget_emails(),
+            uos_shared::Invalidation::Everything => self.subjects.clear(),
+            _ => {}
+        }
     }
 
     /// Pick up signing keys another replica rotated; true if they changed. Verified tokens
@@ -194,6 +205,10 @@ impl Services {
             .keys
             .secret("api-key-pepper")
             .map_err(|e| ServiceError::Internal(format!("api key pepper: {e}")))?;
+        let email_secret = ports
+            .keys
+            .secret(audit::personal::EMAIL_SECRET)
+            .map_err(|e| ServiceError::Internal(format!("audit subject secret: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store: ports.store,
@@ -204,6 +219,7 @@ impl Services {
                 cfg,
                 replica_id: uuid::Uuid::now_v7().to_string(),
                 chain: ChainMemory::default(),
+                subjects: audit::personal::SubjectKeys::new(email_secret),
                 relay: RelayState::new(ports.events),
                 exports: ExportState::new(ports.objects),
                 identity: IdentityState {
@@ -247,6 +263,7 @@ impl Services {
         self.spawn_checkpoint_issuer();
         self.spawn_relay();
         self.spawn_export_worker();
+        self.spawn_purge_sweep();
         let cfg = &self.inner.cfg;
         let svc = self.clone();
         let every = Duration::from_secs(cfg.api_key_usage_flush_secs.max(1));

@@ -12,6 +12,8 @@ const UNIQUE_CODES: &[(&str, &str)] = &[
     ("password_reset_token_hash_uq", "reset_token_taken"),
     ("service_account_org_name_uq", "name_taken"),
     ("api_key_prefix_uq", "prefix_taken"),
+    ("legal_hold_user_uq", "legal_hold_exists"),
+    ("legal_hold_org_uq", "legal_hold_exists"),
     // Primary keys, under PostgreSQL's default names for them.
     ("refresh_token_pkey", "refresh_token_taken"),
     ("external_identity_pkey", "identity_linked"),

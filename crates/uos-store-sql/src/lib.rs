@@ -18,6 +18,7 @@ mod machine;
 mod membership;
 mod org;
 mod outbox;
+mod retention;
 mod role;
 pub mod rows;
 mod session;

@@ -18,6 +18,8 @@ const UNIQUE_CODES: &[(&str, &str)] = &[
     ),
     ("service_account.org_id, service_account.name", "name_taken"),
     ("api_key.prefix", "prefix_taken"),
+    ("legal_hold.user_id", "legal_hold_exists"),
+    ("legal_hold.org_id", "legal_hold_exists"),
 ];
 
 /// Primary result codes that mean "the database cannot serve us now": busy/locked after the

@@ -17,8 +17,9 @@ pub use error::StoreError;
 pub use page::{Page, PageRequest};
 pub use records::{
     AuditExport, AuditFilter, AuditHead, AuditRow, CheckpointRow, ExportOutcome, ExportStatus,
-    ExternalIdentity, IdemClaim, IdempotencyRecord, LoginUser, MemberFilter, OrgFilter,
-    PasswordReset, PoolStats, RefreshToken, Session, TokenUse, TotpEnrolment, UserFilter,
+    ExternalIdentity, HoldOn, IdemClaim, IdempotencyRecord, LegalHold, LoginUser, MemberFilter,
+    OrgFilter, OrgPurge, PasswordReset, PoolStats, RefreshToken, Session, SubjectKey, TokenUse,
+    TotpEnrolment, UserFilter,
 };
 
 use async_trait::async_trait;
@@ -106,6 +107,7 @@ pub trait ReadTx:
     + MachineReads
     + AuditReads
     + ExportReads
+    + RetentionReads
     + Send
 {
     /// Confine the rest of this unit of work to the rows of `org`: where the backend enforces
@@ -134,6 +136,7 @@ pub trait Tx:
     + OutboxRepo
     + LeaseRepo
     + ExportRepo
+    + RetentionRepo
 {
     async fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -619,4 +622,70 @@ pub trait ExportRepo: ExportReads {
         outcome: &ExportOutcome,
         now: DateTime<Utc>,
     ) -> Result<bool>;
+}
+
+/// The read half of [`RetentionRepo`].
+#[async_trait]
+pub trait RetentionReads: Send {
+    /// The stored keys of those of `subjects` that have one (a destroyed subject has none).
+    async fn get_subject_keys(&mut self, subjects: &[String]) -> Result<Vec<SubjectKey>>;
+    async fn get_legal_hold(&mut self, on: HoldOn) -> Result<Option<LegalHold>>;
+    /// Whether a hold stops purging `user`: one on the user, or on an org the user is a
+    /// member of.
+    async fn user_is_held(&mut self, user: UserId) -> Result<bool>;
+    /// Deleted users whose deletion is older than `deleted_before` and that no hold covers
+    /// (see [`user_is_held`](Self::user_is_held)), oldest deletion first, at most `limit`.
+    async fn purgeable_users(
+        &mut self,
+        deleted_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<UserId>>;
+    /// Deleted, not yet purged orgs whose deletion is older than `deleted_before` and that
+    /// have no hold, oldest deletion first, at most `limit`.
+    async fn purgeable_orgs(
+        &mut self,
+        deleted_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OrgId>>;
+    /// When the org was purged, if it was.
+    async fn org_purged_at(&mut self, org: OrgId) -> Result<Option<DateTime<Utc>>>;
+    /// The invitee addresses of `org`'s invites that no account has: the email subjects that
+    /// only this org's trail may name.
+    async fn org_invitees_without_account(&mut self, org: OrgId) -> Result<Vec<Email>>;
+}
+
+/// Retention and erasure: the per-subject keys that encrypt personal data in audit events,
+/// legal holds, and the purge of users and orgs whose restore window has passed.
+#[async_trait]
+pub trait RetentionRepo: RetentionReads {
+    /// Store a subject's key unless the subject has one already; true if this one was stored.
+    /// Two writers creating the same subject's key at once: exactly one gets `true`.
+    async fn insert_subject_key(&mut self, key: &SubjectKey) -> Result<bool>;
+    /// Delete the keys of `subjects` (crypto-shredding); how many existed.
+    async fn destroy_subject_keys(&mut self, subjects: &[String]) -> Result<u64>;
+    /// The user, its row locked until the transaction ends: purging it and placing a hold on
+    /// it take this lock first, so one of them sees what the other did.
+    async fn lock_user(&mut self, id: UserId) -> Result<Option<User>>;
+    /// [`lock_user`](Self::lock_user) for an org.
+    async fn lock_org(&mut self, id: OrgId) -> Result<Option<Org>>;
+    /// A new hold; `Conflict("legal_hold_exists")` if its user or org has one.
+    async fn insert_legal_hold(&mut self, hold: &LegalHold) -> Result<()>;
+    /// Replace a hold's reason (optimistic, as every `update_*`).
+    async fn update_legal_hold(&mut self, hold: &LegalHold, expected_version: i64) -> Result<()>;
+    /// Lift the hold on `on`; false if there was none.
+    async fn delete_legal_hold(&mut self, on: HoldOn) -> Result<bool>;
+    /// Remove everything that lets the user act or that describes them besides the row: its
+    /// sessions and refresh tokens, second factor and recovery codes, password history,
+    /// password resets and linked external identities. Memberships are removed separately
+    /// (each is audited in its org). Returns how many sessions there were.
+    async fn erase_user_credentials(&mut self, id: UserId) -> Result<u64>;
+    /// Remove an org's members, invites, custom roles, service accounts and their API keys,
+    /// and mark the org purged: `display_name` emptied, `slug` replaced by `slug` (freeing the
+    /// old one), `purged_at` set, version bumped. The row and its audit chain stay.
+    async fn purge_org(
+        &mut self,
+        org: OrgId,
+        slug: &OrgSlug,
+        at: DateTime<Utc>,
+    ) -> Result<OrgPurge>;
 }

@@ -256,3 +256,41 @@ pub enum ExportOutcome {
         error: String,
     },
 }
+
+/// A subject's data key as stored: only the key provider's ciphertext of it. `subject` is
+/// `user:<user id>` or `email:<hex keyed hash>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectKey {
+    pub subject: String,
+    pub wrapped_key: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a legal hold is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HoldOn {
+    User(UserId),
+    Org(OrgId),
+}
+
+/// A legal hold: while it stands the purge job leaves its user (or its org and the org's
+/// members) alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LegalHold {
+    pub id: uuid::Uuid,
+    pub on: HoldOn,
+    pub reason: String,
+    /// The actor id of whoever placed it.
+    pub placed_by: String,
+    pub placed_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+/// What purging an org removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrgPurge {
+    pub members_removed: u64,
+    pub invites_removed: u64,
+    pub roles_removed: u64,
+    pub service_accounts_removed: u64,
+}

@@ -14,7 +14,7 @@ use uuid::Uuid;
 pub const ORG: Uuid = Uuid::from_u128(0x0190_c3f4_0000_7000_8000_0000_0000_0001);
 pub const CHAIN: &str = "org:0190c3f4-0000-7000-8000-000000000001";
 
-fn new_event(i: i64) -> NewEvent {
+pub fn new_event(i: i64) -> NewEvent {
     NewEvent {
         id: Uuid::now_v7(),
         // Nanosecond precision on purpose: sealing must truncate it.
@@ -427,5 +427,63 @@ fn interleaved_chains_verify_each_on_its_own() {
             seq: 3,
             kind: VerifyErrorKind::BrokenLink,
         }
+    );
+}
+
+/// What a reader adds when it serves an event (`personal`, `erased`) is outside the hash: the
+/// same sealed event verifies with the decrypted values, with them erased, and without either,
+/// as an export written before and after a purge holds it. The ciphertext they come from is
+/// inside the hash: changing it is an edit.
+#[test]
+fn the_served_personal_and_erased_parts_are_not_hashed() {
+    let key = SigningKey::generate();
+    let mut events = chain(&key, 3);
+    events[1].changes.after["email"] = json!("uos-pd:1:user:x:Y2lwaGVydGV4dA");
+    events[1].hash = compute_hash(&events[1]);
+    events[1].signature = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .encode(key.sign(&hex::decode(&events[1].hash).unwrap()))
+    };
+    events[2].prev_hash = events[1].hash.clone();
+    events[2].hash = compute_hash(&events[2]);
+    events[2].signature = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .encode(key.sign(&hex::decode(&events[2].hash).unwrap()))
+    };
+    verify_chain(&events, &keys(&key), None).expect("the sealed chain verifies");
+
+    let mut readable = events.clone();
+    readable[1]
+        .personal
+        .insert("/changes/after/email".into(), json!("a@example.com"));
+    verify_chain(&readable, &keys(&key), None).expect("decrypted values are not hashed");
+
+    let mut erased = events.clone();
+    erased[1].erased.push("/changes/after/email".into());
+    verify_chain(&erased, &keys(&key), None).expect("the erased list is not hashed");
+
+    // Both survive a round trip through the wire form, and an export line without them
+    // parses to an event without them.
+    let line = serde_json::to_string(&readable[1]).unwrap();
+    assert!(
+        line.contains(r#""personal":{"/changes/after/email":"a@example.com"}"#),
+        "{line}"
+    );
+    let back: AuditEvent = serde_json::from_str(&line).unwrap();
+    assert_eq!(back, readable[1]);
+    let sealed_line = serde_json::to_string(&events[1]).unwrap();
+    assert!(
+        !sealed_line.contains("personal") && !sealed_line.contains("erased"),
+        "empty unhashed parts are not written: {sealed_line}"
+    );
+
+    // Swapping the ciphertext for the plaintext is an edit.
+    let mut edited = readable.clone();
+    edited[1].changes.after["email"] = json!("a@example.com");
+    assert_eq!(
+        verify_chain(&edited, &keys(&key), None),
+        err(2, VerifyErrorKind::HashMismatch)
     );
 }

@@ -6,3 +6,4 @@
 mod chain;
 mod checkpoint;
 mod docs;
+mod signatures;

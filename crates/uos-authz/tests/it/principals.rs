@@ -191,6 +191,8 @@ fn platform_user_management_needs_a_platform_admin() {
         Action::PasswordResetList,
         Action::PasswordResetApprove,
         Action::KeysRotate,
+        Action::UserLegalHold,
+        Action::OrgLegalHold,
     ] {
         // Being the subject does not help: self-service goes through the `me.*` actions.
         let got = decide(&principal, action, &me);

@@ -121,7 +121,9 @@ fn every_action_is_classified_for_an_owner() {
                 | Action::UserUnlock
                 | Action::PasswordResetList
                 | Action::PasswordResetApprove
-                | Action::KeysRotate => deny("platform_admin_required"),
+                | Action::KeysRotate
+                | Action::UserLegalHold
+                | Action::OrgLegalHold => deny("platform_admin_required"),
                 other => panic!("{other} is missing from this test's classification"),
             }
         };

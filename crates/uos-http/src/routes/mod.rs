@@ -69,6 +69,32 @@ impl<'de> Deserialize<'de> for Reason {
     }
 }
 
+/// Why a legal hold stands: 1 to [`uos_service::HOLD_REASON_MAX_CHARS`] characters, not only
+/// white space.
+#[derive(Debug)]
+pub struct HoldReason(pub String);
+
+impl<'de> Deserialize<'de> for HoldReason {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let max = uos_service::HOLD_REASON_MAX_CHARS;
+        if s.trim().is_empty() || s.chars().count() > max {
+            return Err(de::Error::custom(format!(
+                "give 1 to {max} characters, not only white space"
+            )));
+        }
+        Ok(Self(s))
+    }
+}
+
+crate::json_body! {
+    /// A legal hold: why it stands (recorded in the audit trail; put no personal data here).
+    pub struct HoldBody {
+        #[schema(schema_with = crate::schemas::hold_reason)]
+        req reason: HoldReason,
+    }
+}
+
 /// A custom role's description (see [`uos_service::is_valid_description`]).
 #[derive(Debug)]
 pub struct Description(pub String);

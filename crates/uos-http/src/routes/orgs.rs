@@ -141,3 +141,33 @@ pub async fn restore(
             .await,
     )
 }
+
+/// Place a legal hold on the org, or change its reason (platform admins). While it stands the
+/// retention purge leaves the org and every one of its members alone. Audited in the org.
+#[utoipa::path(put, path = "/v1/orgs/{slug}/legal-hold", tag = "orgs", security(("bearer" = [])), request_body = crate::routes::HoldBody, params(IfMatch), responses(
+    (status = 200, body = uos_service::views::LegalHoldView)))]
+pub async fn place_hold(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path(raw): Path<String>,
+    IfMatch(v): IfMatch,
+    ApiJson(b): ApiJson<crate::routes::HoldBody>,
+) -> ApiResult<uos_service::views::LegalHoldView> {
+    reply(
+        s.svc
+            .place_org_hold(&ctx, &slug(&raw)?, b.reason.0, v)
+            .await,
+    )
+}
+
+/// Lift the org's legal hold (platform admins).
+#[utoipa::path(delete, path = "/v1/orgs/{slug}/legal-hold", tag = "orgs", security(("bearer" = [])), params(IfMatch), responses(
+    (status = 204, description = "lifted")))]
+pub async fn lift_hold(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path(raw): Path<String>,
+    IfMatch(v): IfMatch,
+) -> ApiResult<()> {
+    reply(s.svc.lift_org_hold(&ctx, &slug(&raw)?, v).await)
+}

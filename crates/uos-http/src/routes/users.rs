@@ -5,12 +5,12 @@ use crate::json_body;
 use crate::problem::{ApiError, Problem};
 use crate::reply::{list, reply, ApiResult, ListBody};
 use crate::routes::me::ProfileBody;
-use crate::routes::{user_id, Reason};
+use crate::routes::{user_id, HoldBody, Reason};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::Json;
 use uos_domain::UserStatus;
-use uos_service::views::UserView;
+use uos_service::views::{LegalHoldView, UserView};
 use uos_store::UserFilter;
 
 json_body! {
@@ -141,4 +141,34 @@ pub async fn unlock(
     Path(id): Path<String>,
 ) -> ApiResult<()> {
     reply(s.svc.unlock_user(&ctx, user_id(&id)?).await)
+}
+
+/// Place a legal hold on the user, or change its reason (platform admins). While it stands the
+/// retention purge leaves the user alone, even past its restore window. Audited.
+#[utoipa::path(put, path = "/v1/users/{id}/legal-hold", tag = "users", security(("bearer" = [])), request_body = HoldBody, params(IfMatch), responses(
+    (status = 200, body = LegalHoldView), (status = 409, body = Problem)))]
+pub async fn place_hold(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path(id): Path<String>,
+    IfMatch(v): IfMatch,
+    ApiJson(b): ApiJson<HoldBody>,
+) -> ApiResult<LegalHoldView> {
+    reply(
+        s.svc
+            .place_user_hold(&ctx, user_id(&id)?, b.reason.0, v)
+            .await,
+    )
+}
+
+/// Lift the user's legal hold (platform admins); the next purge sweep may then purge it.
+#[utoipa::path(delete, path = "/v1/users/{id}/legal-hold", tag = "users", security(("bearer" = [])), params(IfMatch), responses(
+    (status = 204, description = "lifted")))]
+pub async fn lift_hold(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path(id): Path<String>,
+    IfMatch(v): IfMatch,
+) -> ApiResult<()> {
+    reply(s.svc.lift_user_hold(&ctx, user_id(&id)?, v).await)
 }

@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 use uos_audit::{parse_export, verify_export, ExportFile};
 
 /// A checkpoint after every commit, so an export always has one to be held to.
-fn checkpoint_every_event() -> [(&'static str, Value); 1] {
+pub(super) fn checkpoint_every_event() -> [(&'static str, Value); 1] {
     [("service.audit_checkpoint_every_events", json!(1))]
 }
 
@@ -51,7 +51,7 @@ async fn download(app: &TestApp, token: &str, id: &str, sha256: &str) -> String 
 }
 
 /// Exports as `token` with `body`, waits for it, downloads and parses the file.
-async fn export(app: &TestApp, token: &str, body: Value) -> (Value, String, ExportFile) {
+pub(super) async fn export(app: &TestApp, token: &str, body: Value) -> (Value, String, ExportFile) {
     let id = request(app, token, body).await;
     let status = finished(app, token, &id).await;
     assert_eq!(status["status"], "done", "{status}");

@@ -18,6 +18,7 @@ mod oauth2;
 mod ops;
 mod orgs;
 mod recovery;
+mod retention;
 mod roles;
 mod sessions;
 mod tokens;

@@ -59,6 +59,11 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("DELETE", "/v1/users/{id}"),
     ("POST", "/v1/users/{id}/status"),
     ("POST", "/v1/users/{id}/restore"),
+    // Retention: legal holds stop the purge.
+    ("PUT", "/v1/users/{id}/legal-hold"),
+    ("DELETE", "/v1/users/{id}/legal-hold"),
+    ("PUT", "/v1/orgs/{slug}/legal-hold"),
+    ("DELETE", "/v1/orgs/{slug}/legal-hold"),
     ("GET", "/v1/orgs/{slug}/users"),
     ("GET", "/v1/orgs/{slug}/users/{user_id}"),
     ("DELETE", "/v1/orgs/{slug}/users/{user_id}"),

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::whole_trail;
 use crate::kernel::uow::UnitOfWork;
 use crate::views::AuditExportView;
-use crate::{Caller, Ctx, Done, Result, ServiceError, Services};
+use crate::{Ctx, Done, Result, ServiceError, Services};
 
 /// Events read from the store and written per round: one page, one progress update.
 const PAGE: u32 = 1000;
@@ -381,17 +381,25 @@ impl Services {
             // One page's lines, written and hashed as one chunk: at most PAGE events in memory.
             let mut chunk = Vec::with_capacity(rows.items.len() * 768);
             let mut in_page = 0i64;
-            for row in &rows.items {
-                if heads.get(&row.chain).is_none_or(|&head| row.seq > head) {
-                    continue;
-                }
+            let (marks, mut payloads): (Vec<_>, Vec<_>) = rows
+                .items
+                .iter()
+                .filter(|row| heads.get(&row.chain).is_some_and(|&head| row.seq <= head))
+                .map(|row| ((row.id, row.chain.as_str(), row.seq), row.payload.clone()))
+                .unzip();
+            // Each line shows what its personal fields decrypt to now, or that they are erased.
+            inner
+                .reveal_personal(&mut payloads)
+                .await
+                .map_err(|e| store_failed(events, e))?;
+            for ((id, chain, seq), payload) in marks.into_iter().zip(&payloads) {
                 in_page += 1;
-                serde_json::to_writer(&mut chunk, &row.payload).map_err(|e| Stop::Failed {
+                serde_json::to_writer(&mut chunk, payload).map_err(|e| Stop::Failed {
                     events,
-                    error: format!("event {}: {e}", row.id),
+                    error: format!("event {id}: {e}"),
                 })?;
                 chunk.push(b'\n');
-                manifest.note(&row.chain, row.seq);
+                manifest.note(chain, seq);
             }
             hash.update(&chunk);
             writer
@@ -443,9 +451,5 @@ impl Services {
 
 /// Who asked, as the audit event's actor id names them.
 fn requester(ctx: &Ctx) -> String {
-    match &ctx.caller {
-        Caller::User(u) => u.user.id.to_string(),
-        Caller::Machine(m) => m.account.id.to_string(),
-        Caller::System | Caller::Anonymous => "system".into(),
-    }
+    ctx.actor_id()
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod checkpoints;
 pub(crate) mod exports;
+pub(crate) mod personal;
 pub(crate) mod relay;
 pub(crate) mod trail;
 

@@ -16,8 +16,11 @@ pub struct ServiceConfig {
     pub session_ttl_secs: u64,
     /// Idle lifetime in seconds: a session not refreshed (or logged into) for this long ends.
     pub session_idle_secs: u64,
-    /// Days a soft-deleted org or user can still be restored.
+    /// Days a soft-deleted org or user can still be restored; after that the purge job
+    /// removes it (unless a legal hold stands).
     pub retention_days: u32,
+    /// How often the purge job looks for users and orgs past `retention_days`, seconds.
+    pub purge_sweep_secs: u64,
     /// How long an `Idempotency-Key` is remembered, in hours (the contract says 24).
     pub idempotency_ttl_hours: u32,
     /// An in-flight idempotency claim older than this (seconds) is taken as abandoned
@@ -98,6 +101,7 @@ impl Default for ServiceConfig {
             session_ttl_secs: 7 * 24 * 3600,
             session_idle_secs: 24 * 3600,
             retention_days: 30,
+            purge_sweep_secs: 3600,
             idempotency_ttl_hours: 24,
             idempotency_stale_secs: 60,
             password_min_length: 12,

@@ -110,6 +110,15 @@ impl Ctx {
     }
 
     /// The idempotency scope of this caller: keys of different callers never collide.
+    /// Who is calling, as audit events and records of who did something name them.
+    pub(crate) fn actor_id(&self) -> String {
+        match &self.caller {
+            Caller::User(u) => u.user.id.to_string(),
+            Caller::Machine(m) => m.account.id.to_string(),
+            Caller::System | Caller::Anonymous => "system".into(),
+        }
+    }
+
     pub fn idempotency_scope(&self) -> String {
         match &self.caller {
             Caller::User(u) => format!("user:{}", u.user.id),

@@ -1,14 +1,17 @@
 //! The unit of work: one store transaction that carries the change, its audit events and the
 //! idempotency response, and that can only be committed with a [`Capability`] that covers it.
 
+use crate::audit::personal::{self, DataKey};
 use crate::{Caller, Ctx, Inner, Result, ServiceError};
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
 use uos_audit::{Actor, AuditAction, Changes, NewEvent, Target, TargetKind};
 use uos_authz::Capability;
 use uos_domain::{Membership, OrgId, User};
 use uos_keys::KeyPurpose;
 use uos_shared::Invalidation;
-use uos_store::{AuditHead, AuditRow, RefreshToken, Session, StoreError, Tx};
+use uos_store::{AuditHead, AuditRow, RefreshToken, Session, StoreError, SubjectKey, Tx};
 
 /// What a successful use case hands back to the transport: the status a replay must repeat,
 /// the body (None = 204) and the version for the `ETag`.
@@ -68,6 +71,10 @@ pub(crate) struct UnitOfWork<'a> {
     orgs: Vec<OrgId>,
     /// How many events it recorded.
     appended: u64,
+    /// Subject keys this unit of work used, by subject.
+    subject_keys: HashMap<String, Arc<DataKey>>,
+    /// Those of them it created: cached for the replica only once they are committed.
+    made_keys: Vec<String>,
 }
 
 impl<'a> UnitOfWork<'a> {
@@ -80,6 +87,8 @@ impl<'a> UnitOfWork<'a> {
             stale: Vec::new(),
             orgs: Vec::new(),
             appended: 0,
+            subject_keys: HashMap::new(),
+            made_keys: Vec::new(),
         })
     }
 
@@ -127,6 +136,7 @@ impl<'a> UnitOfWork<'a> {
 
     /// [`record`](Self::record) for an event already built.
     async fn record_event(&mut self, event: NewEvent) -> Result<()> {
+        let event = self.protect(event).await?;
         if let Some(org) = event.org_id.map(OrgId) {
             if !self.orgs.contains(&org) {
                 self.orgs.push(org);
@@ -161,6 +171,63 @@ impl<'a> UnitOfWork<'a> {
             hash: row.hash,
         });
         Ok(())
+    }
+
+    /// Encrypts the personal data of `event` under its subjects' keys (see
+    /// [`crate::audit::personal`]), before it is sealed: the hash covers the ciphertext.
+    async fn protect(&mut self, mut event: NewEvent) -> Result<NewEvent> {
+        let fields = personal::personal_fields(&mut event, &self.inner.subjects);
+        for f in &fields {
+            if !self.subject_keys.contains_key(&f.subject) {
+                let key = self.subject_key(&f.subject).await?;
+                self.subject_keys.insert(f.subject.clone(), key);
+            }
+        }
+        personal::encrypt_fields(&mut event, &fields, |s| self.subject_keys.get(s).cloned())
+            .map_err(|e| ServiceError::Internal(format!("audit personal data: {e}")))?;
+        Ok(event)
+    }
+
+    /// The subject's key: cached on this replica, or stored (unwrapped once, then cached), or
+    /// created in this transaction, so that it commits with the first event that uses it.
+    async fn subject_key(&mut self, subject: &str) -> Result<Arc<DataKey>> {
+        if let Some(key) = self.inner.subjects.cached(subject) {
+            return Ok(key);
+        }
+        if let Some(key) = self.stored_subject_key(subject).await? {
+            return Ok(key);
+        }
+        let key = personal::new_key();
+        let wrapped = personal::wrap_key(Arc::clone(&self.inner.keys), subject, key)
+            .await
+            .map_err(ServiceError::Internal)?;
+        let row = SubjectKey {
+            subject: subject.to_owned(),
+            wrapped_key: wrapped,
+            created_at: uos_domain::now(),
+        };
+        if self.tx.insert_subject_key(&row).await? {
+            self.made_keys.push(subject.to_owned());
+            return Ok(Arc::new(key));
+        }
+        // Another transaction created it first (and has committed: the insert waited for it).
+        self.stored_subject_key(subject)
+            .await?
+            .ok_or_else(|| ServiceError::Internal(format!("subject key {subject} vanished")))
+    }
+
+    async fn stored_subject_key(&mut self, subject: &str) -> Result<Option<Arc<DataKey>>> {
+        let rows = self.tx.get_subject_keys(&[subject.to_owned()]).await?;
+        let unwrapped = personal::unwrap_keys(Arc::clone(&self.inner.keys), rows)
+            .await
+            .map_err(ServiceError::Internal)?;
+        Ok(unwrapped.into_iter().next().map(|(s, key)| {
+            // Only a key this transaction did not create is committed already.
+            if !self.made_keys.contains(&s) {
+                self.inner.subjects.remember(&s, Arc::clone(&key));
+            }
+            key
+        }))
     }
 
     /// Store a new user with its `user.created` event (invite acceptance, federated login).
@@ -243,6 +310,11 @@ impl<'a> UnitOfWork<'a> {
     async fn finish(mut self) -> Result<()> {
         self.tx.commit().await?;
         self.inner.chain.remember(std::mem::take(&mut self.heads));
+        for subject in &self.made_keys {
+            if let Some(key) = self.subject_keys.get(subject) {
+                self.inner.subjects.remember(subject, Arc::clone(key));
+            }
+        }
         self.inner.appended(self.appended);
         for msg in &self.stale {
             // Locally at once, so this replica never serves the old state after answering;
@@ -270,7 +342,7 @@ pub(crate) async fn open_session<T: Serialize>(
     after: serde_json::Value,
     done: &Done<T>,
 ) -> Result<()> {
-    let event = new_event(
+    let mut event = new_event(
         ctx,
         AuditAction::SessionCreated,
         None,
@@ -278,9 +350,29 @@ pub(crate) async fn open_session<T: Serialize>(
         serde_json::Value::Null,
         after,
     )?;
+    // The one-step write has no transaction to create a subject key in: it is taken only
+    // when every key the event needs is cached (the user's, after its first login here).
+    let fields = personal::personal_fields(&mut event, &inner.subjects);
+    let cached: Option<HashMap<String, Arc<DataKey>>> = fields
+        .iter()
+        .map(|f| {
+            inner
+                .subjects
+                .cached(&f.subject)
+                .map(|k| (f.subject.clone(), k))
+        })
+        .collect();
+    if let Some(keys) = &cached {
+        personal::encrypt_fields(&mut event, &fields, |s| keys.get(s).cloned())
+            .map_err(|e| ServiceError::Internal(format!("audit personal data: {e}")))?;
+    }
     let chain = uos_audit::PLATFORM_CHAIN;
     let mut stale = false;
-    if let Some(prev) = &inner.chain.remembered(chain).filter(|_| ctx.idem.is_none()) {
+    if let Some(prev) = &inner
+        .chain
+        .remembered(chain)
+        .filter(|_| ctx.idem.is_none() && cached.is_some())
+    {
         let row = seal(inner, event.clone(), prev)?;
         match inner
             .store

@@ -516,3 +516,33 @@ impl From<&uos_store::AuditExport> for AuditExportView {
         }
     }
 }
+
+/// A legal hold on a user or an org: while it stands, neither is purged (nor, for an org, any
+/// of its members).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct LegalHoldView {
+    /// `user` or `org`.
+    pub on: String,
+    /// The user's or org's id.
+    pub id: Uuid,
+    pub reason: String,
+    /// The actor id of the platform admin who placed it (or last changed its reason).
+    pub placed_by: String,
+    pub placed_at: DateTime<Utc>,
+}
+
+impl From<&uos_store::LegalHold> for LegalHoldView {
+    fn from(h: &uos_store::LegalHold) -> Self {
+        let (on, id) = match h.on {
+            uos_store::HoldOn::User(u) => ("user", u.0),
+            uos_store::HoldOn::Org(o) => ("org", o.0),
+        };
+        Self {
+            on: on.into(),
+            id,
+            reason: h.reason.clone(),
+            placed_by: h.placed_by.clone(),
+            placed_at: h.placed_at,
+        }
+    }
+}

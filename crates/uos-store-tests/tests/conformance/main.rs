@@ -30,6 +30,7 @@ mod machine;
 mod membership;
 mod org;
 mod outbox;
+mod retention;
 mod role;
 mod session;
 mod store;
