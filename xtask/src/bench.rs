@@ -237,7 +237,11 @@ pub(crate) fn start_server_with(
     base: &str,
     env: &[(&str, &str)],
 ) -> anyhow::Result<Server> {
-    let log = std::fs::File::create(work.join("admin-api.log"))?;
+    // Appended to: a bench that restarts the server keeps every run's warnings.
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(work.join("admin-api.log"))?;
     let child = Command::new(server_binary(root)?)
         .envs(env.iter().copied())
         .env("UOS_DATABASE_URL", database_url)

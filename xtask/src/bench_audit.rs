@@ -6,13 +6,14 @@
 //!    each, never contending for a row) spread over `--orgs` orgs, then all into one org:
 //!    events/s, and the gain of many chains over one; then the append alone, through the store
 //!    port: `--connections` writers each sealing, signing and appending one event per
-//!    transaction (locking its chain's head, as a writer that remembers no head does), spread
-//!    over `--orgs` chains, then into one;
+//!    transaction (from the head last written, locking the head row only when another writer
+//!    moved it, as the service does), spread over `--orgs` chains, then into one;
 //! 3. offline verification: the whole trail exported as NDJSON and checked by the release
 //!    `uosctl audit verify` (events/s), beside `sha256sum` of the same file (MB/s);
 //! 4. the relay: the server restarted with a tansu broker configured drains the backlog
 //!    (events/s into the broker);
-//! 5. commit-to-broker latency: a lighter write load (`-c4`) while a consumer reads the topic;
+//! 5. commit-to-broker latency: a lighter write load (`-c4`) while a consumer reads the topic
+//!    from its end (what the relay drained before is not read first);
 //!    for each event of the load, the time from `occurred_at` (before its commit) to its
 //!    arrival at the consumer (an upper bound of commit-to-broker), p50 and p99;
 //! 6. a large export: `--export-events` synthetic rows (copies of one real event's payload,
@@ -28,13 +29,14 @@ use crate::bench::{
 };
 use anyhow::{bail, Context};
 use clap::Args;
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use uos_events::testing::{consume, Broker};
-use uos_store::{AuditRow, Store};
+use uos_events::testing::{consume_new, Broker};
+use uos_store::{AuditHead, AuditRow, Store};
 use uuid::Uuid;
 
 #[derive(Debug, Args)]
@@ -130,10 +132,12 @@ pub fn run(args: AuditBenchArgs) -> anyhow::Result<()> {
             "many chains over one: {:.2}x events/s",
             rates[0] / rates[1]
         ));
+        // A database of its own: these events are signed by a key the server does not publish.
+        let append_db = fresh_database("postgres", &work, &rt)?;
         let mut appends = Vec::new();
         for chains in [args.orgs, 1] {
             let rate = rt.block_on(store_appends(
-                &database_url,
+                &append_db,
                 chains,
                 args.connections,
                 args.duration,
@@ -150,6 +154,7 @@ pub fn run(args: AuditBenchArgs) -> anyhow::Result<()> {
             "appends, many chains over one: {:.2}x",
             appends[0] / appends[1]
         ));
+        drop_database(&append_db, &rt)?;
 
         let (file, count) = export(&base, &auth, &work)?;
         let keys = work.join("keys.json");
@@ -202,16 +207,19 @@ pub fn run(args: AuditBenchArgs) -> anyhow::Result<()> {
 
     let token = admin_token(&base)?;
     let auth = format!("Authorization: Bearer {token}");
-    let load_start = SystemTime::now();
     let brokers = broker.address.clone();
     let consumer = std::thread::spawn(move || {
-        consume(
+        consume_new(
             &brokers,
             "uos.audit.v1",
             usize::MAX,
             Duration::from_secs(u64::from(args.duration) + 20),
         )
     });
+    // The consumer reads from the end of the topic once assigned; events of the load that
+    // occurred before then are not counted (see the filter below).
+    std::thread::sleep(Duration::from_secs(2));
+    let load_start = SystemTime::now();
     let script = work.join("write-latency.lua");
     std::fs::write(&script, write_lua(args.orgs, "latency"))?;
     let load = wrk_stats(
@@ -300,26 +308,46 @@ fn export(base: &str, auth: &str, work: &Path) -> anyhow::Result<(std::path::Pat
 }
 
 /// Phase 2, the append alone: `writers` tasks for `secs` seconds, each appending one signed
-/// event per transaction to chain `org:<n>` for n in turn of `chains`: events/s.
+/// event per transaction to chain `org:<n>` for n in turn of `chains`: events/s. Heads are
+/// remembered across the writers, like the service's chain memory.
 async fn store_appends(url: &str, chains: u32, writers: u32, secs: u32) -> anyhow::Result<f64> {
-    let store: Arc<dyn Store> = Arc::new(uos_store_postgres::PgStore::connect(url, writers).await?);
+    let pg = uos_store_postgres::PgStore::connect(url, writers).await?;
+    pg.migrate().await?;
+    let store: Arc<dyn Store> = Arc::new(pg);
     let key = Arc::new(uos_keys::SigningKey::generate());
     let orgs: Arc<Vec<Uuid>> = Arc::new((0..chains).map(|_| Uuid::now_v7()).collect());
     let appended = Arc::new(AtomicU64::new(0));
+    let heads: Arc<std::sync::Mutex<HashMap<String, AuditHead>>> = Arc::default();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(u64::from(secs));
     let mut tasks = Vec::new();
     for w in 0..writers as usize {
-        let (store, key, orgs, appended) =
-            (store.clone(), key.clone(), orgs.clone(), appended.clone());
+        let (store, key, orgs, appended, heads) = (
+            store.clone(),
+            key.clone(),
+            orgs.clone(),
+            appended.clone(),
+            heads.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut n = w;
             while Instant::now() < deadline {
                 let org = orgs[n % orgs.len()];
                 n += writers as usize;
+                let chain = uos_audit::chain_of(Some(org));
                 let mut tx = store.begin().await?;
-                let head = tx.lock_audit_head(&uos_audit::chain_of(Some(org))).await?;
-                let event = uos_audit::NewEvent {
+                // As the service does: chain from the head this process last wrote, and lock
+                // the head row only when there is none or another writer moved it.
+                let known = heads
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .get(&chain)
+                    .cloned();
+                let mut head = match known {
+                    Some(h) => h,
+                    None => tx.lock_audit_head(&chain).await?,
+                };
+                let mut event = uos_audit::NewEvent {
                     id: Uuid::now_v7(),
                     occurred_at: uos_domain::now(),
                     actor: uos_audit::Actor {
@@ -338,21 +366,41 @@ async fn store_appends(url: &str, chains: u32, writers: u32, secs: u32) -> anyho
                     },
                     request_id: None,
                 };
-                let sealed = uos_audit::seal(event, head.seq + 1, &head.hash, &key);
-                let row = AuditRow {
-                    chain: sealed.chain.clone(),
-                    seq: sealed.seq,
-                    id: sealed.id,
-                    occurred_at: sealed.occurred_at,
-                    org_id: Some(uos_domain::OrgId(org)),
-                    actor_id: None,
-                    action: sealed.action.clone(),
-                    target_id: sealed.target.id.clone(),
-                    hash: sealed.hash.clone(),
-                    payload: serde_json::to_value(&sealed)?,
-                };
-                tx.append_audit(&head, &row).await?;
-                tx.commit().await?;
+                loop {
+                    let sealed = uos_audit::seal(event.clone(), head.seq + 1, &head.hash, &key);
+                    let row = AuditRow {
+                        chain: sealed.chain.clone(),
+                        seq: sealed.seq,
+                        id: sealed.id,
+                        occurred_at: sealed.occurred_at,
+                        org_id: Some(uos_domain::OrgId(org)),
+                        actor_id: None,
+                        action: sealed.action.clone(),
+                        target_id: sealed.target.id.clone(),
+                        hash: sealed.hash.clone(),
+                        payload: serde_json::to_value(&sealed)?,
+                    };
+                    match tx.append_audit(&head, &row).await {
+                        Ok(()) => {
+                            tx.commit().await?;
+                            let next = AuditHead {
+                                chain: chain.clone(),
+                                seq: row.seq,
+                                hash: row.hash,
+                            };
+                            heads
+                                .lock()
+                                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                                .insert(chain, next);
+                            break;
+                        }
+                        Err(uos_store::StoreError::VersionConflict) => {
+                            head = tx.lock_audit_head(&chain).await?;
+                            event.id = Uuid::now_v7();
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 appended.fetch_add(1, Ordering::Relaxed);
             }
             anyhow::Ok(())

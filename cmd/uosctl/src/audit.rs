@@ -51,7 +51,7 @@ pub struct VerifyArgs {
     /// Hash of the event just before the segment (the first event's expected `prev_hash`).
     #[arg(long, requires = "start_seq")]
     start_prev_hash: Option<String>,
-    /// Check every event's signature, not only each chain's last (about 5x slower).
+    /// Check every event's signature, not only each chain's last (3 to 4 times slower).
     #[arg(long)]
     every_signature: bool,
 }

@@ -129,13 +129,32 @@ impl Received {
 /// until `want` messages arrived or `timeout` passed, and returns them in the order of each
 /// partition.
 pub fn consume(brokers: &str, topic: &str, want: usize, timeout: Duration) -> Vec<Received> {
+    consume_from(brokers, topic, Offset::Beginning, want, timeout)
+}
+
+/// [`consume`], but only what is produced after the consumer is assigned (about a second
+/// after the call): a latency measurement must not wait for a backlog to be read first.
+pub fn consume_new(brokers: &str, topic: &str, want: usize, timeout: Duration) -> Vec<Received> {
+    consume_from(brokers, topic, Offset::End, want, timeout)
+}
+
+fn consume_from(
+    brokers: &str,
+    topic: &str,
+    from: Offset,
+    want: usize,
+    timeout: Duration,
+) -> Vec<Received> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("uos-test-{}", std::process::id()))
         .set("enable.auto.commit", "false")
-        // Hand over what arrived at once rather than waiting to fill a fetch: latencies read
-        // off `received_at` then measure the producer side.
+        // Hand over what arrived at once rather than waiting to fill a fetch, and ask again
+        // soon after an empty or refused fetch: latencies read off `received_at` then
+        // measure the producer side, not this consumer's backoffs (500 ms and 1 s by default).
         .set("fetch.wait.max.ms", "10")
+        .set("fetch.error.backoff.ms", "10")
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .expect("a consumer");
     let deadline = Instant::now() + timeout;
@@ -160,7 +179,7 @@ pub fn consume(brokers: &str, topic: &str, want: usize, timeout: Duration) -> Ve
     for p in 0..partitions {
         let p = i32::try_from(p).unwrap_or(i32::MAX);
         assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
+            .add_partition_offset(topic, p, from)
             .expect("a partition");
     }
     consumer.assign(&assignment).expect("assigned");
