@@ -67,44 +67,26 @@ impl Services {
             return Ok(report);
         }
         let cutoff = now - Duration::days(i64::from(inner.cfg.retention_days));
-        loop {
-            let candidates = inner
-                .store
-                .read()
-                .await?
-                .purgeable_users(cutoff, PURGE_BATCH)
-                .await?;
-            let mut purged = 0;
-            for id in &candidates {
-                if self.purge_user(*id, cutoff).await? {
-                    purged += 1;
-                }
-            }
-            report.users += purged;
-            // A round that purged nothing found only rows that changed under it: stop rather
-            // than look at them again.
-            if candidates.len() < PURGE_BATCH as usize || purged == 0 {
-                break;
-            }
-        }
-        loop {
-            let candidates = inner
-                .store
-                .read()
-                .await?
-                .purgeable_orgs(cutoff, PURGE_BATCH)
-                .await?;
-            let mut purged = 0;
-            for id in &candidates {
-                if self.purge_org(*id, cutoff).await? {
-                    purged += 1;
-                }
-            }
-            report.orgs += purged;
-            if candidates.len() < PURGE_BATCH as usize || purged == 0 {
-                break;
-            }
-        }
+        report.users = purge_in_batches(
+            || {
+                Box::pin(async move {
+                    let mut r = inner.store.read().await?;
+                    Ok(r.purgeable_users(cutoff, PURGE_BATCH).await?)
+                })
+            },
+            |id| Box::pin(self.purge_user(id, cutoff)),
+        )
+        .await?;
+        report.orgs = purge_in_batches(
+            || {
+                Box::pin(async move {
+                    let mut r = inner.store.read().await?;
+                    Ok(r.purgeable_orgs(cutoff, PURGE_BATCH).await?)
+                })
+            },
+            |id| Box::pin(self.purge_org(id, cutoff)),
+        )
+        .await?;
         if report != PurgeReport::default() {
             tracing::info!(users = report.users, orgs = report.orgs, "retention purge");
         }
@@ -448,4 +430,30 @@ async fn lift_hold(
     check_version(current.version, if_match)?;
     uow.tx().delete_legal_hold(on).await?;
     Ok(current)
+}
+
+/// One step of [`purge_in_batches`]: a future that may run on any worker thread.
+type Step<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>>;
+
+/// Purges what `candidates` lists, a batch at a time, until a batch comes back short or a
+/// round purged nothing (it found only rows that changed under it: looking at them again
+/// would loop). How many were purged.
+async fn purge_in_batches<'a, Id: Copy + 'a>(
+    candidates: impl Fn() -> Step<'a, Vec<Id>>,
+    purge: impl Fn(Id) -> Step<'a, bool>,
+) -> Result<usize> {
+    let mut total = 0;
+    loop {
+        let batch = candidates().await?;
+        let mut purged = 0;
+        for id in &batch {
+            if purge(*id).await? {
+                purged += 1;
+            }
+        }
+        total += purged;
+        if batch.len() < PURGE_BATCH as usize || purged == 0 {
+            return Ok(total);
+        }
+    }
 }
