@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uos_store::{AuditRow, OutboxRepo, Result};
 
-/// Chains whose head is past what the relay published, with that progress (`done`): one row
-/// per chain, never a scan of events.
-const BEHIND: &str = "from audit_chain c left join audit_relay r on r.chain = c.chain \
-     where c.seq > coalesce(r.seq, 0)";
+/// Every chain head `c` with the relay's progress `r` on it.
+const CHAINS: &str = "from audit_chain c left join audit_relay r on r.chain = c.chain";
+/// Of those, the chains whose head is past what the relay published.
+const IS_BEHIND: &str = "where c.seq > coalesce(r.seq, 0)";
 
 #[async_trait]
 impl<D: Dialect> OutboxRepo for SqlTx<D> {
@@ -22,7 +22,7 @@ impl<D: Dialect> OutboxRepo for SqlTx<D> {
     /// however many events were published before; ordering the whole backlog by position
     /// instead made every round as slow as the table was long.
     async fn unpublished_audit(&mut self, limit: u32) -> Result<Vec<AuditRow>> {
-        let row = query::<D>(&format!("select count(*) as chains {BEHIND}"))
+        let row = query::<D>(&format!("select count(*) as chains {CHAINS} {IS_BEHIND}"))
             .fetch_optional(self.conn())
             .await?;
         let chains: i64 = match row {
@@ -35,8 +35,7 @@ impl<D: Dialect> OutboxRepo for SqlTx<D> {
         let per_chain = (i64::from(limit) + chains - 1) / chains;
         let cols: Vec<String> = AUDIT_COLS.split(", ").map(|c| format!("e.{c}")).collect();
         let sql = format!(
-            "select {} from audit_chain c left join audit_relay r on r.chain = c.chain {} \
-             where c.seq > coalesce(r.seq, 0) order by e.position limit $1",
+            "select {} {CHAINS} {} {IS_BEHIND} order by e.position limit $1",
             cols.join(", "),
             D::NEXT_EVENTS_OF_CHAIN,
         );
@@ -58,7 +57,7 @@ impl<D: Dialect> OutboxRepo for SqlTx<D> {
             "select c.seq - coalesce(r.seq, 0) as n, \
              (select e.occurred_at from audit_event e \
               where e.chain = c.chain and e.seq = coalesce(r.seq, 0) + 1) as first_at \
-             {BEHIND}"
+             {CHAINS} {IS_BEHIND}"
         );
         let rows = query::<D>(&sql).fetch_all(self.conn()).await?;
         let mut behind = 0u64;
