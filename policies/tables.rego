@@ -12,6 +12,7 @@ permissions := [
 	"audit:read",
 	"billing:read", "billing:write",
 	"service_accounts:read", "service_accounts:write",
+	"policy:evaluate", "usage:write",
 ]
 
 # Endpoints that need no credentials at all (the credential is the password, the refresh
@@ -21,6 +22,8 @@ public_actions := {
 	"auth.oidc", "invite.accept",
 	# OAuth2 clients authenticate in the request itself (client secret), as RFC 6749 and 7009 say.
 	"oauth2.token", "oauth2.revoke",
+	# The decision point's public keys, for whoever verifies a decision (like a JWKS).
+	"policy.keys",
 }
 
 # What a user whose password must be reset may still do: see themselves, set a password, leave.
@@ -89,6 +92,10 @@ action_permission := {
 	"api_key.revoke": "service_accounts:write",
 	"api_key.rotate": "service_accounts:write",
 	"client_secret.issue": "service_accounts:write",
+	"policy.evaluate": "policy:evaluate",
+	"budget.read": "billing:read",
+	"budget.write": "billing:write",
+	"usage.record": "usage:write",
 }
 
 # Org statuses the policy knows; anything else is denied rather than guessed at.
@@ -109,6 +116,7 @@ suspended_org_actions := {
 	"role.list", "role.read",
 	"audit.read",
 	"service_account.list", "service_account.read", "api_key.list", "api_key.read",
+	"budget.read",
 	# Taking a credential away is always allowed: a suspended org must be able to stop a leak.
 	"api_key.revoke",
 }

@@ -339,6 +339,15 @@ impl Config {
                 "one-time token lifetimes must be positive",
             );
         }
+        if !(1..=86_400).contains(&s.decision_ttl_secs) {
+            return bad("service.decision_ttl_secs", "must be between 1 and 86400");
+        }
+        if s.budget_cache_ms > 1000 {
+            return bad(
+                "service.budget_cache_ms",
+                "must be at most 1000 (other replicas' usage must count within a second)",
+            );
+        }
         if let Some(brokers) = &self.kafka.brokers {
             let bad_broker = |b: &str| {
                 b.rsplit_once(':')

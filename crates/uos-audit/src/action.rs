@@ -23,6 +23,10 @@ pub enum TargetKind {
     Key,
     /// An audit export job, by its id.
     AuditExport,
+    /// A spend budget, by `<scope>:<scope id>` (`org:…`, `service_account:…`, `member:…`).
+    Budget,
+    /// A policy decision, by its `decision_id`.
+    Decision,
 }
 
 impl TargetKind {
@@ -39,6 +43,8 @@ impl TargetKind {
             TargetKind::ApiKey => "api_key",
             TargetKind::AccessToken => "access_token",
             TargetKind::Key => "key",
+            TargetKind::Budget => "budget",
+            TargetKind::Decision => "decision",
             TargetKind::AuditExport => "audit_export",
         }
     }
@@ -233,6 +239,18 @@ audit_actions! {
     // The audit trail itself.
     AuditExported => "audit.exported", [AuditExport],
         "after: the export asked for: its `org_id` (null: the whole trail), `since`, `until`";
+
+    // Budgets, usage and the decision point.
+    BudgetSet => "budget.set", [Budget],
+        "before: the budget it replaced, if any; after: the budget (`period`, `limit_cents`, `warn_percent`, `block_percent`)";
+    BudgetDeleted => "budget.deleted", [Budget],
+        "before: the budget";
+    BudgetStateChanged => "budget.state_changed", [Budget],
+        "after: the `state` reached (`warn` or `blocked`), `period_start`, `spent_cents`, `effective_limit_cents`; once per budget, period and state. Actor: whoever reported the usage";
+    UsageRecorded => "usage.recorded", [Org],
+        "after: how many events were `recorded` and how many were `duplicates`, and the `amount_cents` recorded (one event per request and org, not per usage event)";
+    PolicyDenied => "policy.denied", [Decision],
+        "after: the `principal`, `action`, `resource`, the `reasons` (each as `rule`, `policy` and, for a budget, its `scope`, `scope_id`, `spent_cents`, `effective_limit_cents`, `state`) and the `policy_revision`. Actor: the service that asked";
 }
 
 impl fmt::Display for AuditAction {
@@ -341,6 +359,11 @@ mod tests {
         "api_key.refused",
         "access_token.revoked",
         "audit.exported",
+        "budget.set",
+        "budget.deleted",
+        "budget.state_changed",
+        "usage.recorded",
+        "policy.denied",
     ];
 
     #[test]
@@ -350,7 +373,7 @@ mod tests {
             names, SHIPPED,
             "audit action names are a public contract: add actions, never rename or remove one"
         );
-        assert_eq!(AuditAction::ALL.len(), 60);
+        assert_eq!(AuditAction::ALL.len(), 65);
     }
 
     #[test]

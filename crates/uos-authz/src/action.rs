@@ -98,6 +98,11 @@ actions! {
     OAuthRevoke => "oauth2.revoke",
     UserLegalHold => "user.legal_hold",
     OrgLegalHold => "org.legal_hold",
+    PolicyEvaluate => "policy.evaluate",
+    PolicyKeys => "policy.keys",
+    BudgetRead => "budget.read",
+    BudgetWrite => "budget.write",
+    UsageRecord => "usage.record",
 }
 
 impl fmt::Display for Action {
@@ -142,7 +147,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 66);
+        assert_eq!(Action::ALL.len(), 71);
     }
 
     #[test]

@@ -7,8 +7,10 @@ use std::sync::{Arc, RwLock};
 
 use regorus::{Engine, Value};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::pdp::{self, PdpInput, PdpVerdict};
 use crate::{
     Action, AuthzError, Capability, Denied, OrgContext, Principal, Resource, ResourceKind,
 };
@@ -33,6 +35,10 @@ const EMBEDDED_POLICIES: &[(&str, &str)] = &[
         "policies/decision.rego",
         include_str!("../../../policies/decision.rego"),
     ),
+    (
+        "policies/pdp.rego",
+        include_str!("../../../policies/pdp.rego"),
+    ),
 ];
 
 /// The raw outcome of the policy: allowed or not, and which rule said so.
@@ -52,6 +58,10 @@ pub struct Authorizer {
     // and a decision is a pure function of policy and input, so a repeated question (the
     // same caller doing the same thing) need not run the evaluator again (~50 µs).
     memo: Arc<RwLock<HashMap<String, Decision>>>,
+    // The same for the decision point's questions, whose inputs come from other services.
+    pdp_memo: Arc<RwLock<HashMap<String, Arc<PdpVerdict>>>>,
+    // The content hash of the policies (`policy_revision`): decisions name what decided them.
+    revision: Arc<str>,
 }
 
 /// More remembered decisions than this and the memo starts over: inputs carry ids, so
@@ -110,7 +120,13 @@ impl Authorizer {
         sources: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, AuthzError> {
         let mut engine = Engine::new();
+        let mut hash = Sha256::new();
         for (name, text) in sources {
+            // Name and text, each length-prefixed: moving text between files changes the hash.
+            for part in [&name, &text] {
+                hash.update((part.len() as u64).to_be_bytes());
+                hash.update(part.as_bytes());
+            }
             engine
                 .add_policy(name.clone(), text)
                 .map_err(|e| AuthzError::InvalidPolicy {
@@ -119,13 +135,43 @@ impl Authorizer {
                 })?;
         }
         self_check(&mut engine)?;
+        pdp::self_check(&mut engine)?;
         // The input of the last check is not meant to linger in the template every clone
         // starts from.
         engine.set_input(Value::new_object());
         Ok(Self {
             engine,
             memo: Arc::default(),
+            pdp_memo: Arc::default(),
+            revision: hex::encode(hash.finalize()).into(),
         })
+    }
+
+    /// The content hash of the loaded policies, hex: the `policy_revision` of decisions.
+    pub fn revision(&self) -> &str {
+        &self.revision
+    }
+
+    /// The decision point's answer (`data.uos.pdp.decision`) for `input`, remembered by the
+    /// input: the policies are fixed for the life of the authorizer, so the same question
+    /// gets the same answer. Errors mean the policy could not decide.
+    pub fn pdp_decide(&self, input: &PdpInput<'_>) -> Result<Arc<PdpVerdict>, AuthzError> {
+        let key = serde_json::to_string(input)?;
+        if let Some(v) = self
+            .pdp_memo
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(Arc::clone(v));
+        }
+        let verdict = Arc::new(pdp::evaluate(&mut self.engine.clone(), &key)?);
+        let mut memo = self.pdp_memo.write().unwrap_or_else(|e| e.into_inner());
+        if memo.len() >= MEMO_MAX {
+            memo.clear();
+        }
+        memo.insert(key, Arc::clone(&verdict));
+        Ok(verdict)
     }
 
     /// Asks the policy and returns its raw decision. Errors mean the policy could not decide.

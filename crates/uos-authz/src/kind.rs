@@ -58,6 +58,7 @@ resource_kinds! {
     Audit => "audit", "the audit trail: of one org when `org_id` is set, of the platform otherwise";
     Token => "token", "a token handed to `/v1/auth/introspect`";
     Key => "key", "the service's signing keys (rotation)";
+    Budget => "budget", "a spend budget of an org, service account or member, and the usage counted against it (`id` is the scope and its id)";
     OAuth2 => "oauth2", "the OAuth2 token endpoint (client credentials, revocation)";
     PasswordReset => "password_reset", "a password-reset request: asking, completing, approving";
 }

@@ -12,6 +12,7 @@ mod catalogue;
 mod error;
 mod kind;
 mod model;
+mod pdp;
 
 pub use action::Action;
 pub use authorizer::{Authorizer, Decision, DECISION_RULE};
@@ -20,3 +21,4 @@ pub use catalogue::{builtin_role_permissions, BUILTIN_ROLES, PERMISSIONS};
 pub use error::AuthzError;
 pub use kind::{resource_kinds_markdown, ResourceKind, RESOURCE_KINDS_BEGIN, RESOURCE_KINDS_END};
 pub use model::{OrgContext, Principal, PrincipalKind, Resource};
+pub use pdp::{PdpInput, PdpPrincipal, PdpReason, PdpResource, PdpVerdict, PDP_RULE};

@@ -25,6 +25,11 @@ pub const PERMISSIONS: &[&str] = &[
     "billing:write",
     "service_accounts:read",
     "service_accounts:write",
+    // Asking the decision point about a principal of the org, and reporting its spend: what
+    // gateways and metering services hold, kept apart from `billing:write` so that a meter
+    // cannot raise its own budget.
+    "policy:evaluate",
+    "usage:write",
 ];
 
 /// The org roles every org has; custom roles may not reuse these names. `owner` is special
@@ -48,6 +53,8 @@ const ADMIN: &[&str] = &[
     "billing:write",
     "service_accounts:read",
     "service_accounts:write",
+    "policy:evaluate",
+    "usage:write",
 ];
 const MEMBER: &[&str] = &["org:read", "users:read", "roles:read"];
 const BILLING: &[&str] = &["org:read", "billing:read", "billing:write"];

@@ -74,7 +74,7 @@ pub fn take_field<T: serde::de::DeserializeOwned>(
 
 /// JSON does not tell integers from other numbers: `3.0` is the integer 3 (JSON Schema
 /// agrees), so an integral float is handed to the field's parser as an integer.
-fn integral(v: Value) -> Value {
+pub(crate) fn integral(v: Value) -> Value {
     match v.as_f64() {
         Some(f) if v.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
             // In range and integral, so the cast is exact.

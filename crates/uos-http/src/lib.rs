@@ -23,8 +23,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Router;
 use routes::{
-    audit, auth, federation, health, invites, machine, me, members, mfa, oauth, orgs, resets,
-    roles, tokens, users,
+    audit, auth, budgets, federation, health, invites, machine, me, members, mfa, oauth, orgs,
+    policy, resets, roles, tokens, users,
 };
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -174,6 +174,29 @@ pub fn router(state: AppState) -> Router {
             "/v1/audit/exports/{id}/download",
             get(audit::download_export),
         )
+        .route("/v1/policy/evaluate", post(policy::evaluate))
+        .route("/v1/policy/evaluate-batch", post(policy::evaluate_batch))
+        .route("/v1/policy/keys", get(policy::keys))
+        .route(
+            "/v1/orgs/{slug}/budget",
+            get(budgets::get_org_budget)
+                .put(budgets::put_org_budget)
+                .delete(budgets::delete_org_budget),
+        )
+        .route(
+            "/v1/orgs/{slug}/service-accounts/{id}/budget",
+            get(budgets::get_account_budget)
+                .put(budgets::put_account_budget)
+                .delete(budgets::delete_account_budget),
+        )
+        .route(
+            "/v1/orgs/{slug}/users/{user_id}/budget",
+            get(budgets::get_member_budget)
+                .put(budgets::put_member_budget)
+                .delete(budgets::delete_member_budget),
+        )
+        .route("/v1/usage", post(budgets::record_usage))
+        .route("/v1/usage/batch", post(budgets::record_usage_batch))
         .route("/.well-known/jwks.json", get(health::jwks))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -3,8 +3,8 @@
 use crate::problem::Problem;
 use crate::reply::ListBody;
 use crate::routes::{
-    audit, auth, federation, health, invites, machine, me, members, mfa, oauth, orgs, resets,
-    roles, tokens, users,
+    audit, auth, budgets, federation, health, invites, machine, me, members, mfa, oauth, orgs,
+    policy, resets, roles, tokens, users,
 };
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -36,6 +36,11 @@ use utoipa::{Modify, OpenApi};
         auth::whoami, oauth::token, oauth::revoke,
         machine::create_account, machine::list_accounts, machine::get_account, machine::update_account, machine::delete_account,
         machine::issue_client_secret, machine::create_key, machine::list_keys, machine::list_overdue, machine::get_key, machine::revoke_key, machine::rotate_key,
+        policy::evaluate, policy::evaluate_batch, policy::keys,
+        budgets::get_org_budget, budgets::put_org_budget, budgets::delete_org_budget,
+        budgets::get_account_budget, budgets::put_account_budget, budgets::delete_account_budget,
+        budgets::get_member_budget, budgets::put_member_budget, budgets::delete_member_budget,
+        budgets::record_usage, budgets::record_usage_batch,
     ),
     components(schemas(
         Problem, views::OrgView, views::UserView, views::MemberView, views::InviteView, views::RoleView,
@@ -48,6 +53,8 @@ use utoipa::{Modify, OpenApi};
         views::ServiceAccountView, views::RotationPolicyView, ListBody<views::ServiceAccountView>,
         views::ApiKeyView, ListBody<views::ApiKeyView>, views::NewApiKeyView, views::ClientSecretView,
         views::WhoamiView, views::OAuthTokenView, oauth::OAuthErrorBody, views::AuditExportView, views::LegalHoldView,
+        views::BudgetView, views::UsageReceiptView, views::UsageBatchView, views::DecisionView, views::DecisionReasonView,
+        policy::DecisionsBody,
     )),
     modifiers(&BearerAuth, &HonestResponses),
 )]

@@ -209,3 +209,17 @@ pub fn rotation_policy() -> Schema {
         .build()
         .into()
 }
+
+/// The `context` of a decision request: any object; `cost_cents`, when given, a whole number
+/// of cents the budgets are checked against.
+pub fn decision_context() -> utoipa::openapi::Object {
+    let cost = ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .minimum(Some(0))
+        .maximum(Some(uos_domain::budget::MAX_LIMIT_CENTS));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("cost_cents", cost)
+        .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+        .build()
+}

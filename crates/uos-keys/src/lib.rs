@@ -33,14 +33,19 @@ pub const ALGORITHM: &str = "Ed25519";
 pub enum KeyPurpose {
     AccessToken,
     Audit,
+    /// The decision point's signed decisions (`POST /v1/policy/evaluate`).
+    Decision,
 }
 
 impl KeyPurpose {
+    pub const ALL: [KeyPurpose; 3] = [Self::AccessToken, Self::Audit, Self::Decision];
+
     /// Stable lowercase name, used for key file names and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyPurpose::AccessToken => "access-token",
             KeyPurpose::Audit => "audit",
+            KeyPurpose::Decision => "decision",
         }
     }
 }

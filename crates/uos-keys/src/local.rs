@@ -2,7 +2,7 @@
 //!
 //! Layout (each file hex of 32 bytes, mode 0600, in a 0700 directory; Unix only: the modes are
 //! the protection):
-//! - `<purpose>.key` — the current Ed25519 seed (`access-token.key`, `audit.key`),
+//! - `<purpose>.key` — the current Ed25519 seed (`access-token.key`, `audit.key`, `decision.key`),
 //! - `<purpose>.previous.key` — the seed it replaced at the last rotation, if any,
 //! - `data-encryption.key` — the data key of [`KeyProvider::encrypt`],
 //! - `secret-<name>.key` — a named symmetric secret.
@@ -31,6 +31,7 @@ pub struct LocalKeyStore {
     dir: PathBuf,
     access_token: RwLock<KeyRing>,
     audit: RwLock<KeyRing>,
+    decision: RwLock<KeyRing>,
     data_key: DataKey,
     /// Secrets already read or created, so each name touches the disk once per process.
     secrets: Mutex<HashMap<String, [u8; 32]>>,
@@ -78,6 +79,7 @@ impl LocalKeyStore {
             dir: dir.to_owned(),
             access_token: load_ring(KeyPurpose::AccessToken)?,
             audit: load_ring(KeyPurpose::Audit)?,
+            decision: load_ring(KeyPurpose::Decision)?,
             data_key: DataKey::from_bytes(data_key),
             secrets: Mutex::new(HashMap::new()),
         })
@@ -122,6 +124,7 @@ impl LocalKeyStore {
         let lock = match purpose {
             KeyPurpose::AccessToken => &self.access_token,
             KeyPurpose::Audit => &self.audit,
+            KeyPurpose::Decision => &self.decision,
         };
         // A poisoned lock only means another thread panicked; the ring is replaced whole, so it
         // is never half-written.
@@ -132,6 +135,7 @@ impl LocalKeyStore {
         let lock = match purpose {
             KeyPurpose::AccessToken => &self.access_token,
             KeyPurpose::Audit => &self.audit,
+            KeyPurpose::Decision => &self.decision,
         };
         *lock.write().unwrap_or_else(|e| e.into_inner()) = ring;
     }
@@ -182,7 +186,7 @@ impl KeyProvider for LocalKeyStore {
     fn reload(&self) -> Result<bool, KeyError> {
         let _lock = lock_dir_shared(&self.dir)?;
         let mut changed = false;
-        for purpose in [KeyPurpose::AccessToken, KeyPurpose::Audit] {
+        for purpose in KeyPurpose::ALL {
             let seed = load_required(&current_path(&self.dir, purpose))?;
             let ring = read_ring(&self.dir, purpose, seed)?;
             let held = self.ring(purpose);
@@ -208,6 +212,7 @@ impl fmt::Debug for LocalKeyStore {
                 &self.signing_key(KeyPurpose::AccessToken).key_id(),
             )
             .field("audit", &self.signing_key(KeyPurpose::Audit).key_id())
+            .field("decision", &self.signing_key(KeyPurpose::Decision).key_id())
             .field("data_key", &self.data_key.key_id())
             .finish_non_exhaustive()
     }

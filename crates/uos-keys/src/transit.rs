@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | `access-token` | `uos ed25519 seed v1` | the Ed25519 seed of each version: rotation is Transit's |
 //! | `audit` | `uos ed25519 seed v1` | the same for audit events and checkpoints |
+//! | `decision` | `uos ed25519 seed v1` | the same for the decision point's decisions |
 //! | `data` | `uos data key v1` | the XChaCha20-Poly1305 key of [`KeyProvider::encrypt`] per version |
 //! | `secrets` | `uos named secrets v1` | version 1 only: the root named secrets are derived from |
 //!
@@ -56,7 +57,7 @@ pub struct TransitConfig {
     pub token: String,
     /// Mount path of the Transit engine (default `transit`).
     pub mount: String,
-    /// Transit key names are `<key_prefix>-access-token`, `-audit`, `-data`, `-secrets`.
+    /// Transit key names are `<key_prefix>-access-token`, `-audit`, `-decision`, `-data`, `-secrets`.
     pub key_prefix: String,
 }
 
@@ -77,10 +78,11 @@ struct Derived {
     /// Newest version first; never empty.
     access_token: Vec<Arc<SigningKey>>,
     audit: Vec<Arc<SigningKey>>,
+    decision: Vec<Arc<SigningKey>>,
     data: Vec<DataKey>,
     /// The newest Transit version behind each list, in that order: a refresh that read Transit
     /// before a rotation finished must not put the older keys back.
-    latest: [u64; 3],
+    latest: [u64; 4],
 }
 
 impl Derived {
@@ -88,6 +90,7 @@ impl Derived {
         match purpose {
             KeyPurpose::AccessToken => &self.access_token,
             KeyPurpose::Audit => &self.audit,
+            KeyPurpose::Decision => &self.decision,
         }
     }
 
@@ -95,6 +98,7 @@ impl Derived {
         self.access_token
             .iter()
             .chain(&self.audit)
+            .chain(&self.decision)
             .map(|k| k.key_id().to_owned())
             .chain(self.data.iter().map(|k| k.key_id().to_owned()))
             .collect()
@@ -130,7 +134,7 @@ impl TransitKeyStore {
         let client = VaultClient::new(settings)
             .map_err(|e| vault_error(&cfg, "vault.address", e.to_string()))?;
         let transit = Transit { client, cfg };
-        for purpose in ["access-token", "audit", "data", "secrets"] {
+        for purpose in ["access-token", "audit", "decision", "data", "secrets"] {
             transit.ensure_key(purpose).await?;
         }
         let keys = transit.derive_all().await?;
@@ -272,14 +276,18 @@ impl Transit {
             .derive_versions("access-token", SEED_LABEL, signing)
             .await?;
         let (audit, b) = self.derive_versions("audit", SEED_LABEL, signing).await?;
+        let (decision, d) = self
+            .derive_versions("decision", SEED_LABEL, signing)
+            .await?;
         let (data, c) = self
             .derive_versions("data", DATA_KEY_LABEL, DataKey::from_bytes)
             .await?;
         Ok(Derived {
             access_token,
             audit,
+            decision,
             data,
-            latest: [a, b, c],
+            latest: [a, b, d, c],
         })
     }
 
@@ -406,6 +414,7 @@ impl fmt::Debug for TransitKeyStore {
             .field("mount", &self.transit.cfg.mount)
             .field("access_token", &keys.access_token[0].key_id())
             .field("audit", &keys.audit[0].key_id())
+            .field("decision", &keys.decision[0].key_id())
             .field("data_key", &keys.data[0].key_id())
             .finish_non_exhaustive()
     }

@@ -11,16 +11,20 @@
 //! per-replica state in one struct of the facade's shared state.
 
 mod audit;
+mod budgets;
 mod identity;
 mod kernel;
 mod machine;
 mod orgs;
+mod policy;
 mod retention;
 
 pub use kernel::precondition::Precondition;
 pub use kernel::views;
 
 pub use audit::relay::RelayStats;
+pub use budgets::manage::{BudgetTarget, NewBudget};
+pub use budgets::usage::{UsageReport, MAX_USAGE_BATCH, SOURCE_EVENT_ID_MAX_CHARS};
 pub use identity::auth::Bootstrap;
 pub use identity::federation::OidcProviders;
 pub use identity::me::ProfilePatch;
@@ -38,6 +42,7 @@ pub use orgs::invites::NewInvite;
 pub use orgs::lifecycle::OrgMove;
 pub use orgs::members::MAX_ROLES;
 pub use orgs::roles::{is_valid_description, NewRole, RolePatch, DESCRIPTION_MAX_CHARS};
+pub use policy::decide::{DecisionRequest, PrincipalRef, MAX_DECISION_BATCH, NAME_MAX_CHARS};
 pub use retention::{PurgeReport, HOLD_REASON_MAX_CHARS};
 
 use audit::exports::ExportState;
@@ -102,6 +107,9 @@ struct Inner {
     exports: ExportState,
     identity: IdentityState,
     machine: MachineState,
+    /// Copies of budget statuses the decision point answers from.
+    budgets: budgets::book::BudgetBook,
+    policy: policy::PolicyStats,
 }
 
 /// How often a token signed by a key this replica does not know may trigger a key reload.
@@ -205,6 +213,7 @@ impl Services {
             .keys
             .secret("api-key-pepper")
             .map_err(|e| ServiceError::Internal(format!("api key pepper: {e}")))?;
+        let budget_cache_ms = cfg.budget_cache_ms;
         let email_secret = ports
             .keys
             .secret(audit::personal::EMAIL_SECRET)
@@ -234,6 +243,8 @@ impl Services {
                     api_key_pepper,
                     overdue_keys: AtomicI64::new(0),
                 },
+                budgets: budgets::book::BudgetBook::new(Duration::from_millis(budget_cache_ms)),
+                policy: policy::PolicyStats::default(),
             }),
         })
     }
@@ -302,6 +313,16 @@ impl Services {
     /// contend for the chain.
     pub fn audit_head_conflicts(&self) -> u64 {
         self.inner.chain.conflicts()
+    }
+
+    /// Decisions allowed and denied by the decision point on this replica so far.
+    pub fn decision_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        let p = &self.inner.policy;
+        (
+            p.allowed.load(Ordering::Relaxed),
+            p.denied.load(Ordering::Relaxed),
+        )
     }
 
     pub fn config(&self) -> &ServiceConfig {

@@ -17,6 +17,7 @@ const UNIQUE_CODES: &[(&str, &str)] = &[
     // Primary keys, under PostgreSQL's default names for them.
     ("refresh_token_pkey", "refresh_token_taken"),
     ("external_identity_pkey", "identity_linked"),
+    ("budget_pkey", "budget_exists"),
 ];
 
 /// SQLSTATEs meaning "the database cannot serve us now" rather than "the request is wrong":

@@ -7,6 +7,7 @@
 //! mapping and those hooks. A new table is written here, once.
 
 mod audit;
+mod budget;
 mod credential;
 mod dialect;
 mod error;

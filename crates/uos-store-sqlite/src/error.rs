@@ -20,6 +20,10 @@ const UNIQUE_CODES: &[(&str, &str)] = &[
     ("api_key.prefix", "prefix_taken"),
     ("legal_hold.user_id", "legal_hold_exists"),
     ("legal_hold.org_id", "legal_hold_exists"),
+    (
+        "budget.org_id, budget.scope, budget.scope_id",
+        "budget_exists",
+    ),
 ];
 
 /// Primary result codes that mean "the database cannot serve us now": busy/locked after the

@@ -18,15 +18,16 @@ pub use page::{Page, PageRequest};
 pub use records::{
     AuditExport, AuditFilter, AuditHead, AuditRow, CheckpointRow, ExportOutcome, ExportStatus,
     ExternalIdentity, HoldOn, IdemClaim, IdempotencyRecord, LegalHold, LoginUser, MemberFilter,
-    OrgFilter, OrgPurge, PasswordReset, PoolStats, RefreshToken, Session, SubjectKey, TokenUse,
-    TotpEnrolment, UserFilter,
+    OrgFilter, OrgPurge, PasswordReset, PoolStats, RefreshToken, Session, SpendDelta, SubjectKey,
+    TokenUse, TotpEnrolment, UsageEvent, UserFilter,
 };
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uos_domain::{
-    ApiKey, ApiKeyId, CustomRole, Email, Invite, InviteId, Membership, Org, OrgId, OrgSlug,
-    RoleName, ServiceAccount, ServiceAccountId, SessionId, User, UserId,
+    ApiKey, ApiKeyId, Budget, BudgetKey, BudgetState, CustomRole, Email, Invite, InviteId,
+    Membership, Org, OrgId, OrgSlug, RoleName, ServiceAccount, ServiceAccountId, SessionId, User,
+    UserId,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -108,6 +109,7 @@ pub trait ReadTx:
     + AuditReads
     + ExportReads
     + RetentionReads
+    + BudgetReads
     + Send
 {
     /// Confine the rest of this unit of work to the rows of `org`: where the backend enforces
@@ -137,6 +139,7 @@ pub trait Tx:
     + LeaseRepo
     + ExportRepo
     + RetentionRepo
+    + BudgetRepo
 {
     async fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -688,4 +691,45 @@ pub trait RetentionRepo: RetentionReads {
         slug: &OrgSlug,
         at: DateTime<Utc>,
     ) -> Result<OrgPurge>;
+}
+
+/// The read half of [`BudgetRepo`].
+#[async_trait]
+pub trait BudgetReads: Send {
+    async fn get_budget(&mut self, key: &BudgetKey) -> Result<Option<Budget>>;
+    /// Those of `keys` that have a budget, in any order.
+    async fn get_budgets(&mut self, keys: &[BudgetKey]) -> Result<Vec<Budget>>;
+    /// What `key` spent on the days from `from_day` up to (not including) `until_day`, or with
+    /// no end when `None`; 0 when nothing was.
+    async fn spent(
+        &mut self,
+        key: &BudgetKey,
+        from_day: i64,
+        until_day: Option<i64>,
+    ) -> Result<i64>;
+}
+
+/// Budgets, and the usage counted against them.
+#[async_trait]
+pub trait BudgetRepo: BudgetReads {
+    /// A new budget; `Conflict("budget_exists")` if its scope has one.
+    async fn insert_budget(&mut self, b: &Budget) -> Result<()>;
+    /// Replace a budget's settings (optimistic, as every `update_*`).
+    async fn update_budget(&mut self, b: &Budget, expected_version: i64) -> Result<()>;
+    async fn delete_budget(&mut self, key: &BudgetKey) -> Result<bool>;
+    /// Record `events` of `org`, each unless the org already has one with its source id;
+    /// returns the source ids this call recorded. The source ids must be distinct. Two writers
+    /// recording the same event at once: exactly one records it.
+    async fn insert_usage(&mut self, org: OrgId, events: &[UsageEvent]) -> Result<Vec<String>>;
+    /// Add each delta to its scope's spend on its day. Concurrent additions all count.
+    async fn add_spend(&mut self, deltas: &[SpendDelta]) -> Result<()>;
+    /// Note that `key` reached `state` in the period starting at `period_start`; true only for
+    /// the first call for that budget, period and state.
+    async fn mark_budget_state(
+        &mut self,
+        key: &BudgetKey,
+        period_start: DateTime<Utc>,
+        state: BudgetState,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
 }

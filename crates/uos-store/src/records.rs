@@ -294,3 +294,26 @@ pub struct OrgPurge {
     pub roles_removed: u64,
     pub service_accounts_removed: u64,
 }
+
+/// A usage event as counted: its spend goes to the org, and to the service account and member
+/// it names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageEvent {
+    pub org_id: OrgId,
+    /// The id the source gave it; an org counts each one once.
+    pub source_event_id: String,
+    pub amount_cents: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub service_account_id: Option<uuid::Uuid>,
+    pub user_id: Option<UserId>,
+    pub api_key_id: Option<uuid::Uuid>,
+}
+
+/// Spend to add to one scope on one UTC day (days since the Unix epoch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SpendDelta {
+    pub key: uos_domain::BudgetKey,
+    pub day: i64,
+    pub cents: i64,
+}

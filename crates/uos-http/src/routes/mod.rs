@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod budgets;
 pub mod federation;
 pub mod health;
 pub mod invites;
@@ -12,6 +13,7 @@ pub mod members;
 pub mod mfa;
 pub mod oauth;
 pub mod orgs;
+pub mod policy;
 pub mod resets;
 pub mod roles;
 pub mod tokens;

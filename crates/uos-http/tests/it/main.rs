@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth_me;
+mod budgets;
 mod concurrency;
 mod conventions;
 mod exports;

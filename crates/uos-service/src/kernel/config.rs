@@ -62,6 +62,13 @@ pub struct ServiceConfig {
     /// …or after this many seconds, whichever comes first, and at shutdown; only when a head
     /// moved since the last checkpoint.
     pub audit_checkpoint_secs: u64,
+    /// How long a signed decision of the decision point may be relied on (`expires_at`),
+    /// seconds.
+    pub decision_ttl_secs: u64,
+    /// How long a replica may answer from its copy of a budget's spend, milliseconds. Usage
+    /// recorded on this replica drops the copy at once; this bounds how late another
+    /// replica's usage is seen (at most 1000: the PDP must see it within a second).
+    pub budget_cache_ms: u64,
 }
 
 /// Throttling of password and second-factor guesses. Counting happens *before* the password is
@@ -120,6 +127,8 @@ impl Default for ServiceConfig {
             api_key_rotation_overlap_secs: 24 * 3600,
             audit_checkpoint_every_events: 1000,
             audit_checkpoint_secs: 60,
+            decision_ttl_secs: 60,
+            budget_cache_ms: 500,
         }
     }
 }

@@ -546,3 +546,80 @@ impl From<&uos_store::LegalHold> for LegalHoldView {
         }
     }
 }
+
+/// A budget with where its spend stands in the current period.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BudgetView {
+    /// `org`, `service_account` or `member`.
+    pub scope: String,
+    /// The org's id, the service account's or the user's.
+    pub scope_id: Uuid,
+    /// `daily`, `weekly`, `monthly` (UTC calendar periods; weeks start on Monday) or `total`.
+    pub period: String,
+    pub limit_cents: i64,
+    pub warn_percent: i32,
+    pub block_percent: i32,
+    /// Spent in the current period.
+    pub spent_cents: i64,
+    pub period_start: DateTime<Utc>,
+    /// The first instant after the period; `null` for `total`.
+    pub period_end: Option<DateTime<Utc>>,
+    /// The limit the thresholds apply to.
+    pub effective_limit_cents: i64,
+    /// `ok`, `warn` or `blocked` (inclusive: spent ≥ block% of the effective limit is blocked).
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One usage event taken in.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct UsageReceiptView {
+    pub source_event_id: String,
+    /// The org's id.
+    pub org_id: Uuid,
+    /// The org had counted this `source_event_id` before: nothing was added.
+    pub duplicate: bool,
+}
+
+/// A batch of usage events taken in, in the order sent.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct UsageBatchView {
+    /// Events counted by this request.
+    pub recorded: usize,
+    /// Events counted before (same org and `source_event_id`), or repeated in the batch.
+    pub duplicates: usize,
+    pub items: Vec<UsageReceiptView>,
+}
+
+/// Why a decision came out as it did.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct DecisionReasonView {
+    /// e.g. `not_member`, `principal_inactive`, `budget_exceeded`.
+    pub code: String,
+    /// The rule that gave it (`uos.pdp.membership`, `uos.budget`…).
+    pub policy: String,
+    pub message: String,
+    /// For a budget: the budget that refused, as `GET …/budget` shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetView>,
+}
+
+/// A signed decision of the decision point. `signature` is Ed25519, standard base64, over the
+/// canonical JSON (sorted keys, no white space) of every other field, under the key `key_id`
+/// of `GET /v1/policy/keys`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct DecisionView {
+    pub decision_id: Uuid,
+    pub allow: bool,
+    pub reasons: Vec<DecisionReasonView>,
+    /// What the caller must do when it acts on an allow (e.g. `budget_warning`).
+    #[schema(value_type = Object)]
+    pub obligations: serde_json::Map<String, serde_json::Value>,
+    /// The content hash of the policy bundle that decided.
+    pub policy_revision: String,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub key_id: String,
+    pub signature: String,
+}

@@ -65,7 +65,7 @@ impl UsageRecorder {
 }
 
 /// Permissions a credential may use: what the account's roles grant, limited to `scopes`.
-fn narrowed(role_permissions: &BTreeSet<String>, scopes: &[String]) -> Vec<String> {
+pub(crate) fn narrowed(role_permissions: &BTreeSet<String>, scopes: &[String]) -> Vec<String> {
     scopes
         .iter()
         .filter(|s| role_permissions.contains(*s))
