@@ -17,6 +17,7 @@ mod mfa;
 mod oauth2;
 mod ops;
 mod orgs;
+mod ratelimit;
 mod recovery;
 mod retention;
 mod roles;
