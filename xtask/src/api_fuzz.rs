@@ -66,6 +66,33 @@ pub const EXCLUDED: &[(&str, &str)] = &[
     ),
 ];
 
+/// Rate limits stay on (their headers and the 429's declaration are checked like the rest),
+/// but far above what the run sends from its one address: a 429 to a request with invalid
+/// data would read as the data being accepted (schemathesis' `negative_data_rejection`).
+const RATE_LIMITS: &[(&str, &str)] = &[
+    ("UOS_RATE_LIMIT__ROUTES__LOGIN__PER_ADDRESS", "1000000"),
+    (
+        "UOS_RATE_LIMIT__ROUTES__PASSWORD_FORGOT__PER_ADDRESS",
+        "1000000",
+    ),
+    (
+        "UOS_RATE_LIMIT__ROUTES__INVITE_CREATE__PER_CALLER",
+        "1000000",
+    ),
+    (
+        "UOS_RATE_LIMIT__ROUTES__INVITE_CREATE__PER_ADDRESS",
+        "1000000",
+    ),
+    (
+        "UOS_RATE_LIMIT__ROUTES__API_KEY_CREATE__PER_CALLER",
+        "1000000",
+    ),
+    (
+        "UOS_RATE_LIMIT__ROUTES__API_KEY_CREATE__PER_ADDRESS",
+        "1000000",
+    ),
+];
+
 /// The hooks that make positive cases valid beyond what a schema can state (roles of the org,
 /// page tokens of the list, reset tokens from the mailbox, the admin's TOTP code); see the
 /// module's own doc.
@@ -99,7 +126,14 @@ pub fn run(args: &ApiFuzzArgs) -> anyhow::Result<()> {
     };
     let base = format!("http://{listen}");
     let database_url = format!("sqlite://{}/uos.db", work.path().display());
-    let _server = start_server_with(&root, work.path(), &database_url, &listen, &base, &[])?;
+    let _server = start_server_with(
+        &root,
+        work.path(),
+        &database_url,
+        &listen,
+        &base,
+        RATE_LIMITS,
+    )?;
     let token = admin_token(&base)?;
     let config_file = work.path().join("schemathesis.toml");
     std::fs::write(&config_file, CONFIG)?;

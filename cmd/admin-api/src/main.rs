@@ -48,7 +48,7 @@ async fn run(cfg: uos_app::Config) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let svc = uos_app::build(&cfg).await.context("starting admin-api")?;
     let grace = std::time::Duration::from_secs(cfg.shutdown_grace_secs);
-    uos_http::server::serve(listener, svc, &cfg.public_url(), grace)
+    uos_http::server::serve(listener, svc, &cfg.public_url(), &cfg.rate_limit, grace)
         .await
         .context("admin-api failed")
 }

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use uos_service::ServiceConfig;
+use uos_service::{RateLimitConfig, ServiceConfig};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -69,6 +69,11 @@ pub struct Config {
     pub vault: VaultSettings,
     /// Use-case settings (token lifetimes, retention, password hashing).
     pub service: ServiceConfig,
+    /// Rate limits on the risky operations, per caller and per client address, shared by
+    /// every replica through `redis_url` (`[rate_limit]`: enabled, reserve_ms,
+    /// `routes.<name>` with route, per_caller, per_address, window_secs). See
+    /// docs/rate-limits.md.
+    pub rate_limit: RateLimitConfig,
 }
 
 /// Kafka, where every audit event is published by the outbox relay.
@@ -202,6 +207,7 @@ impl Default for Config {
             object_store: ObjectStoreSettings::default(),
             vault: VaultSettings::default(),
             service: ServiceConfig::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -371,6 +377,9 @@ impl Config {
         }
         if self.kafka.message_timeout_secs == 0 {
             return bad("kafka.message_timeout_secs", "must be positive");
+        }
+        if let Err(e) = self.rate_limit.rules() {
+            return bad(&e.key, &e.why);
         }
         self.validate_object_store()?;
         self.validate_vault()?;
@@ -586,6 +595,36 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_are_on_and_overridable_per_route() {
+        let c = with(&[]).unwrap();
+        assert!(c.rate_limit.enabled);
+        // As the environment gives them (`UOS_RATE_LIMIT__ROUTES__LOGIN__PER_ADDRESS=100`):
+        // figment reads numbers there as numbers.
+        let f = Figment::new()
+            .merge(Serialized::default(
+                "rate_limit.routes.login.per_address",
+                100,
+            ))
+            .merge(Serialized::default(
+                "rate_limit.routes.me.route",
+                "GET /v1/me",
+            ))
+            .merge(Serialized::default("rate_limit.routes.me.per_caller", 7))
+            .merge(Serialized::default("rate_limit.routes.me.window_secs", 10));
+        let c = Config::from_figment(f).unwrap();
+        let rules = c.rate_limit.rules().unwrap();
+        let login = rules.iter().find(|r| r.name == "login").unwrap();
+        assert_eq!(login.per_address, 100);
+        let me = rules.iter().find(|r| r.name == "me").unwrap();
+        assert_eq!((me.route.as_str(), me.per_caller), ("/v1/me", 7));
+        let c = Config::from_figment(
+            Figment::new().merge(Serialized::default("rate_limit.enabled", false)),
+        )
+        .unwrap();
+        assert!(c.rate_limit.rules().unwrap().is_empty());
+    }
+
+    #[test]
     fn public_url_loses_its_trailing_slash() {
         let c = with(&[("public_url", "https://id.example.com/uos/")]).unwrap();
         assert_eq!(c.public_url(), "https://id.example.com/uos");
@@ -612,6 +651,23 @@ mod tests {
                 "bootstrap_admin_email",
             ),
             ("no_such_key", "1", "no_such_key"),
+            ("rate_limit.reserve_ms", "0", "rate_limit.reserve_ms"),
+            (
+                "rate_limit.routes.login.window_secs",
+                "0",
+                "rate_limit.routes.login.window_secs",
+            ),
+            (
+                "rate_limit.routes.mine.route",
+                "GET /v1/me",
+                "rate_limit.routes.mine.window_secs",
+            ),
+            (
+                "rate_limit.routes.mine.route",
+                "/v1/me",
+                "rate_limit.routes.mine.route",
+            ),
+            ("rate_limit.routes.login.per_adress", "5", "per_adress"),
             ("kafka.brokers", "localhost", "kafka.brokers"),
             ("kafka.brokers", "a:9092,:9092", "kafka.brokers"),
             ("kafka.audit_topic", "audit events", "kafka.audit_topic"),

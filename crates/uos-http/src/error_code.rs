@@ -95,6 +95,8 @@ error_codes! {
         "The `Idempotency-Key` was used before for a different request.";
     TooManyAttempts => "too_many_attempts", TOO_MANY_REQUESTS, "Too many attempts",
         "Too many failed attempts for the account or from the address; retry after `Retry-After` seconds.";
+    RateLimited => "rate_limited", TOO_MANY_REQUESTS, "Rate limited",
+        "Too many requests to this operation from the caller or from the client address (`detail` says which); retry after `Retry-After` seconds. Every answer of a limited operation carries `RateLimit-Policy` and `RateLimit` (see docs/rate-limits.md).";
     Internal => "internal", INTERNAL_SERVER_ERROR, "Internal error",
         "The server failed. The body carries no detail; the `request_id` identifies the failure in the logs.";
     Unavailable => "unavailable", SERVICE_UNAVAILABLE, "Service unavailable",

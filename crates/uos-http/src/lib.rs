@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod problem;
+pub mod ratelimit;
 pub mod reply;
 pub mod routes;
 pub mod schemas;
@@ -29,8 +30,8 @@ use routes::{
 use tower_http::catch_panic::CatchPanicLayer;
 
 /// The full router. Layer order, outermost first: request context (id, span, early 413),
-/// panic catcher, authentication; then on each matched route metrics, the 401 for anonymous
-/// callers of secured operations, idempotency.
+/// panic catcher, authentication; then on each matched route metrics, rate limits, the 401 for
+/// anonymous callers of secured operations, idempotency.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/auth/login", post(auth::login))
@@ -204,8 +205,11 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(health::openapi))
         .route("/errors/{code}", get(health::error_page))
         // Innermost first: the 401 for anonymous callers of secured operations, then
-        // idempotency (on a matched route only, so a 404 or 405 claims no key), then metrics.
+        // idempotency (on a matched route only, so a 404 or 405 claims no key), then rate
+        // limits (a refused request claims no key and reaches nothing), then metrics (which
+        // count the 429s).
         .route_layer(from_fn_with_state(state.clone(), middleware::route_guard))
+        .route_layer(from_fn_with_state(state.clone(), ratelimit::rate_limit))
         .route_layer(from_fn_with_state(state.clone(), middleware::metrics))
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });

@@ -1,5 +1,5 @@
-//! Prometheus metrics: requests by route and status, latency histogram, store pool gauges,
-//! and the service's own counts (keys overdue for rotation, audit-head contention, the audit
+//! Prometheus metrics: requests by route and status, latency histogram, rate-limited requests,
+//! store pool gauges, and the service's own counts (keys overdue for rotation, audit-head contention, the audit
 //! relay's backlog).
 
 use prometheus::{
@@ -13,6 +13,11 @@ pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
+    /// Requests refused with 429 `rate_limited`, by route template, method and scope
+    /// (`caller` or `address`).
+    pub rate_limited: IntCounterVec,
+    /// Rate-limit reservations the shared state did not answer (those requests were admitted).
+    rate_limit_shared_failures: IntCounter,
     pool: IntGaugeVec,
     overdue_keys: IntGauge,
     audit_head_conflicts: IntCounter,
@@ -101,8 +106,22 @@ impl Metrics {
             ),
             &["state"],
         )?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "uos_http_rate_limited_total",
+                "Requests refused by a rate limit, by route template, method and scope",
+            ),
+            &["route", "method", "scope"],
+        )?;
+        let rate_limit_shared_failures = IntCounter::new(
+            "uos_rate_limit_shared_failures_total",
+            "Rate-limit reservations the shared state (Redis) did not answer; the requests were \
+             admitted without being counted",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(rate_limit_shared_failures.clone()))?;
         let overdue_keys = IntGauge::new(
             "uos_api_keys_rotation_overdue",
             "API keys past their service account's maximum key age (at the last sweep)",
@@ -119,6 +138,8 @@ impl Metrics {
             registry,
             requests,
             latency,
+            rate_limited,
+            rate_limit_shared_failures,
             pool,
             overdue_keys,
             audit_head_conflicts,
@@ -126,8 +147,11 @@ impl Metrics {
         })
     }
 
-    pub fn render(&self, svc: &Services) -> String {
+    /// The text exposition. `rate_limit_failures` is the rate limiter's own count so far.
+    pub fn render(&self, svc: &Services, rate_limit_failures: u64) -> String {
         let stats = svc.store().pool_stats();
+        self.rate_limit_shared_failures
+            .inc_by(rate_limit_failures.saturating_sub(self.rate_limit_shared_failures.get()));
         self.overdue_keys.set(svc.overdue_api_keys());
         // The service counts on its own; the counter catches up to it (both only grow).
         let conflicts = svc.audit_head_conflicts();

@@ -83,7 +83,9 @@ impl Modify for BearerAuth {
 ///   not exist (404), and an operation that reads the store may find it unavailable (503);
 /// - `If-Match` (declared at the route with `params(IfMatch)`) can fail (412);
 /// - `Idempotency-Key` is honoured on every `POST` outside `/v1/auth/` and `/oauth2/` (see
-///   [`crate::middleware::idempotency`]): declared here, with 409 and 422.
+///   [`crate::middleware::idempotency`]): declared here, with 409 and 422;
+/// - a rate-limited operation (the built-in rules; [`document_limited`] adds configured ones)
+///   answers 429 `rate_limited`, and carries `RateLimit-Policy` and `RateLimit` on its answers.
 ///
 /// Every error answer outside `/oauth2/` is `application/problem+json`; every answer carries
 /// `X-Request-Id`.
@@ -387,9 +389,82 @@ fn param_schema(path: &str, location: &ParameterIn, name: &str) -> Option<Schema
     })
 }
 
+/// Whether a built-in rate-limit rule covers `method path`.
+fn limited_by_default(method: Method, path: &str) -> bool {
+    let method = match method {
+        Method::Get => "GET",
+        Method::Put => "PUT",
+        Method::Post => "POST",
+        Method::Delete => "DELETE",
+        Method::Patch => "PATCH",
+    };
+    uos_service::DEFAULT_RULES
+        .iter()
+        .any(|(_, route, ..)| route.split_once(' ') == Some((method, path)))
+}
+
+/// Declare what the rate-limit layer adds to a limited operation: its headers on every answer
+/// the operation declares itself, and the 429 (inline, since it carries them too).
+fn mark_limited(op: &mut Operation) {
+    let responses = &mut op.responses.responses;
+    let too_many = responses.entry("429".to_string()).or_insert_with(|| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description("`rate_limited`: too many requests from the caller or the address")
+                .content(
+                    PROBLEM_JSON,
+                    Content::new(Some(Ref::from_schema_name("Problem"))),
+                )
+                .build(),
+        )
+    });
+    if let RefOr::T(r) = too_many {
+        if !r.description.contains("rate_limited") {
+            r.description
+                .push_str("; or `rate_limited`: too many requests from the caller or the address");
+        }
+        r.headers
+            .entry("Retry-After".to_string())
+            .or_insert_with(retry_after_header);
+        r.headers
+            .entry("X-Request-Id".to_string())
+            .or_insert_with(request_id_header);
+    }
+    for r in responses.values_mut() {
+        let RefOr::T(r) = r else { continue };
+        r.headers
+            .entry("RateLimit-Policy".to_string())
+            .or_insert_with(|| {
+                string_header(
+                    "The limits of this operation (draft-ietf-httpapi-ratelimit-headers): \
+                     `\"caller\";q=<requests>;w=<seconds>` and/or `\"address\";q=…;w=…`",
+                )
+            });
+        r.headers.entry("RateLimit".to_string()).or_insert_with(|| {
+            string_header(
+                "Where the counts stand: `\"<scope>\";r=<remaining>;t=<seconds until the window \
+                 ends>` for each limit that applied to this request",
+            )
+        });
+    }
+}
+
+fn retry_after_header() -> Header {
+    let mut h = Header::new(
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1.0)),
+    );
+    h.description = Some("Seconds to wait before trying again".to_string());
+    h
+}
+
 /// Add what the shared layers can answer to one operation (see [`HonestResponses`]).
 fn complete(path: &str, method: Method, op: &mut Operation) {
     let oauth2 = path.starts_with("/oauth2/");
+    if limited_by_default(method, path) {
+        mark_limited(op);
+    }
     let params = op.parameters.get_or_insert_with(Vec::new);
     let idempotent = method == Method::Post && !oauth2 && !path.starts_with("/v1/auth/");
     if idempotent {
@@ -447,13 +522,9 @@ fn complete(path: &str, method: Method, op: &mut Operation) {
             }
         }
         if status == "429" {
-            let mut h = Header::new(
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(1.0)),
-            );
-            h.description = Some("Seconds to wait before trying again".to_string());
-            r.headers.entry("Retry-After".to_string()).or_insert(h);
+            r.headers
+                .entry("Retry-After".to_string())
+                .or_insert_with(retry_after_header);
         }
     }
     let mut add = |status: u16| {
@@ -523,4 +594,29 @@ pub fn requires_caller(method: &axum::http::Method, path: &str) -> bool {
 
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// The document with every operation in `limited` (`(METHOD, route template)`, as the
+/// configuration names them) declared rate-limited, beyond the built-in rules.
+pub fn document_limited<'a>(
+    limited: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> utoipa::openapi::OpenApi {
+    let mut doc = document();
+    for (method, path) in limited {
+        let Some(item) = doc.paths.paths.get_mut(path) else {
+            continue;
+        };
+        let op = match method {
+            "GET" => item.get.as_mut(),
+            "PUT" => item.put.as_mut(),
+            "POST" => item.post.as_mut(),
+            "DELETE" => item.delete.as_mut(),
+            "PATCH" => item.patch.as_mut(),
+            _ => None,
+        };
+        if let Some(op) = op {
+            mark_limited(op);
+        }
+    }
+    doc
 }

@@ -69,7 +69,7 @@ enum Extra {
     Rule(String),
     /// `mfa_required`: the token that continues the login.
     MfaToken(String),
-    /// `too_many_attempts`: seconds for the `Retry-After` header.
+    /// `too_many_attempts`, `rate_limited`: seconds for the `Retry-After` header.
     RetryAfter(u64),
 }
 
@@ -113,6 +113,20 @@ impl ApiError {
             ErrorCode::MethodNotAllowed,
             "this resource does not support the method",
         )
+    }
+
+    /// 429 `rate_limited`: the `scope` (`caller` or `address`) is over its limit for another
+    /// `retry_after_secs`.
+    pub fn rate_limited(scope: &str, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many requests to this operation from this {scope}; retry after the time in \
+                 Retry-After"
+            ),
+        );
+        e.extra = Some(Box::new(Extra::RetryAfter(retry_after_secs.max(1))));
+        e
     }
 
     pub fn internal() -> Self {

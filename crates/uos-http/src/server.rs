@@ -4,7 +4,7 @@
 use crate::state::AppState;
 use std::net::SocketAddr;
 use std::time::Duration;
-use uos_service::Services;
+use uos_service::{RateLimitConfig, Services};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -16,14 +16,16 @@ pub enum ServerError {
 
 /// Serve `svc` on `listener` until a shutdown signal, then drain in-flight requests (for at
 /// most `grace`), record the last API-key uses, checkpoint the audit chains and close the store. `public_url` is where
-/// clients reach it (error `type` URIs point under it).
+/// clients reach it (error `type` URIs point under it); `rate_limit` says which operations are
+/// limited.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     svc: Services,
     public_url: &str,
+    rate_limit: &RateLimitConfig,
     grace: Duration,
 ) -> Result<(), ServerError> {
-    let state = AppState::new(svc.clone(), public_url)?;
+    let state = AppState::new(svc.clone(), public_url, rate_limit)?;
     let store = state.svc.store().clone();
     tracing::info!(addr = %listener.local_addr()?, backend = store.backend(), "admin-api listening");
     let app = crate::router(state).into_make_service_with_connect_info::<SocketAddr>();

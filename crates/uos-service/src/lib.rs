@@ -34,6 +34,9 @@ pub use kernel::config::{LockoutConfig, ServiceConfig};
 pub use kernel::ctx::{AuthMachine, AuthUser, Caller, Ctx, IdemTicket, MachineCredential};
 pub use kernel::error::{FieldError, GoneReason, Refusal, ServiceError};
 pub use kernel::idempotency::IdemOutcome;
+pub use kernel::rate_limit::{
+    RateLimitConfig, RateLimitConfigError, RouteLimit, RouteLimitSettings, DEFAULT_RULES,
+};
 pub use kernel::uow::Done;
 pub use machine::api_keys::{NewApiKey, MAX_ROTATION_OVERLAP_SECS};
 pub use machine::oauth::{OAuthError, TokenRequest};

@@ -1,7 +1,8 @@
 //! The cross-replica state port: what every `admin-api` replica must agree on, and nothing else.
 //!
 //! - **Counters in fixed windows** (login lockout, rate limits): [`SharedState::hit`],
-//!   [`SharedState::peek`], [`SharedState::extend`], [`SharedState::clear`].
+//!   [`SharedState::add`], [`SharedState::peek`], [`SharedState::extend`],
+//!   [`SharedState::clear`].
 //! - **One-time values** (single-use markers, an MFA challenge or an OIDC login in flight):
 //!   [`SharedState::put_once`], [`SharedState::take`].
 //! - **Cache invalidation fan-out** (a revoked session must stop working on every replica):
@@ -55,6 +56,11 @@ pub trait SharedState: Send + Sync + std::fmt::Debug + 'static {
     /// the first hit (its lifetime is set only then, so later hits do not slide it). Returns the
     /// count after this hit and the time left in the window.
     async fn hit(&self, key: &str, window: Duration) -> Result<Hit, SharedError>;
+
+    /// [`SharedState::hit`] counting `n` at once (`n` may be 0: the count is read, and a window
+    /// is started if none is running). Rate limits reserve a batch of their allowance with
+    /// this, so a busy route costs one round trip per batch rather than one per request.
+    async fn add(&self, key: &str, n: u64, window: Duration) -> Result<Hit, SharedError>;
 
     /// Count one attempt against `gate` (say, a client address) and, only if that leaves it
     /// within `gate_limit`, against `key` too, each as [`SharedState::hit`] does. Returns the

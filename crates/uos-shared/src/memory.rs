@@ -116,11 +116,15 @@ impl SharedState for MemoryState {
     }
 
     async fn hit(&self, key: &str, window: Duration) -> Result<Hit, SharedError> {
+        self.add(key, 1, window).await
+    }
+
+    async fn add(&self, key: &str, n: u64, window: Duration) -> Result<Hit, SharedError> {
         let now = Instant::now();
         let mut inner = self.lock();
         if let Some(entry) = inner.live(key, now) {
             let count = count_of(&entry.value)?
-                .checked_add(1)
+                .checked_add(n)
                 .ok_or_else(|| SharedError::Backend("increment would overflow".into()))?;
             entry.value = count.to_string();
             return Ok(Hit {
@@ -129,9 +133,9 @@ impl SharedState for MemoryState {
             });
         }
         let expires_at = deadline(now, window);
-        inner.insert(key, "1".into(), expires_at, now);
+        inner.insert(key, n.to_string(), expires_at, now);
         Ok(Hit {
-            count: 1,
+            count: n,
             ttl: left(expires_at, now),
         })
     }

@@ -50,6 +50,17 @@ end
 /// `hit` of KEYS[1] in a window of ARGV[1] ms.
 const HIT_SCRIPT: &str = "return hit(KEYS[1], ARGV[1])";
 
+/// As `hit`, counting ARGV[2] at once in a window of ARGV[1] ms. Returns `{count, ttl_ms}`.
+const ADD_SCRIPT: &str = r"
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+";
+
 /// `hit` of the gate KEYS[1]; if its count is within ARGV[2], `hit` of KEYS[2] as well.
 /// Returns `{gate_count, gate_ttl_ms}` or `{gate_count, gate_ttl_ms, count, ttl_ms}`.
 const HIT_GATED_SCRIPT: &str = r"
@@ -69,6 +80,7 @@ pub struct RedisState {
     prefix: String,
     channel: String,
     hit_script: Script,
+    add_script: Script,
     hit_gated_script: Script,
     tx: broadcast::Sender<Invalidation>,
     subscriber: AbortOnDrop,
@@ -156,6 +168,7 @@ impl RedisState {
             prefix: prefix.to_owned(),
             channel,
             hit_script: Script::new(&format!("{HIT_FN}{HIT_SCRIPT}")),
+            add_script: Script::new(ADD_SCRIPT),
             hit_gated_script: Script::new(&format!("{HIT_FN}{HIT_GATED_SCRIPT}")),
             tx,
             subscriber,
@@ -322,6 +335,22 @@ impl SharedState for RedisState {
             .hit_script
             .key(self.key(key))
             .arg(ttl_millis(window))
+            .invoke_async::<(u64, i64)>(&mut conn)
+            .await
+            .map_err(error)?;
+        Ok(Hit {
+            count,
+            ttl: ttl_from(ttl),
+        })
+    }
+
+    async fn add(&self, key: &str, n: u64, window: Duration) -> Result<Hit, SharedError> {
+        let mut conn = self.conn.clone();
+        let (count, ttl) = self
+            .add_script
+            .key(self.key(key))
+            .arg(ttl_millis(window))
+            .arg(n)
             .invoke_async::<(u64, i64)>(&mut conn)
             .await
             .map_err(error)?;

@@ -87,6 +87,9 @@ pub struct Req {
     body: Option<Vec<u8>>,
     content_type: Option<String>,
     headers: Vec<(String, String)>,
+    /// The client's address, as a served connection would give it (none by default: a
+    /// request the router gets without a connection, which no per-address limit counts).
+    peer: Option<std::net::SocketAddr>,
 }
 
 impl Req {
@@ -98,6 +101,7 @@ impl Req {
             body: None,
             content_type: None,
             headers: Vec::new(),
+            peer: None,
         }
     }
     pub fn get(path: impl Into<String>) -> Self {
@@ -132,6 +136,11 @@ impl Req {
     }
     pub fn header(mut self, k: &str, v: &str) -> Self {
         self.headers.push((k.into(), v.into()));
+        self
+    }
+    /// Send as if from the client address `ip` (e.g. `"203.0.113.7"`).
+    pub fn from_ip(mut self, ip: &str) -> Self {
+        self.peer = Some(std::net::SocketAddr::new(ip.parse().unwrap(), 40_000));
         self
     }
 }
@@ -203,7 +212,12 @@ impl TestApp {
             f = f.merge(Serialized::default(k, v));
         }
         let cfg = uos_app::Config::from_figment(f).unwrap();
-        let state = AppState::new(uos_app::build(&cfg).await.unwrap(), &cfg.public_url()).unwrap();
+        let state = AppState::new(
+            uos_app::build(&cfg).await.unwrap(),
+            &cfg.public_url(),
+            &cfg.rate_limit,
+        )
+        .unwrap();
         Self {
             router: uos_http::router(state.clone()),
             state,
@@ -249,9 +263,14 @@ impl TestApp {
         for (k, v) in &req.headers {
             b = b.header(k, v);
         }
-        let request = b
+        let mut request = b
             .body(req.body.map(Body::from).unwrap_or_else(Body::empty))
             .unwrap();
+        if let Some(peer) = req.peer {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         let res = self.router.clone().oneshot(request).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();

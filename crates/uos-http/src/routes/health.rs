@@ -44,14 +44,14 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let text = s.metrics.render(&s.svc);
+    let text = s.metrics.render(&s.svc, s.rate_limits.shared_failures());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// The OpenAPI 3.1 document of this API.
 #[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "OpenAPI document")))]
-pub async fn openapi() -> impl IntoResponse {
-    Json(crate::openapi::document())
+pub async fn openapi(State(s): State<AppState>) -> impl IntoResponse {
+    Json(crate::openapi::document_limited(s.rate_limits.operations()))
 }
 
 /// The page a problem `type` URI names: what the error code means and when it is answered.

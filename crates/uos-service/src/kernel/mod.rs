@@ -8,6 +8,7 @@ pub(crate) mod ctx;
 pub(crate) mod error;
 pub(crate) mod idempotency;
 pub(crate) mod precondition;
+pub(crate) mod rate_limit;
 pub(crate) mod uow;
 pub mod views;
 

@@ -38,6 +38,22 @@ pub async fn hit_counts_within_window(r: Replicas) {
     assert_eq!(r.a.hit("login:y", LONG).await.unwrap().count, 1);
 }
 
+pub async fn add_counts_many_at_once_in_the_same_window(r: Replicas) {
+    let first = r.a.add("quota:x", 40, WINDOW).await.unwrap();
+    assert_eq!(first.count, 40);
+    assert!(first.ttl > WINDOW / 2 && first.ttl <= WINDOW, "{first:?}");
+    // Hits and batches count on one counter, on either replica, in the first one's window.
+    assert_eq!(r.b.hit("quota:x", WINDOW).await.unwrap().count, 41);
+    sleep(Duration::from_millis(100)).await;
+    let later = r.b.add("quota:x", 9, WINDOW).await.unwrap();
+    assert_eq!(later.count, 50);
+    assert!(later.ttl <= WINDOW - Duration::from_millis(90), "{later:?}");
+    // Zero reads the count without changing it.
+    assert_eq!(r.a.add("quota:x", 0, WINDOW).await.unwrap().count, 50);
+    sleep(PAST_WINDOW).await;
+    assert_eq!(r.a.add("quota:x", 3, WINDOW).await.unwrap().count, 3);
+}
+
 pub async fn hit_window_expires_and_restarts(r: Replicas) {
     assert_eq!(r.a.hit("k", WINDOW).await.unwrap().count, 1);
     assert_eq!(r.a.hit("k", WINDOW).await.unwrap().count, 2);

@@ -35,6 +35,7 @@ macro_rules! conformance {
         conformance!(@cases ($factory) [$(#[$attr])*]
             ping_and_backend,
             hit_counts_within_window,
+            add_counts_many_at_once_in_the_same_window,
             hit_window_expires_and_restarts,
             hit_window_does_not_slide,
             hit_gated_counts_the_key_only_while_the_gate_is_within_its_limit,
