@@ -21,6 +21,9 @@ mod retention;
 
 pub use kernel::precondition::Precondition;
 pub use kernel::views;
+/// The cross-replica state port, for the transport's rate limiter (its adapter is chosen by the
+/// composition root).
+pub use uos_shared::SharedState;
 
 pub use audit::relay::RelayStats;
 pub use budgets::manage::{BudgetTarget, NewBudget};
@@ -65,7 +68,6 @@ use uos_authn::TokenError;
 use uos_authz::Authorizer;
 use uos_keys::{KeyProvider, KeyPurpose};
 use uos_mail::Mailer;
-use uos_shared::SharedState;
 use uos_store::Store;
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

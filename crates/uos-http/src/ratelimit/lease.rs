@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
-use uos_shared::SharedState;
+use uos_service::SharedState;
 
 /// How long a reservation may take before the request is admitted without one.
 pub const RESERVE_TIMEOUT: Duration = Duration::from_millis(250);

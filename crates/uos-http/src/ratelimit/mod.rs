@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use uos_service::SharedState;
 use uos_service::{Caller, RateLimitConfig, RouteLimit};
-use uos_shared::SharedState;
 use uuid::Uuid;
 
 pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
