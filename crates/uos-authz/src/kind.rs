@@ -110,6 +110,6 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ResourceKind::ALL.len());
-        assert_eq!(ResourceKind::ALL.len(), 15);
+        assert_eq!(ResourceKind::ALL.len(), 16);
     }
 }

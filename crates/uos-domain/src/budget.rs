@@ -322,7 +322,8 @@ mod tests {
     #[test]
     fn extreme_values_do_not_overflow() {
         let b = budget(MAX_LIMIT_CENTS, MAX_PERCENT, MAX_PERCENT);
-        assert_eq!(b.state(i64::MAX, MAX_LIMIT_CENTS), BudgetState::Ok);
+        assert_eq!(b.state(i64::MAX, MAX_LIMIT_CENTS), BudgetState::Blocked);
+        assert_eq!(b.state(MAX_LIMIT_CENTS, MAX_LIMIT_CENTS), BudgetState::Ok);
         assert!(!b.refuses(0, i64::MAX / 1000, MAX_LIMIT_CENTS));
         assert!(b.refuses(i64::MAX, i64::MAX, MAX_LIMIT_CENTS));
     }

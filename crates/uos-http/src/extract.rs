@@ -85,6 +85,18 @@ pub(crate) fn integral(v: Value) -> Value {
     }
 }
 
+/// Parses an object as the body type `T` does, every failure joined into one message: for the
+/// items of a batch, which serde parses and whose errors it reports at the item.
+pub fn object_as<T: FromJsonObject, E: serde::de::Error>(obj: Map<String, Value>) -> Result<T, E> {
+    T::from_object(obj).map_err(|errors| {
+        let all: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect();
+        E::custom(all.join("; "))
+    })
+}
+
 /// Anything left in the object after every known field was taken is an unknown field.
 pub fn reject_unknown(obj: Map<String, Value>, errors: &mut Vec<FieldError>) {
     for k in obj.keys() {

@@ -1,6 +1,6 @@
 //! Prometheus metrics: requests by route and status, latency histogram, rate-limited requests,
 //! store pool gauges, and the service's own counts (keys overdue for rotation, audit-head contention, the audit
-//! relay's backlog).
+//! relay's backlog, decisions allowed and denied).
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -21,6 +21,8 @@ pub struct Metrics {
     pool: IntGaugeVec,
     overdue_keys: IntGauge,
     audit_head_conflicts: IntCounter,
+    /// Decisions of the decision point, by `result` (`allow` or `deny`).
+    decisions: IntCounterVec,
     relay: RelayGauges,
 }
 
@@ -133,6 +135,14 @@ impl Metrics {
         registry.register(Box::new(pool.clone()))?;
         registry.register(Box::new(overdue_keys.clone()))?;
         registry.register(Box::new(audit_head_conflicts.clone()))?;
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "uos_policy_decisions_total",
+                "Decisions of the decision point on this replica, by result (allow, deny)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(decisions.clone()))?;
         let relay = RelayGauges::new(&registry)?;
         Ok(Self {
             registry,
@@ -143,6 +153,7 @@ impl Metrics {
             pool,
             overdue_keys,
             audit_head_conflicts,
+            decisions,
             relay,
         })
     }
@@ -157,6 +168,11 @@ impl Metrics {
         let conflicts = svc.audit_head_conflicts();
         self.audit_head_conflicts
             .inc_by(conflicts.saturating_sub(self.audit_head_conflicts.get()));
+        let (allowed, denied) = svc.decision_counts();
+        for (result, count) in [("allow", allowed), ("deny", denied)] {
+            let c = self.decisions.with_label_values(&[result]);
+            c.inc_by(count.saturating_sub(c.get()));
+        }
         self.relay.set(svc);
         self.pool
             .with_label_values(&["size"])

@@ -434,6 +434,7 @@ mod tests {
                 "access-token.key",
                 "audit.key",
                 "data-encryption.key",
+                "decision.key",
                 "secret-api-key-pepper.key"
             ],
             "no temporary files are left behind"

@@ -103,7 +103,8 @@ default decision := {"allow": false, "rule": "default_deny"}
 decision := {"allow": true, "rule": "a"} if input.resource.id == "boom"
 decision := {"allow": true, "rule": "b"} if input.resource.id == "boom"
 "#;
-    let dir = policy_dir(&[("p.rego", text)]);
+    let pdp = include_str!("../../../../policies/pdp.rego");
+    let dir = policy_dir(&[("p.rego", text), ("pdp.rego", pdp)]);
     let authz = Authorizer::from_dir(dir.path()).unwrap();
     let boom = Resource {
         id: Some("boom".to_owned()),

@@ -17,6 +17,7 @@ const SUSPENDED_ORG_READS: &[Action] = &[
     Action::ServiceAccountRead,
     Action::ApiKeyList,
     Action::ApiKeyRead,
+    Action::BudgetRead,
     // Not a read, but taking a leaked credential away must work in a suspended org too.
     Action::ApiKeyRevoke,
 ];

@@ -47,6 +47,10 @@ pub const ORG_ACTIONS: &[(Action, &str)] = &[
     (Action::ApiKeyRevoke, "service_accounts:write"),
     (Action::ApiKeyRotate, "service_accounts:write"),
     (Action::ClientSecretIssue, "service_accounts:write"),
+    (Action::PolicyEvaluate, "policy:evaluate"),
+    (Action::BudgetRead, "billing:read"),
+    (Action::BudgetWrite, "billing:write"),
+    (Action::UsageRecord, "usage:write"),
 ];
 
 pub const PUBLIC_ACTIONS: &[Action] = &[
@@ -59,6 +63,7 @@ pub const PUBLIC_ACTIONS: &[Action] = &[
     Action::InviteAccept,
     Action::OAuthToken,
     Action::OAuthRevoke,
+    Action::PolicyKeys,
 ];
 
 /// Parsing is done once per test binary; the tests share it like the service does.

@@ -1,7 +1,7 @@
 //! Budgets of orgs, service accounts and members, and the usage counted against them.
 
 use super::{slug, user_id, uuid};
-use crate::extract::{integral, ApiJson, FromJsonObject, IfMatch, ReqCtx};
+use crate::extract::{integral, ApiJson, IfMatch, ReqCtx};
 use crate::json_body;
 use crate::problem::Problem;
 use crate::reply::{reply, ApiResult};
@@ -123,14 +123,7 @@ json_body! {
 /// An item of a batch: parsed as the single body is, every bad field named in the message.
 impl<'de> Deserialize<'de> for UsageItem {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let obj = serde_json::Map::deserialize(d)?;
-        UsageItem::from_object(obj).map_err(|errors| {
-            let all: Vec<String> = errors
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
-                .collect();
-            de::Error::custom(all.join("; "))
-        })
+        crate::extract::object_as(serde_json::Map::deserialize(d)?)
     }
 }
 

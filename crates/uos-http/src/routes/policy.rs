@@ -6,7 +6,7 @@ use crate::problem::ApiError;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
-use serde::{de, Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer};
 use uos_service::views::DecisionView;
 use uos_service::{DecisionRequest, PrincipalRef};
 use utoipa::ToSchema;
@@ -107,15 +107,7 @@ json_body! {
 /// A question of a batch: parsed as the single body is.
 impl<'de> Deserialize<'de> for EvaluateBody {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use crate::extract::FromJsonObject;
-        let obj = serde_json::Map::deserialize(d)?;
-        EvaluateBody::from_object(obj).map_err(|errors| {
-            let all: Vec<String> = errors
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
-                .collect();
-            de::Error::custom(all.join("; "))
-        })
+        crate::extract::object_as(serde_json::Map::deserialize(d)?)
     }
 }
 

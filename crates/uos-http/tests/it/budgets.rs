@@ -335,6 +335,18 @@ backend_test!(
             .collect();
         assert_eq!(states, ["warn", "blocked"], "once each: {changes:?}");
 
+        // Allows and denials are counted.
+        let r = app.send(Req::get("/metrics")).await;
+        assert!(
+            r.text
+                .contains("uos_policy_decisions_total{result=\"deny\"}"),
+            "{}",
+            r.text
+        );
+        assert!(r
+            .text
+            .contains("uos_policy_decisions_total{result=\"allow\"}"));
+
         // A revoked key is inactive; a key of nobody is unknown.
         let r = app
             .send(

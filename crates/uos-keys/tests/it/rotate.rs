@@ -177,6 +177,7 @@ fn key_files_stay_0600_and_no_temporary_files_remain() {
             ("audit.key".to_owned(), 0o600),
             ("audit.previous.key".to_owned(), 0o600),
             ("data-encryption.key".to_owned(), 0o600),
+            ("decision.key".to_owned(), 0o600),
         ]
     );
 }
