@@ -3,6 +3,7 @@
 //! `cargo xtask bench-identity` (login, refresh and introspection throughput) and
 //! `cargo xtask bench-machine` (API keys and client credentials) and
 //! `cargo xtask bench-audit` (audit appends, verification, relay) and
+//! `cargo xtask bench-policy` (decisions and usage ingest) and
 //! `cargo xtask api-fuzz` (schemathesis against the served OpenAPI).
 
 mod api_fuzz;
@@ -10,6 +11,7 @@ mod bench;
 mod bench_audit;
 mod bench_identity;
 mod bench_machine;
+mod bench_policy;
 mod ci;
 mod cpu;
 mod release;
@@ -43,6 +45,9 @@ enum Command {
     /// Seed 500,000 API keys, then measure cached and cold key verification, introspection
     /// and client-credentials grants with wrk against the release binary (PostgreSQL + Redis).
     BenchMachine(bench_machine::MachineBenchArgs),
+    /// Single and batched decisions of the decision point and batched usage ingest, each
+    /// beside `GET /healthz`, against the release binary (PostgreSQL + Redis).
+    BenchPolicy(bench_policy::PolicyBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,5 +58,6 @@ fn main() -> anyhow::Result<()> {
         Command::BenchIdentity(args) => bench_identity::run(args),
         Command::BenchMachine(args) => bench_machine::run(args),
         Command::BenchAudit(args) => bench_audit::run(args),
+        Command::BenchPolicy(args) => bench_policy::run(args),
     }
 }
