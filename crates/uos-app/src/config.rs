@@ -74,6 +74,50 @@ pub struct Config {
     /// `routes.<name>` with route, per_caller, per_address, window_secs). See
     /// docs/rate-limits.md.
     pub rate_limit: RateLimitConfig,
+    /// Notifications of budget state changes to HTTP endpoints (`[webhooks]`: urls, secret,
+    /// max_attempts, retry_base_ms). Unset urls: none are sent.
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhook endpoints and how deliveries to them are signed and retried.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Comma-separated `http(s)://` URLs every notification is posted to
+    /// (`UOS_WEBHOOKS__URLS`). Unset: no webhooks.
+    pub urls: Option<String>,
+    /// The HMAC-SHA256 key deliveries are signed with (`UOS_WEBHOOKS__SECRET`, at least 32
+    /// characters); required with `urls`.
+    pub secret: Option<SecretString>,
+    /// Attempts per delivery before it is given up as `failed`.
+    pub max_attempts: u32,
+    /// The wait after the first failed attempt, doubling with each further one (to an hour).
+    pub retry_base_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            urls: None,
+            secret: None,
+            max_attempts: 10,
+            retry_base_ms: 1000,
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// The endpoint URLs, when any are configured.
+    pub fn url_list(&self) -> Vec<String> {
+        self.urls
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 /// Kafka, where every audit event is published by the outbox relay.
@@ -208,6 +252,7 @@ impl Default for Config {
             vault: VaultSettings::default(),
             service: ServiceConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -383,6 +428,7 @@ impl Config {
         }
         self.validate_object_store()?;
         self.validate_vault()?;
+        self.validate_webhooks()?;
         if s.audit_checkpoint_every_events == 0 {
             return bad("service.audit_checkpoint_every_events", "must be positive");
         }
@@ -425,6 +471,33 @@ impl Config {
                 }
                 Ok(())
             }
+        }
+    }
+
+    fn validate_webhooks(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("webhooks.{key}: {why}")));
+        let w = &self.webhooks;
+        let urls = w.url_list();
+        for url in &urls {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.starts_with('/') || r.contains([' ', '#'])) {
+                return bad("urls", "must be comma-separated http(s):// URLs");
+            }
+        }
+        if !(1..=100).contains(&w.max_attempts) {
+            return bad("max_attempts", "must be between 1 and 100");
+        }
+        if !(10..=3_600_000).contains(&w.retry_base_ms) {
+            return bad("retry_base_ms", "must be between 10 and 3600000");
+        }
+        match (&w.secret, urls.is_empty()) {
+            (None, false) => bad("secret", "is required with webhooks.urls"),
+            (Some(s), false) if s.expose_secret().chars().count() < 32 => {
+                bad("secret", "must be at least 32 characters")
+            }
+            _ => Ok(()),
         }
     }
 

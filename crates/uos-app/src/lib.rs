@@ -104,6 +104,7 @@ pub async fn build(cfg: &Config) -> Result<Services, AppError> {
     };
     let objects = uos_objects::open(&cfg.object_store())
         .map_err(|e| ConfigError(format!("object_store: {e}")))?;
+    let webhooks = webhooks(cfg)?;
     let ports = Ports {
         store,
         keys,
@@ -111,12 +112,30 @@ pub async fn build(cfg: &Config) -> Result<Services, AppError> {
         mailer,
         events,
         objects,
+        webhooks,
     };
     let oidc = OidcProviders::new(cfg.oidc_providers.clone());
     let svc = Services::new(ports, authz, cfg.service.clone(), oidc)?;
     svc.spawn_background();
     bootstrap(&svc, cfg).await?;
     Ok(svc)
+}
+
+/// The webhook endpoints and their signing key, when `webhooks.urls` names any.
+fn webhooks(cfg: &Config) -> Result<Option<uos_service::Webhooks>, AppError> {
+    let w = &cfg.webhooks;
+    let urls = w.url_list();
+    let Some(secret) = w.secret.as_ref().filter(|_| !urls.is_empty()) else {
+        return Ok(None);
+    };
+    let transport = uos_webhooks::HttpWebhooks::new(secret.expose_secret().as_bytes())
+        .map_err(|e| ConfigError(format!("webhooks: {e}")))?;
+    Ok(Some(uos_service::Webhooks {
+        transport: Arc::new(transport),
+        urls,
+        max_attempts: w.max_attempts,
+        retry_base: Duration::from_millis(w.retry_base_ms),
+    }))
 }
 
 async fn bootstrap(svc: &Services, cfg: &Config) -> Result<(), AppError> {

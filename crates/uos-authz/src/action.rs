@@ -103,6 +103,7 @@ actions! {
     BudgetRead => "budget.read",
     BudgetWrite => "budget.write",
     UsageRecord => "usage.record",
+    WebhookList => "webhook.list",
 }
 
 impl fmt::Display for Action {
@@ -147,7 +148,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 71);
+        assert_eq!(Action::ALL.len(), 72);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use routes::{
     audit, auth, budgets, federation, health, invites, machine, me, members, mfa, oauth, orgs,
-    policy, resets, roles, tokens, users,
+    policy, resets, roles, tokens, users, webhooks,
 };
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -198,6 +198,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/usage", post(budgets::record_usage))
         .route("/v1/usage/batch", post(budgets::record_usage_batch))
+        .route("/v1/webhooks/deliveries", get(webhooks::deliveries))
         .route("/.well-known/jwks.json", get(health::jwks))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -4,7 +4,7 @@ use crate::problem::Problem;
 use crate::reply::ListBody;
 use crate::routes::{
     audit, auth, budgets, federation, health, invites, machine, me, members, mfa, oauth, orgs,
-    policy, resets, roles, tokens, users,
+    policy, resets, roles, tokens, users, webhooks,
 };
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -41,6 +41,7 @@ use utoipa::{Modify, OpenApi};
         budgets::get_account_budget, budgets::put_account_budget, budgets::delete_account_budget,
         budgets::get_member_budget, budgets::put_member_budget, budgets::delete_member_budget,
         budgets::record_usage, budgets::record_usage_batch,
+        webhooks::deliveries,
     ),
     components(schemas(
         Problem, views::OrgView, views::UserView, views::MemberView, views::InviteView, views::RoleView,
@@ -54,7 +55,7 @@ use utoipa::{Modify, OpenApi};
         views::ApiKeyView, ListBody<views::ApiKeyView>, views::NewApiKeyView, views::ClientSecretView,
         views::WhoamiView, views::OAuthTokenView, oauth::OAuthErrorBody, views::AuditExportView, views::LegalHoldView,
         views::BudgetView, views::UsageReceiptView, views::UsageBatchView, views::DecisionView, views::DecisionReasonView,
-        policy::DecisionsBody,
+        policy::DecisionsBody, views::WebhookDeliveryView, ListBody<views::WebhookDeliveryView>,
     )),
     modifiers(&BearerAuth, &HonestResponses),
 )]

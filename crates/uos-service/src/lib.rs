@@ -15,6 +15,7 @@ mod budgets;
 mod identity;
 mod kernel;
 mod machine;
+mod notify;
 mod orgs;
 mod policy;
 mod retention;
@@ -44,6 +45,7 @@ pub use kernel::uow::Done;
 pub use machine::api_keys::{NewApiKey, MAX_ROTATION_OVERLAP_SECS};
 pub use machine::oauth::{OAuthError, TokenRequest};
 pub use machine::service_accounts::{NewServiceAccount, ServiceAccountPatch};
+pub use notify::Webhooks;
 pub use orgs::invites::NewInvite;
 pub use orgs::lifecycle::OrgMove;
 pub use orgs::members::MAX_ROLES;
@@ -91,6 +93,8 @@ pub struct Ports {
     pub events: Option<Arc<dyn uos_events::AuditPublisher>>,
     /// Where audit export files are kept (a local directory or an S3-compatible bucket).
     pub objects: Arc<dyn uos_objects::ObjectStore>,
+    /// Where notifications (budget state changes) are sent; `None`: nowhere.
+    pub webhooks: Option<Webhooks>,
 }
 
 /// The shared state of every use case: the ports, the policy engine and configuration, then
@@ -115,6 +119,9 @@ struct Inner {
     /// Copies of budget statuses the decision point answers from.
     budgets: budgets::book::BudgetBook,
     policy: policy::PolicyStats,
+    webhooks: Option<Webhooks>,
+    /// Woken when a delivery was queued on this replica.
+    webhook_due: tokio::sync::Notify,
 }
 
 /// How often a token signed by a key this replica does not know may trigger a key reload.
@@ -250,6 +257,8 @@ impl Services {
                 },
                 budgets: budgets::book::BudgetBook::new(Duration::from_millis(budget_cache_ms)),
                 policy: policy::PolicyStats::default(),
+                webhooks: ports.webhooks,
+                webhook_due: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -280,6 +289,7 @@ impl Services {
         self.spawn_relay();
         self.spawn_export_worker();
         self.spawn_purge_sweep();
+        self.spawn_webhook_worker();
         let cfg = &self.inner.cfg;
         let svc = self.clone();
         let every = Duration::from_secs(cfg.api_key_usage_flush_secs.max(1));

@@ -26,6 +26,7 @@ mod session;
 pub mod sql;
 mod tx;
 mod user;
+mod webhook;
 
 pub use dialect::{Dialect, SqlxResult};
 pub use tx::{Mode, Read, SqlRead, SqlTx, Write};

@@ -16,10 +16,10 @@ mod records;
 pub use error::StoreError;
 pub use page::{Page, PageRequest};
 pub use records::{
-    AuditExport, AuditFilter, AuditHead, AuditRow, CheckpointRow, ExportOutcome, ExportStatus,
-    ExternalIdentity, HoldOn, IdemClaim, IdempotencyRecord, LegalHold, LoginUser, MemberFilter,
-    OrgFilter, OrgPurge, PasswordReset, PoolStats, RefreshToken, Session, SpendDelta, SubjectKey,
-    TokenUse, TotpEnrolment, UsageEvent, UserFilter,
+    AttemptOutcome, AuditExport, AuditFilter, AuditHead, AuditRow, CheckpointRow, ExportOutcome,
+    ExportStatus, ExternalIdentity, HoldOn, IdemClaim, IdempotencyRecord, LegalHold, LoginUser,
+    MemberFilter, OrgFilter, OrgPurge, PasswordReset, PoolStats, RefreshToken, Session, SpendDelta,
+    SubjectKey, TokenUse, TotpEnrolment, UsageEvent, UserFilter, WebhookDelivery,
 };
 
 use async_trait::async_trait;
@@ -110,6 +110,7 @@ pub trait ReadTx:
     + ExportReads
     + RetentionReads
     + BudgetReads
+    + WebhookReads
     + Send
 {
     /// Confine the rest of this unit of work to the rows of `org`: where the backend enforces
@@ -140,6 +141,7 @@ pub trait Tx:
     + ExportRepo
     + RetentionRepo
     + BudgetRepo
+    + WebhookRepo
 {
     async fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -732,4 +734,38 @@ pub trait BudgetRepo: BudgetReads {
         state: BudgetState,
         at: DateTime<Utc>,
     ) -> Result<bool>;
+}
+
+/// The read half of [`WebhookRepo`].
+#[async_trait]
+pub trait WebhookReads: Send {
+    /// Deliveries in creation order, of `org` only when given, after the cursor (a delivery
+    /// id) when given.
+    async fn list_webhook_deliveries(
+        &mut self,
+        org: Option<OrgId>,
+        page: &PageRequest,
+    ) -> Result<Page<WebhookDelivery>>;
+}
+
+/// Webhook deliveries: the outbox of notifications and their log.
+#[async_trait]
+pub trait WebhookRepo: WebhookReads {
+    async fn insert_webhook_deliveries(&mut self, deliveries: &[WebhookDelivery]) -> Result<()>;
+    /// Up to `limit` pending deliveries due at `now`, oldest first, each moved to
+    /// `next_attempt_at = lease_until` so that no other worker takes it meanwhile (and, should
+    /// this one die, it is tried again then).
+    async fn claim_webhook_deliveries(
+        &mut self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>>;
+    /// Record one attempt's outcome.
+    async fn record_webhook_attempt(
+        &mut self,
+        id: uuid::Uuid,
+        outcome: &AttemptOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
 }

@@ -317,3 +317,36 @@ pub struct SpendDelta {
     pub day: i64,
     pub cents: i64,
 }
+
+/// A webhook delivery: one event to one endpoint, and how sending it went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    pub id: uuid::Uuid,
+    pub org_id: Option<OrgId>,
+    pub event_type: String,
+    pub url: String,
+    /// The JSON body sent, exactly.
+    pub payload: String,
+    pub created_at: DateTime<Utc>,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// How one attempt at a delivery went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered {
+        status: i64,
+    },
+    /// Failed; sent again at `retry_at`, or given up when `None`.
+    Failed {
+        status: Option<i64>,
+        error: String,
+        retry_at: Option<DateTime<Utc>>,
+    },
+}

@@ -18,6 +18,7 @@ pub mod resets;
 pub mod roles;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 use crate::problem::ApiError;
 use serde::{de, Deserialize, Deserializer};

@@ -25,6 +25,7 @@ mod roles;
 mod sessions;
 mod tokens;
 mod users;
+mod webhooks;
 
 pub use serde_json::{json, Value};
 pub use uos_testkit::{

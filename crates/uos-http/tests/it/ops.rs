@@ -99,6 +99,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("DELETE", "/v1/orgs/{slug}/users/{user_id}/budget"),
     ("POST", "/v1/usage"),
     ("POST", "/v1/usage/batch"),
+    ("GET", "/v1/webhooks/deliveries"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),

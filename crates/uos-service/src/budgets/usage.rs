@@ -287,17 +287,28 @@ impl Services {
                 {
                     continue;
                 }
+                let change = serde_json::json!({
+                    "state": state.as_str(),
+                    "period_start": status.period_start,
+                    "spent_cents": status.spent_cents,
+                    "effective_limit_cents": status.effective_limit_cents,
+                });
                 uow.record(
                     AuditAction::BudgetStateChanged,
                     Some(budget.key.org_id),
                     target_id(&budget.key),
                     serde_json::Value::Null,
-                    serde_json::json!({
-                        "state": state.as_str(),
-                        "period_start": status.period_start,
-                        "spent_cents": status.spent_cents,
-                        "effective_limit_cents": status.effective_limit_cents,
-                    }),
+                    change.clone(),
+                )
+                .await?;
+                let mut data = serde_json::json!({"budget": status.view()});
+                data["state"] = change["state"].clone();
+                crate::notify::enqueue(
+                    &self.inner,
+                    uow,
+                    Some(budget.key.org_id),
+                    "budget.state_changed",
+                    data,
                 )
                 .await?;
             }

@@ -501,6 +501,7 @@ mod tests {
             mailer: Arc::new(uos_mail::DevMailbox::open(&dir.join("mailbox")).unwrap()),
             events: None,
             objects: Arc::new(uos_objects::LocalObjects::open(&dir.join("exports")).unwrap()),
+            webhooks: None,
         };
         Services::new(
             ports,

@@ -623,3 +623,45 @@ pub struct DecisionView {
     pub key_id: String,
     pub signature: String,
 }
+
+/// One webhook delivery: an event to one endpoint, and how sending it went.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct WebhookDeliveryView {
+    pub id: Uuid,
+    pub org_id: Option<Uuid>,
+    /// e.g. `budget.state_changed`.
+    pub event_type: String,
+    pub url: String,
+    /// `pending`, `delivered` or `failed` (given up after the last attempt).
+    pub state: String,
+    pub attempts: i64,
+    pub created_at: DateTime<Utc>,
+    /// When a pending delivery is tried next.
+    pub next_attempt_at: DateTime<Utc>,
+    /// The receiver's status of the last attempt, if it answered.
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// The body sent (the same on every attempt).
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+impl From<&uos_store::WebhookDelivery> for WebhookDeliveryView {
+    fn from(d: &uos_store::WebhookDelivery) -> Self {
+        Self {
+            id: d.id,
+            org_id: d.org_id.map(|o| o.0),
+            event_type: d.event_type.clone(),
+            url: d.url.clone(),
+            state: d.state.clone(),
+            attempts: d.attempts,
+            created_at: d.created_at,
+            next_attempt_at: d.next_attempt_at,
+            last_status: d.last_status,
+            last_error: d.last_error.clone(),
+            delivered_at: d.delivered_at,
+            payload: serde_json::from_str(&d.payload).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}

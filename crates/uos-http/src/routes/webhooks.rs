@@ -1,0 +1,32 @@
+//! The webhook delivery log.
+
+use crate::extract::{is_uuid, Query, ReqCtx};
+use crate::problem::{ApiError, Problem};
+use crate::reply::{list, ListBody};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::Json;
+use uos_domain::OrgSlug;
+use uos_service::views::WebhookDeliveryView;
+
+/// Every webhook delivery with its state, attempts and last outcome, in creation order; of one
+/// org with `org` (its slug). Platform admins only.
+#[utoipa::path(get, path = "/v1/webhooks/deliveries", tag = "webhooks", security(("bearer" = [])), params(
+    ("org" = Option<String>, Query, description = "an org's slug"),
+    ("limit" = Option<u32>, Query), ("page_token" = Option<String>, Query)),
+    responses((status = 200, body = ListBody<WebhookDeliveryView>), (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub async fn deliveries(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    mut q: Query,
+) -> Result<Json<ListBody<WebhookDeliveryView>>, ApiError> {
+    let page = q.page("webhooks", is_uuid);
+    let org = q.parse("org", OrgSlug::parse);
+    q.finish()?;
+    list(
+        "webhooks",
+        s.svc
+            .list_webhook_deliveries(&ctx, org.as_ref(), &page)
+            .await,
+    )
+}
