@@ -55,6 +55,8 @@ platform_actions := {
 	# Legal holds stop the retention purge; placing and lifting them is for platform admins,
 	# org owners included only if they are one.
 	"user.legal_hold", "org.legal_hold",
+	# The policy bundle itself: what decides everything is changed and inspected by them only.
+	"policy.bundle", "policy.reload",
 }
 
 # Org-scoped action -> the org permission it requires. An action listed here is evaluated

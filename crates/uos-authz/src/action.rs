@@ -100,6 +100,8 @@ actions! {
     OrgLegalHold => "org.legal_hold",
     PolicyEvaluate => "policy.evaluate",
     PolicyKeys => "policy.keys",
+    PolicyBundle => "policy.bundle",
+    PolicyReload => "policy.reload",
     BudgetRead => "budget.read",
     BudgetWrite => "budget.write",
     UsageRecord => "usage.record",
@@ -147,7 +149,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 71);
+        assert_eq!(Action::ALL.len(), 73);
     }
 
     #[test]

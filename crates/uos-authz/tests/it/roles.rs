@@ -123,7 +123,9 @@ fn every_action_is_classified_for_an_owner() {
                 | Action::PasswordResetApprove
                 | Action::KeysRotate
                 | Action::UserLegalHold
-                | Action::OrgLegalHold => deny("platform_admin_required"),
+                | Action::OrgLegalHold
+                | Action::PolicyBundle
+                | Action::PolicyReload => deny("platform_admin_required"),
                 other => panic!("{other} is missing from this test's classification"),
             }
         };
