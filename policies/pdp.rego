@@ -35,7 +35,11 @@ deny contains reason("membership_suspended", "uos.pdp.membership", "the principa
 # A resource may name the roles it needs (`attributes.required_roles`, a list of role names,
 # built-in or custom): the principal must hold each one, directly or by inheritance.
 deny contains reason("missing_role", "uos.pdp.required_roles", concat("", ["the principal lacks the role ", role])) if {
+	# Iterating a string, or naming a role by a number, is an evaluation error in regorus: it
+	# would deny with `policy_error` instead of `invalid_attribute` (pdp_test.rego checks).
+	is_array(required_roles)
 	some role in required_roles
+	is_string(role)
 	not role in input.principal.roles
 }
 
@@ -47,6 +51,7 @@ deny contains reason("invalid_attribute", "uos.pdp.required_roles", "resource.at
 }
 
 deny contains reason("invalid_attribute", "uos.pdp.required_roles", "resource.attributes.required_roles must be a list of role names") if {
+	is_array(required_roles)
 	some role in required_roles
 	not is_string(role)
 }

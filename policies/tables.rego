@@ -57,6 +57,8 @@ platform_actions := {
 	"user.legal_hold", "org.legal_hold",
 	# The webhook delivery log names every org's notifications.
 	"webhook.list",
+	# The policy bundle itself: what decides everything is changed and inspected by them only.
+	"policy.bundle", "policy.reload",
 }
 
 # Org-scoped action -> the org permission it requires. An action listed here is evaluated

@@ -47,6 +47,7 @@ async fn run(cfg: uos_app::Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let svc = uos_app::build(&cfg).await.context("starting admin-api")?;
+    uos_app::reload_policy_on_sighup(&svc).context("listening for SIGHUP")?;
     let grace = std::time::Duration::from_secs(cfg.shutdown_grace_secs);
     uos_http::server::serve(listener, svc, &cfg.public_url(), &cfg.rate_limit, grace)
         .await

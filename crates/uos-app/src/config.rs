@@ -34,8 +34,13 @@ pub struct Config {
     pub bootstrap_admin_email: Option<String>,
     /// Its password (`UOS_BOOTSTRAP_ADMIN_PASSWORD`); set both or neither.
     pub bootstrap_admin_password: Option<SecretString>,
-    /// Load Rego policies from this directory instead of the built-in ones.
+    /// Load the policy bundle (every `*.rego` file directly inside, Rego tests included) from
+    /// this directory instead of the built-in one (`UOS_POLICY_DIR`). It is reloaded when its
+    /// files change, on `SIGHUP` and by `POST /v1/policy/reload`; see docs/policy.md.
     pub policy_dir: Option<PathBuf>,
+    /// Seconds between checks of `policy_dir` for changed files (`UOS_POLICY_WATCH_SECS`); 0
+    /// turns watching off (reloads then come from `SIGHUP` and the API only).
+    pub policy_watch_secs: u64,
     /// `text` or `json` log lines.
     pub log_format: String,
     /// Seconds in-flight requests get to finish on shutdown.
@@ -239,6 +244,7 @@ impl Default for Config {
             bootstrap_admin_email: None,
             bootstrap_admin_password: None,
             policy_dir: None,
+            policy_watch_secs: 5,
             log_format: "text".into(),
             shutdown_grace_secs: 30,
             worker_threads: 0,
@@ -360,6 +366,20 @@ impl Config {
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return bad("log_format", "must be text or json");
+        }
+        if let Some(dir) = &self.policy_dir {
+            if !dir.is_dir() {
+                return bad(
+                    "policy_dir",
+                    &format!("{} is not a directory", dir.display()),
+                );
+            }
+        }
+        if self.policy_watch_secs > 86_400 {
+            return bad(
+                "policy_watch_secs",
+                "must be at most 86400 seconds (0 turns watching off)",
+            );
         }
         if self.worker_threads > 1024 {
             return bad("worker_threads", "must be at most 1024 (0: one per core)");
@@ -710,6 +730,8 @@ mod tests {
             ("database_url", "mysql://x", "database_url"),
             ("log_format", "xml", "log_format"),
             ("worker_threads", "5000", "worker_threads"),
+            ("policy_dir", "/nonexistent/policies", "policy_dir"),
+            ("policy_watch_secs", "100000", "policy_watch_secs"),
             ("worker_threads", "-1", "worker_threads"),
             ("redis_url", "http://x", "redis_url"),
             ("public_url", "id.example.com", "public_url"),

@@ -15,7 +15,7 @@ use uos_authz::Authorizer;
 use uos_events::{AuditPublisher, KafkaConfig, KafkaPublisher};
 use uos_keys::{KeyProvider, LocalKeyStore, TransitKeyStore};
 use uos_mail::{DevMailbox, Mailer, SmtpMailer};
-use uos_service::{Bootstrap, OidcProviders, Ports, Services};
+use uos_service::{Bootstrap, OidcProviders, Ports, ReloadTrigger, Services};
 use uos_store::Store;
 use uos_store_postgres::PgStore;
 use uos_store_sqlite::SqliteStore;
@@ -75,6 +75,14 @@ pub async fn build(cfg: &Config) -> Result<Services, AppError> {
         Some(dir) => Authorizer::from_dir(dir)?,
         None => Authorizer::new()?,
     };
+    let bundle = authz.current();
+    tracing::info!(
+        source = %authz.source(),
+        revision = bundle.revision(),
+        rego_tests = bundle.rego_tests(),
+        "policy bundle loaded"
+    );
+    drop(bundle);
     let ca = match &cfg.redis_ca_file {
         Some(path) => Some(std::fs::read(path).map_err(|e| {
             ConfigError(format!(
@@ -117,6 +125,10 @@ pub async fn build(cfg: &Config) -> Result<Services, AppError> {
     let oidc = OidcProviders::new(cfg.oidc_providers.clone());
     let svc = Services::new(ports, authz, cfg.service.clone(), oidc)?;
     svc.spawn_background();
+    // The embedded bundle never changes; only a directory is worth watching.
+    if cfg.policy_dir.is_some() && cfg.policy_watch_secs > 0 {
+        svc.spawn_policy_watch(Duration::from_secs(cfg.policy_watch_secs));
+    }
     bootstrap(&svc, cfg).await?;
     Ok(svc)
 }
@@ -136,6 +148,28 @@ fn webhooks(cfg: &Config) -> Result<Option<uos_service::Webhooks>, AppError> {
         max_attempts: w.max_attempts,
         retry_base: Duration::from_millis(w.retry_base_ms),
     }))
+}
+
+/// Reload the policy bundle on every `SIGHUP`, for the life of the process. For the API
+/// server only: once the handler is installed, `SIGHUP` no longer ends the process. A refused
+/// bundle is logged (with file and line) and counted, and the running one stays.
+#[cfg(unix)]
+pub fn reload_policy_on_sighup(svc: &Services) -> Result<(), AppError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup())?;
+    let svc = svc.clone();
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match svc.reload_policy_on(ReloadTrigger::Sighup).await {
+                Ok(r) if r.changed => {}
+                Ok(r) => tracing::info!(revision = %r.revision, "SIGHUP: policy bundle unchanged"),
+                // The reload logged the refusal with its file and line.
+                Err(uos_service::ServiceError::PolicyRefused { .. }) => {}
+                Err(error) => tracing::warn!(%error, "SIGHUP: policy reload failed"),
+            }
+        }
+    });
+    Ok(())
 }
 
 async fn bootstrap(svc: &Services, cfg: &Config) -> Result<(), AppError> {

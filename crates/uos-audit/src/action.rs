@@ -27,6 +27,8 @@ pub enum TargetKind {
     Budget,
     /// A policy decision, by its `decision_id`.
     Decision,
+    /// A policy bundle, by its revision (content hash).
+    PolicyBundle,
 }
 
 impl TargetKind {
@@ -46,6 +48,7 @@ impl TargetKind {
             TargetKind::Budget => "budget",
             TargetKind::Decision => "decision",
             TargetKind::AuditExport => "audit_export",
+            TargetKind::PolicyBundle => "policy_bundle",
         }
     }
 }
@@ -251,6 +254,8 @@ audit_actions! {
         "after: how many events were `recorded` and how many were `duplicates`, and the `amount_cents` recorded (one event per request and org, not per usage event)";
     PolicyDenied => "policy.denied", [Decision],
         "after: the `principal`, `action`, `resource`, the `reasons` (each as `rule`, `policy` and, for a budget, its `scope`, `scope_id`, `spent_cents`, `effective_limit_cents`, `state`) and the `policy_revision`. Actor: the service that asked";
+    PolicyReloaded => "policy.reloaded", [PolicyBundle],
+        "before: the `revision` replaced; after: the new `revision`, its `modules` (`file`, `sha256`) and the `trigger` (`api`, `sighup` or `watch`). Only a reload that changes the revision is recorded. Actor: the platform admin, or `system` for a signal or a changed file";
 }
 
 impl fmt::Display for AuditAction {
@@ -364,6 +369,7 @@ mod tests {
         "budget.state_changed",
         "usage.recorded",
         "policy.denied",
+        "policy.reloaded",
     ];
 
     #[test]
@@ -373,7 +379,7 @@ mod tests {
             names, SHIPPED,
             "audit action names are a public contract: add actions, never rename or remove one"
         );
-        assert_eq!(AuditAction::ALL.len(), 65);
+        assert_eq!(AuditAction::ALL.len(), 66);
     }
 
     #[test]

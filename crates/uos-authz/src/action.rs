@@ -100,6 +100,8 @@ actions! {
     OrgLegalHold => "org.legal_hold",
     PolicyEvaluate => "policy.evaluate",
     PolicyKeys => "policy.keys",
+    PolicyBundle => "policy.bundle",
+    PolicyReload => "policy.reload",
     BudgetRead => "budget.read",
     BudgetWrite => "budget.write",
     UsageRecord => "usage.record",
@@ -148,7 +150,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 72);
+        assert_eq!(Action::ALL.len(), 74);
     }
 
     #[test]

@@ -1,15 +1,19 @@
-//! The Rego engine wrapper: loads and checks the policies once, then answers each question on a
-//! clone of the prepared engine, failing closed when the policy misbehaves.
+//! The Rego engine wrapper: loads and checks a policy bundle, then answers each question on a
+//! clone of the prepared engine, failing closed when the policy misbehaves. The loaded bundle
+//! can be replaced while the service runs (a reload); each decision is made, and named, by the
+//! one bundle that was current when it started.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
 
 use regorus::{Engine, Value};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::bundle::{BundleFiles, BundleInfo, BundleSource};
 use crate::pdp::{self, PdpInput, PdpVerdict};
 use crate::{
     Action, AuthzError, Capability, Denied, OrgContext, Principal, Resource, ResourceKind,
@@ -25,22 +29,6 @@ const NOT_MEMBER: &str = "not_member";
 /// The rule name reported when the policy could not be evaluated.
 const POLICY_ERROR: &str = "policy_error";
 
-/// The policies shipped with the service, compiled into the binary.
-const EMBEDDED_POLICIES: &[(&str, &str)] = &[
-    (
-        "policies/tables.rego",
-        include_str!("../../../policies/tables.rego"),
-    ),
-    (
-        "policies/decision.rego",
-        include_str!("../../../policies/decision.rego"),
-    ),
-    (
-        "policies/pdp.rego",
-        include_str!("../../../policies/pdp.rego"),
-    ),
-];
-
 /// The raw outcome of the policy: allowed or not, and which rule said so.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
@@ -48,20 +36,40 @@ pub struct Decision {
     pub rule: String,
 }
 
-/// The policy decision point. Cheap to share (`Arc`) and to clone; evaluation takes `&self`.
+/// The policy decision point. Cheap to clone: clones share the current bundle, so a reload
+/// through any of them is seen by all. Evaluation takes `&self`.
 #[derive(Clone, Debug)]
 pub struct Authorizer {
+    source: Arc<BundleSource>,
+    // The lock is held only to clone or replace the `Arc`, never during an evaluation: a
+    // reload waits for no decision and a decision waits for no reload (only for a pointer
+    // swap).
+    current: Arc<RwLock<Arc<LoadedBundle>>>,
+    stats: Arc<ReloadStats>,
+}
+
+/// Reloads so far, for the metrics.
+#[derive(Debug, Default)]
+struct ReloadStats {
+    replaced: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// One compiled, tested bundle and the decisions it made. Decisions are remembered here and
+/// not in the [`Authorizer`], so they are dropped with the bundle that made them.
+#[derive(Debug)]
+pub struct LoadedBundle {
     // Prepared once (policies parsed, analysed and scheduled); every evaluation clones it, which
     // copies reference-counted state instead of re-parsing.
     engine: Engine,
-    // Decisions by their exact input. The policies are fixed for the life of the authorizer
-    // and a decision is a pure function of policy and input, so a repeated question (the
-    // same caller doing the same thing) need not run the evaluator again (~50 µs).
-    memo: Arc<RwLock<HashMap<String, Decision>>>,
+    // Decisions by their exact input. A bundle never changes and a decision is a pure
+    // function of policy and input, so a repeated question (the same caller doing the same
+    // thing) need not run the evaluator again (~50 µs).
+    memo: RwLock<HashMap<String, Decision>>,
     // The same for the decision point's questions, whose inputs come from other services.
-    pdp_memo: Arc<RwLock<HashMap<String, Arc<PdpVerdict>>>>,
-    // The content hash of the policies (`policy_revision`): decisions name what decided them.
-    revision: Arc<str>,
+    pdp_memo: RwLock<HashMap<String, Arc<PdpVerdict>>>,
+    info: BundleInfo,
+    rego_tests: usize,
 }
 
 /// More remembered decisions than this and the memo starts over: inputs carry ids, so
@@ -76,64 +84,194 @@ struct Input<'a> {
     resource: &'a Resource,
 }
 
+/// What a reload did.
+#[derive(Clone, Debug)]
+pub enum Reloaded {
+    /// The source holds the running revision; nothing was compiled or replaced.
+    Unchanged(Arc<LoadedBundle>),
+    /// A new bundle replaced `previous`.
+    Replaced {
+        previous: Arc<LoadedBundle>,
+        current: Arc<LoadedBundle>,
+    },
+}
+
 impl Authorizer {
     /// Builds the authorizer from the policies compiled into the binary.
     pub fn new() -> Result<Self, AuthzError> {
-        Self::from_sources(
-            EMBEDDED_POLICIES
-                .iter()
-                .map(|(name, text)| ((*name).to_owned(), (*text).to_owned())),
-        )
+        Self::from_source(BundleSource::Embedded)
     }
 
     /// Builds the authorizer from every `*.rego` file directly inside `dir`, for operators who
     /// ship their own policies. The same checks apply as for the embedded ones.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, AuthzError> {
-        let dir = dir.as_ref();
-        let io_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| AuthzError::Io { path, source }
-        };
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
-            let path = entry.map_err(io_err(dir))?.path();
-            if path.is_file() && path.extension().is_some_and(|ext| ext == "rego") {
-                files.push(path);
-            }
-        }
-        if files.is_empty() {
-            return Err(AuthzError::NoPolicies {
-                path: dir.to_path_buf(),
-            });
-        }
-        // Directory order is arbitrary; a fixed order makes errors reproducible.
-        files.sort();
-        let mut sources = Vec::with_capacity(files.len());
-        for path in files {
-            let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-            sources.push((path.display().to_string(), text));
-        }
-        Self::from_sources(sources)
+        Self::from_source(BundleSource::Dir(dir.as_ref().to_path_buf()))
     }
 
-    fn from_sources(
-        sources: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, AuthzError> {
-        let mut engine = Engine::new();
-        let mut hash = Sha256::new();
-        for (name, text) in sources {
-            // Name and text, each length-prefixed: moving text between files changes the hash.
-            for part in [&name, &text] {
-                hash.update((part.len() as u64).to_be_bytes());
-                hash.update(part.as_bytes());
+    /// Builds the authorizer from the bundle at `source`, which later reloads read again.
+    pub fn from_source(source: BundleSource) -> Result<Self, AuthzError> {
+        let bundle = LoadedBundle::load(BundleFiles::read(&source)?)?;
+        Ok(Self {
+            source: Arc::new(source),
+            current: Arc::new(RwLock::new(Arc::new(bundle))),
+            stats: Arc::default(),
+        })
+    }
+
+    /// Where this authorizer's bundles come from.
+    pub fn source(&self) -> &BundleSource {
+        &self.source
+    }
+
+    /// The bundle deciding now. Hold it for the length of one decision (or batch) so that what
+    /// decided and the revision reported with it agree, whatever a reload does meanwhile.
+    pub fn current(&self) -> Arc<LoadedBundle> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The content hash of the current bundle, hex: the `policy_revision` of decisions.
+    pub fn revision(&self) -> String {
+        self.current().info.revision.clone()
+    }
+
+    /// The revision of what the source holds now (read, not compiled): differs from
+    /// [`revision`](Self::revision) when a reload would find something new.
+    pub fn source_revision(&self) -> Result<String, AuthzError> {
+        Ok(BundleFiles::read(&self.source)?.revision)
+    }
+
+    /// Reads the source and, if it holds another revision, compiles it and runs its Rego tests
+    /// and self-checks, without installing it: `None` when the running revision is what the
+    /// source holds. A refusal is counted.
+    pub fn stage(&self) -> Result<Option<LoadedBundle>, AuthzError> {
+        let staged = BundleFiles::read(&self.source).and_then(|files| {
+            if files.revision == self.current().info.revision {
+                return Ok(None);
             }
-            engine
-                .add_policy(name.clone(), text)
-                .map_err(|e| AuthzError::InvalidPolicy {
-                    file: name,
-                    message: format!("{e:#}"),
-                })?;
+            LoadedBundle::load(files).map(Some)
+        });
+        if staged.is_err() {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
         }
+        staged
+    }
+
+    /// Makes `bundle` current; evaluations already running finish on the one it replaces,
+    /// which is returned. Callers serialize reloads (stage, then install).
+    pub fn install(&self, bundle: LoadedBundle) -> Arc<LoadedBundle> {
+        let bundle = Arc::new(bundle);
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        self.stats.replaced.fetch_add(1, Ordering::Relaxed);
+        std::mem::replace(&mut *current, bundle)
+    }
+
+    /// [`stage`](Self::stage) and [`install`](Self::install) in one, for callers with nothing
+    /// to do in between. A refused bundle leaves the running one in place.
+    pub fn reload(&self) -> Result<Reloaded, AuthzError> {
+        Ok(match self.stage()? {
+            None => Reloaded::Unchanged(self.current()),
+            Some(bundle) => {
+                let previous = self.install(bundle);
+                Reloaded::Replaced {
+                    previous,
+                    current: self.current(),
+                }
+            }
+        })
+    }
+
+    /// Bundles installed by a reload, and bundles refused, since start-up.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.stats.replaced.load(Ordering::Relaxed),
+            self.stats.refused.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The decision point's answer for `input` from the current bundle; see
+    /// [`LoadedBundle::pdp_decide`].
+    pub fn pdp_decide(&self, input: &PdpInput<'_>) -> Result<Arc<PdpVerdict>, AuthzError> {
+        self.current().pdp_decide(input)
+    }
+
+    /// Asks the current bundle and returns its raw decision. Errors mean the policy could not
+    /// decide.
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource,
+    ) -> Result<Decision, AuthzError> {
+        self.current().decide(principal, action, resource)
+    }
+
+    /// The check every endpoint makes: a [`Capability`] on allow, otherwise why not. A policy
+    /// that cannot be evaluated denies (fail closed) and is logged.
+    pub fn authorize(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource,
+    ) -> Result<Capability, Denied> {
+        match self.decide(principal, action, resource) {
+            Ok(Decision { allow: true, rule }) => {
+                tracing::debug!(%action, %rule, "authorization allowed");
+                Ok(Capability::new(action, principal.id, resource.org_id, rule))
+            }
+            Ok(Decision { allow: false, rule }) => {
+                tracing::debug!(%action, %rule, "authorization denied");
+                if rule == NOT_MEMBER {
+                    Err(Denied::NotFound)
+                } else {
+                    Err(Denied::Forbidden { rule })
+                }
+            }
+            Err(error) => {
+                tracing::error!(%action, %error, "authorization policy failed; denying");
+                Err(Denied::Forbidden {
+                    rule: POLICY_ERROR.to_owned(),
+                })
+            }
+        }
+    }
+
+    /// A capability for work the service does on its own behalf at start-up (bootstrapping
+    /// the first platform admin), where no request and no principal exist. It is recorded
+    /// with the rule `system` so audit readers can tell it apart; no request path calls it.
+    pub fn system_task(&self, action: Action) -> Capability {
+        Capability::new(action, None, None, "system".to_owned())
+    }
+
+    /// Evaluates any rule of the loaded policies, as JSON; for tests and diagnostics.
+    #[cfg(test)]
+    fn eval_json(&self, rule: &str) -> Result<serde_json::Value, AuthzError> {
+        let value = self
+            .current()
+            .engine
+            .clone()
+            .eval_rule(rule.to_owned())
+            .map_err(|e| AuthzError::Evaluation(format!("{e:#}")))?;
+        Ok(serde_json::to_value(&value)?)
+    }
+}
+
+impl LoadedBundle {
+    /// Compiles `files`, runs their Rego tests, and checks that both decision rules answer
+    /// well-formed decisions: a bundle that fails any of it is refused.
+    fn load(files: BundleFiles) -> Result<Self, AuthzError> {
+        let mut engine = Engine::new();
+        for (name, text) in &files.files {
+            engine
+                .add_policy(name.clone(), text.clone())
+                .map_err(|e| AuthzError::invalid(name, &format!("{e:#}")))?;
+        }
+        // regorus analyses the modules together at the first evaluation: a trivial query
+        // surfaces every compile error (unknown names, unsafe variables) here, with its
+        // position, before any test or check could mistake it for its own failure.
+        engine
+            .eval_query("true".to_owned(), false)
+            .map_err(|e| AuthzError::invalid(DECISION_RULE, &format!("{e:#}")))?;
+        let rego_tests = crate::rego_tests::run(&mut engine, &files.files)?;
         self_check(&mut engine)?;
         pdp::self_check(&mut engine)?;
         // The input of the last check is not meant to linger in the template every clone
@@ -141,20 +279,35 @@ impl Authorizer {
         engine.set_input(Value::new_object());
         Ok(Self {
             engine,
-            memo: Arc::default(),
-            pdp_memo: Arc::default(),
-            revision: hex::encode(hash.finalize()).into(),
+            memo: RwLock::default(),
+            pdp_memo: RwLock::default(),
+            info: BundleInfo {
+                modules: files.modules(),
+                revision: files.revision,
+                loaded_at: SystemTime::now(),
+            },
+            rego_tests,
         })
     }
 
-    /// The content hash of the loaded policies, hex: the `policy_revision` of decisions.
+    /// The content hash of this bundle, hex: the `policy_revision` of its decisions.
     pub fn revision(&self) -> &str {
-        &self.revision
+        &self.info.revision
+    }
+
+    /// Revision, load time and files.
+    pub fn info(&self) -> &BundleInfo {
+        &self.info
+    }
+
+    /// How many Rego tests the bundle passed when it was loaded.
+    pub fn rego_tests(&self) -> usize {
+        self.rego_tests
     }
 
     /// The decision point's answer (`data.uos.pdp.decision`) for `input`, remembered by the
-    /// input: the policies are fixed for the life of the authorizer, so the same question
-    /// gets the same answer. Errors mean the policy could not decide.
+    /// input: the bundle never changes, so the same question gets the same answer. Errors mean
+    /// the policy could not decide.
     pub fn pdp_decide(&self, input: &PdpInput<'_>) -> Result<Arc<PdpVerdict>, AuthzError> {
         let key = serde_json::to_string(input)?;
         if let Some(v) = self
@@ -202,54 +355,6 @@ impl Authorizer {
         memo.insert(key, decision.clone());
         Ok(decision)
     }
-
-    /// The check every endpoint makes: a [`Capability`] on allow, otherwise why not. A policy
-    /// that cannot be evaluated denies (fail closed) and is logged.
-    pub fn authorize(
-        &self,
-        principal: &Principal,
-        action: Action,
-        resource: &Resource,
-    ) -> Result<Capability, Denied> {
-        match self.decide(principal, action, resource) {
-            Ok(Decision { allow: true, rule }) => {
-                tracing::debug!(%action, %rule, "authorization allowed");
-                Ok(Capability::new(action, principal.id, resource.org_id, rule))
-            }
-            Ok(Decision { allow: false, rule }) => {
-                tracing::debug!(%action, %rule, "authorization denied");
-                if rule == NOT_MEMBER {
-                    Err(Denied::NotFound)
-                } else {
-                    Err(Denied::Forbidden { rule })
-                }
-            }
-            Err(error) => {
-                tracing::error!(%action, %error, "authorization policy failed; denying");
-                Err(Denied::Forbidden {
-                    rule: POLICY_ERROR.to_owned(),
-                })
-            }
-        }
-    }
-
-    /// A capability for work the service does on its own behalf at start-up (bootstrapping
-    /// the first platform admin), where no request and no principal exist. It is recorded
-    /// with the rule `system` so audit readers can tell it apart; no request path calls it.
-    pub fn system_task(&self, action: Action) -> Capability {
-        Capability::new(action, None, None, "system".to_owned())
-    }
-
-    /// Evaluates any rule of the loaded policies, as JSON; for tests and diagnostics.
-    #[cfg(test)]
-    fn eval_json(&self, rule: &str) -> Result<serde_json::Value, AuthzError> {
-        let value = self
-            .engine
-            .clone()
-            .eval_rule(rule.to_owned())
-            .map_err(|e| AuthzError::Evaluation(format!("{e:#}")))?;
-        Ok(serde_json::to_value(&value)?)
-    }
 }
 
 /// Fails loudly at startup rather than on the first request: the decision rule must exist
@@ -276,10 +381,9 @@ fn self_check(engine: &mut Engine) -> Result<(), AuthzError> {
     for principal in [&Principal::anonymous(), &member] {
         for &action in Action::ALL {
             evaluate(engine, principal, action, &resource).map_err(|e| match e {
-                AuthzError::Evaluation(msg) => AuthzError::InvalidPolicy {
-                    file: DECISION_RULE.to_owned(),
-                    message: format!("{action}: {msg}"),
-                },
+                AuthzError::Evaluation(msg) => {
+                    AuthzError::invalid(DECISION_RULE, &format!("{action}: {msg}"))
+                }
                 other => other,
             })?;
         }
@@ -358,14 +462,19 @@ mod tests {
         };
         for principal in [Principal::anonymous(), member] {
             for &action in Action::ALL {
-                let fresh =
-                    evaluate(&mut authz.engine.clone(), &principal, action, &resource).unwrap();
+                let fresh = evaluate(
+                    &mut authz.current().engine.clone(),
+                    &principal,
+                    action,
+                    &resource,
+                )
+                .unwrap();
                 let first = authz.decide(&principal, action, &resource).unwrap();
                 let again = authz.decide(&principal, action, &resource).unwrap();
                 assert_eq!((&first, &again), (&fresh, &fresh), "{action}");
             }
         }
-        assert!(!authz.memo.read().unwrap().is_empty());
+        assert!(!authz.current().memo.read().unwrap().is_empty());
     }
 
     #[test]

@@ -61,6 +61,7 @@ resource_kinds! {
     Budget => "budget", "a spend budget of an org, service account or member, and the usage counted against it (`id` is the scope and its id)";
     OAuth2 => "oauth2", "the OAuth2 token endpoint (client credentials, revocation)";
     PasswordReset => "password_reset", "a password-reset request: asking, completing, approving";
+    PolicyBundle => "policy_bundle", "the policy bundle the service decides with: inspecting and reloading it";
 }
 
 impl fmt::Display for ResourceKind {
@@ -110,6 +111,6 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ResourceKind::ALL.len());
-        assert_eq!(ResourceKind::ALL.len(), 16);
+        assert_eq!(ResourceKind::ALL.len(), 17);
     }
 }

@@ -138,10 +138,7 @@ pub(crate) fn self_check(engine: &mut Engine) -> Result<(), AuthzError> {
             resource: &resource,
             context: &context,
         })?;
-        evaluate(engine, &input).map_err(|e| AuthzError::InvalidPolicy {
-            file: PDP_RULE.to_owned(),
-            message: e.to_string(),
-        })?;
+        evaluate(engine, &input).map_err(|e| AuthzError::invalid(PDP_RULE, &e.to_string()))?;
     }
     Ok(())
 }

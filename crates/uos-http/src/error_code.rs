@@ -91,6 +91,8 @@ error_codes! {
         "`If-Match` does not match the current `ETag` (or the resource changed while the request was applied); nothing was changed.";
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE, "Payload too large",
         "The request body is larger than 1 MiB.";
+    PolicyRefused => "policy_refused", UNPROCESSABLE_ENTITY, "Policy bundle refused",
+        "A policy reload found a bundle that does not compile or fails its own Rego tests; the running bundle stays. `errors` lists every problem: `field` is `file:line`, `code` is `compile_error`, `test_failed`, `self_check_failed` or `unreadable`.";
     IdempotencyKeyReused => "idempotency_key_reused", UNPROCESSABLE_ENTITY, "Idempotency key reused",
         "The `Idempotency-Key` was used before for a different request.";
     TooManyAttempts => "too_many_attempts", TOO_MANY_REQUESTS, "Too many attempts",

@@ -178,6 +178,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/policy/evaluate", post(policy::evaluate))
         .route("/v1/policy/evaluate-batch", post(policy::evaluate_batch))
         .route("/v1/policy/keys", get(policy::keys))
+        .route("/v1/policy/bundle", get(policy::bundle))
+        .route("/v1/policy/reload", post(policy::reload))
         .route(
             "/v1/orgs/{slug}/budget",
             get(budgets::get_org_budget)

@@ -1,6 +1,6 @@
 //! Prometheus metrics: requests by route and status, latency histogram, rate-limited requests,
 //! store pool gauges, and the service's own counts (keys overdue for rotation, audit-head contention, the audit
-//! relay's backlog, decisions allowed and denied).
+//! relay's backlog, decisions allowed and denied, policy bundles reloaded and refused).
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -23,6 +23,8 @@ pub struct Metrics {
     audit_head_conflicts: IntCounter,
     /// Decisions of the decision point, by `result` (`allow` or `deny`).
     decisions: IntCounterVec,
+    /// Policy bundle reloads, by `result` (`replaced` or `refused`).
+    policy_reloads: IntCounterVec,
     relay: RelayGauges,
 }
 
@@ -143,6 +145,15 @@ impl Metrics {
             &["result"],
         )?;
         registry.register(Box::new(decisions.clone()))?;
+        let policy_reloads = IntCounterVec::new(
+            Opts::new(
+                "uos_policy_reloads_total",
+                "Policy bundle reloads on this replica, by result (replaced; refused: it failed to \
+                 compile or its Rego tests, and the running bundle stayed)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(policy_reloads.clone()))?;
         let relay = RelayGauges::new(&registry)?;
         Ok(Self {
             registry,
@@ -154,6 +165,7 @@ impl Metrics {
             overdue_keys,
             audit_head_conflicts,
             decisions,
+            policy_reloads,
             relay,
         })
     }
@@ -171,6 +183,11 @@ impl Metrics {
         let (allowed, denied) = svc.decision_counts();
         for (result, count) in [("allow", allowed), ("deny", denied)] {
             let c = self.decisions.with_label_values(&[result]);
+            c.inc_by(count.saturating_sub(c.get()));
+        }
+        let (replaced, refused) = svc.policy_reload_counts();
+        for (result, count) in [("replaced", replaced), ("refused", refused)] {
+            let c = self.policy_reloads.with_label_values(&[result]);
             c.inc_by(count.saturating_sub(c.get()));
         }
         self.relay.set(svc);

@@ -36,7 +36,7 @@ use utoipa::{Modify, OpenApi};
         auth::whoami, oauth::token, oauth::revoke,
         machine::create_account, machine::list_accounts, machine::get_account, machine::update_account, machine::delete_account,
         machine::issue_client_secret, machine::create_key, machine::list_keys, machine::list_overdue, machine::get_key, machine::revoke_key, machine::rotate_key,
-        policy::evaluate, policy::evaluate_batch, policy::keys,
+        policy::evaluate, policy::evaluate_batch, policy::keys, policy::bundle, policy::reload,
         budgets::get_org_budget, budgets::put_org_budget, budgets::delete_org_budget,
         budgets::get_account_budget, budgets::put_account_budget, budgets::delete_account_budget,
         budgets::get_member_budget, budgets::put_member_budget, budgets::delete_member_budget,
@@ -56,6 +56,7 @@ use utoipa::{Modify, OpenApi};
         views::WhoamiView, views::OAuthTokenView, oauth::OAuthErrorBody, views::AuditExportView, views::LegalHoldView,
         views::BudgetView, views::UsageReceiptView, views::UsageBatchView, views::DecisionView, views::DecisionReasonView,
         policy::DecisionsBody, views::WebhookDeliveryView, ListBody<views::WebhookDeliveryView>,
+        views::PolicyBundleView, views::PolicyModuleView, views::PolicyReloadView,
     )),
     modifiers(&BearerAuth, &HonestResponses),
 )]

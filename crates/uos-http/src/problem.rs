@@ -226,6 +226,11 @@ impl From<ServiceError> for ApiError {
                 C::IdempotencyKeyReused,
                 "this Idempotency-Key was used for a different request",
             ),
+            ServiceError::PolicyRefused { detail, errors } => {
+                let mut e = Self::new(C::PolicyRefused, detail);
+                e.errors = errors;
+                e
+            }
             ServiceError::Unavailable(cause) => {
                 tracing::error!(%cause, "dependency unavailable");
                 Self::new(C::Unavailable, "a dependency is unavailable; retry later")

@@ -50,6 +50,7 @@ pub use orgs::invites::NewInvite;
 pub use orgs::lifecycle::OrgMove;
 pub use orgs::members::MAX_ROLES;
 pub use orgs::roles::{is_valid_description, NewRole, RolePatch, DESCRIPTION_MAX_CHARS};
+pub use policy::bundle::ReloadTrigger;
 pub use policy::decide::{DecisionRequest, PrincipalRef, MAX_DECISION_BATCH, NAME_MAX_CHARS};
 pub use retention::{PurgeReport, HOLD_REASON_MAX_CHARS};
 

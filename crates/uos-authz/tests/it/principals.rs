@@ -193,6 +193,8 @@ fn platform_user_management_needs_a_platform_admin() {
         Action::KeysRotate,
         Action::UserLegalHold,
         Action::OrgLegalHold,
+        Action::PolicyBundle,
+        Action::PolicyReload,
     ] {
         // Being the subject does not help: self-service goes through the `me.*` actions.
         let got = decide(&principal, action, &me);

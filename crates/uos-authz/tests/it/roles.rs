@@ -124,7 +124,9 @@ fn every_action_is_classified_for_an_owner() {
                 | Action::KeysRotate
                 | Action::UserLegalHold
                 | Action::OrgLegalHold
-                | Action::WebhookList => deny("platform_admin_required"),
+                | Action::WebhookList
+                | Action::PolicyBundle
+                | Action::PolicyReload => deny("platform_admin_required"),
                 other => panic!("{other} is missing from this test's classification"),
             }
         };

@@ -1,13 +1,15 @@
-//! The decision point: signed decisions for downstream services, and their keys.
+//! The decision point: signed decisions for downstream services, their keys, and the policy
+//! bundle that makes them.
 
 use crate::extract::{ApiJson, ReqCtx};
 use crate::json_body;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Problem};
+use crate::reply::{reply, ApiResult};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Deserializer};
-use uos_service::views::DecisionView;
+use uos_service::views::{DecisionView, PolicyBundleView, PolicyReloadView};
 use uos_service::{DecisionRequest, PrincipalRef};
 use utoipa::ToSchema;
 
@@ -182,4 +184,27 @@ pub async fn keys(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let keys = s.svc.policy_keys(&ctx)?;
     Ok(Json(serde_json::json!({ "keys": keys })))
+}
+
+/// The policy bundle deciding now (platform admins): its revision (the `policy_revision` of
+/// decisions), when it was loaded, and its files with their SHA-256.
+#[utoipa::path(get, path = "/v1/policy/bundle", tag = "policy", security(("bearer" = [])), responses(
+    (status = 200, body = PolicyBundleView)))]
+pub async fn bundle(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+) -> Result<Json<PolicyBundleView>, ApiError> {
+    Ok(Json(s.svc.policy_bundle(&ctx)?))
+}
+
+/// Read the bundle's source again (the policy directory, or the embedded policies) and make it
+/// current if it changed and is sound (platform admins). It must compile and every `test_*`
+/// rule must hold; otherwise the answer is 422 `policy_refused`, `errors` names each problem
+/// by `file:line`, and the running bundle stays. A change of revision is audited
+/// (`policy.reloaded`); the same revision is `changed: false`.
+#[utoipa::path(post, path = "/v1/policy/reload", tag = "policy", security(("bearer" = [])), responses(
+    (status = 200, body = PolicyReloadView),
+    (status = 422, body = Problem, description = "`policy_refused`: the bundle does not compile or fails its Rego tests; `errors` lists each problem with `field` = `file:line` and `code` (`compile_error`, `test_failed`, `self_check_failed`, `unreadable`); the running bundle stays. Or `idempotency_key_reused`")))]
+pub async fn reload(State(s): State<AppState>, ReqCtx(ctx): ReqCtx) -> ApiResult<PolicyReloadView> {
+    reply(s.svc.reload_policy(&ctx).await)
 }

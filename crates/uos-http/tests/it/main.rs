@@ -18,6 +18,7 @@ mod mfa;
 mod oauth2;
 mod ops;
 mod orgs;
+mod policy_bundle;
 mod ratelimit;
 mod recovery;
 mod retention;

@@ -88,6 +88,8 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/v1/policy/evaluate"),
     ("POST", "/v1/policy/evaluate-batch"),
     ("GET", "/v1/policy/keys"),
+    ("GET", "/v1/policy/bundle"),
+    ("POST", "/v1/policy/reload"),
     ("GET", "/v1/orgs/{slug}/budget"),
     ("PUT", "/v1/orgs/{slug}/budget"),
     ("DELETE", "/v1/orgs/{slug}/budget"),

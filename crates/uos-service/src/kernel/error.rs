@@ -103,6 +103,14 @@ pub enum ServiceError {
     IdempotencyInFlight,
     #[error("idempotency key reused with a different request")]
     IdempotencyReused,
+    /// A policy bundle failed to compile or failed its own Rego tests; the running bundle
+    /// stays. `errors` names each problem: `field` is `file:line`, `code` is
+    /// `compile_error`, `test_failed`, `self_check_failed` or `unreadable`.
+    #[error("policy bundle refused: {detail}")]
+    PolicyRefused {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]

@@ -665,3 +665,35 @@ impl From<&uos_store::WebhookDelivery> for WebhookDeliveryView {
         }
     }
 }
+
+/// One file of the policy bundle.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PolicyModuleView {
+    /// Its name in the bundle (`pdp.rego`).
+    pub file: String,
+    /// SHA-256 of its text, hex.
+    pub sha256: String,
+}
+
+/// The policy bundle deciding now (`GET /v1/policy/bundle`).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PolicyBundleView {
+    /// The bundle's content hash (hex SHA-256 over its files' names and texts): the
+    /// `policy_revision` of every decision it makes.
+    pub revision: String,
+    pub loaded_at: DateTime<Utc>,
+    /// Every `*.rego` file of the bundle, Rego tests included, by name.
+    pub modules: Vec<PolicyModuleView>,
+}
+
+/// What `POST /v1/policy/reload` did: the bundle now deciding, and whether it replaced
+/// another.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PolicyReloadView {
+    /// `false` when the source held the running revision: nothing was replaced or audited.
+    pub changed: bool,
+    pub previous_revision: String,
+    pub revision: String,
+    pub loaded_at: DateTime<Utc>,
+    pub modules: Vec<PolicyModuleView>,
+}

@@ -261,6 +261,8 @@ impl Services {
         now: DateTime<Utc>,
     ) -> Result<(DecisionView, Option<serde_json::Value>)> {
         let inner = &*self.inner;
+        // One bundle answers and is named, whatever a reload does meanwhile.
+        let policy = inner.authz.current();
         let mut reasons = Vec::new();
         let mut obligations = serde_json::Map::new();
         let mut who = serde_json::Value::Null;
@@ -287,7 +289,7 @@ impl Services {
                     resource: &resource,
                     context: &context,
                 };
-                match inner.authz.pdp_decide(&input) {
+                match policy.pdp_decide(&input) {
                     Ok(verdict) => {
                         if !verdict.allow {
                             reasons.extend(verdict.reasons.iter().map(|r| DecisionReasonView {
@@ -330,7 +332,7 @@ impl Services {
             allow,
             reasons,
             obligations,
-            policy_revision: inner.authz.revision().to_owned(),
+            policy_revision: policy.revision().to_owned(),
             issued_at,
             expires_at: issued_at
                 + Duration::seconds(i64::try_from(inner.cfg.decision_ttl_secs).unwrap_or(60)),

@@ -1,6 +1,7 @@
 //! The decision point for downstream services: signed decisions from the policy and the
-//! budgets.
+//! budgets; and the policy bundle they come from, reloaded while the service runs.
 
+pub(crate) mod bundle;
 pub(crate) mod decide;
 
 use std::sync::atomic::AtomicU64;
@@ -10,4 +11,7 @@ use std::sync::atomic::AtomicU64;
 pub(crate) struct PolicyStats {
     pub allowed: AtomicU64,
     pub denied: AtomicU64,
+    /// Held for the whole of a reload (compile, audit, install), so two reloads never race
+    /// to install and the audit trail records them in the order they took effect.
+    pub reloading: tokio::sync::Mutex<()>,
 }
