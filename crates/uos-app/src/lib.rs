@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use uos_authz::Authorizer;
-use uos_events::{AuditPublisher, KafkaConfig, KafkaPublisher};
+use uos_events::{AuditPublisher, KafkaConfig, KafkaPublisher, UsageConsumer, UsageConsumerConfig};
 use uos_keys::{KeyProvider, LocalKeyStore, TransitKeyStore};
 use uos_mail::{DevMailbox, Mailer, SmtpMailer};
 use uos_service::{Bootstrap, OidcProviders, Ports, Services};
@@ -115,8 +115,25 @@ pub async fn build(cfg: &Config) -> Result<Services, AppError> {
     let oidc = OidcProviders::new(cfg.oidc_providers.clone());
     let svc = Services::new(ports, authz, cfg.service.clone(), oidc)?;
     svc.spawn_background();
+    if let Some(consumer) = usage_consumer(cfg)? {
+        svc.spawn_usage_consumer(consumer);
+    }
     bootstrap(&svc, cfg).await?;
     Ok(svc)
+}
+
+/// The consumer of `billing.usage`, when Kafka is configured and consuming is not switched off.
+fn usage_consumer(cfg: &Config) -> Result<Option<UsageConsumer>, AppError> {
+    let k = &cfg.kafka;
+    let Some(brokers) = k.brokers.as_deref().filter(|_| k.consume_usage) else {
+        return Ok(None);
+    };
+    let consumer = UsageConsumer::new(UsageConsumerConfig {
+        message_timeout: Duration::from_secs(k.message_timeout_secs),
+        ..UsageConsumerConfig::new(brokers, &k.usage_topic, &k.usage_dlq_topic, &k.usage_group)
+    })
+    .map_err(|e| ConfigError(format!("kafka.brokers: {e}")))?;
+    Ok(Some(consumer))
 }
 
 async fn bootstrap(svc: &Services, cfg: &Config) -> Result<(), AppError> {

@@ -50,6 +50,8 @@ pub use orgs::members::MAX_ROLES;
 pub use orgs::roles::{is_valid_description, NewRole, RolePatch, DESCRIPTION_MAX_CHARS};
 pub use policy::decide::{DecisionRequest, PrincipalRef, MAX_DECISION_BATCH, NAME_MAX_CHARS};
 pub use retention::{PurgeReport, HOLD_REASON_MAX_CHARS};
+/// The usage consumer's figures, for `/metrics`.
+pub use uos_events::UsageStreamCounts;
 
 use audit::exports::ExportState;
 use audit::relay::RelayState;
@@ -114,6 +116,8 @@ struct Inner {
     machine: MachineState,
     /// Copies of budget statuses the decision point answers from.
     budgets: budgets::book::BudgetBook,
+    /// The usage consumer's figures and lease.
+    usage_stream: budgets::stream::StreamState,
     policy: policy::PolicyStats,
 }
 
@@ -249,6 +253,7 @@ impl Services {
                     overdue_keys: AtomicI64::new(0),
                 },
                 budgets: budgets::book::BudgetBook::new(Duration::from_millis(budget_cache_ms)),
+                usage_stream: budgets::stream::StreamState::default(),
                 policy: policy::PolicyStats::default(),
             }),
         })
