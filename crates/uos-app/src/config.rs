@@ -125,7 +125,8 @@ impl WebhookSettings {
     }
 }
 
-/// Kafka, where every audit event is published by the outbox relay.
+/// Kafka, where every audit event is published by the outbox relay and usage events are
+/// consumed from.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaSettings {
@@ -137,6 +138,18 @@ pub struct KafkaSettings {
     /// Seconds a message may wait for the brokers before its send fails and the relay tries
     /// again from where it got to.
     pub message_timeout_secs: u64,
+    /// The topic usage events are consumed from, each the body of `POST /v1/usage`
+    /// (`UOS_KAFKA__USAGE_TOPIC`).
+    pub usage_topic: String,
+    /// Where usage messages that cannot be counted go, with the reason
+    /// (`UOS_KAFKA__USAGE_DLQ_TOPIC`).
+    pub usage_dlq_topic: String,
+    /// The consumer group whose committed offsets record how far usage was counted
+    /// (`UOS_KAFKA__USAGE_GROUP`).
+    pub usage_group: String,
+    /// Whether usage is consumed when `brokers` is set (`UOS_KAFKA__CONSUME_USAGE`); false
+    /// leaves the topic to other deployments.
+    pub consume_usage: bool,
 }
 
 /// Vault or OpenBao Transit, from which every signing and encryption key is derived (no key
@@ -228,6 +241,10 @@ impl Default for KafkaSettings {
             brokers: None,
             audit_topic: "uos.audit.v1".into(),
             message_timeout_secs: 30,
+            usage_topic: "billing.usage".into(),
+            usage_dlq_topic: "billing.usage.dlq".into(),
+            usage_group: "uos-usage".into(),
+            consume_usage: true,
         }
     }
 }
@@ -428,16 +445,26 @@ impl Config {
                 return bad("kafka.brokers", "must be comma-separated host:port pairs");
             }
         }
-        let topic = &self.kafka.audit_topic;
-        if topic.is_empty()
-            || topic.len() > 249
-            || !topic
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        {
+        let k = &self.kafka;
+        for (key, name) in [
+            ("kafka.audit_topic", &k.audit_topic),
+            ("kafka.usage_topic", &k.usage_topic),
+            ("kafka.usage_dlq_topic", &k.usage_dlq_topic),
+            ("kafka.usage_group", &k.usage_group),
+        ] {
+            if name.is_empty()
+                || name.len() > 249
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                return bad(key, "must be 1 to 249 of a-z, A-Z, 0-9, '.', '_' and '-'");
+            }
+        }
+        if k.usage_dlq_topic == k.usage_topic {
             return bad(
-                "kafka.audit_topic",
-                "must be 1 to 249 of a-z, A-Z, 0-9, '.', '_' and '-'",
+                "kafka.usage_dlq_topic",
+                "must differ from kafka.usage_topic (rejected messages would come back)",
             );
         }
         if self.kafka.message_timeout_secs == 0 {
@@ -629,6 +656,10 @@ mod tests {
         let c = with(&[]).unwrap();
         assert_eq!(c.kafka.brokers, None);
         assert_eq!(c.kafka.audit_topic, "uos.audit.v1");
+        assert_eq!(c.kafka.usage_topic, "billing.usage");
+        assert_eq!(c.kafka.usage_dlq_topic, "billing.usage.dlq");
+        assert_eq!(c.kafka.usage_group, "uos-usage");
+        assert!(c.kafka.consume_usage);
         let c = with(&[("kafka.brokers", "k1:9092, k2:9093")]).unwrap();
         assert_eq!(c.kafka.brokers.as_deref(), Some("k1:9092, k2:9093"));
     }
@@ -766,6 +797,19 @@ mod tests {
             ("kafka.brokers", "localhost", "kafka.brokers"),
             ("kafka.brokers", "a:9092,:9092", "kafka.brokers"),
             ("kafka.audit_topic", "audit events", "kafka.audit_topic"),
+            ("kafka.usage_topic", "", "kafka.usage_topic"),
+            (
+                "kafka.usage_dlq_topic",
+                "dead/letters",
+                "kafka.usage_dlq_topic",
+            ),
+            (
+                "kafka.usage_dlq_topic",
+                "billing.usage",
+                "kafka.usage_dlq_topic",
+            ),
+            ("kafka.usage_group", "a group", "kafka.usage_group"),
+            ("kafka.consume_usage", "perhaps", "kafka.consume_usage"),
             ("vault.address", "127.0.0.1:8200", "vault.token"),
             ("vault.token", "s.abc", "vault.token"),
             ("vault.transit_mount", "/transit", "vault.transit_mount"),

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use uos_authz::Authorizer;
-use uos_events::{AuditPublisher, KafkaConfig, KafkaPublisher};
+use uos_events::{AuditPublisher, KafkaConfig, KafkaPublisher, UsageConsumer, UsageConsumerConfig};
 use uos_keys::{KeyProvider, LocalKeyStore, TransitKeyStore};
 use uos_mail::{DevMailbox, Mailer, SmtpMailer};
 use uos_service::{Bootstrap, OidcProviders, Ports, ReloadTrigger, Services};
@@ -129,6 +129,9 @@ pub async fn build(cfg: &Config) -> Result<Services, AppError> {
     if cfg.policy_dir.is_some() && cfg.policy_watch_secs > 0 {
         svc.spawn_policy_watch(Duration::from_secs(cfg.policy_watch_secs));
     }
+    if let Some(consumer) = usage_consumer(cfg)? {
+        svc.spawn_usage_consumer(consumer);
+    }
     bootstrap(&svc, cfg).await?;
     Ok(svc)
 }
@@ -170,6 +173,20 @@ pub fn reload_policy_on_sighup(svc: &Services) -> Result<(), AppError> {
         }
     });
     Ok(())
+}
+
+/// The consumer of `billing.usage`, when Kafka is configured and consuming is not switched off.
+fn usage_consumer(cfg: &Config) -> Result<Option<UsageConsumer>, AppError> {
+    let k = &cfg.kafka;
+    let Some(brokers) = k.brokers.as_deref().filter(|_| k.consume_usage) else {
+        return Ok(None);
+    };
+    let consumer = UsageConsumer::new(UsageConsumerConfig {
+        message_timeout: Duration::from_secs(k.message_timeout_secs),
+        ..UsageConsumerConfig::new(brokers, &k.usage_topic, &k.usage_dlq_topic, &k.usage_group)
+    })
+    .map_err(|e| ConfigError(format!("kafka.brokers: {e}")))?;
+    Ok(Some(consumer))
 }
 
 async fn bootstrap(svc: &Services, cfg: &Config) -> Result<(), AppError> {

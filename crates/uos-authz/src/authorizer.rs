@@ -242,6 +242,14 @@ impl Authorizer {
         Capability::new(action, None, None, "system".to_owned())
     }
 
+    /// [`system_task`](Self::system_task) confined to one org: for work the service does on
+    /// its own behalf for a trusted internal source that names the org (usage consumed from
+    /// the billing stream). Unlike a request's capability it is not the answer of a policy
+    /// check, but it covers changes in `org_id` only, like one.
+    pub fn system_task_in_org(&self, action: Action, org_id: Uuid) -> Capability {
+        Capability::new(action, None, Some(org_id), "system".to_owned())
+    }
+
     /// Evaluates any rule of the loaded policies, as JSON; for tests and diagnostics.
     #[cfg(test)]
     fn eval_json(&self, rule: &str) -> Result<serde_json::Value, AuthzError> {

@@ -1,13 +1,20 @@
 //! The event stream's port and its Kafka adapter: audit events published in chain order, each
-//! as the API serves it, keyed by its chain, with CloudEvents headers.
+//! as the API serves it, keyed by its chain, with CloudEvents headers; and usage events
+//! consumed from `billing.usage` into a [`UsageSink`], at least once.
 //!
-//! The relay that reads the audit table as an outbox and calls [`AuditPublisher`] lives with
-//! the other background use cases in `uos-service`; this crate only publishes.
+//! The relay that reads the audit table as an outbox and calls [`AuditPublisher`], and the
+//! sink that counts usage, live with the other use cases in `uos-service`; this crate only
+//! talks to Kafka.
 
 mod kafka;
 pub mod testing;
+mod usage;
 
 pub use kafka::{KafkaConfig, KafkaPublisher};
+pub use usage::{
+    ConsumerError, Outcome, SinkError, UsageConsumer, UsageConsumerConfig, UsageSink,
+    UsageStreamCounts, UsageStreamStats, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC,
+};
 
 use async_trait::async_trait;
 use uos_store::AuditRow;

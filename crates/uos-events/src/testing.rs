@@ -105,11 +105,34 @@ impl Drop for Broker {
     }
 }
 
+/// Writes `messages` (key, value) to `topic` and waits until the broker has each.
+pub fn produce(brokers: &str, topic: &str, messages: &[(Option<&str>, &[u8])]) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("a producer");
+    for (key, value) in messages {
+        let mut record = BaseRecord::<str, [u8]>::to(topic).payload(*value);
+        if let Some(key) = key {
+            record = record.key(*key);
+        }
+        producer.send(record).map_err(|(e, _)| e).expect("enqueued");
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("every message delivered");
+}
+
 /// One consumed message.
 #[derive(Clone, Debug)]
 pub struct Received {
     pub key: String,
     pub value: serde_json::Value,
+    /// The value as sent (`value` is `Null` when it is not JSON).
+    pub raw: Vec<u8>,
     /// Headers by name (values as text).
     pub headers: Vec<(String, String)>,
     /// When the consumer got it.
@@ -204,6 +227,7 @@ fn consume_from(
             key: text(msg.key()),
             value: serde_json::from_slice(msg.payload().unwrap_or_default())
                 .unwrap_or(serde_json::Value::Null),
+            raw: msg.payload().unwrap_or_default().to_vec(),
             headers,
             received_at: std::time::SystemTime::now(),
         });

@@ -1,6 +1,7 @@
 //! Prometheus metrics: requests by route and status, latency histogram, rate-limited requests,
 //! store pool gauges, and the service's own counts (keys overdue for rotation, audit-head contention, the audit
-//! relay's backlog, decisions allowed and denied, policy bundles reloaded and refused).
+//! relay's backlog, decisions allowed and denied, policy bundles reloaded and refused, the
+//! usage consumer's messages and lag).
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -26,6 +27,61 @@ pub struct Metrics {
     /// Policy bundle reloads, by `result` (`replaced` or `refused`).
     policy_reloads: IntCounterVec,
     relay: RelayGauges,
+    usage_stream: UsageStreamGauges,
+}
+
+/// The usage consumer's figures (absent until one runs on this replica).
+#[derive(Debug)]
+struct UsageStreamGauges {
+    /// Messages by what became of them: `consumed` (handed to the store, redeliveries
+    /// included), `stored`, `duplicate`, `rejected` (written to the dead-letter topic).
+    messages: IntCounterVec,
+    lag: IntGauge,
+    active: IntGauge,
+}
+
+impl UsageStreamGauges {
+    fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let gauges = Self {
+            messages: IntCounterVec::new(
+                Opts::new(
+                    "uos_usage_stream_messages_total",
+                    "Usage messages consumed from the usage topic by this replica, by outcome \
+                     (consumed, stored, duplicate, rejected)",
+                ),
+                &["outcome"],
+            )?,
+            lag: IntGauge::new(
+                "uos_usage_stream_lag_messages",
+                "Usage messages on the topic past the consumer's position (as last measured)",
+            )?,
+            active: IntGauge::new(
+                "uos_usage_stream_active",
+                "1 while this replica holds the usage consumer lease and consumes",
+            )?,
+        };
+        registry.register(Box::new(gauges.messages.clone()))?;
+        registry.register(Box::new(gauges.lag.clone()))?;
+        registry.register(Box::new(gauges.active.clone()))?;
+        Ok(gauges)
+    }
+
+    fn set(&self, svc: &Services) {
+        let Some(c) = svc.usage_stream_counts() else {
+            return;
+        };
+        for (outcome, count) in [
+            ("consumed", c.consumed),
+            ("stored", c.stored),
+            ("duplicate", c.duplicates),
+            ("rejected", c.rejected),
+        ] {
+            let counter = self.messages.with_label_values(&[outcome]);
+            counter.inc_by(count.saturating_sub(counter.get()));
+        }
+        self.lag.set(i64::try_from(c.lag).unwrap_or(i64::MAX));
+        self.active.set(i64::from(c.active));
+    }
 }
 
 /// The audit relay's figures (left at 0 when no event stream is configured).
@@ -155,6 +211,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(policy_reloads.clone()))?;
         let relay = RelayGauges::new(&registry)?;
+        let usage_stream = UsageStreamGauges::new(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -167,6 +224,7 @@ impl Metrics {
             decisions,
             policy_reloads,
             relay,
+            usage_stream,
         })
     }
 
@@ -191,6 +249,7 @@ impl Metrics {
             c.inc_by(count.saturating_sub(c.get()));
         }
         self.relay.set(svc);
+        self.usage_stream.set(svc);
         self.pool
             .with_label_values(&["size"])
             .set(i64::from(stats.size));

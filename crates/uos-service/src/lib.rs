@@ -53,6 +53,8 @@ pub use orgs::roles::{is_valid_description, NewRole, RolePatch, DESCRIPTION_MAX_
 pub use policy::bundle::ReloadTrigger;
 pub use policy::decide::{DecisionRequest, PrincipalRef, MAX_DECISION_BATCH, NAME_MAX_CHARS};
 pub use retention::{PurgeReport, HOLD_REASON_MAX_CHARS};
+/// The usage consumer's figures, for `/metrics`.
+pub use uos_events::UsageStreamCounts;
 
 use audit::exports::ExportState;
 use audit::relay::RelayState;
@@ -119,6 +121,8 @@ struct Inner {
     machine: MachineState,
     /// Copies of budget statuses the decision point answers from.
     budgets: budgets::book::BudgetBook,
+    /// The usage consumer's figures and lease.
+    usage_stream: budgets::stream::StreamState,
     policy: policy::PolicyStats,
     webhooks: Option<Webhooks>,
     /// Woken when a delivery was queued on this replica.
@@ -257,6 +261,7 @@ impl Services {
                     overdue_keys: AtomicI64::new(0),
                 },
                 budgets: budgets::book::BudgetBook::new(Duration::from_millis(budget_cache_ms)),
+                usage_stream: budgets::stream::StreamState::default(),
                 policy: policy::PolicyStats::default(),
                 webhooks: ports.webhooks,
                 webhook_due: tokio::sync::Notify::new(),

@@ -76,7 +76,7 @@ async fn exported_ids(client: &reqwest::Client, r: &Replica, token: &str) -> Has
 }
 
 /// Creates org `slug` on `r`.
-async fn create_org(client: &reqwest::Client, r: &Replica, token: &str, slug: &str) {
+pub(crate) async fn create_org(client: &reqwest::Client, r: &Replica, token: &str, slug: &str) {
     let body = json!({"slug": slug, "display_name": slug});
     let (status, body) = call(
         client,
@@ -110,7 +110,7 @@ async fn create_role(
 }
 
 /// `name` on `r`'s `/metrics`.
-async fn metric(client: &reqwest::Client, r: &Replica, name: &str) -> f64 {
+pub(crate) async fn metric(client: &reqwest::Client, r: &Replica, name: &str) -> f64 {
     let text = client
         .get(format!("{}/metrics", r.base))
         .send()

@@ -1,5 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The Kafka publisher against a real Kafka-protocol broker (tansu, started per test).
+//! The Kafka publisher and the usage consumer against a real Kafka-protocol broker (tansu,
+//! started per test).
+
+mod usage;
 
 use std::time::Duration;
 

@@ -3,21 +3,16 @@
 //! broker outage only delays events; one replica at a time relays, under a lease.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use uos_events::AuditPublisher;
 use uos_store::AuditRow;
 
+use crate::kernel::lease::Lease;
 use crate::{Result, ServiceError, Services};
 
-/// The lease the relaying replica holds.
-const LEASE: &str = "audit-relay";
-/// How long a lease lasts unrenewed: a relay that dies is replaced after at most this long.
-const LEASE_TTL: Duration = Duration::from_secs(15);
-/// Renewed when less than this is left, so a live relay never loses it between two batches.
-const LEASE_RENEW: Duration = Duration::from_secs(10);
 /// Events published per round.
 const BATCH: u32 = 1000;
 /// How often a replica looks for events committed elsewhere (its own commits wake it at once).
@@ -29,14 +24,13 @@ const BACKOFF: Duration = Duration::from_secs(1);
 const COUNT_EVERY: Duration = Duration::from_secs(1);
 
 /// This replica's relay: the publisher, and what it last saw (for `/metrics`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RelayState {
     publisher: Option<Arc<dyn AuditPublisher>>,
     /// Woken by this replica's commits.
     due: tokio::sync::Notify,
-    leader: AtomicBool,
-    /// Lease expiry as Unix milliseconds, while held.
-    lease_until_ms: AtomicI64,
+    /// The lease the relaying replica holds.
+    lease: Lease,
     behind: AtomicU64,
     /// When the oldest unpublished event occurred, Unix seconds (0: none behind).
     oldest_unpublished: AtomicI64,
@@ -49,7 +43,12 @@ impl RelayState {
     pub(crate) fn new(publisher: Option<Arc<dyn AuditPublisher>>) -> Self {
         Self {
             publisher,
-            ..Self::default()
+            due: tokio::sync::Notify::new(),
+            lease: Lease::new("audit-relay"),
+            behind: AtomicU64::new(0),
+            oldest_unpublished: AtomicI64::new(0),
+            counted_at_ms: AtomicI64::new(0),
+            published: AtomicU64::new(0),
         }
     }
 
@@ -86,7 +85,7 @@ impl Services {
             (uos_domain::now().timestamp() - oldest).max(0)
         };
         Some(RelayStats {
-            leader: relay.leader.load(Ordering::Relaxed),
+            leader: relay.lease.is_held(),
             behind: relay.behind.load(Ordering::Relaxed),
             oldest_unpublished_secs: age,
             published: relay.published.load(Ordering::Relaxed),
@@ -121,7 +120,7 @@ impl Services {
     async fn relay_round(&self, publisher: &dyn AuditPublisher) -> Result<usize> {
         let inner = &*self.inner;
         let relay = &inner.relay;
-        if !self.hold_relay_lease().await? {
+        if !relay.lease.hold(inner).await? {
             return Ok(0);
         }
         let batch = {
@@ -171,28 +170,6 @@ impl Services {
             ))),
             None => Ok(batch.len()),
         }
-    }
-
-    /// Takes or renews the relay lease when it is close to running out; true while held.
-    async fn hold_relay_lease(&self) -> Result<bool> {
-        let inner = &*self.inner;
-        let relay = &inner.relay;
-        let now = uos_domain::now();
-        let held_until = relay.lease_until_ms.load(Ordering::Relaxed);
-        let renew_at = held_until - i64::try_from(LEASE_RENEW.as_millis()).unwrap_or(i64::MAX);
-        if relay.leader.load(Ordering::Relaxed) && now.timestamp_millis() < renew_at {
-            return Ok(true);
-        }
-        let until = now + chrono::Duration::from_std(LEASE_TTL).unwrap_or_default();
-        let mut tx = inner.store.begin().await?;
-        let held = tx.claim_lease(LEASE, &inner.replica_id, now, until).await?;
-        tx.commit().await?;
-        relay.leader.store(held, Ordering::Relaxed);
-        relay.lease_until_ms.store(
-            if held { until.timestamp_millis() } else { 0 },
-            Ordering::Relaxed,
-        );
-        Ok(held)
     }
 }
 

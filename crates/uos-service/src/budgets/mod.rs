@@ -2,4 +2,5 @@
 
 pub(crate) mod book;
 pub(crate) mod manage;
+pub(crate) mod stream;
 pub(crate) mod usage;

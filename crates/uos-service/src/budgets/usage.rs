@@ -40,7 +40,7 @@ pub struct UsageReport {
 }
 
 /// A report checked against its org: who its spend counts for.
-struct Checked {
+pub(super) struct Checked {
     index: usize,
     event: UsageEvent,
 }
@@ -141,51 +141,15 @@ impl Services {
                 }
             };
             let org_id = groups[g].0.id;
-            // A reference the org does not have is not found, as a path naming it would be.
-            let mut service_account_id = rep.service_account_id;
-            if let Some(key) = rep.api_key_id {
-                let owner = known
-                    .key_account(&mut *r, org_id, key)
-                    .await?
-                    .ok_or(ServiceError::NotFound)?;
-                if service_account_id.is_some_and(|sa| sa != owner) {
-                    return Err(ServiceError::conflict(
-                        "api_key_mismatch",
-                        format!("the API key of item {index} belongs to another service account"),
-                    ));
-                }
-                service_account_id = Some(owner);
-            }
-            if let Some(sa) = rep.service_account_id {
-                if !known.account(&mut *r, org_id, sa).await? {
-                    return Err(ServiceError::NotFound);
-                }
-            }
-            if let Some(user) = rep.user_id {
-                if !known.member(&mut *r, org_id, user).await? {
-                    return Err(ServiceError::NotFound);
-                }
-            }
-            groups[g].2.push(Checked {
-                index,
-                event: UsageEvent {
-                    org_id,
-                    source_event_id: rep.source_event_id.clone(),
-                    amount_cents: rep.amount_cents,
-                    occurred_at: rep.occurred_at,
-                    recorded_at: now,
-                    service_account_id,
-                    user_id: rep.user_id.map(UserId),
-                    api_key_id: rep.api_key_id,
-                },
-            });
+            let checked = check_refs(&mut *r, &mut known, org_id, index, rep, now).await?;
+            groups[g].2.push(checked);
         }
         Ok(groups)
     }
 
     /// Count one org's events in one unit of work; fills their receipts. `answer` builds the
     /// response from the receipts so far when this commit completes the request.
-    async fn count_in_org<V: serde::Serialize>(
+    pub(super) async fn count_in_org<V: serde::Serialize>(
         &self,
         ctx: &Ctx,
         org: &Org,
@@ -317,8 +281,58 @@ impl Services {
     }
 }
 
+/// Check that the accounts, keys and members `rep` names belong to org `org_id`: the event as
+/// it will be counted (its service account filled in from its API key), or why not.
+pub(super) async fn check_refs(
+    r: &mut dyn ReadTx,
+    known: &mut Known,
+    org_id: OrgId,
+    index: usize,
+    rep: &UsageReport,
+    now: DateTime<Utc>,
+) -> Result<Checked> {
+    // A reference the org does not have is not found, as a path naming it would be.
+    let mut service_account_id = rep.service_account_id;
+    if let Some(key) = rep.api_key_id {
+        let owner = known
+            .key_account(r, org_id, key)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        if service_account_id.is_some_and(|sa| sa != owner) {
+            return Err(ServiceError::conflict(
+                "api_key_mismatch",
+                format!("the API key of item {index} belongs to another service account"),
+            ));
+        }
+        service_account_id = Some(owner);
+    }
+    if let Some(sa) = rep.service_account_id {
+        if !known.account(r, org_id, sa).await? {
+            return Err(ServiceError::NotFound);
+        }
+    }
+    if let Some(user) = rep.user_id {
+        if !known.member(r, org_id, user).await? {
+            return Err(ServiceError::NotFound);
+        }
+    }
+    Ok(Checked {
+        index,
+        event: UsageEvent {
+            org_id,
+            source_event_id: rep.source_event_id.clone(),
+            amount_cents: rep.amount_cents,
+            occurred_at: rep.occurred_at,
+            recorded_at: now,
+            service_account_id,
+            user_id: rep.user_id.map(UserId),
+            api_key_id: rep.api_key_id,
+        },
+    })
+}
+
 /// The checks that need nothing but the reports, every failure named.
-fn check_reports(reports: &[UsageReport]) -> Result<()> {
+pub(super) fn check_reports(reports: &[UsageReport]) -> Result<()> {
     let mut bad = Vec::new();
     for (i, rep) in reports.iter().enumerate() {
         let field = |name: &str| item_field(reports.len(), i, name);
@@ -416,7 +430,7 @@ fn batch_view(receipts: &[Option<UsageReceiptView>]) -> UsageBatchView {
 
 /// What this request already learned about the org's accounts, keys and members.
 #[derive(Default)]
-struct Known {
+pub(super) struct Known {
     accounts: HashMap<(OrgId, Uuid), bool>,
     keys: HashMap<(OrgId, Uuid), Option<Uuid>>,
     members: HashMap<(OrgId, Uuid), bool>,

@@ -7,6 +7,7 @@ pub(crate) mod config;
 pub(crate) mod ctx;
 pub(crate) mod error;
 pub(crate) mod idempotency;
+pub(crate) mod lease;
 pub(crate) mod precondition;
 pub(crate) mod rate_limit;
 pub(crate) mod uow;
