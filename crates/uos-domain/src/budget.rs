@@ -210,15 +210,12 @@ impl BudgetSettings {
                 format!("must be between 1 and {MAX_PERCENT}"),
             ));
         }
+        // A warn threshold at or above the block threshold is allowed: the budget then goes
+        // straight from `ok` to `blocked`, which is what such a setting asks for.
         if !(1..=MAX_PERCENT).contains(&warn_percent) {
             bad.push((
                 "warn_percent",
                 format!("must be between 1 and {MAX_PERCENT}"),
-            ));
-        } else if warn_percent > block_percent {
-            bad.push((
-                "warn_percent",
-                "must not be above block_percent (the warning would never show)".to_owned(),
             ));
         }
         if bad.is_empty() {
@@ -361,8 +358,8 @@ mod tests {
         let bad = BudgetSettings::check(Period::Daily, -1, Some(0), Some(2000)).unwrap_err();
         let fields: Vec<_> = bad.iter().map(|(f, _)| *f).collect();
         assert_eq!(fields, ["limit_cents", "block_percent", "warn_percent"]);
-        let bad = BudgetSettings::check(Period::Daily, 10, Some(90), Some(80)).unwrap_err();
-        assert_eq!(bad[0].0, "warn_percent");
+        let above = BudgetSettings::check(Period::Daily, 10, Some(90), Some(80)).unwrap();
+        assert_eq!((above.warn_percent, above.block_percent), (90, 80));
         let ok = BudgetSettings::check(Period::Total, 0, None, None).unwrap();
         assert_eq!((ok.warn_percent, ok.block_percent), (80, 100));
     }

@@ -11,9 +11,10 @@ use uos_domain::OrgId;
 use uos_store::{AttemptOutcome, Page, PageRequest, WebhookDelivery};
 use uos_webhooks::{Delivery, WebhookError, WebhookTransport};
 
+use crate::budgets::usage::org_by_ref;
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::WebhookDeliveryView;
-use crate::{Ctx, Inner, Result, ServiceError, Services};
+use crate::{Ctx, Inner, Result, Services};
 
 /// Where notifications go, and how hard to try.
 #[derive(Clone, Debug)]
@@ -166,23 +167,18 @@ impl Services {
     }
 
     /// The delivery log (platform admins): every delivery with its state, attempts and last
-    /// outcome, in creation order; of one org when `org` (its slug) is given.
+    /// outcome, in creation order; of one org when `org` (its slug or id) is given.
     pub async fn list_webhook_deliveries(
         &self,
         ctx: &Ctx,
-        org: Option<&uos_domain::OrgSlug>,
+        org: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<WebhookDeliveryView>> {
         let inner = &*self.inner;
         let _cap = inner.authorize(ctx, Action::WebhookList, Resource::default())?;
         let mut r = inner.store.read().await?;
         let org_id = match org {
-            Some(slug) => Some(
-                r.get_org_by_slug(slug)
-                    .await?
-                    .ok_or(ServiceError::NotFound)?
-                    .id,
-            ),
+            Some(raw) => Some(org_by_ref(&mut *r, raw).await?.id),
             None => None,
         };
         let page = r.list_webhook_deliveries(org_id, page).await?;

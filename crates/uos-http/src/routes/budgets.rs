@@ -289,7 +289,7 @@ pub async fn delete_member_budget(
 /// account, key or member the caller cannot see is 404; an API key of another service account
 /// than the one named is 409.
 #[utoipa::path(post, path = "/v1/usage", tag = "budgets", security(("bearer" = [])), request_body = UsageItem, responses(
-    (status = 202, body = UsageReceiptView)))]
+    (status = 202, body = UsageReceiptView), (status = 404, body = Problem, description = "the org, account, key or member is not visible to the caller")))]
 pub async fn record_usage(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,
@@ -300,7 +300,7 @@ pub async fn record_usage(
 
 /// Report 1 to 1000 usage events, of one org or several (each org's events count together).
 #[utoipa::path(post, path = "/v1/usage/batch", tag = "budgets", security(("bearer" = [])), request_body = UsageBatchBody, responses(
-    (status = 202, body = UsageBatchView)))]
+    (status = 202, body = UsageBatchView), (status = 404, body = Problem, description = "an org, account, key or member is not visible to the caller")))]
 pub async fn record_usage_batch(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,

@@ -153,7 +153,7 @@ pub struct DecisionsBody {
 /// denial is 200 with `allow: false`, naming every rule and budget that denied; denials are
 /// audited. An unknown or inactive principal is a denial too.
 #[utoipa::path(post, path = "/v1/policy/evaluate", tag = "policy", security(("bearer" = [])), request_body = EvaluateBody, responses(
-    (status = 200, body = DecisionView)))]
+    (status = 200, body = DecisionView), (status = 404, body = Problem, description = "the org is not visible to the caller")))]
 pub async fn evaluate(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,
@@ -164,7 +164,7 @@ pub async fn evaluate(
 
 /// Ask up to 100 questions at once; budgets and every other rule apply exactly as for one.
 #[utoipa::path(post, path = "/v1/policy/evaluate-batch", tag = "policy", security(("bearer" = [])), request_body = EvaluateBatchBody, responses(
-    (status = 200, body = DecisionsBody)))]
+    (status = 200, body = DecisionsBody), (status = 404, body = Problem, description = "an org is not visible to the caller")))]
 pub async fn evaluate_batch(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,
