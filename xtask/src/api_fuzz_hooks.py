@@ -52,6 +52,7 @@ LISTS = {
     "/v1/orgs/{slug}/service-accounts": ("service_accounts", None),
     "/v1/orgs/{slug}/service-accounts/{id}/api-keys": ("api_keys", None),
     "/v1/orgs/{slug}/api-keys/overdue": ("overdue_keys", None),
+    "/v1/webhooks/deliveries": ("webhooks", None),
 }
 
 # What the run has seen of the admin's second factor (a pending TOTP secret, unused recovery
