@@ -113,6 +113,16 @@ impl Services {
     ) -> Result<Vec<DecisionView>> {
         let costs = check_requests(&reqs)?;
         let inner = &*self.inner;
+        // Credentials are checked before a store connection is held, and budgets after it is
+        // given back: either may need a connection of its own (a cache miss), and a request
+        // holding one while waiting for another can exhaust the pool under load.
+        let mut credentials = Vec::with_capacity(reqs.len());
+        for req in &reqs {
+            credentials.push(match &req.principal {
+                PrincipalRef::Token(token) => Some(self.authenticate(token, || ctx.clone()).await),
+                _ => None,
+            });
+        }
         let mut r = inner.store.read().await?;
         // The caller must hold `policy:evaluate` in each org it asks about.
         let mut orgs: HashMap<String, (Org, Capability)> = HashMap::new();
@@ -127,19 +137,26 @@ impl Services {
                 orgs.insert(req.org.clone(), (org, cap));
             }
         }
+        let mut principals = Vec::with_capacity(reqs.len());
+        for (req, credential) in reqs.iter().zip(credentials) {
+            let (org, _) = &orgs[&req.org];
+            principals.push(
+                self.resolve(&mut *r, org, &req.principal, credential)
+                    .await?,
+            );
+        }
+        drop(r);
         let now = uos_domain::now();
         let mut decisions = Vec::with_capacity(reqs.len());
         let mut denials: Vec<(usize, serde_json::Value)> = Vec::new();
-        for (i, (req, cost)) in reqs.iter().zip(costs).enumerate() {
+        for (i, ((req, cost), principal)) in reqs.iter().zip(costs).zip(principals).enumerate() {
             let (org, _) = &orgs[&req.org];
-            let principal = self.resolve(&mut *r, ctx, org, &req.principal).await?;
             let (decision, audit) = self.decide(req, org, principal, cost, now).await?;
             if let Some(changes) = audit {
                 denials.push((i, changes));
             }
             decisions.push(decision);
         }
-        drop(r);
         let stats = &inner.policy;
         let denied = denials.len() as u64;
         stats.denied.fetch_add(denied, Ordering::Relaxed);
@@ -151,23 +168,26 @@ impl Services {
         Ok(decisions)
     }
 
-    /// Who the request is about, placed in `org`; or why it cannot be.
+    /// Who the request is about, placed in `org`; or why it cannot be. `credential` is what
+    /// checking a token principal's credential gave.
     async fn resolve(
         &self,
         r: &mut dyn ReadTx,
-        ctx: &Ctx,
         org: &Org,
         principal: &PrincipalRef,
+        credential: Option<Result<Caller>>,
     ) -> Result<std::result::Result<PdpPrincipal, Unresolved>> {
         match principal {
-            PrincipalRef::Token(token) => match self.authenticate(token, || ctx.clone()).await {
-                Ok(Caller::User(u)) => self.user_principal(r, org, u.user.clone()).await,
-                Ok(Caller::Machine(m)) => Ok(Ok(machine_principal(&m, org))),
-                Ok(Caller::Anonymous | Caller::System) | Err(ServiceError::Unauthenticated) => {
-                    Ok(Err(UNKNOWN))
+            PrincipalRef::Token(_) => {
+                match credential.unwrap_or(Err(ServiceError::Unauthenticated)) {
+                    Ok(Caller::User(u)) => self.user_principal(r, org, u.user.clone()).await,
+                    Ok(Caller::Machine(m)) => Ok(Ok(machine_principal(&m, org))),
+                    Ok(Caller::Anonymous | Caller::System) | Err(ServiceError::Unauthenticated) => {
+                        Ok(Err(UNKNOWN))
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            },
+            }
             PrincipalRef::User(id) => match r.get_user(UserId(*id)).await? {
                 None => Ok(Err(UNKNOWN)),
                 Some(user) => self.user_principal(r, org, user).await,
