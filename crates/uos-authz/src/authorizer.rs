@@ -65,9 +65,9 @@ pub struct LoadedBundle {
     // Decisions by their exact input. A bundle never changes and a decision is a pure
     // function of policy and input, so a repeated question (the same caller doing the same
     // thing) need not run the evaluator again (~50 µs).
-    memo: RwLock<HashMap<String, Decision>>,
+    memo: Memo<Decision>,
     // The same for the decision point's questions, whose inputs come from other services.
-    pdp_memo: RwLock<HashMap<String, Arc<PdpVerdict>>>,
+    pdp_memo: Memo<Arc<PdpVerdict>>,
     info: BundleInfo,
     rego_tests: usize,
 }
@@ -75,6 +75,36 @@ pub struct LoadedBundle {
 /// More remembered decisions than this and the memo starts over: inputs carry ids, so
 /// their number is unbounded, and a miss only costs one evaluation.
 const MEMO_MAX: usize = 20_000;
+
+/// Answers by the exact JSON text of their input.
+#[derive(Debug)]
+struct Memo<V>(RwLock<HashMap<String, V>>);
+
+impl<V> Default for Memo<V> {
+    fn default() -> Self {
+        Self(RwLock::default())
+    }
+}
+
+impl<V: Clone> Memo<V> {
+    /// The answer remembered for `key`, or `answer(key)` remembered.
+    fn get_or_try(
+        &self,
+        key: String,
+        answer: impl FnOnce(&str) -> Result<V, AuthzError>,
+    ) -> Result<V, AuthzError> {
+        if let Some(v) = self.0.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(v.clone());
+        }
+        let v = answer(&key)?;
+        let mut memo = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if memo.len() >= MEMO_MAX {
+            memo.clear();
+        }
+        memo.insert(key, v.clone());
+        Ok(v)
+    }
+}
 
 /// The `input` document; built once per evaluation.
 #[derive(Serialize)]
@@ -287,8 +317,8 @@ impl LoadedBundle {
         engine.set_input(Value::new_object());
         Ok(Self {
             engine,
-            memo: RwLock::default(),
-            pdp_memo: RwLock::default(),
+            memo: Memo::default(),
+            pdp_memo: Memo::default(),
             info: BundleInfo {
                 modules: files.modules(),
                 revision: files.revision,
@@ -318,21 +348,9 @@ impl LoadedBundle {
     /// the policy could not decide.
     pub fn pdp_decide(&self, input: &PdpInput<'_>) -> Result<Arc<PdpVerdict>, AuthzError> {
         let key = serde_json::to_string(input)?;
-        if let Some(v) = self
-            .pdp_memo
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return Ok(Arc::clone(v));
-        }
-        let verdict = Arc::new(pdp::evaluate(&mut self.engine.clone(), &key)?);
-        let mut memo = self.pdp_memo.write().unwrap_or_else(|e| e.into_inner());
-        if memo.len() >= MEMO_MAX {
-            memo.clear();
-        }
-        memo.insert(key, Arc::clone(&verdict));
-        Ok(verdict)
+        self.pdp_memo.get_or_try(key, |key| {
+            Ok(Arc::new(pdp::evaluate(&mut self.engine.clone(), key)?))
+        })
     }
 
     /// Asks the policy and returns its raw decision. Errors mean the policy could not decide.
@@ -347,21 +365,9 @@ impl LoadedBundle {
             action,
             resource,
         })?;
-        if let Some(d) = self
-            .memo
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return Ok(d.clone());
-        }
-        let decision = evaluate(&mut self.engine.clone(), principal, action, resource)?;
-        let mut memo = self.memo.write().unwrap_or_else(|e| e.into_inner());
-        if memo.len() >= MEMO_MAX {
-            memo.clear();
-        }
-        memo.insert(key, decision.clone());
-        Ok(decision)
+        self.memo.get_or_try(key, |_| {
+            evaluate(&mut self.engine.clone(), principal, action, resource)
+        })
     }
 }
 
@@ -482,7 +488,7 @@ mod tests {
                 assert_eq!((&first, &again), (&fresh, &fresh), "{action}");
             }
         }
-        assert!(!authz.current().memo.read().unwrap().is_empty());
+        assert!(!authz.current().memo.0.read().unwrap().is_empty());
     }
 
     #[test]
