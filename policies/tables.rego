@@ -13,6 +13,7 @@ permissions := [
 	"billing:read", "billing:write",
 	"service_accounts:read", "service_accounts:write",
 	"policy:evaluate", "usage:write",
+	"billing:approve",
 ]
 
 # Endpoints that need no credentials at all (the credential is the password, the refresh
@@ -37,6 +38,8 @@ self_actions := {
 	"me.read", "me.update", "me.password", "auth.logout",
 	"org.create", "org.list", "audit.keys",
 	"session.list", "session.revoke", "me.mfa", "auth.introspect", "auth.whoami",
+	# Anyone may ask for break-glass access; two platform admins decide.
+	"break_glass.request",
 }
 
 # The only actions outside an org a service account may perform: everything else it does is
@@ -59,6 +62,8 @@ platform_actions := {
 	"webhook.list",
 	# The policy bundle itself: what decides everything is changed and inspected by them only.
 	"policy.bundle", "policy.reload",
+	# Break-glass grants roles in any org: deciding on them is the platform's.
+	"break_glass.list", "break_glass.approve", "break_glass.revoke",
 }
 
 # Org-scoped action -> the org permission it requires. An action listed here is evaluated
@@ -100,6 +105,10 @@ action_permission := {
 	"budget.read": "billing:read",
 	"budget.write": "billing:write",
 	"usage.record": "usage:write",
+	"budget_override.request": "billing:write",
+	"budget_override.list": "billing:read",
+	"budget_override.approve": "billing:approve",
+	"budget_override.revoke": "billing:approve",
 }
 
 # Org statuses the policy knows; anything else is denied rather than guessed at.
@@ -120,7 +129,7 @@ suspended_org_actions := {
 	"role.list", "role.read",
 	"audit.read",
 	"service_account.list", "service_account.read", "api_key.list", "api_key.read",
-	"budget.read",
+	"budget.read", "budget_override.list",
 	# Taking a credential away is always allowed: a suspended org must be able to stop a leak.
 	"api_key.revoke",
 }

@@ -53,6 +53,8 @@ LISTS = {
     "/v1/orgs/{slug}/service-accounts/{id}/api-keys": ("api_keys", None),
     "/v1/orgs/{slug}/api-keys/overdue": ("overdue_keys", None),
     "/v1/webhooks/deliveries": ("webhooks", None),
+    "/v1/orgs/{slug}/budget/overrides": ("overrides", None),
+    "/v1/break-glass": ("break_glass", None),
 }
 
 # What the run has seen of the admin's second factor (a pending TOTP secret, unused recovery

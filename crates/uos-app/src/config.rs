@@ -430,6 +430,9 @@ impl Config {
         if !(1..=86_400).contains(&s.decision_ttl_secs) {
             return bad("service.decision_ttl_secs", "must be between 1 and 86400");
         }
+        if !(1..=720).contains(&s.approval_ttl_hours) {
+            return bad("service.approval_ttl_hours", "must be between 1 and 720");
+        }
         if s.budget_cache_ms > 1000 {
             return bad(
                 "service.budget_cache_ms",

@@ -29,6 +29,9 @@ pub enum TargetKind {
     Decision,
     /// A policy bundle, by its revision (content hash).
     PolicyBundle,
+    /// A request that needs two approvers (budget override, break-glass, password reset), by
+    /// its id.
+    Approval,
 }
 
 impl TargetKind {
@@ -49,6 +52,7 @@ impl TargetKind {
             TargetKind::Decision => "decision",
             TargetKind::AuditExport => "audit_export",
             TargetKind::PolicyBundle => "policy_bundle",
+            TargetKind::Approval => "approval",
         }
     }
 }
@@ -254,6 +258,19 @@ audit_actions! {
         "after: how many events were `recorded` and how many were `duplicates`, and the `amount_cents` recorded (one event per request and org, not per usage event)";
     PolicyDenied => "policy.denied", [Decision],
         "after: the `principal`, `action`, `resource`, the `reasons` (each as `rule`, `policy` and, for a budget, its `scope`, `scope_id`, `spent_cents`, `effective_limit_cents`, `state`) and the `policy_revision`. Actor: the service that asked";
+    // Approvals: budget overrides, break-glass, privileged password resets.
+    ApprovalRequested => "approval.requested", [Approval],
+        "after: the request (`kind`, `status`, `requested_by`, `reason`, `detail`: an override's `scope` and `extra_cents`, break-glass `roles`)";
+    ApprovalApproved => "approval.approved", [Approval],
+        "before/after: the request; after `status` is `active` when this was the second approval, with `active_until`";
+    ApprovalRejected => "approval.rejected", [Approval],
+        "before/after: the request";
+    ApprovalRevoked => "approval.revoked", [Approval],
+        "before/after: the request (a pending one withdrawn or an active grant ended early)";
+    ApprovalExpired => "approval.expired", [Approval],
+        "before/after: the request; recorded by the service once a pending request or an active grant ran out (it was `expired` from that moment). Actor: `system`";
+    BreakGlassUsed => "break_glass.used", [Approval],
+        "after: the `action` the grant allowed, its `org_id` and the grant's `roles`; one event per request the grant authorized. Actor: the grant's holder";
     PolicyReloaded => "policy.reloaded", [PolicyBundle],
         "before: the `revision` replaced; after: the new `revision`, its `modules` (`file`, `sha256`) and the `trigger` (`api`, `sighup` or `watch`). Only a reload that changes the revision is recorded. Actor: the platform admin, or `system` for a signal or a changed file";
 }

@@ -106,6 +106,14 @@ actions! {
     BudgetWrite => "budget.write",
     UsageRecord => "usage.record",
     WebhookList => "webhook.list",
+    BudgetOverrideRequest => "budget_override.request",
+    BudgetOverrideList => "budget_override.list",
+    BudgetOverrideApprove => "budget_override.approve",
+    BudgetOverrideRevoke => "budget_override.revoke",
+    BreakGlassRequest => "break_glass.request",
+    BreakGlassList => "break_glass.list",
+    BreakGlassApprove => "break_glass.approve",
+    BreakGlassRevoke => "break_glass.revoke",
 }
 
 impl fmt::Display for Action {
@@ -150,7 +158,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 74);
+        assert_eq!(Action::ALL.len(), 82);
     }
 
     #[test]

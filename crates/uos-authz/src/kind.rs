@@ -62,6 +62,8 @@ resource_kinds! {
     OAuth2 => "oauth2", "the OAuth2 token endpoint (client credentials, revocation)";
     PasswordReset => "password_reset", "a password-reset request: asking, completing, approving";
     PolicyBundle => "policy_bundle", "the policy bundle the service decides with: inspecting and reloading it";
+    BudgetOverride => "budget_override", "a request to raise a budget of an org for a while, and the override it became (`id` is the request)";
+    BreakGlass => "break_glass", "a request for emergency roles, and the grant it became (`id` is the request)";
 }
 
 impl fmt::Display for ResourceKind {
@@ -111,6 +113,6 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ResourceKind::ALL.len());
-        assert_eq!(ResourceKind::ALL.len(), 17);
+        assert_eq!(ResourceKind::ALL.len(), 19);
     }
 }

@@ -4,6 +4,7 @@
 //! can be unit- and property-tested exhaustively. Values are parsed once at the edge and are
 //! valid for as long as they exist ("parse, don't validate").
 
+pub mod approval;
 pub mod budget;
 pub mod email;
 pub mod error;
@@ -17,6 +18,10 @@ pub mod slug;
 pub mod text;
 pub mod user;
 
+pub use approval::{
+    Approval, ApprovalKind, ApprovalRefusal, ApprovalRequest, ApprovalStatus, Approved, Approver,
+    REQUIRED_APPROVERS,
+};
 pub use budget::{Budget, BudgetKey, BudgetScope, BudgetSettings, BudgetState, Period};
 pub use email::Email;
 pub use error::DomainError;

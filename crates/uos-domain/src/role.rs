@@ -30,6 +30,8 @@ pub const PERMISSIONS: &[&str] = &[
     // cannot raise its own budget.
     "policy:evaluate",
     "usage:write",
+    // Approving budget overrides: one of two distinct approvers, never the requester.
+    "billing:approve",
 ];
 
 /// The org roles every org has; custom roles may not reuse these names. `owner` is special
@@ -55,6 +57,7 @@ const ADMIN: &[&str] = &[
     "service_accounts:write",
     "policy:evaluate",
     "usage:write",
+    "billing:approve",
 ];
 const MEMBER: &[&str] = &["org:read", "users:read", "roles:read"];
 const BILLING: &[&str] = &["org:read", "billing:read", "billing:write"];

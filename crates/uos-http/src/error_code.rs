@@ -87,6 +87,8 @@ error_codes! {
         "The invite was revoked.";
     ResetExpired => "reset_expired", GONE, "Gone",
         "The password-reset token expired or was already used.";
+    ApprovalExpired => "approval_expired", GONE, "Gone",
+        "The request waiting for approvers (a budget override, break-glass access, a privileged password reset) expired before it was decided, or its grant has ended.";
     PreconditionFailed => "precondition_failed", PRECONDITION_FAILED, "Precondition failed",
         "`If-Match` does not match the current `ETag` (or the resource changed while the request was applied); nothing was changed.";
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE, "Payload too large",

@@ -479,6 +479,7 @@ pub fn ctx_from_parts(parts: &Parts) -> Ctx {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect()),
+        grant_uses: Default::default(),
     }
 }
 

@@ -24,8 +24,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Router;
 use routes::{
-    audit, auth, budgets, federation, health, invites, machine, me, members, mfa, oauth, orgs,
-    policy, resets, roles, tokens, users, webhooks,
+    approvals, audit, auth, budgets, federation, health, invites, machine, me, members, mfa, oauth,
+    orgs, policy, resets, roles, tokens, users, webhooks,
 };
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -201,6 +201,43 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/usage", post(budgets::record_usage))
         .route("/v1/usage/batch", post(budgets::record_usage_batch))
         .route("/v1/webhooks/deliveries", get(webhooks::deliveries))
+        .route(
+            "/v1/orgs/{slug}/budget/overrides",
+            get(approvals::list_overrides).post(approvals::request_override),
+        )
+        .route(
+            "/v1/orgs/{slug}/budget/overrides/{id}",
+            get(approvals::get_override),
+        )
+        .route(
+            "/v1/orgs/{slug}/budget/overrides/{id}/approve",
+            post(approvals::approve_override),
+        )
+        .route(
+            "/v1/orgs/{slug}/budget/overrides/{id}/reject",
+            post(approvals::reject_override),
+        )
+        .route(
+            "/v1/orgs/{slug}/budget/overrides/{id}/revoke",
+            post(approvals::revoke_override),
+        )
+        .route(
+            "/v1/break-glass",
+            get(approvals::list_break_glass).post(approvals::request_break_glass),
+        )
+        .route("/v1/break-glass/{id}", get(approvals::get_break_glass))
+        .route(
+            "/v1/break-glass/{id}/approve",
+            post(approvals::approve_break_glass),
+        )
+        .route(
+            "/v1/break-glass/{id}/reject",
+            post(approvals::reject_break_glass),
+        )
+        .route(
+            "/v1/break-glass/{id}/revoke",
+            post(approvals::revoke_break_glass),
+        )
         .route("/.well-known/jwks.json", get(health::jwks))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

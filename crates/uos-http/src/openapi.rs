@@ -3,8 +3,8 @@
 use crate::problem::Problem;
 use crate::reply::ListBody;
 use crate::routes::{
-    audit, auth, budgets, federation, health, invites, machine, me, members, mfa, oauth, orgs,
-    policy, resets, roles, tokens, users, webhooks,
+    approvals, audit, auth, budgets, federation, health, invites, machine, me, members, mfa, oauth,
+    orgs, policy, resets, roles, tokens, users, webhooks,
 };
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -42,6 +42,10 @@ use utoipa::{Modify, OpenApi};
         budgets::get_member_budget, budgets::put_member_budget, budgets::delete_member_budget,
         budgets::record_usage, budgets::record_usage_batch,
         webhooks::deliveries,
+        approvals::list_overrides, approvals::request_override, approvals::get_override,
+        approvals::approve_override, approvals::reject_override, approvals::revoke_override,
+        approvals::list_break_glass, approvals::request_break_glass, approvals::get_break_glass,
+        approvals::approve_break_glass, approvals::reject_break_glass, approvals::revoke_break_glass,
     ),
     components(schemas(
         Problem, views::OrgView, views::UserView, views::MemberView, views::InviteView, views::RoleView,
@@ -57,6 +61,8 @@ use utoipa::{Modify, OpenApi};
         views::BudgetView, views::UsageReceiptView, views::UsageBatchView, views::DecisionView, views::DecisionReasonView,
         policy::DecisionsBody, views::WebhookDeliveryView, ListBody<views::WebhookDeliveryView>,
         views::PolicyBundleView, views::PolicyModuleView, views::PolicyReloadView,
+        views::ApprovalView, views::ApproverView, views::BudgetRefView, ListBody<views::ApprovalView>,
+        approvals::OverrideBody, approvals::BreakGlassBody, approvals::RoleItem,
     )),
     modifiers(&BearerAuth, &HonestResponses),
 )]

@@ -164,6 +164,7 @@ fn gone_code(g: GoneReason) -> ErrorCode {
         GoneReason::InviteExpired => ErrorCode::InviteExpired,
         GoneReason::InviteRevoked => ErrorCode::InviteRevoked,
         GoneReason::ResetExpired => ErrorCode::ResetExpired,
+        GoneReason::ApprovalExpired => ErrorCode::ApprovalExpired,
     }
 }
 

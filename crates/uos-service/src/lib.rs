@@ -10,6 +10,7 @@
 //! (orgs, members, invites, roles) and `audit` (reading the trail). Each context keeps its
 //! per-replica state in one struct of the facade's shared state.
 
+mod approvals;
 mod audit;
 mod budgets;
 mod identity;
@@ -26,6 +27,11 @@ pub use kernel::views;
 /// composition root).
 pub use uos_shared::SharedState;
 
+pub use approvals::break_glass::{
+    GrantUses, NewBreakGlass, MAX_BREAK_GLASS_MINUTES, MAX_BREAK_GLASS_ROLES,
+};
+pub use approvals::overrides::{NewOverride, APPROVAL_REASON_MAX_CHARS, MAX_OVERRIDE_HOURS};
+pub use approvals::{parse_status, ApprovalStep};
 pub use audit::relay::RelayStats;
 pub use budgets::manage::{BudgetTarget, NewBudget};
 pub use budgets::usage::{UsageReport, MAX_USAGE_BATCH, SOURCE_EVENT_ID_MAX_CHARS};
@@ -127,6 +133,13 @@ struct Inner {
     webhooks: Option<Webhooks>,
     /// Woken when a delivery was queued on this replica.
     webhook_due: tokio::sync::Notify,
+    /// Break-glass grants in force, as authorization reads them.
+    grants: approvals::break_glass::GrantBook,
+    /// The receiving end of the grant uses no unit of work recorded, until the recorder
+    /// task takes it.
+    grant_uses: std::sync::Mutex<
+        Option<tokio::sync::mpsc::UnboundedReceiver<approvals::break_glass::GrantUse>>,
+    >,
 }
 
 /// How often a token signed by a key this replica does not know may trigger a key reload.
@@ -231,6 +244,7 @@ impl Services {
             .secret("api-key-pepper")
             .map_err(|e| ServiceError::Internal(format!("api key pepper: {e}")))?;
         let budget_cache_ms = cfg.budget_cache_ms;
+        let (use_sink, uses) = tokio::sync::mpsc::unbounded_channel();
         let email_secret = ports
             .keys
             .secret(audit::personal::EMAIL_SECRET)
@@ -265,6 +279,8 @@ impl Services {
                 policy: policy::PolicyStats::default(),
                 webhooks: ports.webhooks,
                 webhook_due: tokio::sync::Notify::new(),
+                grants: approvals::break_glass::GrantBook::new(use_sink),
+                grant_uses: std::sync::Mutex::new(Some(uses)),
             }),
         })
     }
@@ -296,6 +312,16 @@ impl Services {
         self.spawn_export_worker();
         self.spawn_purge_sweep();
         self.spawn_webhook_worker();
+        self.spawn_expiry_sweep();
+        let uses = self
+            .inner
+            .grant_uses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(uses) = uses {
+            tokio::spawn(approvals::break_glass::run_use_recorder(self.clone(), uses));
+        }
         let cfg = &self.inner.cfg;
         let svc = self.clone();
         let every = Duration::from_secs(cfg.api_key_usage_flush_secs.max(1));

@@ -71,27 +71,6 @@ impl<D: Dialect, M: Mode<D::Db>> CredentialReads for SqlTx<D, M> {
         row.as_ref().map(rows::password_reset).transpose()
     }
 
-    async fn list_pending_password_resets(
-        &mut self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<PasswordReset>> {
-        // The predicate repeats password_reset_pending_idx's so SQLite uses that index; the id
-        // breaks ties so the order is total.
-        let sql = format!(
-            "select {PASSWORD_RESET_COLS} from password_reset \
-             where requires_approval and approved_by is null and used_at is null \
-             and expires_at > $1 \
-             order by created_at, reset_id limit $2"
-        );
-        let found = query::<D>(&sql)
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(self.conn())
-            .await?;
-        found.iter().map(rows::password_reset).collect()
-    }
-
     async fn get_external_identity(
         &mut self,
         issuer: &str,

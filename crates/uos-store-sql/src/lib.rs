@@ -6,6 +6,7 @@
 //! makes one statement of. A backend crate keeps only its pool set-up, its pragmas, its error
 //! mapping and those hooks. A new table is written here, once.
 
+mod approval;
 mod audit;
 mod budget;
 mod credential;

@@ -25,9 +25,9 @@ pub use records::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uos_domain::{
-    ApiKey, ApiKeyId, Budget, BudgetKey, BudgetState, CustomRole, Email, Invite, InviteId,
-    Membership, Org, OrgId, OrgSlug, RoleName, ServiceAccount, ServiceAccountId, SessionId, User,
-    UserId,
+    ApiKey, ApiKeyId, Approval, ApprovalKind, ApprovalStatus, Budget, BudgetKey, BudgetState,
+    CustomRole, Email, Invite, InviteId, Membership, Org, OrgId, OrgSlug, RoleName, ServiceAccount,
+    ServiceAccountId, SessionId, User, UserId,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -110,6 +110,7 @@ pub trait ReadTx:
     + ExportReads
     + RetentionReads
     + BudgetReads
+    + ApprovalReads
     + WebhookReads
     + Send
 {
@@ -141,6 +142,7 @@ pub trait Tx:
     + ExportRepo
     + RetentionRepo
     + BudgetRepo
+    + ApprovalRepo
     + WebhookRepo
 {
     async fn commit(self: Box<Self>) -> Result<()>;
@@ -319,12 +321,6 @@ pub trait CredentialReads: Send {
         &mut self,
         token_hash: &str,
     ) -> Result<Option<PasswordReset>>;
-    /// Resets that wait for approval (unapproved, unused, unexpired at `now`), oldest first.
-    async fn list_pending_password_resets(
-        &mut self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<PasswordReset>>;
     async fn get_external_identity(
         &mut self,
         issuer: &str,
@@ -768,4 +764,46 @@ pub trait WebhookRepo: WebhookReads {
         outcome: &AttemptOutcome,
         at: DateTime<Utc>,
     ) -> Result<()>;
+}
+
+/// The read half of [`ApprovalRepo`].
+#[async_trait]
+pub trait ApprovalReads: Send {
+    async fn get_approval(&mut self, id: uuid::Uuid) -> Result<Option<Approval>>;
+    /// The newest request of `kind` about `subject` (a password reset's id).
+    async fn get_approval_by_subject(
+        &mut self,
+        kind: ApprovalKind,
+        subject: uuid::Uuid,
+    ) -> Result<Option<Approval>>;
+    /// Requests of `kind` in `org` (every org and none when `None`), newest first, with the
+    /// status they have at `now` when `status` is given (an expired one is stored as pending
+    /// or active, past its time).
+    async fn list_approvals(
+        &mut self,
+        kind: ApprovalKind,
+        org: Option<OrgId>,
+        status: Option<ApprovalStatus>,
+        now: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> Result<Page<Approval>>;
+    /// Requests and grants past their time at `now` whose expiry is not stored yet, oldest
+    /// first, at most `limit`.
+    async fn lapsed_approvals(&mut self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Approval>>;
+    /// The grants of `kind` in force at `now`, in `org` (in every org and none when `None`).
+    async fn active_approvals(
+        &mut self,
+        kind: ApprovalKind,
+        org: Option<OrgId>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Approval>>;
+}
+
+/// Requests that wait for two approvers: budget overrides, break-glass, privileged resets.
+#[async_trait]
+pub trait ApprovalRepo: ApprovalReads {
+    async fn insert_approval(&mut self, a: &Approval) -> Result<()>;
+    /// Store an approval's new status and approvers (optimistic, as every `update_*`: two
+    /// approvers at once, one of them gets `VersionConflict` and tries again).
+    async fn update_approval(&mut self, a: &Approval, expected_version: i64) -> Result<()>;
 }

@@ -18,6 +18,7 @@ const SUSPENDED_ORG_READS: &[Action] = &[
     Action::ApiKeyList,
     Action::ApiKeyRead,
     Action::BudgetRead,
+    Action::BudgetOverrideList,
     // Not a read, but taking a leaked credential away must work in a suspended org too.
     Action::ApiKeyRevoke,
 ];

@@ -195,6 +195,9 @@ fn platform_user_management_needs_a_platform_admin() {
         Action::OrgLegalHold,
         Action::PolicyBundle,
         Action::PolicyReload,
+        Action::BreakGlassList,
+        Action::BreakGlassApprove,
+        Action::BreakGlassRevoke,
     ] {
         // Being the subject does not help: self-service goes through the `me.*` actions.
         let got = decide(&principal, action, &me);

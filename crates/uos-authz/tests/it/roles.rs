@@ -110,7 +110,8 @@ fn every_action_is_classified_for_an_owner() {
                 | Action::SessionRevoke
                 | Action::MeMfa
                 | Action::AuthIntrospect
-                | Action::AuthWhoami => allow("authenticated"),
+                | Action::AuthWhoami
+                | Action::BreakGlassRequest => allow("authenticated"),
                 Action::UserList
                 | Action::UserRead
                 | Action::UserUpdate
@@ -125,6 +126,9 @@ fn every_action_is_classified_for_an_owner() {
                 | Action::UserLegalHold
                 | Action::OrgLegalHold
                 | Action::WebhookList
+                | Action::BreakGlassList
+                | Action::BreakGlassApprove
+                | Action::BreakGlassRevoke
                 | Action::PolicyBundle
                 | Action::PolicyReload => deny("platform_admin_required"),
                 other => panic!("{other} is missing from this test's classification"),

@@ -51,6 +51,10 @@ pub const ORG_ACTIONS: &[(Action, &str)] = &[
     (Action::BudgetRead, "billing:read"),
     (Action::BudgetWrite, "billing:write"),
     (Action::UsageRecord, "usage:write"),
+    (Action::BudgetOverrideRequest, "billing:write"),
+    (Action::BudgetOverrideList, "billing:read"),
+    (Action::BudgetOverrideApprove, "billing:approve"),
+    (Action::BudgetOverrideRevoke, "billing:approve"),
 ];
 
 pub const PUBLIC_ACTIONS: &[Action] = &[

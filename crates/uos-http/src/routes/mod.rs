@@ -1,6 +1,7 @@
 //! Handlers, one module per area of the contract. Handlers only translate: parse the request
 //! into domain values, call one use case, shape the reply.
 
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod budgets;

@@ -2,6 +2,7 @@
 //! HTTP integration suite: every endpoint of the contract through the real router, on SQLite
 //! and (with `--ignored`) on PostgreSQL, one fresh application per test.
 
+mod approvals;
 mod audit;
 mod auth_me;
 mod budgets;
@@ -29,6 +30,7 @@ mod users;
 mod webhooks;
 
 pub use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
 pub use uos_testkit::{
     backend_test, Req, TestApp, TestResponse, ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD,
 };
@@ -184,4 +186,68 @@ pub async fn audit_changes(app: &TestApp) -> usize {
 /// What the store keeps instead of an invite token.
 pub fn token_hash(token: &str) -> String {
     uos_authn::hash_token(token)
+}
+
+/// What a webhook receiver got: the headers that matter and the body.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub event: String,
+    pub delivery: String,
+    pub signature: String,
+    pub body: String,
+}
+
+/// A webhook receiver: an HTTP server on a free port that records every POST and answers 204,
+/// or 500 to the first one with `fail_first` (to see a retry).
+pub async fn webhook_receiver(fail_first: bool) -> (String, Arc<Mutex<Vec<Received>>>) {
+    let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let seen = seen.clone();
+            async move {
+                let h = |k: &str| {
+                    headers
+                        .get(k)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let mut all = seen.lock().unwrap();
+                all.push(Received {
+                    event: h("x-uos-event"),
+                    delivery: h("x-uos-delivery"),
+                    signature: h("x-uos-signature"),
+                    body,
+                });
+                if fail_first && all.len() == 1 {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+/// A member of `org` made a platform admin (as an operator would, in the store): its id and a
+/// token of a login after the change.
+pub async fn platform_admin(app: &TestApp, org: &str, email: &str) -> (String, String) {
+    let admin = app.admin_token().await;
+    let (id, _) = app.add_member(&admin, org, email, &["member"]).await;
+    let store = app.state.svc.store().clone();
+    let mut tx = store.begin().await.unwrap();
+    let uid = uos_domain::UserId(id.parse().unwrap());
+    let mut u = tx.get_user(uid).await.unwrap().unwrap();
+    let v = u.version;
+    u.platform_admin = true;
+    u.version += 1;
+    tx.update_user(&u, v).await.unwrap();
+    tx.commit().await.unwrap();
+    (id, app.login(email, PASSWORD).await)
 }

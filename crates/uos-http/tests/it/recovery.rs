@@ -80,26 +80,12 @@ backend_test!(forgot_mail_reset_once, |app| async move {
     );
 });
 
-backend_test!(privileged_resets_need_a_second_admin, |app| async move {
+backend_test!(privileged_resets_need_two_approvers, |app| async move {
     let admin = app.admin_token().await;
-    // A second platform admin.
+    // Two more platform admins.
     app.create_org(&admin, "acme").await;
-    let (dana_id, _) = app
-        .add_member(&admin, "acme", "dana@example.com", &["member"])
-        .await;
-    {
-        let store = app.state.svc.store().clone();
-        let mut tx = store.begin().await.unwrap();
-        let id = uos_domain::UserId(dana_id.parse().unwrap());
-        let mut u = tx.get_user(id).await.unwrap().unwrap();
-        let v = u.version;
-        u.platform_admin = true;
-        u.version += 1;
-        tx.update_user(&u, v).await.unwrap();
-        tx.commit().await.unwrap();
-    }
-    let dana = app.login("dana@example.com", PASSWORD).await;
-
+    let (_, dana) = platform_admin(&app, "acme", "dana@example.com").await;
+    let (_, fred) = platform_admin(&app, "acme", "fred@example.com").await;
     let r = forgot(&app, ADMIN_EMAIL).await;
     assert_status(&r, 202);
     let mails = app.wait_for_mails(1).await;
@@ -123,7 +109,7 @@ backend_test!(privileged_resets_need_a_second_admin, |app| async move {
         .send(Req::post(format!("/v1/password-resets/{id}/approve")).token(&admin))
         .await;
     assert_problem(&r, 403, "forbidden");
-    assert_eq!(r.body["rule"], "second_admin_required");
+    assert_eq!(r.body["rule"], "second_approver_required");
     let (_, eve) = app
         .add_member(&admin, "acme", "eve@example.com", &["owner"])
         .await;
@@ -132,11 +118,26 @@ backend_test!(privileged_resets_need_a_second_admin, |app| async move {
         .await;
     assert_problem(&r, 403, "forbidden");
 
+    // One approval is not enough: no token yet, and nobody counts twice.
     let r = app
         .send(Req::post(format!("/v1/password-resets/{id}/approve")).token(&dana))
         .await;
     assert_status(&r, 200);
+    assert!(r.body["approved_at"].is_null(), "{}", r.text);
+    assert_eq!(r.body["approval"]["status"], "pending");
+    assert_eq!(r.body["approval"]["approvals"].as_array().unwrap().len(), 1);
+    let r = app
+        .send(Req::post(format!("/v1/password-resets/{id}/approve")).token(&dana))
+        .await;
+    assert_conflict(&r, "already_approved");
+    assert_eq!(app.mails().len(), 1, "no token before the second approval");
+
+    let r = app
+        .send(Req::post(format!("/v1/password-resets/{id}/approve")).token(&fred))
+        .await;
+    assert_status(&r, 200);
     assert!(r.body["approved_at"].is_string());
+    assert_eq!(r.body["approval"]["status"], "active");
     assert!(
         !r.text.contains("uosrst_"),
         "the approver never sees the token"
@@ -144,7 +145,7 @@ backend_test!(privileged_resets_need_a_second_admin, |app| async move {
     let r = app
         .send(Req::post(format!("/v1/password-resets/{id}/approve")).token(&dana))
         .await;
-    assert_problem(&r, 409, "conflict");
+    assert_conflict(&r, "approval_closed");
 
     let mails = app.wait_for_mails(2).await;
     let token = token_in(&mails[1].text);

@@ -2,59 +2,12 @@
 //! period and state; a failed attempt is retried with backoff; the delivery log shows it all.
 
 use super::*;
-use std::sync::{Arc, Mutex};
 use uos_testkit::Backend;
 
 const SECRET: &str = "a-webhook-secret-of-at-least-32-chars";
 
-/// What the receiver got: the headers that matter and the body.
-#[derive(Clone, Debug)]
-struct Received {
-    event: String,
-    delivery: String,
-    signature: String,
-    body: String,
-}
-
-/// An HTTP server on a free port that records every POST and answers 500 to the first one.
-async fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
-    let got: Arc<Mutex<Vec<Received>>> = Arc::default();
-    let seen = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-            let seen = seen.clone();
-            async move {
-                let h = |k: &str| {
-                    headers
-                        .get(k)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned()
-                };
-                let mut all = seen.lock().unwrap();
-                all.push(Received {
-                    event: h("x-uos-event"),
-                    delivery: h("x-uos-delivery"),
-                    signature: h("x-uos-signature"),
-                    body,
-                });
-                if all.len() == 1 {
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    axum::http::StatusCode::NO_CONTENT
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, got)
-}
-
 async fn scenario(backend: Backend) {
-    let (url, got) = receiver().await;
+    let (url, got) = webhook_receiver(true).await;
     let app = TestApp::spawn_with(
         backend,
         &[

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use uos_domain::{Budget, BudgetKey, BudgetState};
 use uos_store::ReadTx;
 
+use crate::approvals::overrides::extra_cents;
 use crate::kernel::views::BudgetView;
 use crate::Result;
 
@@ -33,8 +34,10 @@ impl BudgetStatus {
         let (from, until) = budget.period.day_range(at);
         let spent_cents = tx.spent(&budget.key, from, until).await?;
         let (period_start, period_end) = budget.period.bounds(at);
+        // Overrides count while they are active, whatever period the spend is in.
+        let extra = extra_cents(tx, &budget.key, uos_domain::now()).await?;
         Ok(Self {
-            effective_limit_cents: budget.limit_cents,
+            effective_limit_cents: budget.limit_cents.saturating_add(extra),
             budget,
             spent_cents,
             period_start,

@@ -1,21 +1,26 @@
 //! Password recovery: a mailed, single-use, expiring token trades for a new password.
 //!
 //! Privileged accounts (platform admins, owners of an organization) are what an attacker with
-//! access to someone's mailbox wants most, so their reset tokens are issued only after a
-//! *second* admin approves the request. Every step is audited; the token itself is stored only
-//! as a hash and never audited.
+//! access to someone's mailbox wants most, so their reset tokens are issued only after two
+//! platform admins other than the account approve the request, on the approval mechanism
+//! budget overrides and break-glass use. Every step is audited; the token itself is stored
+//! only as a hash and never audited.
 
+use crate::approvals::{file_request, take_step, ApprovalStep};
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::PasswordResetView;
 use crate::{Ctx, Done, GoneReason, Result, ServiceError, Services};
-use chrono::Duration as ChronoDuration;
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use std::time::Duration;
 use uos_audit::AuditAction;
 use uos_authz::{Action, Resource, ResourceKind};
-use uos_domain::{Email, RoleName, StatusCause, User, UserStatus};
+use uos_domain::{
+    Approval, ApprovalKind, ApprovalRequest, ApprovalStatus, Email, RoleName, StatusCause, User,
+    UserStatus,
+};
 use uos_mail::Mail;
 use uos_shared::Invalidation;
-use uos_store::PasswordReset;
+use uos_store::{PageRequest, PasswordReset};
 
 /// Reset mails per address per hour; beyond this requests are dropped silently (the answer
 /// is 202 whatever happens, so a flood cannot be used to mail-bomb someone).
@@ -90,6 +95,24 @@ impl Services {
         };
         let mut uow = UnitOfWork::begin(inner, ctx).await?;
         uow.tx().insert_password_reset(&reset).await?;
+        if privileged {
+            let approval = Approval::request(
+                ApprovalRequest {
+                    kind: ApprovalKind::PasswordReset,
+                    org_id: None,
+                    requested_by: user.id,
+                    subject_id: Some(reset.id),
+                    reason: "password reset requested".into(),
+                    detail: serde_json::json!({}),
+                    pending_for: ChronoDuration::seconds(crate::identity::auth::secs(ttl)),
+                    grant_for: ChronoDuration::seconds(crate::identity::auth::secs(
+                        inner.cfg.reset_token_ttl_secs,
+                    )),
+                },
+                now,
+            );
+            file_request(inner, &mut uow, &approval).await?;
+        }
         uow.record(
             AuditAction::PasswordResetRequested,
             None,
@@ -207,29 +230,45 @@ impl Services {
         Ok(done)
     }
 
-    /// Reset requests of privileged accounts waiting for a second admin.
+    /// Reset requests of privileged accounts waiting for approvers.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn list_pending_resets(&self, ctx: &Ctx) -> Result<Vec<PasswordResetView>> {
         let _cap = self
             .inner
             .authorize(ctx, Action::PasswordResetList, reset_resource())?;
+        let now = uos_domain::now();
         let mut r = self.inner.store.read().await?;
+        let page = PageRequest {
+            limit: MAX_PENDING_LISTED,
+            after: None,
+        };
         let pending = r
-            .list_pending_password_resets(uos_domain::now(), MAX_PENDING_LISTED)
+            .list_approvals(
+                ApprovalKind::PasswordReset,
+                None,
+                Some(ApprovalStatus::Pending),
+                now,
+                &page,
+            )
             .await?;
-        let ids: Vec<_> = pending.iter().map(|p| p.user_id).collect();
-        let users = r.get_users(&ids).await?;
-        Ok(pending
-            .iter()
-            .filter_map(|p| {
-                let u = users.iter().find(|u| u.id == p.user_id)?;
-                Some(reset_view(p, u))
-            })
-            .collect())
+        let mut views = Vec::with_capacity(pending.items.len());
+        // Oldest first: the queue is worked from its front.
+        for approval in pending.items.iter().rev() {
+            let Some(reset) = approval.subject_id else {
+                continue;
+            };
+            let Some(reset) = r.get_password_reset(reset).await? else {
+                continue;
+            };
+            if let Some(user) = r.get_user(reset.user_id).await? {
+                views.push(reset_view(&reset, &user, approval, now));
+            }
+        }
+        Ok(views)
     }
 
-    /// A second admin approves a privileged account's reset: the token is issued now and
-    /// mailed to the account. Nobody approves their own reset.
+    /// An admin approves a privileged account's reset; the second distinct approval (never
+    /// the account's own) issues the token and mails it to the account.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn approve_reset(
         &self,
@@ -247,15 +286,15 @@ impl Services {
             .await?
             .filter(|x| x.requires_approval)
             .ok_or(ServiceError::NotFound)?;
-        if reset.user_id == me.user.id {
-            return Err(ServiceError::Forbidden {
-                rule: "second_admin_required".into(),
-            });
-        }
-        if reset.used_at.is_some() || reset.expires_at <= now {
+        let approval = uow
+            .tx()
+            .get_approval_by_subject(ApprovalKind::PasswordReset, id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        if reset.used_at.is_some() {
             return Err(ServiceError::Gone {
                 code: GoneReason::ResetExpired,
-                detail: "the reset request expired or was used".into(),
+                detail: "the reset request was used".into(),
             });
         }
         let user = uow
@@ -263,6 +302,20 @@ impl Services {
             .get_user(reset.user_id)
             .await?
             .ok_or(ServiceError::NotFound)?;
+        let stepped = take_step(
+            inner,
+            &mut uow,
+            approval,
+            me.user.id,
+            ApprovalStep::Approve,
+            now,
+        )
+        .await?;
+        if !stepped.activated {
+            let done = Done::ok(reset_view(&reset, &user, &stepped.after, now), None);
+            uow.commit(&cap, &done).await?;
+            return Ok(done);
+        }
         let token = uos_authn::random_token("uosrst_", 32);
         let expires_at = now
             + ChronoDuration::seconds(crate::identity::auth::secs(inner.cfg.reset_token_ttl_secs));
@@ -287,7 +340,7 @@ impl Services {
             None,
             user.id.to_string(),
             serde_json::Value::Null,
-            serde_json::json!({"reset_id": id}),
+            serde_json::json!({"reset_id": id, "approval_id": stepped.after.id}),
         )
         .await?;
         let approved = PasswordReset {
@@ -296,14 +349,19 @@ impl Services {
             expires_at,
             ..reset
         };
-        let done = Done::ok(reset_view(&approved, &user), None);
+        let done = Done::ok(reset_view(&approved, &user, &stepped.after, now), None);
         uow.commit(&cap, &done).await?;
         self.send_in_background(self.reset_mail(&user, &token));
         Ok(done)
     }
 }
 
-fn reset_view(r: &PasswordReset, u: &User) -> PasswordResetView {
+fn reset_view(
+    r: &PasswordReset,
+    u: &User,
+    approval: &Approval,
+    now: DateTime<Utc>,
+) -> PasswordResetView {
     PasswordResetView {
         id: r.id,
         user_id: r.user_id.0,
@@ -312,5 +370,6 @@ fn reset_view(r: &PasswordReset, u: &User) -> PasswordResetView {
         expires_at: r.expires_at,
         approved_by: r.approved_by.map(|a| a.0),
         approved_at: r.approved_at,
+        approval: crate::approvals::view(approval, now),
     }
 }

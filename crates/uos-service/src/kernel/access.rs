@@ -1,6 +1,7 @@
 //! Building the policy input (principal with expanded org roles, resource) and asking the
 //! authorizer. Every use case goes through here; the returned capability gates its commit.
 
+use crate::approvals::break_glass::Grant;
 use crate::{AuthMachine, Caller, Ctx, Inner, Result};
 use std::collections::BTreeSet;
 use uos_authz::{Action, Capability, OrgContext, Principal, Resource, ResourceKind};
@@ -33,30 +34,42 @@ impl Inner {
             .authorize(&self.principal(ctx), action, &resource)?)
     }
 
-    /// The caller's standing in `org`: direct roles expanded through custom-role inheritance.
+    /// The caller's standing in `org`: direct roles, and those of break-glass grants it
+    /// holds there, expanded through custom-role inheritance. The grants it relied on come
+    /// back with it.
     async fn org_context(
         &self,
         tx: &mut dyn ReadTx,
         ctx: &Ctx,
         org: &Org,
-    ) -> Result<Option<OrgContext>> {
+    ) -> Result<(Option<OrgContext>, Vec<Grant>)> {
         let user = match &ctx.caller {
             Caller::User(u) => u,
             // A service account's standing was resolved with its credential; the policy
             // compares its org with the resource's.
-            Caller::Machine(m) => return Ok(Some(machine_org(m))),
-            Caller::Anonymous | Caller::System => return Ok(None),
+            Caller::Machine(m) => return Ok((Some(machine_org(m)), Vec::new())),
+            Caller::Anonymous | Caller::System => return Ok((None, Vec::new())),
         };
-        let Some(m) = tx.get_membership(org.id, user.user.id).await? else {
-            return Ok(None);
+        let membership = tx.get_membership(org.id, user.user.id).await?;
+        let grants = self
+            .grants
+            .held(tx, user.user.id, org.id, uos_domain::now())
+            .await?;
+        let (mut roles, status) = match &membership {
+            Some(m) => (m.roles.clone(), m.status.as_str()),
+            // A grant makes its holder an active member for as long as it lasts.
+            None if !grants.is_empty() => (Vec::new(), "active"),
+            None => return Ok((None, grants)),
         };
-        let (roles, permissions) = expand_roles(tx, org.id, &m.roles).await?;
-        Ok(Some(OrgContext {
+        roles.extend(grants.iter().flat_map(|g| g.roles.iter().cloned()));
+        let (roles, permissions) = expand_roles(tx, org.id, &roles).await?;
+        let context = OrgContext {
             org_id: org.id.0,
-            membership_status: m.status.as_str().to_string(),
+            membership_status: status.to_string(),
             roles: roles.into_iter().collect(),
             permissions: permissions.into_iter().collect(),
-        }))
+        };
+        Ok((Some(context), grants))
     }
 
     /// Authorize an action on (something inside) `org`. `shape` fills in resource details
@@ -70,7 +83,8 @@ impl Inner {
         shape: impl FnOnce(&mut Resource),
     ) -> Result<Capability> {
         let mut principal = self.principal(ctx);
-        principal.org = self.org_context(tx, ctx, org).await?;
+        let (standing, grants) = self.org_context(tx, ctx, org).await?;
+        principal.org = standing;
         let mut resource = Resource {
             kind: ResourceKind::Org,
             id: Some(org.id.to_string()),
@@ -80,6 +94,9 @@ impl Inner {
         };
         shape(&mut resource);
         let cap = self.authz.authorize(&principal, action, &resource)?;
+        if !grants.is_empty() {
+            self.note_grant_use(ctx, &grants, org.id, action);
+        }
         // Holding a capability for this org, the unit of work touches no other org's rows:
         // the store enforces it from here on (row-level security on PostgreSQL).
         tx.confine_to_org(org.id).await?;

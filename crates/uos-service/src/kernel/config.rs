@@ -69,6 +69,8 @@ pub struct ServiceConfig {
     /// recorded on this replica drops the copy at once; this bounds how late another
     /// replica's usage is seen (at most 1000: the PDP must see it within a second).
     pub budget_cache_ms: u64,
+    /// How long a budget override or break-glass request waits for its two approvers, hours.
+    pub approval_ttl_hours: u64,
 }
 
 /// Throttling of password and second-factor guesses. Counting happens *before* the password is
@@ -129,6 +131,7 @@ impl Default for ServiceConfig {
             audit_checkpoint_secs: 60,
             decision_ttl_secs: 60,
             budget_cache_ms: 500,
+            approval_ttl_hours: 24,
         }
     }
 }

@@ -79,6 +79,8 @@ pub struct Ctx {
     pub idem: Option<IdemTicket>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Break-glass grants this request relied on: recorded in the trail.
+    pub grant_uses: crate::GrantUses,
 }
 
 impl Ctx {
@@ -89,6 +91,7 @@ impl Ctx {
             idem: None,
             ip: None,
             user_agent: None,
+            grant_uses: crate::GrantUses::default(),
         }
     }
 

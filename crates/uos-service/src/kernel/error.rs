@@ -63,6 +63,8 @@ pub enum GoneReason {
     InviteRevoked,
     /// A password-reset token that expired or was used.
     ResetExpired,
+    /// A request waiting for approvers that expired, or a grant that ended by expiry.
+    ApprovalExpired,
 }
 
 #[derive(Debug, Error)]

@@ -270,6 +270,7 @@ impl<'a> UnitOfWork<'a> {
         cap: &Capability,
         done: &Done<V>,
     ) -> Result<()> {
+        self.record_grant_uses().await?;
         self.covered_by(cap)?;
         if let Some(ticket) = &self.ctx.idem {
             let mut body = match &done.body {
@@ -291,9 +292,21 @@ impl<'a> UnitOfWork<'a> {
     /// stored with it: the audit of a refused or failed attempt (the request answers with an
     /// error, and its idempotency claim is released rather than completed), a step a login
     /// takes before its session exists, or a start-up or background task with no request.
-    pub(crate) async fn commit_unanswered(self, cap: &Capability) -> Result<()> {
+    pub(crate) async fn commit_unanswered(mut self, cap: &Capability) -> Result<()> {
+        self.record_grant_uses().await?;
         self.covered_by(cap)?;
         self.finish().await
+    }
+
+    /// The break-glass grants this request relied on so far, audited with the change they
+    /// allowed (what no unit of work records goes to the replica's recorder).
+    async fn record_grant_uses(&mut self) -> Result<()> {
+        let uses = self.ctx.grant_uses.take();
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let inner = self.inner;
+        crate::approvals::break_glass::record_uses(inner, self, uses).await
     }
 
     /// Refuses the commit unless `cap` covers every org this change touches: a capability

@@ -275,7 +275,7 @@ pub struct RecoveryCodesView {
     pub recovery_codes: Vec<String>,
 }
 
-/// A password reset waiting for a second admin's approval (never the token).
+/// A privileged account's password reset waiting for two approvers (never the token).
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct PasswordResetView {
     pub id: Uuid,
@@ -283,8 +283,11 @@ pub struct PasswordResetView {
     pub email: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The approver whose approval issued the token, once it was issued.
     pub approved_by: Option<Uuid>,
     pub approved_at: Option<DateTime<Utc>>,
+    /// The request on the approval mechanism shared with budget overrides and break-glass.
+    pub approval: ApprovalView,
 }
 
 /// RFC 7662 introspection response. Inactive tokens carry only `active: false`.
@@ -696,4 +699,59 @@ pub struct PolicyReloadView {
     pub revision: String,
     pub loaded_at: DateTime<Utc>,
     pub modules: Vec<PolicyModuleView>,
+}
+
+/// A request that waits for two approvers (a budget override, break-glass access, a
+/// privileged password reset) and the grant it became.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ApprovalView {
+    pub id: Uuid,
+    /// `budget_override`, `break_glass` or `password_reset`.
+    pub kind: String,
+    /// The org the grant is in; `null` for platform-wide break-glass and password resets.
+    pub org_id: Option<Uuid>,
+    /// Who asked: never one of the approvers.
+    pub requested_by: Uuid,
+    pub reason: String,
+    /// `pending`, `active`, `rejected`, `revoked` or `expired`.
+    pub status: String,
+    /// The approvals so far, oldest first.
+    pub approvals: Vec<ApproverView>,
+    /// Distinct approvers needed (2).
+    pub approvals_required: usize,
+    pub created_at: DateTime<Utc>,
+    /// A request still pending at this time expires.
+    pub pending_until: DateTime<Utc>,
+    pub active_from: Option<DateTime<Utc>>,
+    /// The grant ends at this time (set once active).
+    pub active_until: Option<DateTime<Utc>>,
+    /// When it was rejected or revoked, and by whom.
+    pub ended_at: Option<DateTime<Utc>>,
+    pub ended_by: Option<Uuid>,
+    /// How long the grant lasts once active, minutes.
+    pub grant_minutes: i64,
+    /// Budget overrides: the budget raised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<BudgetRefView>,
+    /// Budget overrides: how much the effective limit is raised while active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra_cents: Option<i64>,
+    /// Break-glass: the roles granted while active.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+}
+
+/// One approver's approval.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ApproverView {
+    pub user_id: Uuid,
+    pub approved_at: DateTime<Utc>,
+}
+
+/// A budget by its scope: `{type: "org"|"service_account"|"member", id}`.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct BudgetRefView {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: Uuid,
 }

@@ -21,6 +21,7 @@ macro_rules! assert_err {
 mod backends;
 mod support;
 
+mod approval;
 mod audit;
 mod credential;
 mod export;
