@@ -258,6 +258,9 @@ audit_actions! {
         "after: how many events were `recorded` and how many were `duplicates`, and the `amount_cents` recorded (one event per request and org, not per usage event)";
     PolicyDenied => "policy.denied", [Decision],
         "after: the `principal`, `action`, `resource`, the `reasons` (each as `rule`, `policy` and, for a budget, its `scope`, `scope_id`, `spent_cents`, `effective_limit_cents`, `state`) and the `policy_revision`. Actor: the service that asked";
+    PolicyReloaded => "policy.reloaded", [PolicyBundle],
+        "before: the `revision` replaced; after: the new `revision`, its `modules` (`file`, `sha256`) and the `trigger` (`api`, `sighup` or `watch`). Only a reload that changes the revision is recorded. Actor: the platform admin, or `system` for a signal or a changed file";
+
     // Approvals: budget overrides, break-glass, privileged password resets.
     ApprovalRequested => "approval.requested", [Approval],
         "after: the request (`kind`, `status`, `requested_by`, `reason`, `detail`: an override's `scope` and `extra_cents`, break-glass `roles`)";
@@ -271,8 +274,6 @@ audit_actions! {
         "before/after: the request; recorded by the service once a pending request or an active grant ran out (it was `expired` from that moment). Actor: `system`";
     BreakGlassUsed => "break_glass.used", [Approval],
         "after: the `action` the grant allowed, its `org_id` and the grant's `roles`; one event per request the grant authorized. Actor: the grant's holder";
-    PolicyReloaded => "policy.reloaded", [PolicyBundle],
-        "before: the `revision` replaced; after: the new `revision`, its `modules` (`file`, `sha256`) and the `trigger` (`api`, `sighup` or `watch`). Only a reload that changes the revision is recorded. Actor: the platform admin, or `system` for a signal or a changed file";
 }
 
 impl fmt::Display for AuditAction {
@@ -387,6 +388,12 @@ mod tests {
         "usage.recorded",
         "policy.denied",
         "policy.reloaded",
+        "approval.requested",
+        "approval.approved",
+        "approval.rejected",
+        "approval.revoked",
+        "approval.expired",
+        "break_glass.used",
     ];
 
     #[test]
@@ -396,7 +403,7 @@ mod tests {
             names, SHIPPED,
             "audit action names are a public contract: add actions, never rename or remove one"
         );
-        assert_eq!(AuditAction::ALL.len(), 66);
+        assert_eq!(AuditAction::ALL.len(), 72);
     }
 
     #[test]
