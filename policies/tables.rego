@@ -100,6 +100,7 @@ action_permission := {
 	"api_key.create": "service_accounts:write",
 	"api_key.revoke": "service_accounts:write",
 	"api_key.rotate": "service_accounts:write",
+	"api_key.release": "service_accounts:write",
 	"client_secret.issue": "service_accounts:write",
 	"policy.evaluate": "policy:evaluate",
 	"budget.read": "billing:read",

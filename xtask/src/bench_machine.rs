@@ -517,6 +517,8 @@ async fn seed_batch(
             replaced_by: None,
             replaces: None,
             overdue_reported_at: None,
+            quarantined_at: None,
+            quarantine_reason: None,
             version: 1,
         })
         .await?;

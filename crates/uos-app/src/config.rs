@@ -433,6 +433,9 @@ impl Config {
         if !(1..=720).contains(&s.approval_ttl_hours) {
             return bad("service.approval_ttl_hours", "must be between 1 and 720");
         }
+        if let Err((key, why)) = s.quarantine.check() {
+            return bad(&format!("service.quarantine.{key}"), why);
+        }
         if s.budget_cache_ms > 1000 {
             return bad(
                 "service.budget_cache_ms",
@@ -633,6 +636,32 @@ mod tests {
     }
 
     #[test]
+    fn quarantine_thresholds_default_on_and_are_checked() {
+        let q = with(&[]).unwrap().service.quarantine;
+        assert!(q.enabled);
+        assert_eq!(
+            (
+                q.multiple,
+                q.window_secs,
+                q.min_requests,
+                q.min_history_windows
+            ),
+            (10.0, 60, 1000, 3)
+        );
+        let multiple = |m: f64| {
+            Config::from_figment(
+                Figment::new().merge(Serialized::default("service.quarantine.multiple", m)),
+            )
+        };
+        let err = multiple(1.0).unwrap_err().to_string();
+        assert!(
+            err.contains("service.quarantine.multiple: must be more than 1"),
+            "{err}"
+        );
+        assert_eq!(multiple(2.5).unwrap().service.quarantine.multiple, 2.5);
+    }
+
+    #[test]
     fn defaults_are_valid() {
         let c = with(&[]).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
@@ -774,6 +803,27 @@ mod tests {
             ("redis_ca_file", "/etc/ca.pem", "redis_ca_file"),
             ("service.password_min_score", "5", "password_min_score"),
             ("service.lockout.threshold", "0", "service.lockout"),
+            (
+                "service.quarantine.multiple",
+                "1",
+                "service.quarantine.multiple",
+            ),
+            (
+                "service.quarantine.window_secs",
+                "0",
+                "service.quarantine.window_secs",
+            ),
+            (
+                "service.quarantine.min_requests",
+                "0",
+                "service.quarantine.min_requests",
+            ),
+            (
+                "service.quarantine.min_history_windows",
+                "0",
+                "service.quarantine.min_history_windows",
+            ),
+            ("service.quarantine.enabled", "perhaps", "enabled"),
             (
                 "bootstrap_admin_email",
                 "admin@example.com",

@@ -240,6 +240,10 @@ audit_actions! {
         "after: `service_account_id`, `prefix`, `created_at` of a key past its rotation age";
     ApiKeyRefused => "api_key.refused", [ApiKey],
         "after: `reason`, `prefix`, `service_account_id`, `ip`, `user_agent` (a right secret, refused)";
+    ApiKeyQuarantined => "api_key.quarantined", [ApiKey],
+        "after: the `key` (never its secret, now with `quarantined_at` and `quarantine_reason`), the `observed_requests` in one `window_secs` window on one replica, the key's `baseline` (requests per window), the `multiple` and `min_requests` it reached, and the `history_windows` of the baseline. Actor `system`; `request_id` is the request that tripped it";
+    ApiKeyReleased => "api_key.released", [ApiKey],
+        "before/after: the key (quarantined, then released)";
     AccessTokenRevoked => "access_token.revoked", [AccessToken],
         "after: `service_account_id`, `expires_at`";
 
@@ -380,6 +384,8 @@ mod tests {
         "api_key.rotated",
         "api_key.rotation_overdue",
         "api_key.refused",
+        "api_key.quarantined",
+        "api_key.released",
         "access_token.revoked",
         "audit.exported",
         "budget.set",
@@ -403,7 +409,7 @@ mod tests {
             names, SHIPPED,
             "audit action names are a public contract: add actions, never rename or remove one"
         );
-        assert_eq!(AuditAction::ALL.len(), 72);
+        assert_eq!(AuditAction::ALL.len(), 74);
     }
 
     #[test]

@@ -92,6 +92,7 @@ actions! {
     ApiKeyRead => "api_key.read",
     ApiKeyRevoke => "api_key.revoke",
     ApiKeyRotate => "api_key.rotate",
+    ApiKeyRelease => "api_key.release",
     ClientSecretIssue => "client_secret.issue",
     AuthWhoami => "auth.whoami",
     OAuthToken => "oauth2.token",
@@ -158,7 +159,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 82);
+        assert_eq!(Action::ALL.len(), 83);
     }
 
     #[test]

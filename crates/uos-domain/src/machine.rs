@@ -163,6 +163,9 @@ pub enum KeyRefusal {
     Expired,
     /// Rotated, and the overlap window has ended.
     RotatedOut,
+    /// Its request rate jumped past the quarantine threshold; refused until an admin
+    /// releases it.
+    Quarantined,
     /// Past the account's maximum key age plus its grace period.
     RotationOverdue,
 }
@@ -173,6 +176,7 @@ impl KeyRefusal {
             Self::Revoked => "revoked",
             Self::Expired => "expired",
             Self::RotatedOut => "rotated_out",
+            Self::Quarantined => "quarantined",
             Self::RotationOverdue => "rotation_overdue",
         }
     }
@@ -205,6 +209,10 @@ pub struct ApiKey {
     pub replaces: Option<ApiKeyId>,
     /// When the rotation-overdue report for this key was made (reported once).
     pub overdue_reported_at: Option<DateTime<Utc>>,
+    /// When its request rate tripped the quarantine; refused until released.
+    pub quarantined_at: Option<DateTime<Utc>>,
+    /// What tripped it (the observed rate against the key's baseline), for people.
+    pub quarantine_reason: Option<String>,
     pub version: i64,
 }
 
@@ -221,13 +229,18 @@ impl ApiKey {
                 KeyRefusal::Expired
             });
         }
+        // After the permanent refusals: a revoked or expired key stays that, quarantined or not.
+        if self.quarantined_at.is_some() {
+            return Some(KeyRefusal::Quarantined);
+        }
         if policy.refused_at(self.created_at).is_some_and(|t| t <= now) {
             return Some(KeyRefusal::RotationOverdue);
         }
         None
     }
 
-    /// "active", "revoked", "expired" or "rotated_out", as shown to clients.
+    /// "active" or the refusal ("revoked", "expired", "rotated_out", "quarantined",
+    /// "rotation_overdue"), as shown to clients.
     pub fn state(&self, policy: &RotationPolicy, now: DateTime<Utc>) -> &'static str {
         self.refusal(policy, now)
             .map_or("active", KeyRefusal::as_str)
@@ -238,6 +251,17 @@ impl ApiKey {
         self.revoked_at.is_none()
             && self.replaced_by.is_none()
             && policy.overdue_at(self.created_at).is_some_and(|t| t <= now)
+    }
+
+    /// Lift a quarantine; `false` if the key was not quarantined.
+    pub fn release(&mut self) -> bool {
+        if self.quarantined_at.is_none() {
+            return false;
+        }
+        self.quarantined_at = None;
+        self.quarantine_reason = None;
+        self.version += 1;
+        true
     }
 
     /// Revoke now; `false` if it already was.
@@ -301,6 +325,8 @@ mod tests {
             replaced_by: None,
             replaces: None,
             overdue_reported_at: None,
+            quarantined_at: None,
+            quarantine_reason: None,
             version: 1,
         }
     }
@@ -319,6 +345,30 @@ mod tests {
         assert!(!k.revoke(t(1)));
         assert_eq!(k.refusal(&none, t(1)), Some(KeyRefusal::Revoked));
         assert_eq!(k.state(&none, t(1)), "revoked");
+    }
+
+    #[test]
+    fn quarantine_refuses_until_released_and_revocation_wins() {
+        let none = RotationPolicy::default();
+        let mut k = key();
+        assert!(
+            !k.release(),
+            "a key that is not quarantined is not released"
+        );
+        k.quarantined_at = Some(t(1));
+        k.quarantine_reason = Some("spike".into());
+        assert_eq!(k.refusal(&none, t(1)), Some(KeyRefusal::Quarantined));
+        assert_eq!(k.state(&none, t(1)), "quarantined");
+        assert!(k.release());
+        assert_eq!(
+            (k.quarantined_at, k.quarantine_reason.as_deref()),
+            (None, None)
+        );
+        assert_eq!(k.version, 2);
+        assert_eq!(k.refusal(&none, t(1)), None);
+        k.quarantined_at = Some(t(1));
+        assert!(k.revoke(t(1)));
+        assert_eq!(k.refusal(&none, t(1)), Some(KeyRefusal::Revoked));
     }
 
     #[test]

@@ -73,6 +73,8 @@ error_codes! {
         "A federated login's `state` is unknown or expired: start the login again.";
     Forbidden => "forbidden", FORBIDDEN, "Forbidden",
         "Authenticated, but the policy denies the action; `rule` names the rule that denied.";
+    ApiKeyQuarantined => "api_key_quarantined", FORBIDDEN, "API key quarantined",
+        "The API key is right, but its request rate jumped past a multiple of its own baseline and it is quarantined: every request with it is refused until an admin of its organization releases it (`POST /v1/orgs/{slug}/api-keys/{id}/release`). See docs/runbooks/key-quarantine.md.";
     NotFound => "not_found", NOT_FOUND, "Not found",
         "The resource does not exist, or the caller may not see it (existence never leaks across orgs), or no route matches.";
     MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED, "Method not allowed",

@@ -80,6 +80,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/orgs/{slug}/api-keys/{id}/rotate",
             post(machine::rotate_key),
         )
+        .route(
+            "/v1/orgs/{slug}/api-keys/{id}/release",
+            post(machine::release_key),
+        )
         .route("/v1/auth/oidc/{provider}/start", get(federation::start))
         .route(
             "/v1/auth/oidc/{provider}/callback",

@@ -35,7 +35,7 @@ use utoipa::{Modify, OpenApi};
         audit::events, audit::keys, audit::checkpoints, audit::create_export, audit::get_export, audit::download_export,
         auth::whoami, oauth::token, oauth::revoke,
         machine::create_account, machine::list_accounts, machine::get_account, machine::update_account, machine::delete_account,
-        machine::issue_client_secret, machine::create_key, machine::list_keys, machine::list_overdue, machine::get_key, machine::revoke_key, machine::rotate_key,
+        machine::issue_client_secret, machine::create_key, machine::list_keys, machine::list_overdue, machine::get_key, machine::revoke_key, machine::rotate_key, machine::release_key,
         policy::evaluate, policy::evaluate_batch, policy::keys, policy::bundle, policy::reload,
         budgets::get_org_budget, budgets::put_org_budget, budgets::delete_org_budget,
         budgets::get_account_budget, budgets::put_account_budget, budgets::delete_account_budget,
@@ -85,7 +85,8 @@ impl Modify for BearerAuth {
 ///
 /// - every request passes the request-context layer (413 for a declared oversized body, 500
 ///   from the panic catcher) and, outside `/oauth2/`, authentication (401 for a bad
-///   `Authorization` header, even where none is needed);
+///   `Authorization` header, even where none is needed; 403 `api_key_quarantined` for a
+///   quarantined API key, likewise);
 /// - an operation with a security requirement is decided by the policy (403);
 /// - anything that takes input can be refused for it (400), a path names something that may
 ///   not exist (404), and an operation that reads the store may find it unavailable (503);
@@ -119,7 +120,10 @@ const SHARED: &[(u16, &str, &str)] = &[
     (
         403,
         "Forbidden",
-        "`forbidden`: the policy denies; `rule` names the rule",
+        "`forbidden`: the policy denies; `rule` names the rule. Or `api_key_quarantined`: the \
+         bearer API key is quarantined after a spike in its request rate, until an admin \
+         releases it (on any operation: an `Authorization` header is checked even where none \
+         is needed)",
     ),
     (
         404,
@@ -492,7 +496,6 @@ fn complete(path: &str, method: Method, op: &mut Operation) {
     if params.is_empty() {
         op.parameters = None;
     }
-    let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
 
     let responses = &mut op.responses.responses;
     for (status, r) in responses.iter_mut() {
@@ -548,8 +551,7 @@ fn complete(path: &str, method: Method, op: &mut Operation) {
     add(500);
     if !oauth2 {
         add(401);
-    }
-    if secured {
+        // The policy on a secured operation; a quarantined API key on any.
         add(403);
     }
     if takes_input {

@@ -155,6 +155,7 @@ fn refusal_code(r: Refusal) -> ErrorCode {
         Refusal::EmailUnverified => ErrorCode::EmailUnverified,
         Refusal::FederationFailed => ErrorCode::FederationFailed,
         Refusal::InvalidState => ErrorCode::InvalidState,
+        Refusal::ApiKeyQuarantined => ErrorCode::ApiKeyQuarantined,
     }
 }
 

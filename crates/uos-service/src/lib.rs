@@ -40,7 +40,7 @@ pub use identity::federation::OidcProviders;
 pub use identity::me::ProfilePatch;
 pub use identity::passwords::PASSWORD_MAX_LEN;
 pub use identity::users::REASON_MAX_CHARS;
-pub use kernel::config::{LockoutConfig, ServiceConfig};
+pub use kernel::config::{LockoutConfig, QuarantineConfig, ServiceConfig};
 pub use kernel::ctx::{AuthMachine, AuthUser, Caller, Ctx, IdemTicket, MachineCredential};
 pub use kernel::error::{FieldError, GoneReason, Refusal, ServiceError};
 pub use kernel::idempotency::IdemOutcome;
@@ -155,6 +155,11 @@ impl Inner {
         }
         self.identity.cache.apply(msg);
         self.machine.cache.apply(msg);
+        // A released (or revoked, rotated) key starts over: no history, armed again.
+        if let (uos_shared::Invalidation::ApiKey(prefix), Some(surge)) = (msg, &self.machine.surge)
+        {
+            surge.forget(prefix);
+        }
         // A purge destroys subject keys: a replica must stop decrypting with them.
         match msg {
             uos_shared::Invalidation::User(id) => self.subjects.forget_user(*id),
@@ -245,6 +250,7 @@ impl Services {
             .map_err(|e| ServiceError::Internal(format!("api key pepper: {e}")))?;
         let budget_cache_ms = cfg.budget_cache_ms;
         let (use_sink, uses) = tokio::sync::mpsc::unbounded_channel();
+        let surge = machine::surge::Detector::new(&cfg.quarantine);
         let email_secret = ports
             .keys
             .secret(audit::personal::EMAIL_SECRET)
@@ -273,6 +279,7 @@ impl Services {
                     usage: UsageRecorder::default(),
                     api_key_pepper,
                     overdue_keys: AtomicI64::new(0),
+                    surge,
                 },
                 budgets: budgets::book::BudgetBook::new(Duration::from_millis(budget_cache_ms)),
                 usage_stream: budgets::stream::StreamState::default(),
@@ -331,6 +338,9 @@ impl Services {
                 tick.tick().await;
                 if let Err(e) = svc.flush_api_key_usage().await {
                     tracing::warn!(error = %e, "could not record API key uses; retrying");
+                }
+                if let Some(surge) = &svc.inner.machine.surge {
+                    surge.forget_idle(uos_domain::now().timestamp());
                 }
             }
         });

@@ -267,8 +267,9 @@ impl<D: Dialect> MachineRepo for SqlTx<D> {
         query::<D>(
             "insert into api_key (api_key_id, org_id, service_account_id, name, prefix, \
              secret_hash, scopes, created_at, expires_at, revoked_at, last_used_at, \
-             replaced_by, replaces, overdue_reported_at, version) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             replaced_by, replaces, overdue_reported_at, quarantined_at, quarantine_reason, \
+             version) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(key.id.0)
         .bind(key.org_id.0)
@@ -284,6 +285,8 @@ impl<D: Dialect> MachineRepo for SqlTx<D> {
         .bind(key.replaced_by.map(|k| k.0))
         .bind(key.replaces.map(|k| k.0))
         .bind(key.overdue_reported_at)
+        .bind(key.quarantined_at)
+        .bind(&key.quarantine_reason)
         .bind(key.version)
         .execute(self.conn())
         .await?;
@@ -296,7 +299,8 @@ impl<D: Dialect> MachineRepo for SqlTx<D> {
         // last_used_at belongs to touch_api_keys: a stale copy must not move it back.
         let done = query::<D>(
             "update api_key set name = $3, scopes = $4, expires_at = $5, revoked_at = $6, \
-             replaced_by = $7, replaces = $8, overdue_reported_at = $9, version = $10 \
+             replaced_by = $7, replaces = $8, overdue_reported_at = $9, quarantined_at = $10, \
+             quarantine_reason = $11, version = $12 \
              where api_key_id = $1 and version = $2",
         )
         .bind(key.id.0)
@@ -308,6 +312,8 @@ impl<D: Dialect> MachineRepo for SqlTx<D> {
         .bind(key.replaced_by.map(|k| k.0))
         .bind(key.replaces.map(|k| k.0))
         .bind(key.overdue_reported_at)
+        .bind(key.quarantined_at)
+        .bind(&key.quarantine_reason)
         .bind(key.version)
         .execute(self.conn())
         .await?;
@@ -340,6 +346,29 @@ impl<D: Dialect> MachineRepo for SqlTx<D> {
             .collect::<Result<Vec<_>>>()?;
         ids.sort();
         Ok(ids)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn quarantine_api_key(
+        &mut self,
+        id: ApiKeyId,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<Option<ApiKey>> {
+        // Mark and read in one statement, only if not marked yet: of replicas tripping the
+        // same key at once, exactly one gets the row back (and records the quarantine).
+        let found = query::<D>(&format!(
+            "update api_key set quarantined_at = $2, quarantine_reason = $3, \
+             version = version + 1 \
+             where api_key_id = $1 and quarantined_at is null \
+             returning {API_KEY_COLS}"
+        ))
+        .bind(id.0)
+        .bind(at)
+        .bind(reason)
+        .fetch_optional(self.conn())
+        .await?;
+        found.as_ref().map(rows::api_key).transpose()
     }
 
     #[tracing::instrument(skip_all, fields(keys = used.len()))]

@@ -276,7 +276,7 @@ pub const API_KEY_COLS: &str = "api_key.api_key_id, api_key.org_id, \
      api_key.service_account_id, api_key.name, api_key.prefix, api_key.secret_hash, \
      api_key.scopes, api_key.created_at, api_key.expires_at, api_key.revoked_at, \
      api_key.last_used_at, api_key.replaced_by, api_key.replaces, api_key.overdue_reported_at, \
-     api_key.version";
+     api_key.quarantined_at, api_key.quarantine_reason, api_key.version";
 
 pub fn api_key<D: Dialect>(r: &Row<D>) -> Result<ApiKey> {
     Ok(ApiKey {
@@ -294,6 +294,8 @@ pub fn api_key<D: Dialect>(r: &Row<D>) -> Result<ApiKey> {
         replaced_by: get::<_, Option<uuid::Uuid>>(r, "replaced_by")?.map(ApiKeyId),
         replaces: get::<_, Option<uuid::Uuid>>(r, "replaces")?.map(ApiKeyId),
         overdue_reported_at: get(r, "overdue_reported_at")?,
+        quarantined_at: get(r, "quarantined_at")?,
+        quarantine_reason: get(r, "quarantine_reason")?,
         version: get(r, "version")?,
     })
 }

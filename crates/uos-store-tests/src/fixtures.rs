@@ -244,6 +244,8 @@ pub fn api_key(sa: &ServiceAccount) -> ApiKey {
         replaced_by: None,
         replaces: None,
         overdue_reported_at: None,
+        quarantined_at: None,
+        quarantine_reason: None,
         version: 1,
     }
 }

@@ -455,6 +455,16 @@ pub trait MachineRepo: MachineReads {
         sa: ServiceAccountId,
         at: DateTime<Utc>,
     ) -> Result<Vec<ApiKeyId>>;
+    /// Quarantine the key (its request rate tripped the detector): sets `quarantined_at` and
+    /// `quarantine_reason` and bumps the version, only if it is not quarantined already.
+    /// The key as stored afterwards, or `None` if it was already quarantined or is unknown, so
+    /// of concurrent callers exactly one gets it. Releasing goes through `update_api_key`.
+    async fn quarantine_api_key(
+        &mut self,
+        id: ApiKeyId,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<Option<ApiKey>>;
     /// Record uses in one statement: `last_used_at` becomes the later of its value and the
     /// given time. Unknown ids are skipped. Does not bump versions (usage is not an edit).
     async fn touch_api_keys(&mut self, used: &[(ApiKeyId, DateTime<Utc>)]) -> Result<()>;

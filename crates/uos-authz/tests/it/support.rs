@@ -46,6 +46,7 @@ pub const ORG_ACTIONS: &[(Action, &str)] = &[
     (Action::ApiKeyCreate, "service_accounts:write"),
     (Action::ApiKeyRevoke, "service_accounts:write"),
     (Action::ApiKeyRotate, "service_accounts:write"),
+    (Action::ApiKeyRelease, "service_accounts:write"),
     (Action::ClientSecretIssue, "service_accounts:write"),
     (Action::PolicyEvaluate, "policy:evaluate"),
     (Action::BudgetRead, "billing:read"),

@@ -493,3 +493,21 @@ pub async fn rotate_key(
             .await,
     )
 }
+
+/// Lift the quarantine of a key whose request rate spiked: it works again on every replica
+/// within a second, and its rate is measured afresh. 409 `conflict` (`key_not_quarantined`)
+/// if it is not quarantined.
+#[utoipa::path(post, path = "/v1/orgs/{slug}/api-keys/{id}/release", tag = "machine", security(("bearer" = [])), params(IfMatch), responses(
+    (status = 200, body = ApiKeyView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
+pub async fn release_key(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    Path((raw, id)): Path<(String, String)>,
+    IfMatch(v): IfMatch,
+) -> ApiResult<ApiKeyView> {
+    reply(
+        s.svc
+            .release_api_key(&ctx, &slug(&raw)?, key_id(&id)?, v)
+            .await,
+    )
+}

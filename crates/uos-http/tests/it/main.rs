@@ -20,6 +20,7 @@ mod oauth2;
 mod ops;
 mod orgs;
 mod policy_bundle;
+mod quarantine;
 mod ratelimit;
 mod recovery;
 mod retention;

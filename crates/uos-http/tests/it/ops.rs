@@ -33,6 +33,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/v1/orgs/{slug}/api-keys/{id}"),
     ("DELETE", "/v1/orgs/{slug}/api-keys/{id}"),
     ("POST", "/v1/orgs/{slug}/api-keys/{id}/rotate"),
+    ("POST", "/v1/orgs/{slug}/api-keys/{id}/release"),
     ("POST", "/v1/me/mfa/totp"),
     ("DELETE", "/v1/me/mfa/totp"),
     ("POST", "/v1/me/mfa/totp/confirm"),

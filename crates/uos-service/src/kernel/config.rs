@@ -71,6 +71,9 @@ pub struct ServiceConfig {
     pub budget_cache_ms: u64,
     /// How long a budget override or break-glass request waits for its two approvers, hours.
     pub approval_ttl_hours: u64,
+    /// Quarantine of API keys whose request rate jumps past a multiple of their own recent
+    /// baseline (`[service.quarantine]`; see docs/runbooks/key-quarantine.md).
+    pub quarantine: QuarantineConfig,
 }
 
 /// Throttling of password and second-factor guesses. Counting happens *before* the password is
@@ -132,6 +135,61 @@ impl Default for ServiceConfig {
             decision_ttl_secs: 60,
             budget_cache_ms: 500,
             approval_ttl_hours: 24,
+            quarantine: QuarantineConfig::default(),
         }
+    }
+}
+
+/// When an API key is quarantined. Each replica counts the requests of every key it serves in
+/// fixed windows and keeps a baseline (an exponentially weighted mean of the key's earlier
+/// windows with traffic); a window whose count reaches `multiple` × baseline *and*
+/// `min_requests`, after at least `min_history_windows` windows of history, trips the key.
+/// Both thresholds are inclusive. Behind a load balancer every replica sees the same share of
+/// the baseline and of the spike, so counting per replica needs no shared counter.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantineConfig {
+    /// Detect spikes at all. Off, keys already quarantined stay refused until released.
+    pub enabled: bool,
+    /// How many times its baseline a key's window count must reach to trip (more than 1).
+    pub multiple: f64,
+    /// The counting window, seconds (1 to 3600).
+    pub window_secs: u64,
+    /// The fewest requests in one window (on one replica) that can trip a key, so a quiet key
+    /// going from 1 request to 20 never does.
+    pub min_requests: u64,
+    /// Windows with traffic a replica must have seen of a key before it can trip: a new key
+    /// has no baseline. The window a replica first sees a key in is partial and not counted.
+    pub min_history_windows: u32,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            multiple: 10.0,
+            window_secs: 60,
+            min_requests: 1000,
+            min_history_windows: 3,
+        }
+    }
+}
+
+impl QuarantineConfig {
+    /// The first setting that is out of range, as `(key under service.quarantine, why)`.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if !(self.multiple.is_finite() && self.multiple > 1.0 && self.multiple <= 1_000_000.0) {
+            return Err(("multiple", "must be more than 1 and at most 1000000"));
+        }
+        if !(1..=3600).contains(&self.window_secs) {
+            return Err(("window_secs", "must be between 1 and 3600"));
+        }
+        if !(1..=1_000_000_000).contains(&self.min_requests) {
+            return Err(("min_requests", "must be between 1 and 1000000000"));
+        }
+        if !(1..=10_000).contains(&self.min_history_windows) {
+            return Err(("min_history_windows", "must be between 1 and 10000"));
+        }
+        Ok(())
     }
 }

@@ -54,6 +54,9 @@ pub enum Refusal {
     FederationFailed,
     /// The federated login's `state` is unknown or expired.
     InvalidState,
+    /// The API key is right but quarantined (its request rate spiked) until an admin releases
+    /// it.
+    ApiKeyQuarantined,
 }
 
 /// What can no longer be used; each has its own error code in the HTTP crate's table.

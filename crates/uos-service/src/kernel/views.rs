@@ -395,7 +395,8 @@ pub struct ApiKeyView {
     /// The public part of the key (`uos_<prefix>_…`), for recognising it.
     pub prefix: String,
     pub scopes: Vec<String>,
-    /// `active`, `revoked`, `expired`, `rotated_out` or `rotation_overdue` at read time.
+    /// `active`, `revoked`, `expired`, `rotated_out`, `quarantined` or `rotation_overdue` at
+    /// read time.
     pub state: String,
     /// Past the account's maximum key age (rotation is due).
     pub rotation_overdue: bool,
@@ -406,6 +407,11 @@ pub struct ApiKeyView {
     pub last_used_at: Option<DateTime<Utc>>,
     pub replaced_by: Option<Uuid>,
     pub replaces: Option<Uuid>,
+    /// When a spike in its request rate quarantined the key; it is refused
+    /// (`api_key_quarantined`) until released (`POST …/api-keys/{id}/release`).
+    pub quarantined_at: Option<DateTime<Utc>>,
+    /// What tripped the quarantine: the observed rate against the key's baseline.
+    pub quarantine_reason: Option<String>,
 }
 
 impl ApiKeyView {
@@ -424,6 +430,8 @@ impl ApiKeyView {
             last_used_at: k.last_used_at,
             replaced_by: k.replaced_by.map(|i| i.0),
             replaces: k.replaces.map(|i| i.0),
+            quarantined_at: k.quarantined_at,
+            quarantine_reason: k.quarantine_reason.clone(),
         }
     }
 }

@@ -164,6 +164,8 @@ impl Services {
             replaced_by: None,
             replaces,
             overdue_reported_at: None,
+            quarantined_at: None,
+            quarantine_reason: None,
             version: 1,
         };
         tx.insert_api_key(&key).await?;
@@ -198,7 +200,7 @@ impl Services {
     /// With `grants_scopes` the action hands out the key's permissions anew (rotation shows a
     /// new secret with the same scopes), so the policy's no-escalation rule sees them: the
     /// caller must hold every scope itself.
-    async fn key_access(
+    pub(super) async fn key_access(
         &self,
         tx: &mut dyn ReadTx,
         ctx: &Ctx,

@@ -10,7 +10,8 @@ use crate::kernel::access::{expand_roles, org_is_active};
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::IntrospectionView;
 use crate::machine::cache::{KeyEntry, TokenEntry};
-use crate::{AuthMachine, Caller, Ctx, MachineCredential, Result, ServiceError, Services};
+use crate::machine::surge::KeyRate;
+use crate::{AuthMachine, Caller, Ctx, MachineCredential, Refusal, Result, ServiceError, Services};
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeSet, HashMap};
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use uos_audit::AuditAction;
 use uos_authn::{parse_api_key, verify_api_key, verify_client_token, ClientClaims};
 use uos_authz::Action;
-use uos_domain::{ApiKey, ApiKeyId, ServiceAccount};
+use uos_domain::{ApiKey, ApiKeyId, KeyRefusal, ServiceAccount};
 use uos_store::ReadTx;
 
 /// Refused uses of one key are audited at most this often: a client retrying a revoked key
@@ -116,10 +117,12 @@ impl Services {
                     let caller = self
                         .machine_caller(&mut *r, account, scopes, credential)
                         .await?;
+                    let rate = self.key_rate(&key.prefix);
                     Some(Arc::new(KeyEntry {
                         key,
                         caller,
                         noted_at: 0.into(),
+                        rate,
                     }))
                 }
             },
@@ -128,8 +131,21 @@ impl Services {
         Ok(found)
     }
 
+    /// The request counter of the key with `prefix` (its history on this replica, if any), when
+    /// quarantine detection is on.
+    fn key_rate(&self, prefix: &str) -> Option<Arc<KeyRate>> {
+        let surge = self.inner.machine.surge.as_ref()?;
+        Some(surge.rate(prefix, uos_domain::now().timestamp()))
+    }
+
     /// An API key that is well formed, known, matches its stored hash, and may be used now,
-    /// with the caller it authenticates. Malformed keys fail before any lookup.
+    /// with the caller it authenticates. Malformed keys fail before any lookup. A quarantined
+    /// key (with the right secret) is the error `api_key_quarantined`, so its holder learns
+    /// why; every other refusal looks like an unknown key.
+    ///
+    /// Each use counts towards the key's request rate; the use that trips the quarantine is
+    /// still allowed, and the quarantine is recorded by a task of its own (see
+    /// [`crate::machine::quarantine`]), so no request waits on a store write here.
     async fn usable_key(
         &self,
         raw: &str,
@@ -150,7 +166,8 @@ impl Services {
         }
         let now = uos_domain::now();
         let account = &entry.caller.account;
-        let refusal = match entry.key.refusal(&account.rotation, now) {
+        let key_refusal = entry.key.refusal(&account.rotation, now);
+        let refusal = match key_refusal {
             Some(r) => Some(r.as_str()),
             None if !account.is_usable() => Some("account_disabled"),
             None if !entry.caller.org_active => Some("org_inactive"),
@@ -160,11 +177,22 @@ impl Services {
             if let Some(ctx) = ctx {
                 self.audit_refusal(&ctx(), &entry.key, reason).await;
             }
+            if key_refusal == Some(KeyRefusal::Quarantined) {
+                return Err(ServiceError::refused(
+                    Refusal::ApiKeyQuarantined,
+                    "this API key is quarantined after a spike in its request rate; an admin \
+                     of its organization can release it",
+                ));
+            }
             return Ok(None);
         }
         let secs = now.timestamp();
         if entry.noted_at.swap(secs, Ordering::Relaxed) != secs {
             self.inner.machine.usage.note(entry.key.id, now);
+        }
+        if let Some(trip) = entry.rate.as_ref().and_then(|rate| rate.hit(secs)) {
+            let ctx = ctx.map_or_else(|| Ctx::system(String::new()), |ctx| ctx());
+            self.spawn_quarantine(ctx, Arc::clone(&entry), trip);
         }
         Ok(Some(entry))
     }
@@ -240,8 +268,14 @@ impl Services {
         token: &str,
     ) -> Result<Option<IntrospectionView>> {
         if uos_authn::looks_like_api_key(token) {
-            let Some(entry) = self.usable_key(token, None::<fn() -> Ctx>).await? else {
-                return Ok(Some(IntrospectionView::default()));
+            let entry = match self.usable_key(token, None::<fn() -> Ctx>).await {
+                Ok(Some(entry)) => entry,
+                Ok(None)
+                | Err(ServiceError::Refused {
+                    code: Refusal::ApiKeyQuarantined,
+                    ..
+                }) => return Ok(Some(IntrospectionView::default())),
+                Err(e) => return Err(e),
             };
             let k = &entry.key;
             return Ok(Some(IntrospectionView {

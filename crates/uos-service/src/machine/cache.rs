@@ -31,6 +31,9 @@ pub(crate) struct KeyEntry {
     /// Unix second of the last use handed to the usage recorder, so a hot key costs the
     /// recorder's lock about once a second rather than on every request.
     pub(crate) noted_at: AtomicI64,
+    /// The key's request counter for quarantine detection (kept by the detector, so it
+    /// outlives this entry); `None` when detection is off.
+    pub(crate) rate: Option<Arc<crate::machine::surge::KeyRate>>,
 }
 
 /// A client token's claims and the caller they authenticate as.
@@ -213,6 +216,7 @@ mod tests {
             key,
             caller,
             noted_at: AtomicI64::new(0),
+            rate: None,
         })
     }
 

@@ -1,12 +1,15 @@
-//! Machine identities: service accounts, API keys (issue, rotate, revoke, use), OAuth2 client
-//! credentials, the per-replica key cache and usage recorder, and the rotation sweep.
+//! Machine identities: service accounts, API keys (issue, rotate, revoke, use, quarantine),
+//! OAuth2 client credentials, the per-replica key cache, usage recorder and spike detector, and
+//! the rotation sweep.
 
 pub(crate) mod api_keys;
 pub(crate) mod auth;
 pub(crate) mod cache;
 pub(crate) mod oauth;
+pub(crate) mod quarantine;
 pub(crate) mod rotation;
 pub(crate) mod service_accounts;
+pub(crate) mod surge;
 
 use auth::UsageRecorder;
 use cache::MachineCache;
@@ -24,4 +27,7 @@ pub(crate) struct MachineState {
     pub(crate) api_key_pepper: [u8; 32],
     /// Keys overdue for rotation at the last sweep.
     pub(crate) overdue_keys: AtomicI64,
+    /// Request rates of the keys this replica serves, against their baselines; `None` when
+    /// quarantine detection is off.
+    pub(crate) surge: Option<surge::Detector>,
 }

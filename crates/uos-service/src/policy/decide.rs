@@ -185,6 +185,11 @@ impl Services {
                     Ok(Caller::Anonymous | Caller::System) | Err(ServiceError::Unauthenticated) => {
                         Ok(Err(UNKNOWN))
                     }
+                    // A known key that may not act, like a revoked one named by id.
+                    Err(ServiceError::Refused {
+                        code: crate::Refusal::ApiKeyQuarantined,
+                        ..
+                    }) => Ok(Err(INACTIVE)),
                     Err(e) => Err(e),
                 }
             }

@@ -394,6 +394,8 @@ async fn api_key_roundtrip_and_prefix_unique(store: Arc<dyn Store>) {
     key.last_used_at = Some(now());
     key.replaces = Some(old.id);
     key.overdue_reported_at = Some(now());
+    key.quarantined_at = Some(now());
+    key.quarantine_reason = Some("1200 requests in 60 s, 10× the baseline".into());
     old.replaced_by = Some(key.id);
     old.expires_at = Some(now() + Duration::hours(1));
     old.revoke(now());
@@ -501,6 +503,67 @@ async fn api_key_update_is_optimistic(store: Arc<dyn Store>) {
         StoreError::NotFound,
         "update of an absent key"
     );
+}
+
+/// Quarantine marks a key once (of concurrent trips exactly one gets the row), and an
+/// ordinary versioned update releases it.
+#[conformance]
+async fn api_key_quarantine_marks_once(store: Arc<dyn Store>) {
+    let o = seed_org(&store).await;
+    let sa = seed_service_account(&store, o.id).await;
+    let key = seed_api_key(&store, &sa).await;
+    let at = now();
+    let mut tx = store.begin().await.unwrap();
+    let marked = tx
+        .quarantine_api_key(key.id, at, "spike")
+        .await
+        .unwrap()
+        .expect("an unquarantined key is marked and returned");
+    assert_eq!(
+        marked,
+        ApiKey {
+            quarantined_at: Some(at),
+            quarantine_reason: Some("spike".into()),
+            version: key.version + 1,
+            ..key.clone()
+        },
+        "marked with its time and reason, version bumped"
+    );
+    assert_eq!(
+        tx.quarantine_api_key(key.id, now(), "again").await.unwrap(),
+        None,
+        "a quarantined key is not marked twice"
+    );
+    assert_eq!(
+        tx.quarantine_api_key(ApiKeyId::new(), now(), "x")
+            .await
+            .unwrap(),
+        None,
+        "an unknown key"
+    );
+    tx.commit().await.unwrap();
+
+    let mut released = marked.clone();
+    assert!(released.release());
+    let mut tx = store.begin().await.unwrap();
+    tx.update_api_key(&released, marked.version).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(
+        tx.get_api_key(o.id, key.id).await.unwrap(),
+        Some(released.clone()),
+        "the release is stored"
+    );
+    drop(tx);
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.quarantine_api_key(key.id, now(), "later")
+            .await
+            .unwrap()
+            .is_some(),
+        "a released key can be quarantined again"
+    );
+    tx.commit().await.unwrap();
 }
 
 #[conformance]
