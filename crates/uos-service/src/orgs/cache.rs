@@ -124,6 +124,7 @@ impl OrgBook {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn org(slug: &str) -> Arc<Org> {
