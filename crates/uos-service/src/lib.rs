@@ -127,6 +127,8 @@ struct Inner {
     machine: MachineState,
     /// Copies of budget statuses the decision point answers from.
     budgets: budgets::book::BudgetBook,
+    /// Copies of orgs the decision point answers from.
+    orgs: orgs::cache::OrgBook,
     /// The usage consumer's figures and lease.
     usage_stream: budgets::stream::StreamState,
     policy: policy::PolicyStats,
@@ -163,8 +165,14 @@ impl Inner {
         // A purge destroys subject keys: a replica must stop decrypting with them.
         match msg {
             uos_shared::Invalidation::User(id) => self.subjects.forget_user(*id),
-            uos_shared::Invalidation::Org(_) => self.subjects.forget_emails(),
-            uos_shared::Invalidation::Everything => self.subjects.clear(),
+            uos_shared::Invalidation::Org(id) => {
+                self.subjects.forget_emails();
+                self.orgs.forget(uos_domain::OrgId(*id));
+            }
+            uos_shared::Invalidation::Everything => {
+                self.subjects.clear();
+                self.orgs.clear();
+            }
             _ => {}
         }
     }
@@ -282,6 +290,8 @@ impl Services {
                     surge,
                 },
                 budgets: budgets::book::BudgetBook::new(Duration::from_millis(budget_cache_ms)),
+                // The decision point's other per-replica copy, held to the same bound.
+                orgs: orgs::cache::OrgBook::new(Duration::from_millis(budget_cache_ms)),
                 usage_stream: budgets::stream::StreamState::default(),
                 policy: policy::PolicyStats::default(),
                 webhooks: ports.webhooks,

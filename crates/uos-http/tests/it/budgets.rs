@@ -470,3 +470,112 @@ backend_test!(parallel_usage_adds_up_exactly, |app| async move {
     .await;
     assert_eq!(blocking_scopes(&d), ["org"], "{d}");
 });
+
+/// What a decision answers, without what differs between two asks (id, times, signature).
+async fn verdict(app: &TestApp, token: &str, body: &Value) -> (u16, Value) {
+    let r = app
+        .send(
+            Req::post("/v1/policy/evaluate")
+                .token(token)
+                .json(body.clone()),
+        )
+        .await;
+    let gist = if r.status == 200 {
+        json!({"allow": r.body["allow"], "reasons": r.body["reasons"]})
+    } else {
+        r.body["code"].clone()
+    };
+    (r.status.as_u16(), gist)
+}
+
+/// Polls `other` until it answers `want`; fails if that takes more than a second after
+/// `since` (with a little slack for the scheduler).
+async fn answers_within_a_second(
+    other: &TestApp,
+    token: &str,
+    body: &Value,
+    want: &(u16, Value),
+    since: std::time::Instant,
+) {
+    loop {
+        let got = verdict(other, token, body).await;
+        if got == *want {
+            return;
+        }
+        assert!(
+            since.elapsed() < std::time::Duration::from_millis(1200),
+            "{:?} after the change the other replica still answers {got:?}, not {want:?}",
+            since.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+backend_test!(
+    org_changes_reach_the_other_replicas_decisions_within_a_second,
+    |app| async move {
+        let s = setup(&app).await;
+        let other = app.replica(&[]).await;
+        // Asked by the platform admin (a user, whose credential carries no org status) about
+        // the worker's key by id: only the replicas' copies of the org can be stale. The
+        // replicas share no fan-out here, so this is the bound when a message is lost.
+        let q = ask(json!({"type": "api_key", "id": s.worker_key_id}), Some(1));
+        let active = verdict(&app, &s.admin, &q).await;
+        assert_eq!(active.0, 200, "{active:?}");
+        assert_eq!(active.1["allow"], true, "{active:?}");
+        // The other replica holds its copy of the active org.
+        assert_eq!(verdict(&other, &s.admin, &q).await, active);
+        let org_id = get_ok(&app, &s.admin, "/v1/orgs/acme").await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        let change = |path: &'static str| {
+            let admin = s.admin.clone();
+            let app = &app;
+            async move {
+                let r = app
+                    .send(Req::post(path).token(&admin).json(json!({})))
+                    .await;
+                assert_status(&r, 200);
+            }
+        };
+        // Suspended: the replica that suspended answers for the suspended org at once, the
+        // other the same within a second; resumed, both allow again.
+        change("/v1/orgs/acme/suspend").await;
+        let since = std::time::Instant::now();
+        let suspended = verdict(&app, &s.admin, &q).await;
+        assert_ne!(suspended, active, "a suspended org changes the answer");
+        answers_within_a_second(&other, &s.admin, &q, &suspended, since).await;
+        change("/v1/orgs/acme/resume").await;
+        let since = std::time::Instant::now();
+        assert_eq!(verdict(&app, &s.admin, &q).await, active);
+        answers_within_a_second(&other, &s.admin, &q, &active, since).await;
+
+        // Deleted, then purged (its slug renamed and freed), then the slug taken by a new
+        // org: each seen by the other replica within a second.
+        let r = app.send(Req::delete("/v1/orgs/acme").token(&s.admin)).await;
+        assert_status(&r, 200);
+        let since = std::time::Instant::now();
+        let deleted = verdict(&app, &s.admin, &q).await;
+        answers_within_a_second(&other, &s.admin, &q, &deleted, since).await;
+        super::retention::age_org_deletion(&app, &org_id, 31).await;
+        let report = app.state.svc.purge_expired().await.unwrap();
+        assert_eq!(report.orgs, 1, "the org is purged");
+        let since = std::time::Instant::now();
+        let purged = verdict(&app, &s.admin, &q).await;
+        assert_eq!(
+            purged.0, 404,
+            "the purged org's slug names no org: {purged:?}"
+        );
+        answers_within_a_second(&other, &s.admin, &q, &purged, since).await;
+        app.create_org(&s.admin, "acme").await;
+        let since = std::time::Instant::now();
+        let taken = verdict(&app, &s.admin, &q).await;
+        assert_eq!(
+            taken.1["reasons"][0]["code"], "principal_unknown",
+            "the new org has no such key: {taken:?}"
+        );
+        answers_within_a_second(&other, &s.admin, &q, &taken, since).await;
+    }
+);

@@ -23,7 +23,7 @@ async fn age_user_deletion(app: &TestApp, id: &str, days: i64) {
     tx.commit().await.unwrap();
 }
 
-async fn age_org_deletion(app: &TestApp, id: &str, days: i64) {
+pub(super) async fn age_org_deletion(app: &TestApp, id: &str, days: i64) {
     let store = app.state.svc.store();
     let mut tx = store.begin().await.unwrap();
     let id = OrgId(uuid::Uuid::parse_str(id).unwrap());

@@ -18,6 +18,7 @@ use super::book::BudgetStatus;
 use super::manage::target_id;
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::{UsageBatchView, UsageReceiptView};
+use crate::orgs::cache::OrgRef;
 use crate::{Ctx, Done, FieldError, Result, ServiceError, Services};
 
 /// Most events one request may carry.
@@ -374,12 +375,10 @@ fn item_field(len: usize, index: usize, name: &str) -> String {
 
 /// An org by its slug or its id; not found either way when absent.
 pub(crate) async fn org_by_ref(tx: &mut dyn ReadTx, raw: &str) -> Result<Org> {
-    let org = match Uuid::parse_str(raw) {
-        Ok(id) => tx.get_org(OrgId(id)).await?,
-        Err(_) => match uos_domain::OrgSlug::parse(raw) {
-            Ok(slug) => tx.get_org_by_slug(&slug).await?,
-            Err(_) => None,
-        },
+    let org = match OrgRef::parse(raw) {
+        OrgRef::Id(id) => tx.get_org(id).await?,
+        OrgRef::Slug(slug) => tx.get_org_by_slug(&slug).await?,
+        OrgRef::Invalid => None,
     };
     org.ok_or(ServiceError::NotFound)
 }

@@ -82,8 +82,37 @@ impl Inner {
         action: Action,
         shape: impl FnOnce(&mut Resource),
     ) -> Result<Capability> {
-        let mut principal = self.principal(ctx);
         let (standing, grants) = self.org_context(tx, ctx, org).await?;
+        let cap = self.authorize_with_standing(ctx, org, action, shape, standing, &grants)?;
+        // Holding a capability for this org, the unit of work touches no other org's rows:
+        // the store enforces it from here on (row-level security on PostgreSQL).
+        tx.confine_to_org(org.id).await?;
+        Ok(cap)
+    }
+
+    /// The caller's standing in `org` when it needs no store read: a service account's was
+    /// resolved with its credential, and anonymous or system callers have none. `None` for a
+    /// user, whose membership and grants must be read.
+    pub(crate) fn standing_without_store(&self, ctx: &Ctx) -> Option<Option<OrgContext>> {
+        match &ctx.caller {
+            Caller::User(_) => None,
+            Caller::Machine(m) => Some(Some(machine_org(m))),
+            Caller::Anonymous | Caller::System => Some(None),
+        }
+    }
+
+    /// [`authorize_in_org`](Self::authorize_in_org) once the caller's standing in `org` and
+    /// the grants it relied on are known.
+    pub(crate) fn authorize_with_standing(
+        &self,
+        ctx: &Ctx,
+        org: &Org,
+        action: Action,
+        shape: impl FnOnce(&mut Resource),
+        standing: Option<OrgContext>,
+        grants: &[Grant],
+    ) -> Result<Capability> {
+        let mut principal = self.principal(ctx);
         principal.org = standing;
         let mut resource = Resource {
             kind: ResourceKind::Org,
@@ -95,11 +124,8 @@ impl Inner {
         shape(&mut resource);
         let cap = self.authz.authorize(&principal, action, &resource)?;
         if !grants.is_empty() {
-            self.note_grant_use(ctx, &grants, org.id, action);
+            self.note_grant_use(ctx, grants, org.id, action);
         }
-        // Holding a capability for this org, the unit of work touches no other org's rows:
-        // the store enforces it from here on (row-level security on PostgreSQL).
-        tx.confine_to_org(org.id).await?;
         Ok(cap)
     }
 

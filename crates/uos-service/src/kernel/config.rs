@@ -67,7 +67,8 @@ pub struct ServiceConfig {
     pub decision_ttl_secs: u64,
     /// How long a replica may answer from its copy of a budget's spend, milliseconds. Usage
     /// recorded on this replica drops the copy at once; this bounds how late another
-    /// replica's usage is seen (at most 1000: the PDP must see it within a second).
+    /// replica's usage is seen (at most 1000: the PDP must see it within a second). The
+    /// decision point's copies of orgs are kept as long, should an invalidation be lost.
     pub budget_cache_ms: u64,
     /// How long a budget override or break-glass request waits for its two approvers, hours.
     pub approval_ttl_hours: u64,

@@ -151,6 +151,8 @@ impl Services {
         next.updated_at = uos_domain::now();
         next.version += 1;
         uow.tx().update_org(&next, org.version).await?;
+        // Replicas keep copies of the org row (the decision point's): drop them.
+        uow.invalidate(uos_shared::Invalidation::Org(org.id.0));
         uow.record(
             AuditAction::OrgUpdated,
             Some(org.id),
@@ -195,7 +197,8 @@ impl Services {
             }
         }
         uow.tx().update_org(&next, org.version).await?;
-        // Machine credentials of the org are cached with its status: check them afresh.
+        // Machine credentials of the org are cached with its status, and replicas keep copies
+        // of the org row (the decision point's): check them afresh.
         uow.invalidate(uos_shared::Invalidation::Org(org.id.0));
         let name = match mv {
             OrgMove::Suspend => AuditAction::OrgSuspended,

@@ -1,5 +1,6 @@
 //! Organizations and what belongs to them: the org lifecycle, members, invites and custom roles.
 
+pub(crate) mod cache;
 pub(crate) mod invites;
 pub(crate) mod lifecycle;
 pub(crate) mod members;

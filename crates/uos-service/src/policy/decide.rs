@@ -14,16 +14,16 @@ use uos_authz::{Action, Capability, PdpInput, PdpPrincipal, PdpResource, Resourc
 use uos_domain::budget::MAX_LIMIT_CENTS;
 use uos_domain::{ApiKeyId, BudgetKey, BudgetScope, Org, ServiceAccountId, UserId, UserStatus};
 use uos_keys::KeyPurpose;
-use uos_store::ReadTx;
+use uos_store::{ReadTx, Store};
 use uuid::Uuid;
 
 use crate::budgets::book::BudgetStatus;
-use crate::budgets::usage::org_by_ref;
 use crate::kernel::access::expand_roles;
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::{BudgetView, DecisionReasonView, DecisionView};
 use crate::machine::auth::narrowed;
 use crate::machine::service_accounts::live_account;
+use crate::orgs::cache::OrgRef;
 use crate::{AuthMachine, Caller, Ctx, FieldError, Result, ServiceError, Services};
 
 /// Most questions one batch may ask.
@@ -123,17 +123,38 @@ impl Services {
                 _ => None,
             });
         }
-        let mut r = inner.store.read().await?;
+        // The store is asked only for what misses the replica's copies (orgs here, the
+        // credentials and budgets in their own caches): a decision about a cached org and
+        // credential takes no connection at all.
+        let mut r = LazyRead::new(&*inner.store);
         // The caller must hold `policy:evaluate` in each org it asks about.
-        let mut orgs: HashMap<String, (Org, Capability)> = HashMap::new();
+        let mut orgs: HashMap<String, (Arc<Org>, Capability)> = HashMap::new();
         for req in &reqs {
             if !orgs.contains_key(&req.org) {
-                let org = org_by_ref(&mut *r, &req.org).await?;
-                let cap = inner
-                    .authorize_in_org(&mut *r, ctx, &org, Action::PolicyEvaluate, |res| {
-                        res.kind = ResourceKind::Org;
-                    })
-                    .await?;
+                let org = self.org_for_decision(&mut r, &req.org).await?;
+                let cap = match inner.standing_without_store(ctx) {
+                    Some(standing) => inner.authorize_with_standing(
+                        ctx,
+                        &org,
+                        Action::PolicyEvaluate,
+                        |res| res.kind = ResourceKind::Org,
+                        standing,
+                        &[],
+                    )?,
+                    None => {
+                        inner
+                            .authorize_in_org(
+                                r.get().await?,
+                                ctx,
+                                &org,
+                                Action::PolicyEvaluate,
+                                |res| {
+                                    res.kind = ResourceKind::Org;
+                                },
+                            )
+                            .await?
+                    }
+                };
                 orgs.insert(req.org.clone(), (org, cap));
             }
         }
@@ -141,7 +162,7 @@ impl Services {
         for (req, credential) in reqs.iter().zip(credentials) {
             let (org, _) = &orgs[&req.org];
             principals.push(
-                self.resolve(&mut *r, org, &req.principal, credential)
+                self.resolve(&mut r, org, &req.principal, credential)
                     .await?,
             );
         }
@@ -168,11 +189,31 @@ impl Services {
         Ok(decisions)
     }
 
+    /// The org `raw` names (`NotFound` if none), from the replica's copy while it is fresh,
+    /// from the store otherwise.
+    async fn org_for_decision(&self, r: &mut LazyRead<'_>, raw: &str) -> Result<Arc<Org>> {
+        let book = &self.inner.orgs;
+        let name = OrgRef::parse(raw);
+        if let Some(org) = book.get(&name) {
+            return Ok(org);
+        }
+        // Taken before the read: a change committed meanwhile keeps this copy out of the book.
+        let ticket = book.ticket();
+        let org = match &name {
+            OrgRef::Id(id) => r.get().await?.get_org(*id).await?,
+            OrgRef::Slug(slug) => r.get().await?.get_org_by_slug(slug).await?,
+            OrgRef::Invalid => None,
+        };
+        let org = Arc::new(org.ok_or(ServiceError::NotFound)?);
+        book.put(ticket, Arc::clone(&org));
+        Ok(org)
+    }
+
     /// Who the request is about, placed in `org`; or why it cannot be. `credential` is what
     /// checking a token principal's credential gave.
     async fn resolve(
         &self,
-        r: &mut dyn ReadTx,
+        r: &mut LazyRead<'_>,
         org: &Org,
         principal: &PrincipalRef,
         credential: Option<Result<Caller>>,
@@ -180,7 +221,10 @@ impl Services {
         match principal {
             PrincipalRef::Token(_) => {
                 match credential.unwrap_or(Err(ServiceError::Unauthenticated)) {
-                    Ok(Caller::User(u)) => self.user_principal(r, org, u.user.clone()).await,
+                    Ok(Caller::User(u)) => {
+                        self.user_principal(r.get().await?, org, u.user.clone())
+                            .await
+                    }
                     Ok(Caller::Machine(m)) => Ok(Ok(machine_principal(&m, org))),
                     Ok(Caller::Anonymous | Caller::System) | Err(ServiceError::Unauthenticated) => {
                         Ok(Err(UNKNOWN))
@@ -193,11 +237,15 @@ impl Services {
                     Err(e) => Err(e),
                 }
             }
-            PrincipalRef::User(id) => match r.get_user(UserId(*id)).await? {
-                None => Ok(Err(UNKNOWN)),
-                Some(user) => self.user_principal(r, org, user).await,
-            },
+            PrincipalRef::User(id) => {
+                let r = r.get().await?;
+                match r.get_user(UserId(*id)).await? {
+                    None => Ok(Err(UNKNOWN)),
+                    Some(user) => self.user_principal(r, org, user).await,
+                }
+            }
             PrincipalRef::ServiceAccount(id) => {
+                let r = r.get().await?;
                 let Some(sa) = live_account(r, org.id, ServiceAccountId(*id)).await? else {
                     return Ok(Err(UNKNOWN));
                 };
@@ -215,6 +263,7 @@ impl Services {
                 )))
             }
             PrincipalRef::ApiKey(id) => {
+                let r = r.get().await?;
                 let Some(key) = r.get_api_key(org.id, ApiKeyId(*id)).await? else {
                     return Ok(Err(UNKNOWN));
                 };
@@ -489,7 +538,7 @@ impl Services {
         &self,
         ctx: &Ctx,
         reqs: &[DecisionRequest],
-        orgs: &HashMap<String, (Org, Capability)>,
+        orgs: &HashMap<String, (Arc<Org>, Capability)>,
         decisions: &[DecisionView],
         denials: Vec<(usize, serde_json::Value)>,
     ) -> Result<()> {
@@ -520,6 +569,32 @@ impl Services {
             uow.commit_unanswered(cap).await?;
         }
         Ok(())
+    }
+}
+
+/// A store read handle taken at the first read that needs it, so a decision answered from the
+/// replica's copies holds no connection (and never waits for one).
+struct LazyRead<'a> {
+    store: &'a dyn Store,
+    handle: Option<Box<dyn ReadTx>>,
+}
+
+impl<'a> LazyRead<'a> {
+    fn new(store: &'a dyn Store) -> Self {
+        Self {
+            store,
+            handle: None,
+        }
+    }
+
+    async fn get(&mut self) -> Result<&mut dyn ReadTx> {
+        if self.handle.is_none() {
+            self.handle = Some(self.store.read().await?);
+        }
+        match self.handle.as_deref_mut() {
+            Some(handle) => Ok(handle),
+            None => Err(ServiceError::Internal("no store read handle".into())),
+        }
     }
 }
 
