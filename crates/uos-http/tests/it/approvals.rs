@@ -6,8 +6,6 @@
 use super::*;
 use uos_testkit::Backend;
 
-const SECRET: &str = "a-webhook-secret-of-at-least-32-chars";
-
 async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> TestResponse {
     app.send(Req::post(path).token(token).json(body)).await
 }
@@ -342,15 +340,7 @@ backend_test!(
 
 async fn break_glass_scenario(backend: Backend) {
     let (url, got) = webhook_receiver(false).await;
-    let app = TestApp::spawn_with(
-        backend,
-        &[
-            ("webhooks.urls", json!(url)),
-            ("webhooks.secret", json!(SECRET)),
-            ("webhooks.retry_base_ms", json!(50)),
-        ],
-    )
-    .await;
+    let app = TestApp::spawn_with(backend, &webhook_settings(&url)).await;
     let admin = app.admin_token().await;
     app.create_org(&admin, "acme").await;
     app.create_org(&admin, "ops").await;

@@ -198,6 +198,19 @@ pub struct Received {
     pub body: String,
 }
 
+/// The secret webhook tests sign with.
+pub const WEBHOOK_SECRET: &str = "a-webhook-secret-of-at-least-32-chars";
+
+/// Settings that send every notification to `url`, signed with [`WEBHOOK_SECRET`], a failed
+/// attempt retried after 50 ms.
+pub fn webhook_settings(url: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("webhooks.urls", json!(url)),
+        ("webhooks.secret", json!(WEBHOOK_SECRET)),
+        ("webhooks.retry_base_ms", json!(50)),
+    ]
+}
+
 /// A webhook receiver: an HTTP server on a free port that records every POST and answers 204,
 /// or 500 to the first one with `fail_first` (to see a retry).
 pub async fn webhook_receiver(fail_first: bool) -> (String, Arc<Mutex<Vec<Received>>>) {

@@ -3,11 +3,8 @@
 //! while its account's other keys keep working; an admin of its org releases it.
 
 use super::*;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uos_testkit::Backend;
-
-const SECRET: &str = "a-webhook-secret-of-at-least-32-chars";
 
 /// Small thresholds: one-second windows, a spike is 5× the baseline and at least 40 requests,
 /// after 2 windows of history.
@@ -18,28 +15,6 @@ fn thresholds() -> Vec<(&'static str, Value)> {
         ("service.quarantine.min_requests", json!(40)),
         ("service.quarantine.min_history_windows", json!(2)),
     ]
-}
-
-/// An HTTP server on a free port that keeps the body of every POST and answers 204.
-async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let seen = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: String| {
-            let seen = seen.clone();
-            async move {
-                seen.lock()
-                    .unwrap()
-                    .push(serde_json::from_str(&body).unwrap_or(Value::Null));
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, got)
 }
 
 async fn whoami(app: &TestApp, key: &str) -> TestResponse {
@@ -131,13 +106,9 @@ async fn events(app: &TestApp, action: &str) -> Vec<Value> {
 }
 
 async fn scenario(backend: Backend) {
-    let (url, got) = receiver().await;
+    let (url, got) = webhook_receiver(false).await;
     let mut config = thresholds();
-    config.extend([
-        ("webhooks.urls", json!(url)),
-        ("webhooks.secret", json!(SECRET)),
-        ("webhooks.retry_base_ms", json!(50)),
-    ]);
+    config.extend(webhook_settings(&url));
     let app = TestApp::spawn_with(backend, &config).await;
     let (alice, hot, cold) = account_with_two_keys(&app, "acme", "alice@example.com").await;
 
@@ -222,8 +193,8 @@ async fn scenario(backend: Backend) {
             .lock()
             .unwrap()
             .iter()
-            .find(|b| b["type"] == "api_key.quarantined")
-            .cloned();
+            .map(|r| serde_json::from_str::<Value>(&r.body).unwrap_or(Value::Null))
+            .find(|b| b["type"] == "api_key.quarantined");
         if let Some(b) = found {
             break b;
         }

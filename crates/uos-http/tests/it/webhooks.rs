@@ -4,19 +4,9 @@
 use super::*;
 use uos_testkit::Backend;
 
-const SECRET: &str = "a-webhook-secret-of-at-least-32-chars";
-
 async fn scenario(backend: Backend) {
     let (url, got) = webhook_receiver(true).await;
-    let app = TestApp::spawn_with(
-        backend,
-        &[
-            ("webhooks.urls", json!(url)),
-            ("webhooks.secret", json!(SECRET)),
-            ("webhooks.retry_base_ms", json!(50)),
-        ],
-    )
-    .await;
+    let app = TestApp::spawn_with(backend, &webhook_settings(&url)).await;
     let admin = app.admin_token().await;
     app.create_org(&admin, "acme").await;
     let r = app
@@ -81,7 +71,7 @@ async fn scenario(backend: Backend) {
         let t: i64 = t.parse().unwrap();
         assert_eq!(
             v1,
-            uos_webhooks::sign(SECRET.as_bytes(), t, r.body.as_bytes())
+            uos_webhooks::sign(WEBHOOK_SECRET.as_bytes(), t, r.body.as_bytes())
         );
         assert_ne!(
             v1,

@@ -17,7 +17,7 @@ use uos_domain::{
 use uos_store::{Page, PageRequest, ReadTx};
 
 use super::overrides::check_reason;
-use super::{file_request, take_step, view, ApprovalStep};
+use super::{answer_request, approval_window, take_step, view, ApprovalStep};
 use crate::budgets::usage::org_by_ref;
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::ApprovalView;
@@ -335,17 +335,12 @@ impl Services {
                 subject_id: None,
                 reason: new.reason,
                 detail: serde_json::json!({"roles": names}),
-                pending_for: Duration::hours(
-                    i64::try_from(inner.cfg.approval_ttl_hours).unwrap_or(24),
-                ),
+                pending_for: approval_window(inner),
                 grant_for: Duration::minutes(new.duration_minutes),
             },
             now,
         );
-        file_request(inner, &mut uow, &approval).await?;
-        let done = Done::created(view(&approval, now), Some(approval.version));
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        answer_request(inner, uow, &cap, &approval).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -7,13 +7,13 @@ pub(crate) mod overrides;
 
 use chrono::{DateTime, Utc};
 use uos_audit::AuditAction;
-use uos_authz::Action;
+use uos_authz::{Action, Capability};
 use uos_domain::{Approval, ApprovalKind, ApprovalRefusal, ApprovalStatus, Approved, UserId};
 use uos_store::StoreError;
 
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::{ApprovalView, ApproverView, BudgetRefView};
-use crate::{Ctx, GoneReason, Inner, Result, ServiceError, Services};
+use crate::{Ctx, Done, GoneReason, Inner, Result, ServiceError, Services};
 
 /// Attempts at a step when other approvers keep getting in first.
 const STEP_ATTEMPTS: usize = 5;
@@ -169,6 +169,24 @@ fn deciding_action(kind: ApprovalKind) -> Action {
         ApprovalKind::BreakGlass => Action::BreakGlassRevoke,
         ApprovalKind::PasswordReset => Action::PasswordResetApprove,
     }
+}
+
+/// How long a budget override or break-glass request may wait for its approvers.
+pub(crate) fn approval_window(inner: &Inner) -> chrono::Duration {
+    chrono::Duration::hours(i64::try_from(inner.cfg.approval_ttl_hours).unwrap_or(24))
+}
+
+/// File `a` and commit: the answer to a request for approval (201 with the request).
+pub(crate) async fn answer_request(
+    inner: &Inner,
+    mut uow: UnitOfWork<'_>,
+    cap: &Capability,
+    a: &Approval,
+) -> Result<Done<ApprovalView>> {
+    file_request(inner, &mut uow, a).await?;
+    let done = Done::created(view(a, a.created_at), Some(a.version));
+    uow.commit(cap, &done).await?;
+    Ok(done)
 }
 
 /// Store a new request and audit it.

@@ -10,7 +10,7 @@ use uos_domain::{
 };
 use uos_store::{Page, PageRequest, ReadTx};
 
-use super::{file_request, take_step, view, ApprovalStep};
+use super::{answer_request, approval_window, take_step, view, ApprovalStep};
 use crate::budgets::manage::{budget_key, BudgetTarget};
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::ApprovalView;
@@ -104,15 +104,12 @@ impl Services {
                     "scope": {"type": key.scope.as_str(), "id": key.scope_id},
                     "extra_cents": new.extra_cents,
                 }),
-                pending_for: Duration::hours(hours(inner.cfg.approval_ttl_hours)),
+                pending_for: approval_window(inner),
                 grant_for: Duration::hours(new.expires_in_hours),
             },
             now,
         );
-        file_request(inner, &mut uow, &approval).await?;
-        let done = Done::created(view(&approval, now), Some(approval.version));
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        answer_request(inner, uow, &cap, &approval).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -247,9 +244,4 @@ pub(crate) async fn extra_cents(
         .filter_map(|a| a.detail.get("extra_cents")?.as_i64())
         .fold(0i64, |sum, c| sum.saturating_add(c))
         .min(MAX_LIMIT_CENTS))
-}
-
-/// Hours as a signed count (config values are far below `i64::MAX`).
-fn hours(h: u64) -> i64 {
-    i64::try_from(h).unwrap_or(i64::MAX / 3600)
 }
