@@ -347,8 +347,13 @@ impl LoadedBundle {
     /// input: the bundle never changes, so the same question gets the same answer. Errors mean
     /// the policy could not decide.
     pub fn pdp_decide(&self, input: &PdpInput<'_>) -> Result<Arc<PdpVerdict>, AuthzError> {
-        let key = serde_json::to_string(input)?;
-        self.pdp_memo.get_or_try(key, |key| {
+        self.pdp_decide_text(serde_json::to_string(input)?)
+    }
+
+    /// [`pdp_decide`](Self::pdp_decide) for a caller that has the input's JSON text already
+    /// (`serde_json::to_string` of a [`PdpInput`]) and keys something of its own by it.
+    pub fn pdp_decide_text(&self, input: String) -> Result<Arc<PdpVerdict>, AuthzError> {
+        self.pdp_memo.get_or_try(input, |key| {
             Ok(Arc::new(pdp::evaluate(&mut self.engine.clone(), key)?))
         })
     }

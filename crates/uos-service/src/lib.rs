@@ -132,6 +132,8 @@ struct Inner {
     /// The usage consumer's figures and lease.
     usage_stream: budgets::stream::StreamState,
     policy: policy::PolicyStats,
+    /// Allows signed within the last second, by everything they say (`policy::reuse`).
+    signed_allows: policy::reuse::SignedAllows,
     webhooks: Option<Webhooks>,
     /// Woken when a delivery was queued on this replica.
     webhook_due: tokio::sync::Notify,
@@ -294,6 +296,7 @@ impl Services {
                 orgs: orgs::cache::OrgBook::new(Duration::from_millis(budget_cache_ms)),
                 usage_stream: budgets::stream::StreamState::default(),
                 policy: policy::PolicyStats::default(),
+                signed_allows: policy::reuse::SignedAllows::default(),
                 webhooks: ports.webhooks,
                 webhook_due: tokio::sync::Notify::new(),
                 grants: approvals::break_glass::GrantBook::new(use_sink),

@@ -367,6 +367,76 @@ backend_test!(
 );
 
 backend_test!(
+    a_repeated_allow_is_reused_until_what_it_says_changes,
+    |app| async move {
+        let s = setup(&app).await;
+        set_budget(
+            &app,
+            &s.admin,
+            &format!("service-accounts/{}/budget", s.worker_sa),
+            json!({"period": "monthly", "limit_cents": 1000}),
+        )
+        .await;
+        let q = ask(json!({"token": s.worker_key}), Some(10));
+        let id = |d: &Value| d["decision_id"].as_str().unwrap().to_owned();
+
+        // The same question within a second: the same signed allow.
+        let first = decide(&app, &s.gateway, q.clone()).await;
+        let again = decide(&app, &s.gateway, q.clone()).await;
+        assert_eq!(first["allow"], true, "{first}");
+        assert_eq!(again, first);
+        assert_signed(&app, &again).await;
+        // Another question is decided and signed on its own.
+        let other = decide(
+            &app,
+            &s.gateway,
+            ask(json!({"token": s.worker_key}), Some(11)),
+        )
+        .await;
+        assert_ne!(id(&other), id(&first));
+        // For a second at most.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let later = decide(&app, &s.gateway, q.clone()).await;
+        assert_eq!(later["allow"], true);
+        assert_ne!(id(&later), id(&first));
+
+        // Spend that puts the budget at `warn` changes what the allow says: a fresh one.
+        usage(
+            &app,
+            &s.gateway,
+            "w1",
+            790,
+            json!({"service_account_id": s.worker_sa}),
+        )
+        .await;
+        let warned = decide(&app, &s.gateway, q.clone()).await;
+        assert_eq!(warned["allow"], true);
+        assert_eq!(
+            warned["obligations"]["budget_warning"][0]["spent_cents"],
+            790
+        );
+        assert_ne!(id(&warned), id(&first));
+        assert_signed(&app, &warned).await;
+
+        // Spend that blocks it: the very next question is denied, and a denial is never
+        // reused (each is decided, signed and audited).
+        usage(
+            &app,
+            &s.gateway,
+            "w2",
+            210,
+            json!({"service_account_id": s.worker_sa}),
+        )
+        .await;
+        let denied = decide(&app, &s.gateway, q.clone()).await;
+        assert_eq!(denied["allow"], false, "{denied}");
+        let denied_again = decide(&app, &s.gateway, q.clone()).await;
+        assert_eq!(denied_again["allow"], false);
+        assert_ne!(id(&denied_again), id(&denied));
+    }
+);
+
+backend_test!(
     bad_usage_and_questions_are_named_and_change_nothing,
     |app| async move {
         let s = setup(&app).await;

@@ -3,6 +3,7 @@
 
 pub(crate) mod bundle;
 pub(crate) mod decide;
+pub(crate) mod reuse;
 
 use std::sync::atomic::AtomicU64;
 
