@@ -5,7 +5,9 @@
 //! 1. `GET /healthz`, the reference;
 //! 2. `POST /v1/policy/evaluate`: one API key's decision with `cost_cents`, so the policy, the
 //!    org and account budgets and the signature all run (decisions/s);
-//! 3. `POST /v1/policy/evaluate-batch` with 100 such questions (decisions/s = requests × 100);
+//! 3. `POST /v1/policy/evaluate-batch` with 100 such questions (decisions/s = requests × 100),
+//!    then with 100 questions no request has asked before (the worst case: every one runs the
+//!    policy and is signed);
 //! 4. `POST /v1/usage/batch` with 1,000 distinct events per request (events/s).
 //!
 //! Rate limits stay on, raised far above the load, so their per-request cost is in the
@@ -231,6 +233,25 @@ pub fn run(args: PolicyBenchArgs) -> anyhow::Result<()> {
         Some(&batch_lua),
     )?;
 
+    eprintln!("xtask: batches of {BATCH} decisions, every question new");
+    let mut fresh = question.clone();
+    fresh["resource"]["id"] = serde_json::json!("__RID__");
+    let fresh_lua = script(
+        "batch-fresh.lua",
+        FRESH_BATCH_LUA
+            .replace("QUESTION", &lua_string(&fresh.to_string()))
+            .replace("COUNT", &BATCH.to_string()),
+    )?;
+    let fresh_batch = wrk_stats(
+        c,
+        d,
+        &work,
+        "evaluate-batch-fresh",
+        &gateway_auth,
+        &format!("{base}/v1/policy/evaluate-batch"),
+        Some(&fresh_lua),
+    )?;
+
     eprintln!("xtask: usage batches of {USAGE_BATCH} events");
     let usage_lua = script(
         "usage.lua",
@@ -254,6 +275,7 @@ pub fn run(args: PolicyBenchArgs) -> anyhow::Result<()> {
 
     let share = |rps: f64| 100.0 * rps / healthz.rps;
     let decisions_batch = batch.rps * BATCH as f64;
+    let decisions_fresh = fresh_batch.rps * BATCH as f64;
     let events = usage.rps * USAGE_BATCH as f64;
     let mut out = String::new();
     writeln!(
@@ -277,6 +299,7 @@ pub fn run(args: PolicyBenchArgs) -> anyhow::Result<()> {
         single.rps >= SINGLE_TARGET && single.p99_ms().is_some_and(|p| p < SINGLE_TARGET_P99_MS);
     writeln!(out, "| evaluate | {:.0} decisions/s | {:.1}% | {} | {} | ≥ {SINGLE_TARGET:.0}/s, p99 < {SINGLE_TARGET_P99_MS} ms: {} |", single.rps, share(single.rps), single.p50, single.p99, met(single_ok))?;
     writeln!(out, "| evaluate-batch ({BATCH}) | {decisions_batch:.0} decisions/s | {:.1}% (requests) | {} | {} | ≥ {BATCH_TARGET:.0}/s: {} |", share(batch.rps), batch.p50, batch.p99, met(decisions_batch >= BATCH_TARGET))?;
+    writeln!(out, "| evaluate-batch ({BATCH}), every question new | {decisions_fresh:.0} decisions/s | {:.1}% (requests) | {} | {} | worst case: no memo, every allow signed |", share(fresh_batch.rps), fresh_batch.p50, fresh_batch.p99)?;
     writeln!(out, "| usage/batch ({USAGE_BATCH}) | {events:.0} events/s | {:.1}% (requests) | {} | {} | ≥ {USAGE_TARGET:.0}/s: {} |", share(usage.rps), usage.p50, usage.p99, met(events >= USAGE_TARGET))?;
     if let Ok(b) = spent {
         writeln!(
@@ -291,6 +314,7 @@ pub fn run(args: PolicyBenchArgs) -> anyhow::Result<()> {
         ("healthz", &healthz),
         ("evaluate", &single),
         ("evaluate-batch", &batch),
+        ("evaluate-batch-fresh", &fresh_batch),
         ("usage-batch", &usage),
     ] {
         check_clean(name, s)?;
@@ -316,6 +340,24 @@ fn lua_string(s: &str) -> String {
     }
     format!("[{level}[{s}]{level}]")
 }
+
+/// A batch of COUNT copies of QUESTION, each with a resource id no other question has, so
+/// neither the policy's memo nor the signed allows answer any of them.
+const FRESH_BATCH_LUA: &str = r#"
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local n = 0
+local tag = tostring({}):gsub("table: ", "")
+local question = QUESTION
+request = function()
+  n = n + 1
+  local items = {}
+  for i = 1, COUNT do
+    items[i] = question:gsub("__RID__", string.format("%s-%d-%d", tag, n, i), 1)
+  end
+  return wrk.format(nil, nil, nil, '{"requests":[' .. table.concat(items, ",") .. ']}')
+end
+"#;
 
 /// A request body of COUNT usage events with ids no other request uses (counter per wrk
 /// thread, and the thread's address in the id, so connections never collide).
