@@ -1,6 +1,7 @@
 //! `uosctl`: the operator CLI. Parses arguments and hands each subcommand to its module.
 
 mod audit;
+mod declarative;
 mod mail;
 mod migrate;
 
@@ -26,6 +27,9 @@ enum Command {
     /// Audit trail tools.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The declarative config repository: its format, and checking it offline.
+    #[command(subcommand)]
+    Declarative(declarative::DeclarativeCommand),
     /// Read the dev mailbox (mails the embedded mail backend stored instead of sending).
     #[command(subcommand)]
     Mail(mail::MailCommand),
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Declarative(cmd) => declarative::run(cmd),
         Command::Mail(cmd) => mail::run(cmd),
         Command::Migrate => migrate::run(),
     };

@@ -1,0 +1,64 @@
+//! `uosctl declarative schema|validate` on real repository checkouts.
+
+use std::process::{Command, Output};
+
+fn uosctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_uosctl"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn schema_prints_the_org_file_schema() {
+    let out = uosctl(&["declarative", "schema"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(schema, uos_reconcile::json_schema());
+}
+
+#[test]
+fn validate_names_each_problem_and_fails_only_if_a_file_is_invalid() {
+    let repo = tempfile::tempdir().unwrap();
+    let orgs = repo.path().join("orgs");
+    std::fs::create_dir(&orgs).unwrap();
+    std::fs::write(
+        orgs.join("acme.yaml"),
+        "version: 1\nslug: acme\ndisplay_name: Acme\nmembers:\n  - email: ann@example.com\n    roles: [owner]\n",
+    )
+    .unwrap();
+    let dir = repo.path().to_str().unwrap();
+    let out = uosctl(&["declarative", "validate", "--repo", dir]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ok orgs/acme.yaml (acme)\n");
+
+    std::fs::write(
+        orgs.join("beta.yaml"),
+        "version: 1\nslug: beta\ndisplay_name: Beta\nmembers:\n  - email: nobody\n    roles: [owner]\n",
+    )
+    .unwrap();
+    let out = uosctl(&["declarative", "validate", "--repo", dir]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout),
+        "ok orgs/acme.yaml (acme)\norgs/beta.yaml:5:12: members[0].email: email must contain '@'\n"
+    );
+    assert!(text(&out.stderr).contains("2 org files, 1 valid, 1 invalid"));
+
+    let out = uosctl(&["declarative", "validate", "--repo", dir, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["orgs"][0]["valid"], true);
+    assert_eq!(report["orgs"][1]["problems"][0]["line"], 5);
+    assert_eq!(
+        report["orgs"][1]["problems"][0]["field"],
+        "members[0].email"
+    );
+
+    let out = uosctl(&["declarative", "validate", "--repo", "/nonexistent/repo"]);
+    assert_eq!(out.status.code(), Some(2));
+}
