@@ -25,6 +25,8 @@ public_actions := {
 	"oauth2.token", "oauth2.revoke",
 	# The decision point's public keys, for whoever verifies a decision (like a JWKS).
 	"policy.keys",
+	# The JSON Schema of declarative org files, for editors and CI checks of a config repo.
+	"declarative.schema",
 }
 
 # What a user whose password must be reset may still do: see themselves, set a password, leave.

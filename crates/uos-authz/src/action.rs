@@ -115,6 +115,7 @@ actions! {
     BreakGlassList => "break_glass.list",
     BreakGlassApprove => "break_glass.approve",
     BreakGlassRevoke => "break_glass.revoke",
+    DeclarativeSchema => "declarative.schema",
 }
 
 impl fmt::Display for Action {
@@ -159,7 +160,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 83);
+        assert_eq!(Action::ALL.len(), 84);
     }
 
     #[test]

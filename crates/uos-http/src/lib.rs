@@ -24,8 +24,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Router;
 use routes::{
-    approvals, audit, auth, budgets, federation, health, invites, machine, me, members, mfa, oauth,
-    orgs, policy, resets, roles, tokens, users, webhooks,
+    approvals, audit, auth, budgets, declarative, federation, health, invites, machine, me,
+    members, mfa, oauth, orgs, policy, resets, roles, tokens, users, webhooks,
 };
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -184,6 +184,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/policy/keys", get(policy::keys))
         .route("/v1/policy/bundle", get(policy::bundle))
         .route("/v1/policy/reload", post(policy::reload))
+        .route("/v1/declarative/schema", get(declarative::schema))
         .route(
             "/v1/orgs/{slug}/budget",
             get(budgets::get_org_budget)

@@ -3,8 +3,8 @@
 use crate::problem::Problem;
 use crate::reply::ListBody;
 use crate::routes::{
-    approvals, audit, auth, budgets, federation, health, invites, machine, me, members, mfa, oauth,
-    orgs, policy, resets, roles, tokens, users, webhooks,
+    approvals, audit, auth, budgets, declarative, federation, health, invites, machine, me,
+    members, mfa, oauth, orgs, policy, resets, roles, tokens, users, webhooks,
 };
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -37,6 +37,7 @@ use utoipa::{Modify, OpenApi};
         machine::create_account, machine::list_accounts, machine::get_account, machine::update_account, machine::delete_account,
         machine::issue_client_secret, machine::create_key, machine::list_keys, machine::list_overdue, machine::get_key, machine::revoke_key, machine::rotate_key, machine::release_key,
         policy::evaluate, policy::evaluate_batch, policy::keys, policy::bundle, policy::reload,
+        declarative::schema,
         budgets::get_org_budget, budgets::put_org_budget, budgets::delete_org_budget,
         budgets::get_account_budget, budgets::put_account_budget, budgets::delete_account_budget,
         budgets::get_member_budget, budgets::put_member_budget, budgets::delete_member_budget,

@@ -13,6 +13,7 @@
 mod approvals;
 mod audit;
 mod budgets;
+mod declarative;
 mod identity;
 mod kernel;
 mod machine;

@@ -69,6 +69,7 @@ pub const PUBLIC_ACTIONS: &[Action] = &[
     Action::OAuthToken,
     Action::OAuthRevoke,
     Action::PolicyKeys,
+    Action::DeclarativeSchema,
 ];
 
 /// Parsing is done once per test binary; the tests share it like the service does.

@@ -5,6 +5,7 @@ pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod budgets;
+pub mod declarative;
 pub mod federation;
 pub mod health;
 pub mod invites;

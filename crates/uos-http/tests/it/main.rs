@@ -8,6 +8,7 @@ mod auth_me;
 mod budgets;
 mod concurrency;
 mod conventions;
+mod declarative;
 mod exports;
 mod federation;
 mod invites;

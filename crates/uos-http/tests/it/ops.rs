@@ -91,6 +91,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/v1/policy/keys"),
     ("GET", "/v1/policy/bundle"),
     ("POST", "/v1/policy/reload"),
+    ("GET", "/v1/declarative/schema"),
     ("GET", "/v1/orgs/{slug}/budget"),
     ("PUT", "/v1/orgs/{slug}/budget"),
     ("DELETE", "/v1/orgs/{slug}/budget"),
