@@ -20,8 +20,11 @@ use crate::kernel::views::DecisionView;
 /// within a second of the question, as every other per-replica copy of the decision point.
 const REUSE_FOR: Duration = Duration::from_secs(1);
 
-/// More signed allows than this and the copies start over: a miss costs one signature.
-const MAX_ENTRIES: usize = 20_000;
+/// More signed allows than this and the copies start over: a miss costs one signature. An
+/// entry is its key (the policy input, ~1–2 KB) and the decision (~0.5 KB), so this bounds
+/// the copies to ~10 MB; a replica asked more distinct questions per second than this only
+/// signs more often.
+const MAX_ENTRIES: usize = 4_096;
 
 #[derive(Debug, Default)]
 pub(crate) struct SignedAllows {
