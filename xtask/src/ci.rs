@@ -25,6 +25,7 @@ pub fn run() -> anyhow::Result<()> {
     services::ensure_kafka_broker()?;
     services::ensure_s3_server()?;
     services::ensure_openbao()?;
+    services::ensure_sshd()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&[
         "clippy",

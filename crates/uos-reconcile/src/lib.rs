@@ -1,16 +1,18 @@
 //! Declarative org configuration (contract § Declarative config): one YAML file per org in a
 //! Git repository, `orgs/<slug>.yaml`, with the API's field names. This crate reads and checks
 //! those files: the format ([`file`]), its JSON Schema, the checked values ([`declared`]) and
-//! where each problem is ([`problem`]).
+//! where each problem is ([`problem`]); fetching the repository ([`git`]) and checking its commits' signatures ([`signature`]).
 
 pub mod declared;
 pub mod file;
+pub mod git;
 pub mod problem;
 pub mod repo;
+pub mod signature;
 
 pub use declared::{
     parse_org, DeclaredAccount, DeclaredBudget, DeclaredMember, DeclaredOrg, DeclaredRole,
 };
 pub use file::json_schema;
 pub use problem::Problem;
-pub use repo::{read_repo, OrgEntry};
+pub use repo::{read_files, read_repo, OrgEntry};

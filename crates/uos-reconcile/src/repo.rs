@@ -18,9 +18,8 @@ pub struct OrgEntry {
     pub result: Result<DeclaredOrg, Vec<Problem>>,
 }
 
-/// Every file under `orgs/` of the repository at `root`, in name order. A repository without
-/// `orgs/` declares no org. Files that are not `*.yaml` are reported, not skipped: a
-/// `acme.yml` that silently declared nothing would be worse than an error.
+/// Every file under `orgs/` of the working tree at `root`, in name order. A repository
+/// without `orgs/` declares no org.
 pub fn read_repo(root: &Path) -> io::Result<Vec<OrgEntry>> {
     let dir = root.join(ORGS_DIR);
     let listing = match std::fs::read_dir(&dir) {
@@ -28,41 +27,44 @@ pub fn read_repo(root: &Path) -> io::Result<Vec<OrgEntry>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let mut names = Vec::new();
+    let mut files = Vec::new();
     for entry in listing {
         let entry = entry?;
         if entry.file_type()?.is_file() {
-            names.push(entry.file_name().to_string_lossy().into_owned());
+            let name = entry.file_name().to_string_lossy().into_owned();
+            files.push((name, std::fs::read(entry.path())?));
         }
     }
-    names.sort();
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        let file = format!("{ORGS_DIR}/{name}");
-        let result = if !name.ends_with(".yaml") {
-            Err(vec![Problem {
-                file: file.clone(),
-                line: 0,
-                column: 0,
-                field: String::new(),
-                message: "org files are named orgs/<slug>.yaml".into(),
-            }])
-        } else {
-            match std::fs::read(dir.join(&name)) {
-                Ok(bytes) => match String::from_utf8(bytes) {
+    Ok(read_files(files))
+}
+
+/// The org files given as (name inside `orgs/`, contents), each parsed and checked, in name
+/// order. Files that are not `*.yaml` are reported, not skipped: an `acme.yml` that silently
+/// declared nothing would be worse than an error.
+pub fn read_files(mut files: Vec<(String, Vec<u8>)>) -> Vec<OrgEntry> {
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    files
+        .into_iter()
+        .map(|(name, bytes)| {
+            let file = format!("{ORGS_DIR}/{name}");
+            let whole_file = |message: &str| {
+                Err(vec![Problem {
+                    file: file.clone(),
+                    line: 0,
+                    column: 0,
+                    field: String::new(),
+                    message: message.to_owned(),
+                }])
+            };
+            let result = if !name.ends_with(".yaml") {
+                whole_file("org files are named orgs/<slug>.yaml")
+            } else {
+                match String::from_utf8(bytes) {
                     Ok(text) => parse_org(&file, &text),
-                    Err(_) => Err(vec![Problem {
-                        file: file.clone(),
-                        line: 0,
-                        column: 0,
-                        field: String::new(),
-                        message: "not UTF-8 text".into(),
-                    }]),
-                },
-                Err(e) => return Err(e),
-            }
-        };
-        out.push(OrgEntry { file, result });
-    }
-    Ok(out)
+                    Err(_) => whole_file("not UTF-8 text"),
+                }
+            };
+            OrgEntry { file, result }
+        })
+        .collect()
 }
