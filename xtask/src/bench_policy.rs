@@ -8,7 +8,9 @@
 //! 3. `POST /v1/policy/evaluate-batch` with 100 such questions (decisions/s = requests × 100),
 //!    then with 100 questions no request has asked before (the worst case: every one runs the
 //!    policy and is signed);
-//! 4. `POST /v1/usage/batch` with 1,000 distinct events per request (events/s).
+//! 4. `POST /v1/usage/batch` with 1,000 distinct events per request (events/s);
+//! 5. usage from Kafka: `--kafka-events` events produced to `billing.usage` on a real broker
+//!    (tansu), timed from the first one sent until the org's spend has counted them all.
 //!
 //! Rate limits stay on, raised far above the load, so their per-request cost is in the
 //! figures. Every run must be free of non-2xx responses and socket errors, or the task fails
@@ -23,6 +25,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use uos_events::testing::{produce, Broker};
 
 /// What issue 16 asks for.
 const SINGLE_TARGET: f64 = 20_000.0;
@@ -55,20 +58,24 @@ pub struct PolicyBenchArgs {
     /// The server's request threads (`UOS_WORKER_THREADS`); 0 for one per core.
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Usage events produced to `billing.usage` for the Kafka run (0: no Kafka run).
+    #[arg(long, default_value_t = 200_000)]
+    kafka_events: usize,
 }
 
 impl PolicyBenchArgs {
     fn command(&self) -> String {
         format!(
             "cargo xtask bench-policy --backend {} --redis '{}' --duration {} --connections {} \
-             --usage-connections {} --listen {} --workers {}",
+             --usage-connections {} --listen {} --workers {} --kafka-events {}",
             self.backend,
             self.redis,
             self.duration,
             self.connections,
             self.usage_connections,
             self.listen,
-            self.workers
+            self.workers,
+            self.kafka_events
         )
     }
 }
@@ -101,6 +108,11 @@ pub fn run(args: PolicyBenchArgs) -> anyhow::Result<()> {
     ];
     if !args.redis.is_empty() {
         env.push(("UOS_REDIS_URL", args.redis.as_str()));
+    }
+    // The server consumes `billing.usage` from a real broker (tansu) for the Kafka run.
+    let broker = (args.kafka_events > 0).then(Broker::start);
+    if let Some(b) = &broker {
+        env.push(("UOS_KAFKA__BROKERS", b.address.as_str()));
     }
     let server = start_server_with(&root, &work, &database_url, &args.listen, &base, &env)?;
 
@@ -270,6 +282,24 @@ pub fn run(args: PolicyBenchArgs) -> anyhow::Result<()> {
         Some(&usage_lua),
     )?;
     let spent = curl_json(&[&format!("{base}/v1/orgs/bench/budget"), "-H", &auth(&admin)]);
+    let kafka = match &broker {
+        Some(b) => {
+            eprintln!("xtask: {} usage events through Kafka", args.kafka_events);
+            let spent_now = || -> anyhow::Result<i64> {
+                let b = curl_json(&[&format!("{base}/v1/orgs/bench/budget"), "-H", &auth(&admin)])?;
+                b["spent_cents"]
+                    .as_i64()
+                    .with_context(|| format!("the org budget: {b}"))
+            };
+            Some(kafka_usage(
+                &b.address,
+                args.kafka_events,
+                &worker_sa,
+                spent_now,
+            )?)
+        }
+        None => None,
+    };
     drop(server);
     drop_database(&database_url, &rt)?;
 
@@ -301,12 +331,26 @@ pub fn run(args: PolicyBenchArgs) -> anyhow::Result<()> {
     writeln!(out, "| evaluate-batch ({BATCH}) | {decisions_batch:.0} decisions/s | {:.1}% (requests) | {} | {} | ≥ {BATCH_TARGET:.0}/s: {} |", share(batch.rps), batch.p50, batch.p99, met(decisions_batch >= BATCH_TARGET))?;
     writeln!(out, "| evaluate-batch ({BATCH}), every question new | {decisions_fresh:.0} decisions/s | {:.1}% (requests) | {} | {} | worst case: no memo, every allow signed |", share(fresh_batch.rps), fresh_batch.p50, fresh_batch.p99)?;
     writeln!(out, "| usage/batch ({USAGE_BATCH}) | {events:.0} events/s | {:.1}% (requests) | {} | {} | ≥ {USAGE_TARGET:.0}/s: {} |", share(usage.rps), usage.p50, usage.p99, met(events >= USAGE_TARGET))?;
+    if let Some(k) = &kafka {
+        let rate = args.kafka_events as f64 / k.counted.as_secs_f64();
+        writeln!(out, "| Kafka `billing.usage` | {rate:.0} events/s | – | – | – | ≥ {USAGE_TARGET:.0}/s: {} |", met(rate >= USAGE_TARGET))?;
+    }
     if let Ok(b) = spent {
         writeln!(
             out,
             "\norg spend after the usage run: {} cents ({} events of 1 cent each completed)",
             b["spent_cents"],
             usage.requests * USAGE_BATCH as u64
+        )?;
+    }
+    if let Some(k) = &kafka {
+        writeln!(
+            out,
+            "Kafka run: {} events (1 cent each) produced in {:.2} s and all counted {:.2} s after \
+             the first was sent (the rate above is events over the latter).",
+            args.kafka_events,
+            k.produced.as_secs_f64(),
+            k.counted.as_secs_f64()
         )?;
     }
     print!("{out}");
@@ -375,3 +419,56 @@ request = function()
   return wrk.format(nil, nil, nil, '{"items":[' .. table.concat(items, ",") .. ']}')
 end
 "#;
+
+/// How long the Kafka run took: to produce every event, and until all of them counted.
+struct KafkaRun {
+    produced: std::time::Duration,
+    counted: std::time::Duration,
+}
+
+/// Produces `count` distinct one-cent usage events for the bench org's `worker_sa` to
+/// `billing.usage` and waits until the org's spend (`spent_now`) has grown by all of them.
+fn kafka_usage(
+    brokers: &str,
+    count: usize,
+    worker_sa: &str,
+    spent_now: impl Fn() -> anyhow::Result<i64>,
+) -> anyhow::Result<KafkaRun> {
+    let before = spent_now()?;
+    let now = chrono::Utc::now().to_rfc3339();
+    let run = std::process::id();
+    let events: Vec<Vec<u8>> = (0..count)
+        .map(|i| {
+            serde_json::json!({"org": "bench", "amount_cents": 1, "occurred_at": now,
+                "source_event_id": format!("kafka-{run}-{i}"), "service_account_id": worker_sa})
+            .to_string()
+            .into_bytes()
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    // In slices: the producer's queue holds 100,000 messages.
+    for slice in events.chunks(50_000) {
+        let messages: Vec<(Option<&str>, &[u8])> =
+            slice.iter().map(|e| (None, e.as_slice())).collect();
+        produce(brokers, "billing.usage", &messages);
+    }
+    let produced = started.elapsed();
+    let target = before + i64::try_from(count)?;
+    let deadline = started + std::time::Duration::from_secs(600);
+    loop {
+        let spent = spent_now()?;
+        if spent >= target {
+            return Ok(KafkaRun {
+                produced,
+                counted: started.elapsed(),
+            });
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "after 600 s only {} of {count} Kafka usage events counted",
+                spent - before
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
