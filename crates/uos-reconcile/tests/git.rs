@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -186,6 +186,35 @@ fn a_commit_without_orgs_declares_nothing() {
     assert!(mirror.org_files(&only).unwrap().is_empty());
 }
 
+/// `base/config`: a new repository whose `main` declares acme; its path and head commit.
+fn config_repo(base: &Path) -> (PathBuf, String) {
+    let upstream = base.join("config");
+    std::fs::create_dir(&upstream).unwrap();
+    git(&upstream, &["init", "-q"]);
+    let head = commit(
+        &upstream,
+        &[("orgs/acme.yaml", &org("acme", "Acme"))],
+        "acme",
+    );
+    (upstream, head)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A real `git daemon` serving `base` on a free port; killed on drop.
 struct Daemon(Child);
 
@@ -197,11 +226,7 @@ impl Drop for Daemon {
 }
 
 fn git_daemon(base: &Path) -> (Daemon, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new("git")
         .args([
             "daemon",
@@ -216,25 +241,14 @@ fn git_daemon(base: &Path) -> (Daemon, u16) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "git daemon did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port, "git daemon");
     (Daemon(child), port)
 }
 
 #[test]
 fn fetches_over_the_git_protocol_from_a_real_daemon() {
     let base = tempfile::tempdir().unwrap();
-    let upstream = base.path().join("config");
-    std::fs::create_dir(&upstream).unwrap();
-    git(&upstream, &["init", "-q"]);
-    let head = commit(
-        &upstream,
-        &[("orgs/acme.yaml", &org("acme", "Acme"))],
-        "acme",
-    );
+    let (_, head) = config_repo(base.path());
     let (_daemon, port) = git_daemon(base.path());
     let cache = tempfile::tempdir().unwrap();
     let mirror = Mirror::open(cache.path()).unwrap();
@@ -267,14 +281,7 @@ fn http_server(root: &Path, token: &str) -> (Daemon, u16) {
 #[test]
 fn fetches_over_http_with_a_token_and_fails_fast_without_the_right_one() {
     let base = tempfile::tempdir().unwrap();
-    let upstream = base.path().join("config");
-    std::fs::create_dir(&upstream).unwrap();
-    git(&upstream, &["init", "-q"]);
-    let head = commit(
-        &upstream,
-        &[("orgs/acme.yaml", &org("acme", "Acme"))],
-        "acme",
-    );
+    let (_, head) = config_repo(base.path());
     let (_server, port) = http_server(base.path(), "s3cret-token");
     let url = format!("http://127.0.0.1:{port}/config");
     let cache = tempfile::tempdir().unwrap();
@@ -305,11 +312,7 @@ fn sshd(dir: &Path, client_public: &str) -> (Daemon, u16, String) {
     let host_key = dir.join("host_key");
     keygen(&host_key);
     std::fs::write(dir.join("authorized_keys"), client_public).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let config = dir.join("sshd_config");
     std::fs::write(
         &config,
@@ -333,11 +336,7 @@ fn sshd(dir: &Path, client_public: &str) -> (Daemon, u16, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("sshd (openssh-server) is installed");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "sshd did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port, "sshd");
     let public = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
     let mut parts = public.split_whitespace();
     let line = format!(
@@ -361,14 +360,7 @@ fn keygen(path: &Path) {
 #[ignore = "needs sshd (cargo xtask ci installs openssh-server)"]
 fn fetches_over_ssh_with_a_key_and_a_pinned_host_key() {
     let dir = tempfile::tempdir().unwrap();
-    let upstream = dir.path().join("config");
-    std::fs::create_dir(&upstream).unwrap();
-    git(&upstream, &["init", "-q"]);
-    let head = commit(
-        &upstream,
-        &[("orgs/acme.yaml", &org("acme", "Acme"))],
-        "acme",
-    );
+    let (upstream, head) = config_repo(dir.path());
     let client = dir.path().join("client_key");
     keygen(&client);
     let stranger = dir.path().join("stranger_key");
