@@ -135,4 +135,7 @@ suspended_org_actions := {
 	"budget.read", "budget_override.list",
 	# Taking a credential away is always allowed: a suspended org must be able to stop a leak.
 	"api_key.revoke",
+	# Asking the decision point about the org: the answer is a signed `allow: false`
+	# (`org_inactive`), which a gateway can act on, rather than a refusal of the caller.
+	"policy.evaluate",
 }

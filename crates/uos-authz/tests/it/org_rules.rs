@@ -21,6 +21,8 @@ const SUSPENDED_ORG_READS: &[Action] = &[
     Action::BudgetOverrideList,
     // Not a read, but taking a leaked credential away must work in a suspended org too.
     Action::ApiKeyRevoke,
+    // Asked about a suspended org, the decision point answers a signed denial.
+    Action::PolicyEvaluate,
 ];
 
 #[test]
