@@ -618,7 +618,10 @@ backend_test!(
         // A signed denial naming why, not a refusal of the caller.
         assert_eq!(suspended.0, 200, "{suspended:?}");
         assert_eq!(suspended.1["allow"], false);
-        assert_eq!(suspended.1["reasons"][0]["code"], "org_inactive", "{suspended:?}");
+        assert_eq!(
+            suspended.1["reasons"][0]["code"], "org_inactive",
+            "{suspended:?}"
+        );
         answers_within_a_second(&other, &s.admin, &q, &suspended, since).await;
         change("/v1/orgs/acme/resume").await;
         let since = std::time::Instant::now();
