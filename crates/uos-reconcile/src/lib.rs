@@ -6,6 +6,7 @@
 pub mod declared;
 pub mod file;
 pub mod git;
+pub mod plan;
 pub mod problem;
 pub mod repo;
 pub mod signature;
@@ -14,5 +15,6 @@ pub use declared::{
     parse_org, DeclaredAccount, DeclaredBudget, DeclaredMember, DeclaredOrg, DeclaredRole,
 };
 pub use file::json_schema;
+pub use plan::{plan_org, Change, OrgPlan, Refusal};
 pub use problem::Problem;
 pub use repo::{read_files, read_repo, OrgEntry};

@@ -62,3 +62,48 @@ fn validate_names_each_problem_and_fails_only_if_a_file_is_invalid() {
     let out = uosctl(&["declarative", "validate", "--repo", "/nonexistent/repo"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn plan_reads_the_configured_store_and_prints_what_would_change() {
+    let repo = tempfile::tempdir().unwrap();
+    let orgs = repo.path().join("orgs");
+    std::fs::create_dir(&orgs).unwrap();
+    std::fs::write(
+        orgs.join("acme.yaml"),
+        "version: 1\nslug: acme\ndisplay_name: Acme\nmembers:\n  - email: ann@example.com\n    roles: [owner]\n",
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/uos.db", data.path().display());
+    let dir = repo.path().to_str().unwrap();
+    let plan = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_uosctl"))
+            .args(["declarative", "plan", "--repo", dir])
+            .args(args)
+            .env("UOS_DATABASE_URL", &url)
+            .env_remove("UOS_MIGRATION_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let out = plan(&[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "orgs/acme.yaml (acme):\n  + create org \"Acme\"\n  + invite ann@example.com as [owner]\n"
+    );
+    let out = plan(&["--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["plans"][0]["changes"][0]["op"], "create_org");
+    assert_eq!(report["plans"][0]["changes"][1]["op"], "invite");
+
+    // An invalid file fails the plan (exit 1) and is named; the valid one is still planned.
+    std::fs::write(orgs.join("beta.yaml"), "version: 1\nslug: beta\n").unwrap();
+    let out = plan(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).starts_with("orgs/acme.yaml (acme):"));
+    assert!(
+        text(&out.stdout).contains("orgs/beta.yaml:"),
+        "{}",
+        text(&out.stdout)
+    );
+}
