@@ -13,6 +13,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A repository checkout whose `orgs/` declares acme with one owner; and its `orgs/`.
+fn repo_with_acme() -> (tempfile::TempDir, std::path::PathBuf) {
+    let repo = tempfile::tempdir().unwrap();
+    let orgs = repo.path().join("orgs");
+    std::fs::create_dir(&orgs).unwrap();
+    std::fs::write(
+        orgs.join("acme.yaml"),
+        "version: 1\nslug: acme\ndisplay_name: Acme\nmembers:\n  - email: ann@example.com\n    roles: [owner]\n",
+    )
+    .unwrap();
+    (repo, orgs)
+}
+
 #[test]
 fn schema_prints_the_org_file_schema() {
     let out = uosctl(&["declarative", "schema"]);
@@ -23,14 +36,7 @@ fn schema_prints_the_org_file_schema() {
 
 #[test]
 fn validate_names_each_problem_and_fails_only_if_a_file_is_invalid() {
-    let repo = tempfile::tempdir().unwrap();
-    let orgs = repo.path().join("orgs");
-    std::fs::create_dir(&orgs).unwrap();
-    std::fs::write(
-        orgs.join("acme.yaml"),
-        "version: 1\nslug: acme\ndisplay_name: Acme\nmembers:\n  - email: ann@example.com\n    roles: [owner]\n",
-    )
-    .unwrap();
+    let (repo, orgs) = repo_with_acme();
     let dir = repo.path().to_str().unwrap();
     let out = uosctl(&["declarative", "validate", "--repo", dir]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -65,14 +71,7 @@ fn validate_names_each_problem_and_fails_only_if_a_file_is_invalid() {
 
 #[test]
 fn plan_reads_the_configured_store_and_prints_what_would_change() {
-    let repo = tempfile::tempdir().unwrap();
-    let orgs = repo.path().join("orgs");
-    std::fs::create_dir(&orgs).unwrap();
-    std::fs::write(
-        orgs.join("acme.yaml"),
-        "version: 1\nslug: acme\ndisplay_name: Acme\nmembers:\n  - email: ann@example.com\n    roles: [owner]\n",
-    )
-    .unwrap();
+    let (repo, orgs) = repo_with_acme();
     let data = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/uos.db", data.path().display());
     let dir = repo.path().to_str().unwrap();
