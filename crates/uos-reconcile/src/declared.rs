@@ -61,17 +61,6 @@ pub struct DeclaredBudget {
     pub block_percent: i32,
 }
 
-impl DeclaredBudget {
-    pub fn settings(&self) -> Option<BudgetSettings> {
-        Some(BudgetSettings {
-            period: Period::parse(self.period).ok()?,
-            limit_cents: self.limit_cents,
-            warn_percent: self.warn_percent,
-            block_percent: self.block_percent,
-        })
-    }
-}
-
 /// Parses and checks the org file at `file` (its path in the repository) with contents
 /// `text`. Every problem is reported, not only the first.
 pub fn parse_org(file: &str, text: &str) -> Result<DeclaredOrg, Vec<Problem>> {
