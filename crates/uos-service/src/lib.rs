@@ -31,7 +31,8 @@ pub use uos_shared::SharedState;
 pub use approvals::break_glass::{
     GrantUses, NewBreakGlass, MAX_BREAK_GLASS_MINUTES, MAX_BREAK_GLASS_ROLES,
 };
-pub use approvals::overrides::{NewOverride, APPROVAL_REASON_MAX_CHARS, MAX_OVERRIDE_HOURS};
+pub use approvals::overrides::{NewOverride, MAX_OVERRIDE_HOURS};
+pub use approvals::APPROVAL_REASON_MAX_CHARS;
 pub use approvals::{parse_status, ApprovalStep};
 pub use audit::relay::RelayStats;
 pub use budgets::manage::{BudgetTarget, NewBudget};

@@ -16,7 +16,7 @@ use uos_domain::{
 };
 use uos_store::{Page, PageRequest, ReadTx};
 
-use super::overrides::check_reason;
+use super::check_reason;
 use super::{answer_request, approval_window, take_step, view, ApprovalStep};
 use crate::budgets::usage::org_by_ref;
 use crate::kernel::uow::UnitOfWork;

@@ -13,7 +13,22 @@ use uos_store::StoreError;
 
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::{ApprovalView, ApproverView, BudgetRefView};
-use crate::{Ctx, Done, GoneReason, Inner, Result, ServiceError, Services};
+use crate::{Ctx, Done, FieldError, GoneReason, Inner, Result, ServiceError, Services};
+
+/// The longest reason a request may give.
+pub const APPROVAL_REASON_MAX_CHARS: usize = 500;
+
+/// The free-text reason of a request of any kind, checked.
+pub(crate) fn check_reason(reason: &str, bad: &mut Vec<FieldError>) {
+    let n = reason.trim().chars().count();
+    if n == 0 || reason.chars().count() > APPROVAL_REASON_MAX_CHARS {
+        bad.push(FieldError::new(
+            "reason",
+            "invalid",
+            format!("must be 1 to {APPROVAL_REASON_MAX_CHARS} characters, not only spaces"),
+        ));
+    }
+}
 
 /// Attempts at a step when other approvers keep getting in first.
 const STEP_ATTEMPTS: usize = 5;
@@ -26,7 +41,7 @@ pub enum ApprovalStep {
     Revoke,
 }
 
-/// A step taken: the request before and after it.
+/// A step taken: the request after it.
 pub(crate) struct Stepped {
     pub after: Approval,
     /// The grant became active with this step.
@@ -248,7 +263,7 @@ fn refused(r: ApprovalRefusal) -> ServiceError {
     }
 }
 
-/// What the trail keeps of a request: everything but its free-text reason's length limits.
+/// What the trail keeps of a request: where it stands, who asked and approved, and why.
 fn audit_snapshot(a: &Approval, now: DateTime<Utc>) -> serde_json::Value {
     serde_json::json!({
         "kind": a.kind.as_str(),

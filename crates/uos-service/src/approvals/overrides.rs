@@ -10,7 +10,7 @@ use uos_domain::{
 };
 use uos_store::{Page, PageRequest, ReadTx};
 
-use super::{answer_request, approval_window, take_step, view, ApprovalStep};
+use super::{answer_request, approval_window, check_reason, take_step, view, ApprovalStep};
 use crate::budgets::manage::{budget_key, BudgetTarget};
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::ApprovalView;
@@ -18,8 +18,6 @@ use crate::{Ctx, Done, FieldError, Result, ServiceError, Services};
 
 /// The longest an override may last once active: a month. Anything longer is a new budget.
 pub const MAX_OVERRIDE_HOURS: i64 = 720;
-/// The longest reason a request may give.
-pub const APPROVAL_REASON_MAX_CHARS: usize = 500;
 
 /// An override as asked for.
 #[derive(Clone, Debug)]
@@ -29,18 +27,6 @@ pub struct NewOverride {
     pub expires_in_hours: i64,
     /// The budget raised; the org's own when `None`.
     pub scope: Option<BudgetTarget>,
-}
-
-/// The free-text reason of a request, checked.
-pub(crate) fn check_reason(reason: &str, bad: &mut Vec<FieldError>) {
-    let n = reason.trim().chars().count();
-    if n == 0 || reason.chars().count() > APPROVAL_REASON_MAX_CHARS {
-        bad.push(FieldError::new(
-            "reason",
-            "invalid",
-            format!("must be 1 to {APPROVAL_REASON_MAX_CHARS} characters, not only spaces"),
-        ));
-    }
 }
 
 impl Services {
