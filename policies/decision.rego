@@ -9,6 +9,15 @@ default decision := {"allow": false, "rule": "default_deny"}
 decision := {"allow": true, "rule": "public"} if {
 	# Public for everyone, not only anonymous callers: a caller with a token could simply drop it.
 	input.action in public_actions
+} else := {"allow": false, "rule": "org_inactive"} if {
+	# The reconciler changes active orgs only; suspending or deleting one is for people.
+	input.principal.kind == "reconciler"
+	input.resource.org_status in {"suspended", "deleted"}
+} else := {"allow": true, "rule": "reconciler"} if {
+	input.principal.kind == "reconciler"
+	input.action in reconciler_actions
+} else := {"allow": false, "rule": "reconciler_scope"} if {
+	input.principal.kind == "reconciler"
 } else := {"allow": false, "rule": "authentication_required"} if {
 	# Written as `not ... in` so that a missing field denies instead of falling through.
 	not input.principal.kind in authenticated_kinds

@@ -74,3 +74,17 @@ test_service_accounts_stay_in_their_org if {
 	account := object.union(member(["org:read"]), {"kind": "service_account"})
 	decide(account, "user.list", {}) == {"allow": false, "rule": "user_required"}
 }
+
+reconciler := {"kind": "reconciler", "platform_admin": false, "status": "active"}
+
+test_the_reconciler_makes_declared_changes_in_active_orgs if {
+	decide(reconciler, "role.create", in_org("active")) == {"allow": true, "rule": "reconciler"}
+	decide(reconciler, "org.create", {"kind": "org"}) == {"allow": true, "rule": "reconciler"}
+	decide(reconciler, "member.set_roles", in_org("suspended")) == {"allow": false, "rule": "org_inactive"}
+}
+
+test_the_reconciler_does_nothing_else if {
+	every action in ["user.delete", "api_key.create", "keys.rotate", "declarative.pause", "policy.evaluate"] {
+		decide(reconciler, action, in_org("active")) == {"allow": false, "rule": "reconciler_scope"}
+	}
+}

@@ -27,6 +27,8 @@ public_actions := {
 	"policy.keys",
 	# The JSON Schema of declarative org files, for editors and CI checks of a config repo.
 	"declarative.schema",
+	# A Git host's push event: the request proves itself with its HMAC signature.
+	"declarative.webhook",
 }
 
 # What a user whose password must be reset may still do: see themselves, set a password, leave.
@@ -66,6 +68,20 @@ platform_actions := {
 	"policy.bundle", "policy.reload",
 	# Break-glass grants roles in any org: deciding on them is the platform's.
 	"break_glass.list", "break_glass.approve", "break_glass.revoke",
+	# The reconciler's state across every managed org, and stopping or starting it.
+	"declarative.status", "declarative.pause", "declarative.sync",
+}
+
+# What the reconciler may do: the changes an org file declares (and the reads that plan them).
+# Nothing about users, sessions, keys or the platform.
+reconciler_actions := {
+	"org.create", "org.read", "org.update",
+	"member.list", "member.read", "member.set_roles", "member.remove",
+	"invite.list", "invite.create", "invite.revoke",
+	"role.list", "role.read", "role.create", "role.update", "role.delete",
+	"service_account.list", "service_account.read", "service_account.create",
+	"service_account.update", "service_account.delete",
+	"budget.read", "budget.write",
 }
 
 # Org-scoped action -> the org permission it requires. An action listed here is evaluated

@@ -116,6 +116,10 @@ actions! {
     BreakGlassApprove => "break_glass.approve",
     BreakGlassRevoke => "break_glass.revoke",
     DeclarativeSchema => "declarative.schema",
+    DeclarativeStatus => "declarative.status",
+    DeclarativePause => "declarative.pause",
+    DeclarativeSync => "declarative.sync",
+    DeclarativeWebhook => "declarative.webhook",
 }
 
 impl fmt::Display for Action {
@@ -160,7 +164,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 84);
+        assert_eq!(Action::ALL.len(), 88);
     }
 
     #[test]

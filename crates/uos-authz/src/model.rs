@@ -16,6 +16,9 @@ pub enum PrincipalKind {
     ServiceAccount,
     /// No credentials were presented.
     Anonymous,
+    /// The reconciler applying a declarative config repo: it may make the changes an org
+    /// file declares, and nothing else.
+    Reconciler,
 }
 
 /// The caller, with their standing in the resource's org already looked up.
@@ -54,6 +57,17 @@ impl Principal {
             platform_admin: false,
             status: Some("active".into()),
             org: Some(org),
+        }
+    }
+
+    /// The reconciler, which acts in whichever org a file declares.
+    pub fn reconciler() -> Self {
+        Self {
+            kind: PrincipalKind::Reconciler,
+            id: None,
+            platform_admin: false,
+            status: Some("active".into()),
+            org: None,
         }
     }
 

@@ -43,7 +43,9 @@ pub use identity::me::ProfilePatch;
 pub use identity::passwords::PASSWORD_MAX_LEN;
 pub use identity::users::REASON_MAX_CHARS;
 pub use kernel::config::{LockoutConfig, QuarantineConfig, ServiceConfig};
-pub use kernel::ctx::{AuthMachine, AuthUser, Caller, Ctx, IdemTicket, MachineCredential};
+pub use kernel::ctx::{
+    AuthMachine, AuthUser, Caller, Ctx, DeclaredSource, IdemTicket, MachineCredential,
+};
 pub use kernel::error::{FieldError, GoneReason, Refusal, ServiceError};
 pub use kernel::idempotency::IdemOutcome;
 pub use kernel::rate_limit::{

@@ -10,6 +10,7 @@ mod approval;
 mod audit;
 mod budget;
 mod credential;
+mod declarative;
 mod dialect;
 mod error;
 mod export;

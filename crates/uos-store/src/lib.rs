@@ -16,10 +16,11 @@ mod records;
 pub use error::StoreError;
 pub use page::{Page, PageRequest};
 pub use records::{
-    AttemptOutcome, AuditExport, AuditFilter, AuditHead, AuditRow, CheckpointRow, ExportOutcome,
+    AttemptOutcome, AuditExport, AuditFilter, AuditHead, AuditRow, CheckpointRow,
+    DeclarativeControl, DeclaredAttempt, DeclaredKind, DeclaredOrg, DriftCheck, ExportOutcome,
     ExportStatus, ExternalIdentity, HoldOn, IdemClaim, IdempotencyRecord, LegalHold, LoginUser,
-    MemberFilter, OrgFilter, OrgPurge, PasswordReset, PoolStats, RefreshToken, Session, SpendDelta,
-    SubjectKey, TokenUse, TotpEnrolment, UsageEvent, UserFilter, WebhookDelivery,
+    MemberFilter, OrgFilter, OrgPurge, PasswordReset, Pause, PoolStats, RefreshToken, Session,
+    SpendDelta, SubjectKey, TokenUse, TotpEnrolment, UsageEvent, UserFilter, WebhookDelivery,
 };
 
 use async_trait::async_trait;
@@ -112,6 +113,7 @@ pub trait ReadTx:
     + BudgetReads
     + ApprovalReads
     + WebhookReads
+    + DeclarativeReads
     + Send
 {
     /// Confine the rest of this unit of work to the rows of `org`: where the backend enforces
@@ -144,6 +146,7 @@ pub trait Tx:
     + BudgetRepo
     + ApprovalRepo
     + WebhookRepo
+    + DeclarativeRepo
 {
     async fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -816,4 +819,59 @@ pub trait ApprovalRepo: ApprovalReads {
     /// Store an approval's new status and approvers (optimistic, as every `update_*`: two
     /// approvers at once, one of them gets `VersionConflict` and tries again).
     async fn update_approval(&mut self, a: &Approval, expected_version: i64) -> Result<()>;
+}
+
+/// The read half of [`DeclarativeRepo`].
+#[async_trait]
+pub trait DeclarativeReads: Send {
+    async fn get_declared_org(&mut self, slug: &str) -> Result<Option<DeclaredOrg>>;
+    /// The declared org that manages `org`, if any.
+    async fn declared_org_of(&mut self, org: OrgId) -> Result<Option<DeclaredOrg>>;
+    /// Every declared org, by slug.
+    async fn list_declared_orgs(&mut self, page: &PageRequest) -> Result<Page<DeclaredOrg>>;
+    async fn declarative_control(&mut self) -> Result<DeclarativeControl>;
+    /// What the reconciler created in `org`, by kind and name.
+    async fn declared_objects(&mut self, org: OrgId) -> Result<Vec<(DeclaredKind, String)>>;
+}
+
+/// The reconciler's state: its record of each declared org, what it created, and the switches
+/// people use on it.
+#[async_trait]
+pub trait DeclarativeRepo: DeclarativeReads {
+    /// Record that commit `revision` declares `slug` in `file` (and, once it exists, which org
+    /// that is), keeping the rest of the record.
+    async fn note_declared_org(
+        &mut self,
+        slug: &str,
+        org_id: Option<OrgId>,
+        file: &str,
+        revision: &str,
+    ) -> Result<()>;
+    /// Record an apply of `slug`; an applied one also becomes the last applied revision, with
+    /// the file's text as it was applied.
+    async fn record_declared_attempt(
+        &mut self,
+        slug: &str,
+        attempt: &DeclaredAttempt,
+        applied_text: Option<&str>,
+    ) -> Result<()>;
+    async fn record_drift(&mut self, slug: &str, drift: &DriftCheck) -> Result<()>;
+    /// Pause (`Some`) or resume (`None`) one declared org; false when none has this slug.
+    async fn set_declared_pause(&mut self, slug: &str, pause: Option<&Pause>) -> Result<bool>;
+    /// Pause or resume the reconciler for every org.
+    async fn set_global_pause(&mut self, pause: Option<&Pause>) -> Result<()>;
+    async fn request_declarative_sync(&mut self, at: DateTime<Utc>) -> Result<()>;
+    async fn add_declared_object(
+        &mut self,
+        org: OrgId,
+        kind: DeclaredKind,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    async fn remove_declared_object(
+        &mut self,
+        org: OrgId,
+        kind: DeclaredKind,
+        name: &str,
+    ) -> Result<()>;
 }

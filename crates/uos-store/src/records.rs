@@ -350,3 +350,88 @@ pub enum AttemptOutcome {
         retry_at: Option<DateTime<Utc>>,
     },
 }
+
+/// The reconciler's record of one org a config repo declares (its status, contract
+/// § Declarative config).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeclaredOrg {
+    /// The file's slug: an org is declared, and can fail validation, before it exists.
+    pub slug: String,
+    pub org_id: Option<OrgId>,
+    pub file: String,
+    /// The newest commit seen declaring it.
+    pub revision: Option<String>,
+    pub last_applied_revision: Option<String>,
+    pub last_applied_at: Option<DateTime<Utc>>,
+    /// The file as last applied: what the drift check compares the live org with.
+    pub applied_text: Option<String>,
+    pub last_attempt: Option<DeclaredAttempt>,
+    pub drift: Option<DriftCheck>,
+    pub paused: Option<Pause>,
+}
+
+/// The outcome of the latest apply of one declared org.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeclaredAttempt {
+    pub revision: String,
+    pub at: DateTime<Utc>,
+    /// `applied`, `failed` or `rejected` (the commit's signature).
+    pub result: String,
+    pub error: Option<String>,
+}
+
+/// The latest comparison of a managed org with its last applied file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriftCheck {
+    pub checked_at: DateTime<Utc>,
+    /// JSON array of `{path, declared, live}`; empty when in sync.
+    pub differences: String,
+}
+
+/// Who stopped the reconciler (for one org or all), when and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pause {
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    /// The actor's id.
+    pub by: String,
+}
+
+/// The reconciler's switches for every org at once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeclarativeControl {
+    pub paused: Option<Pause>,
+    /// The latest request to reconcile now (API sync or webhook).
+    pub sync_requested_at: Option<DateTime<Utc>>,
+}
+
+/// Something the reconciler created in an org, and so may prune.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DeclaredKind {
+    Role,
+    Member,
+    Invite,
+    ServiceAccount,
+}
+
+impl DeclaredKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeclaredKind::Role => "role",
+            DeclaredKind::Member => "member",
+            DeclaredKind::Invite => "invite",
+            DeclaredKind::ServiceAccount => "service_account",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            DeclaredKind::Role,
+            DeclaredKind::Member,
+            DeclaredKind::Invite,
+            DeclaredKind::ServiceAccount,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}

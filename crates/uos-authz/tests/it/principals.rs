@@ -220,3 +220,55 @@ fn the_platform_audit_log_needs_a_platform_admin() {
     let got = decide(&member_as("auditor"), Action::AuditRead, &org_audit);
     assert_eq!(got, allow("permission:audit:read"));
 }
+
+/// What the reconciler applies: an org file's changes and the reads that plan them.
+const RECONCILER_ACTIONS: &[Action] = &[
+    Action::OrgCreate,
+    Action::OrgRead,
+    Action::OrgUpdate,
+    Action::MemberList,
+    Action::MemberRead,
+    Action::MemberSetRoles,
+    Action::MemberRemove,
+    Action::InviteList,
+    Action::InviteCreate,
+    Action::InviteRevoke,
+    Action::RoleList,
+    Action::RoleRead,
+    Action::RoleCreate,
+    Action::RoleUpdate,
+    Action::RoleDelete,
+    Action::ServiceAccountList,
+    Action::ServiceAccountRead,
+    Action::ServiceAccountCreate,
+    Action::ServiceAccountUpdate,
+    Action::ServiceAccountDelete,
+    Action::BudgetRead,
+    Action::BudgetWrite,
+];
+
+#[test]
+fn the_reconciler_may_make_declared_changes_only() {
+    let reconciler = Principal::reconciler();
+    for &action in Action::ALL {
+        let want = if PUBLIC_ACTIONS.contains(&action) {
+            allow("public")
+        } else if RECONCILER_ACTIONS.contains(&action) {
+            allow("reconciler")
+        } else {
+            deny("reconciler_scope")
+        };
+        let got = decide(&reconciler, action, &in_org("active"));
+        assert_decision("reconciler", action, got, want);
+    }
+}
+
+#[test]
+fn the_reconciler_leaves_inactive_orgs_alone() {
+    for status in ["suspended", "deleted"] {
+        for &action in RECONCILER_ACTIONS {
+            let got = decide(&Principal::reconciler(), action, &in_org(status));
+            assert_decision(status, action, got, deny("org_inactive"));
+        }
+    }
+}

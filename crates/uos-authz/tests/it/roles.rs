@@ -130,7 +130,10 @@ fn every_action_is_classified_for_an_owner() {
                 | Action::BreakGlassApprove
                 | Action::BreakGlassRevoke
                 | Action::PolicyBundle
-                | Action::PolicyReload => deny("platform_admin_required"),
+                | Action::PolicyReload
+                | Action::DeclarativeStatus
+                | Action::DeclarativePause
+                | Action::DeclarativeSync => deny("platform_admin_required"),
                 other => panic!("{other} is missing from this test's classification"),
             }
         };

@@ -70,6 +70,7 @@ pub const PUBLIC_ACTIONS: &[Action] = &[
     Action::OAuthRevoke,
     Action::PolicyKeys,
     Action::DeclarativeSchema,
+    Action::DeclarativeWebhook,
 ];
 
 /// Parsing is done once per test binary; the tests share it like the service does.

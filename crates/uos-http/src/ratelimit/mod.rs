@@ -172,7 +172,7 @@ fn caller_id(caller: Option<&Caller>) -> Option<Uuid> {
     match caller? {
         Caller::User(u) => Some(u.user.id.0),
         Caller::Machine(m) => Some(m.account.id.0),
-        Caller::Anonymous | Caller::System => None,
+        Caller::Anonymous | Caller::System | Caller::Reconciler(_) => None,
     }
 }
 

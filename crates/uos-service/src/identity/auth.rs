@@ -388,7 +388,9 @@ impl Services {
                     crate::MachineCredential::ClientToken { .. } => "client_credentials".into(),
                 },
             }),
-            Caller::Anonymous | Caller::System => Err(ServiceError::Unauthenticated),
+            Caller::Anonymous | Caller::System | Caller::Reconciler(_) => {
+                Err(ServiceError::Unauthenticated)
+            }
         }
     }
 

@@ -13,6 +13,7 @@ impl Inner {
     pub(crate) fn principal(&self, ctx: &Ctx) -> Principal {
         match &ctx.caller {
             Caller::Anonymous | Caller::System => Principal::anonymous(),
+            Caller::Reconciler(_) => Principal::reconciler(),
             Caller::Machine(m) => Principal::service_account(m.account.id.0, machine_org(m)),
             Caller::User(u) => {
                 let mut p = Principal::user(u.user.id.0, u.user.status.as_str());
@@ -48,7 +49,9 @@ impl Inner {
             // A service account's standing was resolved with its credential; the policy
             // compares its org with the resource's.
             Caller::Machine(m) => return Ok((Some(machine_org(m)), Vec::new())),
-            Caller::Anonymous | Caller::System => return Ok((None, Vec::new())),
+            Caller::Anonymous | Caller::System | Caller::Reconciler(_) => {
+                return Ok((None, Vec::new()))
+            }
         };
         let membership = tx.get_membership(org.id, user.user.id).await?;
         let grants = self
@@ -97,7 +100,7 @@ impl Inner {
         match &ctx.caller {
             Caller::User(_) => None,
             Caller::Machine(m) => Some(Some(machine_org(m))),
-            Caller::Anonymous | Caller::System => Some(None),
+            Caller::Anonymous | Caller::System | Caller::Reconciler(_) => Some(None),
         }
     }
 

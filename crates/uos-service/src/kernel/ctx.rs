@@ -39,6 +39,13 @@ pub struct AuthMachine {
     pub org_active: bool,
 }
 
+/// Which commit and file of a declarative config repo the reconciler is applying.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeclaredSource {
+    pub revision: String,
+    pub file: String,
+}
+
 #[derive(Clone, Debug)]
 pub enum Caller {
     Anonymous,
@@ -46,20 +53,22 @@ pub enum Caller {
     Machine(Arc<AuthMachine>),
     /// The service itself (start-up tasks); never the result of authenticating a request.
     System,
+    /// The reconciler applying one org file; never the result of authenticating a request.
+    Reconciler(Arc<DeclaredSource>),
 }
 
 impl Caller {
     pub fn user(&self) -> Option<&AuthUser> {
         match self {
             Caller::User(u) => Some(u),
-            Caller::Anonymous | Caller::System | Caller::Machine(_) => None,
+            Caller::Anonymous | Caller::System | Caller::Machine(_) | Caller::Reconciler(_) => None,
         }
     }
 
     pub fn machine(&self) -> Option<&AuthMachine> {
         match self {
             Caller::Machine(m) => Some(m),
-            Caller::Anonymous | Caller::System | Caller::User(_) => None,
+            Caller::Anonymous | Caller::System | Caller::User(_) | Caller::Reconciler(_) => None,
         }
     }
 }
@@ -103,6 +112,15 @@ impl Ctx {
         }
     }
 
+    /// Context for the reconciler applying `source`: its audit events name the commit (as the
+    /// actor's id) and the file (in the request id, `declarative:<commit>:<file>`).
+    pub fn reconciler(source: DeclaredSource) -> Self {
+        Self {
+            caller: Caller::Reconciler(Arc::new(source.clone())),
+            ..Self::anonymous(format!("declarative:{}:{}", source.revision, source.file))
+        }
+    }
+
     /// This request's context with `user` (on `session_id`) as the caller: for use cases where
     /// the credential in the body, not a bearer token, says who acts (login, refresh).
     pub fn acting_as(&self, user: User, session_id: SessionId) -> Self {
@@ -118,6 +136,7 @@ impl Ctx {
         match &self.caller {
             Caller::User(u) => u.user.id.to_string(),
             Caller::Machine(m) => m.account.id.to_string(),
+            Caller::Reconciler(_) => "reconciler".into(),
             Caller::System | Caller::Anonymous => "system".into(),
         }
     }
@@ -126,6 +145,7 @@ impl Ctx {
         match &self.caller {
             Caller::User(u) => format!("user:{}", u.user.id),
             Caller::Machine(m) => format!("service_account:{}", m.account.id),
+            Caller::Reconciler(_) => "reconciler".into(),
             Caller::Anonymous | Caller::System => {
                 format!("anonymous:{}", self.ip.as_deref().unwrap_or("-"))
             }

@@ -474,6 +474,7 @@ fn actor_of(ctx: &Ctx) -> Actor {
     let (kind, id) = match &ctx.caller {
         Caller::User(u) => ("user", Some(u.user.id.to_string())),
         Caller::Machine(m) => ("service_account", Some(m.account.id.to_string())),
+        Caller::Reconciler(source) => ("reconciler", Some(source.revision.clone())),
         Caller::System => ("system", None),
         Caller::Anonymous => ("anonymous", None),
     };

@@ -226,9 +226,8 @@ impl Services {
                             .await
                     }
                     Ok(Caller::Machine(m)) => Ok(Ok(machine_principal(&m, org))),
-                    Ok(Caller::Anonymous | Caller::System) | Err(ServiceError::Unauthenticated) => {
-                        Ok(Err(UNKNOWN))
-                    }
+                    Ok(Caller::Anonymous | Caller::System | Caller::Reconciler(_))
+                    | Err(ServiceError::Unauthenticated) => Ok(Err(UNKNOWN)),
                     // A known key that may not act, like a revoked one named by id.
                     Err(ServiceError::Refused {
                         code: crate::Refusal::ApiKeyQuarantined,

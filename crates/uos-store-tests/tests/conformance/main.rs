@@ -24,6 +24,7 @@ mod support;
 mod approval;
 mod audit;
 mod credential;
+mod declarative;
 mod export;
 mod idempotency;
 mod invite;

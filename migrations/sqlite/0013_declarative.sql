@@ -1,0 +1,48 @@
+-- Declarative config: the reconciler's record of every org a config repo declares, what it
+-- owns in them, and the switches people use on it (pause, sync now). Status must survive
+-- restarts and be readable from any admin-api replica, so it lives in the store.
+create table declared_org (
+    -- The file's slug: an org is declared (and can fail validation) before it exists.
+    slug text primary key,
+    org_id blob references org (org_id),
+    file text not null,
+    -- The newest commit seen declaring it.
+    revision text,
+    last_applied_revision text,
+    last_applied_at text,
+    -- The file as last applied: what the drift check compares the live org with.
+    applied_text text,
+    attempt_revision text,
+    attempt_at text,
+    attempt_result text check (attempt_result in ('applied', 'failed', 'rejected')),
+    attempt_error text,
+    drift_checked_at text,
+    -- JSON array of `{path, declared, live}`; null until first checked.
+    drift_differences text,
+    paused_at text,
+    pause_reason text,
+    paused_by text
+) strict;
+
+-- The guard of interactive writes looks a managed org up by its id.
+create unique index declared_org_org_idx on declared_org (org_id) where org_id is not null;
+
+-- One row: the global pause, and the latest request to reconcile now.
+create table declarative_control (
+    id text primary key check (id = 'global'),
+    paused_at text,
+    pause_reason text,
+    paused_by text,
+    sync_requested_at text
+) strict;
+
+-- What the reconciler created, so pruning removes nothing a person made.
+create table declared_object (
+    org_id blob not null references org (org_id),
+    kind text not null check (kind in ('role', 'member', 'invite', 'service_account')),
+    -- Role or service account name, or member or invite email.
+    name text not null,
+    created_at text not null,
+    primary key (org_id, kind, name)
+) strict;
+
