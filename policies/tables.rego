@@ -70,6 +70,8 @@ platform_actions := {
 	"break_glass.list", "break_glass.approve", "break_glass.revoke",
 	# The reconciler's state across every managed org, and stopping or starting it.
 	"declarative.status", "declarative.pause", "declarative.sync",
+	# The reconciler's own records (outcomes, drift, rejected commits): its job, nobody else's.
+	"declarative.record",
 }
 
 # What the reconciler may do: the changes an org file declares (and the reads that plan them).
@@ -82,6 +84,7 @@ reconciler_actions := {
 	"service_account.list", "service_account.read", "service_account.create",
 	"service_account.update", "service_account.delete",
 	"budget.read", "budget.write",
+	"declarative.record",
 }
 
 # Org-scoped action -> the org permission it requires. An action listed here is evaluated

@@ -39,8 +39,8 @@ create table declarative_control (
 -- What the reconciler created, so pruning removes nothing a person made.
 create table declared_object (
     org_id uuid not null references org (org_id),
-    kind text not null check (kind in ('role', 'member', 'invite', 'service_account')),
-    -- Role or service account name, or member or invite email.
+    kind text not null check (kind in ('role', 'member', 'service_account')),
+    -- Role or service account name, or member email (joined or invited).
     name text not null,
     created_at timestamptz not null,
     primary key (org_id, kind, name)

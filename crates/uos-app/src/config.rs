@@ -82,6 +82,56 @@ pub struct Config {
     /// Notifications of budget state changes to HTTP endpoints (`[webhooks]`: urls, secret,
     /// max_attempts, retry_base_ms). Unset urls: none are sent.
     pub webhooks: WebhookSettings,
+    /// The config repo the reconciler applies (`[declarative]`; see docs/declarative.md).
+    pub declarative: DeclarativeSettings,
+}
+
+/// Where the reconciler finds the org files, how often it looks, and what it trusts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeclarativeSettings {
+    /// A local directory or repository, `file://`, `https://` or `ssh://` URL
+    /// (`UOS_DECLARATIVE__REPO`; `--repo` on the reconciler's command line).
+    pub repo: Option<String>,
+    /// The branch applied (`UOS_DECLARATIVE__BRANCH`). A plain directory has none.
+    pub branch: String,
+    /// Seconds between fetches (`UOS_DECLARATIVE__POLL_SECS`).
+    pub poll_secs: u64,
+    /// Seconds between drift checks of the applied orgs (`UOS_DECLARATIVE__DRIFT_SECS`).
+    pub drift_secs: u64,
+    /// An SSH allowed-signers file; set, every applied commit must be SSH-signed by one of
+    /// them (`UOS_DECLARATIVE__ALLOWED_SIGNERS`). Unset: signatures are not required.
+    pub allowed_signers: Option<PathBuf>,
+    /// The HMAC key of `POST /v1/declarative/webhook` (`X-Hub-Signature-256`), read by the
+    /// admin-api (`UOS_DECLARATIVE__WEBHOOK_SECRET`). Unset: the endpoint answers 404.
+    pub webhook_secret: Option<SecretString>,
+    /// A bearer token for `https://` repositories (`UOS_DECLARATIVE__TOKEN`).
+    pub token: Option<SecretString>,
+    /// The private key for `ssh://` repositories (`UOS_DECLARATIVE__SSH_KEY`, a file).
+    pub ssh_key: Option<PathBuf>,
+    /// An OpenSSH known_hosts file the SSH server's key must be in
+    /// (`UOS_DECLARATIVE__KNOWN_HOSTS`); required with `ssh://`.
+    pub known_hosts: Option<PathBuf>,
+    /// Where `/metrics` and `/healthz` of the reconciler are served
+    /// (`UOS_DECLARATIVE__LISTEN`).
+    pub listen: SocketAddr,
+}
+
+impl Default for DeclarativeSettings {
+    fn default() -> Self {
+        Self {
+            repo: None,
+            branch: "main".into(),
+            poll_secs: 30,
+            drift_secs: 300,
+            allowed_signers: None,
+            webhook_secret: None,
+            token: None,
+            ssh_key: None,
+            known_hosts: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+        }
+    }
 }
 
 /// Webhook endpoints and how deliveries to them are signed and retried.
@@ -276,6 +326,7 @@ impl Default for Config {
             service: ServiceConfig::default(),
             rate_limit: RateLimitConfig::default(),
             webhooks: WebhookSettings::default(),
+            declarative: DeclarativeSettings::default(),
         }
     }
 }
@@ -441,6 +492,33 @@ impl Config {
                 "service.budget_cache_ms",
                 "must be at most 1000 (other replicas' usage must count within a second)",
             );
+        }
+        let d = &self.declarative;
+        if !(1..=86_400).contains(&d.poll_secs) {
+            return bad("declarative.poll_secs", "must be between 1 and 86400");
+        }
+        if !(1..=86_400).contains(&d.drift_secs) {
+            return bad("declarative.drift_secs", "must be between 1 and 86400");
+        }
+        if d.branch.is_empty() || d.branch.starts_with('-') || d.branch.contains("..") {
+            return bad("declarative.branch", "must be a branch name");
+        }
+        if d.webhook_secret
+            .as_ref()
+            .is_some_and(|s| s.expose_secret().len() < 16)
+        {
+            return bad(
+                "declarative.webhook_secret",
+                "must be at least 16 characters",
+            );
+        }
+        if let Some(path) = &d.allowed_signers {
+            if !path.is_file() {
+                return bad(
+                    "declarative.allowed_signers",
+                    &format!("{} is not a file", path.display()),
+                );
+            }
         }
         if let Some(brokers) = &self.kafka.brokers {
             let bad_broker = |b: &str| {

@@ -1,11 +1,14 @@
 //! The composition root of user-org-service: configuration → ports → services. Every binary
-//! (`admin-api`, `uosctl`, the coming reconciler) builds its [`Services`] here, so each port's
+//! (`admin-api`, `uosctl`, `reconciler`) builds its [`Services`] here, so each port's
 //! choice between the embedded default and the production adapter is made in one place, and
 //! the HTTP layer never sees a store, key or mail implementation.
 
 pub mod config;
 
-pub use config::{Config, ConfigError, KafkaSettings, ObjectStoreSettings};
+mod reconciler;
+
+pub use config::{Config, ConfigError, DeclarativeSettings, KafkaSettings, ObjectStoreSettings};
+pub use reconciler::reconciler;
 
 use secrecy::ExposeSecret;
 use std::path::Path;
@@ -66,6 +69,22 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, AppError> {
 /// The services, built from configuration: every port opened, background tasks started, the
 /// first platform admin bootstrapped on an empty store.
 pub async fn build(cfg: &Config) -> Result<Services, AppError> {
+    let svc = services(cfg).await?;
+    svc.spawn_background();
+    // The embedded bundle never changes; only a directory is worth watching.
+    if cfg.policy_dir.is_some() && cfg.policy_watch_secs > 0 {
+        svc.spawn_policy_watch(Duration::from_secs(cfg.policy_watch_secs));
+    }
+    if let Some(consumer) = usage_consumer(cfg)? {
+        svc.spawn_usage_consumer(consumer);
+    }
+    bootstrap(&svc, cfg).await?;
+    Ok(svc)
+}
+
+/// The services with every port opened and nothing started: for a process that only drives
+/// use cases (the reconciler), leaving the API's background work to the API.
+pub async fn services(cfg: &Config) -> Result<Services, AppError> {
     let store = open_store(cfg).await?;
     let keys: Arc<dyn KeyProvider> = match cfg.transit() {
         Some(transit) => Arc::new(TransitKeyStore::connect(transit).await?),
@@ -121,19 +140,14 @@ pub async fn build(cfg: &Config) -> Result<Services, AppError> {
         events,
         objects,
         webhooks,
+        push_secret: cfg
+            .declarative
+            .webhook_secret
+            .as_ref()
+            .map(|s| uos_service::PushSecret(s.expose_secret().to_owned())),
     };
     let oidc = OidcProviders::new(cfg.oidc_providers.clone());
-    let svc = Services::new(ports, authz, cfg.service.clone(), oidc)?;
-    svc.spawn_background();
-    // The embedded bundle never changes; only a directory is worth watching.
-    if cfg.policy_dir.is_some() && cfg.policy_watch_secs > 0 {
-        svc.spawn_policy_watch(Duration::from_secs(cfg.policy_watch_secs));
-    }
-    if let Some(consumer) = usage_consumer(cfg)? {
-        svc.spawn_usage_consumer(consumer);
-    }
-    bootstrap(&svc, cfg).await?;
-    Ok(svc)
+    Ok(Services::new(ports, authz, cfg.service.clone(), oidc)?)
 }
 
 /// The webhook endpoints and their signing key, when `webhooks.urls` names any.

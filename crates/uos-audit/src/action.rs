@@ -32,6 +32,10 @@ pub enum TargetKind {
     /// A request that needs two approvers (budget override, break-glass, password reset), by
     /// its id.
     Approval,
+    /// An org declared in the config repo, by its slug (`*`: every declared org).
+    DeclaredOrg,
+    /// A commit of the config repo, by its id.
+    Commit,
 }
 
 impl TargetKind {
@@ -53,6 +57,8 @@ impl TargetKind {
             TargetKind::AuditExport => "audit_export",
             TargetKind::PolicyBundle => "policy_bundle",
             TargetKind::Approval => "approval",
+            TargetKind::DeclaredOrg => "declared_org",
+            TargetKind::Commit => "commit",
         }
     }
 }
@@ -278,6 +284,16 @@ audit_actions! {
         "before/after: the request; recorded by the service once a pending request or an active grant ran out (it was `expired` from that moment). Actor: `system`";
     BreakGlassUsed => "break_glass.used", [Approval],
         "after: the `action` the grant allowed, its `org_id` and the grant's `roles`; one event per request the grant authorized. Actor: the grant's holder";
+
+    // Declarative config. The changes the reconciler applies are recorded by the same events
+    // as the API's, with actor `reconciler` (its id is the commit) and request id
+    // `declarative:<commit>:<file>`.
+    DeclarativePaused => "declarative.paused", [DeclaredOrg],
+        "after: the `reason`; the target id is the org's slug, or `*` when the reconciler is paused for every org";
+    DeclarativeResumed => "declarative.resumed", [DeclaredOrg],
+        "before: the pause lifted (`reason`, `at`, `by`)";
+    DeclarativeRejected => "declarative.rejected", [Commit],
+        "after: the `reason` the commit was refused (unsigned, unknown signer, bad signature) and the `branch`; nothing of it was applied. Actor: `reconciler`";
 }
 
 impl fmt::Display for AuditAction {
@@ -400,6 +416,9 @@ mod tests {
         "approval.revoked",
         "approval.expired",
         "break_glass.used",
+        "declarative.paused",
+        "declarative.resumed",
+        "declarative.rejected",
     ];
 
     #[test]
@@ -409,7 +428,7 @@ mod tests {
             names, SHIPPED,
             "audit action names are a public contract: add actions, never rename or remove one"
         );
-        assert_eq!(AuditAction::ALL.len(), 74);
+        assert_eq!(AuditAction::ALL.len(), 77);
     }
 
     #[test]

@@ -120,6 +120,7 @@ actions! {
     DeclarativePause => "declarative.pause",
     DeclarativeSync => "declarative.sync",
     DeclarativeWebhook => "declarative.webhook",
+    DeclarativeRecord => "declarative.record",
 }
 
 impl fmt::Display for Action {
@@ -164,7 +165,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 88);
+        assert_eq!(Action::ALL.len(), 89);
     }
 
     #[test]

@@ -185,6 +185,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/policy/bundle", get(policy::bundle))
         .route("/v1/policy/reload", post(policy::reload))
         .route("/v1/declarative/schema", get(declarative::schema))
+        .route("/v1/declarative/status", get(declarative::statuses))
+        .route("/v1/declarative/status/{org}", get(declarative::status))
+        .route("/v1/declarative/pause", post(declarative::pause))
+        .route("/v1/declarative/resume", post(declarative::resume))
+        .route("/v1/declarative/sync", post(declarative::sync))
+        .route("/v1/declarative/webhook", post(declarative::webhook))
         .route(
             "/v1/orgs/{slug}/budget",
             get(budgets::get_org_budget)

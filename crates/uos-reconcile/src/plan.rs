@@ -3,8 +3,8 @@
 //! refusal instead. Nothing here writes.
 //!
 //! Only what the file declares is compared: roles, members and service accounts that exist
-//! but are not declared are left alone (pruning applies only to objects the reconciler
-//! created, and only with `prune: true`).
+//! but are not declared are left alone, except that with `prune: true` those the reconciler
+//! created itself are removed.
 
 use std::collections::BTreeSet;
 
@@ -12,9 +12,9 @@ use serde::Serialize;
 use uos_domain::{
     BudgetKey, BudgetScope, Email, InviteState, MembershipStatus, OrgId, OrgStatus, RoleName,
 };
-use uos_store::{MemberFilter, PageRequest, ReadTx, StoreError};
+use uos_store::{DeclaredKind, MemberFilter, PageRequest, ReadTx, StoreError};
 
-use crate::declared::{DeclaredBudget, DeclaredOrg};
+use crate::declared::{DeclaredBudget, DeclaredOrg, DeclaredRole};
 
 /// Rows per page while reading an org's lists.
 const PAGE: u32 = 200;
@@ -47,8 +47,10 @@ pub struct OrgPlan {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Change {
+    /// A new org, founded by `owner`: the first declared owner who has an account.
     CreateOrg {
         display_name: String,
+        owner: String,
     },
     SetDisplayName {
         from: String,
@@ -65,6 +67,12 @@ pub enum Change {
         permissions: Vec<String>,
         inherits: Vec<String>,
         description: Option<String>,
+        /// The role as it is now.
+        from: LiveRole,
+    },
+    /// Pruned: a role the reconciler created that the file no longer declares.
+    DeleteRole {
+        name: String,
     },
     /// An existing user joins the org.
     AddMember {
@@ -81,6 +89,11 @@ pub enum Change {
         from: Vec<String>,
         to: Vec<String>,
     },
+    /// Pruned: a member the reconciler added or invited that the file no longer declares
+    /// (a pending invite is revoked).
+    RemoveMember {
+        email: String,
+    },
     CreateServiceAccount {
         name: String,
         roles: Vec<String>,
@@ -90,11 +103,26 @@ pub enum Change {
         name: String,
         roles: Vec<String>,
         description: Option<String>,
+        /// The account's roles and description now.
+        from_roles: Vec<String>,
+        from_description: Option<String>,
+    },
+    /// Pruned: an account the reconciler created that the file no longer declares.
+    DeleteServiceAccount {
+        name: String,
     },
     SetBudget {
         from: Option<DeclaredBudget>,
         to: DeclaredBudget,
     },
+}
+
+/// A role's definition as it is in the store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LiveRole {
+    pub permissions: Vec<String>,
+    pub inherits: Vec<String>,
+    pub description: Option<String>,
 }
 
 /// A declared change the API's rules refuse; applying the file leaves it undone.
@@ -114,37 +142,7 @@ pub async fn plan_org(r: &mut dyn ReadTx, declared: &DeclaredOrg) -> Result<OrgP
         refusals: Vec::new(),
     };
     let Some(org) = r.get_org_by_slug(&declared.slug).await? else {
-        // A new org: everything it declares is created.
-        plan.changes.push(Change::CreateOrg {
-            display_name: declared.display_name.clone(),
-        });
-        for role in &declared.roles {
-            plan.changes.push(Change::CreateRole {
-                name: role.name.to_string(),
-                permissions: permission_names(&role.permissions),
-                inherits: names(&role.inherits),
-                description: role.description.clone(),
-            });
-        }
-        for m in &declared.members {
-            let email = m.email.to_string();
-            let roles = names(&m.roles);
-            plan.changes
-                .push(match r.get_user_by_email(&m.email).await? {
-                    Some(_) => Change::AddMember { email, roles },
-                    None => Change::Invite { email, roles },
-                });
-        }
-        for a in &declared.service_accounts {
-            plan.changes.push(Change::CreateServiceAccount {
-                name: a.name.clone(),
-                roles: names(&a.roles),
-                description: a.description.clone(),
-            });
-        }
-        if let Some(b) = declared.budget {
-            plan.changes.push(Change::SetBudget { from: None, to: b });
-        }
+        new_org(r, declared, &mut plan).await?;
         return Ok(plan);
     };
     if org.status != OrgStatus::Active {
@@ -166,7 +164,7 @@ pub async fn plan_org(r: &mut dyn ReadTx, declared: &DeclaredOrg) -> Result<OrgP
         });
     }
     let roles = r.all_roles(org.id).await?;
-    for role in &declared.roles {
+    for role in parents_first(&declared.roles) {
         let (permissions, inherits) = (permission_names(&role.permissions), names(&role.inherits));
         match roles.iter().find(|l| l.name == role.name) {
             None => plan.changes.push(Change::CreateRole {
@@ -185,6 +183,11 @@ pub async fn plan_org(r: &mut dyn ReadTx, declared: &DeclaredOrg) -> Result<OrgP
                         permissions,
                         inherits,
                         description: role.description.clone(),
+                        from: LiveRole {
+                            permissions: permission_names(&live.permissions),
+                            inherits: names(&live.inherits),
+                            description: live.description.clone(),
+                        },
                     });
                 }
             }
@@ -208,6 +211,8 @@ pub async fn plan_org(r: &mut dyn ReadTx, declared: &DeclaredOrg) -> Result<OrgP
                         name: a.name.clone(),
                         roles,
                         description: a.description.clone(),
+                        from_roles: names(&live.roles),
+                        from_description: live.description.clone(),
                     });
                 }
             }
@@ -229,7 +234,113 @@ pub async fn plan_org(r: &mut dyn ReadTx, declared: &DeclaredOrg) -> Result<OrgP
             plan.changes.push(Change::SetBudget { from, to });
         }
     }
+    if declared.prune {
+        prune(r, org.id, declared, &mut plan).await?;
+    }
     Ok(plan)
+}
+
+/// Everything a new org declares is created. An org always has an owner, so it is founded by
+/// the first declared owner who has an account; without one, it cannot be created yet.
+async fn new_org(
+    r: &mut dyn ReadTx,
+    declared: &DeclaredOrg,
+    plan: &mut OrgPlan,
+) -> Result<(), StoreError> {
+    let mut known = Vec::with_capacity(declared.members.len());
+    for m in &declared.members {
+        known.push(r.get_user_by_email(&m.email).await?.is_some());
+    }
+    let founder = declared
+        .members
+        .iter()
+        .zip(&known)
+        .position(|(m, exists)| *exists && m.roles.iter().any(RoleName::is_owner));
+    let Some(founder) = founder else {
+        plan.refusals.push(Refusal {
+            field: "members".to_owned(),
+            reason: "a new org needs an owner who already has an account: declare one with \
+                     the owner role"
+                .to_owned(),
+        });
+        return Ok(());
+    };
+    let owner = &declared.members[founder];
+    plan.changes.push(Change::CreateOrg {
+        display_name: declared.display_name.clone(),
+        owner: owner.email.to_string(),
+    });
+    for role in parents_first(&declared.roles) {
+        plan.changes.push(Change::CreateRole {
+            name: role.name.to_string(),
+            permissions: permission_names(&role.permissions),
+            inherits: names(&role.inherits),
+            description: role.description.clone(),
+        });
+    }
+    for (i, (m, exists)) in declared.members.iter().zip(&known).enumerate() {
+        let email = m.email.to_string();
+        let roles = names(&m.roles);
+        plan.changes.push(if i == founder {
+            // Founded as owner; any further roles are set once the roles exist.
+            if roles == [RoleName::owner().to_string()] {
+                continue;
+            }
+            Change::SetMemberRoles {
+                email,
+                from: vec![RoleName::owner().to_string()],
+                to: roles,
+            }
+        } else if *exists {
+            Change::AddMember { email, roles }
+        } else {
+            Change::Invite { email, roles }
+        });
+    }
+    for a in &declared.service_accounts {
+        plan.changes.push(Change::CreateServiceAccount {
+            name: a.name.clone(),
+            roles: names(&a.roles),
+            description: a.description.clone(),
+        });
+    }
+    if let Some(b) = declared.budget {
+        plan.changes.push(Change::SetBudget { from: None, to: b });
+    }
+    Ok(())
+}
+
+/// With `prune: true`, what the reconciler created and the file no longer declares goes:
+/// members and accounts first, then roles (which they may hold).
+async fn prune(
+    r: &mut dyn ReadTx,
+    org: OrgId,
+    declared: &DeclaredOrg,
+    plan: &mut OrgPlan,
+) -> Result<(), StoreError> {
+    let owned = r.declared_objects(org).await?;
+    let mut roles = Vec::new();
+    for (kind, name) in owned {
+        match kind {
+            DeclaredKind::Member => {
+                if !declared.members.iter().any(|m| m.email.as_str() == name) {
+                    plan.changes.push(Change::RemoveMember { email: name });
+                }
+            }
+            DeclaredKind::ServiceAccount => {
+                if !declared.service_accounts.iter().any(|a| a.name == name) {
+                    plan.changes.push(Change::DeleteServiceAccount { name });
+                }
+            }
+            DeclaredKind::Role => {
+                if !declared.roles.iter().any(|d| d.name.as_str() == name) {
+                    roles.push(Change::DeleteRole { name });
+                }
+            }
+        }
+    }
+    plan.changes.extend(roles);
+    Ok(())
 }
 
 /// Members by email: joins, invites and role changes, and the last owner kept.
@@ -298,6 +409,30 @@ async fn members(
     Ok(())
 }
 
+/// The declared roles with every role after those it inherits, so each is created after its
+/// parents (the file may list them in any order; it has no cycles, the parser checked).
+fn parents_first(roles: &[DeclaredRole]) -> Vec<&DeclaredRole> {
+    let mut out: Vec<&DeclaredRole> = Vec::with_capacity(roles.len());
+    let mut left: Vec<&DeclaredRole> = roles.iter().collect();
+    while !left.is_empty() {
+        let before = left.len();
+        left.retain(|role| {
+            let ready = role.inherits.iter().all(|parent| {
+                !roles.iter().any(|r| &r.name == parent) || out.iter().any(|r| &r.name == parent)
+            });
+            if ready {
+                out.push(role);
+            }
+            !ready
+        });
+        if left.len() == before {
+            // Only a cycle stops progress; keep the file's order for what is left.
+            out.append(&mut left);
+        }
+    }
+    out
+}
+
 fn names<T: ToString>(items: &[T]) -> Vec<String> {
     items.iter().map(ToString::to_string).collect()
 }
@@ -311,7 +446,8 @@ fn sorted(items: &[String]) -> BTreeSet<&str> {
 }
 
 impl OrgPlan {
-    /// The plan as people read it: one line per change, `+` new, `~` changed, `!` refused.
+    /// The plan as people read it: one line per change, `+` new, `~` changed, `-` pruned,
+    /// `!` refused.
     pub fn render(&self) -> String {
         let mut out = format!("{} ({}):\n", self.file, self.org);
         if self.changes.is_empty() && self.refusals.is_empty() {
@@ -320,7 +456,10 @@ impl OrgPlan {
         let list = |v: &[String]| format!("[{}]", v.join(", "));
         for c in &self.changes {
             let line = match c {
-                Change::CreateOrg { display_name } => format!("+ create org {:?}", display_name),
+                Change::CreateOrg {
+                    display_name,
+                    owner,
+                } => format!("+ create org {display_name:?} founded by {owner}"),
                 Change::SetDisplayName { from, to } => format!("~ display_name {from:?} → {to:?}"),
                 Change::CreateRole {
                     name,
@@ -349,6 +488,9 @@ impl OrgPlan {
                 Change::SetMemberRoles { email, from, to } => {
                     format!("~ member {email}: roles {} → {}", list(from), list(to))
                 }
+                Change::RemoveMember { email } => format!("- member {email}"),
+                Change::DeleteRole { name } => format!("- role {name}"),
+                Change::DeleteServiceAccount { name } => format!("- service account {name:?}"),
                 Change::CreateServiceAccount { name, roles, .. } => {
                     format!("+ service account {name:?} as {}", list(roles))
                 }

@@ -15,6 +15,8 @@ pub const ORGS_DIR: &str = "orgs";
 pub struct OrgEntry {
     /// `orgs/<name>`.
     pub file: String,
+    /// The file's text (empty when it is not UTF-8): what an apply records as applied.
+    pub text: String,
     pub result: Result<DeclaredOrg, Vec<Problem>>,
 }
 
@@ -56,15 +58,17 @@ pub fn read_files(mut files: Vec<(String, Vec<u8>)>) -> Vec<OrgEntry> {
                     message: message.to_owned(),
                 }])
             };
-            let result = if !name.ends_with(".yaml") {
-                whole_file("org files are named orgs/<slug>.yaml")
-            } else {
-                match String::from_utf8(bytes) {
-                    Ok(text) => parse_org(&file, &text),
-                    Err(_) => whole_file("not UTF-8 text"),
-                }
+            let text = String::from_utf8(bytes).ok();
+            let result = match &text {
+                _ if !name.ends_with(".yaml") => whole_file("org files are named orgs/<slug>.yaml"),
+                Some(text) => parse_org(&file, text),
+                None => whole_file("not UTF-8 text"),
             };
-            OrgEntry { file, result }
+            OrgEntry {
+                file,
+                text: text.unwrap_or_default(),
+                result,
+            }
         })
         .collect()
 }

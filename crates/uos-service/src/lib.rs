@@ -37,6 +37,10 @@ pub use approvals::{parse_status, ApprovalStep};
 pub use audit::relay::RelayStats;
 pub use budgets::manage::{BudgetTarget, NewBudget};
 pub use budgets::usage::{UsageReport, MAX_USAGE_BATCH, SOURCE_EVENT_ID_MAX_CHARS};
+pub use declarative::{
+    AttemptView, DeclaredStatusView, DriftDifference, DriftView, NotApplied, PauseView, PushSecret,
+    Step, PAUSE_REASON_MAX_CHARS,
+};
 pub use identity::auth::Bootstrap;
 pub use identity::federation::OidcProviders;
 pub use identity::me::ProfilePatch;
@@ -108,6 +112,9 @@ pub struct Ports {
     pub objects: Arc<dyn uos_objects::ObjectStore>,
     /// Where notifications (budget state changes) are sent; `None`: nowhere.
     pub webhooks: Option<Webhooks>,
+    /// The secret Git hosts sign push webhooks with (`declarative.webhook_secret`); `None`:
+    /// the webhook endpoint answers 404.
+    pub push_secret: Option<PushSecret>,
 }
 
 /// The shared state of every use case: the ports, the policy engine and configuration, then
@@ -118,6 +125,7 @@ struct Inner {
     keys: Arc<dyn KeyProvider>,
     shared: Arc<dyn SharedState>,
     mailer: Arc<dyn Mailer>,
+    push_secret: Option<PushSecret>,
     authz: Authorizer,
     cfg: ServiceConfig,
     /// This process among the replicas (the relay lease's holder).
@@ -275,6 +283,7 @@ impl Services {
                 keys: ports.keys,
                 shared: ports.shared,
                 mailer: ports.mailer,
+                push_secret: ports.push_secret,
                 authz,
                 cfg,
                 replica_id: uuid::Uuid::now_v7().to_string(),

@@ -20,8 +20,8 @@ use sqlx::Connection as _;
 use std::str::FromStr;
 use std::time::Duration;
 use uos_store::{
-    AuditHead, AuditRow, PoolStats, ReadTx, RefreshToken, Result, Session, Store, StoreError,
-    TokenUse, Tx,
+    AuditHead, AuditRow, LeaderLock, PoolStats, ReadTx, RefreshToken, Result, Session, Store,
+    StoreError, TokenUse, Tx,
 };
 use uos_store_sql::{SqlRead, SqlTx};
 
@@ -33,6 +33,19 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// adds a round trip to every request (two to a login), and a connection used moments ago
 /// that has since died fails its query and is dropped like any broken one.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
+
+/// A session advisory lock and the connection that holds it.
+#[derive(Debug)]
+struct PgLeaderLock {
+    conn: sqlx::PgConnection,
+}
+
+#[async_trait]
+impl LeaderLock for PgLeaderLock {
+    async fn still_held(&mut self) -> bool {
+        self.conn.ping().await.is_ok()
+    }
+}
 
 /// The PostgreSQL store. Cloning shares the pool.
 #[derive(Clone, Debug)]
@@ -91,6 +104,17 @@ impl Store for PgStore {
     async fn read(&self) -> Result<Box<dyn ReadTx>> {
         let conn = self.pool.acquire().await.map_err(db_err)?;
         Ok(Box::new(SqlRead::<PgDialect>::read(conn)))
+    }
+
+    async fn try_lock_leader(&self, name: &str) -> Result<Option<Box<dyn LeaderLock>>> {
+        // A connection of its own, out of the pool: the lock lives exactly as long as it.
+        let mut conn = self.pool.acquire().await.map_err(db_err)?.detach();
+        let held: bool = sqlx::query_scalar("select pg_try_advisory_lock(hashtext($1))")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(db_err)?;
+        Ok(held.then(|| Box::new(PgLeaderLock { conn }) as Box<dyn LeaderLock>))
     }
 
     #[tracing::instrument(skip_all)]

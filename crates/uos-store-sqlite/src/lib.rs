@@ -16,7 +16,7 @@ use sqlx::sqlite::{
 };
 use std::str::FromStr;
 use std::time::Duration;
-use uos_store::{PoolStats, ReadTx, Result, Store, StoreError, Tx};
+use uos_store::{LeaderLock, PoolStats, ReadTx, Result, Store, StoreError, Tx};
 use uos_store_sql::{SqlRead, SqlTx};
 
 /// Connections of the read pool: WAL readers never block the writer or each other.
@@ -26,11 +26,26 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `begin()` waits for the single writer connection before reporting `Unavailable`.
 const WRITER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// An exclusive lock on a file; the operating system drops it with the file handle.
+#[derive(Debug)]
+struct FileLeaderLock {
+    _file: std::fs::File,
+}
+
+#[async_trait]
+impl LeaderLock for FileLeaderLock {
+    async fn still_held(&mut self) -> bool {
+        true
+    }
+}
+
 /// The SQLite store. Cloning shares the pools.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The database file: leader locks are files beside it.
+    path: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -58,6 +73,7 @@ impl SqliteStore {
                 })?;
             }
         }
+        let path = base.get_filename().to_path_buf();
         // The writer connection lives as long as the store: it owns the WAL files and is the
         // one place writes happen, so recycling it buys nothing.
         let writer = SqlitePoolOptions::new()
@@ -76,7 +92,11 @@ impl SqliteStore {
             .connect_with(base.pragma("query_only", "true"))
             .await
             .map_err(db_err)?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            path,
+        })
     }
 
     /// Apply the forward-only migrations in `migrations/sqlite/` (at the workspace root).
@@ -106,6 +126,23 @@ impl Store for SqliteStore {
     async fn read(&self) -> Result<Box<dyn ReadTx>> {
         let conn = self.reader.acquire().await.map_err(db_err)?;
         Ok(Box::new(SqlRead::<SqliteDialect>::read(conn)))
+    }
+
+    async fn try_lock_leader(&self, name: &str) -> Result<Option<Box<dyn LeaderLock>>> {
+        let mut path = self.path.clone().into_os_string();
+        path.push(format!(".{name}.lock"));
+        let unavailable = |e: std::io::Error| StoreError::Unavailable(format!("leader lock: {e}"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(unavailable)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Box::new(FileLeaderLock { _file: file }))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(unavailable(e)),
+        }
     }
 
     async fn ping(&self) -> Result<()> {

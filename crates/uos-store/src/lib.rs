@@ -49,6 +49,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stop handing out connections (graceful shutdown).
     async fn close(&self);
 
+    /// Become the one holder of lock `name` across every process on this store (the
+    /// reconciler's leader lock), or `None` while another holds it. PostgreSQL keeps a session
+    /// advisory lock on a connection of its own; SQLite locks a file beside the database.
+    /// Dropping the guard releases it, and so does the holder's process ending in any way.
+    async fn try_lock_leader(&self, name: &str) -> Result<Option<Box<dyn LeaderLock>>>;
+
     /// A login's write as one atomic step of its own: the session with its first refresh
     /// token ([`SessionRepo::open_session`]) and the audit event that records it, appended
     /// after `prev` ([`AuditRepo::append_audit`]: `VersionConflict`, and nothing stored, if
@@ -149,6 +155,14 @@ pub trait Tx:
     + DeclarativeRepo
 {
     async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// A held leader lock ([`Store::try_lock_leader`]).
+#[async_trait]
+pub trait LeaderLock: Send + Sync + std::fmt::Debug {
+    /// Whether the lock is still held: false once the connection holding it was lost (then
+    /// another process may hold it already, and this one must stop acting as the leader).
+    async fn still_held(&mut self) -> bool;
 }
 
 /// The read half of [`OrgRepo`].

@@ -409,8 +409,8 @@ pub struct DeclarativeControl {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DeclaredKind {
     Role,
+    /// A member by email, whether it joined directly or was invited.
     Member,
-    Invite,
     ServiceAccount,
 }
 
@@ -419,7 +419,6 @@ impl DeclaredKind {
         match self {
             DeclaredKind::Role => "role",
             DeclaredKind::Member => "member",
-            DeclaredKind::Invite => "invite",
             DeclaredKind::ServiceAccount => "service_account",
         }
     }
@@ -428,7 +427,6 @@ impl DeclaredKind {
         [
             DeclaredKind::Role,
             DeclaredKind::Member,
-            DeclaredKind::Invite,
             DeclaredKind::ServiceAccount,
         ]
         .into_iter()

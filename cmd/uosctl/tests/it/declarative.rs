@@ -84,16 +84,19 @@ fn plan_reads_the_configured_store_and_prints_what_would_change() {
             .output()
             .unwrap()
     };
+    // The store is empty: nobody with an account owns the new org, so it cannot be
+    // created yet, and the plan says so and fails.
     let out = plan(&[]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        "orgs/acme.yaml (acme):\n  + create org \"Acme\"\n  + invite ann@example.com as [owner]\n"
+        "orgs/acme.yaml (acme):\n  ! refused: members: a new org needs an owner who already \
+         has an account: declare one with the owner role\n"
     );
     let out = plan(&["--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["plans"][0]["changes"][0]["op"], "create_org");
-    assert_eq!(report["plans"][0]["changes"][1]["op"], "invite");
+    assert_eq!(report["plans"][0]["changes"], serde_json::json!([]));
+    assert_eq!(report["plans"][0]["refusals"][0]["field"], "members");
 
     // An invalid file fails the plan (exit 1) and is named; the valid one is still planned.
     std::fs::write(orgs.join("beta.yaml"), "version: 1\nslug: beta\n").unwrap();

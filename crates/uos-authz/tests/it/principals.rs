@@ -245,6 +245,7 @@ const RECONCILER_ACTIONS: &[Action] = &[
     Action::ServiceAccountDelete,
     Action::BudgetRead,
     Action::BudgetWrite,
+    Action::DeclarativeRecord,
 ];
 
 #[test]

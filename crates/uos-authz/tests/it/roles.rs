@@ -133,7 +133,8 @@ fn every_action_is_classified_for_an_owner() {
                 | Action::PolicyReload
                 | Action::DeclarativeStatus
                 | Action::DeclarativePause
-                | Action::DeclarativeSync => deny("platform_admin_required"),
+                | Action::DeclarativeSync
+                | Action::DeclarativeRecord => deny("platform_admin_required"),
                 other => panic!("{other} is missing from this test's classification"),
             }
         };

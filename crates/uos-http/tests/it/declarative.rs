@@ -15,6 +15,7 @@ backend_test!(the_org_file_schema_is_served_to_anyone, |app| async move {
 
 mod plans {
     use super::*;
+    use uos_reconcile::plan::LiveRole;
     use uos_reconcile::{plan_org, Change, DeclaredBudget, OrgPlan};
 
     fn declared() -> uos_reconcile::DeclaredOrg {
@@ -54,24 +55,21 @@ mod plans {
             let admin = app.admin_token().await;
             let org = declared();
 
-            // Nothing exists: the org and everything it declares would be created; the admin
-            // exists and joins, the others are invited.
+            // Nothing exists: the org and everything it declares would be created, founded by
+            // the admin (a declared owner with an account); the others are invited.
             let p = plan(&app, &org).await;
             assert_eq!(
                 p.changes,
                 [
                     Change::CreateOrg {
-                        display_name: "Acme Corp".into()
+                        display_name: "Acme Corp".into(),
+                        owner: ADMIN_EMAIL.into(),
                     },
                     Change::CreateRole {
                         name: "deployer".into(),
                         permissions: strings(&["service_accounts:read"]),
                         inherits: vec![],
                         description: None
-                    },
-                    Change::AddMember {
-                        email: ADMIN_EMAIL.into(),
-                        roles: strings(&["owner"])
                     },
                     Change::Invite {
                         email: "bob@example.com".into(),
@@ -134,7 +132,12 @@ mod plans {
                         name: "deployer".into(),
                         permissions: strings(&["service_accounts:read"]),
                         inherits: vec![],
-                        description: None
+                        description: None,
+                        from: LiveRole {
+                            permissions: strings(&["org:read"]),
+                            inherits: vec![],
+                            description: None,
+                        },
                     },
                     // The admin is already the owner; new@ has a pending invite.
                     Change::SetMemberRoles {

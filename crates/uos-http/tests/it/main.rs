@@ -23,6 +23,7 @@ mod orgs;
 mod policy_bundle;
 mod quarantine;
 mod ratelimit;
+mod reconcile;
 mod recovery;
 mod retention;
 mod roles;

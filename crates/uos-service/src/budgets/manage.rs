@@ -60,6 +60,24 @@ impl Services {
         new: NewBudget,
         if_match: Precondition,
     ) -> Result<Done<BudgetView>> {
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let (cap, done, key) = self
+            .put_budget_in(&mut uow, slug, target, new, if_match)
+            .await?;
+        uow.commit(&cap, &done).await?;
+        self.inner.budgets.forget([key]);
+        Ok(done)
+    }
+
+    pub(crate) async fn put_budget_in(
+        &self,
+        uow: &mut UnitOfWork<'_>,
+        slug: &OrgSlug,
+        target: BudgetTarget,
+        new: NewBudget,
+        if_match: Precondition,
+    ) -> Result<(Capability, Done<BudgetView>, BudgetKey)> {
+        let ctx = uow.ctx();
         let settings = BudgetSettings::check(
             new.period,
             new.limit_cents,
@@ -73,11 +91,14 @@ impl Services {
                     .collect(),
             )
         })?;
-        let inner = &*self.inner;
-        let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let (key, cap) = self
             .budget_access(uow.tx(), ctx, slug, target, Action::BudgetWrite)
             .await?;
+        if target == BudgetTarget::Org {
+            self.inner
+                .refuse_if_declared(uow.tx(), ctx, key.org_id)
+                .await?;
+        }
         let now = uos_domain::now();
         let current = uow.tx().get_budget(&key).await?;
         let (before, budget, status) = match current {
@@ -129,9 +150,7 @@ impl Services {
             body: Some(view),
             version: Some(version),
         };
-        uow.commit(&cap, &done).await?;
-        inner.budgets.forget([key]);
-        Ok(done)
+        Ok((cap, done, key))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -147,6 +166,11 @@ impl Services {
         let (key, cap) = self
             .budget_access(uow.tx(), ctx, slug, target, Action::BudgetWrite)
             .await?;
+        if target == BudgetTarget::Org {
+            self.inner
+                .refuse_if_declared(uow.tx(), ctx, key.org_id)
+                .await?;
+        }
         let old = uow
             .tx()
             .get_budget(&key)

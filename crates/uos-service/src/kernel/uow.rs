@@ -92,6 +92,11 @@ impl<'a> UnitOfWork<'a> {
         })
     }
 
+    /// The request this unit of work is for.
+    pub(crate) fn ctx(&self) -> &'a Ctx {
+        self.ctx
+    }
+
     pub(crate) fn tx(&mut self) -> &mut dyn Tx {
         &mut *self.tx
     }
@@ -516,6 +521,7 @@ mod tests {
             events: None,
             objects: Arc::new(uos_objects::LocalObjects::open(&dir.join("exports")).unwrap()),
             webhooks: None,
+            push_secret: None,
         };
         Services::new(
             ports,

@@ -10,7 +10,7 @@ use crate::orgs::roles::check_description;
 use crate::orgs::roles::validate_roles;
 use crate::{Ctx, Done, FieldError, Result, ServiceError, Services};
 use uos_audit::AuditAction;
-use uos_authz::{Action, Resource, ResourceKind};
+use uos_authz::{Action, Capability, Resource, ResourceKind};
 use uos_domain::{
     org::parse_display_name, OrgSlug, RoleName, RotationPolicy, ServiceAccount, ServiceAccountId,
     ServiceAccountStatus, API_KEY_MAX_DAYS,
@@ -142,12 +142,24 @@ impl Services {
         slug: &OrgSlug,
         req: NewServiceAccount,
     ) -> Result<Done<ServiceAccountView>> {
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let (cap, done) = self.create_service_account_in(&mut uow, slug, req).await?;
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub(crate) async fn create_service_account_in(
+        &self,
+        uow: &mut UnitOfWork<'_>,
+        slug: &OrgSlug,
+        req: NewServiceAccount,
+    ) -> Result<(Capability, Done<ServiceAccountView>)> {
+        let ctx = uow.ctx();
         let mut errors = Vec::new();
         let name = keep(check_name(&req.name), &mut errors)?;
         keep(check_description(&req.description), &mut errors)?;
         keep(check_rotation(&req.rotation), &mut errors)?;
         let inner = &*self.inner;
-        let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let org = uow
             .tx()
             .get_org_by_slug(slug)
@@ -169,6 +181,7 @@ impl Services {
                 account_resource(None, grants),
             )
             .await?;
+        self.inner.refuse_if_declared(uow.tx(), ctx, org.id).await?;
         let roles = keep(checked, &mut errors)?;
         let (Some(name), Some(roles), true) = (name, roles, errors.is_empty()) else {
             return Err(ServiceError::Validation(errors));
@@ -187,8 +200,7 @@ impl Services {
         )
         .await?;
         let done = Done::created(view, Some(sa.version));
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        Ok((cap, done))
     }
 
     /// What `roles` would be told on a service account of `slug`, for a request whose other
@@ -285,6 +297,23 @@ impl Services {
         patch: ServiceAccountPatch,
         if_match: Precondition,
     ) -> Result<Done<ServiceAccountView>> {
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let (cap, done) = self
+            .update_service_account_in(&mut uow, slug, id, patch, if_match)
+            .await?;
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub(crate) async fn update_service_account_in(
+        &self,
+        uow: &mut UnitOfWork<'_>,
+        slug: &OrgSlug,
+        id: ServiceAccountId,
+        patch: ServiceAccountPatch,
+        if_match: Precondition,
+    ) -> Result<(Capability, Done<ServiceAccountView>)> {
+        let ctx = uow.ctx();
         let mut errors = Vec::new();
         let name = match patch.name.as_deref() {
             Some(n) => keep(check_name(n), &mut errors)?,
@@ -297,7 +326,6 @@ impl Services {
             keep(check_rotation(p), &mut errors)?;
         }
         let inner = &*self.inner;
-        let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let org = uow
             .tx()
             .get_org_by_slug(slug)
@@ -320,6 +348,7 @@ impl Services {
                 account_resource(Some(id), grants),
             )
             .await?;
+        self.inner.refuse_if_declared(uow.tx(), ctx, org.id).await?;
         let roles = match checked {
             Some(c) => keep(c, &mut errors)?,
             None => None,
@@ -351,7 +380,10 @@ impl Services {
             sa.rotation = p;
         }
         if sa == before {
-            return Ok(Done::ok(ServiceAccountView::from(&sa), Some(sa.version)));
+            return Ok((
+                cap,
+                Done::ok(ServiceAccountView::from(&sa), Some(sa.version)),
+            ));
         }
         if sa.version == before.version {
             sa.touch(now);
@@ -368,8 +400,7 @@ impl Services {
         )
         .await?;
         let done = Done::ok(view, Some(sa.version));
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        Ok((cap, done))
     }
 
     /// Soft-delete the account: its keys are revoked and its client secret dropped, so every
@@ -382,8 +413,23 @@ impl Services {
         id: ServiceAccountId,
         if_match: Precondition,
     ) -> Result<Done<()>> {
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let (cap, done) = self
+            .delete_service_account_in(&mut uow, slug, id, if_match)
+            .await?;
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub(crate) async fn delete_service_account_in(
+        &self,
+        uow: &mut UnitOfWork<'_>,
+        slug: &OrgSlug,
+        id: ServiceAccountId,
+        if_match: Precondition,
+    ) -> Result<(Capability, Done<()>)> {
+        let ctx = uow.ctx();
         let inner = &*self.inner;
-        let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let (org, cap) = inner
             .org_access(
                 uow.tx(),
@@ -393,6 +439,7 @@ impl Services {
                 account_resource(Some(id), Vec::new()),
             )
             .await?;
+        self.inner.refuse_if_declared(uow.tx(), ctx, org.id).await?;
         let before = live_account(uow.tx(), org.id, id)
             .await?
             .ok_or(ServiceError::NotFound)?;
@@ -413,8 +460,7 @@ impl Services {
         )
         .await?;
         let done = Done::no_content();
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        Ok((cap, done))
     }
 
     /// Issue a new OAuth2 client secret for the account; the previous one stops working.

@@ -9,7 +9,7 @@ use crate::orgs::roles::validate_roles;
 use crate::{Ctx, Done, GoneReason, Result, ServiceError, Services};
 use chrono::Duration;
 use uos_audit::AuditAction;
-use uos_authz::{Action, Resource, ResourceKind};
+use uos_authz::{Action, Capability, Resource, ResourceKind};
 use uos_domain::invite::{INVITE_DEFAULT_HOURS, INVITE_MAX_HOURS, INVITE_MIN_HOURS};
 use uos_domain::{
     DisplayName, Email, Invite, InviteId, InviteState, Membership, OrgSlug, RoleName, User,
@@ -45,6 +45,19 @@ impl Services {
         slug: &OrgSlug,
         req: NewInvite,
     ) -> Result<Done<InviteView>> {
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let (cap, done) = self.create_invite_in(&mut uow, slug, req).await?;
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub(crate) async fn create_invite_in(
+        &self,
+        uow: &mut UnitOfWork<'_>,
+        slug: &OrgSlug,
+        req: NewInvite,
+    ) -> Result<(Capability, Done<InviteView>)> {
+        let ctx = uow.ctx();
         let inner = &*self.inner;
         let hours = req.expires_in_hours.unwrap_or(INVITE_DEFAULT_HOURS);
         if !(INVITE_MIN_HOURS..=INVITE_MAX_HOURS).contains(&hours) {
@@ -54,7 +67,6 @@ impl Services {
                 format!("must be between {INVITE_MIN_HOURS} and {INVITE_MAX_HOURS}"),
             ));
         }
-        let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let grants_owner = req.roles.iter().any(RoleName::is_owner);
         let org = uow
             .tx()
@@ -114,8 +126,7 @@ impl Services {
             InviteView::new(&invite, now, Some(token)),
             Some(invite.version),
         );
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        Ok((cap, done))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -156,8 +167,21 @@ impl Services {
         id: InviteId,
         if_match: Precondition,
     ) -> Result<Done<InviteView>> {
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let (cap, done) = self.revoke_invite_in(&mut uow, slug, id, if_match).await?;
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub(crate) async fn revoke_invite_in(
+        &self,
+        uow: &mut UnitOfWork<'_>,
+        slug: &OrgSlug,
+        id: InviteId,
+        if_match: Precondition,
+    ) -> Result<(Capability, Done<InviteView>)> {
+        let ctx = uow.ctx();
         let inner = &*self.inner;
-        let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let (org, cap) = inner
             .org_access(
                 uow.tx(),
@@ -202,8 +226,7 @@ impl Services {
         )
         .await?;
         let done = Done::ok(InviteView::new(&after, now, None), Some(after.version));
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        Ok((cap, done))
     }
 
     /// Accept an invite by its token. The token is the credential, so the caller may be

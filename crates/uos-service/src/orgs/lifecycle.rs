@@ -6,9 +6,37 @@ use crate::kernel::views::OrgView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use chrono::Duration;
 use uos_audit::AuditAction;
-use uos_authz::{Action, Resource, ResourceKind};
-use uos_domain::{DisplayName, Email, Membership, Org, OrgSlug, RoleName};
+use uos_authz::{Action, Capability, Resource, ResourceKind};
+use uos_domain::{DisplayName, Email, Membership, Org, OrgSlug, RoleName, User};
 use uos_store::{OrgFilter, Page, PageRequest};
+
+/// A new org with `owner` as its first member (an org always has an owner), audited.
+pub(crate) async fn found_org(
+    uow: &mut UnitOfWork<'_>,
+    slug: OrgSlug,
+    display_name: DisplayName,
+    owner: &User,
+) -> Result<Org> {
+    let now = uos_domain::now();
+    let org = Org::new(slug, display_name.into_string(), now);
+    uow.tx().insert_org(&org).await?;
+    uow.record(
+        AuditAction::OrgCreated,
+        Some(org.id),
+        org.id.to_string(),
+        serde_json::Value::Null,
+        snapshot(&org),
+    )
+    .await?;
+    uow.add_member(&Membership::new(
+        org.id,
+        owner.id,
+        vec![RoleName::owner()],
+        now,
+    ))
+    .await?;
+    Ok(org)
+}
 
 /// The status moves of `POST /v1/orgs/{slug}/suspend|resume|restore` and `DELETE`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,24 +81,7 @@ impl Services {
             }
             None => caller.user.clone(),
         };
-        let now = uos_domain::now();
-        let org = Org::new(slug, display_name.into_string(), now);
-        uow.tx().insert_org(&org).await?;
-        uow.record(
-            AuditAction::OrgCreated,
-            Some(org.id),
-            org.id.to_string(),
-            serde_json::Value::Null,
-            snapshot(&org),
-        )
-        .await?;
-        uow.add_member(&Membership::new(
-            org.id,
-            owner.id,
-            vec![RoleName::owner()],
-            now,
-        ))
-        .await?;
+        let org = found_org(&mut uow, slug, display_name, &owner).await?;
         let done = Done::created(OrgView::from(&org), Some(org.version));
         uow.commit(&cap, &done).await?;
         Ok(done)
@@ -125,6 +136,23 @@ impl Services {
         api_key_max_days: Option<Option<u32>>,
         if_match: Precondition,
     ) -> Result<Done<OrgView>> {
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let (cap, done) = self
+            .update_org_in(&mut uow, slug, display_name, api_key_max_days, if_match)
+            .await?;
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub(crate) async fn update_org_in(
+        &self,
+        uow: &mut UnitOfWork<'_>,
+        slug: &OrgSlug,
+        display_name: Option<DisplayName>,
+        api_key_max_days: Option<Option<u32>>,
+        if_match: Precondition,
+    ) -> Result<(Capability, Done<OrgView>)> {
+        let ctx = uow.ctx();
         if let Some(Some(d)) = api_key_max_days {
             if !(1..=uos_domain::API_KEY_MAX_DAYS).contains(&d) {
                 return Err(ServiceError::field(
@@ -135,10 +163,12 @@ impl Services {
             }
         }
         let inner = &*self.inner;
-        let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let (org, cap) = inner
             .org_access(uow.tx(), ctx, slug, Action::OrgUpdate, |_| {})
             .await?;
+        if display_name.is_some() {
+            self.inner.refuse_if_declared(uow.tx(), ctx, org.id).await?;
+        }
         check_version(org.version, &if_match)?;
         let mut next = org.clone();
         if let Some(name) = display_name {
@@ -162,8 +192,7 @@ impl Services {
         )
         .await?;
         let done = Done::ok(OrgView::from(&next), Some(next.version));
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        Ok((cap, done))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

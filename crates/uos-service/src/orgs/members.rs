@@ -162,11 +162,10 @@ impl Services {
         Ok((org, before, cap))
     }
 
-    /// The closing of a membership update: store it (keeping an owner), audit, commit.
+    /// The closing of a membership update: store it (keeping an owner) and audit it.
     async fn finish_member_update(
         &self,
-        mut uow: UnitOfWork<'_>,
-        cap: Capability,
+        uow: &mut UnitOfWork<'_>,
         event: AuditAction,
         before: Membership,
         after: Membership,
@@ -186,9 +185,50 @@ impl Services {
             snapshot(&after),
         )
         .await?;
-        let done = Done::ok(MemberView::new(&after, &user), Some(after.version));
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        Ok(Done::ok(
+            MemberView::new(&after, &user),
+            Some(after.version),
+        ))
+    }
+
+    /// An existing user joins `slug` with `roles` directly, as when an invite is accepted
+    /// (the reconciler's way of adding a declared member who already has an account). Asked
+    /// of the policy as setting that member's roles.
+    pub(crate) async fn add_member_in(
+        &self,
+        uow: &mut UnitOfWork<'_>,
+        slug: &OrgSlug,
+        user_id: UserId,
+        roles: Vec<RoleName>,
+    ) -> Result<Capability> {
+        let ctx = uow.ctx();
+        let org = uow
+            .tx()
+            .get_org_by_slug(slug)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let grants = role_grants(uow.tx(), org.id, &roles).await?;
+        let grants_owner = roles.iter().any(RoleName::is_owner);
+        let cap = self
+            .inner
+            .authorize_in_org(
+                uow.tx(),
+                ctx,
+                &org,
+                Action::MemberSetRoles,
+                member_resource(ctx, user_id, grants_owner, grants),
+            )
+            .await?;
+        let roles = validate_roles(uow.tx(), &org, roles, "roles").await?;
+        if uow.tx().get_membership(org.id, user_id).await?.is_some() {
+            return Err(ServiceError::conflict(
+                "already_member",
+                "this user is already a member",
+            ));
+        }
+        uow.add_member(&Membership::new(org.id, user_id, roles, uos_domain::now()))
+            .await?;
+        Ok(cap)
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -201,10 +241,26 @@ impl Services {
         if_match: Precondition,
     ) -> Result<Done<MemberView>> {
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let (cap, done) = self
+            .set_member_roles_in(&mut uow, slug, user_id, roles, if_match)
+            .await?;
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub(crate) async fn set_member_roles_in(
+        &self,
+        uow: &mut UnitOfWork<'_>,
+        slug: &OrgSlug,
+        user_id: UserId,
+        roles: Vec<RoleName>,
+        if_match: Precondition,
+    ) -> Result<(Capability, Done<MemberView>)> {
+        let ctx = uow.ctx();
         let adds_owner = roles.iter().any(RoleName::is_owner);
         let (org, before, cap) = self
             .open_member_change(
-                &mut uow,
+                uow,
                 ctx,
                 slug,
                 user_id,
@@ -214,11 +270,14 @@ impl Services {
                 if_match,
             )
             .await?;
+        self.inner.refuse_if_declared(uow.tx(), ctx, org.id).await?;
         let roles = validate_roles(uow.tx(), &org, roles, "roles").await?;
         let mut after = before.clone();
         after.set_roles(roles, uos_domain::now());
-        self.finish_member_update(uow, cap, AuditAction::MemberRolesChanged, before, after)
-            .await
+        let done = self
+            .finish_member_update(uow, AuditAction::MemberRolesChanged, before, after)
+            .await?;
+        Ok((cap, done))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -249,8 +308,11 @@ impl Services {
             .await?;
         let mut after = before.clone();
         after.set_status(to, uos_domain::now())?;
-        self.finish_member_update(uow, cap, event, before, after)
-            .await
+        let done = self
+            .finish_member_update(&mut uow, event, before, after)
+            .await?;
+        uow.commit(&cap, &done).await?;
+        Ok(done)
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -262,9 +324,24 @@ impl Services {
         if_match: Precondition,
     ) -> Result<Done<()>> {
         let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let (cap, done) = self
+            .remove_member_in(&mut uow, slug, user_id, if_match)
+            .await?;
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub(crate) async fn remove_member_in(
+        &self,
+        uow: &mut UnitOfWork<'_>,
+        slug: &OrgSlug,
+        user_id: UserId,
+        if_match: Precondition,
+    ) -> Result<(Capability, Done<()>)> {
+        let ctx = uow.ctx();
         let (org, before, cap) = self
             .open_member_change(
-                &mut uow,
+                uow,
                 ctx,
                 slug,
                 user_id,
@@ -274,6 +351,7 @@ impl Services {
                 if_match,
             )
             .await?;
+        self.inner.refuse_if_declared(uow.tx(), ctx, org.id).await?;
         keep_an_owner(uow.tx(), &before, None).await?;
         uow.tx().delete_membership(org.id, user_id).await?;
         uow.record(
@@ -285,7 +363,6 @@ impl Services {
         )
         .await?;
         let done = Done::no_content();
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        Ok((cap, done))
     }
 }

@@ -9,7 +9,7 @@ use crate::orgs::members::MAX_ROLES;
 use crate::{Ctx, Done, FieldError, Result, ServiceError, Services};
 use std::collections::BTreeSet;
 use uos_audit::AuditAction;
-use uos_authz::{Action, Resource, ResourceKind};
+use uos_authz::{Action, Capability, Resource, ResourceKind};
 use uos_domain::Org;
 use uos_domain::{
     validate_role_graph, CustomRole, DomainError, OrgSlug, Permission, RoleId, RoleName,
@@ -153,9 +153,21 @@ impl Services {
         slug: &OrgSlug,
         req: NewRole,
     ) -> Result<Done<RoleView>> {
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let (cap, done) = self.create_role_in(&mut uow, slug, req).await?;
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub(crate) async fn create_role_in(
+        &self,
+        uow: &mut UnitOfWork<'_>,
+        slug: &OrgSlug,
+        req: NewRole,
+    ) -> Result<(Capability, Done<RoleView>)> {
+        let ctx = uow.ctx();
         check_description(&req.description)?;
         let inner = &*self.inner;
-        let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let org = uow
             .tx()
             .get_org_by_slug(slug)
@@ -177,6 +189,7 @@ impl Services {
                 role_resource(&req.name, grants),
             )
             .await?;
+        self.inner.refuse_if_declared(uow.tx(), ctx, org.id).await?;
         let mut all = uow.tx().all_roles(org.id).await?;
         if all.len() >= MAX_ROLES_PER_ORG {
             return Err(ServiceError::conflict(
@@ -214,8 +227,7 @@ impl Services {
         )
         .await?;
         let done = Done::created(RoleView::from(&role), Some(role.version));
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        Ok((cap, done))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -275,9 +287,25 @@ impl Services {
         patch: RolePatch,
         if_match: Precondition,
     ) -> Result<Done<RoleView>> {
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let (cap, done) = self
+            .update_role_in(&mut uow, slug, name, patch, if_match)
+            .await?;
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub(crate) async fn update_role_in(
+        &self,
+        uow: &mut UnitOfWork<'_>,
+        slug: &OrgSlug,
+        name: &RoleName,
+        patch: RolePatch,
+        if_match: Precondition,
+    ) -> Result<(Capability, Done<RoleView>)> {
+        let ctx = uow.ctx();
         check_description(&patch.description)?;
         let inner = &*self.inner;
-        let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let org = uow
             .tx()
             .get_org_by_slug(slug)
@@ -299,6 +327,7 @@ impl Services {
                 role_resource(name, grants),
             )
             .await?;
+        self.inner.refuse_if_declared(uow.tx(), ctx, org.id).await?;
         if name.is_builtin() {
             return Err(ServiceError::conflict(
                 "builtin_role",
@@ -340,8 +369,7 @@ impl Services {
         )
         .await?;
         let done = Done::ok(RoleView::from(&after), Some(after.version));
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        Ok((cap, done))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -352,8 +380,21 @@ impl Services {
         name: &RoleName,
         if_match: Precondition,
     ) -> Result<Done<()>> {
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let (cap, done) = self.delete_role_in(&mut uow, slug, name, if_match).await?;
+        uow.commit(&cap, &done).await?;
+        Ok(done)
+    }
+
+    pub(crate) async fn delete_role_in(
+        &self,
+        uow: &mut UnitOfWork<'_>,
+        slug: &OrgSlug,
+        name: &RoleName,
+        if_match: Precondition,
+    ) -> Result<(Capability, Done<()>)> {
+        let ctx = uow.ctx();
         let inner = &*self.inner;
-        let mut uow = UnitOfWork::begin(inner, ctx).await?;
         let (org, cap) = inner
             .org_access(
                 uow.tx(),
@@ -363,6 +404,7 @@ impl Services {
                 role_resource(name, Vec::new()),
             )
             .await?;
+        self.inner.refuse_if_declared(uow.tx(), ctx, org.id).await?;
         if name.is_builtin() {
             return Err(ServiceError::conflict(
                 "builtin_role",
@@ -409,7 +451,6 @@ impl Services {
         )
         .await?;
         let done = Done::no_content();
-        uow.commit(&cap, &done).await?;
-        Ok(done)
+        Ok((cap, done))
     }
 }

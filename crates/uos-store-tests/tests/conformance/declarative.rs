@@ -161,7 +161,7 @@ async fn declared_objects_are_recorded_once_per_org(store: Arc<dyn Store>) {
         (DeclaredKind::Role, "deployer"),
         (DeclaredKind::Member, "a@example.com"),
         (DeclaredKind::ServiceAccount, "ci"),
-        (DeclaredKind::Invite, "b@example.com"),
+        (DeclaredKind::Member, "b@example.com"),
     ] {
         tx.add_declared_object(org.id, kind, name, now())
             .await
@@ -170,7 +170,7 @@ async fn declared_objects_are_recorded_once_per_org(store: Arc<dyn Store>) {
     tx.add_declared_object(other.id, DeclaredKind::Role, "x", now())
         .await
         .unwrap();
-    tx.remove_declared_object(org.id, DeclaredKind::Invite, "b@example.com")
+    tx.remove_declared_object(org.id, DeclaredKind::Member, "b@example.com")
         .await
         .unwrap();
     tx.commit().await.unwrap();

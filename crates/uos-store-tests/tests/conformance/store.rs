@@ -1,4 +1,4 @@
-//! Conformance cases of the store itself: liveness and pool gauges.
+//! Conformance cases of the store itself: liveness, pool gauges and leader locks.
 
 use std::sync::Arc;
 use uos_conformance::conformance;
@@ -18,4 +18,25 @@ async fn ping_and_pool_stats(store: Arc<dyn Store>) {
     assert!(stats.max >= 1, "a pool has a maximum: {stats:?}");
     assert!(stats.size <= stats.max, "size within max: {stats:?}");
     assert!(stats.idle <= stats.size, "idle within size: {stats:?}");
+}
+
+#[conformance]
+async fn one_holder_of_a_leader_lock_at_a_time(store: Arc<dyn Store>) {
+    let mut first = store
+        .try_lock_leader("reconciler")
+        .await
+        .unwrap()
+        .expect("a free lock is taken");
+    assert!(first.still_held().await);
+    assert!(
+        store.try_lock_leader("reconciler").await.unwrap().is_none(),
+        "a held lock is not taken twice"
+    );
+    let other = store.try_lock_leader("another-job").await.unwrap();
+    assert!(other.is_some(), "locks of other names are independent");
+    drop(first);
+    assert!(
+        store.try_lock_leader("reconciler").await.unwrap().is_some(),
+        "a released lock is free again"
+    );
 }

@@ -1,6 +1,27 @@
 //! The service side of declarative config (contract § Declarative config); the file format
 //! itself is `uos-reconcile`'s.
 
+mod apply;
+mod control;
+mod guard;
+mod record;
+
+pub use apply::Step;
+pub use control::{
+    AttemptView, DeclaredStatusView, DriftDifference, DriftView, PauseView, PAUSE_REASON_MAX_CHARS,
+};
+pub use record::NotApplied;
+
+/// The secret push webhooks are signed with; never printed.
+#[derive(Clone)]
+pub struct PushSecret(pub String);
+
+impl std::fmt::Debug for PushSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PushSecret(<redacted>)")
+    }
+}
+
 use uos_authz::{Action, Resource};
 
 use crate::{Ctx, Result, Services};
