@@ -1,5 +1,5 @@
 //! The layering the composition root exists for: the HTTP crate never depends on an adapter
-//! (it serves whatever services it is given), and the CLI is built without the HTTP crate.
+//! (it serves whatever services it is given), and the CLI and the reconciler are built without the HTTP crate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -54,5 +54,15 @@ fn the_cli_is_built_without_the_http_crate() {
     assert!(
         !deps.iter().any(|d| d == "uos-http"),
         "uosctl builds its services through uos-app, not the HTTP crate"
+    );
+}
+
+#[test]
+fn the_reconciler_is_built_without_the_http_crate() {
+    let deps = dependencies("cmd/reconciler/Cargo.toml");
+    assert!(deps.contains(&"uos-app".to_string()), "parsed: {deps:?}");
+    assert!(
+        !deps.iter().any(|d| d == "uos-http"),
+        "the reconciler applies through the services uos-app builds, not over HTTP"
     );
 }
