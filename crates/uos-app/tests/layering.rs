@@ -1,5 +1,6 @@
 //! The layering the composition root exists for: the HTTP crate never depends on an adapter
-//! (it serves whatever services it is given), and the CLI and the reconciler are built without the HTTP crate.
+//! (it serves whatever services it is given), and the CLI and the reconciler are built
+//! without the HTTP crate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;

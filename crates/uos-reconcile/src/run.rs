@@ -214,6 +214,14 @@ impl Engine {
         if let Some(reason) = snapshot.rejected {
             return self.reject(revision, &snapshot.entries, reason).await;
         }
+        let declared: Vec<String> = snapshot.entries.iter().map(slug_of).collect();
+        let ctx = Ctx::reconciler(DeclaredSource {
+            revision: revision.clone(),
+            file: String::new(),
+        });
+        for slug in self.svc.forget_undeclared(&ctx, &declared).await? {
+            tracing::info!(%slug, "no file declares the org any more: it is no longer managed");
+        }
         let mut orgs = Vec::with_capacity(snapshot.entries.len());
         for entry in snapshot.entries {
             let slug = slug_of(&entry);

@@ -200,6 +200,14 @@ impl<D: Dialect> DeclarativeRepo for SqlTx<D> {
         Ok(())
     }
 
+    async fn forget_declared_org(&mut self, slug: &str) -> Result<()> {
+        query::<D>("delete from declared_org where slug = $1")
+            .bind(slug)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
     async fn set_declared_pause(&mut self, slug: &str, pause: Option<&Pause>) -> Result<bool> {
         let done = query::<D>(
             "update declared_org set paused_at = $1, pause_reason = $2, paused_by = $3 \

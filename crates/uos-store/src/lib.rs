@@ -870,6 +870,9 @@ pub trait DeclarativeRepo: DeclarativeReads {
         applied_text: Option<&str>,
     ) -> Result<()>;
     async fn record_drift(&mut self, slug: &str, drift: &DriftCheck) -> Result<()>;
+    /// Forget `slug`, whose file left the repo: the org stays as it is, unmanaged. What the
+    /// reconciler created there stays recorded, should the file come back.
+    async fn forget_declared_org(&mut self, slug: &str) -> Result<()>;
     /// Pause (`Some`) or resume (`None`) one declared org; false when none has this slug.
     async fn set_declared_pause(&mut self, slug: &str, pause: Option<&Pause>) -> Result<bool>;
     /// Pause or resume the reconciler for every org.

@@ -275,7 +275,7 @@ async fn the_leader_serves_metrics_and_runs_when_asked() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("uos_reconcile_leader 1"), "{metrics}");
+    assert!(metrics.contains("\nuos_reconcile_leader 1\n"), "{metrics}");
     assert!(
         metrics.contains("uos_reconcile_last_success_timestamp_seconds"),
         "{metrics}"

@@ -127,6 +127,23 @@ backend_test!(
         assert_eq!(outcome(&pass, "acme"), Outcome::Applied { changes: 1 });
         let org = get_ok(&app, &admin, "/v1/orgs/acme").await;
         assert_eq!(org["display_name"], "Acme Inc");
+
+        // The file leaves the repo: the org stays as it is, and is no longer managed.
+        write_repo(repo.path(), &[]);
+        let pass = engine.reconcile(false).await.unwrap();
+        assert!(pass.orgs.is_empty());
+        let r = app
+            .send(Req::get("/v1/declarative/status/acme").token(&admin))
+            .await;
+        assert_status(&r, 404);
+        let r = app
+            .send(
+                Req::patch("/v1/orgs/acme")
+                    .token(&admin)
+                    .json(json!({"display_name": "By Hand"})),
+            )
+            .await;
+        assert_status(&r, 200);
     }
 );
 
@@ -413,7 +430,17 @@ backend_test!(
 
         // The status survives a restart, and a restart between fetch and apply loses
         // nothing: the next run applies what the lost one would have.
-        write_repo(repo.path(), &[("acme", &acme("Acme After Restart", ""))]);
+        write_repo(
+            repo.path(),
+            &[
+                ("big", &big),
+                (
+                    "broken",
+                    "version: 1\nslug: broken\ndisplay_name: [not text]\n",
+                ),
+                ("acme", &acme("Acme After Restart", "")),
+            ],
+        );
         let fetched = engine.snapshot().await.unwrap();
         drop(fetched);
         drop(engine);
@@ -564,6 +591,7 @@ backend_test!(two_reconcilers_race_and_one_leads, |app| async move {
     let repo = tempfile::tempdir().unwrap();
     write_repo(repo.path(), &[("acme", &acme("Acme Corp", ""))]);
     let (a, b) = (engine(&app, repo.path()), engine(&app, repo.path()));
+    let metrics = [a.metrics().clone(), b.metrics().clone()];
     let schedule = Schedule {
         poll: std::time::Duration::from_millis(200),
         drift: std::time::Duration::from_secs(60),
@@ -575,27 +603,40 @@ backend_test!(two_reconcilers_race_and_one_leads, |app| async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await;
-            e
         })
     };
-    let (ta, tb) = (run(a, stop.clone()), run(b, stop));
-    let admin = app.admin_token().await;
-    let mut applied = false;
+    let tasks = [run(a, stop.clone()), run(b, stop)];
+    // Let several passes run: the leader keeps the lock, the other waits for it.
+    let ran = |text: &str| text.contains("uos_reconcile_passes_total{result=");
     for _ in 0..100 {
-        let r = app.send(Req::get("/v1/orgs/acme").token(&admin)).await;
-        if r.status == 200 {
-            applied = true;
+        if metrics
+            .iter()
+            .any(|m| m.render().contains("result=\"ok\"} 3"))
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(applied, "the leader applied the repo");
+    let texts: Vec<String> = metrics.iter().map(|m| m.render()).collect();
     let _ = stop_tx.send(true);
-    let (a, b) = (ta.await.unwrap(), tb.await.unwrap());
-    let (ra, rb) = (a.metrics().render(), b.metrics().render());
-    let passes = |text: &str| text.contains("uos_reconcile_passes_total{result=\"ok\"}");
-    assert!(
-        passes(&ra) != passes(&rb),
-        "exactly one reconciler ran passes:\n{ra}\n{rb}"
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        texts.iter().filter(|t| ran(t)).count(),
+        1,
+        "exactly one reconciler ran passes:\n{}\n{}",
+        texts[0],
+        texts[1]
     );
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| t.contains("\nuos_reconcile_leader 1\n"))
+            .count(),
+        1
+    );
+    let admin = app.admin_token().await;
+    let org = get_ok(&app, &admin, "/v1/orgs/acme").await;
+    assert_eq!(org["display_name"], "Acme Corp");
 });

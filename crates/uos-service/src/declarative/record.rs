@@ -4,7 +4,7 @@
 
 use uos_audit::AuditAction;
 use uos_authz::{Action, Capability, Resource};
-use uos_store::{DeclarativeControl, DeclaredAttempt, DeclaredOrg, DriftCheck};
+use uos_store::{DeclarativeControl, DeclaredAttempt, DeclaredOrg, DriftCheck, PageRequest};
 
 use crate::kernel::uow::UnitOfWork;
 use crate::{Caller, Ctx, DeclaredSource, DriftDifference, Result, ServiceError, Services};
@@ -111,6 +111,37 @@ impl Services {
         )
         .await?;
         uow.commit_unanswered(&cap).await
+    }
+
+    /// The slugs declared in the store that commit `ctx` no longer declares, forgotten: their
+    /// orgs stay as they are, no longer managed.
+    pub async fn forget_undeclared(&self, ctx: &Ctx, declared: &[String]) -> Result<Vec<String>> {
+        let _cap = self.authorize_record(ctx)?;
+        let mut gone = Vec::new();
+        let mut page = PageRequest::first(500);
+        let mut r = self.inner.store.read().await?;
+        loop {
+            let got = r.list_declared_orgs(&page).await?;
+            gone.extend(
+                got.items
+                    .into_iter()
+                    .map(|d| d.slug)
+                    .filter(|s| !declared.contains(s)),
+            );
+            match got.next {
+                Some(after) => page.after = Some(after),
+                None => break,
+            }
+        }
+        drop(r);
+        if !gone.is_empty() {
+            let mut tx = self.inner.store.begin().await?;
+            for slug in &gone {
+                tx.forget_declared_org(slug).await?;
+            }
+            tx.commit().await?;
+        }
+        Ok(gone)
     }
 
     /// Record the latest comparison of `slug` with its last applied file.

@@ -66,7 +66,7 @@ async fn a_declared_org_keeps_its_status_across_notes_and_attempts(store: Arc<dy
 }
 
 #[conformance]
-async fn declared_orgs_list_by_slug_and_pause_one_at_a_time(store: Arc<dyn Store>) {
+async fn declared_orgs_list_by_slug_pause_one_at_a_time_and_are_forgotten(store: Arc<dyn Store>) {
     let mut tx = store.begin().await.unwrap();
     for slug in ["c", "a", "b"] {
         tx.note_declared_org(slug, None, &format!("orgs/{slug}.yaml"), "r")
@@ -110,9 +110,14 @@ async fn declared_orgs_list_by_slug_and_pause_one_at_a_time(store: Arc<dyn Store
 
     let mut tx = store.begin().await.unwrap();
     assert!(tx.set_declared_pause("b", None).await.unwrap());
+    tx.forget_declared_org("c").await.unwrap();
     tx.commit().await.unwrap();
     let mut r = store.read().await.unwrap();
     assert_eq!(r.get_declared_org("b").await.unwrap().unwrap().paused, None);
+    assert!(
+        r.get_declared_org("c").await.unwrap().is_none(),
+        "forgotten"
+    );
 }
 
 #[conformance]
