@@ -6,8 +6,8 @@ create table declared_org (
     slug text primary key,
     org_id blob references org (org_id),
     file text not null,
-    -- The newest commit seen declaring it.
-    revision text,
+    -- The commit whose version of the file was last applied (a later commit that leaves the
+    -- file as it was changes nothing here).
     last_applied_revision text,
     last_applied_at text,
     -- The file as last applied: what the drift check compares the live org with.
@@ -27,9 +27,11 @@ create table declared_org (
 -- The guard of interactive writes looks a managed org up by its id.
 create unique index declared_org_org_idx on declared_org (org_id) where org_id is not null;
 
--- One row: the global pause, and the latest request to reconcile now.
+-- One row: the newest revision read, the global pause, and the latest request to reconcile
+-- now.
 create table declarative_control (
     id text primary key check (id = 'global'),
+    revision text,
     paused_at text,
     pause_reason text,
     paused_by text,

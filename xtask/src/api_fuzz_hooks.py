@@ -55,6 +55,8 @@ LISTS = {
     "/v1/webhooks/deliveries": ("webhooks", None),
     "/v1/orgs/{slug}/budget/overrides": ("overrides", None),
     "/v1/break-glass": ("break_glass", None),
+    # Declared orgs page by slug.
+    "/v1/declarative/status": ("declared", lambda: random.choice(["acme", "globex", "initech"])),
 }
 
 # What the run has seen of the admin's second factor (a pending TOTP secret, unused recovery

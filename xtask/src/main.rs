@@ -4,6 +4,7 @@
 //! `cargo xtask bench-machine` (API keys and client credentials) and
 //! `cargo xtask bench-audit` (audit appends, verification, relay) and
 //! `cargo xtask bench-policy` (decisions and usage ingest) and
+//! `cargo xtask bench-reconcile` (the reconciler with 20,000 declared orgs) and
 //! `cargo xtask api-fuzz` (schemathesis against the served OpenAPI).
 
 mod api_fuzz;
@@ -12,6 +13,7 @@ mod bench_audit;
 mod bench_identity;
 mod bench_machine;
 mod bench_policy;
+mod bench_reconcile;
 mod ci;
 mod cpu;
 mod release;
@@ -48,6 +50,9 @@ enum Command {
     /// Single and batched decisions of the decision point and batched usage ingest, each
     /// beside `GET /healthz`, against the release binary (PostgreSQL + Redis).
     BenchPolicy(bench_policy::PolicyBenchArgs),
+    /// The reconciler at scale: the first apply and the plan of 20,000 declared orgs, and a
+    /// one-org commit from push webhook to applied.
+    BenchReconcile(bench_reconcile::ReconcileBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,5 +64,6 @@ fn main() -> anyhow::Result<()> {
         Command::BenchMachine(args) => bench_machine::run(args),
         Command::BenchAudit(args) => bench_audit::run(args),
         Command::BenchPolicy(args) => bench_policy::run(args),
+        Command::BenchReconcile(args) => bench_reconcile::run(args),
     }
 }

@@ -186,7 +186,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/policy/reload", post(policy::reload))
         .route("/v1/declarative/schema", get(declarative::schema))
         .route("/v1/declarative/status", get(declarative::statuses))
-        .route("/v1/declarative/status/{org}", get(declarative::status))
+        .route("/v1/declarative/status/{slug}", get(declarative::status))
         .route("/v1/declarative/pause", post(declarative::pause))
         .route("/v1/declarative/resume", post(declarative::resume))
         .route("/v1/declarative/sync", post(declarative::sync))

@@ -20,9 +20,15 @@ pub struct OrgEntry {
     pub result: Result<DeclaredOrg, Vec<Problem>>,
 }
 
-/// Every file under `orgs/` of the working tree at `root`, in name order. A repository
-/// without `orgs/` declares no org.
+/// Every file under `orgs/` of the working tree at `root`, in name order, each parsed and
+/// checked. A repository without `orgs/` declares no org.
 pub fn read_repo(root: &Path) -> io::Result<Vec<OrgEntry>> {
+    Ok(read_files(read_dir_files(root)?))
+}
+
+/// Every file under `orgs/` of the working tree at `root` as (name inside `orgs/`, contents),
+/// unparsed.
+pub fn read_dir_files(root: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let dir = root.join(ORGS_DIR);
     let listing = match std::fs::read_dir(&dir) {
         Ok(l) => l,
@@ -37,38 +43,49 @@ pub fn read_repo(root: &Path) -> io::Result<Vec<OrgEntry>> {
             files.push((name, std::fs::read(entry.path())?));
         }
     }
-    Ok(read_files(files))
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
 }
 
 /// The org files given as (name inside `orgs/`, contents), each parsed and checked, in name
-/// order. Files that are not `*.yaml` are reported, not skipped: an `acme.yml` that silently
-/// declared nothing would be worse than an error.
+/// order.
 pub fn read_files(mut files: Vec<(String, Vec<u8>)>) -> Vec<OrgEntry> {
     files.sort_by(|a, b| a.0.cmp(&b.0));
     files
         .into_iter()
-        .map(|(name, bytes)| {
-            let file = format!("{ORGS_DIR}/{name}");
-            let whole_file = |message: &str| {
-                Err(vec![Problem {
-                    file: file.clone(),
-                    line: 0,
-                    column: 0,
-                    field: String::new(),
-                    message: message.to_owned(),
-                }])
-            };
-            let text = String::from_utf8(bytes).ok();
-            let result = match &text {
-                _ if !name.ends_with(".yaml") => whole_file("org files are named orgs/<slug>.yaml"),
-                Some(text) => parse_org(&file, text),
-                None => whole_file("not UTF-8 text"),
-            };
-            OrgEntry {
-                file,
-                text: text.unwrap_or_default(),
-                result,
-            }
-        })
+        .map(|(name, bytes)| read_file(&name, bytes))
         .collect()
+}
+
+/// The org file `name` (inside `orgs/`), parsed and checked. Files that are not `*.yaml` are
+/// reported, not skipped: an `acme.yml` that silently declared nothing would be worse than an
+/// error.
+pub fn read_file(name: &str, bytes: Vec<u8>) -> OrgEntry {
+    let file = format!("{ORGS_DIR}/{name}");
+    let whole_file = |message: &str| {
+        Err(vec![Problem {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            message: message.to_owned(),
+        }])
+    };
+    let text = String::from_utf8(bytes).ok();
+    let result = match &text {
+        _ if !name.ends_with(".yaml") => whole_file("org files are named orgs/<slug>.yaml"),
+        Some(text) => parse_org(&file, text),
+        None => whole_file("not UTF-8 text"),
+    };
+    OrgEntry {
+        file,
+        text: text.unwrap_or_default(),
+        result,
+    }
+}
+
+/// The org a file in `orgs/` declares: its name without `.yaml` (the parser holds the slug to
+/// it, and an invalid file is still reported under it).
+pub fn slug_of(name: &str) -> &str {
+    name.strip_suffix(".yaml").unwrap_or(name)
 }

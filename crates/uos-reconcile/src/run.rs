@@ -6,17 +6,19 @@
 //!
 //! Fetching and parsing block (git2, disk), so they run on a blocking thread.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
-use uos_service::{Ctx, DeclaredSource, NotApplied, Services};
+use uos_service::{Ctx, DeclaredSource, DriftDifference, NotApplied, Services};
+use uos_store::DeclaredOrg;
 
 use crate::git::{GitError, GitSource, Mirror};
 use crate::metrics::Metrics;
 use crate::plan::plan_org;
-use crate::repo::{read_files, read_repo, OrgEntry, ORGS_DIR};
+use crate::repo::{read_dir_files, read_file, slug_of, ORGS_DIR};
 use crate::signature::{AllowedSigners, SignatureError};
 use crate::steps::{difference, steps};
 
@@ -47,12 +49,14 @@ impl Source {
     }
 }
 
-/// The repository at one revision.
+/// The repository at one revision: its org files, read but not parsed (a pass parses only
+/// the files that changed, or all of them when it checks drift).
 #[derive(Debug)]
 pub struct Snapshot {
     /// The commit id, or `dir:<sha256 of the files>` for a directory.
     pub revision: String,
-    pub entries: Vec<OrgEntry>,
+    /// (name inside `orgs/`, contents), in name order.
+    pub files: Vec<(String, Vec<u8>)>,
     /// Why the commit may not be applied (its signature), when it may not.
     pub rejected: Option<String>,
 }
@@ -75,12 +79,12 @@ pub enum RunError {
 pub fn snapshot(source: &Source, signers: Option<&AllowedSigners>) -> Result<Snapshot, RunError> {
     match source {
         Source::Directory(dir) => {
-            let entries = read_repo(dir)?;
+            let files = read_dir_files(dir)?;
             let mut hash = Sha256::new();
-            for e in &entries {
-                hash.update(e.file.as_bytes());
+            for (name, bytes) in &files {
+                hash.update(name.as_bytes());
                 hash.update([0]);
-                hash.update(e.text.as_bytes());
+                hash.update(bytes);
                 hash.update([0]);
             }
             let revision = format!("dir:{}", hex::encode(hash.finalize()));
@@ -89,7 +93,7 @@ pub fn snapshot(source: &Source, signers: Option<&AllowedSigners>) -> Result<Sna
             });
             Ok(Snapshot {
                 revision,
-                entries,
+                files,
                 rejected,
             })
         }
@@ -106,10 +110,11 @@ pub fn snapshot(source: &Source, signers: Option<&AllowedSigners>) -> Result<Sna
                 }
                 None => None,
             };
-            let entries = read_files(mirror.org_files(&revision)?);
+            let mut files = mirror.org_files(&revision)?;
+            files.sort_by(|a, b| a.0.cmp(&b.0));
             Ok(Snapshot {
                 revision,
-                entries,
+                files,
                 rejected,
             })
         }
@@ -204,32 +209,51 @@ impl Engine {
         pass
     }
 
-    /// Reconcile every org of `snapshot`.
+    /// Reconcile every org of `snapshot`. Its record of each declared org is read in one go,
+    /// and an org whose file is as last applied costs nothing more unless drift is checked.
     pub async fn apply_snapshot(
         &self,
         snapshot: Snapshot,
         check_drift: bool,
     ) -> Result<Pass, RunError> {
         let revision = snapshot.revision;
-        if let Some(reason) = snapshot.rejected {
-            return self.reject(revision, &snapshot.entries, reason).await;
-        }
-        let declared: Vec<String> = snapshot.entries.iter().map(slug_of).collect();
         let ctx = Ctx::reconciler(DeclaredSource {
             revision: revision.clone(),
             file: String::new(),
         });
-        for slug in self.svc.forget_undeclared(&ctx, &declared).await? {
+        self.svc.record_seen_revision(&ctx).await?;
+        let (control, mut states) = self.svc.declared_states(&ctx).await?;
+        if let Some(reason) = snapshot.rejected {
+            return self
+                .reject(&ctx, revision, &snapshot.files, &states, reason)
+                .await;
+        }
+        // Only a commit that may apply can release an org.
+        let declared: HashSet<&str> = snapshot.files.iter().map(|(n, _)| slug_of(n)).collect();
+        let gone: Vec<String> = states
+            .keys()
+            .filter(|slug| !declared.contains(slug.as_str()))
+            .cloned()
+            .collect();
+        self.svc.forget_declared(&ctx, &gone).await?;
+        for slug in gone {
             tracing::info!(%slug, "no file declares the org any more: it is no longer managed");
         }
-        let mut orgs = Vec::with_capacity(snapshot.entries.len());
-        for entry in snapshot.entries {
-            let slug = slug_of(&entry);
-            let outcome = self.org(&revision, &slug, entry.file.clone(), entry, check_drift);
-            let (file, outcome) = outcome.await?;
+        let mut orgs = Vec::with_capacity(snapshot.files.len());
+        for (name, bytes) in snapshot.files {
+            let slug = slug_of(&name).to_owned();
+            let state = states.remove(&slug);
+            let ctx = Ctx::reconciler(DeclaredSource {
+                revision: revision.clone(),
+                file: format!("{ORGS_DIR}/{name}"),
+            });
+            let paused = control.paused.is_some();
+            let outcome = self
+                .org(&ctx, &slug, (&name, bytes), state, paused, check_drift)
+                .await?;
             orgs.push(OrgOutcome {
                 slug,
-                file,
+                file: format!("{ORGS_DIR}/{name}"),
                 outcome,
             });
         }
@@ -239,31 +263,32 @@ impl Engine {
     /// A commit refused for its signature: audited once, and shown on every org it declares.
     async fn reject(
         &self,
+        ctx: &Ctx,
         revision: String,
-        entries: &[OrgEntry],
+        files: &[(String, Vec<u8>)],
+        states: &HashMap<String, DeclaredOrg>,
         reason: String,
     ) -> Result<Pass, RunError> {
-        let ctx = Ctx::reconciler(DeclaredSource {
-            revision: revision.clone(),
-            file: String::new(),
-        });
         self.svc
-            .record_rejected_commit(&ctx, &self.branch, &reason)
+            .record_rejected_commit(ctx, &self.branch, &reason)
             .await?;
-        let mut orgs = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let slug = slug_of(entry);
+        let mut orgs = Vec::with_capacity(files.len());
+        for (name, _) in files {
+            let slug = slug_of(name);
+            let file = format!("{ORGS_DIR}/{name}");
             let ctx = Ctx::reconciler(DeclaredSource {
                 revision: revision.clone(),
-                file: entry.file.clone(),
+                file: file.clone(),
             });
-            self.svc.note_declared(&ctx, &slug).await?;
+            if states.get(slug).is_none_or(|s| s.file != file) {
+                self.svc.note_declared(&ctx, slug).await?;
+            }
             self.svc
-                .record_not_applied(&ctx, &slug, NotApplied::Rejected, &reason)
+                .record_not_applied(&ctx, slug, NotApplied::Rejected, &reason)
                 .await?;
             orgs.push(OrgOutcome {
-                slug,
-                file: entry.file.clone(),
+                slug: slug.to_owned(),
+                file,
                 outcome: Outcome::Rejected(reason.clone()),
             });
         }
@@ -271,20 +296,34 @@ impl Engine {
         Ok(Pass { revision, orgs })
     }
 
-    #[tracing::instrument(skip(self, entry, check_drift), fields(%revision, %slug))]
+    #[tracing::instrument(skip_all, fields(file = %ctx.request_id, %slug))]
     async fn org(
         &self,
-        revision: &str,
+        ctx: &Ctx,
         slug: &str,
-        file: String,
-        entry: OrgEntry,
+        (name, bytes): (&str, Vec<u8>),
+        state: Option<DeclaredOrg>,
+        globally_paused: bool,
         check_drift: bool,
-    ) -> Result<(String, Outcome), RunError> {
-        let ctx = Ctx::reconciler(DeclaredSource {
-            revision: revision.to_owned(),
-            file: file.clone(),
+    ) -> Result<Outcome, RunError> {
+        let file = format!("{ORGS_DIR}/{name}");
+        if state.as_ref().is_none_or(|s| s.file != file) {
+            self.svc.note_declared(ctx, slug).await?;
+        }
+        if globally_paused || state.as_ref().is_some_and(|s| s.paused.is_some()) {
+            return Ok(Outcome::Paused);
+        }
+        // As last applied, and that apply is the latest attempt: only drift can be new.
+        let in_effect = state.as_ref().is_some_and(|s| {
+            s.applied_text.as_deref().map(str::as_bytes) == Some(bytes.as_slice())
+                && s.last_attempt
+                    .as_ref()
+                    .is_some_and(|a| a.result == "applied")
         });
-        self.svc.note_declared(&ctx, slug).await?;
+        if in_effect && !check_drift {
+            return Ok(Outcome::UpToDate);
+        }
+        let entry = read_file(name, bytes);
         let declared = match entry.result {
             Ok(d) => d,
             Err(problems) => {
@@ -293,41 +332,33 @@ impl Engine {
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("\n");
-                return self.failed(&ctx, slug, file, why).await;
+                return self.failed(ctx, slug, why).await;
             }
         };
-        let (control, state) = self.svc.declared_state(&ctx, slug).await?;
-        if control.paused.is_some() || state.as_ref().is_some_and(|s| s.paused.is_some()) {
-            return Ok((file, Outcome::Paused));
-        }
-        let applied_here = state
-            .as_ref()
-            .and_then(|s| s.last_applied_revision.as_deref())
-            == Some(revision);
-        if applied_here && !check_drift {
-            return Ok((file, Outcome::UpToDate));
-        }
         // Planning only reads; every write goes through the service.
         let plan = {
             let mut r = self.svc.store().read().await?;
             plan_org(&mut *r, &declared).await?
         };
         let mut outcome = None;
-        if applied_here {
+        if in_effect {
             let differences: Vec<_> = plan.changes.iter().map(difference).collect();
-            self.svc.record_drift(&ctx, slug, &differences).await?;
+            let recorded = state
+                .as_ref()
+                .and_then(|s| s.drift.as_ref())
+                .and_then(|d| serde_json::from_str::<Vec<DriftDifference>>(&d.differences).ok());
+            if recorded.as_ref() != Some(&differences) {
+                self.svc.record_drift(ctx, slug, &differences).await?;
+            }
             if differences.is_empty() {
-                return Ok((file, Outcome::UpToDate));
+                return Ok(Outcome::UpToDate);
             }
             if !declared.heal {
                 tracing::info!(differences = differences.len(), "drift detected");
-                return Ok((
-                    file,
-                    Outcome::Drifted {
-                        differences: differences.len(),
-                        healed: false,
-                    },
-                ));
+                return Ok(Outcome::Drifted {
+                    differences: differences.len(),
+                    healed: false,
+                });
             }
             outcome = Some(Outcome::Drifted {
                 differences: differences.len(),
@@ -338,54 +369,34 @@ impl Engine {
             let why = plan
                 .refusals
                 .iter()
-                .map(|r| format!("{}: {}: {}", file, r.field, r.reason))
+                .map(|r| format!("{file}: {}: {}", r.field, r.reason))
                 .collect::<Vec<_>>()
                 .join("\n");
-            return self.failed(&ctx, slug, file, why).await;
+            return self.failed(ctx, slug, why).await;
         }
         let changes = plan.changes.len();
         let steps = match steps(&declared, &plan.changes) {
             Ok(s) => s,
-            Err(e) => return self.failed(&ctx, slug, file, e.to_string()).await,
+            Err(e) => return self.failed(ctx, slug, e.to_string()).await,
         };
         match self
             .svc
-            .apply_declared(&ctx, &declared.slug, steps, &entry.text)
+            .apply_declared(ctx, &declared.slug, steps, &entry.text)
             .await
         {
             Ok(()) => {
-                self.svc.record_drift(&ctx, slug, &[]).await?;
                 tracing::info!(changes, "applied");
-                Ok((file, outcome.unwrap_or(Outcome::Applied { changes })))
+                Ok(outcome.unwrap_or(Outcome::Applied { changes }))
             }
-            Err(e) => self.failed(&ctx, slug, file, e.to_string()).await,
+            Err(e) => self.failed(ctx, slug, e.to_string()).await,
         }
     }
 
-    async fn failed(
-        &self,
-        ctx: &Ctx,
-        slug: &str,
-        file: String,
-        why: String,
-    ) -> Result<(String, Outcome), RunError> {
+    async fn failed(&self, ctx: &Ctx, slug: &str, why: String) -> Result<Outcome, RunError> {
         tracing::warn!(%slug, error = %why, "org not applied");
         self.svc
             .record_not_applied(ctx, slug, NotApplied::Failed, &why)
             .await?;
-        Ok((file, Outcome::Failed(why)))
-    }
-}
-
-/// The org a file declares: its slug when it parsed, else the file's name.
-fn slug_of(entry: &OrgEntry) -> String {
-    match &entry.result {
-        Ok(d) => d.slug.to_string(),
-        Err(_) => entry
-            .file
-            .strip_prefix(&format!("{ORGS_DIR}/"))
-            .unwrap_or(&entry.file)
-            .trim_end_matches(".yaml")
-            .to_owned(),
+        Ok(Outcome::Failed(why))
     }
 }

@@ -13,7 +13,7 @@ use uos_store::{
     DeclaredOrg, DriftCheck, Page, PageRequest, Pause, Result, StoreError,
 };
 
-const COLS: &str = "slug, org_id, file, revision, last_applied_revision, last_applied_at, \
+const COLS: &str = "slug, org_id, file, last_applied_revision, last_applied_at, \
      applied_text, attempt_revision, attempt_at, attempt_result, attempt_error, \
      drift_checked_at, drift_differences, paused_at, pause_reason, paused_by";
 
@@ -54,7 +54,6 @@ fn declared<D: Dialect>(r: &Row<D>) -> Result<DeclaredOrg> {
         slug: get(r, "slug")?,
         org_id: get::<_, Option<uuid::Uuid>>(r, "org_id")?.map(OrgId),
         file: get(r, "file")?,
-        revision: get(r, "revision")?,
         last_applied_revision: get(r, "last_applied_revision")?,
         last_applied_at: get(r, "last_applied_at")?,
         applied_text: get(r, "applied_text")?,
@@ -102,13 +101,14 @@ impl<D: Dialect, M: Mode<D::Db>> DeclarativeReads for SqlTx<D, M> {
 
     async fn declarative_control(&mut self) -> Result<DeclarativeControl> {
         let row = query::<D>(
-            "select paused_at, pause_reason, paused_by, sync_requested_at \
+            "select revision, paused_at, pause_reason, paused_by, sync_requested_at \
              from declarative_control where id = 'global'",
         )
         .fetch_optional(self.conn())
         .await?;
         Ok(match row {
             Some(r) => DeclarativeControl {
+                revision: get(&r, "revision")?,
                 paused: pause(&r)?,
                 sync_requested_at: get(&r, "sync_requested_at")?,
             },
@@ -142,16 +142,25 @@ impl<D: Dialect> DeclarativeRepo for SqlTx<D> {
         slug: &str,
         org_id: Option<OrgId>,
         file: &str,
-        revision: &str,
     ) -> Result<()> {
         query::<D>(
-            "insert into declared_org (slug, org_id, file, revision) values ($1, $2, $3, $4) \
+            "insert into declared_org (slug, org_id, file) values ($1, $2, $3) \
              on conflict (slug) do update set org_id = coalesce(excluded.org_id, \
-             declared_org.org_id), file = excluded.file, revision = excluded.revision",
+             declared_org.org_id), file = excluded.file",
         )
         .bind(slug)
         .bind(org_id.map(|o| o.0))
         .bind(file)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn record_seen_revision(&mut self, revision: &str) -> Result<()> {
+        query::<D>(
+            "insert into declarative_control (id, revision) values ('global', $1) \
+             on conflict (id) do update set revision = excluded.revision",
+        )
         .bind(revision)
         .execute(self.conn())
         .await?;
@@ -169,8 +178,8 @@ impl<D: Dialect> DeclarativeRepo for SqlTx<D> {
         // Placeholders in order of first use: SQLite numbers them that way.
         let sql = match applied_text {
             Some(_) => format!(
-                "{ATTEMPT}, last_applied_revision = $1, last_applied_at = $2, applied_text = $5 \
-                 where slug = $6"
+                "{ATTEMPT}, last_applied_revision = $1, last_applied_at = $2, applied_text = $5, \
+                 drift_checked_at = $2, drift_differences = '[]' where slug = $6"
             ),
             None => format!("{ATTEMPT} where slug = $5"),
         };

@@ -852,17 +852,18 @@ pub trait DeclarativeReads: Send {
 /// people use on it.
 #[async_trait]
 pub trait DeclarativeRepo: DeclarativeReads {
-    /// Record that commit `revision` declares `slug` in `file` (and, once it exists, which org
-    /// that is), keeping the rest of the record.
+    /// Record that `slug` is declared in `file` (and, once it exists, which org that is),
+    /// keeping the rest of the record.
     async fn note_declared_org(
         &mut self,
         slug: &str,
         org_id: Option<OrgId>,
         file: &str,
-        revision: &str,
     ) -> Result<()>;
+    /// Record the newest revision of the config repo the reconciler read.
+    async fn record_seen_revision(&mut self, revision: &str) -> Result<()>;
     /// Record an apply of `slug`; an applied one also becomes the last applied revision, with
-    /// the file's text as it was applied.
+    /// the file's text as it was applied, and the org is then in sync (no drift).
     async fn record_declared_attempt(
         &mut self,
         slug: &str,

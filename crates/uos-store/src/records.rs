@@ -359,8 +359,7 @@ pub struct DeclaredOrg {
     pub slug: String,
     pub org_id: Option<OrgId>,
     pub file: String,
-    /// The newest commit seen declaring it.
-    pub revision: Option<String>,
+    /// The commit whose version of the file was last applied.
     pub last_applied_revision: Option<String>,
     pub last_applied_at: Option<DateTime<Utc>>,
     /// The file as last applied: what the drift check compares the live org with.
@@ -400,6 +399,8 @@ pub struct Pause {
 /// The reconciler's switches for every org at once.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeclarativeControl {
+    /// The newest revision of the config repo the reconciler read.
+    pub revision: Option<String>,
     pub paused: Option<Pause>,
     /// The latest request to reconcile now (API sync or webhook).
     pub sync_requested_at: Option<DateTime<Utc>>,

@@ -43,14 +43,14 @@ pub async fn statuses(
 }
 
 /// One declared org's status (platform admins); 404 when no file declares it.
-#[utoipa::path(get, path = "/v1/declarative/status/{org}", tag = "declarative", security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/v1/declarative/status/{slug}", tag = "declarative", security(("bearer" = [])), responses(
     (status = 200, body = DeclaredStatusView), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn status(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,
-    Path(org): Path<String>,
+    Path(raw): Path<String>,
 ) -> ApiResult<DeclaredStatusView> {
-    let org = slug(&org)?;
+    let org = slug(&raw)?;
     reply(
         s.svc
             .declarative_status(&ctx, org.as_str())

@@ -93,7 +93,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/v1/policy/reload"),
     ("GET", "/v1/declarative/schema"),
     ("GET", "/v1/declarative/status"),
-    ("GET", "/v1/declarative/status/{org}"),
+    ("GET", "/v1/declarative/status/{slug}"),
     ("POST", "/v1/declarative/pause"),
     ("POST", "/v1/declarative/resume"),
     ("POST", "/v1/declarative/sync"),

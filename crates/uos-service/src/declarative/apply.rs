@@ -101,7 +101,7 @@ impl Services {
                 .map_err(|e| ServiceError::Internal(format!("commit refused: {e}")))?;
         }
         let tx = uow.tx();
-        tx.note_declared_org(slug.as_str(), Some(org.id), &source.file, &source.revision)
+        tx.note_declared_org(slug.as_str(), Some(org.id), &source.file)
             .await?;
         let attempt = DeclaredAttempt {
             revision: source.revision.clone(),

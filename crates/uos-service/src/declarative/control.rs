@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use uos_audit::AuditAction;
 use uos_authz::{Action, Resource};
-use uos_store::{DeclaredOrg, Page, PageRequest, Pause};
+use uos_store::{DeclarativeControl, DeclaredOrg, Page, PageRequest, Pause};
 
 use crate::kernel::uow::UnitOfWork;
 use crate::{Ctx, Result, ServiceError, Services};
@@ -26,8 +26,11 @@ pub struct DeclaredStatusView {
     pub paused: bool,
     /// Why and by whom, while paused (the org's own pause, else the global one).
     pub pause: Option<PauseView>,
-    /// The newest commit seen declaring the org.
+    /// The newest revision of the config repo the reconciler read (every declared org is
+    /// declared in it).
     pub revision: Option<String>,
+    /// The commit whose version of the org's file was last applied: a later commit that
+    /// leaves the file as it was does not change it.
     pub last_applied_revision: Option<String>,
     pub last_applied_at: Option<DateTime<Utc>>,
     pub last_attempt: Option<AttemptView>,
@@ -72,8 +75,8 @@ pub struct DriftDifference {
 }
 
 impl DeclaredStatusView {
-    fn new(d: &DeclaredOrg, global: Option<&Pause>) -> Result<Self> {
-        let pause = match (&d.paused, global) {
+    fn new(d: &DeclaredOrg, control: &DeclarativeControl) -> Result<Self> {
+        let pause = match (&d.paused, control.paused.as_ref()) {
             (Some(p), _) => Some(pause_view(p, false)),
             (None, Some(p)) => Some(pause_view(p, true)),
             (None, None) => None,
@@ -88,7 +91,7 @@ impl DeclaredStatusView {
             file: d.file.clone(),
             paused: pause.is_some(),
             pause,
-            revision: d.revision.clone(),
+            revision: control.revision.clone(),
             last_applied_revision: d.last_applied_revision.clone(),
             last_applied_at: d.last_applied_at,
             last_attempt: d.last_attempt.as_ref().map(|a| AttemptView {
@@ -125,12 +128,12 @@ impl Services {
         let inner = &*self.inner;
         let _cap = inner.authorize(ctx, Action::DeclarativeStatus, Resource::default())?;
         let mut r = inner.store.read().await?;
-        let global = r.declarative_control().await?.paused;
+        let control = r.declarative_control().await?;
         let page = r.list_declared_orgs(page).await?;
         let items = page
             .items
             .iter()
-            .map(|d| DeclaredStatusView::new(d, global.as_ref()))
+            .map(|d| DeclaredStatusView::new(d, &control))
             .collect::<Result<Vec<_>>>()?;
         Ok(Page {
             items,
@@ -143,12 +146,12 @@ impl Services {
         let inner = &*self.inner;
         let _cap = inner.authorize(ctx, Action::DeclarativeStatus, Resource::default())?;
         let mut r = inner.store.read().await?;
-        let global = r.declarative_control().await?.paused;
+        let control = r.declarative_control().await?;
         let d = r
             .get_declared_org(slug)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        DeclaredStatusView::new(&d, global.as_ref())
+        DeclaredStatusView::new(&d, &control)
     }
 
     /// Pause (`reason` given) or resume (`None`) the reconciler for `org`, or for every org.

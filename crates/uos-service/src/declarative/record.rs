@@ -2,8 +2,10 @@
 //! the outcome of each apply that did not commit, rejected commits, and drift. Only the
 //! reconciler may call these (its context comes from [`Ctx::reconciler`]).
 
+use std::collections::HashMap;
 use uos_audit::AuditAction;
 use uos_authz::{Action, Capability, Resource};
+
 use uos_store::{DeclarativeControl, DeclaredAttempt, DeclaredOrg, DriftCheck, PageRequest};
 
 use crate::kernel::uow::UnitOfWork;
@@ -16,6 +18,9 @@ pub enum NotApplied {
     Failed,
     Rejected,
 }
+
+/// Declared orgs read per statement when a pass loads them all.
+const STATES_PAGE: u32 = 1000;
 
 impl NotApplied {
     const fn as_str(self) -> &'static str {
@@ -41,18 +46,26 @@ impl Services {
         }
     }
 
-    /// The reconciler's switches and its record of `slug`, read together at the start of a
-    /// run.
-    pub async fn declared_state(
+    /// The reconciler's switches and its record of every declared org, by slug, read at the
+    /// start of a pass (a few statements however many orgs there are).
+    pub async fn declared_states(
         &self,
         ctx: &Ctx,
-        slug: &str,
-    ) -> Result<(DeclarativeControl, Option<DeclaredOrg>)> {
+    ) -> Result<(DeclarativeControl, HashMap<String, DeclaredOrg>)> {
         let _cap = self.authorize_record(ctx)?;
         let mut r = self.inner.store.read().await?;
         let control = r.declarative_control().await?;
-        let declared = r.get_declared_org(slug).await?;
-        Ok((control, declared))
+        let mut states = HashMap::new();
+        let mut page = PageRequest::first(STATES_PAGE);
+        loop {
+            let got = r.list_declared_orgs(&page).await?;
+            states.extend(got.items.into_iter().map(|d| (d.slug.clone(), d)));
+            match got.next {
+                Some(after) => page.after = Some(after),
+                None => break,
+            }
+        }
+        Ok((control, states))
     }
 
     /// The switches alone: the global pause and the latest sync request.
@@ -62,12 +75,20 @@ impl Services {
         Ok(r.declarative_control().await?)
     }
 
-    /// Record that the commit in `ctx` declares `slug` in its file.
+    /// Record that the commit in `ctx` is the newest one read.
+    pub async fn record_seen_revision(&self, ctx: &Ctx) -> Result<()> {
+        let (_, source) = self.authorize_record(ctx)?;
+        let mut tx = self.inner.store.begin().await?;
+        tx.record_seen_revision(&source.revision).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Record that `slug` is declared in the file of `ctx`.
     pub async fn note_declared(&self, ctx: &Ctx, slug: &str) -> Result<()> {
         let (_, source) = self.authorize_record(ctx)?;
         let mut tx = self.inner.store.begin().await?;
-        tx.note_declared_org(slug, None, &source.file, &source.revision)
-            .await?;
+        tx.note_declared_org(slug, None, &source.file).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -113,35 +134,19 @@ impl Services {
         uow.commit_unanswered(&cap).await
     }
 
-    /// The slugs declared in the store that commit `ctx` no longer declares, forgotten: their
-    /// orgs stay as they are, no longer managed.
-    pub async fn forget_undeclared(&self, ctx: &Ctx, declared: &[String]) -> Result<Vec<String>> {
+    /// Forget `gone`, the declared orgs the newest revision no longer declares: their orgs
+    /// stay as they are, no longer managed.
+    pub async fn forget_declared(&self, ctx: &Ctx, gone: &[String]) -> Result<()> {
         let _cap = self.authorize_record(ctx)?;
-        let mut gone = Vec::new();
-        let mut page = PageRequest::first(500);
-        let mut r = self.inner.store.read().await?;
-        loop {
-            let got = r.list_declared_orgs(&page).await?;
-            gone.extend(
-                got.items
-                    .into_iter()
-                    .map(|d| d.slug)
-                    .filter(|s| !declared.contains(s)),
-            );
-            match got.next {
-                Some(after) => page.after = Some(after),
-                None => break,
-            }
+        if gone.is_empty() {
+            return Ok(());
         }
-        drop(r);
-        if !gone.is_empty() {
-            let mut tx = self.inner.store.begin().await?;
-            for slug in &gone {
-                tx.forget_declared_org(slug).await?;
-            }
-            tx.commit().await?;
+        let mut tx = self.inner.store.begin().await?;
+        for slug in gone {
+            tx.forget_declared_org(slug).await?;
         }
-        Ok(gone)
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Record the latest comparison of `slug` with its last applied file.

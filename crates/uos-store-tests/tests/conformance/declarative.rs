@@ -19,28 +19,38 @@ fn attempt(revision: &str, result: &str, error: Option<&str>) -> DeclaredAttempt
 async fn a_declared_org_keeps_its_status_across_notes_and_attempts(store: Arc<dyn Store>) {
     let org = seed_org(&store).await;
     let mut tx = store.begin().await.unwrap();
-    tx.note_declared_org("acme", None, "orgs/acme.yaml", "c1")
-        .await
-        .unwrap();
-    let applied = attempt("c1", "applied", None);
-    tx.record_declared_attempt("acme", &applied, Some("slug: acme"))
-        .await
-        .unwrap();
-    // The org exists now; a later commit that fails keeps the last applied one.
-    tx.note_declared_org("acme", Some(org.id), "orgs/acme.yaml", "c2")
-        .await
-        .unwrap();
-    let failed = attempt("c2", "failed", Some("boom"));
-    tx.record_declared_attempt("acme", &failed, None)
-        .await
-        .unwrap();
-    tx.note_declared_org("acme", None, "orgs/acme.yaml", "c3")
+    tx.note_declared_org("acme", None, "orgs/acme.yaml")
         .await
         .unwrap();
     let drift = DriftCheck {
         checked_at: now(),
         differences: r#"[{"path":"display_name"}]"#.into(),
     };
+    tx.record_drift("acme", &drift).await.unwrap();
+    let applied = attempt("c1", "applied", None);
+    tx.record_declared_attempt("acme", &applied, Some("slug: acme"))
+        .await
+        .unwrap();
+    let in_sync = tx.get_declared_org("acme").await.unwrap().unwrap().drift;
+    assert_eq!(
+        in_sync,
+        Some(DriftCheck {
+            checked_at: applied.at,
+            differences: "[]".into()
+        }),
+        "an applied file is in sync"
+    );
+    // The org exists now; a later commit that fails keeps the last applied one.
+    tx.note_declared_org("acme", Some(org.id), "orgs/acme.yaml")
+        .await
+        .unwrap();
+    let failed = attempt("c2", "failed", Some("boom"));
+    tx.record_declared_attempt("acme", &failed, None)
+        .await
+        .unwrap();
+    tx.note_declared_org("acme", None, "orgs/acme.yaml")
+        .await
+        .unwrap();
     tx.record_drift("acme", &drift).await.unwrap();
     tx.commit().await.unwrap();
 
@@ -51,7 +61,6 @@ async fn a_declared_org_keeps_its_status_across_notes_and_attempts(store: Arc<dy
         Some(org.id),
         "a note without an org keeps the one known"
     );
-    assert_eq!(got.revision.as_deref(), Some("c3"));
     assert_eq!(got.last_applied_revision.as_deref(), Some("c1"));
     assert_eq!(got.last_applied_at, Some(applied.at));
     assert_eq!(got.applied_text.as_deref(), Some("slug: acme"));
@@ -69,7 +78,7 @@ async fn a_declared_org_keeps_its_status_across_notes_and_attempts(store: Arc<dy
 async fn declared_orgs_list_by_slug_pause_one_at_a_time_and_are_forgotten(store: Arc<dyn Store>) {
     let mut tx = store.begin().await.unwrap();
     for slug in ["c", "a", "b"] {
-        tx.note_declared_org(slug, None, &format!("orgs/{slug}.yaml"), "r")
+        tx.note_declared_org(slug, None, &format!("orgs/{slug}.yaml"))
             .await
             .unwrap();
     }
@@ -124,8 +133,7 @@ async fn declared_orgs_list_by_slug_pause_one_at_a_time_and_are_forgotten(store:
 async fn the_global_switches_start_off_and_keep_each_other(store: Arc<dyn Store>) {
     let mut r = store.read().await.unwrap();
     let control = r.declarative_control().await.unwrap();
-    assert_eq!(control.paused, None);
-    assert_eq!(control.sync_requested_at, None);
+    assert_eq!(control, Default::default());
     drop(r);
 
     let pause = Pause {
@@ -137,11 +145,13 @@ async fn the_global_switches_start_off_and_keep_each_other(store: Arc<dyn Store>
     let mut tx = store.begin().await.unwrap();
     tx.set_global_pause(Some(&pause)).await.unwrap();
     tx.request_declarative_sync(at).await.unwrap();
+    tx.record_seen_revision("c9").await.unwrap();
     tx.commit().await.unwrap();
     let mut r = store.read().await.unwrap();
     let control = r.declarative_control().await.unwrap();
     assert_eq!(control.paused, Some(pause));
     assert_eq!(control.sync_requested_at, Some(at));
+    assert_eq!(control.revision.as_deref(), Some("c9"));
     drop(r);
 
     let mut tx = store.begin().await.unwrap();
