@@ -2,7 +2,6 @@
 //! optional TOML file (`UOS_CONFIG`) and `UOS_` environment variables; see the README.
 
 use anyhow::Context;
-use tracing_subscriber::EnvFilter;
 
 /// Every request allocates (headers, bodies, JSON) from several threads at once; mimalloc's
 /// per-thread free lists serve that with less locking and fewer page faults than the system
@@ -19,15 +18,7 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    if cfg.log_format == "json" {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    uos_app::init_logging(&cfg);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if cfg.worker_threads > 0 {

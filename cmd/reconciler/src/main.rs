@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use uos_reconcile::leader::{self, Schedule};
 use uos_reconcile::{Engine, Outcome};
 
@@ -37,15 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    if cfg.log_format == "json" {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    uos_app::init_logging(&cfg);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -66,6 +66,21 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, AppError> {
     Ok(Arc::new(s))
 }
 
+/// Log to stderr as `log_format` says (`text` or `json`), filtered by `RUST_LOG` (default
+/// `info`): the same for every long-running binary.
+pub fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if cfg.log_format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+}
+
 /// The services, built from configuration: every port opened, background tasks started, the
 /// first platform admin bootstrapped on an empty store.
 pub async fn build(cfg: &Config) -> Result<Services, AppError> {

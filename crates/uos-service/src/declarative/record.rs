@@ -3,13 +3,16 @@
 //! reconciler may call these (its context comes from [`Ctx::reconciler`]).
 
 use std::collections::HashMap;
+
 use uos_audit::AuditAction;
 use uos_authz::{Action, Capability, Resource};
-
 use uos_store::{DeclarativeControl, DeclaredAttempt, DeclaredOrg, DriftCheck, PageRequest};
 
 use crate::kernel::uow::UnitOfWork;
 use crate::{Caller, Ctx, DeclaredSource, DriftDifference, Result, ServiceError, Services};
+
+/// Declared orgs read per statement when a pass loads them all.
+const STATES_PAGE: u32 = 1000;
 
 /// The outcome of an apply that changed nothing: `failed` (invalid file, refused change,
 /// store error) or `rejected` (the commit's signature).
@@ -18,9 +21,6 @@ pub enum NotApplied {
     Failed,
     Rejected,
 }
-
-/// Declared orgs read per statement when a pass loads them all.
-const STATES_PAGE: u32 = 1000;
 
 impl NotApplied {
     const fn as_str(self) -> &'static str {
