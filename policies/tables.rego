@@ -68,8 +68,9 @@ platform_actions := {
 	"policy.bundle", "policy.reload",
 	# Break-glass grants roles in any org: deciding on them is the platform's.
 	"break_glass.list", "break_glass.approve", "break_glass.revoke",
-	# The reconciler's state across every managed org, and stopping or starting it.
-	"declarative.status", "declarative.pause", "declarative.sync",
+	# The reconciler's state across every managed org, and stopping or starting it; a plan
+	# reads every org the files name, so it is theirs too.
+	"declarative.status", "declarative.pause", "declarative.sync", "declarative.plan",
 	# The reconciler's own records (outcomes, drift, rejected commits): its job, nobody else's.
 	"declarative.record",
 }

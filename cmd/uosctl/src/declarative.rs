@@ -20,14 +20,20 @@ pub enum DeclarativeCommand {
         #[arg(long)]
         json: bool,
     },
-    /// What applying a repository checkout would change in the configured store
-    /// (`UOS_DATABASE_URL`, as for `admin-api`); reads only. Exit 1 if a file is invalid or a
+    /// What applying a repository checkout would change: planned against the configured store
+    /// (`UOS_DATABASE_URL`, as for `admin-api`, opened read-only: nothing is migrated or
+    /// written), or with `--api` by a running admin-api. Exit 1 if a file is invalid or a
     /// declared change would be refused.
     Plan {
         /// The repository's working tree (the directory that holds `orgs/`).
         #[arg(long)]
         repo: PathBuf,
-        /// Print the plans as JSON (`{plans: [...], invalid: [{file, problems}]}`).
+        /// Plan through the admin-api at this base URL (e.g. `https://id.example.com`)
+        /// instead of the store, as a platform admin whose access token is in `UOS_TOKEN`.
+        #[arg(long)]
+        api: Option<String>,
+        /// Print the plans as JSON (`{plans: [...], invalid: [{file, problems}], blocked,
+        /// text}`, as `POST /v1/declarative/plan` answers).
         #[arg(long)]
         json: bool,
     },
@@ -43,63 +49,124 @@ pub fn run(cmd: DeclarativeCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DeclarativeCommand::Validate { repo, json } => validate(&repo, json),
-        DeclarativeCommand::Plan { repo, json } => plan(&repo, json),
+        DeclarativeCommand::Plan { repo, api, json } => plan(&repo, api.as_deref(), json),
     }
 }
 
-fn plan(repo: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+fn plan(repo: &std::path::Path, api: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     use anyhow::Context as _;
     if !repo.is_dir() {
         anyhow::bail!("{} is not a directory", repo.display());
     }
     let entries = uos_reconcile::read_repo(repo)?;
-    let cfg = uos_app::Config::load().context("loading configuration")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (plans, invalid) = rt.block_on(async {
-        let store = uos_app::open_store(&cfg)
-            .await
-            .context("opening the store")?;
-        let mut plans = Vec::new();
-        let mut invalid = Vec::new();
-        for e in &entries {
-            match &e.result {
-                Ok(org) => {
-                    let mut r = store.read().await.context("reading the store")?;
-                    plans.push(uos_reconcile::plan_org(&mut *r, org).await?);
+    let plan = match api {
+        Some(base) => {
+            let token = std::env::var("UOS_TOKEN")
+                .context("--api needs a platform admin's access token in UOS_TOKEN")?;
+            rt.block_on(plan_through_api(base, &token, entries))?
+        }
+        None => {
+            let cfg = uos_app::Config::load().context("loading configuration")?;
+            rt.block_on(async {
+                let store = uos_app::open_store_read_only(&cfg)
+                    .await
+                    .context("opening the store")?;
+                let planned = async {
+                    let mut r = store.read().await?;
+                    uos_reconcile::plan_repo(&mut *r, entries).await
                 }
-                Err(problems) => invalid.push((e.file.clone(), problems.clone())),
-            }
+                .await;
+                store.close().await;
+                anyhow::Ok(serde_json::to_value(planned.context("reading the store")?)?)
+            })?
         }
-        store.close().await;
-        anyhow::Ok((plans, invalid))
-    })?;
-    let refused = plans.iter().any(|p| !p.refusals.is_empty());
+    };
     if json {
-        let invalid: Vec<_> = invalid
-            .iter()
-            .map(|(file, problems)| serde_json::json!({"file": file, "problems": problems}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({ "plans": plans, "invalid": invalid })
-        );
+        println!("{plan}");
     } else {
-        for p in &plans {
-            print!("{}", p.render());
-        }
-        for (_, problems) in &invalid {
-            for p in problems {
-                println!("{p}");
-            }
-        }
+        print!("{}", plan["text"].as_str().unwrap_or_default());
     }
-    Ok(if invalid.is_empty() && !refused {
+    Ok(if plan["blocked"] == false {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Files per request and bytes of file text per request: below the API's limits (100 files,
+/// a 1 MiB body), leaving room for JSON escaping.
+const API_FILES: usize = 100;
+const API_BYTES: usize = 512 * 1024;
+
+/// The plan of `entries` by the admin-api at `base`: the valid files are sent in requests of
+/// at most [`API_FILES`] files and about [`API_BYTES`] of text, the invalid ones reported
+/// from here. Answers what the API answers, merged (`{plans, invalid, blocked, text}`).
+async fn plan_through_api(
+    base: &str,
+    token: &str,
+    entries: Vec<uos_reconcile::OrgEntry>,
+) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context as _;
+    let url = format!("{}/v1/declarative/plan", base.trim_end_matches('/'));
+    let client = reqwest::Client::new();
+    let (valid, invalid): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| e.result.is_ok());
+    let (mut plans, mut text, mut blocked) = (Vec::new(), String::new(), false);
+    let mut batches: Vec<Vec<serde_json::Value>> = Vec::new();
+    let mut bytes = 0;
+    for e in valid {
+        let full = batches
+            .last()
+            .is_none_or(|b| b.len() == API_FILES || bytes + e.text.len() > API_BYTES);
+        if full {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += e.text.len();
+        let name = e.file.strip_prefix("orgs/").unwrap_or(&e.file).to_owned();
+        if let Some(batch) = batches.last_mut() {
+            batch.push(serde_json::json!({ "name": name, "content": e.text }));
+        }
+    }
+    for files in batches {
+        let res = client
+            .post(&url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&serde_json::json!({ "files": files }))?)
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let status = res.status();
+        let body: serde_json::Value = serde_json::from_slice(&res.bytes().await?)
+            .with_context(|| format!("POST {url} answered {status} without JSON"))?;
+        if !status.is_success() {
+            let detail = body["detail"].as_str().or(body["title"].as_str());
+            anyhow::bail!(
+                "POST {url} answered {status}: {}",
+                detail.unwrap_or("no detail")
+            );
+        }
+        if let Some(p) = body["plans"].as_array() {
+            plans.extend(p.iter().cloned());
+        }
+        text.push_str(body["text"].as_str().unwrap_or_default());
+        blocked |= body["blocked"] != false;
+    }
+    let invalid: Vec<_> = invalid
+        .into_iter()
+        .filter_map(|e| e.result.err().map(|problems| (e.file, problems)))
+        .map(|(file, problems)| uos_reconcile::InvalidFile { file, problems })
+        .collect();
+    text.push_str(&uos_reconcile::problem_lines(&invalid));
+    Ok(serde_json::json!({
+        "plans": plans,
+        "blocked": blocked || !invalid.is_empty(),
+        "invalid": invalid,
+        "text": text,
+    }))
 }
 
 fn validate(repo: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {

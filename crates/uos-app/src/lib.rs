@@ -66,6 +66,17 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, AppError> {
     Ok(Arc::new(s))
 }
 
+/// The configured store opened only to read, for tools that must change nothing (a plan):
+/// nothing is created or migrated, and the store refuses writes. Its schema must be this
+/// build's.
+pub async fn open_store_read_only(cfg: &Config) -> Result<Arc<dyn Store>, AppError> {
+    let url = cfg.database_url.as_str();
+    if url.starts_with("sqlite:") {
+        return Ok(Arc::new(SqliteStore::open_read_only(url).await?));
+    }
+    Ok(Arc::new(PgStore::connect_read_only(url, 1).await?))
+}
+
 /// Log to stderr as `log_format` says (`text` or `json`), filtered by `RUST_LOG` (default
 /// `info`): the same for every long-running binary.
 pub fn init_logging(cfg: &Config) {

@@ -121,6 +121,7 @@ actions! {
     DeclarativeSync => "declarative.sync",
     DeclarativeWebhook => "declarative.webhook",
     DeclarativeRecord => "declarative.record",
+    DeclarativePlan => "declarative.plan",
 }
 
 impl fmt::Display for Action {
@@ -165,7 +166,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Action::ALL.len());
-        assert_eq!(Action::ALL.len(), 89);
+        assert_eq!(Action::ALL.len(), 90);
     }
 
     #[test]

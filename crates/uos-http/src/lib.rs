@@ -191,6 +191,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/declarative/resume", post(declarative::resume))
         .route("/v1/declarative/sync", post(declarative::sync))
         .route("/v1/declarative/webhook", post(declarative::webhook))
+        .route("/v1/declarative/plan", post(declarative::plan))
         .route(
             "/v1/orgs/{slug}/budget",
             get(budgets::get_org_budget)

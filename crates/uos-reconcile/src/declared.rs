@@ -53,7 +53,7 @@ pub struct DeclaredAccount {
     pub description: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeclaredBudget {
     pub period: &'static str,
     pub limit_cents: i64,

@@ -22,7 +22,9 @@ pub use declared::{
     parse_org, DeclaredAccount, DeclaredBudget, DeclaredMember, DeclaredOrg, DeclaredRole,
 };
 pub use file::json_schema;
-pub use plan::{plan_org, Change, OrgPlan, Refusal};
+pub use plan::{
+    plan_org, plan_repo, problem_lines, Change, InvalidFile, OrgPlan, Refusal, RepoPlan,
+};
 pub use problem::Problem;
 pub use repo::{read_files, read_repo, OrgEntry};
 pub use run::{Engine, Outcome, Pass, Source};

@@ -13,8 +13,11 @@ use uos_domain::{
     BudgetKey, BudgetScope, Email, InviteState, MembershipStatus, OrgId, OrgStatus, RoleName,
 };
 use uos_store::{DeclaredKind, MemberFilter, PageRequest, ReadTx, StoreError};
+use utoipa::ToSchema;
 
 use crate::declared::{DeclaredBudget, DeclaredOrg, DeclaredRole};
+use crate::problem::Problem;
+use crate::repo::OrgEntry;
 
 /// Rows per page while reading an org's lists.
 const PAGE: u32 = 200;
@@ -35,7 +38,8 @@ macro_rules! all_pages {
     }};
 }
 /// The changes applying one org's file would make, and those it may not make.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = DeclaredOrgPlan)]
 pub struct OrgPlan {
     pub file: String,
     pub org: String,
@@ -44,8 +48,9 @@ pub struct OrgPlan {
 }
 
 /// One change, as the API would make it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(tag = "op", rename_all = "snake_case")]
+#[schema(as = DeclaredChange)]
 pub enum Change {
     /// A new org, founded by `owner`: the first declared owner who has an account.
     CreateOrg {
@@ -118,7 +123,7 @@ pub enum Change {
 }
 
 /// A role's definition as it is in the store.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct LiveRole {
     pub permissions: Vec<String>,
     pub inherits: Vec<String>,
@@ -126,11 +131,63 @@ pub struct LiveRole {
 }
 
 /// A declared change the API's rules refuse; applying the file leaves it undone.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = DeclaredRefusal)]
 pub struct Refusal {
     /// The field of the file, e.g. `members[0].roles`.
     pub field: String,
     pub reason: String,
+}
+
+/// The plans of a set of org files: each valid file's plan and each invalid file's problems.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[schema(as = DeclaredRepoPlan)]
+pub struct RepoPlan {
+    pub plans: Vec<OrgPlan>,
+    pub invalid: Vec<InvalidFile>,
+    /// True when applying would leave something undone: a file is invalid or a change would
+    /// be refused.
+    pub blocked: bool,
+    /// The whole plan as people read it ([`OrgPlan::render`] of each plan, then each problem
+    /// as `file:line:column: field: message`), e.g. for a pull-request comment.
+    pub text: String,
+}
+
+/// An org file that cannot be planned, with every problem found in it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[schema(as = DeclaredInvalidFile)]
+pub struct InvalidFile {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+/// The plan of every file in `entries` against the store as `r` reads it.
+pub async fn plan_repo(r: &mut dyn ReadTx, entries: Vec<OrgEntry>) -> Result<RepoPlan, StoreError> {
+    let mut plans = Vec::new();
+    let mut invalid = Vec::new();
+    for entry in entries {
+        match entry.result {
+            Ok(org) => plans.push(plan_org(r, &org).await?),
+            Err(problems) => invalid.push(InvalidFile {
+                file: entry.file,
+                problems,
+            }),
+        }
+    }
+    let mut text: String = plans.iter().map(OrgPlan::render).collect();
+    text.push_str(&problem_lines(&invalid));
+    Ok(RepoPlan {
+        blocked: !invalid.is_empty() || plans.iter().any(|p| !p.refusals.is_empty()),
+        plans,
+        invalid,
+        text,
+    })
+}
+
+/// Every problem of `invalid` as people read it: `file:line:column: field: message` lines.
+pub fn problem_lines(invalid: &[InvalidFile]) -> String {
+    let lines = invalid.iter().flat_map(|f| &f.problems);
+    lines.map(|p| format!("{p}\n")).collect()
 }
 
 /// The plan for `declared` against the store as `r` reads it.

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 /// One thing wrong with one file. `line` and `column` are 1-based; 0 when the parser could
 /// not tell (a field that is missing altogether is reported where its mapping starts).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = DeclaredFileProblem)]
 pub struct Problem {
     pub file: String,
     pub line: usize,

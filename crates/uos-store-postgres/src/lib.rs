@@ -47,6 +47,9 @@ impl LeaderLock for PgLeaderLock {
     }
 }
 
+/// The forward-only migrations in `migrations/postgres/` (at the workspace root).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
 /// The PostgreSQL store. Cloning shares the pool.
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -57,13 +60,33 @@ impl PgStore {
     /// Connect to `url` (`postgres://user@host:port/db`) with at most `max_connections`.
     #[tracing::instrument(skip_all)]
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url)
+        Self::connect_with(Self::options(url)?, max_connections).await
+    }
+
+    /// Connect to `url` only to read: every transaction is read-only, so PostgreSQL itself
+    /// refuses any write. Fails unless the schema is exactly this build's (nothing migrates).
+    #[tracing::instrument(skip_all)]
+    pub async fn connect_read_only(url: &str, max_connections: u32) -> Result<Self> {
+        let options = Self::options(url)?.options([("default_transaction_read_only", "on")]);
+        let store = Self::connect_with(options, max_connections).await?;
+        let applied = sqlx::query_scalar(uos_store_sql::schema::APPLIED_VERSION_SQL)
+            .fetch_one(&store.pool)
+            .await;
+        uos_store_sql::schema::check_schema(applied, &MIGRATOR)?;
+        Ok(store)
+    }
+
+    fn options(url: &str) -> Result<PgConnectOptions> {
+        Ok(PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("bad postgres url: {e}")))?
             .application_name("user-org-service")
             // The row-level security scope of every session (migration 0004): all orgs, which
             // a unit of work narrows to one for its transaction (`confine_to_org`). Set in the
             // start-up packet, so it costs no round trip.
-            .options([("uos.org", "*")]);
+            .options([("uos.org", "*")]))
+    }
+
+    async fn connect_with(options: PgConnectOptions, max_connections: u32) -> Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -86,7 +109,7 @@ impl PgStore {
     /// with an advisory lock, so replicas may all call this at start-up).
     #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("../../migrations/postgres")
+        MIGRATOR
             .run(&self.pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))

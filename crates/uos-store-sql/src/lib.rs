@@ -24,6 +24,7 @@ mod outbox;
 mod retention;
 mod role;
 pub mod rows;
+pub mod schema;
 mod session;
 pub mod sql;
 mod tx;

@@ -26,6 +26,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `begin()` waits for the single writer connection before reporting `Unavailable`.
 const WRITER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The forward-only migrations in `migrations/sqlite/` (at the workspace root).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
 /// An exclusive lock on a file; the operating system drops it with the file handle.
 #[derive(Debug)]
 struct FileLeaderLock {
@@ -53,19 +56,10 @@ impl SqliteStore {
     /// `sqlite://data/uos.db`. In-memory URLs are refused: the two pools need one shared file.
     #[tracing::instrument(skip_all)]
     pub async fn open(url: &str) -> Result<Self> {
-        let base = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("bad sqlite url: {e}")))?
+        let base = Self::options(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        // Two pools over one in-memory database would be two different databases.
-        if url.contains(":memory:") || url.contains("mode=memory") {
-            return Err(StoreError::Unavailable(
-                "in-memory SQLite is not supported: use a file (e.g. in a temp dir)".into(),
-            ));
-        }
+            .synchronous(SqliteSynchronous::Normal);
         if let Some(dir) = base.get_filename().parent() {
             if !dir.as_os_str().is_empty() {
                 tokio::fs::create_dir_all(dir).await.map_err(|e| {
@@ -73,7 +67,48 @@ impl SqliteStore {
                 })?;
             }
         }
-        let path = base.get_filename().to_path_buf();
+        Self::connect(base.clone(), base).await
+    }
+
+    /// Open the existing database at `url` only to read it: nothing is created, migrated or
+    /// written (every connection is `query_only`). Fails unless its schema is exactly this
+    /// build's.
+    #[tracing::instrument(skip_all)]
+    pub async fn open_read_only(url: &str) -> Result<Self> {
+        let base = Self::options(url)?;
+        if !base.get_filename().is_file() {
+            return Err(StoreError::Unavailable(format!(
+                "no database at {}",
+                base.get_filename().display()
+            )));
+        }
+        let read_only = base.pragma("query_only", "true");
+        let store = Self::connect(read_only.clone(), read_only).await?;
+        let applied = sqlx::query_scalar(uos_store_sql::schema::APPLIED_VERSION_SQL)
+            .fetch_one(&store.reader)
+            .await;
+        uos_store_sql::schema::check_schema(applied, &MIGRATOR)?;
+        Ok(store)
+    }
+
+    /// The options every connection to `url` shares.
+    fn options(url: &str) -> Result<SqliteConnectOptions> {
+        // Two pools over one in-memory database would be two different databases.
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::Unavailable(
+                "in-memory SQLite is not supported: use a file (e.g. in a temp dir)".into(),
+            ));
+        }
+        Ok(SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad sqlite url: {e}")))?
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT))
+    }
+
+    /// The store over a writer pool of one connection with `writer` options and a read pool
+    /// with `reader` options (made `query_only` here).
+    async fn connect(writer: SqliteConnectOptions, reader: SqliteConnectOptions) -> Result<Self> {
+        let path = writer.get_filename().to_path_buf();
         // The writer connection lives as long as the store: it owns the WAL files and is the
         // one place writes happen, so recycling it buys nothing.
         let writer = SqlitePoolOptions::new()
@@ -82,14 +117,14 @@ impl SqliteStore {
             .idle_timeout(None)
             .max_lifetime(None)
             .acquire_timeout(WRITER_ACQUIRE_TIMEOUT)
-            .connect_with(base.clone())
+            .connect_with(writer)
             .await
             .map_err(db_err)?;
         // `query_only` turns an accidental write through `read()` into an error instead of a
         // second writer competing with the first.
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
-            .connect_with(base.pragma("query_only", "true"))
+            .connect_with(reader.pragma("query_only", "true"))
             .await
             .map_err(db_err)?;
         Ok(Self {
@@ -102,7 +137,7 @@ impl SqliteStore {
     /// Apply the forward-only migrations in `migrations/sqlite/` (at the workspace root).
     #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("../../migrations/sqlite")
+        MIGRATOR
             .run(&self.writer)
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))

@@ -35,3 +35,35 @@ async fn in_memory_urls_are_refused() {
         "two pools cannot share an in-memory database: {err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_read_only_open_creates_migrates_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("uos.db");
+    let url = format!("sqlite://{}", path.display());
+    let err = SqliteStore::open_read_only(&url).await.unwrap_err();
+    assert!(err.to_string().contains("no database at"), "{err}");
+    assert!(!path.exists(), "nothing is created");
+
+    // A database without the schema is refused, not migrated.
+    SqliteStore::open(&url).await.unwrap().close().await;
+    let err = SqliteStore::open_read_only(&url).await.unwrap_err();
+    assert!(err.to_string().contains("uosctl migrate"), "{err}");
+
+    let store = SqliteStore::open(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let org = uos_store_tests::fixtures::org();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_org(&org).await.unwrap();
+    tx.commit().await.unwrap();
+    store.close().await;
+
+    let ro = SqliteStore::open_read_only(&url).await.unwrap();
+    let mut read = ro.read().await.unwrap();
+    assert!(read.get_org_by_slug(&org.slug).await.unwrap().is_some());
+    drop(read);
+    // Not even a write transaction starts.
+    let err = ro.begin().await.err().expect("writes are refused");
+    assert!(err.to_string().contains("readonly"), "{err}");
+    ro.close().await;
+}

@@ -1,4 +1,5 @@
-//! `uosctl declarative schema|validate` on real repository checkouts.
+//! `uosctl declarative schema|validate|plan` on real repository checkouts, planned against a
+//! store and through a running API.
 
 use std::process::{Command, Output};
 
@@ -84,6 +85,22 @@ fn plan_reads_the_configured_store_and_prints_what_would_change() {
             .output()
             .unwrap()
     };
+    // A plan migrates and creates nothing: a store that does not exist is an error.
+    let out = plan(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no database at"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!data.path().join("uos.db").exists());
+    let out = Command::new(env!("CARGO_BIN_EXE_uosctl"))
+        .arg("migrate")
+        .env("UOS_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
     // The store is empty: nobody with an account owns the new org, so it cannot be
     // created yet, and the plan says so and fails.
     let out = plan(&[]);
@@ -108,4 +125,76 @@ fn plan_reads_the_configured_store_and_prints_what_would_change() {
         "{}",
         text(&out.stdout)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_through_a_running_api_as_a_platform_admin() {
+    let app = uos_testkit::TestApp::spawn(uos_testkit::Backend::Sqlite).await;
+    let admin = app.admin_token().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let router = app.router.clone();
+    tokio::spawn(async move {
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service).await
+    });
+    let repo = tempfile::tempdir().unwrap();
+    let orgs = repo.path().join("orgs");
+    std::fs::create_dir(&orgs).unwrap();
+    std::fs::write(
+        orgs.join("acme.yaml"),
+        format!(
+            "version: 1\nslug: acme\ndisplay_name: Acme\nmembers:\n  - email: {}\n    roles: [owner]\n",
+            uos_testkit::ADMIN_EMAIL
+        ),
+    )
+    .unwrap();
+    std::fs::write(orgs.join("beta.yaml"), "version: 1\nslug: beta\n").unwrap();
+    let dir = repo.path().to_str().unwrap().to_owned();
+    let plan = move |token: Option<&str>, json: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_uosctl"));
+        cmd.args(["declarative", "plan", "--repo", &dir, "--api", &api]);
+        if json {
+            cmd.arg("--json");
+        }
+        match token {
+            Some(t) => cmd.env("UOS_TOKEN", t),
+            None => cmd.env_remove("UOS_TOKEN"),
+        };
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+
+    let out = plan(Some(&admin), false).await.unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("orgs/acme.yaml (acme):\n  + create org \"Acme\" founded by "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("orgs/beta.yaml:"), "{stdout}");
+    let out = plan(Some(&admin), true).await.unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["plans"][0]["changes"][0]["op"], "create_org");
+    assert_eq!(report["invalid"][0]["file"], "orgs/beta.yaml");
+    assert_eq!(report["blocked"], true);
+
+    std::fs::remove_file(orgs.join("beta.yaml")).unwrap();
+    let out = plan(Some(&admin), false).await.unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Planning changed nothing.
+    let r = app
+        .send(uos_testkit::Req::get("/v1/orgs/acme").token(&admin))
+        .await;
+    assert_eq!(r.status, 404);
+
+    let out = plan(None, false).await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("UOS_TOKEN"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = plan(Some("not-a-token"), false).await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
 }

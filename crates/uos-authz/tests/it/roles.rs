@@ -134,6 +134,7 @@ fn every_action_is_classified_for_an_owner() {
                 | Action::DeclarativeStatus
                 | Action::DeclarativePause
                 | Action::DeclarativeSync
+                | Action::DeclarativePlan
                 | Action::DeclarativeRecord => deny("platform_admin_required"),
                 other => panic!("{other} is missing from this test's classification"),
             }

@@ -13,8 +13,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
+use serde::{Deserialize, Deserializer};
 use uos_domain::OrgSlug;
-use uos_service::{DeclaredStatusView, Done};
+use uos_service::{DeclaredStatusView, Done, FieldError, ServiceError};
 
 /// The JSON Schema (draft 2020-12) of a declarative org file, `orgs/<slug>.yaml` (no
 /// credentials needed).
@@ -25,6 +26,97 @@ pub async fn schema(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     s.svc.declarative_schema_access(&ctx)?;
     Ok(Json(uos_reconcile::json_schema()))
+}
+
+/// Files in one plan request: a repository with more is planned in several requests (the
+/// body is at most 1 MiB anyway).
+const PLAN_FILES_MAX: usize = 100;
+/// The longest file name a plan accepts (a slug is at most 63 characters, plus `.yaml`).
+const PLAN_NAME_MAX_CHARS: usize = 255;
+
+json_body! {
+    /// Org files as a config repository holds them under `orgs/`, to plan against the store as
+    /// it is now: nothing is applied or recorded.
+    pub struct PlanBody {
+        #[schema(min_items = 1, max_items = 100)]
+        req files: Vec<PlanFile>,
+    }
+}
+
+json_body! {
+    /// One org file: its name inside `orgs/` (`<slug>.yaml`) and its text.
+    pub struct PlanFile {
+        #[schema(min_length = 1, max_length = 255, pattern = "^[^/\\\\\\u0000-\\u001F\\u007F-\\u009F]+$")]
+        req name: String,
+        req content: String,
+    }
+}
+
+/// A file of a plan request: parsed as the body is, every bad field named in the message.
+impl<'de> Deserialize<'de> for PlanFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::extract::object_as(serde_json::Map::deserialize(d)?)
+    }
+}
+
+/// Every problem with a plan request's file list, each naming its field.
+fn plan_files_problems(files: &[PlanFile]) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if files.is_empty() || files.len() > PLAN_FILES_MAX {
+        errors.push(FieldError::new(
+            "files",
+            "invalid",
+            format!("give 1 to {PLAN_FILES_MAX} files"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, f) in files.iter().enumerate() {
+        let name = f.name.as_str();
+        let problem = if name.is_empty() || name.chars().count() > PLAN_NAME_MAX_CHARS {
+            Some(format!("1 to {PLAN_NAME_MAX_CHARS} characters"))
+        } else if name.contains(['/', '\\']) || name.chars().any(char::is_control) {
+            Some("a file name inside orgs/, without slashes or control characters".to_owned())
+        } else if !seen.insert(name) {
+            Some(format!("{name} is given twice"))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            errors.push(FieldError::new(
+                format!("files[{i}].name"),
+                "invalid",
+                message,
+            ));
+        }
+    }
+    errors
+}
+
+/// What applying these org files would change, planned against the store as it is now
+/// (platform admins): per file the changes and the refusals, or every problem of an invalid
+/// file; `blocked` when applying would leave something undone. `uosctl declarative plan
+/// --api` sends a checkout's files here.
+#[utoipa::path(post, path = "/v1/declarative/plan", tag = "declarative", security(("bearer" = [])), request_body = PlanBody, responses(
+    (status = 200, body = uos_reconcile::RepoPlan), (status = 400, body = Problem), (status = 403, body = Problem)))]
+pub async fn plan(
+    State(s): State<AppState>,
+    ReqCtx(ctx): ReqCtx,
+    ApiJson(b): ApiJson<PlanBody>,
+) -> Result<Json<uos_reconcile::RepoPlan>, ApiError> {
+    let mut reads = s.svc.declarative_plan_reads(&ctx).await?;
+    let problems = plan_files_problems(&b.files);
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let files = b
+        .files
+        .into_iter()
+        .map(|f| (f.name, f.content.into_bytes()))
+        .collect();
+    let plan = uos_reconcile::plan_repo(&mut *reads, uos_reconcile::read_files(files))
+        .await
+        .map_err(ServiceError::from)?;
+    Ok(Json(plan))
 }
 
 /// Every org a config repo declares, by slug: pause, revisions, last attempt and drift

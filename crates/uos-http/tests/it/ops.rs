@@ -98,6 +98,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/v1/declarative/resume"),
     ("POST", "/v1/declarative/sync"),
     ("POST", "/v1/declarative/webhook"),
+    ("POST", "/v1/declarative/plan"),
     ("GET", "/v1/orgs/{slug}/budget"),
     ("PUT", "/v1/orgs/{slug}/budget"),
     ("DELETE", "/v1/orgs/{slug}/budget"),

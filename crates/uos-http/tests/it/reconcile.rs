@@ -498,6 +498,8 @@ backend_test!(
             Req::post("/v1/declarative/pause").json(json!({"reason": "x"})),
             Req::post("/v1/declarative/resume").json(json!({})),
             Req::post("/v1/declarative/sync").json(json!({})),
+            Req::post("/v1/declarative/plan")
+                .json(json!({"files": [{"name": "plain.yaml", "content": "version: 1"}]})),
         ] {
             let what = format!("{req:?}");
             let r = app.send(req.token(&member)).await;
@@ -537,6 +539,81 @@ backend_test!(
             .send(Req::post("/v1/declarative/webhook").json(json!({"ref": "refs/heads/main"})))
             .await;
         assert_status(&r, 404);
+    }
+);
+
+backend_test!(
+    a_plan_request_plans_files_against_the_store_and_changes_nothing,
+    |app| async move {
+        let admin = app.admin_token().await;
+        let plan = |files: Value| {
+            let app = &app;
+            let admin = admin.clone();
+            async move {
+                app.send(
+                    Req::post("/v1/declarative/plan")
+                        .token(&admin)
+                        .json(json!({ "files": files })),
+                )
+                .await
+            }
+        };
+        let audited = audit_changes(&app).await;
+        let r = plan(json!([
+            {"name": "acme.yaml", "content": acme("Acme Corp", "")},
+            {"name": "beta.yaml", "content": "version: 1\nslug: beta\n"},
+        ]))
+        .await;
+        assert_status(&r, 200);
+        assert_eq!(r.body["plans"][0]["org"], "acme", "{}", r.text);
+        assert_eq!(r.body["plans"][0]["changes"][0]["op"], "create_org");
+        assert_eq!(r.body["invalid"][0]["file"], "orgs/beta.yaml");
+        assert!(r.body["invalid"][0]["problems"][0]["line"].is_u64());
+        assert_eq!(r.body["blocked"], true, "an invalid file blocks");
+        let text = r.body["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("orgs/acme.yaml (acme):\n  + create org \"Acme Corp\""),
+            "{text}"
+        );
+        assert!(text.contains("orgs/beta.yaml:"), "{text}");
+        // Planning wrote nothing: no org, no audit event, no declarative record.
+        let r = app.send(Req::get("/v1/orgs/acme").token(&admin)).await;
+        assert_status(&r, 404);
+        assert_eq!(audit_changes(&app).await, audited);
+        let r = app
+            .send(Req::get("/v1/declarative/status/acme").token(&admin))
+            .await;
+        assert_status(&r, 404);
+
+        // Once applied, the plan of a changed file is that change alone, and nothing blocks.
+        let repo = tempfile::tempdir().unwrap();
+        write_repo(repo.path(), &[("acme", &acme("Acme Corp", ""))]);
+        engine(&app, repo.path()).reconcile(true).await.unwrap();
+        let r = plan(json!([{"name": "acme.yaml", "content": acme("Acme Inc", "")}])).await;
+        assert_status(&r, 200);
+        assert_eq!(
+            r.body["plans"][0]["changes"],
+            json!([{"op": "set_display_name", "from": "Acme Corp", "to": "Acme Inc"}])
+        );
+        assert_eq!(r.body["blocked"], false);
+        assert_eq!(r.body["invalid"], json!([]));
+
+        // Every bad field is named, and nothing is planned.
+        assert_invalid(&plan(json!([])).await, &["files"]);
+        let r = plan(json!([
+            {"name": "a/b.yaml", "content": ""},
+            {"name": "acme.yaml", "content": ""},
+            {"name": "acme.yaml", "content": ""},
+            {"name": "", "content": ""},
+        ]))
+        .await;
+        assert_invalid(&r, &["files[0].name", "files[2].name", "files[3].name"]);
+        let r = plan(json!([{"name": "acme.yaml"}])).await;
+        assert_invalid(&r, &["files"]);
+        let many: Vec<_> = (0..101)
+            .map(|i| json!({"name": format!("o{i}.yaml"), "content": ""}))
+            .collect();
+        assert_invalid(&plan(json!(many)).await, &["files"]);
     }
 );
 

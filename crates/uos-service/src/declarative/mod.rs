@@ -23,6 +23,7 @@ impl std::fmt::Debug for PushSecret {
 }
 
 use uos_authz::{Action, Resource};
+use uos_store::ReadTx;
 
 use crate::{Ctx, Result, Services};
 
@@ -33,5 +34,14 @@ impl Services {
         self.inner
             .authorize(ctx, Action::DeclarativeSchema, Resource::default())
             .map(drop)
+    }
+
+    /// A read of the whole store for planning declared org files against it (platform
+    /// admins: a plan shows any org a file names). Only reads: nothing is applied or recorded.
+    pub async fn declarative_plan_reads(&self, ctx: &Ctx) -> Result<Box<dyn ReadTx>> {
+        self.inner
+            .authorize(ctx, Action::DeclarativePlan, Resource::default())
+            .map(drop)?;
+        Ok(self.inner.store.read().await?)
     }
 }
