@@ -279,7 +279,11 @@ pub fn run(args: AuditBenchArgs) -> anyhow::Result<()> {
 }
 
 /// Every audit event `base` serves, as NDJSON in `work`: (file, count).
-fn export(base: &str, auth: &str, work: &Path) -> anyhow::Result<(std::path::PathBuf, u64)> {
+pub(crate) fn export(
+    base: &str,
+    auth: &str,
+    work: &Path,
+) -> anyhow::Result<(std::path::PathBuf, u64)> {
     let file = work.join("events.ndjson");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
     let mut count = 0u64;

@@ -5,6 +5,7 @@
 //! `cargo xtask bench-audit` (audit appends, verification, relay) and
 //! `cargo xtask bench-policy` (decisions and usage ingest) and
 //! `cargo xtask bench-reconcile` (the reconciler with 20,000 declared orgs) and
+//! `cargo xtask dr-drill` (backup under load, disaster, restore, verification) and
 //! `cargo xtask api-fuzz` (schemathesis against the served OpenAPI).
 
 mod api_fuzz;
@@ -16,6 +17,7 @@ mod bench_policy;
 mod bench_reconcile;
 mod ci;
 mod cpu;
+mod dr_drill;
 mod release;
 mod services;
 
@@ -53,6 +55,10 @@ enum Command {
     /// The reconciler at scale: the first apply and the plan of 20,000 declared orgs, and a
     /// one-org commit from push webhook to applied.
     BenchReconcile(bench_reconcile::ReconcileBenchArgs),
+    /// A disaster-recovery rehearsal: a backup under write load, the store and keys
+    /// destroyed, a restore into a clean database, the audit trail verified; prints RPO and
+    /// RTO.
+    DrDrill(dr_drill::DrDrillArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,5 +71,6 @@ fn main() -> anyhow::Result<()> {
         Command::BenchAudit(args) => bench_audit::run(args),
         Command::BenchPolicy(args) => bench_policy::run(args),
         Command::BenchReconcile(args) => bench_reconcile::run(args),
+        Command::DrDrill(args) => dr_drill::run(args),
     }
 }

@@ -3,6 +3,7 @@
 //! choice between the embedded default and the production adapter is made in one place, and
 //! the HTTP layer never sees a store, key or mail implementation.
 
+pub mod backup;
 pub mod config;
 
 mod reconciler;

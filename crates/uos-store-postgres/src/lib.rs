@@ -9,6 +9,7 @@
 mod dialect;
 mod error;
 pub mod testing;
+mod tools;
 mod writes;
 
 use async_trait::async_trait;
@@ -19,6 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Connection as _;
 use std::str::FromStr;
 use std::time::Duration;
+use uos_store::Inventory;
 use uos_store::{
     AuditHead, AuditRow, LeaderLock, PoolStats, ReadTx, RefreshToken, Result, Session, Store,
     StoreError, TokenUse, Tx,
@@ -103,6 +105,50 @@ impl PgStore {
             .await
             .map_err(db_err)?;
         Ok(Self { pool })
+    }
+
+    /// Back the database up into the new file `dest` with `pg_dump` (custom format) while the
+    /// service runs, and take the inventory in the very snapshot the dump copies: exactly what
+    /// a restore of `dest` must hold. `url` is the database as `pg_dump` should reach it (the
+    /// owner's: row-level security would hide rows from the service's role).
+    #[tracing::instrument(skip_all)]
+    pub async fn backup_into(&self, url: &str, dest: &std::path::Path) -> Result<Inventory> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query("set transaction isolation level repeatable read, read only")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let snapshot: String = sqlx::query_scalar("select pg_export_snapshot()")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let mut unit = SqlTx::<PgDialect>::write(tx);
+        let inventory = Inventory::read(&mut unit).await?;
+        // The snapshot lives as long as the transaction that exported it: until `unit` drops.
+        let mut dump = tokio::process::Command::new("pg_dump");
+        dump.args([
+            "--format=custom",
+            "--no-owner",
+            "--snapshot",
+            &snapshot,
+            "--file",
+        ])
+        .arg(dest);
+        tools::run(dump, url).await?;
+        drop(unit);
+        Ok(inventory)
+    }
+
+    /// Restore a [`PgStore::backup_into`] file into the empty database at `url` (the role
+    /// that will own the tables) with `pg_restore`, in one transaction: on any error nothing
+    /// is restored.
+    #[tracing::instrument(skip_all)]
+    pub async fn restore_from(url: &str, src: &std::path::Path) -> Result<()> {
+        let mut restore = tokio::process::Command::new("pg_restore");
+        restore
+            .args(["--exit-on-error", "--single-transaction", "--no-owner"])
+            .arg(src);
+        tools::run(restore, url).await
     }
 
     /// Apply the forward-only migrations in `migrations/postgres/` (sqlx serialises concurrent runs

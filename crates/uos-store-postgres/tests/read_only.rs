@@ -34,3 +34,32 @@ async fn a_read_only_connection_migrates_and_writes_nothing() {
     drop(tx);
     ro.close().await;
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL"]
+async fn the_inventory_counts_every_table_of_the_schema() {
+    use sqlx::Connection as _;
+    let url = testing::fresh_database(&testing::admin_url())
+        .await
+        .expect("a test database");
+    let store = PgStore::connect(&url, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "select table_name::text from information_schema.tables \
+         where table_schema = 'public' and table_type = 'BASE TABLE' \
+         and table_name <> '_sqlx_migrations' order by 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(tables, uos_store_sql::inventory::TABLES);
+    let inventory = uos_store::Inventory::read(&mut *store.read().await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(inventory.row_counts.len(), tables.len());
+    store.close().await;
+    testing::drop_database(&testing::admin_url(), &url)
+        .await
+        .unwrap();
+}

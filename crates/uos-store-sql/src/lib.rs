@@ -15,6 +15,7 @@ mod dialect;
 mod error;
 mod export;
 mod idempotency;
+pub mod inventory;
 mod invite;
 mod lease;
 mod machine;

@@ -14,9 +14,10 @@ use error::db_err;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::Connection as _;
 use std::str::FromStr;
 use std::time::Duration;
-use uos_store::{LeaderLock, PoolStats, ReadTx, Result, Store, StoreError, Tx};
+use uos_store::{Inventory, LeaderLock, PoolStats, ReadTx, Result, Store, StoreError, Tx};
 use uos_store_sql::{SqlRead, SqlTx};
 
 /// Connections of the read pool: WAL readers never block the writer or each other.
@@ -132,6 +133,78 @@ impl SqliteStore {
             reader,
             path,
         })
+    }
+
+    /// Back the database up into the new file `dest` while the service runs, and take the
+    /// inventory of the copy: exactly what a restore of `dest` must hold.
+    #[tracing::instrument(skip_all)]
+    pub async fn backup_into(&self, dest: &std::path::Path) -> Result<Inventory> {
+        self.snapshot_into(dest).await?;
+        let copy = Self::open_read_only(&format!("sqlite://{}", dest.display())).await?;
+        let inventory = async { Inventory::read(&mut *copy.read().await?).await }.await;
+        copy.close().await;
+        inventory
+    }
+
+    /// Put the [`SqliteStore::backup_into`] file `src` where `url` keeps the database, which
+    /// must not exist yet (nor its WAL files).
+    #[tracing::instrument(skip_all)]
+    pub async fn restore_from(url: &str, src: &std::path::Path) -> Result<()> {
+        let path = Self::options(url)?.get_filename().to_path_buf();
+        let unavailable = |e: std::io::Error| {
+            StoreError::Unavailable(format!("restoring {}: {e}", path.display()))
+        };
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            if std::path::Path::new(&p).exists() {
+                return Err(StoreError::Unavailable(format!(
+                    "{} exists: restore into an empty store",
+                    p.to_string_lossy()
+                )));
+            }
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(unavailable)?;
+        }
+        // Copied under a temporary name and renamed, so a crash leaves no half a database
+        // where the service would open it.
+        let mut partial = path.clone().into_os_string();
+        partial.push(".restoring");
+        let partial = std::path::PathBuf::from(partial);
+        tokio::fs::copy(src, &partial).await.map_err(unavailable)?;
+        tokio::fs::File::open(&partial)
+            .await
+            .map_err(unavailable)?
+            .sync_all()
+            .await
+            .map_err(unavailable)?;
+        tokio::fs::rename(&partial, &path)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Write a consistent copy of the database into the new file `dest` (`VACUUM INTO`: one
+    /// read transaction, so writers go on under WAL).
+    async fn snapshot_into(&self, dest: &std::path::Path) -> Result<()> {
+        let dest = dest
+            .to_str()
+            .ok_or_else(|| StoreError::Unavailable(format!("{} is not UTF-8", dest.display())))?;
+        // A connection of its own: the pools' may be `query_only`, which refuses VACUUM of any
+        // kind, and the writer's is the service's one way to write.
+        let options = SqliteConnectOptions::new()
+            .filename(&self.path)
+            .busy_timeout(BUSY_TIMEOUT);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .map_err(db_err)?;
+        let done = sqlx::query("vacuum into $1")
+            .bind(dest)
+            .execute(&mut conn)
+            .await
+            .map_err(db_err);
+        conn.close().await.map_err(db_err)?;
+        done.map(drop)
     }
 
     /// Apply the forward-only migrations in `migrations/sqlite/` (at the workspace root).

@@ -67,3 +67,41 @@ async fn a_read_only_open_creates_migrates_and_writes_nothing() {
     assert!(err.to_string().contains("readonly"), "{err}");
     ro.close().await;
 }
+
+#[tokio::test]
+async fn the_inventory_counts_every_table_of_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&format!("sqlite://{}/uos.db", dir.path().display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_org(&uos_store_tests::fixtures::org())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut tables: Vec<String> = sqlx::query_scalar(
+        "select name from sqlite_master where type = 'table' \
+         and name not like 'sqlite_%' and name <> '_sqlx_migrations'",
+    )
+    .fetch_all(
+        &sqlx::SqlitePool::connect(&format!("sqlite://{}/uos.db", dir.path().display()))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    tables.sort();
+    assert_eq!(tables, uos_store_sql::inventory::TABLES);
+    let inventory = uos_store::Inventory::read(&mut *store.read().await.unwrap())
+        .await
+        .unwrap();
+    let names: Vec<_> = inventory
+        .row_counts
+        .iter()
+        .map(|(t, _)| t.as_str())
+        .collect();
+    assert_eq!(names, uos_store_sql::inventory::TABLES);
+    assert!(inventory.row_counts.contains(&("org".to_owned(), 1)));
+    store.close().await;
+}

@@ -120,6 +120,7 @@ pub trait ReadTx:
     + ApprovalReads
     + WebhookReads
     + DeclarativeReads
+    + InventoryReads
     + Send
 {
     /// Confine the rest of this unit of work to the rows of `org`: where the backend enforces
@@ -525,6 +526,31 @@ pub trait IdempotencyRepo: Send {
     ) -> Result<()>;
     /// Drop an in-flight claim whose request failed, so the client may retry.
     async fn release_idempotency(&mut self, scope: &str, key: &str) -> Result<()>;
+}
+
+/// What a backup records of a store, to check a restore against.
+#[async_trait]
+pub trait InventoryReads: Send {
+    /// The number of rows of every table of the schema, by table name, in name order.
+    async fn row_counts(&mut self) -> Result<Vec<(String, i64)>>;
+}
+
+/// A store's contents in brief, read in one snapshot: the rows of every table and the head of
+/// every audit chain. A backup records it; a restore must reproduce it exactly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inventory {
+    pub row_counts: Vec<(String, i64)>,
+    pub audit_heads: Vec<AuditHead>,
+}
+
+impl Inventory {
+    /// The inventory of the store `r` reads (one snapshot if `r` is a transaction).
+    pub async fn read(r: &mut (dyn ReadTx + '_)) -> Result<Self> {
+        Ok(Self {
+            row_counts: r.row_counts().await?,
+            audit_heads: r.audit_heads().await?,
+        })
+    }
 }
 
 /// The read half of [`AuditRepo`].

@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod audit_verify;
+mod backup;
 mod declarative;
 mod mail;
