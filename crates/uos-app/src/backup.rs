@@ -150,6 +150,18 @@ pub async fn restore(cfg: &Config, from: &Path) -> Result<Manifest, AppError> {
         )));
     }
     for file in std::iter::once(&manifest.database).chain(&manifest.keys) {
+        // Only names a backup writes: a manifest cannot point a restore outside its
+        // directory, or its key files outside the data directory.
+        let plain = |name: &str| {
+            !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != ".."
+        };
+        let expected = match file.path.strip_prefix(&format!("{KEYS}/")) {
+            Some(name) => plain(name),
+            None => std::ptr::eq(file, &manifest.database) && plain(&file.path),
+        };
+        if !expected {
+            return Err(bad(format!("the manifest names an unexpected file {:?}", file.path)));
+        }
         let found = describe(from, &file.path)?;
         if found != *file {
             return Err(bad(format!(
