@@ -107,6 +107,8 @@ error_codes! {
         "The server failed. The body carries no detail; the `request_id` identifies the failure in the logs.";
     Unavailable => "unavailable", SERVICE_UNAVAILABLE, "Service unavailable",
         "A dependency (database, shared state) is unavailable; retry later.";
+    ReadOnly => "read_only", SERVICE_UNAVAILABLE, "Read-only",
+        "The database refuses writes for now (a read-only replica, a failover in progress): reads keep answering, and this change was not made. Retry after `Retry-After` seconds; the service recovers by itself once the database accepts writes. See docs/runbooks/read-only.md.";
 }
 
 /// Path of the page that documents a code, under the deployment's public URL.

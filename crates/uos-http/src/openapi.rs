@@ -167,7 +167,9 @@ const SHARED: &[(u16, &str, &str)] = &[
     (
         503,
         "Unavailable",
-        "`unavailable`: a dependency is unavailable; retry later",
+        "`unavailable`: a dependency is unavailable; retry later. Or `read_only`: the database \
+         accepts no writes for now (a read-only replica, a failover) and nothing was changed; \
+         retry after `Retry-After`",
     ),
 ];
 
@@ -282,6 +284,9 @@ impl Modify for HonestResponses {
                     "WWW-Authenticate",
                     string_header("`Bearer`: how to authenticate"),
                 );
+            }
+            if *status == 503 {
+                r = r.header("Retry-After", retry_after_header());
             }
             components
                 .responses

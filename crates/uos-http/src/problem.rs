@@ -69,7 +69,7 @@ enum Extra {
     Rule(String),
     /// `mfa_required`: the token that continues the login.
     MfaToken(String),
-    /// `too_many_attempts`, `rate_limited`: seconds for the `Retry-After` header.
+    /// `too_many_attempts`, `rate_limited`, `read_only`: seconds for the `Retry-After` header.
     RetryAfter(u64),
 }
 
@@ -233,6 +233,16 @@ impl From<ServiceError> for ApiError {
                 e.errors = errors;
                 e
             }
+            ServiceError::ReadOnly(cause) => {
+                tracing::warn!(%cause, "write refused: the store is read-only");
+                let mut e = Self::new(
+                    C::ReadOnly,
+                    "the database accepts no writes for now; nothing was changed: retry after \
+                     the time in Retry-After",
+                );
+                e.extra = Some(Box::new(Extra::RetryAfter(READ_ONLY_RETRY_SECS)));
+                e
+            }
             ServiceError::Unavailable(cause) => {
                 tracing::error!(%cause, "dependency unavailable");
                 Self::new(C::Unavailable, "a dependency is unavailable; retry later")
@@ -245,6 +255,9 @@ impl From<ServiceError> for ApiError {
         }
     }
 }
+
+/// `Retry-After` of a write refused by a read-only store: a failover usually takes seconds.
+const READ_ONLY_RETRY_SECS: u64 = 5;
 
 /// `reason` of the 409 for a lost race between two writers.
 const CONCURRENT_UPDATE: &str = "concurrent_update";

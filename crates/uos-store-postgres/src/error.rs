@@ -1,5 +1,6 @@
 //! Translation of sqlx errors into the port's [`StoreError`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use uos_store::StoreError;
 
 /// The unique indexes the port gives a conflict code to, by index name (see the migrations).
@@ -28,8 +29,35 @@ fn unavailable(code: &str) -> bool {
     code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03" | "40P01")
 }
 
+/// SQLSTATE `read_only_sql_transaction`: a write on a read-only session (a hot standby, a
+/// database set `default_transaction_read_only` during a failover, a read-only connection).
+const READ_ONLY: &str = "25006";
+
+/// When a write was last refused as read-only, in seconds since the epoch (0: never). While it
+/// is recent, connections returned to the pool are checked and the read-only ones closed, so
+/// writes recover by themselves once the database accepts them again (see `PgStore`).
+static READ_ONLY_SEEN: AtomicU64 = AtomicU64::new(0);
+
+/// How long after a refused write released connections are checked.
+const READ_ONLY_WATCH_SECS: u64 = 60;
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// True while a recently refused write makes pooled connections suspect.
+pub(crate) fn read_only_recently() -> bool {
+    now_secs().saturating_sub(READ_ONLY_SEEN.load(Ordering::Relaxed)) < READ_ONLY_WATCH_SECS
+}
+
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     match e {
+        sqlx::Error::Database(d) if d.code().is_some_and(|c| c == READ_ONLY) => {
+            READ_ONLY_SEEN.store(now_secs(), Ordering::Relaxed);
+            StoreError::ReadOnly(d.to_string())
+        }
         sqlx::Error::Database(d) => {
             if d.is_unique_violation() {
                 if let Some((_, code)) = d

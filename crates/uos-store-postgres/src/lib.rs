@@ -101,6 +101,24 @@ impl PgStore {
                     Ok(true)
                 })
             })
+            // After a failover the pool may hold sessions on a server that refuses writes
+            // (a standby, or sessions opened while the database was read-only). Once a write
+            // was refused for that, a connection coming back is kept only if it can write, so
+            // writes recover by themselves when the database takes them again; otherwise
+            // this costs nothing.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    if !error::read_only_recently() {
+                        return Ok(true);
+                    }
+                    let read_only: bool = sqlx::query_scalar(
+                        "select current_setting('transaction_read_only') = 'on'",
+                    )
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    Ok(!read_only)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(db_err)?;

@@ -81,17 +81,53 @@ fn with_user(url: &str, user: &str) -> Result<String> {
 
 /// Drop a database made by [`fresh_database`], disconnecting anyone still using it.
 pub async fn drop_database(admin_url: &str, url: &str) -> Result<()> {
-    let name = database_name(url)
-        .filter(|n| {
-            n.starts_with("uos_test_") && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        })
-        .ok_or_else(|| StoreError::Backend(format!("not a test database url: {url}")))?;
+    let name = test_database_name(url)?;
     let mut admin = PgConnection::connect(admin_url).await.map_err(db_err)?;
     admin
         .execute(format!(r#"drop database if exists "{name}" with (force)"#).as_str())
         .await
         .map_err(db_err)?;
     admin.close().await.map_err(db_err)
+}
+
+/// A failover as the service meets it, on a database made by [`fresh_database`]: with
+/// `read_only`, every session opened from now on gets read-only transactions (as on a hot
+/// standby) and every current session is cut, as a failing primary cuts them; without it, new
+/// sessions may write again while open ones stay as they are (the service must notice by
+/// itself).
+pub async fn set_read_only(admin_url: &str, url: &str, read_only: bool) -> Result<()> {
+    let name = test_database_name(url)?;
+    let mut admin = PgConnection::connect(admin_url).await.map_err(db_err)?;
+    let setting = if read_only {
+        "set default_transaction_read_only = on"
+    } else {
+        "reset default_transaction_read_only"
+    };
+    admin
+        .execute(format!(r#"alter database "{name}" {setting}"#).as_str())
+        .await
+        .map_err(db_err)?;
+    if read_only {
+        sqlx::query(
+            "select pg_terminate_backend(pid) from pg_stat_activity \
+             where datname = $1 and pid <> pg_backend_pid()",
+        )
+        .bind(name)
+        .execute(&mut admin)
+        .await
+        .map_err(db_err)?;
+    }
+    admin.close().await.map_err(db_err)
+}
+
+/// The database name of `url`, if [`fresh_database`] made it (so formatting it into DDL is
+/// safe).
+fn test_database_name(url: &str) -> Result<&str> {
+    database_name(url)
+        .filter(|n| {
+            n.starts_with("uos_test_") && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+        .ok_or_else(|| StoreError::Backend(format!("not a test database url: {url}")))
 }
 
 /// `admin_url` with its database path replaced by `name` (query parameters kept).

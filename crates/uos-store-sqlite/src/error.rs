@@ -30,6 +30,9 @@ const UNIQUE_CODES: &[(&str, &str)] = &[
 /// busy timeout, cannot open, I/O failure, full disk.
 const UNAVAILABLE_CODES: &[i64] = &[5, 6, 10, 13, 14];
 
+/// `SQLITE_READONLY`: the file, its directory or the connection (`query_only`) refuses writes.
+const READ_ONLY_CODE: i64 = 8;
+
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::Database(d) => {
@@ -44,7 +47,9 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
                 .code()
                 .and_then(|c| c.parse::<i64>().ok())
                 .map(|c| c & 0xff);
-            if primary.is_some_and(|c| UNAVAILABLE_CODES.contains(&c)) {
+            if primary == Some(READ_ONLY_CODE) {
+                StoreError::ReadOnly(d.to_string())
+            } else if primary.is_some_and(|c| UNAVAILABLE_CODES.contains(&c)) {
                 StoreError::Unavailable(d.to_string())
             } else {
                 StoreError::Backend(d.to_string())

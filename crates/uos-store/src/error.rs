@@ -17,6 +17,10 @@ pub enum StoreError {
     /// The database cannot be reached or the pool is exhausted/closed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The database refuses writes: a read-only replica, a failover in progress, or a store
+    /// opened read-only. Reads still work; a retry later may succeed.
+    #[error("store is read-only: {0}")]
+    ReadOnly(String),
     /// A stored value no longer parses into a domain type (corruption or a bad migration).
     #[error("corrupt row: {0}")]
     Corrupt(String),

@@ -23,6 +23,7 @@ mod orgs;
 mod policy_bundle;
 mod quarantine;
 mod ratelimit;
+mod read_only;
 mod reconcile;
 mod recovery;
 mod retention;

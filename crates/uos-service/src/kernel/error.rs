@@ -118,6 +118,9 @@ pub enum ServiceError {
     },
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The store refuses writes for now (a read-only replica, a failover); reads still work.
+    #[error("store is read-only: {0}")]
+    ReadOnly(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -157,6 +160,7 @@ impl From<StoreError> for ServiceError {
             StoreError::NotFound => Self::NotFound,
             StoreError::VersionConflict => Self::ConcurrentUpdate,
             StoreError::Unavailable(m) => Self::Unavailable(m),
+            StoreError::ReadOnly(m) => Self::ReadOnly(m),
             StoreError::Corrupt(m) | StoreError::Backend(m) => Self::Internal(m),
         }
     }
