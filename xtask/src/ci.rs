@@ -36,6 +36,8 @@ pub fn run() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ])?;
+    // What deploys the service, before the long test run.
+    crate::manifests::run()?;
     // --include-ignored runs the service-backed tests (marked `ignore = "needs PostgreSQL"` so a
     // plain `cargo test` passes anywhere); here they must run, and pass.
     cargo(&["test", "--workspace", "--locked", "--", "--include-ignored"])?;

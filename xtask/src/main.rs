@@ -6,7 +6,9 @@
 //! `cargo xtask bench-policy` (decisions and usage ingest) and
 //! `cargo xtask bench-reconcile` (the reconciler with 20,000 declared orgs) and
 //! `cargo xtask dr-drill` (backup under load, disaster, restore, verification) and
-//! `cargo xtask api-fuzz` (schemathesis against the served OpenAPI).
+//! `cargo xtask api-fuzz` (schemathesis against the served OpenAPI) and
+//! `cargo xtask manifests` (the Dockerfile, the Helm chart, the kustomize overlays and the
+//! workflows, linted and validated offline).
 
 mod api_fuzz;
 mod bench;
@@ -18,6 +20,7 @@ mod bench_reconcile;
 mod ci;
 mod cpu;
 mod dr_drill;
+mod manifests;
 mod release;
 mod services;
 
@@ -32,12 +35,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Format check, clippy, and every test including the PostgreSQL suites (starts PostgreSQL
-    /// if it is not running; fails if it stays unreachable).
+    /// Format check, clippy, `manifests`, and every test including the PostgreSQL suites
+    /// (starts PostgreSQL if it is not running; fails if it stays unreachable).
     Ci,
     /// schemathesis with every check against the release binary's `/openapi.json`, logged in
     /// as a platform admin, on a fresh SQLite data dir (also part of `ci`).
     ApiFuzz(api_fuzz::ApiFuzzArgs),
+    /// hadolint, helm lint and template (dev and prod values), kustomize build of every
+    /// overlay, every rendered object against the Kubernetes schemas and the prometheus-operator
+    /// API, the chart against the prod overlay, and actionlint (also part of `ci`).
+    Manifests,
     /// Seed users and measure list/invite latency with wrk against the release binary.
     Bench(bench::BenchArgs),
     /// Time argon2id and measure logins, refreshes and introspections per second with wrk
@@ -65,6 +72,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ci => ci::run(),
         Command::ApiFuzz(args) => api_fuzz::run(&args),
+        Command::Manifests => manifests::run(),
         Command::Bench(args) => bench::run(args),
         Command::BenchIdentity(args) => bench_identity::run(args),
         Command::BenchMachine(args) => bench_machine::run(args),

@@ -23,6 +23,11 @@ pub fn build(root: &Path, package: &str) -> anyhow::Result<PathBuf> {
 
 /// Where the release binary `name` is (built or not).
 pub fn binary(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    Ok(target_dir(root)?.join("release").join(name))
+}
+
+/// The workspace's target directory, as cargo resolves it.
+pub fn target_dir(root: &Path) -> anyhow::Result<PathBuf> {
     let out = Command::new(env!("CARGO"))
         .current_dir(root)
         .args([
@@ -44,5 +49,5 @@ pub fn binary(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let target = meta["target_directory"]
         .as_str()
         .context("cargo metadata names no target_directory")?;
-    Ok(Path::new(target).join("release").join(name))
+    Ok(PathBuf::from(target))
 }

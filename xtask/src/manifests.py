@@ -1,0 +1,252 @@
+"""The Python half of `cargo xtask manifests`, run with the tools venv's interpreter.
+
+  helm CHART VALUES OUT KUBE_VERSION RELEASE NAMESPACE
+      helm lint (strict) with the values, the values against values.schema.json, then the
+      templates rendered as `helm template` would (hooks included) into OUT.
+  validate CRDS_OUT KUBE_VERSIONS FILE...
+      every object of every file against the strict Kubernetes schemas of each version
+      (comma-separated); prometheus-operator objects go to CRDS_OUT for the node check;
+      config.toml of each ConfigMap must parse as TOML. A kind with no schema is a failure.
+  consistency CHART_FILE KUSTOMIZE_FILE SOURCES_DIR
+      the chart's and the kustomize overlay's rendering of one deployment must agree on what
+      the pods run and with which privileges, and on the alert rules; every metric the rules
+      name must be one the service declares (a prometheus constructor in SOURCES_DIR).
+
+Problems go to stdout, one per line; the exit status is 1 if there was any.
+"""
+
+import json
+import os
+import re
+import sys
+import tomllib
+
+import yaml
+
+PROMETHEUS_OPERATOR_GROUP = "monitoring.coreos.com/"
+
+
+def fail(problems):
+    for p in problems:
+        print(f"  problem: {p}")
+    return 1 if problems else 0
+
+
+def load_all(path):
+    with open(path, encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def helm(chart, values_file, out, kube_version, release, namespace):
+    import helm_python
+
+    with open(values_file, encoding="utf-8") as f:
+        values = yaml.safe_load(f) or {}
+    problems = []
+    report = helm_python.lint(chart, values, strict=True, kube_version=kube_version)
+    for m in report["messages"]:
+        # 1 is INFO (e.g. "icon is recommended"): shown, not counted.
+        line = f"helm lint [{m['severity']}] {m['path']}: {m['error']}"
+        if m["severity"] >= 2:
+            problems.append(line)
+        else:
+            print(f"  {line}")
+    problems += [f"helm lint: {e}" for e in report["errors"]]
+    if problems:
+        return fail(problems)
+    with helm_python.Chart.load(chart) as c:
+        c.validate_schema(values)
+        rendered = c.render(values, name=release, namespace=namespace, is_install=True)
+    docs = []
+    for template, text in sorted(rendered.items()):
+        if not template.endswith((".yaml", ".yml")):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                docs.append(doc)
+    with open(out, "w", encoding="utf-8") as f:
+        yaml.safe_dump_all(docs, f, sort_keys=False)
+    print(f"  {len(rendered)} templates, {len(docs)} objects -> {out}")
+    return 0
+
+
+def schema_errors(doc, version):
+    """Every violation of the strict schema of `doc`'s kind in Kubernetes `version` (None: there
+    is no such schema). kubernetes_validate's own validate() stops at the first one."""
+    import jsonschema
+    import kubernetes_validate.utils as kv
+    from referencing import Registry, Resource
+
+    api = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", doc["apiVersion"])
+    schema_dir = f"kubernetes-json-schema/v{version}-local-strict"
+    try:
+        schema = kv.schema_contents(f"{schema_dir}/{doc['kind'].lower()}-{api}.json", version)
+    except FileNotFoundError:
+        return None
+    definitions = kv.schema_contents(f"{schema_dir}/_definitions.json", version)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    validator = jsonschema.validators.Draft202012Validator(schema, registry=registry)
+    return sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+
+
+def validate(crds_out, versions, files):
+    problems, crds, counts = [], [], {}
+    for path in files:
+        for doc in load_all(path):
+            kind, api = doc.get("kind"), doc.get("apiVersion", "")
+            where = f"{os.path.basename(path)}: {kind}/{doc.get('metadata', {}).get('name')}"
+            if api.startswith(PROMETHEUS_OPERATOR_GROUP):
+                crds.append({"where": where, "object": doc})
+                continue
+            for version in versions:
+                errors = schema_errors(doc, version)
+                if errors is None:
+                    problems.append(f"{where}: no schema for {api} {kind} in Kubernetes {version}")
+                    continue
+                for e in errors:
+                    at = ".".join(str(p) for p in e.absolute_path)
+                    problems.append(f"{where} against Kubernetes {version}: {at}: {e.message}")
+            if kind == "ConfigMap" and "config.toml" in doc.get("data", {}):
+                try:
+                    tomllib.loads(doc["data"]["config.toml"])
+                except tomllib.TOMLDecodeError as e:
+                    problems.append(f"{where}: config.toml: {e}")
+            counts[path] = counts.get(path, 0) + 1
+    for path, n in counts.items():
+        print(f"  {os.path.basename(path)}: {n} objects checked against Kubernetes "
+              f"{' and '.join(versions)} (strict schemas)")
+    print(f"  {len(crds)} prometheus-operator objects left for the CRD check")
+    with open(crds_out, "w", encoding="utf-8") as f:
+        json.dump(crds, f)
+    return fail(problems)
+
+
+# What must not differ between two renderings of the same deployment.
+POD_FIELDS = ["securityContext", "automountServiceAccountToken", "enableServiceLinks",
+              "serviceAccountName", "terminationGracePeriodSeconds", "topologySpreadConstraints"]
+CONTAINER_FIELDS = ["command", "ports", "securityContext", "startupProbe", "livenessProbe",
+                    "readinessProbe", "lifecycle", "resources"]
+
+
+def workloads(docs):
+    """Each pod template's containers by name, with the pod spec they belong to."""
+    out = {}
+    for d in docs:
+        if d["kind"] not in ("Deployment", "Job"):
+            continue
+        pod = d["spec"]["template"]["spec"]
+        for c in pod["containers"]:
+            out[c["name"]] = (pod, c)
+    return out
+
+
+def without_hash(name):
+    # kustomize's configMapGenerator appends "-<hash>" to the name it generates.
+    return re.sub(r"-[a-z0-9]{10}$", "", name)
+
+
+def volumes(pod):
+    vols = []
+    for v in pod.get("volumes", []):
+        v = json.loads(json.dumps(v))
+        if "configMap" in v:
+            v["configMap"]["name"] = without_hash(v["configMap"]["name"])
+        vols.append(v)
+    return sorted(vols, key=lambda v: v["name"])
+
+
+def mounts(container):
+    return sorted(container.get("volumeMounts", []), key=lambda m: m["mountPath"])
+
+
+def config_toml(docs):
+    for d in docs:
+        if d["kind"] == "ConfigMap":
+            return {k: (tomllib.loads(v) if k == "config.toml" else v.strip())
+                    for k, v in d.get("data", {}).items()}
+    return None
+
+
+def rules(docs):
+    return [d["spec"] for d in docs if d["kind"] == "PrometheusRule"]
+
+
+# How the service declares a metric: the name is the first argument of the prometheus crate's
+# constructors (Opts::new, HistogramOpts::new, IntGauge::new, …).
+METRIC_DECLARATION = re.compile(
+    r'\b(?:Histogram)?(?:Int)?(?:Opts|Gauge|Counter)(?:Vec)?::new\(\s*"(uos_[a-z0-9_]+)"')
+
+
+def registered_metrics(sources):
+    names = set()
+    for root, _, files in os.walk(sources):
+        for f in files:
+            if f.endswith(".rs"):
+                with open(os.path.join(root, f), encoding="utf-8") as fh:
+                    names.update(METRIC_DECLARATION.findall(fh.read()))
+    return names
+
+
+def consistency(chart_file, kustomize_file, sources):
+    chart, kust = load_all(chart_file), load_all(kustomize_file)
+    a, b = os.path.basename(chart_file), os.path.basename(kustomize_file)
+    problems = []
+    wa, wb = workloads(chart), workloads(kust)
+    if sorted(wa) != sorted(wb):
+        problems.append(f"containers differ: {a} has {sorted(wa)}, {b} has {sorted(wb)}")
+    for name in sorted(set(wa) & set(wb)):
+        (pa, ca), (pb, cb) = wa[name], wb[name]
+        for field in POD_FIELDS:
+            if pa.get(field) != pb.get(field):
+                problems.append(f"{name}: pod {field}: {a} and {b} differ")
+        for field in CONTAINER_FIELDS:
+            if ca.get(field) != cb.get(field):
+                problems.append(f"{name}: {field}: {a} and {b} differ")
+        env_a = sorted(ca.get("env", []), key=lambda e: e["name"])
+        env_b = sorted(cb.get("env", []), key=lambda e: e["name"])
+        if env_a != env_b:
+            names_a = {e["name"] for e in env_a}
+            names_b = {e["name"] for e in env_b}
+            problems.append(f"{name}: env differs (only in {a}: {sorted(names_a - names_b)}, "
+                            f"only in {b}: {sorted(names_b - names_a)}, or a value differs)")
+        if mounts(ca) != mounts(cb):
+            problems.append(f"{name}: volumeMounts differ between {a} and {b}")
+        if volumes(pa) != volumes(pb):
+            problems.append(f"{name}: volumes differ between {a} and {b}")
+    if config_toml(chart) != config_toml(kust):
+        problems.append(f"the ConfigMap (config.toml, allowed_signers) differs between {a} and {b}")
+    ra, rb = rules(chart), rules(kust)
+    if ra != rb:
+        problems.append(f"the PrometheusRule specs differ between {a} and {b}")
+    known = registered_metrics(sources)
+    if not known:
+        problems.append(f"no metric declarations found under {sources}")
+    for spec in ra + rb:
+        for group in spec["groups"]:
+            for rule in group["rules"]:
+                for metric in re.findall(r"\b(uos_[a-z0-9_]+)", rule["expr"]):
+                    base = re.sub(r"_(bucket|sum|count)$", "", metric)
+                    if metric not in known and base not in known:
+                        problems.append(f"{rule['alert']}: {metric} is not a metric the service "
+                                        f"registers")
+    if not problems:
+        count = sum(len(g["rules"]) for spec in ra for g in spec["groups"])
+        print(f"  {len(wa)} containers, the ConfigMap and {count} alert rules agree between "
+              f"{a} and {b}")
+    return fail(problems)
+
+
+def main(argv):
+    cmd, args = argv[1], argv[2:]
+    if cmd == "helm":
+        return helm(*args)
+    if cmd == "validate":
+        return validate(args[0], args[1].split(","), args[2:])
+    if cmd == "consistency":
+        return consistency(*args)
+    print(f"unknown command {cmd}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
