@@ -15,7 +15,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use uos_store::{AuditHead, Inventory, StoreError};
+use uos_store::{AuditHead, Inventory};
 use uos_store_postgres::PgStore;
 use uos_store_sqlite::SqliteStore;
 
@@ -77,7 +77,7 @@ fn summarize(inv: Inventory) -> (BTreeMap<String, i64>, Vec<ChainHead>) {
 }
 
 fn bad(message: String) -> AppError {
-    AppError::Store(StoreError::Unavailable(message))
+    AppError::Backup(message)
 }
 
 /// The database URL backups read and restores write: the tables' owner's when
@@ -160,7 +160,10 @@ pub async fn restore(cfg: &Config, from: &Path) -> Result<Manifest, AppError> {
             None => std::ptr::eq(file, &manifest.database) && plain(&file.path),
         };
         if !expected {
-            return Err(bad(format!("the manifest names an unexpected file {:?}", file.path)));
+            return Err(bad(format!(
+                "the manifest names an unexpected file {:?}",
+                file.path
+            )));
         }
         let found = describe(from, &file.path)?;
         if found != *file {

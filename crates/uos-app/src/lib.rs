@@ -43,6 +43,9 @@ pub enum AppError {
     Mail(#[from] uos_mail::MailError),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// A backup that cannot be taken or restored as asked (see [`backup`]).
+    #[error("{0}")]
+    Backup(String),
 }
 
 /// Open the configured store and bring its schema up to date (forward-only migrations; on

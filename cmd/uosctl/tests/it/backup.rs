@@ -113,7 +113,7 @@ async fn a_sqlite_backup_restores_exactly_and_refuses_damage_and_a_used_target()
     let twice = uosctl(&["restore", "--from", out.to_str().unwrap()], &restored).await;
     assert_eq!(twice.status.code(), Some(2));
     assert!(
-        text(&twice.stderr).contains("exists"),
+        text(&twice.stderr).contains("restore into an empty"),
         "{}",
         text(&twice.stderr)
     );

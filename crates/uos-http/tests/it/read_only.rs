@@ -7,12 +7,13 @@ use super::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use uos_store_postgres::testing::set_read_only;
+use uos_testkit::Backend;
 
 /// What one request answered: status, problem code (empty for a success), `Retry-After`.
 type Seen = (u16, String, Option<String>);
 
 fn create_account(i: usize) -> Req {
-    Req::post("/v1/orgs/ro/service-accounts")
+    Req::post("/v1/orgs/rdo/service-accounts")
         .json(json!({"name": format!("sa-{i}"), "roles": ["member"]}))
 }
 
@@ -39,7 +40,7 @@ async fn until(
 async fn writes_pause_while_the_database_is_read_only_and_resume_by_themselves() {
     let app = Arc::new(TestApp::spawn(Backend::Postgres).await);
     let admin = app.admin_token().await;
-    app.create_org(&admin, "ro").await;
+    app.create_org(&admin, "rdo").await;
     let postgres = uos_testkit::postgres_admin_url();
 
     // Load throughout: one client reads the org, one creates service accounts.
@@ -54,7 +55,7 @@ async fn writes_pause_while_the_database_is_read_only_and_resume_by_themselves()
                 let req = if write {
                     create_account(i)
                 } else {
-                    Req::get("/v1/orgs/ro")
+                    Req::get("/v1/orgs/rdo")
                 };
                 let r = app.send(req.token(&admin)).await;
                 let code = if r.status.is_success() { "" } else { r.code() };
@@ -85,14 +86,14 @@ async fn writes_pause_while_the_database_is_read_only_and_resume_by_themselves()
     assert_problem(&r, 503, "read_only");
     assert_eq!(r.header("retry-after"), Some("5"), "{:?}", r.headers);
     // Reads answer, and the refused writes changed nothing.
-    let before = get_ok(&app, &admin, "/v1/orgs/ro/service-accounts?limit=100").await;
+    let before = get_ok(&app, &admin, "/v1/orgs/rdo/service-accounts?limit=100").await;
     for _ in 0..20 {
-        let r = app.send(Req::get("/v1/orgs/ro").token(&admin)).await;
+        let r = app.send(Req::get("/v1/orgs/rdo").token(&admin)).await;
         assert_status(&r, 200);
     }
     let r = app.send(create_account(999).token(&admin)).await;
     assert_problem(&r, 503, "read_only");
-    let after = get_ok(&app, &admin, "/v1/orgs/ro/service-accounts?limit=100").await;
+    let after = get_ok(&app, &admin, "/v1/orgs/rdo/service-accounts?limit=100").await;
     assert_eq!(before["items"], after["items"]);
 
     // The database takes writes again; open sessions stay read-only, and the service
