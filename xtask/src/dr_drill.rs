@@ -96,14 +96,15 @@ pub fn run(args: DrDrillArgs) -> anyhow::Result<()> {
     let uosctl = crate::release::build(&root, "uosctl")?;
     let database_url = fresh_database(&args.backend, &work, &rt)?;
     let base = format!("http://{}", args.listen);
-    let server = start_server_with(
-        &root,
-        &work,
-        &database_url,
-        &args.listen,
-        &base,
-        CHECKPOINTS,
-    )?;
+    let start = |url: &str| start_server_with(&root, &work, url, &args.listen, &base, CHECKPOINTS);
+    // How uosctl reaches the store and the key files at `url`.
+    let store_env = |url: &str| {
+        [
+            ("UOS_DATABASE_URL", url.to_owned()),
+            ("UOS_DATA_DIR", work.join("data").display().to_string()),
+        ]
+    };
+    let server = start(&database_url)?;
     let auth = format!("authorization: Bearer {}", admin_token(&base)?);
 
     for i in 0..args.orgs {
@@ -132,13 +133,9 @@ pub fn run(args: DrDrillArgs) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(args.load_secs));
     let backup = work.join("backup");
     let started = Instant::now();
-    let env = [
-        ("UOS_DATABASE_URL", database_url.clone()),
-        ("UOS_DATA_DIR", work.join("data").display().to_string()),
-    ];
     let out = sh(Command::new(&uosctl)
         .args(["backup", "--out", &backup.display().to_string()])
-        .envs(env.iter().cloned()))?;
+        .envs(store_env(&database_url)))?;
     let backup_secs = started.elapsed().as_secs_f64();
     print!("{out}");
     std::thread::sleep(Duration::from_secs(args.load_secs));
@@ -159,24 +156,13 @@ pub fn run(args: DrDrillArgs) -> anyhow::Result<()> {
         .parse()?;
     // The clean target: a new database (the SQLite file's old place, now empty).
     let database_url = fresh_database(&args.backend, &work, &rt)?;
-    let env = [
-        ("UOS_DATABASE_URL", database_url.clone()),
-        ("UOS_DATA_DIR", work.join("data").display().to_string()),
-    ];
     let started = Instant::now();
     let out = sh(Command::new(&uosctl)
         .args(["restore", "--from", &backup.display().to_string()])
-        .envs(env.iter().cloned()))?;
+        .envs(store_env(&database_url)))?;
     let restore_secs = started.elapsed().as_secs_f64();
     print!("{out}");
-    let _server = start_server_with(
-        &root,
-        &work,
-        &database_url,
-        &args.listen,
-        &base,
-        CHECKPOINTS,
-    )?;
+    let _server = start(&database_url)?;
     let serving = disaster.elapsed().as_secs_f64();
     let auth = format!("authorization: Bearer {}", admin_token(&base)?);
     let events = verify_trail(&base, &auth, &work, &uosctl)?;
