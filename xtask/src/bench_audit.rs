@@ -383,6 +383,7 @@ async fn store_appends(url: &str, chains: u32, writers: u32, secs: u32) -> anyho
                         target_id: sealed.target.id.clone(),
                         hash: sealed.hash.clone(),
                         payload: serde_json::to_value(&sealed)?,
+                        trace_parent: None,
                     };
                     match tx.append_audit(&head, &row).await {
                         Ok(()) => {

@@ -18,7 +18,14 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    uos_app::init_logging(&cfg);
+    // Dropped at the end of `main`, after the runtime: see `init_logging`.
+    let _traces = match uos_app::init_logging(&cfg, "admin-api") {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("admin-api: {e}");
+            std::process::exit(2);
+        }
+    };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if cfg.worker_threads > 0 {

@@ -36,7 +36,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    uos_app::init_logging(&cfg);
+    // Declared before the runtime, so dropped after it: see `init_logging`.
+    let _traces = match uos_app::init_logging(&cfg, "reconciler") {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("reconciler: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

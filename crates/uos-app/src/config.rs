@@ -84,6 +84,9 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// The config repo the reconciler applies (`[declarative]`; see docs/declarative.md).
     pub declarative: DeclarativeSettings,
+    /// OpenTelemetry traces over OTLP (`[telemetry]`: otlp_endpoint, sample_ratio,
+    /// service_name, export_timeout_secs). Unset endpoint: no traces (the default).
+    pub telemetry: crate::telemetry::TelemetrySettings,
 }
 
 /// Where the reconciler finds the org files, how often it looks, and what it trusts.
@@ -327,6 +330,7 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             webhooks: WebhookSettings::default(),
             declarative: DeclarativeSettings::default(),
+            telemetry: crate::telemetry::TelemetrySettings::default(),
         }
     }
 }
@@ -434,6 +438,9 @@ impl Config {
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return bad("log_format", "must be text or json");
+        }
+        if let Err((key, why)) = self.telemetry.check() {
+            return bad(key, why);
         }
         if let Some(dir) = &self.policy_dir {
             if !dir.is_dir() {

@@ -7,9 +7,11 @@ pub mod backup;
 pub mod config;
 
 mod reconciler;
+pub mod telemetry;
 
 pub use config::{Config, ConfigError, DeclarativeSettings, KafkaSettings, ObjectStoreSettings};
 pub use reconciler::reconciler;
+pub use telemetry::TelemetrySettings;
 
 use secrecy::ExposeSecret;
 use std::path::Path;
@@ -82,18 +84,37 @@ pub async fn open_store_read_only(cfg: &Config) -> Result<Arc<dyn Store>, AppErr
 }
 
 /// Log to stderr as `log_format` says (`text` or `json`), filtered by `RUST_LOG` (default
-/// `info`): the same for every long-running binary.
-pub fn init_logging(cfg: &Config) {
+/// `info`), and export traces when `[telemetry]` names a collector: the same for every
+/// long-running binary, whose name (`binary`) is the traces' default service name.
+///
+/// Keep the returned exporter until the end of `main`, outside the async runtime: dropping it
+/// sends the spans still buffered.
+pub fn init_logging(
+    cfg: &Config,
+    binary: &str,
+) -> Result<Option<telemetry::Exporter>, telemetry::TelemetryError> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if cfg.log_format == "json" {
-        tracing_subscriber::fmt()
+    // Each layer filters for itself: the log stays at `RUST_LOG` while the collector also
+    // gets the `debug` spans of use cases and store operations.
+    let log = if cfg.log_format == "json" {
+        tracing_subscriber::fmt::layer()
             .json()
-            .with_env_filter(filter)
-            .init();
+            .with_filter(filter)
+            .boxed()
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+        tracing_subscriber::fmt::layer().with_filter(filter).boxed()
+    };
+    let (traces, exporter) = match telemetry::layer(&cfg.telemetry, binary)? {
+        Some((layer, exporter)) => (Some(layer), Some(exporter)),
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(log).with(traces).init();
+    Ok(exporter)
 }
 
 /// The services, built from configuration: every port opened, background tasks started, the

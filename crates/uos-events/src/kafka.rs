@@ -9,6 +9,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tracing::Instrument as _;
 use uos_store::AuditRow;
 
 use crate::{AuditPublisher, PublishError};
@@ -102,8 +103,27 @@ fn producer(cfg: &KafkaConfig) -> Result<FutureProducer, PublishError> {
         .map_err(|e| PublishError::Kafka(e.to_string()))
 }
 
-/// The CloudEvents headers (binary content mode) of `row`, whose payload is the event as served.
-fn headers(row: &AuditRow, source: &str) -> OwnedHeaders {
+/// The span of one event's publication, from enqueued to acknowledged: a producer span of the
+/// trace the event was recorded in, when there is one.
+fn publish_span(row: &AuditRow, topic: &str) -> tracing::Span {
+    let span = tracing::debug_span!(
+        "publish",
+        otel.name = format!("{topic} publish"),
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.destination.name = topic,
+        messaging.message.id = %row.id,
+        messaging.kafka.message.key = row.chain.as_str(),
+    );
+    uos_telemetry::continue_trace(&span, row.trace_parent.as_deref());
+    span
+}
+
+/// The CloudEvents headers (binary content mode) of `row`, whose payload is the event as served,
+/// and its trace context: the publish span's when traces are exported here, else the one it
+/// was recorded in (a consumer continues the trace either way).
+fn headers(row: &AuditRow, source: &str, span: &tracing::Span) -> OwnedHeaders {
     let e = &row.payload;
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     let subject = format!(
@@ -113,7 +133,7 @@ fn headers(row: &AuditRow, source: &str) -> OwnedHeaders {
     );
     let id = row.id.to_string();
     let time = text(&e["occurred_at"]);
-    [
+    let headers = [
         ("ce_specversion", "1.0"),
         ("ce_id", id.as_str()),
         ("ce_type", row.action.as_str()),
@@ -128,7 +148,14 @@ fn headers(row: &AuditRow, source: &str) -> OwnedHeaders {
             key,
             value: Some(value),
         })
-    })
+    });
+    match uos_telemetry::traceparent_of(span).or_else(|| row.trace_parent.clone()) {
+        Some(parent) => headers.insert(Header {
+            key: uos_telemetry::TRACEPARENT,
+            value: Some(parent.as_str()),
+        }),
+        None => headers,
+    }
 }
 
 #[async_trait]
@@ -139,22 +166,23 @@ impl AuditPublisher for KafkaPublisher {
         let producer = self.current();
         let mut pending = Vec::with_capacity(events.len());
         for row in events {
+            let span = publish_span(row, &self.cfg.topic);
             let value = row.payload.to_string();
             let record = FutureRecord::to(&self.cfg.topic)
                 .key(row.chain.as_str())
                 .payload(value.as_str())
-                .headers(headers(row, &self.cfg.source));
-            pending.push(
-                producer
-                    .send_result(record)
-                    .map_err(|(e, _)| PublishError::Kafka(e.to_string())),
-            );
+                .headers(headers(row, &self.cfg.source, &span));
+            let sent = producer
+                .send_result(record)
+                .map_err(|(e, _)| PublishError::Kafka(e.to_string()));
+            pending.push((sent, span));
         }
         let mut results = Vec::with_capacity(pending.len());
         let mut finished: Option<String> = None;
-        for sent in pending {
+        // Each span ends when its event is acknowledged (or refused) and the span is dropped.
+        for (sent, span) in pending {
             results.push(match sent {
-                Ok(delivery) => match delivery.await {
+                Ok(delivery) => match delivery.instrument(span).await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err((e, _))) => {
                         if ends_producer(&e) {

@@ -48,7 +48,7 @@ pub async fn request_context(
 ) -> Response {
     let id = request_id_of(&req);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let span = request_span(&req, &id);
     let declared_len = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -78,6 +78,13 @@ pub async fn request_context(
             res = ApiError::from(uos_service::ServiceError::PreconditionFailed).into_response();
         }
         tracing::debug!(status = res.status().as_u16(), "response");
+        if uos_telemetry::exporting() {
+            let span = tracing::Span::current();
+            span.record("http.response.status_code", res.status().as_u16());
+            if res.status().is_server_error() {
+                span.record("otel.status_code", "error");
+            }
+        }
         if let Ok(v) = HeaderValue::from_str(&header_id) {
             res.headers_mut().insert(X_REQUEST_ID.clone(), v);
         }
@@ -88,6 +95,40 @@ pub async fn request_context(
         public_url,
     };
     PROBLEM_SCOPE.scope(scope, fut.instrument(span)).await
+}
+
+/// The span of a request. When traces are exported it is also an OpenTelemetry server span
+/// named by its route (`GET /v1/users/{id}`), the child of the caller's span when the request
+/// carries a W3C `traceparent`; those fields stay out of the log otherwise.
+fn request_span(req: &Request, id: &str) -> tracing::Span {
+    use tracing::field::Empty;
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        otel.name = Empty,
+        otel.kind = Empty,
+        otel.status_code = Empty,
+        http.route = Empty,
+        http.response.status_code = Empty,
+    );
+    if uos_telemetry::exporting() {
+        // Routing ran before this layer, so the template is known (none for a 404).
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str);
+        span.record("otel.name", format!("{} {route}", req.method()));
+        span.record("otel.kind", "server");
+        span.record("http.route", route);
+        let parent = req
+            .headers()
+            .get(uos_telemetry::TRACEPARENT)
+            .and_then(|v| v.to_str().ok());
+        uos_telemetry::continue_trace(&span, parent);
+    }
+    span
 }
 
 /// Resolve `Authorization: Bearer` into a [`Caller`]. No header means anonymous (the policy

@@ -18,15 +18,15 @@ use uos_store_sql::SqlTx;
 
 /// The common table expressions that append one event: `moved` advances the chain's head, only
 /// from the link the event extends, and `appended` inserts the event for each row of `moved`.
-/// A statement continues it with its main part; [`bind_append`] binds `$1`..`$12`. The chain's
+/// A statement continues it with its main part; [`bind_append`] binds `$1`..`$13`. The chain's
 /// head row must exist (a chain at genesis starts in its own statement first).
 const APPEND_AUDIT: &str = "with moved as (update audit_chain set seq = $1, hash = $8 \
      where chain = $12 and seq = $1 - 1 and seq = $10 and hash = $11 returning seq), \
      appended as (insert into audit_event (chain, seq, audit_event_id, occurred_at, org_id, \
-     actor_id, action, target_id, hash, payload) \
-     select $12, $1, $2, $3, $4, $5, $6, $7, $8, $9 from moved)";
+     actor_id, action, target_id, hash, payload, trace_parent) \
+     select $12, $1, $2, $3, $4, $5, $6, $7, $8, $9, $13 from moved)";
 
-/// `query` with `row` and the head it extends bound to `$1`..`$12` of [`APPEND_AUDIT`].
+/// `query` with `row` and the head it extends bound to `$1`..`$13` of [`APPEND_AUDIT`].
 fn bind_append<'q>(
     query: Query<'q, Postgres, PgArguments>,
     prev: &'q AuditHead,
@@ -45,6 +45,7 @@ fn bind_append<'q>(
         .bind(prev.seq)
         .bind(&prev.hash)
         .bind(&row.chain)
+        .bind(&row.trace_parent)
 }
 
 /// [`AuditRepo::append_audit`](uos_store::AuditRepo::append_audit) in one statement: a writer
@@ -191,9 +192,9 @@ impl PgStore {
         let sql = format!(
             "{APPEND_AUDIT}, opened as (insert into session (session_id, user_id, created_at, \
                expires_at, revoked_at, last_seen_at, user_agent, ip) \
-               select $13, $14, $15, $16, $17, $18, $19, $20 from moved returning session_id) \
+               select $14, $15, $16, $17, $18, $19, $20, $21 from moved returning session_id) \
              insert into refresh_token (token_hash, session_id, created_at, used_at) \
-             select $21, session_id, $22, $23 from opened"
+             select $22, session_id, $23, $24 from opened"
         );
         let query = bind_session(bind_append(sqlx::query(&sql), prev, event), s);
         let inserted = query

@@ -239,7 +239,8 @@ pub(crate) async fn append_in_steps<D: Dialect>(
     }
     query::<D>(
         "insert into audit_event (chain, seq, audit_event_id, occurred_at, org_id, actor_id, \
-         action, target_id, hash, payload) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         action, target_id, hash, payload, trace_parent) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&row.chain)
     .bind(row.seq)
@@ -251,6 +252,7 @@ pub(crate) async fn append_in_steps<D: Dialect>(
     .bind(&row.target_id)
     .bind(&row.hash)
     .bind(row.payload.to_string())
+    .bind(&row.trace_parent)
     .execute(tx.conn())
     .await?;
     Ok(())

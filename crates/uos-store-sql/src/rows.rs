@@ -300,8 +300,8 @@ pub fn api_key<D: Dialect>(r: &Row<D>) -> Result<ApiKey> {
     })
 }
 
-pub const AUDIT_COLS: &str =
-    "chain, seq, audit_event_id, occurred_at, org_id, actor_id, action, target_id, hash, payload";
+pub const AUDIT_COLS: &str = "chain, seq, audit_event_id, occurred_at, org_id, actor_id, action, \
+     target_id, hash, payload, trace_parent";
 
 pub fn audit<D: Dialect>(r: &Row<D>) -> Result<AuditRow> {
     // Text on every backend: the hash covers these exact bytes' meaning, and jsonb would
@@ -330,6 +330,7 @@ pub fn audit<D: Dialect>(r: &Row<D>) -> Result<AuditRow> {
         target_id: get(r, "target_id")?,
         hash: get(r, "hash")?,
         payload,
+        trace_parent: get(r, "trace_parent")?,
     })
 }
 

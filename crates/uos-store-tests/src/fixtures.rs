@@ -214,6 +214,7 @@ pub fn audit(seq: i64, occurred_at: DateTime<Utc>) -> AuditRow {
         hash: format!("{seq:064x}"),
         // Keys deliberately out of order and nested: PostgreSQL jsonb reorders them.
         payload: json!({"z": 1, "a": {"y": [1, 2.5, "x"], "b": null}, "seq": seq, "ok": true}),
+        trace_parent: Some(format!("00-{seq:032x}-{:016x}-01", seq + 1)),
     }
 }
 

@@ -117,6 +117,10 @@ pub struct AuditRow {
     pub target_id: Option<String>,
     pub hash: String,
     pub payload: serde_json::Value,
+    /// The W3C `traceparent` of the span that recorded the event, when traces are exported:
+    /// the relay publishes the event as part of that trace. Outside the hash and the payload
+    /// (it says how the event was processed, not what happened).
+    pub trace_parent: Option<String>,
 }
 
 /// A signed checkpoint of every chain head as stored: `payload` is the checkpoint's JSON.

@@ -3,10 +3,12 @@
 //! PostgreSQL database and one Redis: what one replica does must hold on the other; and the
 //! audit stream into a real Kafka-protocol broker through crashes and outages; usage consumed
 //! from it, counted exactly once through a `kill -9`; key material derived from a real OpenBao
-//! Transit; and `SIGHUP` reloading the policy bundle.
+//! Transit; `SIGHUP` reloading the policy bundle; and the span tree of a request exported over
+//! OTLP.
 
 mod replicas;
 mod sighup;
 mod stream;
+mod traces;
 mod usage;
 mod vault;

@@ -42,6 +42,7 @@ fn row(chain: &str, seq: i64) -> AuditRow {
             "occurred_at": "2026-12-06T08:00:00.123456Z",
             "target": {"type": "org", "id": "t-1"},
         }),
+        trace_parent: None,
     }
 }
 

@@ -472,6 +472,7 @@ fn seal(inner: &Inner, event: NewEvent, prev: &AuditHead) -> Result<AuditRow> {
         target_id: sealed.target.id.clone(),
         hash: sealed.hash,
         payload,
+        trace_parent: uos_telemetry::current_traceparent(),
     })
 }
 
