@@ -1,16 +1,21 @@
 //! Configuration: defaults, then an optional TOML file (`UOS_CONFIG`), then `UOS_` environment
 //! variables (`__` nests: `UOS_SERVICE__ACCESS_TOKEN_TTL_SECS`). Unknown keys and bad values
-//! stop start-up with a message naming the key. The doc comments below are the reference.
+//! stop start-up with a message naming the key. The doc comments below are the reference:
+//! `docs/configuration.md` is generated from them (see [`crate::config_doc`]), so every field
+//! needs one, and a new settings struct needs `JsonSchema` beside `Deserialize`. Secrets are
+//! described as `writeOnly` strings (`#[schemars(with = …, extend("writeOnly" = true))]`), which
+//! the reference shows without a value.
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
+use schemars::JsonSchema;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use uos_service::{RateLimitConfig, ServiceConfig};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address the API listens on (`UOS_LISTEN`).
@@ -33,6 +38,7 @@ pub struct Config {
     /// First platform admin, created on an empty store (`UOS_BOOTSTRAP_ADMIN_EMAIL`).
     pub bootstrap_admin_email: Option<String>,
     /// Its password (`UOS_BOOTSTRAP_ADMIN_PASSWORD`); set both or neither.
+    #[schemars(with = "Option<String>", extend("writeOnly" = true))]
     pub bootstrap_admin_password: Option<SecretString>,
     /// Load the policy bundle (every `*.rego` file directly inside, Rego tests included) from
     /// this directory instead of the built-in one (`UOS_POLICY_DIR`). It is reloaded when its
@@ -90,7 +96,7 @@ pub struct Config {
 }
 
 /// Where the reconciler finds the org files, how often it looks, and what it trusts.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeclarativeSettings {
     /// A local directory or repository, `file://`, `https://` or `ssh://` URL
@@ -107,8 +113,10 @@ pub struct DeclarativeSettings {
     pub allowed_signers: Option<PathBuf>,
     /// The HMAC key of `POST /v1/declarative/webhook` (`X-Hub-Signature-256`), read by the
     /// admin-api (`UOS_DECLARATIVE__WEBHOOK_SECRET`). Unset: the endpoint answers 404.
+    #[schemars(with = "Option<String>", extend("writeOnly" = true))]
     pub webhook_secret: Option<SecretString>,
     /// A bearer token for `https://` repositories (`UOS_DECLARATIVE__TOKEN`).
+    #[schemars(with = "Option<String>", extend("writeOnly" = true))]
     pub token: Option<SecretString>,
     /// The private key for `ssh://` repositories (`UOS_DECLARATIVE__SSH_KEY`, a file).
     pub ssh_key: Option<PathBuf>,
@@ -138,7 +146,7 @@ impl Default for DeclarativeSettings {
 }
 
 /// Webhook endpoints and how deliveries to them are signed and retried.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookSettings {
     /// Comma-separated `http(s)://` URLs every notification is posted to
@@ -146,6 +154,7 @@ pub struct WebhookSettings {
     pub urls: Option<String>,
     /// The HMAC-SHA256 key deliveries are signed with (`UOS_WEBHOOKS__SECRET`, at least 32
     /// characters); required with `urls`.
+    #[schemars(with = "Option<String>", extend("writeOnly" = true))]
     pub secret: Option<SecretString>,
     /// Attempts per delivery before it is given up as `failed`.
     pub max_attempts: u32,
@@ -180,7 +189,7 @@ impl WebhookSettings {
 
 /// Kafka, where every audit event is published by the outbox relay and usage events are
 /// consumed from.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaSettings {
     /// Comma-separated `host:port` of bootstrap brokers (`UOS_KAFKA__BROKERS`). Unset: no
@@ -207,18 +216,19 @@ pub struct KafkaSettings {
 
 /// Vault or OpenBao Transit, from which every signing and encryption key is derived (no key
 /// file is written then; see `uos_keys::TransitKeyStore`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct VaultSettings {
     /// `http(s)://host:port` (`UOS_VAULT__ADDRESS`). Unset: local key files.
     pub address: Option<String>,
     /// A token whose policy allows read, create, rotate and hmac on the Transit keys
     /// (`UOS_VAULT__TOKEN`); required with `address`.
+    #[schemars(with = "Option<String>", extend("writeOnly" = true))]
     pub token: Option<SecretString>,
     /// Mount path of the Transit engine (`UOS_VAULT__TRANSIT_MOUNT`).
     pub transit_mount: String,
-    /// Transit key names start with this (`<prefix>-access-token`, `-audit`, `-data`,
-    /// `-secrets`), so several deployments can share one Transit mount.
+    /// Transit key names start with this (`<prefix>-access-token`, `-audit`, `-decision`,
+    /// `-data`, `-secrets`), so several deployments can share one Transit mount.
     pub key_prefix: String,
 }
 
@@ -247,7 +257,7 @@ impl Config {
 }
 
 /// The object store audit exports are written to and downloaded from.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ObjectStoreSettings {
     /// `file:///absolute/dir` or `s3://bucket[/prefix]` (`UOS_OBJECT_STORE__URL`). Unset: the
@@ -260,6 +270,7 @@ pub struct ObjectStoreSettings {
     /// use the standard `AWS_*` environment or the instance's role. `s3://` only.
     pub access_key_id: Option<String>,
     /// Secret access key (`UOS_OBJECT_STORE__SECRET_ACCESS_KEY`). `s3://` only.
+    #[schemars(with = "Option<String>", extend("writeOnly" = true))]
     pub secret_access_key: Option<SecretString>,
     /// Region of the bucket (`UOS_OBJECT_STORE__REGION`); unset: `AWS_REGION` or `us-east-1`.
     /// `s3://` only.

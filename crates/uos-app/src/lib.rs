@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod config;
+pub mod config_doc;
 
 mod reconciler;
 pub mod telemetry;

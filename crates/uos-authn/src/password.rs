@@ -8,6 +8,7 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::rngs::OsRng;
 use rand::RngCore as _;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -15,14 +16,14 @@ use crate::AuthnError;
 
 /// argon2id cost parameters (stored in every PHC string, so old hashes keep verifying after a
 /// change).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordParams {
     /// Memory per hash in KiB.
     pub memory_kib: u32,
-    /// Passes over the memory.
+    /// Passes over the memory (argon2 iterations).
     pub iterations: u32,
-    /// Lanes.
+    /// Lanes (argon2 parallelism).
     pub parallelism: u32,
 }
 

@@ -15,20 +15,26 @@ use lettre::message::{Body, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use schemars::JsonSchema;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use crate::{check_mail, parse_mailbox, Mail, MailError, Mailer};
 
-/// The `[mail.smtp]` settings.
-#[derive(Clone, Debug, Deserialize)]
+/// The `[smtp]` settings.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
+    /// Host name or address of the SMTP relay.
     pub host: String,
+    /// Its port (usually 587 with `starttls`, 465 with `tls`).
     pub port: u16,
+    /// How the connection is protected.
     pub security: SmtpSecurity,
     /// Set together with `password`, and only with `starttls` or `tls`.
     pub username: Option<String>,
+    /// The relay's password for `username`.
+    #[schemars(with = "Option<String>", extend("writeOnly" = true))]
     pub password: Option<SecretString>,
     /// The From mailbox, `noreply@example.com` or `Example <noreply@example.com>`.
     pub from: String,
@@ -36,7 +42,7 @@ pub struct SmtpConfig {
     pub timeout_secs: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpSecurity {
     /// Plain SMTP: for a relay or sink on loopback only.

@@ -48,6 +48,7 @@ use openidconnect::{
     PkceCodeVerifier, ProviderMetadata, RedirectUrl, RequestTokenError, Scope, StandardClaims,
     StandardErrorResponse, StandardTokenResponse, TokenResponse, UserInfoClaims,
 };
+use schemars::JsonSchema;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -63,13 +64,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 // Configuration
 
 /// One upstream provider, as configured by the operator.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// The issuer identifier, exactly as the provider states it in its discovery document (e.g.
     /// `https://accounts.google.com`; no trailing slash unless the provider's has one).
     pub issuer: String,
+    /// This service's client id, as registered with the provider.
     pub client_id: String,
+    /// The client secret the provider issued with `client_id`.
+    #[schemars(with = "String", extend("writeOnly" = true))]
     pub client_secret: SecretString,
     /// Scopes to request; `openid` is always requested.
     #[serde(default = "default_scopes")]
@@ -101,10 +105,12 @@ pub struct ProviderConfig {
 }
 
 /// Join users who log in through a provider to an organization (applied by the service).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutoJoin {
+    /// Slug of the org such users join.
     pub org: String,
+    /// The roles they get in it.
     #[serde(default)]
     pub roles: Vec<String>,
 }

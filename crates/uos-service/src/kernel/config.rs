@@ -1,10 +1,11 @@
 //! Tunables of the use cases (token lifetimes, retention windows, password hashing).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uos_authn::PasswordParams;
 
 /// Service-level settings; the server's configuration embeds this under `[service]`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceConfig {
     /// `iss` of access tokens.
@@ -79,7 +80,7 @@ pub struct ServiceConfig {
 
 /// Throttling of password and second-factor guesses. Counting happens *before* the password is
 /// checked, so parallel guesses cannot slip past the threshold.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LockoutConfig {
     /// Failed attempts per account within `window_secs` that lock it.
@@ -147,7 +148,7 @@ impl Default for ServiceConfig {
 /// `min_requests`, after at least `min_history_windows` windows of history, trips the key.
 /// Both thresholds are inclusive. Behind a load balancer every replica sees the same share of
 /// the baseline and of the spike, so counting per replica needs no shared counter.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuarantineConfig {
     /// Detect spikes at all. Off, keys already quarantined stay refused until released.

@@ -3,11 +3,12 @@
 //! here because both the configuration (`uos-app`, which validates them) and the HTTP layer
 //! read them, and this crate is the one both already depend on.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// `[rate_limit]`: limits on the contract's risky operations, shared by every replica.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Switch every rate limit off (`UOS_RATE_LIMIT__ENABLED=false`). The login lockout
@@ -35,7 +36,7 @@ impl Default for RateLimitConfig {
 }
 
 /// One rule as configured: every field optional, so an override names only what it changes.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteLimitSettings {
     /// `METHOD /route/{template}`, as the router declares it (`POST /v1/orgs/{slug}/invites`).
