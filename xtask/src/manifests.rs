@@ -2,13 +2,17 @@
 //! the Dockerfile; helm lint, the values schema and the rendering of the chart with its dev and
 //! prod values; the kustomize overlays built; every rendered object against the strict
 //! Kubernetes schemas, the prometheus-operator objects against that API's types (their alert
-//! expressions through a PromQL parser); the chart with prod values against the prod overlay;
-//! actionlint on the workflows. Every step runs, and any problem fails the task.
+//! expressions through a PromQL parser); the alert rules through `promtool check rules` and
+//! the unit tests of `alerts.test.yaml` (`promtool test rules`); the Grafana dashboards'
+//! structure and PromQL; the chart with prod values against the prod overlay; actionlint on
+//! the workflows. Every step runs, and any problem fails the task.
 //!
 //! The tools are pinned in `xtask/tools` (`requirements.txt` for a Python venv,
 //! `package.json`/`package-lock.json` for node) and installed under `<target>/tools` when
-//! missing or changed; `manifests.py` and `manifests.mjs` beside this file drive them.
+//! missing or changed; promtool comes from Debian's `prometheus` package; `manifests.py` and
+//! `manifests.mjs` beside this file drive them.
 
+use crate::services;
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -115,13 +119,56 @@ pub fn run() -> anyhow::Result<()> {
             .failed
             .push("no prometheus-operator objects were handed over".into());
     }
+    // The prod rendering has every rule group and the dashboards.
+    let helm_prod = out.join("helm-prod.yaml");
+    steps.run(
+        "the chart's alert rules (values-prod.yaml) as a Prometheus rules file",
+        tools
+            .python()
+            .arg(&script)
+            .arg("rules")
+            .arg(&helm_prod)
+            .arg(&out)
+            .arg(root.join("xtask/src/alerts.test.yaml")),
+    );
+    steps.run(
+        "promtool check rules",
+        Command::new(&tools.promtool)
+            .args(["check", "rules"])
+            .arg(out.join("alerts.yaml")),
+    );
+    steps.run(
+        "promtool test rules xtask/src/alerts.test.yaml",
+        Command::new(&tools.promtool)
+            .args(["test", "rules"])
+            .arg(out.join("alerts.test.yaml")),
+    );
+    let queries = out.join("dashboard-queries.json");
+    steps.run(
+        "Grafana dashboards (values-prod.yaml)",
+        tools
+            .python()
+            .arg(&script)
+            .arg("dashboards")
+            .arg(&helm_prod)
+            .arg(&queries),
+    );
+    steps.run(
+        "the dashboards' PromQL",
+        tools
+            .node()
+            .arg(&node_script)
+            .arg("promql")
+            .arg(tools.node_modules())
+            .arg(&queries),
+    );
     steps.run(
         "the chart (values-prod.yaml) against kustomize/overlays/prod",
         tools
             .python()
             .arg(&script)
             .arg("consistency")
-            .arg(out.join("helm-prod.yaml"))
+            .arg(&helm_prod)
             .arg(out.join("kustomize-prod.yaml"))
             .arg(root.join("crates")),
     );
@@ -192,6 +239,7 @@ impl Steps {
 struct Tools {
     venv: PathBuf,
     npm: PathBuf,
+    promtool: PathBuf,
 }
 
 impl Tools {
@@ -202,6 +250,7 @@ impl Tools {
         let tools = Self {
             venv: dir.join("venv"),
             npm: dir.join("npm"),
+            promtool: ensure_promtool(&dir.join("prometheus"))?,
         };
         let requirements = std::fs::read_to_string(pins.join("requirements.txt"))?;
         let installed = tools.venv.join("requirements.txt");
@@ -284,6 +333,9 @@ impl Tools {
                 .join(" "))
         };
         let hadolint = answer(self.venv_bin("hadolint").arg("--version"))?;
+        // Its first line; the rest is build details.
+        let promtool = answer(Command::new(&self.promtool).arg("--version"))?;
+        let promtool = promtool.split(" build user:").next().unwrap_or_default();
         let kubectl = answer(self.venv_bin("kubectl").args(["version", "--client"]))?;
         let python = answer(self.python().args([
             "-c",
@@ -320,10 +372,48 @@ impl Tools {
             .context("no rhysd/actionlint module in the actionlint WebAssembly")?;
         eprintln!(
             "xtask: manifests tools: {hadolint}; kubectl {kubectl}; {python}; {node} \
-             (inside: rhysd/actionlint v{actionlint})"
+             (inside: rhysd/actionlint v{actionlint}); {promtool}"
         );
         Ok(())
     }
+}
+
+/// Debian's promtool, installed with the `prometheus` package, or else taken out of that
+/// package into `dir`: installing it would also start a Prometheus server, which nothing here
+/// wants. Without apt-get (not Debian) this fails; the rules are never left unchecked.
+fn ensure_promtool(dir: &Path) -> anyhow::Result<PathBuf> {
+    let installed = PathBuf::from("/usr/bin/promtool");
+    if installed.exists() {
+        return Ok(installed);
+    }
+    let unpacked = dir.join("usr/bin/promtool");
+    if unpacked.exists() {
+        return Ok(unpacked);
+    }
+    eprintln!(
+        "xtask: unpacking promtool from Debian's prometheus package into {}",
+        dir.display()
+    );
+    let download = dir.join("download");
+    let _ = std::fs::remove_dir_all(&download);
+    std::fs::create_dir_all(&download)?;
+    if !services::apt_get(&["download", "-q", "prometheus"], &download)? {
+        bail!("apt-get download prometheus failed: promtool (Debian's prometheus package) is needed to check the alert rules");
+    }
+    for entry in std::fs::read_dir(&download)? {
+        let deb = entry?.path();
+        if deb.extension().is_some_and(|e| e == "deb") {
+            checked(
+                Command::new("dpkg-deb").arg("--extract").arg(&deb).arg(dir),
+                "dpkg-deb --extract of the prometheus package",
+            )?;
+        }
+    }
+    std::fs::remove_dir_all(&download)?;
+    if !unpacked.exists() {
+        bail!("the prometheus package held no usr/bin/promtool");
+    }
+    Ok(unpacked)
 }
 
 fn checked(cmd: &mut Command, what: &str) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -111,33 +112,42 @@ pub fn ensure_kafka_broker() -> anyhow::Result<()> {
 /// The OpenSSH server the ssh fetch test of uos-reconcile starts on a free port (Debian's
 /// `openssh-server`; the package's own service is not started or needed).
 pub fn ensure_sshd() -> anyhow::Result<()> {
-    if std::path::Path::new("/usr/sbin/sshd").exists() {
+    if Path::new("/usr/sbin/sshd").exists() {
         return Ok(());
     }
     eprintln!("xtask: installing openssh-server for the ssh fetch test of uos-reconcile");
+    apt_get(
+        &[
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+            "openssh-server",
+        ],
+        Path::new("."),
+    )?;
+    if !Path::new("/usr/sbin/sshd").exists() {
+        bail!("could not install openssh-server: the ssh fetch test needs /usr/sbin/sshd");
+    }
+    Ok(())
+}
+
+/// `apt-get ARGS` in `dir`; if it fails, the package lists are refreshed once and it runs
+/// again (stale lists are the usual failure on a fresh machine). Whether it succeeded in the end.
+pub fn apt_get(args: &[&str], dir: &Path) -> anyhow::Result<bool> {
     let apt = |args: &[&str]| {
         Command::new("apt-get")
             .args(args)
+            .current_dir(dir)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .context("running apt-get (is this a Debian machine?)")
     };
-    let install = [
-        "install",
-        "-y",
-        "-q",
-        "--no-install-recommends",
-        "openssh-server",
-    ];
-    // Stale package lists are the usual failure on a fresh machine: refresh once and retry.
-    if !apt(&install)?.success() {
-        apt(&["update", "-q"])?;
-        apt(&install)?;
+    if apt(args)?.success() {
+        return Ok(true);
     }
-    if !std::path::Path::new("/usr/sbin/sshd").exists() {
-        bail!("could not install openssh-server: the ssh fetch test needs /usr/sbin/sshd");
-    }
-    Ok(())
+    apt(&["update", "-q"])?;
+    Ok(apt(args)?.success())
 }
 
 /// The Vault-compatible server the key-provider tests start (`bao server -dev`, a static binary

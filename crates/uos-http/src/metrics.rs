@@ -1,7 +1,10 @@
 //! Prometheus metrics: requests by route and status, latency histogram, rate-limited requests,
 //! store pool gauges, and the service's own counts (keys overdue for rotation, audit-head contention, the audit
-//! relay's backlog, decisions allowed and denied, policy bundles reloaded and refused, the
-//! usage consumer's messages and lag).
+//! relay's backlog, decisions allowed and denied and the denials budgets caused, policy bundles
+//! reloaded and refused, the usage consumer's messages and lag).
+//!
+//! The dashboards and alert rules shipped with the chart and kustomize name these metrics;
+//! `monitoring` in this crate's integration suite fails if they name one not exported here.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -24,13 +27,15 @@ pub struct Metrics {
     audit_head_conflicts: IntCounter,
     /// Decisions of the decision point, by `result` (`allow` or `deny`).
     decisions: IntCounterVec,
+    /// Denied decisions with a `budget_exceeded` reason (a subset of `decisions{result="deny"}`).
+    budget_denials: IntCounter,
     /// Policy bundle reloads, by `result` (`replaced` or `refused`).
     policy_reloads: IntCounterVec,
     relay: RelayGauges,
     usage_stream: UsageStreamGauges,
 }
 
-/// The usage consumer's figures (absent until one runs on this replica).
+/// The usage consumer's figures (0 until one runs on this replica).
 #[derive(Debug)]
 struct UsageStreamGauges {
     /// Messages by what became of them: `consumed` (handed to the store, redeliveries
@@ -39,6 +44,9 @@ struct UsageStreamGauges {
     lag: IntGauge,
     active: IntGauge,
 }
+
+/// The `outcome` label values of `uos_usage_stream_messages_total`.
+const USAGE_OUTCOMES: [&str; 4] = ["consumed", "stored", "duplicate", "rejected"];
 
 impl UsageStreamGauges {
     fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
@@ -60,6 +68,11 @@ impl UsageStreamGauges {
                 "1 while this replica holds the usage consumer lease and consumes",
             )?,
         };
+        // Every outcome exists from the start, so `increase()` sees a consumer's first
+        // rejection and dashboards show 0 rather than no data.
+        for outcome in USAGE_OUTCOMES {
+            gauges.messages.with_label_values(&[outcome]);
+        }
         registry.register(Box::new(gauges.messages.clone()))?;
         registry.register(Box::new(gauges.lag.clone()))?;
         registry.register(Box::new(gauges.active.clone()))?;
@@ -70,12 +83,11 @@ impl UsageStreamGauges {
         let Some(c) = svc.usage_stream_counts() else {
             return;
         };
-        for (outcome, count) in [
-            ("consumed", c.consumed),
-            ("stored", c.stored),
-            ("duplicate", c.duplicates),
-            ("rejected", c.rejected),
-        ] {
+        for (outcome, count) in
+            USAGE_OUTCOMES
+                .into_iter()
+                .zip([c.consumed, c.stored, c.duplicates, c.rejected])
+        {
             let counter = self.messages.with_label_values(&[outcome]);
             counter.inc_by(count.saturating_sub(counter.get()));
         }
@@ -201,6 +213,12 @@ impl Metrics {
             &["result"],
         )?;
         registry.register(Box::new(decisions.clone()))?;
+        let budget_denials = IntCounter::new(
+            "uos_policy_budget_denials_total",
+            "Decisions on this replica denied because a budget would be or is exhausted \
+             (also counted as uos_policy_decisions_total{result=\"deny\"})",
+        )?;
+        registry.register(Box::new(budget_denials.clone()))?;
         let policy_reloads = IntCounterVec::new(
             Opts::new(
                 "uos_policy_reloads_total",
@@ -222,6 +240,7 @@ impl Metrics {
             overdue_keys,
             audit_head_conflicts,
             decisions,
+            budget_denials,
             policy_reloads,
             relay,
             usage_stream,
@@ -243,6 +262,10 @@ impl Metrics {
             let c = self.decisions.with_label_values(&[result]);
             c.inc_by(count.saturating_sub(c.get()));
         }
+        self.budget_denials.inc_by(
+            svc.budget_denials()
+                .saturating_sub(self.budget_denials.get()),
+        );
         let (replaced, refused) = svc.policy_reload_counts();
         for (result, count) in [("replaced", replaced), ("refused", refused)] {
             let c = self.policy_reloads.with_label_values(&[result]);

@@ -408,6 +408,14 @@ impl Services {
         )
     }
 
+    /// Of the denials so far, those a budget caused (at least one `budget_exceeded` reason).
+    pub fn budget_denials(&self) -> u64 {
+        self.inner
+            .policy
+            .budget_denied
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn config(&self) -> &ServiceConfig {
         &self.inner.cfg
     }

@@ -17,6 +17,7 @@ mod lockout;
 mod machine;
 mod members;
 mod mfa;
+mod monitoring;
 mod oauth2;
 mod ops;
 mod orgs;

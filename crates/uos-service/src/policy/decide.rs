@@ -26,6 +26,9 @@ use crate::machine::service_accounts::live_account;
 use crate::orgs::cache::OrgRef;
 use crate::{AuthMachine, Caller, Ctx, FieldError, Result, ServiceError, Services};
 
+/// The reason code of a denial a budget caused (the metrics count these apart).
+const BUDGET_EXCEEDED: &str = "budget_exceeded";
+
 /// Most questions one batch may ask.
 pub const MAX_DECISION_BATCH: usize = 100;
 
@@ -181,6 +184,13 @@ impl Services {
         let stats = &inner.policy;
         let denied = denials.len() as u64;
         stats.denied.fetch_add(denied, Ordering::Relaxed);
+        let budget_denied = decisions
+            .iter()
+            .filter(|d| !d.allow && d.reasons.iter().any(|r| r.code == BUDGET_EXCEEDED))
+            .count() as u64;
+        stats
+            .budget_denied
+            .fetch_add(budget_denied, Ordering::Relaxed);
         stats
             .allowed
             .fetch_add(decisions.len() as u64 - denied, Ordering::Relaxed);
@@ -500,7 +510,7 @@ impl Services {
             let limit = status.effective_limit_cents;
             if status.budget.refuses(status.spent_cents, cost, limit) {
                 blocked.push(DecisionReasonView {
-                    code: "budget_exceeded".to_owned(),
+                    code: BUDGET_EXCEEDED.to_owned(),
                     policy: "uos.budget".to_owned(),
                     message: format!(
                         "the {} budget {}: {} of {} cents spent this period, {} more asked",

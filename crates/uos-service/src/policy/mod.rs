@@ -12,6 +12,9 @@ use std::sync::atomic::AtomicU64;
 pub(crate) struct PolicyStats {
     pub allowed: AtomicU64,
     pub denied: AtomicU64,
+    /// Denials with a budget among their reasons (also counted in `denied`): how often spend,
+    /// not policy, stopped a caller.
+    pub budget_denied: AtomicU64,
     /// Held for the whole of a reload (compile, audit, install), so two reloads never race
     /// to install and the audit trail records them in the order they took effect.
     pub reloading: tokio::sync::Mutex<()>,
