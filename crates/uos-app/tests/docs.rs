@@ -7,11 +7,6 @@
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
-/// Docs linked before they land, because another branch of the same issue writes them. Once
-/// such a file exists, `pending_docs_are_still_pending` fails, so an entry cannot outlive its
-/// reason.
-const PENDING: &[&str] = &["docs/monitoring.md"];
-
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -161,10 +156,7 @@ fn llms_txt_lists_every_doc_and_only_existing_files() {
         unlisted.is_empty(),
         "llms.txt does not list {unlisted:?}: add a `- [Title](path): one line` entry for each"
     );
-    let missing: Vec<&String> = listed
-        .iter()
-        .filter(|f| !exists(f) && !PENDING.contains(&f.as_str()))
-        .collect();
+    let missing: Vec<&String> = listed.iter().filter(|f| !exists(f)).collect();
     assert!(
         missing.is_empty(),
         "llms.txt lists files that do not exist: {missing:?}"
@@ -202,9 +194,6 @@ fn relative_links_in_the_docs_and_the_readme_lead_somewhere() {
                 };
                 file
             };
-            if PENDING.contains(&file.as_str()) {
-                continue;
-            }
             if !exists(&file) {
                 broken.push(format!("{source}: ({target}): no file {file}"));
                 continue;
@@ -219,17 +208,6 @@ fn relative_links_in_the_docs_and_the_readme_lead_somewhere() {
         }
     }
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
-}
-
-#[test]
-fn pending_docs_are_still_pending() {
-    for doc in PENDING {
-        assert!(
-            !exists(doc),
-            "{doc} exists now: remove it from PENDING in {}",
-            file!()
-        );
-    }
 }
 
 #[test]
