@@ -201,6 +201,19 @@ pub async fn load(url: &str, scale: &Scale, data_dir: &Path) -> anyhow::Result<S
     let started = Instant::now();
     let store = uos_store_postgres::PgStore::connect(url, 1).await?;
     store.migrate().await?;
+    // The server bootstraps its platform admin only into an empty store, so the seed makes
+    // the one the benchmarks log in as, with the service's own password hashing.
+    let hasher = uos_authn::PasswordHasher::new(uos_authn::PasswordParams::default())?;
+    let mut admin = User::new(
+        Email::parse(bench::ADMIN)?,
+        UserStatus::Active,
+        uos_domain::now(),
+    );
+    admin.platform_admin = true;
+    admin.password_hash = Some(hasher.hash(bench::PASSWORD)?);
+    let mut tx = store.begin().await?;
+    tx.insert_user(&admin).await?;
+    tx.commit().await?;
     store.close().await;
     let migrated = started.elapsed().as_secs_f64();
 
