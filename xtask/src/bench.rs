@@ -94,11 +94,15 @@ pub(crate) fn prepare(name: &str) -> anyhow::Result<(PathBuf, PathBuf, tokio::ru
     let work = root.join("target/bench").join(name);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    Ok((root, work, runtime()?))
+}
+
+/// The runtime the tasks seed and measure with: two workers, like the machine's two cores.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
-    Ok((root, work, rt))
+        .build()?)
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {

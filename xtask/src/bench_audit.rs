@@ -420,7 +420,7 @@ async fn store_appends(url: &str, chains: u32, writers: u32, secs: u32) -> anyho
 }
 
 /// Resident memory of process `pid`, MB.
-fn rss_mb(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn rss_mb(pid: u32) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kb: f64 = status
         .lines()

@@ -499,32 +499,52 @@ async fn seed_batch(
             Some(k) => k.clone(),
             None => uos_authn::generate_api_key().key,
         };
-        let parsed = uos_authn::parse_api_key(&key)
-            .map_err(|e| anyhow::anyhow!("generated key does not parse: {e}"))?;
-        let now = uos_domain::now();
-        tx.insert_api_key(&ApiKey {
-            id: ApiKeyId::new(),
-            org_id: org,
-            service_account_id: accounts[idx % accounts.len()],
-            name: format!("bench key {i}"),
-            prefix: parsed.prefix.to_string(),
-            secret_hash: uos_authn::hash_api_key(&seed.pepper, &key),
-            scopes: scopes.clone(),
-            created_at: now,
-            expires_at: None,
-            revoked_at: None,
-            last_used_at: None,
-            replaced_by: None,
-            replaces: None,
-            overdue_reported_at: None,
-            quarantined_at: None,
-            quarantine_reason: None,
-            version: 1,
-        })
+        tx.insert_api_key(&api_key_row(
+            &seed.pepper,
+            &key,
+            org,
+            accounts[idx % accounts.len()],
+            format!("bench key {i}"),
+            scopes.clone(),
+        )?)
         .await?;
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// A new, active API key row for the key text `key`, hashed with `pepper` exactly as the server
+/// hashes a presented key: what every seeder of keys writes (here through the store port,
+/// `cargo xtask seed` through COPY).
+pub(crate) fn api_key_row(
+    pepper: &[u8; 32],
+    key: &str,
+    org: OrgId,
+    account: ServiceAccountId,
+    name: String,
+    scopes: Vec<Permission>,
+) -> anyhow::Result<ApiKey> {
+    let parsed = uos_authn::parse_api_key(key)
+        .map_err(|e| anyhow::anyhow!("generated key does not parse: {e}"))?;
+    Ok(ApiKey {
+        id: ApiKeyId::new(),
+        org_id: org,
+        service_account_id: account,
+        name,
+        prefix: parsed.prefix.to_string(),
+        secret_hash: uos_authn::hash_api_key(pepper, key),
+        scopes,
+        created_at: uos_domain::now(),
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+        replaced_by: None,
+        replaces: None,
+        overdue_reported_at: None,
+        quarantined_at: None,
+        quarantine_reason: None,
+        version: 1,
+    })
 }
 
 const COLD_LUA: &str = r#"

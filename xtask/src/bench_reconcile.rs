@@ -62,7 +62,7 @@ fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// The peak resident set of process `pid` so far, in MB.
-fn peak_rss_mb(pid: u32) -> Option<f64> {
+pub(crate) fn peak_rss_mb(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = status
         .lines()

@@ -5,6 +5,8 @@
 //! `cargo xtask bench-audit` (audit appends, verification, relay) and
 //! `cargo xtask bench-policy` (decisions and usage ingest) and
 //! `cargo xtask bench-reconcile` (the reconciler with 20,000 declared orgs) and
+//! `cargo xtask seed` (PostgreSQL at 1M users by COPY, and the plan check of every list query)
+//! and `cargo xtask bench-scale` (admin reads at that scale) and
 //! `cargo xtask dr-drill` (backup under load, disaster, restore, verification) and
 //! `cargo xtask api-fuzz` (schemathesis against the served OpenAPI) and
 //! `cargo xtask manifests` (the Dockerfile, the Helm chart, the kustomize overlays and the
@@ -17,11 +19,14 @@ mod bench_identity;
 mod bench_machine;
 mod bench_policy;
 mod bench_reconcile;
+mod bench_scale;
 mod ci;
 mod cpu;
 mod dr_drill;
 mod manifests;
+mod plan_check;
 mod release;
+mod seed;
 mod services;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +67,14 @@ enum Command {
     /// The reconciler at scale: the first apply and the plan of 20,000 declared orgs, and a
     /// one-org commit from push webhook to applied.
     BenchReconcile(bench_reconcile::ReconcileBenchArgs),
+    /// Load a PostgreSQL database at production scale (1M users, 20k orgs, 2M memberships,
+    /// 500k API keys, 1M audit events) with COPY, analyse it, and fail if any list query's
+    /// plan at that scale scans or sorts a large table instead of walking an index.
+    Seed(seed::SeedArgs),
+    /// `seed`'s database and plan check, then a user by id, a members page, the org list
+    /// (first and deep page) and the audit page with wrk against the release binary
+    /// (PostgreSQL + Redis), each beside `GET /healthz`, and the server's RSS.
+    BenchScale(bench_scale::ScaleBenchArgs),
     /// A disaster-recovery rehearsal: a backup under write load, the store and keys
     /// destroyed, a restore into a clean database, the audit trail verified; prints RPO and
     /// RTO.
@@ -79,6 +92,8 @@ fn main() -> anyhow::Result<()> {
         Command::BenchAudit(args) => bench_audit::run(args),
         Command::BenchPolicy(args) => bench_policy::run(args),
         Command::BenchReconcile(args) => bench_reconcile::run(args),
+        Command::Seed(args) => seed::run(args),
+        Command::BenchScale(args) => bench_scale::run(args),
         Command::DrDrill(args) => dr_drill::run(args),
     }
 }
