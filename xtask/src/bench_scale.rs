@@ -28,6 +28,9 @@ use clap::Args;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+/// The run with `--held-connections` instead of `--connections`.
+const HELD: &str = "user-by-id-held";
+
 /// What the issue asks of admin reads at this scale on two cores.
 const TARGET_RPS: f64 = 5_000.0;
 const TARGET_P99_MS: f64 = 10.0;
@@ -45,6 +48,10 @@ pub struct ScaleBenchArgs {
     duration: u32,
     #[arg(long, default_value_t = 32)]
     connections: u32,
+    /// Connections of the last run (users by id), held open at once: the issue asks for
+    /// 5,000 without an error.
+    #[arg(long, default_value_t = 5_000)]
+    held_connections: u32,
     #[arg(long, default_value = "127.0.0.1:18186")]
     listen: String,
     /// Keep the seeded database (its URL is printed) instead of dropping it.
@@ -64,11 +71,13 @@ impl ScaleBenchArgs {
     /// The command line that reproduces this run.
     fn command(&self) -> String {
         format!(
-            "cargo xtask bench-scale {} --redis '{}' --duration {} --connections {} --listen {}",
+            "cargo xtask bench-scale {} --redis '{}' --duration {} --connections {} \
+             --held-connections {} --listen {}",
             self.scale.flags(),
             self.redis,
             self.duration,
             self.connections,
+            self.held_connections,
             self.listen
         )
     }
@@ -188,6 +197,22 @@ pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
         };
         results.push((name, shown.to_owned(), stats));
     }
+    // Many clients at once, each holding its connection: none may be refused or dropped.
+    eprintln!(
+        "xtask: user-by-id-held ({} connections)",
+        args.held_connections
+    );
+    let held = wrk_stats(
+        args.held_connections,
+        args.duration,
+        &work,
+        HELD,
+        &auth,
+        &format!("{base}/v1/users"),
+        Some(&by_id_lua),
+    )?;
+    loaded_rss = loaded_rss.max(bench_audit::rss_mb(server.pid())?);
+    results.push((HELD, "/v1/users/{random of 10,000}".into(), held));
     let peak_rss = bench_reconcile::peak_rss_mb(server.pid()).unwrap_or(loaded_rss);
 
     let out = summary(&args, &results, idle_rss, loaded_rss, peak_rss, &plans)?;
@@ -242,6 +267,11 @@ fn summary(
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     )?;
     writeln!(out, "command: {}", args.command())?;
+    writeln!(
+        out,
+        "({HELD} ran with -c{}: it is the many-connections run, not a latency target)",
+        args.held_connections
+    )?;
     let Some((_, _, reference)) = results.iter().find(|(n, _, _)| *n == "healthz") else {
         bail!("no /healthz reference run");
     };
@@ -251,13 +281,23 @@ fn summary(
     };
     for (name, route, stats) in results {
         let met = stats.rps >= TARGET_RPS && stats.p99_ms().is_some_and(|p| p < TARGET_P99_MS);
+        let verdict = if *name == HELD {
+            format!(
+                "no errors: {}",
+                if stats.errors() == 0 { "met" } else { "MISSED" }
+            )
+        } else {
+            format!(
+                "≥{TARGET_RPS:.0}/s, p99 <{TARGET_P99_MS} ms: {}",
+                if met { "met" } else { "MISSED" }
+            )
+        };
         writeln!(
             out,
-            "{name:<16} GET {route:<60} {stats}  | vs /healthz: req/s {:.0}%, p50 {}, p99 {}  [≥{TARGET_RPS:.0}/s, p99 <{TARGET_P99_MS} ms: {}]",
+            "{name:<16} GET {route:<60} {stats}  | vs /healthz: req/s {:.0}%, p50 {}, p99 {}  [{verdict}]",
             100.0 * stats.rps / reference.rps.max(1e-9),
             ratio(&stats.p50, &reference.p50),
             ratio(&stats.p99, &reference.p99),
-            if met { "met" } else { "MISSED" },
         )?;
     }
     writeln!(
