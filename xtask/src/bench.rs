@@ -63,9 +63,34 @@ pub(crate) fn ensure_wrk() -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing wrk from Debian's packages");
-    sh(Command::new("apt-get").arg("update").arg("-qq"))?;
-    sh(Command::new("apt-get").args(["install", "-y", "-qq", "wrk"]))?;
+    if !services::apt_get(&["install", "-y", "-qq", "wrk"], Path::new("."))? {
+        bail!("could not install wrk with apt-get");
+    }
     Ok(())
+}
+
+/// Resident memory of process `pid` now, MB.
+pub(crate) fn rss_mb(pid: u32) -> anyhow::Result<f64> {
+    status_mb(pid, "VmRSS").context("no VmRSS")
+}
+
+/// The peak resident memory of process `pid` so far, MB.
+pub(crate) fn peak_rss_mb(pid: u32) -> Option<f64> {
+    status_mb(pid, "VmHWM")
+}
+
+/// A memory figure (`VmRSS`, `VmHWM`, in kB there) of `/proc/<pid>/status`, in MB.
+fn status_mb(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
 pub(crate) fn curl_json(args: &[&str]) -> anyhow::Result<serde_json::Value> {

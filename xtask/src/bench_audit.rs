@@ -419,18 +419,6 @@ async fn store_appends(url: &str, chains: u32, writers: u32, secs: u32) -> anyho
     Ok(rate)
 }
 
-/// Resident memory of process `pid`, MB.
-pub(crate) fn rss_mb(pid: u32) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS")?;
-    Ok(kb / 1024.0)
-}
-
 /// Phase 6: `args.export_events` synthetic rows, one export job of the whole trail and its
 /// download, with the server's resident memory sampled every 100 ms.
 fn export_memory(
@@ -456,7 +444,7 @@ fn export_memory(
     let server = start_server_with(root, work, database_url, &args.listen, base, &[])?;
     let token = admin_token(base)?;
     let auth = format!("Authorization: Bearer {token}");
-    let before = rss_mb(server.pid())?;
+    let before = crate::bench::rss_mb(server.pid())?;
     let started = Instant::now();
     let job = curl_json(&[
         "-X",
@@ -474,7 +462,7 @@ fn export_memory(
         .with_context(|| format!("no export id: {job}"))?;
     let mut peak = before;
     let written = loop {
-        peak = peak.max(rss_mb(server.pid())?);
+        peak = peak.max(crate::bench::rss_mb(server.pid())?);
         let status = curl_json(&["-H", &auth, &format!("{base}/v1/audit/exports/{id}")])?;
         match status["status"].as_str() {
             Some("done") => break status["events_written"].as_u64().unwrap_or(0),
@@ -488,9 +476,9 @@ fn export_memory(
         .args(["-sS", "-o", &file.display().to_string(), "-H", &auth])
         .arg(format!("{base}/v1/audit/exports/{id}/download"))
         .spawn()?;
-    let mut download_peak = rss_mb(server.pid())?;
+    let mut download_peak = crate::bench::rss_mb(server.pid())?;
     while download.try_wait()?.is_none() {
-        download_peak = download_peak.max(rss_mb(server.pid())?);
+        download_peak = download_peak.max(crate::bench::rss_mb(server.pid())?);
         std::thread::sleep(Duration::from_millis(100));
     }
     let megabytes = std::fs::metadata(&file)?.len() as f64 / 1e6;
@@ -501,7 +489,7 @@ fn export_memory(
          while downloading, {:.0} MB after",
         job_time.as_secs_f64(),
         written as f64 / job_time.as_secs_f64(),
-        rss_mb(server.pid())?
+        crate::bench::rss_mb(server.pid())?
     ))
 }
 

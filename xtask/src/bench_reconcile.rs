@@ -61,20 +61,6 @@ fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
         .env("GIT_COMMITTER_EMAIL", "bench@example.com"))
 }
 
-/// The peak resident set of process `pid` so far, in MB.
-pub(crate) fn peak_rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
-}
-
 /// Run `cmd` to its end: (success, seconds, peak RSS in MB as last sampled before it exited).
 fn measured(cmd: &mut Command, out: &Path) -> anyhow::Result<(bool, f64, f64)> {
     let started = Instant::now();
@@ -85,7 +71,7 @@ fn measured(cmd: &mut Command, out: &Path) -> anyhow::Result<(bool, f64, f64)> {
         .with_context(|| format!("starting {cmd:?}"))?;
     let mut peak = 0.0_f64;
     let status = loop {
-        if let Some(rss) = peak_rss_mb(child.id()) {
+        if let Some(rss) = crate::bench::peak_rss_mb(child.id()) {
             peak = peak.max(rss);
         }
         if let Some(status) = child.try_wait()? {

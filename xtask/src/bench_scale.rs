@@ -17,11 +17,11 @@
 //! `target/bench/scale/wrk-*.txt`.
 
 use crate::bench::{
-    admin_token, curl_json, drop_database, fresh_database, latency_ms, prepare, start_server_with,
-    wrk_stats, WrkStats,
+    admin_token, curl_json, drop_database, fresh_database, latency_ms, peak_rss_mb, prepare,
+    rss_mb, start_server_with, wrk_stats, WrkStats,
 };
 use crate::seed::{self, id, Kind, Scale};
-use crate::{bench_audit, bench_reconcile, plan_check, services};
+use crate::{plan_check, services};
 use anyhow::{bail, Context};
 use base64::Engine as _;
 use clap::Args;
@@ -122,7 +122,7 @@ pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
     if user["id"] != probe.to_string() {
         bail!("GET /v1/users/{probe} returned {user}");
     }
-    let idle_rss = bench_audit::rss_mb(server.pid())?;
+    let idle_rss = rss_mb(server.pid())?;
 
     // Users spread over the whole table (a multiplicative step, coprime with any count that
     // is not a multiple of it, visits distinct rows), read by a script that picks at random.
@@ -188,7 +188,7 @@ pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
             url,
             *script,
         )?;
-        loaded_rss = loaded_rss.max(bench_audit::rss_mb(server.pid())?);
+        loaded_rss = loaded_rss.max(rss_mb(server.pid())?);
         let shown = url.strip_prefix(&base).unwrap_or(url);
         let shown = if script.is_some() {
             "/v1/users/{random of 10,000}"
@@ -211,9 +211,9 @@ pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
         &format!("{base}/v1/users"),
         Some(&by_id_lua),
     )?;
-    loaded_rss = loaded_rss.max(bench_audit::rss_mb(server.pid())?);
+    loaded_rss = loaded_rss.max(rss_mb(server.pid())?);
     results.push((HELD, "/v1/users/{random of 10,000}".into(), held));
-    let peak_rss = bench_reconcile::peak_rss_mb(server.pid()).unwrap_or(loaded_rss);
+    let peak_rss = peak_rss_mb(server.pid()).unwrap_or(loaded_rss);
 
     let out = summary(&args, &results, idle_rss, loaded_rss, peak_rss, &plans)?;
     print!("{out}");

@@ -346,6 +346,20 @@ impl Default for Config {
     }
 }
 
+/// Whether `url` is an `http://` or `https://` URL with a host and no query, fragment, space
+/// or non-ASCII character: what a base URL the service builds paths onto must be.
+pub(crate) fn is_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|rest| {
+        !rest.is_empty()
+            && !rest.starts_with('/')
+            && !rest.contains(['?', '#', ' '])
+            && rest.is_ascii()
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {0}")]
 pub struct ConfigError(pub String);
@@ -387,15 +401,7 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
         if let Some(url) = &self.public_url {
-            let origin = url
-                .strip_prefix("https://")
-                .or_else(|| url.strip_prefix("http://"));
-            if origin.is_none_or(|rest| {
-                rest.is_empty()
-                    || rest.starts_with('/')
-                    || rest.contains(['?', '#', ' '])
-                    || !rest.is_ascii()
-            }) {
+            if !is_http_url(url) {
                 return bad(
                     "public_url",
                     "must be an http:// or https:// URL with a host and no query or fragment",

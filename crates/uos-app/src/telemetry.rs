@@ -48,10 +48,7 @@ impl TelemetrySettings {
     /// The first bad setting, as `(key, why)`.
     pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
         if let Some(url) = &self.otlp_endpoint {
-            let rest = url
-                .strip_prefix("http://")
-                .or_else(|| url.strip_prefix("https://"));
-            if rest.is_none_or(|r| r.is_empty() || r.starts_with('/') || r.contains(['?', '#'])) {
+            if !crate::config::is_http_url(url) {
                 return Err((
                     "telemetry.otlp_endpoint",
                     "must be an http:// or https:// URL of a collector, without query or fragment",

@@ -36,17 +36,23 @@ pub fn set_exporting() {
 /// entered yet. A missing or malformed value leaves `span` a root: a bad header never fails
 /// a request.
 pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
-    let Some(value) = traceparent else { return };
+    let Some(value) = traceparent.filter(|_| exporting()) else {
+        return;
+    };
     let carrier = HashMap::from([(TRACEPARENT.to_owned(), value.to_owned())]);
     let cx = TraceContextPropagator::new().extract(&carrier);
     if cx.span().span_context().is_valid() {
-        // Without an exporter the span has no OpenTelemetry data to attach a parent to.
+        // Fails only when the span is disabled (filtered out); it then stays a root.
         let _ = span.set_parent(cx);
     }
 }
 
 /// The W3C `traceparent` of `span`, if it is recorded for a collector.
 pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    // Without an exporter no span has a context: skip asking for one on every audit event.
+    if !exporting() {
+        return None;
+    }
     let cx = span.context();
     if !cx.span().span_context().is_valid() {
         return None;
