@@ -139,8 +139,10 @@ struct Inner {
     machine: MachineState,
     /// Copies of budget statuses the decision point answers from.
     budgets: budgets::book::BudgetBook,
-    /// Copies of orgs the decision point answers from.
+    /// Copies of orgs the decision point and admin reads answer from.
     orgs: orgs::cache::OrgBook,
+    /// Copies of users, memberships and service accounts admin reads answer from.
+    reads: kernel::reads::ReadCache,
     /// The usage consumer's figures and lease.
     usage_stream: budgets::stream::StreamState,
     policy: policy::PolicyStats,
@@ -171,6 +173,7 @@ impl Inner {
         }
         self.identity.cache.apply(msg);
         self.machine.cache.apply(msg);
+        self.reads.apply(msg);
         // A released (or revoked, rotated) key starts over: no history, armed again.
         if let (uos_shared::Invalidation::ApiKey(prefix), Some(surge)) = (msg, &self.machine.surge)
         {
@@ -305,8 +308,10 @@ impl Services {
                     surge,
                 },
                 budgets: budgets::book::BudgetBook::new(Duration::from_millis(budget_cache_ms)),
-                // The decision point's other per-replica copy, held to the same bound.
-                orgs: orgs::cache::OrgBook::new(Duration::from_millis(budget_cache_ms)),
+                // Entity copies: every change evicts them on every replica through the
+                // fan-out, so the TTL only bounds a lost message, as the auth cache's does.
+                orgs: orgs::cache::OrgBook::new(ttl.max(Duration::from_millis(budget_cache_ms))),
+                reads: kernel::reads::ReadCache::new(ttl),
                 usage_stream: budgets::stream::StreamState::default(),
                 policy: policy::PolicyStats::default(),
                 signed_allows: policy::reuse::SignedAllows::default(),

@@ -19,6 +19,7 @@ use uos_store::{Page, PageRequest, ReadTx};
 use super::check_reason;
 use super::{answer_request, approval_window, take_step, view, ApprovalStep};
 use crate::budgets::usage::org_by_ref;
+use crate::kernel::reads::LazyRead;
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::ApprovalView;
 use crate::{AuthUser, Caller, Ctx, Done, FieldError, Inner, Result, ServiceError, Services};
@@ -98,7 +99,7 @@ impl GrantBook {
     /// The grants `user` holds in `org` at `now`.
     pub(crate) async fn held(
         &self,
-        tx: &mut dyn ReadTx,
+        r: &mut LazyRead<'_>,
         user: UserId,
         org: OrgId,
         now: DateTime<Utc>,
@@ -113,7 +114,9 @@ impl GrantBook {
         let grants = match fresh {
             Some(g) => g,
             None => {
-                let loaded: Vec<Grant> = tx
+                let loaded: Vec<Grant> = r
+                    .get()
+                    .await?
                     .active_approvals(ApprovalKind::BreakGlass, None, now)
                     .await?
                     .iter()

@@ -3,6 +3,7 @@
 
 use crate::identity::me::ProfilePatch;
 use crate::kernel::precondition::{check_version, Precondition};
+use crate::kernel::reads::LazyRead;
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::UserView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
@@ -58,15 +59,12 @@ impl Services {
         let _cap = self
             .inner
             .authorize(ctx, Action::UserRead, user_resource(ctx, id))?;
-        let u = self
-            .inner
-            .store
-            .read()
-            .await?
-            .get_user(id)
+        let inner = &*self.inner;
+        let u = inner
+            .cached_user(&mut LazyRead::new(&*inner.store), id)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        Ok(Done::ok(UserView::from(&u), Some(u.version)))
+        Ok(Done::ok(UserView::from(&*u), Some(u.version)))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -2,8 +2,11 @@
 //! authorizer. Every use case goes through here; the returned capability gates its commit.
 
 use crate::approvals::break_glass::Grant;
+use crate::kernel::reads::LazyRead;
+use crate::orgs::cache::OrgRef;
 use crate::{AuthMachine, Caller, Ctx, Inner, Result};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use uos_authz::{Action, Capability, OrgContext, Principal, Resource, ResourceKind};
 use uos_domain::{expand_permissions, Org, OrgId, OrgSlug, RoleName};
 use uos_store::ReadTx;
@@ -37,12 +40,14 @@ impl Inner {
 
     /// The caller's standing in `org`: direct roles, and those of break-glass grants it
     /// holds there, expanded through custom-role inheritance. The grants it relied on come
-    /// back with it.
+    /// back with it. `copies`: the membership may come from the replica's copies (reads);
+    /// a write reads it in its own transaction.
     async fn org_context(
         &self,
-        tx: &mut dyn ReadTx,
+        r: &mut LazyRead<'_>,
         ctx: &Ctx,
         org: &Org,
+        copies: bool,
     ) -> Result<(Option<OrgContext>, Vec<Grant>)> {
         let user = match &ctx.caller {
             Caller::User(u) => u,
@@ -53,10 +58,18 @@ impl Inner {
                 return Ok((None, Vec::new()))
             }
         };
-        let membership = tx.get_membership(org.id, user.user.id).await?;
+        let membership = if copies {
+            self.cached_membership(r, org.id, user.user.id).await?
+        } else {
+            r.get()
+                .await?
+                .get_membership(org.id, user.user.id)
+                .await?
+                .map(Arc::new)
+        };
         let grants = self
             .grants
-            .held(tx, user.user.id, org.id, uos_domain::now())
+            .held(r, user.user.id, org.id, uos_domain::now())
             .await?;
         let (mut roles, status) = match &membership {
             Some(m) => (m.roles.clone(), m.status.as_str()),
@@ -65,7 +78,11 @@ impl Inner {
             None => return Ok((None, grants)),
         };
         roles.extend(grants.iter().flat_map(|g| g.roles.iter().cloned()));
-        let (roles, permissions) = expand_roles(tx, org.id, &roles).await?;
+        let (roles, permissions) = if roles.iter().all(RoleName::is_builtin) {
+            expand_permissions(&roles, &[])
+        } else {
+            expand_roles(r.get().await?, org.id, &roles).await?
+        };
         let context = OrgContext {
             org_id: org.id.0,
             membership_status: status.to_string(),
@@ -85,7 +102,9 @@ impl Inner {
         action: Action,
         shape: impl FnOnce(&mut Resource),
     ) -> Result<Capability> {
-        let (standing, grants) = self.org_context(tx, ctx, org).await?;
+        let (standing, grants) = self
+            .org_context(&mut LazyRead::over(&mut *tx), ctx, org, false)
+            .await?;
         let cap = self.authorize_with_standing(ctx, org, action, shape, standing, &grants)?;
         // Holding a capability for this org, the unit of work touches no other org's rows:
         // the store enforces it from here on (row-level security on PostgreSQL).
@@ -130,6 +149,27 @@ impl Inner {
             self.note_grant_use(ctx, grants, org.id, action);
         }
         Ok(cap)
+    }
+
+    /// [`org_access`](Self::org_access) for a read: the org and the caller's membership may
+    /// come from the replica's copies, and the store is only asked for what they lack.
+    pub(crate) async fn org_read_access(
+        &self,
+        r: &mut LazyRead<'_>,
+        ctx: &Ctx,
+        slug: &OrgSlug,
+        action: Action,
+        shape: impl FnOnce(&mut Resource),
+    ) -> Result<(Arc<Org>, Capability)> {
+        let max_age = std::time::Duration::from_secs(self.cfg.auth_cache_secs);
+        let org = self
+            .cached_org(r, &OrgRef::Slug(slug.clone()), max_age)
+            .await?;
+        let (standing, grants) = self.org_context(r, ctx, &org, true).await?;
+        let cap = self.authorize_with_standing(ctx, &org, action, shape, standing, &grants)?;
+        // A read handle runs each statement on its own, with no org to confine it to: the
+        // reads that follow name the org themselves.
+        Ok((org, cap))
     }
 
     /// Load an org by slug and authorize `action` on it. An absent org and an org the caller

@@ -45,8 +45,10 @@ pub struct ServiceConfig {
     pub reset_token_ttl_secs: u64,
     /// How long a privileged account's reset request waits for a second admin, seconds.
     pub reset_approval_ttl_secs: u64,
-    /// Seconds an authenticated session and user stay cached per replica. Revocations evict at
-    /// once through the invalidation fan-out; this bounds staleness if a message is lost.
+    /// Seconds an authenticated session and user, and the copies of users, orgs, memberships
+    /// and service accounts that admin reads answer from, stay cached per replica. Changes
+    /// evict at once through the invalidation fan-out; this bounds staleness if a message is
+    /// lost.
     pub auth_cache_secs: u64,
     /// Lifetime of a client-credentials access token, seconds.
     pub client_token_ttl_secs: u64,

@@ -10,6 +10,7 @@ pub(crate) mod idempotency;
 pub(crate) mod lease;
 pub(crate) mod precondition;
 pub(crate) mod rate_limit;
+pub(crate) mod reads;
 pub(crate) mod uow;
 pub mod views;
 

@@ -135,6 +135,9 @@ impl<'a> UnitOfWork<'a> {
         before: serde_json::Value,
         after: serde_json::Value,
     ) -> Result<()> {
+        if let Some(msg) = stale_copies(action, &target, org_id) {
+            self.invalidate(msg);
+        }
         let event = new_event(self.ctx, action, org_id, target, before, after)?;
         self.record_event(event).await
     }
@@ -261,10 +264,13 @@ impl<'a> UnitOfWork<'a> {
         .await
     }
 
-    /// After commit, evict this from the auth caches of every replica (a revoked session, a
-    /// user whose status or password changed).
+    /// After commit, evict this from the caches of every replica (a revoked session, a user
+    /// whose status or password changed). Entity copies need no call: every recorded event
+    /// evicts its target's (see [`stale_copies`]).
     pub(crate) fn invalidate(&mut self, msg: Invalidation) {
-        self.stale.push(msg);
+        if !self.stale.contains(&msg) {
+            self.stale.push(msg);
+        }
     }
 
     /// Store the idempotency response (if the request carries a key) and commit. Requiring the
@@ -421,6 +427,100 @@ pub(crate) async fn open_session<T: Serialize>(
     uow.tx().open_session(session, first).await?;
     uow.record_event(event).await?;
     uow.commit(cap, done).await
+}
+
+/// What a change recorded as `action` against `target` makes stale in the replicas' entity
+/// copies ([`crate::kernel::reads`]). Derived from the audit event that every change records,
+/// and matched without a catch-all, so a new action cannot be added without deciding.
+fn stale_copies(
+    action: AuditAction,
+    (_, id): &(TargetKind, String),
+    org: Option<OrgId>,
+) -> Option<Invalidation> {
+    use AuditAction as A;
+    let id = uuid::Uuid::parse_str(id).ok();
+    match action {
+        // The user's row, or one of their memberships (member events name the user).
+        A::UserUpdated
+        | A::UserPreferencesChanged
+        | A::UserPasswordChanged
+        | A::UserStatusChanged
+        | A::UserDeleted
+        | A::UserRestored
+        | A::UserPurged
+        | A::UserLegalHoldPlaced
+        | A::UserLegalHoldLifted
+        | A::AccountLocked
+        | A::AccountUnlocked
+        | A::IdentityLinked
+        | A::MfaTotpEnabled
+        | A::MfaTotpDisabled
+        | A::PasswordResetCompleted
+        | A::MemberAdded
+        | A::MemberRolesChanged
+        | A::MemberSuspended
+        | A::MemberReactivated
+        | A::MemberRemoved => id.map(Invalidation::User),
+        A::OrgUpdated
+        | A::OrgSuspended
+        | A::OrgResumed
+        | A::OrgDeleted
+        | A::OrgRestored
+        | A::OrgPurged
+        | A::OrgLegalHoldPlaced
+        | A::OrgLegalHoldLifted => id.map(Invalidation::Org),
+        // A custom role's change rewrites the role lists of the org's members.
+        A::RoleUpdated | A::RoleDeleted => org.map(|o| Invalidation::Org(o.0)),
+        A::ServiceAccountUpdated | A::ServiceAccountDeleted | A::ClientSecretIssued => {
+            id.map(Invalidation::ServiceAccount)
+        }
+        // New entities were never copied; attempts, sessions, keys, budgets, decisions and
+        // approvals are no entity a copy holds (their own caches evict explicitly).
+        A::UserBootstrapped
+        | A::UserCreated
+        | A::OrgCreated
+        | A::RoleCreated
+        | A::ServiceAccountCreated
+        | A::KeysRotated
+        | A::SessionCreated
+        | A::LoginFailed
+        | A::LoginMfaRequired
+        | A::SessionRevoked
+        | A::SessionRevokedOthers
+        | A::SessionRevokedAll
+        | A::SessionRefreshReuseDetected
+        | A::MfaTotpEnrolmentStarted
+        | A::MfaRecoveryCodeUsed
+        | A::PasswordResetRequested
+        | A::PasswordResetApproved
+        | A::InviteCreated
+        | A::InviteRevoked
+        | A::InviteAccepted
+        | A::ApiKeyCreated
+        | A::ApiKeyRevoked
+        | A::ApiKeyRotated
+        | A::ApiKeyRotationOverdue
+        | A::ApiKeyRefused
+        | A::ApiKeyQuarantined
+        | A::ApiKeyReleased
+        | A::AccessTokenRevoked
+        | A::AuditExported
+        | A::BudgetSet
+        | A::BudgetDeleted
+        | A::BudgetStateChanged
+        | A::UsageRecorded
+        | A::PolicyDenied
+        | A::PolicyReloaded
+        | A::ApprovalRequested
+        | A::ApprovalApproved
+        | A::ApprovalRejected
+        | A::ApprovalRevoked
+        | A::ApprovalExpired
+        | A::BreakGlassUsed
+        | A::DeclarativePaused
+        | A::DeclarativeResumed
+        | A::DeclarativeRejected => None,
+    }
 }
 
 /// The event as the audit crate takes it. A target of a kind the action does not list is a bug

@@ -4,6 +4,7 @@
 
 use crate::kernel::access::role_grants;
 use crate::kernel::precondition::{check_version, Precondition};
+use crate::kernel::reads::LazyRead;
 use crate::kernel::uow::{snapshot, UnitOfWork};
 use crate::kernel::views::{ClientSecretView, ServiceAccountView};
 use crate::orgs::roles::check_description;
@@ -272,20 +273,22 @@ impl Services {
         id: ServiceAccountId,
     ) -> Result<Done<ServiceAccountView>> {
         let inner = &*self.inner;
-        let mut r = inner.store.read().await?;
+        let mut r = LazyRead::new(&*inner.store);
         let (org, _cap) = inner
-            .org_access(
-                &mut *r,
+            .org_read_access(
+                &mut r,
                 ctx,
                 slug,
                 Action::ServiceAccountRead,
                 account_resource(Some(id), Vec::new()),
             )
             .await?;
-        let sa = live_account(&mut *r, org.id, id)
+        let sa = inner
+            .cached_account(&mut r, org.id, id)
             .await?
+            .filter(|sa| sa.status != ServiceAccountStatus::Deleted)
             .ok_or(ServiceError::NotFound)?;
-        Ok(Done::ok(ServiceAccountView::from(&sa), Some(sa.version)))
+        Ok(Done::ok(ServiceAccountView::from(&*sa), Some(sa.version)))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -31,10 +31,11 @@ impl OrgRef {
     }
 }
 
-/// A replica's copies of orgs, each trusted for `ttl`. Every org change on this replica drops
-/// its copy at once (the unit of work's `Invalidation::Org`), other replicas' changes arrive
-/// through the invalidation fan-out; `ttl` bounds how late a change is seen if a message is
-/// lost, as the budget copies' does (`service.budget_cache_ms`, at most a second).
+/// A replica's copies of orgs, kept for `ttl`. Every org change on this replica drops its copy
+/// at once (the unit of work's `Invalidation::Org`), other replicas' changes arrive through
+/// the invalidation fan-out; the age a reader accepts bounds how late a change is seen if a
+/// message is lost: the decision point's is the budget copies' (`service.budget_cache_ms`, at
+/// most a second), admin reads accept the auth cache's.
 #[derive(Debug)]
 pub(crate) struct OrgBook {
     ttl: Duration,
@@ -60,8 +61,8 @@ impl OrgBook {
         }
     }
 
-    /// The fresh copy of the org `r` names, if there is one.
-    pub(crate) fn get(&self, r: &OrgRef) -> Option<Arc<Org>> {
+    /// The copy of the org `r` names, if there is one younger than `max_age`.
+    pub(crate) fn get(&self, r: &OrgRef, max_age: Duration) -> Option<Arc<Org>> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         let id = match r {
             OrgRef::Id(id) => *id,
@@ -69,7 +70,7 @@ impl OrgBook {
             OrgRef::Invalid => return None,
         };
         let (read_at, org) = entries.by_id.get(&id)?;
-        if read_at.elapsed() >= self.ttl {
+        if read_at.elapsed() >= max_age.min(self.ttl) {
             return None;
         }
         if let OrgRef::Slug(slug) = r {
@@ -127,6 +128,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    const AGE: Duration = Duration::from_secs(60);
+
     fn org(slug: &str) -> Arc<Org> {
         Arc::new(Org::new(
             OrgSlug::parse(slug).unwrap(),
@@ -144,17 +147,19 @@ mod tests {
         let book = OrgBook::new(Duration::from_secs(60));
         let acme = org("acme");
         book.put(book.ticket(), Arc::clone(&acme));
-        assert_eq!(book.get(&OrgRef::Id(acme.id)).unwrap().id, acme.id);
+        assert_eq!(book.get(&OrgRef::Id(acme.id), AGE).unwrap().id, acme.id);
         assert_eq!(
-            book.get(&OrgRef::parse(&acme.id.0.to_string())).unwrap().id,
+            book.get(&OrgRef::parse(&acme.id.0.to_string()), AGE)
+                .unwrap()
+                .id,
             acme.id
         );
-        assert_eq!(book.get(&slug("acme")).unwrap().id, acme.id);
-        assert!(book.get(&slug("other")).is_none());
-        assert!(book.get(&OrgRef::parse("Not A Slug")).is_none());
+        assert_eq!(book.get(&slug("acme"), AGE).unwrap().id, acme.id);
+        assert!(book.get(&slug("other"), AGE).is_none());
+        assert!(book.get(&OrgRef::parse("Not A Slug"), AGE).is_none());
         book.forget(acme.id);
-        assert!(book.get(&OrgRef::Id(acme.id)).is_none());
-        assert!(book.get(&slug("acme")).is_none());
+        assert!(book.get(&OrgRef::Id(acme.id), AGE).is_none());
+        assert!(book.get(&slug("acme"), AGE).is_none());
     }
 
     #[test]
@@ -164,11 +169,11 @@ mod tests {
         let ticket = book.ticket();
         book.forget(acme.id);
         book.put(ticket, Arc::clone(&acme));
-        assert!(book.get(&OrgRef::Id(acme.id)).is_none());
+        assert!(book.get(&OrgRef::Id(acme.id), AGE).is_none());
         book.put(book.ticket(), Arc::clone(&acme));
-        assert!(book.get(&OrgRef::Id(acme.id)).is_some());
+        assert!(book.get(&OrgRef::Id(acme.id), AGE).is_some());
         book.clear();
-        assert!(book.get(&slug("acme")).is_none());
+        assert!(book.get(&slug("acme"), AGE).is_none());
     }
 
     #[test]
@@ -180,11 +185,14 @@ mod tests {
         renamed.slug = OrgSlug::parse("purged-acme").unwrap();
         book.forget(old.id);
         book.put(book.ticket(), Arc::new(renamed));
-        assert!(book.get(&slug("acme")).is_none(), "the old slug is free");
+        assert!(
+            book.get(&slug("acme"), AGE).is_none(),
+            "the old slug is free"
+        );
         let new = org("acme");
         book.put(book.ticket(), Arc::clone(&new));
-        assert_eq!(book.get(&slug("acme")).unwrap().id, new.id);
-        assert_eq!(book.get(&slug("purged-acme")).unwrap().id, old.id);
+        assert_eq!(book.get(&slug("acme"), AGE).unwrap().id, new.id);
+        assert_eq!(book.get(&slug("purged-acme"), AGE).unwrap().id, old.id);
     }
 
     #[test]
@@ -193,9 +201,9 @@ mod tests {
         let acme = org("acme");
         book.put(book.ticket(), Arc::clone(&acme));
         std::thread::sleep(Duration::from_millis(5));
-        assert!(book.get(&OrgRef::Id(acme.id)).is_none());
+        assert!(book.get(&OrgRef::Id(acme.id), AGE).is_none());
         let book = OrgBook::new(Duration::ZERO);
         book.put(book.ticket(), Arc::clone(&acme));
-        assert!(book.get(&OrgRef::Id(acme.id)).is_none());
+        assert!(book.get(&OrgRef::Id(acme.id), AGE).is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! Organization use cases: create, list, read, rename, suspend/resume, soft delete/restore.
 
 use crate::kernel::precondition::{check_version, Precondition};
+use crate::kernel::reads::LazyRead;
 use crate::kernel::uow::{snapshot, UnitOfWork};
 use crate::kernel::views::OrgView;
 use crate::{Ctx, Done, Result, ServiceError, Services};
@@ -120,11 +121,16 @@ impl Services {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn get_org(&self, ctx: &Ctx, slug: &OrgSlug) -> Result<Done<OrgView>> {
         let inner = &*self.inner;
-        let mut r = inner.store.read().await?;
         let (org, _cap) = inner
-            .org_access(&mut *r, ctx, slug, Action::OrgRead, |_| {})
+            .org_read_access(
+                &mut LazyRead::new(&*inner.store),
+                ctx,
+                slug,
+                Action::OrgRead,
+                |_| {},
+            )
             .await?;
-        Ok(Done::ok(OrgView::from(&org), Some(org.version)))
+        Ok(Done::ok(OrgView::from(&*org), Some(org.version)))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

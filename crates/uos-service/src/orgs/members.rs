@@ -3,6 +3,7 @@
 
 use crate::kernel::access::role_grants;
 use crate::kernel::precondition::{check_version, Precondition};
+use crate::kernel::reads::LazyRead;
 use crate::kernel::uow::{snapshot, UnitOfWork};
 use crate::kernel::views::MemberView;
 use crate::orgs::roles::validate_roles;
@@ -104,21 +105,24 @@ impl Services {
         user_id: UserId,
     ) -> Result<Done<MemberView>> {
         let inner = &*self.inner;
-        let mut r = inner.store.read().await?;
+        let mut r = LazyRead::new(&*inner.store);
         let (org, _cap) = inner
-            .org_access(
-                &mut *r,
+            .org_read_access(
+                &mut r,
                 ctx,
                 slug,
                 Action::MemberRead,
                 member_resource(ctx, user_id, false, Vec::new()),
             )
             .await?;
-        let m = r
-            .get_membership(org.id, user_id)
+        let m = inner
+            .cached_membership(&mut r, org.id, user_id)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        let u = r.get_user(user_id).await?.ok_or(ServiceError::NotFound)?;
+        let u = inner
+            .cached_user(&mut r, user_id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
         Ok(Done::ok(MemberView::new(&m, &u), Some(m.version)))
     }
 

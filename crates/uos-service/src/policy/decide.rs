@@ -14,11 +14,12 @@ use uos_authz::{Action, Capability, PdpInput, PdpPrincipal, PdpResource, Resourc
 use uos_domain::budget::MAX_LIMIT_CENTS;
 use uos_domain::{ApiKeyId, BudgetKey, BudgetScope, Org, ServiceAccountId, UserId, UserStatus};
 use uos_keys::KeyPurpose;
-use uos_store::{ReadTx, Store};
+use uos_store::ReadTx;
 use uuid::Uuid;
 
 use crate::budgets::book::BudgetStatus;
 use crate::kernel::access::expand_roles;
+use crate::kernel::reads::LazyRead;
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::{BudgetView, DecisionReasonView, DecisionView};
 use crate::machine::auth::narrowed;
@@ -199,24 +200,11 @@ impl Services {
         Ok(decisions)
     }
 
-    /// The org `raw` names (`NotFound` if none), from the replica's copy while it is fresh,
-    /// from the store otherwise.
+    /// The org `raw` names (`NotFound` if none), by id or slug; a copy no older than the
+    /// budget copies, so a lost invalidation delays a decision as little as a spend.
     async fn org_for_decision(&self, r: &mut LazyRead<'_>, raw: &str) -> Result<Arc<Org>> {
-        let book = &self.inner.orgs;
-        let name = OrgRef::parse(raw);
-        if let Some(org) = book.get(&name) {
-            return Ok(org);
-        }
-        // Taken before the read: a change committed meanwhile keeps this copy out of the book.
-        let ticket = book.ticket();
-        let org = match &name {
-            OrgRef::Id(id) => r.get().await?.get_org(*id).await?,
-            OrgRef::Slug(slug) => r.get().await?.get_org_by_slug(slug).await?,
-            OrgRef::Invalid => None,
-        };
-        let org = Arc::new(org.ok_or(ServiceError::NotFound)?);
-        book.put(ticket, Arc::clone(&org));
-        Ok(org)
+        let max_age = std::time::Duration::from_millis(self.inner.cfg.budget_cache_ms);
+        self.inner.cached_org(r, &OrgRef::parse(raw), max_age).await
     }
 
     /// Who the request is about, placed in `org`; or why it cannot be. `credential` is what
@@ -604,32 +592,6 @@ impl Services {
             uow.commit_unanswered(cap).await?;
         }
         Ok(())
-    }
-}
-
-/// A store read handle taken at the first read that needs it, so a decision answered from the
-/// replica's copies holds no connection (and never waits for one).
-struct LazyRead<'a> {
-    store: &'a dyn Store,
-    handle: Option<Box<dyn ReadTx>>,
-}
-
-impl<'a> LazyRead<'a> {
-    fn new(store: &'a dyn Store) -> Self {
-        Self {
-            store,
-            handle: None,
-        }
-    }
-
-    async fn get(&mut self) -> Result<&mut dyn ReadTx> {
-        if self.handle.is_none() {
-            self.handle = Some(self.store.read().await?);
-        }
-        match self.handle.as_deref_mut() {
-            Some(handle) => Ok(handle),
-            None => Err(ServiceError::Internal("no store read handle".into())),
-        }
     }
 }
 
