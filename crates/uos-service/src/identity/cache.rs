@@ -19,11 +19,37 @@ use uos_store::Session;
 /// memory without bound, and refilling costs only the uncached path.
 const MAX_ENTRIES: usize = 200_000;
 
+/// Cached sessions, and which of them each user has: a change of a user (any change of their
+/// row or memberships evicts them) drops their sessions without a scan of everyone's.
+#[derive(Debug, Default)]
+struct Sessions {
+    by_id: HashMap<SessionId, (Session, User, Instant)>,
+    by_user: HashMap<UserId, Vec<SessionId>>,
+}
+
+impl Sessions {
+    fn remove(&mut self, id: SessionId) {
+        if let Some((s, _, _)) = self.by_id.remove(&id) {
+            if let Some(ids) = self.by_user.get_mut(&s.user_id) {
+                ids.retain(|i| *i != id);
+                if ids.is_empty() {
+                    self.by_user.remove(&s.user_id);
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.by_id.clear();
+        self.by_user.clear();
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct AuthCache {
     ttl: Duration,
     tokens: RwLock<HashMap<[u8; 32], (AccessClaims, Instant)>>,
-    sessions: RwLock<HashMap<SessionId, (Session, User, Instant)>>,
+    sessions: RwLock<Sessions>,
     /// Bumped by every eviction. A fill that started before an eviction is dropped, so a read
     /// racing a revocation cannot put the pre-revocation row back.
     epoch: AtomicU64,
@@ -34,7 +60,7 @@ impl AuthCache {
         Self {
             ttl,
             tokens: RwLock::new(HashMap::new()),
-            sessions: RwLock::new(HashMap::new()),
+            sessions: RwLock::default(),
             epoch: AtomicU64::new(0),
         }
     }
@@ -65,7 +91,8 @@ impl AuthCache {
 
     pub(crate) fn session(&self, id: SessionId) -> Option<(Session, User)> {
         let map = self.sessions.read().unwrap_or_else(|e| e.into_inner());
-        map.get(&id)
+        map.by_id
+            .get(&id)
             .filter(|(_, _, at)| at.elapsed() < self.ttl)
             .map(|(s, u, _)| (s.clone(), u.clone()))
     }
@@ -85,10 +112,17 @@ impl AuthCache {
         if self.epoch.load(Ordering::Acquire) != ticket {
             return;
         }
-        if map.len() >= MAX_ENTRIES {
+        if map.by_id.len() >= MAX_ENTRIES {
             map.clear();
         }
-        map.insert(session.id, (session, user, Instant::now()));
+        let (id, user_id) = (session.id, session.user_id);
+        if map
+            .by_id
+            .insert(id, (session, user, Instant::now()))
+            .is_none()
+        {
+            map.by_user.entry(user_id).or_default().push(id);
+        }
     }
 
     pub(crate) fn apply(&self, msg: &Invalidation) {
@@ -107,12 +141,14 @@ impl AuthCache {
 
     fn evict_session(&self, id: SessionId) {
         let mut map = self.sessions.write().unwrap_or_else(|e| e.into_inner());
-        map.remove(&id);
+        map.remove(id);
     }
 
     fn evict_user(&self, id: UserId) {
         let mut map = self.sessions.write().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, (s, _, _)| s.user_id != id);
+        for session in map.by_user.remove(&id).unwrap_or_default() {
+            map.by_id.remove(&session);
+        }
     }
 
     pub(crate) fn clear(&self) {
@@ -125,5 +161,54 @@ impl AuthCache {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use uos_domain::{Email, UserStatus};
+
+    fn session_of(user: &User) -> Session {
+        let now = uos_domain::now();
+        Session {
+            id: SessionId(uuid::Uuid::now_v7()),
+            user_id: user.id,
+            created_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+            revoked_at: None,
+            last_seen_at: now,
+            user_agent: None,
+            ip: None,
+        }
+    }
+
+    #[test]
+    fn a_change_of_a_user_drops_their_sessions_only() {
+        let cache = AuthCache::new(Duration::from_secs(60));
+        let now = uos_domain::now();
+        let ann = User::new(
+            Email::parse("ann@example.com").unwrap(),
+            UserStatus::Active,
+            now,
+        );
+        let bob = User::new(
+            Email::parse("bob@example.com").unwrap(),
+            UserStatus::Active,
+            now,
+        );
+        let sessions = [session_of(&ann), session_of(&ann), session_of(&bob)];
+        for (s, u) in sessions.iter().zip([&ann, &ann, &bob]) {
+            cache.put_session(cache.fill_ticket(), s.clone(), u.clone());
+        }
+        cache.apply(&Invalidation::Session(sessions[0].id.0));
+        assert!(cache.session(sessions[0].id).is_none());
+        assert!(cache.session(sessions[1].id).is_some());
+        cache.apply(&Invalidation::User(ann.id.0));
+        assert!(cache.session(sessions[1].id).is_none());
+        assert!(cache.session(sessions[2].id).is_some());
+        let map = cache.sessions.read().unwrap();
+        assert_eq!(map.by_user.len(), 1, "no index entry outlives its sessions");
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::kernel::access::role_grants;
 use crate::kernel::precondition::{check_version, Precondition};
+use crate::kernel::reads::LazyRead;
 use crate::kernel::uow::{snapshot, UnitOfWork};
 use crate::kernel::views::RoleView;
 use crate::orgs::members::MAX_ROLES;
@@ -238,11 +239,11 @@ impl Services {
         page: &PageRequest,
     ) -> Result<Page<RoleView>> {
         let inner = &*self.inner;
-        let mut r = inner.store.read().await?;
+        let mut r = LazyRead::new(&*inner.store);
         let (org, _cap) = inner
-            .org_access(&mut *r, ctx, slug, Action::RoleList, |_| {})
+            .org_read_access(&mut r, ctx, slug, Action::RoleList, |_| {})
             .await?;
-        let page = r.list_roles(org.id, page).await?;
+        let page = r.get().await?.list_roles(org.id, page).await?;
         Ok(Page {
             items: page.items.iter().map(RoleView::from).collect(),
             next: page.next,
@@ -258,10 +259,10 @@ impl Services {
         name: &RoleName,
     ) -> Result<Done<RoleView>> {
         let inner = &*self.inner;
-        let mut r = inner.store.read().await?;
+        let mut r = LazyRead::new(&*inner.store);
         let (org, _cap) = inner
-            .org_access(
-                &mut *r,
+            .org_read_access(
+                &mut r,
                 ctx,
                 slug,
                 Action::RoleRead,
@@ -272,6 +273,8 @@ impl Services {
             return Ok(Done::ok(view, None));
         }
         let role = r
+            .get()
+            .await?
             .get_role(org.id, name)
             .await?
             .ok_or(ServiceError::NotFound)?;
