@@ -788,19 +788,22 @@ async fn a_replica_that_missed_a_rotation_reloads_on_a_token_of_the_new_key() {
     assert_eq!(jwks_ids(&client, &b).await, [new, old]);
 }
 
-/// `GET path` on `r`: status, `ETag` and body.
-async fn get_tagged(
+/// `method path` on `r` with a bearer token, and `If-Match` and a JSON body when given:
+/// status, `ETag` and body.
+async fn send_tagged(
     client: &reqwest::Client,
     r: &Replica,
-    path: &str,
+    (method, path): (reqwest::Method, &str),
     token: &str,
+    change: Option<(&str, &Value)>,
 ) -> (u16, String, Value) {
-    let res = client
-        .get(format!("{}{path}", r.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let mut req = client
+        .request(method, format!("{}{path}", r.base))
+        .bearer_auth(token);
+    if let Some((etag, body)) = change {
+        req = req.header("if-match", etag).json(body);
+    }
+    let res = req.send().await.unwrap();
     let status = res.status().as_u16();
     let etag = res
         .headers()
@@ -810,30 +813,13 @@ async fn get_tagged(
     (status, etag, res.json().await.unwrap_or(Value::Null))
 }
 
-/// `method path` on `r` with `If-Match: etag`: status and `ETag`.
-async fn change_if_match(
+async fn get_tagged(
     client: &reqwest::Client,
     r: &Replica,
-    (method, path): (reqwest::Method, &str),
+    path: &str,
     token: &str,
-    etag: &str,
-    body: Value,
-) -> (u16, String) {
-    let res = client
-        .request(method, format!("{}{path}", r.base))
-        .bearer_auth(token)
-        .header("if-match", etag)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let etag = res
-        .headers()
-        .get("etag")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, etag)
+) -> (u16, String, Value) {
+    send_tagged(client, r, (reqwest::Method::GET, path), token, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -878,13 +864,12 @@ async fn entity_reads_from_replica_copies_never_serve_a_change_late_or_let_a_sta
         let (status, old, _) = get_tagged(&client, &b, &path, &admin_b).await;
         assert_eq!(status, 200, "{path}");
         assert_eq!(get_tagged(&client, &b, &path, &admin_b).await.1, old);
-        let (status, new) = change_if_match(
+        let (status, new, _) = send_tagged(
             &client,
             &a,
             (method.clone(), &change_path),
             &admin_a,
-            &old,
-            body.clone(),
+            Some((&old, &body)),
         )
         .await;
         assert_eq!(status, 200, "{change_path} on A");
@@ -905,8 +890,14 @@ async fn entity_reads_from_replica_copies_never_serve_a_change_late_or_let_a_sta
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // A write on B with the ETag B served before the change is refused, whatever B holds.
-        let (status, _) =
-            change_if_match(&client, &b, (method, &change_path), &admin_b, &old, body).await;
+        let (status, _, _) = send_tagged(
+            &client,
+            &b,
+            (method, &change_path),
+            &admin_b,
+            Some((&old, &body)),
+        )
+        .await;
         assert_eq!(status, 412, "{change_path}: a stale If-Match on B");
     }
 }
