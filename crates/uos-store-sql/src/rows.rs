@@ -355,6 +355,7 @@ pub fn listed_audit<D: Dialect>(r: &Row<D>) -> Result<ListedAudit> {
     })
 }
 
+/// An event's columns, its payload decoded by `payload` from the stored text and the chain.
 fn audit_row<D: Dialect, P>(
     r: &Row<D>,
     payload: impl FnOnce(String, &str) -> Result<P>,
