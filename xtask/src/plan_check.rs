@@ -352,6 +352,16 @@ async fn list_queries(
         r.list_members(&active_members, &deep_members).await,
         rows,
     )?;
+    // Seeded members are all active: the suspended ones are the rarest status there is.
+    let suspended_members = MemberFilter {
+        org: large,
+        status: Some(MembershipStatus::Suspended),
+    };
+    plans.take(
+        "suspended members of the large org",
+        r.list_members(&suspended_members, &first).await,
+        rows,
+    )?;
     plans.take(
         "memberships of a user",
         r.list_memberships_of_user(UserId(mid_user)).await,

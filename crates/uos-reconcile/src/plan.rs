@@ -408,29 +408,28 @@ async fn members(
     plan: &mut OrgPlan,
 ) -> Result<(), StoreError> {
     let filter = MemberFilter { org, status: None };
+    // Each page carries its members' emails: one statement per page, no lookup of users.
     let live = all_pages!(|page| r.list_members(&filter, &page));
-    let ids: Vec<_> = live.iter().map(|m| m.user_id).collect();
-    let users = r.get_users(&ids).await?;
-    let email_of = |id| users.iter().find(|u| u.id == id).map(|u| u.email.clone());
-    let owners: Vec<Email> = live
+    let owners: Vec<&Email> = live
         .iter()
-        .filter(|m| m.status == MembershipStatus::Active && m.roles.iter().any(RoleName::is_owner))
-        .filter_map(|m| email_of(m.user_id))
+        .filter(|l| {
+            l.membership.status == MembershipStatus::Active
+                && l.membership.roles.iter().any(RoleName::is_owner)
+        })
+        .map(|l| &l.email)
         .collect();
     let now = uos_domain::now();
     let invites = all_pages!(|page| r.list_invites(org, &page));
     for (i, m) in declared.members.iter().enumerate() {
         let roles = names(&m.roles);
-        let current = live
-            .iter()
-            .find(|l| email_of(l.user_id).as_ref() == Some(&m.email));
+        let current = live.iter().find(|l| l.email == m.email);
         match current {
             Some(l) => {
-                let from = names(&l.roles);
+                let from = names(&l.membership.roles);
                 if sorted(&from) == sorted(&roles) {
                     continue;
                 }
-                let demoted = owners.contains(&m.email) && !m.roles.iter().any(RoleName::is_owner);
+                let demoted = owners.contains(&&m.email) && !m.roles.iter().any(RoleName::is_owner);
                 if demoted && owners.len() == 1 {
                     plan.refusals.push(Refusal {
                         field: format!("members[{i}].roles"),

@@ -11,7 +11,6 @@ use uos_domain::{ApiKeyId, OrgId};
 use uos_store::{AuditHead, AuditRow, RefreshToken, Result, Session, StoreError, TokenUse};
 use uos_store_sql::sql::{Done, QueryBuilder};
 use uos_store_sql::{Dialect, SqlTx, SqlxResult};
-use uuid::Uuid;
 
 /// The PostgreSQL dialect.
 #[derive(Debug, Clone, Copy)]
@@ -68,13 +67,8 @@ impl Dialect for PgDialect {
         format!(" for update of {table} skip locked")
     }
 
-    /// One array parameter, however many ids.
-    const MAX_LIST_PARAMS: usize = usize::MAX;
-
-    fn push_in_ids(q: &mut QueryBuilder<'_, Self>, column: &str, ids: &[Uuid]) {
-        q.push(column).push(" = any(");
-        q.push_bind(ids.to_vec()).push(")");
-    }
+    /// The protocol's limit: a statement binds at most 65,535 parameters.
+    const MAX_LIST_PARAMS: usize = 65_535;
 
     /// "The key's age in seconds reaches the days in seconds": a day is exactly 86,400 s as in
     /// the domain (`interval '1 day'` would follow the session time zone's DST), the epoch of

@@ -9,8 +9,8 @@ use crate::Dialect;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uos_store::{
-    AuditFilter, AuditHead, AuditReads, AuditRepo, AuditRow, CheckpointRow, Page, PageRequest,
-    Result, StoreError,
+    AuditFilter, AuditHead, AuditReads, AuditRepo, AuditRow, CheckpointRow, ListedAudit, Page,
+    PageRequest, Result, StoreError,
 };
 
 /// The `prev_hash` of a chain's first event: 64 zeros (`uos_audit::GENESIS_HASH`).
@@ -42,7 +42,7 @@ impl<D: Dialect, M: Mode<D::Db>> AuditReads for SqlTx<D, M> {
         &mut self,
         filter: &AuditFilter,
         page: &PageRequest,
-    ) -> Result<Page<AuditRow>> {
+    ) -> Result<Page<ListedAudit>> {
         let after = page
             .after
             .as_deref()
@@ -77,7 +77,7 @@ impl<D: Dialect, M: Mode<D::Db>> AuditReads for SqlTx<D, M> {
         let found = q.fetch_all(self.conn()).await?;
         let events = found
             .iter()
-            .map(|r| Ok((get::<_, i64>(r, "position")?, rows::audit(r)?)))
+            .map(|r| Ok((get::<_, i64>(r, "position")?, rows::listed_audit(r)?)))
             .collect::<Result<Vec<_>>>()?;
         Ok(
             Page::from_overfetch(events, page.limit, |(position, _)| position.to_string())

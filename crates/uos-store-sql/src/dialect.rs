@@ -1,7 +1,7 @@
 //! What differs between the backends, and nothing else: error mapping, how a statement runs on
 //! the backend's connection type, a handful of SQL fragments (JSON-array membership, row locks,
-//! id lists, date arithmetic), and the writes PostgreSQL makes one statement of, as overrides
-//! of portable defaults.
+//! date arithmetic), how many values one statement may bind, and the writes PostgreSQL makes
+//! one statement of, as overrides of portable defaults.
 
 use crate::sql::{Args, Conn, Done, QueryBuilder, RawRow, SqlDb};
 use crate::tx::SqlTx;
@@ -11,7 +11,6 @@ use futures::future::BoxFuture;
 use std::fmt::Debug;
 use uos_domain::{ApiKeyId, OrgId};
 use uos_store::{AuditHead, AuditRow, RefreshToken, Result, Session, StoreError, TokenUse};
-use uuid::Uuid;
 
 /// The raw result of running a statement, before [`Dialect::map_err`].
 pub type SqlxResult<T> = std::result::Result<T, sqlx::Error>;
@@ -62,15 +61,8 @@ pub trait Dialect: Debug + Send + Sync + Sized + 'static {
     /// after its progress `r.seq`, at most `$2` of them, read through the `(chain, seq)` key.
     const NEXT_EVENTS_OF_CHAIN: &'static str;
 
-    /// The most ids one statement binds; longer lists are split into several statements.
+    /// The most values one statement binds; longer lists are split into several statements.
     const MAX_LIST_PARAMS: usize = 500;
-
-    /// `column` is one of `ids` (at most [`MAX_LIST_PARAMS`](Self::MAX_LIST_PARAMS)). The
-    /// default binds each id; PostgreSQL binds one array.
-    fn push_in_ids(q: &mut QueryBuilder<'_, Self>, column: &str, ids: &[Uuid]) {
-        q.push(column).push(" in (").push_list(ids.iter().copied());
-        q.push(")");
-    }
 
     /// A condition that holds when an API key (`api_key.created_at`) has reached its account's
     /// maximum key age (`service_account.max_key_age_days`, not null) at `now`: exactly, in

@@ -1,13 +1,14 @@
 //! Memberships: insert, lookup, optimistic update, delete, listings and the owner lock.
 
-use crate::rows::{self, overfetch, uuid_cursor, MEMBERSHIP_COLS};
+use crate::rows::{self, overfetch, uuid_cursor, MEMBERSHIP_COLS, MEMBER_USER_COLS};
 use crate::sql::{json, query, QueryBuilder};
 use crate::tx::{Mode, SqlTx};
 use crate::Dialect;
 use async_trait::async_trait;
 use uos_domain::{Membership, OrgId, RoleName, UserId};
 use uos_store::{
-    MemberFilter, MembershipReads, MembershipRepo, Page, PageRequest, Result, StoreError,
+    ListedMember, MemberFilter, MembershipReads, MembershipRepo, Page, PageRequest, Result,
+    StoreError,
 };
 
 #[async_trait]
@@ -27,27 +28,33 @@ impl<D: Dialect, M: Mode<D::Db>> MembershipReads for SqlTx<D, M> {
         &mut self,
         filter: &MemberFilter,
         page: &PageRequest,
-    ) -> Result<Page<Membership>> {
+    ) -> Result<Page<ListedMember>> {
         let after = uuid_cursor(page.after.as_deref())?;
+        // The page walks the org's membership index in order and joins each row's user by its
+        // key: one statement, and no more rows read than the page shows. Every membership has
+        // its user (a foreign key), so the inner join drops none.
         let mut q = QueryBuilder::<D>::new(format!(
-            "select {MEMBERSHIP_COLS} from membership where org_id = "
+            "select {MEMBERSHIP_COLS}, {MEMBER_USER_COLS} from membership \
+             join user_account on user_account.user_id = membership.user_id \
+             where membership.org_id = "
         ));
         q.push_bind(filter.org.0);
         if let Some(status) = filter.status {
-            q.push(" and status = ").push_bind(status.as_str());
+            q.push(" and membership.status = ")
+                .push_bind(status.as_str());
         }
         if let Some(after) = after {
-            q.push(" and membership_id > ").push_bind(after);
+            q.push(" and membership.membership_id > ").push_bind(after);
         }
-        q.push(" order by membership_id limit ")
+        q.push(" order by membership.membership_id limit ")
             .push_bind(overfetch(page.limit));
         let found = q.fetch_all(self.conn()).await?;
         let members = found
             .iter()
-            .map(rows::membership)
+            .map(rows::listed_member)
             .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(members, page.limit, |m| {
-            m.id.to_string()
+            m.membership.id.to_string()
         }))
     }
 

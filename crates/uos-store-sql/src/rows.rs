@@ -4,6 +4,7 @@
 use crate::error::corrupt;
 use crate::sql::Row;
 use crate::Dialect;
+use serde_json::value::RawValue;
 use sqlx::types::Json;
 use uos_domain::{
     ApiKey, ApiKeyId, CustomRole, DomainError, Email, Invite, InviteId, Membership, MembershipId,
@@ -11,8 +12,8 @@ use uos_domain::{
     ServiceAccount, ServiceAccountId, ServiceAccountStatus, SessionId, User, UserId, UserStatus,
 };
 use uos_store::{
-    AuditRow, CheckpointRow, ExternalIdentity, IdempotencyRecord, PasswordReset, RefreshToken,
-    Result, Session, StoreError, TotpEnrolment,
+    AuditRow, CheckpointRow, ExternalIdentity, IdempotencyRecord, ListedAudit, ListedMember,
+    PasswordReset, RefreshToken, Result, Session, StoreError, TotpEnrolment,
 };
 
 pub(crate) use crate::sql::get;
@@ -105,8 +106,10 @@ pub fn user<D: Dialect>(r: &Row<D>) -> Result<User> {
     })
 }
 
-pub const MEMBERSHIP_COLS: &str =
-    "membership_id, org_id, user_id, roles, status, created_at, updated_at, version";
+/// Qualified, because the member listing joins `user_account`, whose column names overlap.
+pub const MEMBERSHIP_COLS: &str = "membership.membership_id, membership.org_id, \
+     membership.user_id, membership.roles, membership.status, membership.created_at, \
+     membership.updated_at, membership.version";
 
 pub fn membership<D: Dialect>(r: &Row<D>) -> Result<Membership> {
     Ok(Membership {
@@ -118,6 +121,20 @@ pub fn membership<D: Dialect>(r: &Row<D>) -> Result<Membership> {
         created_at: get(r, "created_at")?,
         updated_at: get(r, "updated_at")?,
         version: get(r, "version")?,
+    })
+}
+
+/// What a member listing shows of the user, beside [`MEMBERSHIP_COLS`], under names of their
+/// own (`membership` has a `status` too).
+pub const MEMBER_USER_COLS: &str = "user_account.email as user_email, \
+     user_account.display_name as user_display_name, user_account.status as user_status";
+
+pub fn listed_member<D: Dialect>(r: &Row<D>) -> Result<ListedMember> {
+    Ok(ListedMember {
+        membership: membership(r)?,
+        email: parsed(r, "user_email", Email::parse)?,
+        display_name: get(r, "user_display_name")?,
+        user_status: parsed(r, "user_status", UserStatus::parse)?,
     })
 }
 
@@ -303,22 +320,51 @@ pub fn api_key<D: Dialect>(r: &Row<D>) -> Result<ApiKey> {
 pub const AUDIT_COLS: &str = "chain, seq, audit_event_id, occurred_at, org_id, actor_id, action, \
      target_id, hash, payload, trace_parent";
 
-pub fn audit<D: Dialect>(r: &Row<D>) -> Result<AuditRow> {
-    // Text on every backend: the hash covers these exact bytes' meaning, and jsonb would
-    // reorder keys and drop duplicates.
-    let text: String = get(r, "payload")?;
-    let mut payload: serde_json::Value = serde_json::from_str(&text)
+/// The chain of events stored before chains were per org. Such an event has no `chain` in
+/// its payload; it is served with the one it is on, which its hash does not cover.
+const LEGACY_CHAIN: &str = "legacy";
+
+/// An event's payload as stored, parsed; a legacy event's gets its `chain`.
+fn audit_payload(text: &str, chain: &str) -> Result<serde_json::Value> {
+    let mut payload: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| StoreError::Corrupt(format!("audit payload: {e}")))?;
-    let chain: String = get(r, "chain")?;
-    // Events stored before chains were per org have no `chain`; they are served with the one
-    // they are on (`legacy`), which their hash does not cover.
-    if chain == "legacy" {
+    if chain == LEGACY_CHAIN {
         if let Some(event) = payload.as_object_mut() {
             event
                 .entry("chain")
-                .or_insert_with(|| serde_json::Value::String(chain.clone()));
+                .or_insert_with(|| serde_json::Value::String(chain.to_owned()));
         }
     }
+    Ok(payload)
+}
+
+/// An event with its payload parsed, to publish it.
+pub fn audit<D: Dialect>(r: &Row<D>) -> Result<AuditRow> {
+    audit_row(r, |text, chain| audit_payload(&text, chain))
+}
+
+/// An event with its payload as stored, to serve it: checked to be JSON, never parsed into a
+/// tree, except a legacy event's, which needs its `chain` added.
+pub fn listed_audit<D: Dialect>(r: &Row<D>) -> Result<ListedAudit> {
+    audit_row(r, |text, chain| {
+        if chain == LEGACY_CHAIN {
+            return serde_json::value::to_raw_value(&audit_payload(&text, chain)?)
+                .map_err(|e| StoreError::Corrupt(format!("audit payload: {e}")));
+        }
+        RawValue::from_string(text).map_err(|e| StoreError::Corrupt(format!("audit payload: {e}")))
+    })
+}
+
+/// An event's columns, its payload decoded by `payload` from the stored text and the chain.
+fn audit_row<D: Dialect, P>(
+    r: &Row<D>,
+    payload: impl FnOnce(String, &str) -> Result<P>,
+) -> Result<AuditRow<P>> {
+    // Text on every backend: the hash covers these exact bytes' meaning, and jsonb would
+    // reorder keys and drop duplicates.
+    let text: String = get(r, "payload")?;
+    let chain: String = get(r, "chain")?;
+    let payload = payload(text, &chain)?;
     Ok(AuditRow {
         chain,
         seq: get(r, "seq")?,

@@ -84,22 +84,6 @@ impl<D: Dialect, M: Mode<D::Db>> UserReads for SqlTx<D, M> {
         }))
     }
 
-    async fn get_users(&mut self, ids: &[UserId]) -> Result<Vec<User>> {
-        let mut users = Vec::with_capacity(ids.len());
-        // Split where the dialect bounds how many parameters one statement may take.
-        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
-        for chunk in ids.chunks(D::MAX_LIST_PARAMS) {
-            let mut q =
-                QueryBuilder::<D>::new(format!("select {USER_COLS} from user_account where "));
-            D::push_in_ids(&mut q, "user_id", chunk);
-            let found = q.fetch_all(self.conn()).await?;
-            for row in &found {
-                users.push(rows::user(row)?);
-            }
-        }
-        Ok(users)
-    }
-
     async fn count_users(&mut self) -> Result<i64> {
         let row = query::<D>("select count(*) as n from user_account")
             .fetch_one(self.conn())

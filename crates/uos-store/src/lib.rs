@@ -18,9 +18,10 @@ pub use page::{Page, PageRequest};
 pub use records::{
     AttemptOutcome, AuditExport, AuditFilter, AuditHead, AuditRow, CheckpointRow,
     DeclarativeControl, DeclaredAttempt, DeclaredKind, DeclaredOrg, DriftCheck, ExportOutcome,
-    ExportStatus, ExternalIdentity, HoldOn, IdemClaim, IdempotencyRecord, LegalHold, LoginUser,
-    MemberFilter, OrgFilter, OrgPurge, PasswordReset, Pause, PoolStats, RefreshToken, Session,
-    SpendDelta, SubjectKey, TokenUse, TotpEnrolment, UsageEvent, UserFilter, WebhookDelivery,
+    ExportStatus, ExternalIdentity, HoldOn, IdemClaim, IdempotencyRecord, LegalHold, ListedAudit,
+    ListedMember, LoginUser, MemberFilter, OrgFilter, OrgPurge, PasswordReset, Pause, PoolStats,
+    RefreshToken, Session, SpendDelta, SubjectKey, TokenUse, TotpEnrolment, UsageEvent, UserFilter,
+    WebhookDelivery,
 };
 
 use async_trait::async_trait;
@@ -197,9 +198,6 @@ pub trait UserReads: Send {
     /// Creation order. `status` filters exactly; `email_prefix` matches the start of the email.
     async fn list_users(&mut self, filter: &UserFilter, page: &PageRequest) -> Result<Page<User>>;
     async fn count_users(&mut self) -> Result<i64>;
-    /// The users with these ids (any order; absent ids are skipped). One query, so a page of
-    /// members is rendered without a lookup per row.
-    async fn get_users(&mut self, ids: &[UserId]) -> Result<Vec<User>>;
 }
 
 #[async_trait]
@@ -214,12 +212,13 @@ pub trait UserRepo: UserReads {
 #[async_trait]
 pub trait MembershipReads: Send {
     async fn get_membership(&mut self, org: OrgId, user: UserId) -> Result<Option<Membership>>;
-    /// Members of one org in membership creation order.
+    /// Members of one org in membership creation order, each with its user's email, name and
+    /// status: one statement per page, however many members it shows.
     async fn list_members(
         &mut self,
         filter: &MemberFilter,
         page: &PageRequest,
-    ) -> Result<Page<Membership>>;
+    ) -> Result<Page<ListedMember>>;
     /// All memberships of a user (bounded by the number of orgs a person joins).
     async fn list_memberships_of_user(&mut self, user: UserId) -> Result<Vec<Membership>>;
     /// How many memberships of the org hold this role directly (a custom role in use cannot
@@ -563,12 +562,13 @@ pub trait AuditReads: Send {
     /// Every chain's head, ordered by chain name: what a checkpoint signs.
     async fn audit_heads(&mut self) -> Result<Vec<AuditHead>>;
     /// Chronological (in the order events were stored, which is `seq` order within each
-    /// chain), with filters; the page cursor is opaque.
+    /// chain), with filters; the page cursor is opaque. Payloads come as stored (valid JSON,
+    /// not parsed into a tree).
     async fn list_audit(
         &mut self,
         filter: &AuditFilter,
         page: &PageRequest,
-    ) -> Result<Page<AuditRow>>;
+    ) -> Result<Page<ListedAudit>>;
     /// Checkpoints in the order they were issued, those issued at or after `since` only if
     /// given; the page cursor is the last checkpoint's id.
     async fn list_checkpoints(

@@ -2,7 +2,8 @@
 //! audit rows, list filters and pool gauges.
 
 use chrono::{DateTime, Utc};
-use uos_domain::{MembershipStatus, OrgId, SessionId, User, UserId, UserStatus};
+use serde_json::value::RawValue;
+use uos_domain::{Email, Membership, MembershipStatus, OrgId, SessionId, User, UserId, UserStatus};
 
 #[derive(Clone, Debug, Default)]
 pub struct OrgFilter {
@@ -23,6 +24,21 @@ pub struct MemberFilter {
     pub org: OrgId,
     pub status: Option<MembershipStatus>,
 }
+
+/// A member as a page lists it, read in one statement: the membership, and what the page
+/// shows of its user (not the whole account: no password hash or preferences leave the store
+/// for a listing).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListedMember {
+    pub membership: Membership,
+    pub email: Email,
+    pub display_name: Option<String>,
+    /// The user's global status.
+    pub user_status: UserStatus,
+}
+
+/// An audit event as a listing reads it: the stored payload's text, unparsed.
+pub type ListedAudit = AuditRow<Box<RawValue>>;
 
 /// A login session. Access tokens carry its id, so revoking it stops them at once.
 #[derive(Clone, Debug, PartialEq)]
@@ -104,8 +120,12 @@ pub struct AuditHead {
 
 /// A sealed audit event as stored: `payload` is the event's JSON (the source of truth the
 /// verifier checks); the other columns are copies for filtering.
+///
+/// The payload is parsed (`serde_json::Value`) where an event is written or published, and
+/// kept as the stored text ([`RawValue`]) where a listing serves it: a page of events is then
+/// sent without building and re-serializing a JSON tree per event.
 #[derive(Clone, Debug, PartialEq)]
-pub struct AuditRow {
+pub struct AuditRow<P = serde_json::Value> {
     /// The chain the event extends, and its position there.
     pub chain: String,
     pub seq: i64,
@@ -116,7 +136,7 @@ pub struct AuditRow {
     pub action: String,
     pub target_id: Option<String>,
     pub hash: String,
-    pub payload: serde_json::Value,
+    pub payload: P,
     /// The W3C `traceparent` of the span that recorded the event, when traces are exported:
     /// the relay publishes the event as part of that trace. Outside the hash and the payload
     /// (it says how the event was processed, not what happened).

@@ -11,6 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use uos_domain::OrgSlug;
 use uos_service::views::AuditExportView;
 use uos_store::AuditFilter;
@@ -28,7 +29,8 @@ fn short(v: &str) -> Result<String, &'static str> {
 }
 
 /// Audit events in chain order. `org` (a slug) narrows to one org and needs `audit:read`
-/// there; without it only platform admins may read.
+/// there; without it only platform admins may read. Each event's JSON is sent as the service
+/// serves it (mostly as stored), not parsed again here.
 #[utoipa::path(get, path = "/v1/audit/events", tag = "audit", security(("bearer" = [])), params(
     ("org" = Option<String>, Query), ("actor" = Option<String>, Query), ("action" = Option<String>, Query), ("target" = Option<String>, Query),
     ("since" = Option<String>, Query, description = "RFC 3339, inclusive"), ("until" = Option<String>, Query, description = "RFC 3339, exclusive"),
@@ -38,7 +40,7 @@ pub async fn events(
     State(s): State<AppState>,
     ReqCtx(ctx): ReqCtx,
     mut q: Query,
-) -> Result<Json<ListBody<serde_json::Value>>, ApiError> {
+) -> Result<Json<ListBody<Box<RawValue>>>, ApiError> {
     let page = q.page("audit", is_seq);
     let org = q.parse("org", OrgSlug::parse);
     let filter = AuditFilter {

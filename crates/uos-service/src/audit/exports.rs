@@ -381,25 +381,22 @@ impl Services {
             // One page's lines, written and hashed as one chunk: at most PAGE events in memory.
             let mut chunk = Vec::with_capacity(rows.items.len() * 768);
             let mut in_page = 0i64;
-            let (marks, mut payloads): (Vec<_>, Vec<_>) = rows
+            let (marks, stored): (Vec<_>, Vec<_>) = rows
                 .items
-                .iter()
+                .into_iter()
                 .filter(|row| heads.get(&row.chain).is_some_and(|&head| row.seq <= head))
-                .map(|row| ((row.id, row.chain.as_str(), row.seq), row.payload.clone()))
+                .map(|row| ((row.chain, row.seq), row.payload))
                 .unzip();
             // Each line shows what its personal fields decrypt to now, or that they are erased.
-            inner
-                .reveal_personal(&mut payloads)
+            let payloads = inner
+                .serve_events(stored)
                 .await
                 .map_err(|e| store_failed(events, e))?;
-            for ((id, chain, seq), payload) in marks.into_iter().zip(&payloads) {
+            for ((chain, seq), payload) in marks.iter().zip(&payloads) {
                 in_page += 1;
-                serde_json::to_writer(&mut chunk, payload).map_err(|e| Stop::Failed {
-                    events,
-                    error: format!("event {id}: {e}"),
-                })?;
+                chunk.extend_from_slice(payload.get().as_bytes());
                 chunk.push(b'\n');
-                manifest.note(chain, seq);
+                manifest.note(chain, *seq);
             }
             hash.update(&chunk);
             writer

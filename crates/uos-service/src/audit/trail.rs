@@ -4,6 +4,7 @@
 use super::personal;
 use super::whole_trail;
 use crate::{Ctx, Result, ServiceError, Services};
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::Arc;
 use uos_authz::{Action, ResourceKind};
@@ -20,7 +21,7 @@ impl Services {
         org: Option<&OrgSlug>,
         mut filter: AuditFilter,
         page: &PageRequest,
-    ) -> Result<Page<serde_json::Value>> {
+    ) -> Result<Page<Box<RawValue>>> {
         let inner = &*self.inner;
         let mut r = inner.store.read().await?;
         match org {
@@ -43,10 +44,13 @@ impl Services {
                 *target = inner.subjects.email_subject(target);
             }
         }
-        let mut page = r.list_audit(&filter, page).await?.map(|row| row.payload);
+        let page = r.list_audit(&filter, page).await?;
         drop(r);
-        inner.reveal_personal(&mut page.items).await?;
-        Ok(page)
+        let stored = page.items.into_iter().map(|row| row.payload).collect();
+        Ok(Page {
+            items: inner.serve_events(stored).await?,
+            next: page.next,
+        })
     }
 
     pub fn audit_keys(&self, ctx: &Ctx) -> Result<Vec<uos_keys::PublicKey>> {
@@ -61,10 +65,39 @@ impl Services {
 }
 
 impl crate::Inner {
+    /// Stored event payloads as readers are served them (the events API, exports). Most are
+    /// sent as stored, never parsed: only an event that may hold encrypted personal fields is
+    /// parsed, to add what they decrypt to ([`reveal_personal`](Self::reveal_personal)).
+    pub(crate) async fn serve_events(
+        &self,
+        mut events: Vec<Box<RawValue>>,
+    ) -> Result<Vec<Box<RawValue>>> {
+        let mut at = Vec::new();
+        let mut parsed = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            if served_as_stored(event.get()) {
+                continue;
+            }
+            let value = serde_json::from_str(event.get())
+                .map_err(|e| ServiceError::Internal(format!("stored audit event: {e}")))?;
+            at.push(i);
+            parsed.push(value);
+        }
+        if parsed.is_empty() {
+            return Ok(events);
+        }
+        self.reveal_personal(&mut parsed).await?;
+        for (i, value) in at.into_iter().zip(parsed) {
+            events[i] = serde_json::value::to_raw_value(&value)
+                .map_err(|e| ServiceError::Internal(format!("serving an audit event: {e}")))?;
+        }
+        Ok(events)
+    }
+
     /// Adds to each served event what its personal fields decrypt to (`personal`) and which
     /// can no longer be decrypted (`erased`): see [`personal`]. Keys come from this replica's
     /// cache, else from the store in one read.
-    pub(crate) async fn reveal_personal(&self, events: &mut [serde_json::Value]) -> Result<()> {
+    async fn reveal_personal(&self, events: &mut [serde_json::Value]) -> Result<()> {
         let mut keys = HashMap::new();
         let mut missing = Vec::new();
         for subject in personal::subjects_of(events) {
@@ -87,5 +120,37 @@ impl crate::Inner {
         }
         personal::reveal(events, &keys);
         Ok(())
+    }
+}
+
+/// Whether a stored payload is served exactly as stored. Not if it may hold an encrypted field:
+/// every such field is a JSON string starting with [`personal::PREFIX`], which the writer
+/// (serde_json, escaping no printable ASCII) stores literally, so a payload without that text
+/// has none (and one that merely mentions it is parsed and found to have none). Nor if it holds
+/// a line break, which only whitespace between tokens can be (a string escapes it): the service
+/// stores compact JSON, but an export must be one event per line whatever the store holds.
+fn served_as_stored(text: &str) -> bool {
+    !text.contains(personal::PREFIX) && !text.contains('\n')
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn only_payloads_that_may_hold_personal_fields_or_line_breaks_are_parsed() {
+        assert!(served_as_stored(
+            r#"{"changes":{"after":{"roles":["member"]},"before":null},"id":"x"}"#
+        ));
+        assert!(!served_as_stored(
+            r#"{"changes":{"after":{"email":"uos-pd:1:user:u:AAAA"},"before":null}}"#
+        ));
+        assert!(!served_as_stored("{\"a\":\n1}"));
+        assert!(
+            served_as_stored(r#"{"reason":"line\nbreak"}"#),
+            "an escaped line break inside a string is not a line of its own"
+        );
     }
 }

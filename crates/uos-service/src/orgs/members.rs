@@ -8,11 +8,10 @@ use crate::kernel::uow::{snapshot, UnitOfWork};
 use crate::kernel::views::MemberView;
 use crate::orgs::roles::validate_roles;
 use crate::{Ctx, Done, Result, ServiceError, Services};
-use std::collections::HashMap;
 use uos_audit::AuditAction;
 use uos_authz::{Action, Capability, Resource, ResourceKind};
 use uos_domain::{Membership, MembershipStatus, Org, OrgSlug, RoleName, UserId};
-use uos_store::{MemberFilter, Page, PageRequest, Tx};
+use uos_store::{ListedMember, MemberFilter, Page, PageRequest, Tx};
 
 /// At most this many roles per membership: enough for any real setup, small enough to keep
 /// policy inputs and rows bounded.
@@ -56,6 +55,23 @@ async fn keep_an_owner(
     Ok(())
 }
 
+/// [`MemberView::new`] for a listed member, which carries only what the view shows of its user
+/// (the listing reads no whole account).
+fn listed_view(m: &ListedMember) -> MemberView {
+    let ms = &m.membership;
+    MemberView {
+        user_id: ms.user_id.0,
+        org_id: ms.org_id.0,
+        email: m.email.to_string(),
+        display_name: m.display_name.clone(),
+        roles: ms.roles.iter().map(|r| r.to_string()).collect(),
+        status: ms.status.as_str().into(),
+        user_status: m.user_status.as_str().into(),
+        joined_at: ms.created_at,
+        updated_at: ms.updated_at,
+    }
+}
+
 impl Services {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn list_members(
@@ -79,22 +95,7 @@ impl Services {
                 page,
             )
             .await?;
-        let ids: Vec<UserId> = members.items.iter().map(|m| m.user_id).collect();
-        let users: HashMap<UserId, _> = r
-            .get_users(&ids)
-            .await?
-            .into_iter()
-            .map(|u| (u.id, u))
-            .collect();
-        let items = members
-            .items
-            .iter()
-            .filter_map(|m| users.get(&m.user_id).map(|u| MemberView::new(m, u)))
-            .collect();
-        Ok(Page {
-            items,
-            next: members.next,
-        })
+        Ok(members.map(|m| listed_view(&m)))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -4,8 +4,8 @@ use crate::support::after;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use uos_conformance::conformance;
-use uos_domain::{MembershipStatus, OrgId, UserId};
-use uos_store::{MemberFilter, Store, StoreError};
+use uos_domain::{MembershipStatus, OrgId, UserId, UserStatus};
+use uos_store::{ListedMember, MemberFilter, ReadTx, Store, StoreError};
 use uos_store_tests::fixtures::{self, *};
 
 #[conformance]
@@ -112,6 +112,29 @@ async fn membership_update_and_delete(store: Arc<dyn Store>) {
     );
 }
 
+/// Every page of a member listing, checking page sizes and cursors on the way.
+async fn listed(
+    tx: &mut dyn ReadTx,
+    filter: &MemberFilter,
+    sizes: &[usize],
+    limit: u32,
+) -> Vec<ListedMember> {
+    let mut seen = Vec::new();
+    let mut next = None;
+    for (i, &size) in sizes.iter().enumerate() {
+        let page = tx.list_members(filter, &after(&next, limit)).await.unwrap();
+        assert_eq!(page.items.len(), size, "page {i} of {sizes:?}");
+        next = page.next;
+        let last = page.items.last().map(|m| m.membership.id.to_string());
+        if i + 1 < sizes.len() {
+            assert_eq!(next, last, "a full page's cursor is its last membership");
+        }
+        seen.extend(page.items);
+    }
+    assert_eq!(next, None, "the last page has no cursor");
+    seen
+}
+
 #[conformance]
 async fn membership_list_pages_and_status(store: Arc<dyn Store>) {
     let o = seed_org(&store).await;
@@ -119,18 +142,37 @@ async fn membership_list_pages_and_status(store: Arc<dyn Store>) {
     let mut tx = store.begin().await.unwrap();
     let mut members = Vec::new();
     for i in 0..25 {
-        let u = fixtures::user();
+        let mut u = fixtures::user();
+        if i % 4 == 0 {
+            u.display_name = Some(format!("Member {i}"));
+        }
+        if i % 5 == 0 {
+            u.status = UserStatus::Suspended;
+        }
         tx.insert_user(&u).await.unwrap();
         let mut m = fixtures::membership(o.id, u.id, &["member"]);
         if i % 3 == 0 {
             m.status = MembershipStatus::Suspended;
         }
         tx.insert_membership(&m).await.unwrap();
-        // Interleave another org's members: they must never show up.
-        tx.insert_membership(&fixtures::membership(other.id, u.id, &["member"]))
+        // Interleave another org's members, some of them the same users with other roles and
+        // another status: they must never show up.
+        let mut elsewhere = fixtures::membership(other.id, u.id, &["admin"]);
+        if i % 3 != 0 {
+            elsewhere.status = MembershipStatus::Suspended;
+        }
+        tx.insert_membership(&elsewhere).await.unwrap();
+        let stranger = fixtures::user();
+        tx.insert_user(&stranger).await.unwrap();
+        tx.insert_membership(&fixtures::membership(other.id, stranger.id, &["owner"]))
             .await
             .unwrap();
-        members.push(m);
+        members.push(ListedMember {
+            membership: m,
+            email: u.email.clone(),
+            display_name: u.display_name.clone(),
+            user_status: u.status,
+        });
     }
     tx.commit().await.unwrap();
 
@@ -139,36 +181,56 @@ async fn membership_list_pages_and_status(store: Arc<dyn Store>) {
         org: o.id,
         status: None,
     };
-    let mut seen = Vec::new();
-    let mut next = None;
-    for size in [10, 10, 5] {
-        let page = tx.list_members(&all, &after(&next, 10)).await.unwrap();
-        assert_eq!(page.items.len(), size, "members in pages of 10/10/5");
-        seen.extend(page.items);
-        next = page.next;
-    }
-    assert_eq!(next, None);
-    assert_eq!(seen, members, "one org's members in creation order");
+    assert_eq!(
+        listed(&mut *tx, &all, &[10, 10, 5], 10).await,
+        members,
+        "one org's members in creation order, each with its own user's email, name and status"
+    );
 
-    let active = MemberFilter {
-        org: o.id,
-        status: Some(MembershipStatus::Active),
-    };
-    let wanted: Vec<_> = members
-        .iter()
-        .filter(|m| m.status == MembershipStatus::Active)
-        .map(|m| m.id)
-        .collect();
-    assert_eq!(wanted.len(), 16, "fixture sanity");
-    let mut seen = Vec::new();
-    let mut next = None;
-    for size in [7, 7, 2] {
-        let page = tx.list_members(&active, &after(&next, 7)).await.unwrap();
-        assert_eq!(page.items.len(), size, "active members in pages of 7/7/2");
-        seen.extend(page.items.iter().map(|m| m.id));
-        next = page.next;
+    let by_status: [(_, &[usize]); 2] = [
+        (MembershipStatus::Active, &[7, 7, 2]),
+        (MembershipStatus::Suspended, &[7, 2]),
+    ];
+    for (status, sizes) in by_status {
+        let filter = MemberFilter {
+            org: o.id,
+            status: Some(status),
+        };
+        let wanted: Vec<_> = members
+            .iter()
+            .filter(|m| m.membership.status == status)
+            .cloned()
+            .collect();
+        assert_eq!(
+            listed(&mut *tx, &filter, sizes, 7).await,
+            wanted,
+            "the membership's status (not the user's) filters, with paging"
+        );
     }
-    assert_eq!(seen, wanted, "status filter with paging");
+
+    let nobody = MemberFilter {
+        org: OrgId::new(),
+        status: None,
+    };
+    assert!(
+        listed(&mut *tx, &nobody, &[0], 10).await.is_empty(),
+        "an org without members"
+    );
+    let theirs = listed(
+        &mut *tx,
+        &MemberFilter {
+            org: other.id,
+            status: None,
+        },
+        &[50],
+        100,
+    )
+    .await;
+    assert!(
+        theirs.iter().all(|m| m.membership.org_id == other.id),
+        "the other org lists its own members only"
+    );
+    assert_eq!(theirs.len(), 50);
 }
 
 #[conformance]

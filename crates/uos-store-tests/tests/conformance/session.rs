@@ -1,5 +1,6 @@
 //! Conformance cases of sessions and their refresh tokens.
 
+use crate::support::parsed;
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
 use uos_conformance::conformance;
@@ -551,7 +552,7 @@ async fn open_session_audited_stores_all_three_or_nothing(store: Arc<dyn Store>)
         .list_audit(&AuditFilter::default(), &PageRequest::first(10))
         .await
         .unwrap();
-    assert_eq!(page.items, vec![event.clone()]);
+    assert_eq!(parsed(page.items), vec![event.clone()]);
     drop(tx);
 
     // From a head that is no longer the head; then with a taken token hash.

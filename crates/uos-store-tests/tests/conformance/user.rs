@@ -266,32 +266,13 @@ async fn emails_with_prefix(tx: &mut dyn ReadTx, prefix: &str) -> Vec<String> {
 }
 
 #[conformance]
-async fn user_count_and_batch_get(store: Arc<dyn Store>) {
+async fn user_count(store: Arc<dyn Store>) {
     let mut tx = store.read().await.unwrap();
     assert_eq!(tx.count_users().await.unwrap(), 0, "empty store");
     drop(tx);
-    let a = seed_user(&store).await;
-    let b = seed_user(&store).await;
-    let c = seed_user(&store).await;
+    for _ in 0..3 {
+        seed_user(&store).await;
+    }
     let mut tx = store.read().await.unwrap();
     assert_eq!(tx.count_users().await.unwrap(), 3);
-    let mut got = tx.get_users(&[c.id, UserId::new(), a.id]).await.unwrap();
-    got.sort_by_key(|u| u.id);
-    assert_eq!(
-        got,
-        vec![a.clone(), c.clone()],
-        "present ids only, absent skipped"
-    );
-    assert!(
-        tx.get_users(&[]).await.unwrap().is_empty(),
-        "no ids, no users"
-    );
-    let many: Vec<UserId> = (0..1200)
-        .map(|i| if i == 700 { b.id } else { UserId::new() })
-        .collect();
-    assert_eq!(
-        tx.get_users(&many).await.unwrap(),
-        vec![b],
-        "a long id list works"
-    );
 }
