@@ -3,6 +3,7 @@
 
 use super::personal;
 use super::whole_trail;
+use crate::kernel::reads::LazyRead;
 use crate::{Ctx, Result, ServiceError, Services};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
@@ -23,11 +24,11 @@ impl Services {
         page: &PageRequest,
     ) -> Result<Page<Box<RawValue>>> {
         let inner = &*self.inner;
-        let mut r = inner.store.read().await?;
+        let mut r = LazyRead::new(&*inner.store);
         match org {
             Some(slug) => {
                 let (org, _cap) = inner
-                    .org_access(&mut *r, ctx, slug, Action::AuditRead, |res| {
+                    .org_read_access(&mut r, ctx, slug, Action::AuditRead, |res| {
                         res.kind = ResourceKind::Audit
                     })
                     .await?;
@@ -44,7 +45,7 @@ impl Services {
                 *target = inner.subjects.email_subject(target);
             }
         }
-        let page = r.list_audit(&filter, page).await?;
+        let page = r.get().await?.list_audit(&filter, page).await?;
         drop(r);
         let stored = page.items.into_iter().map(|row| row.payload).collect();
         Ok(Page {

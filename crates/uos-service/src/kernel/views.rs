@@ -7,8 +7,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use uos_domain::{
-    builtin_permissions, ApiKey, CustomRole, Invite, Membership, Org, RotationPolicy,
-    ServiceAccount, User,
+    builtin_permissions, ApiKey, CustomRole, Email, Invite, Membership, Org, RotationPolicy,
+    ServiceAccount, User, UserStatus,
 };
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -91,17 +91,39 @@ pub struct MemberView {
 
 impl MemberView {
     pub fn new(m: &Membership, u: &User) -> Self {
+        Self::of(m, &u.email, u.display_name.clone(), u.status)
+    }
+
+    fn of(
+        m: &Membership,
+        email: &Email,
+        display_name: Option<String>,
+        user_status: UserStatus,
+    ) -> Self {
         Self {
             user_id: m.user_id.0,
             org_id: m.org_id.0,
-            email: u.email.to_string(),
-            display_name: u.display_name.clone(),
+            email: email.to_string(),
+            display_name,
             roles: m.roles.iter().map(|r| r.to_string()).collect(),
             status: m.status.as_str().into(),
-            user_status: u.status.as_str().into(),
+            user_status: user_status.as_str().into(),
             joined_at: m.created_at,
             updated_at: m.updated_at,
         }
+    }
+}
+
+/// A listed member carries only what the view shows of its user (a listing reads no whole
+/// account).
+impl From<&uos_store::ListedMember> for MemberView {
+    fn from(l: &uos_store::ListedMember) -> Self {
+        Self::of(
+            &l.membership,
+            &l.email,
+            l.display_name.clone(),
+            l.user_status,
+        )
     }
 }
 

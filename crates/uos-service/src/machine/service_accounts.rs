@@ -246,10 +246,10 @@ impl Services {
         page: &PageRequest,
     ) -> Result<Page<ServiceAccountView>> {
         let inner = &*self.inner;
-        let mut r = inner.store.read().await?;
+        let mut r = LazyRead::new(&*inner.store);
         let (org, _cap) = inner
-            .org_access(
-                &mut *r,
+            .org_read_access(
+                &mut r,
                 ctx,
                 slug,
                 Action::ServiceAccountList,
@@ -257,6 +257,8 @@ impl Services {
             )
             .await?;
         let page = r
+            .get()
+            .await?
             .list_service_accounts(org.id, include_deleted, page)
             .await?;
         Ok(Page {

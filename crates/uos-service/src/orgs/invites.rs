@@ -3,6 +3,7 @@
 
 use crate::kernel::access::role_grants;
 use crate::kernel::precondition::{check_version, Precondition};
+use crate::kernel::reads::LazyRead;
 use crate::kernel::uow::{snapshot, UnitOfWork};
 use crate::kernel::views::{AcceptedInviteView, InviteView, MemberView, UserView};
 use crate::orgs::roles::validate_roles;
@@ -137,10 +138,10 @@ impl Services {
         page: &PageRequest,
     ) -> Result<Page<InviteView>> {
         let inner = &*self.inner;
-        let mut r = inner.store.read().await?;
+        let mut r = LazyRead::new(&*inner.store);
         let (org, _cap) = inner
-            .org_access(
-                &mut *r,
+            .org_read_access(
+                &mut r,
                 ctx,
                 slug,
                 Action::InviteList,
@@ -148,7 +149,7 @@ impl Services {
             )
             .await?;
         let now = uos_domain::now();
-        let page = r.list_invites(org.id, page).await?;
+        let page = r.get().await?.list_invites(org.id, page).await?;
         Ok(Page {
             items: page
                 .items

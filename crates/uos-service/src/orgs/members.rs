@@ -11,7 +11,7 @@ use crate::{Ctx, Done, Result, ServiceError, Services};
 use uos_audit::AuditAction;
 use uos_authz::{Action, Capability, Resource, ResourceKind};
 use uos_domain::{Membership, MembershipStatus, Org, OrgSlug, RoleName, UserId};
-use uos_store::{ListedMember, MemberFilter, Page, PageRequest, Tx};
+use uos_store::{MemberFilter, Page, PageRequest, Tx};
 
 /// At most this many roles per membership: enough for any real setup, small enough to keep
 /// policy inputs and rows bounded.
@@ -55,23 +55,6 @@ async fn keep_an_owner(
     Ok(())
 }
 
-/// [`MemberView::new`] for a listed member, which carries only what the view shows of its user
-/// (the listing reads no whole account).
-fn listed_view(m: &ListedMember) -> MemberView {
-    let ms = &m.membership;
-    MemberView {
-        user_id: ms.user_id.0,
-        org_id: ms.org_id.0,
-        email: m.email.to_string(),
-        display_name: m.display_name.clone(),
-        roles: ms.roles.iter().map(|r| r.to_string()).collect(),
-        status: ms.status.as_str().into(),
-        user_status: m.user_status.as_str().into(),
-        joined_at: ms.created_at,
-        updated_at: ms.updated_at,
-    }
-}
-
 impl Services {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn list_members(
@@ -82,11 +65,13 @@ impl Services {
         page: &PageRequest,
     ) -> Result<Page<MemberView>> {
         let inner = &*self.inner;
-        let mut r = inner.store.read().await?;
+        let mut r = LazyRead::new(&*inner.store);
         let (org, _cap) = inner
-            .org_access(&mut *r, ctx, slug, Action::MemberList, |_| {})
+            .org_read_access(&mut r, ctx, slug, Action::MemberList, |_| {})
             .await?;
         let members = r
+            .get()
+            .await?
             .list_members(
                 &MemberFilter {
                     org: org.id,
@@ -95,7 +80,7 @@ impl Services {
                 page,
             )
             .await?;
-        Ok(members.map(|m| listed_view(&m)))
+        Ok(members.map(|m| MemberView::from(&m)))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
