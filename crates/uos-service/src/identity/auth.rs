@@ -137,8 +137,15 @@ impl Services {
             // right passwords cannot reset the count of wrong codes.
             return Err(self.mfa_challenge(ctx, &cap, &user).await?);
         }
-        self.succeed_attempt(&attempt).await?;
-        self.start_session(ctx, &cap, &user, "password").await
+        // The count starting over (shared state) and the session's write (store) do not
+        // depend on each other: sent together, a login waits for one round trip here, not two
+        // in a row. Both have happened by the time the client has its tokens.
+        let (cleared, started) = tokio::join!(
+            self.succeed_attempt(&attempt),
+            self.start_session(ctx, &cap, &user, "password")
+        );
+        cleared?;
+        started
     }
 
     /// Audit a refused login, and the lockout it caused. The attempted email is recorded
