@@ -4,7 +4,8 @@
 //! and where each login's CPU went (hashing, the rest of the server, PostgreSQL, Redis).
 //!
 //! Refresh tokens are single use, so the run seeds sessions with one fresh refresh token each
-//! through the store port and the wrk script spends each token exactly once.
+//! through the store port (signed with the server's refresh-token key from its data dir) and
+//! the wrk script spends each token exactly once.
 
 use crate::bench::{
     admin_token, drop_database, fresh_database, metric, open_store, prepare, sh, start_server_with,
@@ -19,7 +20,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use uos_domain::{Email, SessionId};
-use uos_store::{RefreshToken, Session};
+use uos_keys::KeyProvider as _;
+use uos_store::Session;
 
 #[derive(Debug, Args)]
 pub struct IdentityBenchArgs {
@@ -75,7 +77,12 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
     let auth = format!("authorization: Bearer {token}");
 
     let tokens_file = work.join("refresh-tokens.txt");
-    rt.block_on(seed_sessions(&database_url, args.sessions, &tokens_file))?;
+    rt.block_on(seed_sessions(
+        &database_url,
+        &work.join("data/keys"),
+        args.sessions,
+        &tokens_file,
+    ))?;
 
     let script = |name: &str, text: String| -> anyhow::Result<PathBuf> {
         let p = work.join(name);
@@ -248,8 +255,10 @@ fn time_hash(root: &Path) -> anyhow::Result<HashTiming> {
     })
 }
 
-/// Sessions of the admin, each with one unused refresh token, written one token per line.
-async fn seed_sessions(database_url: &str, n: u32, out: &Path) -> anyhow::Result<()> {
+/// Sessions of the admin, each with one unused refresh token, written one token per line. The
+/// tokens are signed with the key the server (data dir `keys`) signs its own with.
+async fn seed_sessions(database_url: &str, keys: &Path, n: u32, out: &Path) -> anyhow::Result<()> {
+    let key = uos_keys::LocalKeyStore::open(keys)?.secret("refresh-token-key")?;
     let store = open_store(database_url).await?;
     let admin = store
         .read()
@@ -273,14 +282,9 @@ async fn seed_sessions(database_url: &str, n: u32, out: &Path) -> anyhow::Result
                 user_agent: Some("wrk".into()),
                 ip: None,
             };
-            let token = uos_authn::random_token("uosrt_", 32);
-            let first = RefreshToken {
-                token_hash: uos_authn::hash_token(&token),
-                session_id: session.id,
-                created_at: now,
-                used_at: None,
-            };
-            tx.open_session(&session, &first).await?;
+            let token = uos_authn::issue_refresh_token(&key, session.id.0, 0);
+            tx.insert_session(&session, &uos_authn::hash_token(&token))
+                .await?;
             lines.push_str(&token);
             lines.push('\n');
             done += 1;

@@ -1,5 +1,5 @@
 //! Authentication primitives: password hashing and strength checks, TOTP and recovery codes,
-//! signed access tokens, opaque random tokens, API keys and OAuth2 client secrets.
+//! signed access and refresh tokens, opaque random tokens, API keys and OAuth2 client secrets.
 //!
 //! Password hashing is deliberately slow and CPU-bound: async callers must run
 //! [`PasswordHasher`] methods off their runtime's workers (`uos-service` has hashing threads
@@ -10,6 +10,7 @@ mod apikey;
 mod opaque;
 mod password;
 mod recovery;
+mod refresh;
 mod strength;
 pub mod totp;
 
@@ -26,6 +27,9 @@ pub use opaque::{constant_time_eq, hash_token, random_token};
 pub use password::{PasswordHasher, PasswordParams};
 pub use recovery::{
     generate_recovery_codes, hash_recovery_code, normalize_recovery_code, RECOVERY_CODE_LEN,
+};
+pub use refresh::{
+    issue_refresh_token, parse_refresh_token, PresentedRefreshToken, REFRESH_TOKEN_PREFIX,
 };
 pub use strength::{check_strength, WeakPassword, MAX_STRENGTH_SCORE};
 

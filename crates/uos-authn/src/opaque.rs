@@ -1,4 +1,5 @@
-//! Opaque random tokens (invites, sessions, refresh tokens) and how they are stored and compared.
+//! Opaque random tokens (invites, MFA challenges, password resets) and how they are stored and
+//! compared.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

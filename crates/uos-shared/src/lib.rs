@@ -87,6 +87,24 @@ pub trait SharedState: Send + Sync + std::fmt::Debug + 'static {
     /// period). Does nothing if the key is absent.
     async fn extend(&self, key: &str, ttl: Duration) -> Result<(), SharedError>;
 
+    /// Turn `key`'s counting window into a lockout: count one lockout in `history` (as
+    /// [`SharedState::hit`] does, over `history_window`), then give `key`, if it exists, the
+    /// remaining lifetime [`lock_secs`] says for that many lockouts. Returns that lifetime.
+    /// Backends may do both in one round trip.
+    async fn lock_out(
+        &self,
+        key: &str,
+        history: &str,
+        history_window: Duration,
+        base_secs: u64,
+        max_secs: u64,
+    ) -> Result<Duration, SharedError> {
+        let locks = self.hit(history, history_window).await?.count;
+        let period = Duration::from_secs(lock_secs(locks, base_secs, max_secs));
+        self.extend(key, period).await?;
+        Ok(period)
+    }
+
     /// Remove `key` (a counter or a value); absent keys are fine.
     async fn clear(&self, key: &str) -> Result<(), SharedError>;
 
@@ -170,6 +188,18 @@ pub async fn connect(
             RedisState::connect_with_ca(url, prefix, ca_pem).await?,
         )),
     }
+}
+
+/// The lockout period after `locks` lockouts (this one included): `base_secs`, doubled for
+/// each earlier one (at most 20 times), at most `max_secs` and at least one second.
+pub fn lock_secs(locks: u64, base_secs: u64, max_secs: u64) -> u64 {
+    let doublings = u32::try_from(locks.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(20);
+    base_secs
+        .saturating_mul(1u64 << doublings)
+        .min(max_secs)
+        .max(1)
 }
 
 /// `d` in whole milliseconds, within `1..=MAX_TTL`: a zero lifetime would delete at once in one

@@ -9,7 +9,7 @@
 //! it was gone are lost for good (Redis pub/sub keeps nothing).
 
 use crate::INVALIDATION_BUFFER;
-use crate::{count_of, ttl_millis, Hit, Invalidation, SharedError, SharedState};
+use crate::{count_of, ttl_millis, Hit, Invalidation, SharedError, SharedState, MAX_TTL};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
 use ::redis::{Client, Msg, RedisError, Script, TlsCertificates, Value};
 use async_trait::async_trait;
@@ -72,6 +72,18 @@ local counted = hit(KEYS[2], ARGV[1])
 return {gate[1], gate[2], counted[1], counted[2]}
 ";
 
+/// `lock_out`: one lockout counted in KEYS[2] (window ARGV[1] ms), then KEYS[1], if it
+/// exists, lives for `lock_secs(locks, ARGV[2], ARGV[3])` seconds, which it returns. The
+/// arithmetic is `lock_secs`'s (whole numbers well within a double's exact range: the period
+/// never exceeds ARGV[3]).
+const LOCK_OUT_SCRIPT: &str = r"
+local locks = hit(KEYS[2], ARGV[1])[1]
+local doublings = math.min(math.max(locks - 1, 0), 20)
+local secs = math.max(math.min(tonumber(ARGV[2]) * 2 ^ doublings, tonumber(ARGV[3])), 1)
+redis.call('PEXPIRE', KEYS[1], string.format('%d', secs * 1000))
+return secs
+";
+
 /// Shared state in Redis. Every key is stored as `prefix + key` and invalidations travel on
 /// the channel `prefix + "invalidations"`, so deployments (or tests) sharing one Redis under
 /// different prefixes never see each other.
@@ -82,6 +94,7 @@ pub struct RedisState {
     hit_script: Script,
     add_script: Script,
     hit_gated_script: Script,
+    lock_out_script: Script,
     tx: broadcast::Sender<Invalidation>,
     subscriber: AbortOnDrop,
 }
@@ -170,6 +183,7 @@ impl RedisState {
             hit_script: Script::new(&format!("{HIT_FN}{HIT_SCRIPT}")),
             add_script: Script::new(ADD_SCRIPT),
             hit_gated_script: Script::new(&format!("{HIT_FN}{HIT_GATED_SCRIPT}")),
+            lock_out_script: Script::new(&format!("{HIT_FN}{LOCK_OUT_SCRIPT}")),
             tx,
             subscriber,
         })
@@ -431,6 +445,30 @@ impl SharedState for RedisState {
             .await
             .map_err(error)?;
         Ok(())
+    }
+
+    async fn lock_out(
+        &self,
+        key: &str,
+        history: &str,
+        history_window: Duration,
+        base_secs: u64,
+        max_secs: u64,
+    ) -> Result<Duration, SharedError> {
+        let mut conn = self.conn.clone();
+        // Capped so the script's arithmetic stays exact and PEXPIRE's argument valid.
+        let cap = MAX_TTL.as_secs();
+        let secs = self
+            .lock_out_script
+            .key(self.key(key))
+            .key(self.key(history))
+            .arg(ttl_millis(history_window))
+            .arg(base_secs.min(cap))
+            .arg(max_secs.min(cap))
+            .invoke_async::<u64>(&mut conn)
+            .await
+            .map_err(error)?;
+        Ok(Duration::from_secs(secs))
     }
 
     async fn clear(&self, key: &str) -> Result<(), SharedError> {

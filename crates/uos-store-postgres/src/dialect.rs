@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{PgConnection, Postgres};
 use uos_domain::{ApiKeyId, OrgId};
-use uos_store::{AuditHead, AuditRow, RefreshToken, Result, Session, StoreError, TokenUse};
+use uos_store::{AuditHead, AuditRow, Result, StoreError};
 use uos_store_sql::sql::{Done, QueryBuilder};
 use uos_store_sql::{Dialect, SqlTx, SqlxResult};
 
@@ -99,23 +99,6 @@ impl Dialect for PgDialect {
         row: &'a AuditRow,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(writes::append_audit(tx.conn(), prev, row))
-    }
-
-    fn open_session<'a>(
-        tx: &'a mut SqlTx<Self>,
-        s: &'a Session,
-        first: &'a RefreshToken,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(writes::open_session(tx.conn(), s, first))
-    }
-
-    fn rotate_refresh_token<'a>(
-        tx: &'a mut SqlTx<Self>,
-        token_hash: &'a str,
-        next_hash: &'a str,
-        at: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<TokenUse>> {
-        Box::pin(writes::rotate_refresh_token(tx, token_hash, next_hash, at))
     }
 
     fn touch_api_keys<'a>(

@@ -16,7 +16,6 @@ const UNIQUE_CODES: &[(&str, &str)] = &[
     ("legal_hold_user_uq", "legal_hold_exists"),
     ("legal_hold_org_uq", "legal_hold_exists"),
     // Primary keys, under PostgreSQL's default names for them.
-    ("refresh_token_pkey", "refresh_token_taken"),
     ("external_identity_pkey", "identity_linked"),
     ("budget_pkey", "budget_exists"),
 ];

@@ -22,7 +22,7 @@ use std::str::FromStr;
 use std::time::Duration;
 use uos_store::Inventory;
 use uos_store::{
-    AuditHead, AuditRow, LeaderLock, PoolStats, ReadTx, RefreshToken, Result, Session, Store,
+    AuditHead, AuditRow, LeaderLock, PoolStats, ReadTx, Result, Rotation, Session, Store,
     StoreError, TokenUse, Tx,
 };
 use uos_store_sql::{SqlRead, SqlTx};
@@ -208,31 +208,32 @@ impl Store for PgStore {
     async fn open_session_audited(
         &self,
         s: &Session,
-        first: &RefreshToken,
+        refresh_hash: &str,
         prev: &AuditHead,
         event: &AuditRow,
     ) -> Result<()> {
         if prev.seq == 0 {
             // The chain's first event: its head row is created in the same transaction.
             let mut tx = self.begin().await?;
-            tx.open_session(s, first).await?;
+            tx.insert_session(s, refresh_hash).await?;
             tx.append_audit(prev, event).await?;
             return tx.commit().await;
         }
-        self.open_session_audited_in_one(s, first, prev, event)
+        self.open_session_audited_in_one(s, refresh_hash, prev, event)
             .await
     }
 
+    /// The portable refresh statement on a pooled connection, without a transaction around
+    /// it: one round trip (it is one statement, so it is as atomic on its own).
     #[tracing::instrument(skip_all)]
     async fn refresh_session(
         &self,
-        token_hash: &str,
-        next_hash: &str,
+        r: &Rotation,
         at: DateTime<Utc>,
         idle_since: DateTime<Utc>,
     ) -> Result<TokenUse> {
-        self.refresh_in_one(token_hash, next_hash, at, idle_since)
-            .await
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        uos_store_sql::rotate_refresh::<PgDialect>(&mut conn, r, at, idle_since).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -1,20 +1,15 @@
-//! PostgreSQL's one-statement writes: the hottest writes of the service (a login, a refresh,
-//! every audit append, the API-key usage flush), each one round trip where the portable
-//! implementation takes several. Data-modifying CTEs make each as atomic as its steps were.
+//! PostgreSQL's one-statement writes: the hottest writes of the service (a login, every audit
+//! append, the API-key usage flush), each one round trip where the portable implementation
+//! takes several. Data-modifying CTEs make each as atomic as its steps were.
 
 use crate::error::db_err;
-use crate::{PgDialect, PgStore};
+use crate::PgStore;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{PgConnection, Postgres};
-use uos_domain::{ApiKeyId, UserStatus};
-use uos_store::{
-    AuditHead, AuditRow, RefreshToken, Result, Session, SessionReads, Store, StoreError, TokenUse,
-};
-use uos_store_sql::rows;
-use uos_store_sql::sql::Row;
-use uos_store_sql::SqlTx;
+use uos_domain::ApiKeyId;
+use uos_store::{AuditHead, AuditRow, Result, Session, StoreError};
 
 /// The common table expressions that append one event: `moved` advances the chain's head, only
 /// from the link the event extends, and `appended` inserts the event for each row of `moved`.
@@ -67,10 +62,7 @@ pub(crate) async fn append_audit(
     }
 }
 
-const INSERT_SESSION: &str = "insert into session (session_id, user_id, created_at, expires_at, \
-     revoked_at, last_seen_at, user_agent, ip) values ($1, $2, $3, $4, $5, $6, $7, $8)";
-
-/// `query` with `s` bound to `$1`..`$8` in [`INSERT_SESSION`]'s column order.
+/// `query` with `s` bound to its next eight parameters, in the session table's column order.
 fn bind_session<'q>(
     query: Query<'q, Postgres, PgArguments>,
     s: &'q Session,
@@ -84,70 +76,6 @@ fn bind_session<'q>(
         .bind(s.last_seen_at)
         .bind(&s.user_agent)
         .bind(&s.ip)
-}
-
-/// [`SessionRepo::open_session`](uos_store::SessionRepo::open_session) in one statement; the
-/// token's foreign key is checked at its end, when the session row exists.
-pub(crate) async fn open_session(
-    conn: &mut PgConnection,
-    s: &Session,
-    first: &RefreshToken,
-) -> Result<()> {
-    let sql = format!(
-        "with opened as ({INSERT_SESSION} returning session_id) \
-         insert into refresh_token (token_hash, session_id, created_at, used_at) \
-         select $9, session_id, $10, $11 from opened"
-    );
-    bind_session(sqlx::query(&sql), s)
-        .bind(&first.token_hash)
-        .bind(first.created_at)
-        .bind(first.used_at)
-        .execute(conn)
-        .await
-        .map_err(db_err)?;
-    Ok(())
-}
-
-/// The rest of a rotation after `used` (the token just marked used, `$2` the time, `$3` the
-/// next token's hash). Every data-modifying CTE runs; `prev` reads the snapshot the statement
-/// started from, i.e. the session before the touch, which is what the statement returns.
-const ROTATE: &str = "prev as (select * from session \
-       where session_id in (select session_id from used)), \
-     touched as (update session s set last_seen_at = $2 from prev p \
-       where s.session_id = p.session_id), \
-     next as (insert into refresh_token (token_hash, session_id, created_at, used_at) \
-       select $3, session_id, $2, null from used) \
-     select session_id, user_id, created_at, expires_at, revoked_at, last_seen_at, \
-       user_agent, ip from prev";
-
-/// [`SessionRepo::rotate_refresh_token`](uos_store::SessionRepo::rotate_refresh_token) in one
-/// statement. Exactly one of two concurrent uses wins: under read committed the second update
-/// waits for the first's row lock, then re-checks `used_at is null` against the committed row
-/// and changes nothing (and so inserts nothing).
-pub(crate) async fn rotate_refresh_token(
-    tx: &mut SqlTx<PgDialect>,
-    token_hash: &str,
-    next_hash: &str,
-    at: DateTime<Utc>,
-) -> Result<TokenUse> {
-    let sql = format!(
-        "with used as (update refresh_token set used_at = $2 \
-           where token_hash = $1 and used_at is null returning session_id), {ROTATE}"
-    );
-    let fresh = sqlx::query(&sql)
-        .bind(token_hash)
-        .bind(at)
-        .bind(next_hash)
-        .fetch_optional(tx.conn())
-        .await
-        .map_err(db_err)?;
-    if let Some(row) = fresh {
-        return Ok(TokenUse::Fresh(rows::session(&Row::<PgDialect>::new(row))?));
-    }
-    Ok(match tx.get_refresh_token(token_hash).await? {
-        Some(t) => TokenUse::Reused(t.session_id),
-        None => TokenUse::Unknown,
-    })
 }
 
 /// [`MachineRepo::touch_api_keys`](uos_store::MachineRepo::touch_api_keys) in one statement;
@@ -180,27 +108,23 @@ pub(crate) async fn touch_api_keys(
 
 impl PgStore {
     /// [`Store::open_session_audited`](uos_store::Store::open_session_audited) as one
-    /// autocommit statement: the session and its token are inserted only from the audit
-    /// head's move, so a stale `prev` stores nothing.
+    /// autocommit statement: the session (with its first refresh token's hash) is inserted
+    /// only from the audit head's move, so a stale `prev` stores nothing.
     pub(crate) async fn open_session_audited_in_one(
         &self,
         s: &Session,
-        first: &RefreshToken,
+        refresh_hash: &str,
         prev: &AuditHead,
         event: &AuditRow,
     ) -> Result<()> {
         let sql = format!(
-            "{APPEND_AUDIT}, opened as (insert into session (session_id, user_id, created_at, \
-               expires_at, revoked_at, last_seen_at, user_agent, ip) \
-               select $14, $15, $16, $17, $18, $19, $20, $21 from moved returning session_id) \
-             insert into refresh_token (token_hash, session_id, created_at, used_at) \
-             select $22, session_id, $23, $24 from opened"
+            "{APPEND_AUDIT} insert into session (session_id, user_id, created_at, expires_at, \
+               revoked_at, last_seen_at, user_agent, ip, refresh_hash, refresh_generation) \
+             select $14, $15, $16, $17, $18, $19, $20, $21, $22, 0 from moved"
         );
         let query = bind_session(bind_append(sqlx::query(&sql), prev, event), s);
         let inserted = query
-            .bind(&first.token_hash)
-            .bind(first.created_at)
-            .bind(first.used_at)
+            .bind(refresh_hash)
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
@@ -208,48 +132,5 @@ impl PgStore {
             return Err(StoreError::VersionConflict);
         }
         Ok(())
-    }
-
-    /// [`Store::refresh_session`](uos_store::Store::refresh_session) as one autocommit
-    /// statement: the token is used only if its session is live and its user may log in,
-    /// checked in the same statement that uses it. Only a refused token costs a second
-    /// query, to tell a replay from a dead session or a made-up token.
-    pub(crate) async fn refresh_in_one(
-        &self,
-        token_hash: &str,
-        next_hash: &str,
-        at: DateTime<Utc>,
-        idle_since: DateTime<Utc>,
-    ) -> Result<TokenUse> {
-        let may_log_in: Vec<&str> = UserStatus::ALL
-            .into_iter()
-            .filter(|s| s.may_log_in())
-            .map(UserStatus::as_str)
-            .collect();
-        let sql = format!(
-            "with used as (update refresh_token t set used_at = $2 \
-               from session s join user_account u on u.user_id = s.user_id \
-               where t.token_hash = $1 and t.used_at is null and s.session_id = t.session_id \
-               and s.revoked_at is null and s.expires_at > $2 and s.last_seen_at > $4 \
-               and u.status = any($5) returning t.session_id), {ROTATE}"
-        );
-        let fresh = sqlx::query(&sql)
-            .bind(token_hash)
-            .bind(at)
-            .bind(next_hash)
-            .bind(idle_since)
-            .bind(&may_log_in)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        if let Some(row) = fresh {
-            return Ok(TokenUse::Fresh(rows::session(&Row::<PgDialect>::new(row))?));
-        }
-        let mut read = self.read().await?;
-        Ok(match read.get_refresh_token(token_hash).await? {
-            Some(t) if t.used_at.is_some() => TokenUse::Reused(t.session_id),
-            Some(_) => TokenUse::Dead,
-            None => TokenUse::Unknown,
-        })
     }
 }

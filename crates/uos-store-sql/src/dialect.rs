@@ -5,12 +5,13 @@
 
 use crate::sql::{Args, Conn, Done, QueryBuilder, RawRow, SqlDb};
 use crate::tx::SqlTx;
-use crate::{audit, machine, session};
+use crate::{audit, machine};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use std::fmt::Debug;
 use uos_domain::{ApiKeyId, OrgId};
-use uos_store::{AuditHead, AuditRow, RefreshToken, Result, Session, StoreError, TokenUse};
+use uos_store::{AuditHead, AuditRow, Result, StoreError};
+use uuid::Uuid;
 
 /// The raw result of running a statement, before [`Dialect::map_err`].
 pub type SqlxResult<T> = std::result::Result<T, sqlx::Error>;
@@ -83,28 +84,6 @@ pub trait Dialect: Debug + Send + Sync + Sized + 'static {
         row: &'a AuditRow,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(audit::append_in_steps(tx, prev, row))
-    }
-
-    /// [`SessionRepo::open_session`](uos_store::SessionRepo::open_session); the default
-    /// inserts the session, then its token.
-    fn open_session<'a>(
-        tx: &'a mut SqlTx<Self>,
-        s: &'a Session,
-        first: &'a RefreshToken,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(session::open_session_in_steps(tx, s, first))
-    }
-
-    /// [`SessionRepo::rotate_refresh_token`](uos_store::SessionRepo::rotate_refresh_token);
-    /// the default marks the token used, then touches the session and stores the next token,
-    /// which is safe where the marking statement serialises competitors.
-    fn rotate_refresh_token<'a>(
-        tx: &'a mut SqlTx<Self>,
-        token_hash: &'a str,
-        next_hash: &'a str,
-        at: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<TokenUse>> {
-        Box::pin(session::rotate_in_steps(tx, token_hash, next_hash, at))
     }
 
     /// [`MachineRepo::touch_api_keys`](uos_store::MachineRepo::touch_api_keys); the default

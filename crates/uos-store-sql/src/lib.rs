@@ -33,4 +33,5 @@ mod user;
 mod webhook;
 
 pub use dialect::{Dialect, SqlxResult};
+pub use session::rotate_refresh;
 pub use tx::{Mode, Read, SqlRead, SqlTx, Write};

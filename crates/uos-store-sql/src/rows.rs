@@ -13,7 +13,7 @@ use uos_domain::{
 };
 use uos_store::{
     AuditRow, CheckpointRow, ExternalIdentity, IdempotencyRecord, ListedAudit, ListedMember,
-    PasswordReset, RefreshToken, Result, Session, StoreError, TotpEnrolment,
+    PasswordReset, Result, Session, StoreError, TotpEnrolment,
 };
 
 pub(crate) use crate::sql::get;
@@ -187,17 +187,6 @@ pub fn session<D: Dialect>(r: &Row<D>) -> Result<Session> {
         last_seen_at: get(r, "last_seen_at")?,
         user_agent: get(r, "user_agent")?,
         ip: get(r, "ip")?,
-    })
-}
-
-pub const REFRESH_TOKEN_COLS: &str = "token_hash, session_id, created_at, used_at";
-
-pub fn refresh_token<D: Dialect>(r: &Row<D>) -> Result<RefreshToken> {
-    Ok(RefreshToken {
-        token_hash: get(r, "token_hash")?,
-        session_id: SessionId(get(r, "session_id")?),
-        created_at: get(r, "created_at")?,
-        used_at: get(r, "used_at")?,
     })
 }
 

@@ -1,15 +1,19 @@
-//! Login sessions: insert, lookup, activity (`last_seen_at`), listing the live ones and
-//! revocation (one, every live one of a user, or all but one); and their single-use refresh
-//! tokens.
+//! Login sessions: insert, lookup, listing the live ones, revocation (one, every live one of a
+//! user, or all but one), and refresh: the session row holds its current refresh token's hash
+//! and generation, which a refresh moves on in one conditional update.
 
-use crate::rows::{self, REFRESH_TOKEN_COLS, SESSION_COLS};
-use crate::sql::query;
+use crate::rows::{self, SESSION_COLS};
+use crate::sql::{query, Conn};
 use crate::tx::{Mode, SqlTx};
 use crate::Dialect;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use uos_domain::{SessionId, UserId};
-use uos_store::{RefreshToken, Result, Session, SessionReads, SessionRepo, StoreError, TokenUse};
+use std::sync::LazyLock;
+use subtle::ConstantTimeEq as _;
+use uos_domain::{SessionId, UserId, UserStatus};
+use uos_store::{
+    LegacyRefreshToken, Result, Rotation, Session, SessionReads, SessionRepo, TokenUse,
+};
 
 #[async_trait]
 impl<D: Dialect, M: Mode<D::Db>> SessionReads for SqlTx<D, M> {
@@ -44,23 +48,32 @@ impl<D: Dialect, M: Mode<D::Db>> SessionReads for SqlTx<D, M> {
         found.iter().map(rows::session).collect()
     }
 
-    async fn get_refresh_token(&mut self, token_hash: &str) -> Result<Option<RefreshToken>> {
-        let sql = format!("select {REFRESH_TOKEN_COLS} from refresh_token where token_hash = $1");
-        let row = query::<D>(&sql)
+    async fn get_legacy_refresh_token(
+        &mut self,
+        token_hash: &str,
+    ) -> Result<Option<LegacyRefreshToken>> {
+        let row = query::<D>("select session_id, used_at from refresh_token where token_hash = $1")
             .bind(token_hash)
             .fetch_optional(self.conn())
             .await?;
-        row.as_ref().map(rows::refresh_token).transpose()
+        row.map(|r| {
+            Ok(LegacyRefreshToken {
+                session_id: SessionId(rows::get(&r, "session_id")?),
+                used: rows::get::<D, Option<DateTime<Utc>>>(&r, "used_at")?.is_some(),
+            })
+        })
+        .transpose()
     }
 }
 
 #[async_trait]
 impl<D: Dialect> SessionRepo for SqlTx<D> {
     #[tracing::instrument(skip_all)]
-    async fn insert_session(&mut self, s: &Session) -> Result<()> {
+    async fn insert_session(&mut self, s: &Session, refresh_hash: &str) -> Result<()> {
         query::<D>(
             "insert into session (session_id, user_id, created_at, expires_at, revoked_at, \
-             last_seen_at, user_agent, ip) values ($1, $2, $3, $4, $5, $6, $7, $8)",
+             last_seen_at, user_agent, ip, refresh_hash, refresh_generation) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)",
         )
         .bind(s.id.0)
         .bind(s.user_id.0)
@@ -70,6 +83,7 @@ impl<D: Dialect> SessionRepo for SqlTx<D> {
         .bind(s.last_seen_at)
         .bind(&s.user_agent)
         .bind(&s.ip)
+        .bind(refresh_hash)
         .execute(self.conn())
         .await?;
         Ok(())
@@ -124,91 +138,81 @@ impl<D: Dialect> SessionRepo for SqlTx<D> {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn touch_session(&mut self, id: SessionId, at: DateTime<Utc>) -> Result<()> {
-        // Unconditional: whether the session may still be used is the caller's check, and an
-        // absent session has nothing to record.
-        query::<D>("update session set last_seen_at = $2 where session_id = $1")
-            .bind(id.0)
-            .bind(at)
-            .execute(self.conn())
-            .await?;
-        Ok(())
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn insert_refresh_token(&mut self, t: &RefreshToken) -> Result<()> {
-        query::<D>(
-            "insert into refresh_token (token_hash, session_id, created_at, used_at) \
-             values ($1, $2, $3, $4)",
-        )
-        .bind(&t.token_hash)
-        .bind(t.session_id.0)
-        .bind(t.created_at)
-        .bind(t.used_at)
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn open_session(&mut self, s: &Session, first: &RefreshToken) -> Result<()> {
-        D::open_session(self, s, first).await
-    }
-
-    #[tracing::instrument(skip_all)]
-    async fn rotate_refresh_token(
+    async fn rotate_refresh(
         &mut self,
-        token_hash: &str,
-        next_hash: &str,
+        r: &Rotation,
         at: DateTime<Utc>,
+        idle_since: DateTime<Utc>,
     ) -> Result<TokenUse> {
-        D::rotate_refresh_token(self, token_hash, next_hash, at).await
+        rotate_refresh::<D>(self.conn(), r, at, idle_since).await
     }
 }
 
-/// The portable [`SessionRepo::open_session`]: the two inserts.
-pub(crate) async fn open_session_in_steps<D: Dialect>(
-    tx: &mut SqlTx<D>,
-    s: &Session,
-    first: &RefreshToken,
-) -> Result<()> {
-    tx.insert_session(s).await?;
-    tx.insert_refresh_token(first).await
-}
-
-/// The portable [`SessionRepo::rotate_refresh_token`]. One conditional update, no
-/// read-then-write, so that exactly one of two concurrent uses wins: the second waits for the
-/// first's lock (SQLite's one writer, PostgreSQL's row lock), then finds `used_at` set and
-/// changes nothing. The winner's further steps run in its own transaction.
-pub(crate) async fn rotate_in_steps<D: Dialect>(
-    tx: &mut SqlTx<D>,
-    token_hash: &str,
-    next_hash: &str,
-    at: DateTime<Utc>,
-) -> Result<TokenUse> {
-    let fresh = query::<D>(
-        "update refresh_token set used_at = $2 where token_hash = $1 and used_at is null \
-         returning session_id",
+/// The one statement of a refresh: the session moves to its next token only from the
+/// presented generation and hash, and only while it is live and its user may log in.
+static ROTATE_REFRESH: LazyLock<String> = LazyLock::new(|| {
+    let may_log_in = UserStatus::ALL
+        .into_iter()
+        .filter(|s| s.may_log_in())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "update session set refresh_hash = $4, refresh_generation = refresh_generation + 1, \
+           last_seen_at = $5 \
+         where session_id = $1 and refresh_generation = $2 and refresh_hash = $3 \
+           and revoked_at is null and expires_at > $5 and last_seen_at > $6 \
+           and exists (select 1 from user_account u where u.user_id = session.user_id \
+             and u.status in ({may_log_in})) \
+         returning {SESSION_COLS}"
     )
-    .bind(token_hash)
-    .bind(at)
-    .fetch_optional(tx.conn())
-    .await?;
-    if let Some(row) = fresh {
-        let id = SessionId(rows::get(&row, "session_id")?);
-        let before = tx.get_session(id).await?.ok_or(StoreError::NotFound)?;
-        tx.touch_session(id, at).await?;
-        tx.insert_refresh_token(&RefreshToken {
-            token_hash: next_hash.to_string(),
-            session_id: id,
-            created_at: at,
-            used_at: None,
-        })
+});
+
+/// [`SessionRepo::rotate_refresh`] on `conn`: in a transaction (the default
+/// [`Store::refresh_session`](uos_store::Store::refresh_session)) or on its own (PostgreSQL's,
+/// one autocommit statement). One conditional update, no read first, so that exactly one of
+/// two concurrent refreshes with one token wins: the second waits for the first's lock
+/// (SQLite's one writer, PostgreSQL's row lock), then finds the generation moved on and
+/// changes nothing. Only a refused token costs a second statement, to say why.
+pub async fn rotate_refresh<D: Dialect>(
+    conn: &mut Conn<D>,
+    r: &Rotation,
+    at: DateTime<Utc>,
+    idle_since: DateTime<Utc>,
+) -> Result<TokenUse> {
+    let fresh = query::<D>(&ROTATE_REFRESH)
+        .bind(r.session_id.0)
+        .bind(r.generation)
+        .bind(r.token_hash.as_str())
+        .bind(r.next_hash.as_str())
+        .bind(at)
+        .bind(idle_since)
+        .fetch_optional(&mut *conn)
         .await?;
-        return Ok(TokenUse::Fresh(before));
+    if let Some(row) = fresh {
+        return Ok(TokenUse::Fresh(rows::session(&row)?));
     }
-    Ok(match tx.get_refresh_token(token_hash).await? {
-        Some(t) => TokenUse::Reused(t.session_id),
-        None => TokenUse::Unknown,
+    let now =
+        query::<D>("select refresh_generation, refresh_hash from session where session_id = $1")
+            .bind(r.session_id.0)
+            .fetch_optional(conn)
+            .await?;
+    let Some(row) = now else {
+        return Ok(TokenUse::Unknown);
+    };
+    let generation: i64 = rows::get(&row, "refresh_generation")?;
+    let hash: Option<String> = rows::get(&row, "refresh_hash")?;
+    // A generation before the current one can only be a replay: the caller checked that the
+    // token is one we issued. The current generation with the current hash was refused for
+    // the session's state. The hashes are compared in constant time, like every secret check
+    // (in the update above the database compares digests, which tell a timing observer
+    // nothing about the token).
+    let current = hash.is_some_and(|h| bool::from(h.as_bytes().ct_eq(r.token_hash.as_bytes())));
+    Ok(if generation > r.generation {
+        TokenUse::Reused(r.session_id)
+    } else if generation == r.generation && current {
+        TokenUse::Dead
+    } else {
+        TokenUse::Unknown
     })
 }

@@ -10,7 +10,6 @@ const UNIQUE_CODES: &[(&str, &str)] = &[
     ("membership.org_id, membership.user_id", "already_member"),
     ("custom_role.org_id, custom_role.name", "role_exists"),
     ("invite.token_hash", "invite_token_taken"),
-    ("refresh_token.token_hash", "refresh_token_taken"),
     ("password_reset.token_hash", "reset_token_taken"),
     (
         "external_identity.issuer, external_identity.subject",

@@ -10,7 +10,7 @@ use uos_domain::{
     Permission, RoleId, RoleName, ServiceAccount, SessionId, User, UserId, UserStatus,
 };
 use uos_store::{
-    AuditHead, AuditRow, ExternalIdentity, IdempotencyRecord, PasswordReset, RefreshToken, Session,
+    AuditHead, AuditRow, ExternalIdentity, IdempotencyRecord, PasswordReset, Rotation, Session,
     Store, TotpEnrolment,
 };
 
@@ -104,13 +104,14 @@ pub fn session(user: UserId) -> Session {
     }
 }
 
-/// An unused refresh token of `session` with a unique hash.
-pub fn refresh_token(session: SessionId) -> RefreshToken {
-    RefreshToken {
-        token_hash: format!("{:064x}", unique()),
+/// A refresh of `session` with its token of `generation` whose hash is `token_hash`, to a
+/// successor with a unique hash.
+pub fn rotation(session: SessionId, generation: i64, token_hash: &str) -> Rotation {
+    Rotation {
         session_id: session,
-        created_at: now(),
-        used_at: None,
+        generation,
+        token_hash: token_hash.to_string(),
+        next_hash: hash(),
     }
 }
 
@@ -280,17 +281,16 @@ pub async fn seed_member(
     m
 }
 
-/// A session of `user` plus one unused refresh token of it, both committed.
-pub async fn seed_refresh_token(store: &Arc<dyn Store>, user: UserId) -> RefreshToken {
+/// A committed session of `user`, and the hash of its current refresh token (generation 0).
+pub async fn seed_session(store: &Arc<dyn Store>, user: UserId) -> (Session, String) {
     let s = session(user);
-    let t = refresh_token(s.id);
+    let token_hash = hash();
     let mut tx = store.begin().await.expect("begin");
-    tx.insert_session(&s).await.expect("insert session");
-    tx.insert_refresh_token(&t)
+    tx.insert_session(&s, &token_hash)
         .await
-        .expect("insert refresh token");
+        .expect("insert session");
     tx.commit().await.expect("commit");
-    t
+    (s, token_hash)
 }
 
 pub async fn seed_service_account(store: &Arc<dyn Store>, org: OrgId) -> ServiceAccount {

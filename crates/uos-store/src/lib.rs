@@ -18,9 +18,10 @@ pub use page::{Page, PageRequest};
 pub use records::{
     AttemptOutcome, AuditExport, AuditFilter, AuditHead, AuditRow, CheckpointRow,
     DeclarativeControl, DeclaredAttempt, DeclaredKind, DeclaredOrg, DriftCheck, ExportOutcome,
-    ExportStatus, ExternalIdentity, HoldOn, IdemClaim, IdempotencyRecord, LegalHold, ListedAudit,
-    ListedMember, LoginUser, MemberFilter, OrgFilter, OrgPurge, PasswordReset, Pause, PoolStats,
-    RefreshToken, Session, SpendDelta, SubjectKey, TokenUse, TotpEnrolment, UsageEvent, UserFilter,
+    ExportStatus, ExternalIdentity, HoldOn, IdemClaim, IdempotencyRecord, LegacyRefreshToken,
+    LegalHold, ListedAudit, ListedMember, LoginUser, MemberFilter, OrgFilter, OrgPurge,
+    PasswordReset, Pause, PoolStats, Rotation, Session, SpendDelta, SubjectKey, TokenUse,
+    TotpEnrolment, UsageEvent, UserFilter,
     WebhookDelivery,
 };
 
@@ -56,46 +57,35 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Dropping the guard releases it, and so does the holder's process ending in any way.
     async fn try_lock_leader(&self, name: &str) -> Result<Option<Box<dyn LeaderLock>>>;
 
-    /// A login's write as one atomic step of its own: the session with its first refresh
-    /// token ([`SessionRepo::open_session`]) and the audit event that records it, appended
-    /// after `prev` ([`AuditRepo::append_audit`]: `VersionConflict`, and nothing stored, if
-    /// `prev` is no longer the head). The default runs a transaction; PostgreSQL makes it one
-    /// statement, so a login pays one round trip here instead of four.
+    /// A login's write as one atomic step of its own: the session with the hash of its first
+    /// refresh token ([`SessionRepo::insert_session`]) and the audit event that records it,
+    /// appended after `prev` ([`AuditRepo::append_audit`]: `VersionConflict`, and nothing
+    /// stored, if `prev` is no longer the head). The default runs a transaction; PostgreSQL
+    /// makes it one statement, so a login pays one round trip here instead of four.
     async fn open_session_audited(
         &self,
         s: &Session,
-        first: &RefreshToken,
+        refresh_hash: &str,
         prev: &AuditHead,
         event: &AuditRow,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        tx.open_session(s, first).await?;
+        tx.insert_session(s, refresh_hash).await?;
         tx.append_audit(prev, event).await?;
         tx.commit().await
     }
 
-    /// A refresh as one atomic step of its own: [`SessionRepo::rotate_refresh_token`], done
-    /// only while the session is live ([`Session::is_live`] at `at` with `idle_since`) and
-    /// its user's status may log in. Otherwise nothing changes and an unused token answers
-    /// [`TokenUse::Dead`]. The default runs a transaction; PostgreSQL makes it one statement,
-    /// so a refresh pays one round trip instead of three.
+    /// A refresh as one atomic step of its own: [`SessionRepo::rotate_refresh`], one update
+    /// of the session row. The default runs it in a (short) transaction; PostgreSQL runs the
+    /// same statement on its own, so a refresh pays one round trip instead of three.
     async fn refresh_session(
         &self,
-        token_hash: &str,
-        next_hash: &str,
+        r: &Rotation,
         at: DateTime<Utc>,
         idle_since: DateTime<Utc>,
     ) -> Result<TokenUse> {
         let mut tx = self.begin().await?;
-        let used = tx.rotate_refresh_token(token_hash, next_hash, at).await?;
-        if let TokenUse::Fresh(session) = &used {
-            let user = tx.get_user(session.user_id).await?;
-            let may = user.is_some_and(|u| u.status.may_log_in());
-            if !may || !session.is_live(at, idle_since) {
-                // Dropped without commit: the rotation rolls back.
-                return Ok(TokenUse::Dead);
-            }
-        }
+        let used = tx.rotate_refresh(r, at, idle_since).await?;
         tx.commit().await?;
         Ok(used)
     }
@@ -284,19 +274,18 @@ pub trait SessionReads: Send {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Session>>;
-    async fn get_refresh_token(&mut self, token_hash: &str) -> Result<Option<RefreshToken>>;
+    /// The session a token from before migration 0015 belongs to, by the token's hash (see
+    /// [`LegacyRefreshToken`]); `None` for any other hash.
+    async fn get_legacy_refresh_token(
+        &mut self,
+        token_hash: &str,
+    ) -> Result<Option<LegacyRefreshToken>>;
 }
 
 #[async_trait]
 pub trait SessionRepo: SessionReads {
-    async fn insert_session(&mut self, s: &Session) -> Result<()>;
-    /// A new session with its first refresh token, as a login stores them: the two inserts,
-    /// with their errors, in one step (PostgreSQL makes it one statement, a round trip less
-    /// on every login).
-    async fn open_session(&mut self, s: &Session, first: &RefreshToken) -> Result<()> {
-        self.insert_session(s).await?;
-        self.insert_refresh_token(first).await
-    }
+    /// A new session whose current refresh token (generation 0) has hash `refresh_hash`.
+    async fn insert_session(&mut self, s: &Session, refresh_hash: &str) -> Result<()>;
     /// Sets `revoked_at` if not yet revoked; returns whether it changed anything.
     async fn revoke_session(&mut self, id: SessionId, at: DateTime<Utc>) -> Result<bool>;
     /// Revokes every live session of a user; returns how many.
@@ -308,21 +297,20 @@ pub trait SessionRepo: SessionReads {
         keep: SessionId,
         at: DateTime<Utc>,
     ) -> Result<u64>;
-    /// Record activity on a session (refresh); sets `last_seen_at`.
-    async fn touch_session(&mut self, id: SessionId, at: DateTime<Utc>) -> Result<()>;
-    /// Store a new refresh token (only its hash). `Conflict("refresh_token_taken")` on a
-    /// duplicate hash.
-    async fn insert_refresh_token(&mut self, t: &RefreshToken) -> Result<()>;
-    /// Rotate a refresh token: if `token_hash` is still unused, mark it used, record activity on
-    /// its session (`last_seen_at = at`) and store `next_hash` as the session's new unused
-    /// token, all in one step (`Fresh` carries the session as it was before). Two concurrent
-    /// rotations of one token: exactly one gets `Fresh` (the other `Reused`, storing nothing).
-    /// One step, because it is the hot path of every client's token schedule.
-    async fn rotate_refresh_token(
+    /// A refresh: if `r` names the session's current token (its generation and hash), the
+    /// session is live ([`Session::is_live`] at `at` with `idle_since`) and its user's status
+    /// may log in, the session moves to `r.next_hash` at the next generation and is seen at
+    /// `at`, in one conditional update of the session row (`Fresh`). Otherwise nothing
+    /// changes, and the answer says why: an earlier generation is `Reused`, the current token
+    /// of a dead session `Dead`, anything else `Unknown`. Two concurrent refreshes with one
+    /// token: exactly one gets `Fresh` (the other, finding the generation moved on, `Reused`).
+    /// The caller must have checked that `r` came from a token it issued: an earlier
+    /// generation cannot be checked against a stored hash.
+    async fn rotate_refresh(
         &mut self,
-        token_hash: &str,
-        next_hash: &str,
+        r: &Rotation,
         at: DateTime<Utc>,
+        idle_since: DateTime<Utc>,
     ) -> Result<TokenUse>;
 }
 

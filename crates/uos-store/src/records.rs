@@ -62,29 +62,42 @@ impl Session {
     }
 }
 
-/// One refresh token of a session. Tokens are single use: a used one presented again means it
-/// was stolen or replayed, and the whole session is revoked.
+/// A refresh as the store performs it: the presented token, named by the session and the
+/// generation it was issued at (the caller has checked its MAC), its hash, and the hash of the
+/// successor that becomes the session's current token at `generation + 1`. A session row keeps
+/// only its current token's hash and generation, so a refresh updates that one row.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RefreshToken {
-    /// Hex SHA-256 of the opaque token (high entropy, so a plain hash suffices).
-    pub token_hash: String,
+pub struct Rotation {
     pub session_id: SessionId,
-    pub created_at: DateTime<Utc>,
-    pub used_at: Option<DateTime<Utc>>,
+    pub generation: i64,
+    /// Hex SHA-256 of the presented token.
+    pub token_hash: String,
+    /// Hex SHA-256 of the successor.
+    pub next_hash: String,
+}
+
+/// A refresh token issued before the session row held its refresh state (migration 0015),
+/// when each token was a row of its own. Such a token names no session, so its old row maps
+/// it to one: unused, it is its session's current token at generation 0 and refreshes once;
+/// used, it is a replay.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LegacyRefreshToken {
+    pub session_id: SessionId,
+    pub used: bool,
 }
 
 /// What presenting a refresh token did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TokenUse {
-    /// It was unused: now used, and its session touched. The session as it was *before* the
-    /// touch, so the caller can still tell whether it had gone idle.
+    /// It was the session's current token: the session now has the successor, one generation
+    /// on, and was seen at the refresh's time. The session as it is after the refresh.
     Fresh(Session),
-    /// It was used before: a replay (the caller revokes the session).
+    /// It is an earlier token of the session: a replay (the caller revokes the session).
     Reused(SessionId),
-    /// No such token.
+    /// No such token: no such session, or a hash that is not the session's current one.
     Unknown,
-    /// Unused, but its session is no longer live or its user may no longer log in: nothing
-    /// changed ([`Store::refresh_session`](crate::Store::refresh_session) only).
+    /// The session's current token, but the session is no longer live or its user may no
+    /// longer log in: nothing changed.
     Dead,
 }
 

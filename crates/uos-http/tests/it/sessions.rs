@@ -79,6 +79,70 @@ backend_test!(
     }
 );
 
+backend_test!(
+    reuse_of_a_token_two_generations_back_revokes_the_session,
+    |app| async move {
+        let first = login_with(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "curl/8").await;
+        let r = refresh(&app, &refresh_token(&first)).await;
+        assert_status(&r, 200);
+        let r = refresh(&app, &refresh_token(&r.body)).await;
+        assert_status(&r, 200);
+        let third = r.body.clone();
+
+        // Not the previous token but the one before it: still a replay.
+        let r = refresh(&app, &refresh_token(&first)).await;
+        assert_problem(&r, 401, "unauthenticated");
+        let r = app.send(Req::get("/v1/me").token(&access(&third))).await;
+        assert_problem(&r, 401, "unauthenticated");
+        let r = refresh(&app, &refresh_token(&third)).await;
+        assert_problem(&r, 401, "unauthenticated");
+        let admin = app.admin_token().await;
+        let events = all_pages(
+            &app,
+            &admin,
+            "/v1/audit/events?action=session.refresh_reuse_detected",
+            50,
+        )
+        .await;
+        assert_eq!(events.len(), 1, "the reuse is audited once: {events:?}");
+        assert_eq!(events[0]["target"]["id"], first["session_id"]);
+        assert_eq!(events[0]["changes"]["after"]["session_revoked"], true);
+    }
+);
+
+backend_test!(
+    a_forged_token_naming_a_real_session_revokes_nothing,
+    |app| async move {
+        let tokens = login_with(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "curl/8").await;
+        let session: uuid::Uuid = tokens["session_id"].as_str().unwrap().parse().unwrap();
+        // Right shape, real session id, an earlier or the current generation: but not signed
+        // with the server's key, so not a token of ours, whatever it names.
+        for (key, generation) in [([9u8; 32], 0), ([9u8; 32], 1), ([0u8; 32], 0)] {
+            let forged = uos_authn::issue_refresh_token(&key, session, generation);
+            let r = refresh(&app, &forged).await;
+            assert_problem(&r, 401, "unauthenticated");
+        }
+        get_ok(&app, &access(&tokens), "/v1/me").await;
+        let r = refresh(&app, &refresh_token(&tokens)).await;
+        assert_status(&r, 200);
+        // The session moved on once; a forged token of its old generation still revokes
+        // nothing.
+        let forged = uos_authn::issue_refresh_token(&[9u8; 32], session, 0);
+        assert_problem(&refresh(&app, &forged).await, 401, "unauthenticated");
+        let r = refresh(&app, &refresh_token(&r.body)).await;
+        assert_status(&r, 200);
+        let admin = app.admin_token().await;
+        let events = all_pages(
+            &app,
+            &admin,
+            "/v1/audit/events?action=session.refresh_reuse_detected",
+            50,
+        )
+        .await;
+        assert!(events.is_empty(), "no reuse was detected: {events:?}");
+    }
+);
+
 backend_test!(refresh_rejects_bad_input, |app| async move {
     for (body, fields) in [
         (json!({}), vec!["refresh_token"]),

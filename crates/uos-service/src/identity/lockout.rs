@@ -76,18 +76,19 @@ impl Services {
         if a.count < cfg.threshold {
             return Ok(None);
         }
-        let shared = &self.inner.shared;
-        let locks = shared.hit(&locks_key(&a.key), DAY).await?.count;
-        let doublings = u32::try_from(locks.saturating_sub(1))
-            .unwrap_or(u32::MAX)
-            .min(20);
-        let secs = cfg
-            .base_lock_secs
-            .saturating_mul(1u64 << doublings)
-            .min(cfg.max_lock_secs)
-            .max(1);
-        shared.extend(&a.key, Duration::from_secs(secs)).await?;
-        Ok(Some(secs))
+        // Counting the lockout and lengthening the window are one shared-state call.
+        let period = self
+            .inner
+            .shared
+            .lock_out(
+                &a.key,
+                &locks_key(&a.key),
+                DAY,
+                cfg.base_lock_secs,
+                cfg.max_lock_secs,
+            )
+            .await?;
+        Ok(Some(period.as_secs()))
     }
 
     /// A right guess starts the count over (earlier lockouts still count toward doubling).

@@ -121,8 +121,13 @@ impl Services {
                     .await?;
                 }
                 uow.commit_unanswered(&cap).await?;
-                self.succeed_attempt(&attempt).await?;
-                self.start_session(ctx, &cap, &user, "password+totp").await
+                // As for a password login: the count's reset and the session's write together.
+                let (cleared, started) = tokio::join!(
+                    self.succeed_attempt(&attempt),
+                    self.start_session(ctx, &cap, &user, "password+totp")
+                );
+                cleared?;
+                started
             }
             None => {
                 drop(uow);

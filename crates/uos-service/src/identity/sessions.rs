@@ -7,10 +7,11 @@ use crate::kernel::views::{DeviceView, SessionView, TokenView};
 use crate::{Ctx, Done, Result, ServiceError, Services};
 use chrono::{DateTime, Duration, Utc};
 use uos_audit::AuditAction;
+use uos_authn::PresentedRefreshToken;
 use uos_authz::{Action, Resource, ResourceKind};
 use uos_domain::{SessionId, UserId};
 use uos_shared::Invalidation;
-use uos_store::{Session, TokenUse};
+use uos_store::{Rotation, Session, TokenUse};
 
 /// Most sessions listed at once; more live sessions than this means something is wrong anyway.
 const MAX_LISTED_SESSIONS: u32 = 100;
@@ -36,55 +37,100 @@ impl Services {
 
     /// Trade a refresh token for a new pair. A token works once: presenting a used one means
     /// it leaked, so the whole session (every access and refresh token of it) is revoked, the
-    /// reuse is audited, and the answer is 401.
+    /// reuse is audited, and the answer is 401. A token this server did not issue is refused
+    /// without touching any session (see `uos_authn::parse_refresh_token`).
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     pub async fn refresh(&self, ctx: &Ctx, token: &str) -> Result<Done<TokenView>> {
         let inner = &*self.inner;
         let cap = inner.authorize(ctx, Action::AuthRefresh, session_resource())?;
+        let key = self.refresh_token_key()?;
         let hash = uos_authn::hash_token(token);
         let now = uos_domain::now();
-        let next = uos_authn::random_token("uosrt_", 32);
+        let (session_id, generation) = match uos_authn::parse_refresh_token(&key, token) {
+            PresentedRefreshToken::Signed {
+                session,
+                generation,
+            } => (SessionId(session), generation),
+            // Issued before the session row held the refresh state: its old row says whose
+            // it is. A used one is a replay; an unused one is its session's generation 0.
+            PresentedRefreshToken::Legacy => {
+                match inner
+                    .store
+                    .read()
+                    .await?
+                    .get_legacy_refresh_token(&hash)
+                    .await?
+                {
+                    Some(t) if t.used => {
+                        return self.refresh_reused(ctx, &cap, t.session_id, now).await
+                    }
+                    Some(t) => (t.session_id, 0),
+                    None => return Err(ServiceError::Unauthenticated),
+                }
+            }
+            PresentedRefreshToken::Invalid => return Err(ServiceError::Unauthenticated),
+        };
+        let next_generation = generation
+            .checked_add(1)
+            .ok_or(ServiceError::Unauthenticated)?;
+        let next = uos_authn::issue_refresh_token(&key, session_id.0, next_generation);
+        let rotation = Rotation {
+            session_id,
+            generation,
+            token_hash: hash,
+            next_hash: uos_authn::hash_token(&next),
+        };
         // Using the token is the one atomic step that decides: it checks the session is live
-        // and its user may still log in, uses the token and touches the session. No read
-        // comes first.
+        // and its user may still log in, moves the session to the next token and records the
+        // activity. No read comes first.
         let rotated = inner
             .store
-            .refresh_session(
-                &hash,
-                &uos_authn::hash_token(&next),
-                now,
-                self.idle_since(now),
-            )
+            .refresh_session(&rotation, now, self.idle_since(now))
             .await?;
-        let session = match rotated {
-            TokenUse::Fresh(session) => session,
-            TokenUse::Unknown | TokenUse::Dead => return Err(ServiceError::Unauthenticated),
-            TokenUse::Reused(id) => {
-                let mut uow = UnitOfWork::begin(inner, ctx).await?;
-                let owner = uow.tx().get_session(id).await?.map(|s| s.user_id);
-                let revoked = uow.tx().revoke_session(id, now).await?;
-                uow.invalidate(Invalidation::Session(id.0));
-                uow.record(
-                    AuditAction::SessionRefreshReuseDetected,
-                    None,
-                    id.to_string(),
-                    serde_json::Value::Null,
-                    serde_json::json!({"user_id": owner, "session_revoked": revoked, "ip": ctx.ip, "user_agent": ctx.user_agent}),
-                )
-                .await?;
-                uow.commit_unanswered(&cap).await?;
-                tracing::warn!(session = %id, "refresh token reused; session revoked");
-                return Err(ServiceError::Unauthenticated);
-            }
-        };
-        let live = Session {
-            last_seen_at: now,
-            ..session
-        };
-        // A routine rotation is not audited (it would put every client's token schedule into
-        // the chain and serialise all refreshes on its head): the session's `last_seen_at`
-        // records the activity, and the security event — reuse — is audited above.
-        Ok(Done::ok(self.token_pair(&live, next, now), None))
+        match rotated {
+            // A routine rotation is not audited (it would put every client's token schedule
+            // into the chain and serialise all refreshes on its head): the session's
+            // `last_seen_at` records the activity, and the security event — reuse — is
+            // audited below.
+            TokenUse::Fresh(session) => Ok(Done::ok(self.token_pair(&session, next, now), None)),
+            TokenUse::Unknown | TokenUse::Dead => Err(ServiceError::Unauthenticated),
+            TokenUse::Reused(id) => self.refresh_reused(ctx, &cap, id, now).await,
+        }
+    }
+
+    /// A replayed refresh token of session `id`: revoke the session, audit the reuse, 401.
+    async fn refresh_reused(
+        &self,
+        ctx: &Ctx,
+        cap: &uos_authz::Capability,
+        id: SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<Done<TokenView>> {
+        let mut uow = UnitOfWork::begin(&self.inner, ctx).await?;
+        let owner = uow.tx().get_session(id).await?.map(|s| s.user_id);
+        let revoked = uow.tx().revoke_session(id, now).await?;
+        uow.invalidate(Invalidation::Session(id.0));
+        uow.record(
+            AuditAction::SessionRefreshReuseDetected,
+            None,
+            id.to_string(),
+            serde_json::Value::Null,
+            serde_json::json!({"user_id": owner, "session_revoked": revoked, "ip": ctx.ip, "user_agent": ctx.user_agent}),
+        )
+        .await?;
+        uow.commit_unanswered(cap).await?;
+        tracing::warn!(session = %id, "refresh token reused; session revoked");
+        Err(ServiceError::Unauthenticated)
+    }
+
+    /// The key refresh tokens are signed with (see `uos_authn::issue_refresh_token`). A named
+    /// secret of the key port: it never rotates, as rotating it would end every session's
+    /// refresh at once.
+    pub(crate) fn refresh_token_key(&self) -> Result<[u8; 32]> {
+        self.inner
+            .keys
+            .secret("refresh-token-key")
+            .map_err(|e| ServiceError::Internal(format!("refresh token key: {e}")))
     }
 
     /// The caller's live sessions, newest first.

@@ -11,7 +11,7 @@ use uos_authz::Capability;
 use uos_domain::{Membership, OrgId, User};
 use uos_keys::KeyPurpose;
 use uos_shared::Invalidation;
-use uos_store::{AuditHead, AuditRow, RefreshToken, Session, StoreError, SubjectKey, Tx};
+use uos_store::{AuditHead, AuditRow, Session, StoreError, SubjectKey, Tx};
 
 /// What a successful use case hands back to the transport: the status a replay must repeat,
 /// the body (None = 204) and the version for the `ETag`.
@@ -352,7 +352,7 @@ impl<'a> UnitOfWork<'a> {
     }
 }
 
-/// A login's write: the session, its first refresh token and the `session.created` event
+/// A login's write: the session, its first refresh token's hash and the `session.created` event
 /// (`after`). Chained from the head this replica remembers, it is one store step with no
 /// transaction of its own. Otherwise it goes through a [`UnitOfWork`]: when no head is
 /// remembered yet, when an idempotency response must be stored with it, or when another
@@ -362,7 +362,7 @@ pub(crate) async fn open_session<T: Serialize>(
     inner: &Inner,
     ctx: &Ctx,
     cap: &Capability,
-    (session, first): (&Session, &RefreshToken),
+    (session, first): (&Session, &str),
     after: serde_json::Value,
     done: &Done<T>,
 ) -> Result<()> {
@@ -424,7 +424,7 @@ pub(crate) async fn open_session<T: Serialize>(
         let head = uow.tx.lock_audit_head(chain).await?;
         uow.heads.push(head);
     }
-    uow.tx().open_session(session, first).await?;
+    uow.tx().insert_session(session, first).await?;
     uow.record_event(event).await?;
     uow.commit(cap, done).await
 }

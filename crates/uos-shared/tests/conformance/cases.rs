@@ -339,3 +339,36 @@ pub async fn publish_reaches_every_replica(r: Replicas) {
     drop((on_a, on_b));
     r.a.publish(&msgs[1]).await.unwrap();
 }
+
+pub async fn lock_out_doubles_with_each_lockout_of_its_history(r: Replicas) {
+    r.a.hit("acct:x", LONG).await.unwrap();
+    let first =
+        r.a.lock_out("acct:x", "acct:x:locks", LONG, 60, 150)
+            .await
+            .unwrap();
+    assert_eq!(first, Duration::from_secs(60), "the base period");
+    let locked = r.b.peek("acct:x").await.unwrap();
+    assert!(
+        locked.count == 1 && locked.ttl > Duration::from_secs(59),
+        "the window became the lockout: {locked:?}"
+    );
+    let second =
+        r.b.lock_out("acct:x", "acct:x:locks", LONG, 60, 150)
+            .await
+            .unwrap();
+    assert_eq!(second, Duration::from_secs(120), "doubled");
+    let third =
+        r.a.lock_out("acct:x", "acct:x:locks", LONG, 60, 150)
+            .await
+            .unwrap();
+    assert_eq!(third, Duration::from_secs(150), "capped");
+    assert_eq!(r.b.peek("acct:x:locks").await.unwrap().count, 3);
+    // No counter to lengthen: the lockout is still counted, nothing else appears.
+    let absent_key =
+        r.a.lock_out("acct:y", "acct:y:locks", LONG, 0, 150)
+            .await
+            .unwrap();
+    assert_eq!(absent_key, Duration::from_secs(1), "at least a second");
+    assert_eq!(r.b.peek("acct:y").await.unwrap(), absent());
+    assert_eq!(r.b.peek("acct:y:locks").await.unwrap().count, 1);
+}

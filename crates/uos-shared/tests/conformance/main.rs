@@ -43,6 +43,7 @@ macro_rules! conformance {
             peek_reports_without_counting,
             extend_turns_window_into_lockout,
             extend_absent_key_does_nothing,
+            lock_out_doubles_with_each_lockout_of_its_history,
             clear_removes_counters_and_values,
             put_once_sets_only_once,
             put_once_expires,

@@ -96,40 +96,6 @@ async fn totp_put_get_confirm_delete(store: Arc<dyn Store>) {
 }
 
 #[conformance]
-async fn open_session_stores_the_session_with_its_first_token(store: Arc<dyn Store>) {
-    let u = fixtures::user();
-    let s = fixtures::session(u.id);
-    let first = fixtures::refresh_token(s.id);
-    let mut tx = store.begin().await.unwrap();
-    tx.insert_user(&u).await.unwrap();
-    tx.open_session(&s, &first).await.unwrap();
-    tx.commit().await.unwrap();
-    let mut tx = store.read().await.unwrap();
-    assert_eq!(tx.get_session(s.id).await.unwrap(), Some(s.clone()));
-    assert_eq!(
-        tx.get_refresh_token(&first.token_hash).await.unwrap(),
-        Some(first.clone())
-    );
-    drop(tx);
-
-    // A taken token hash refuses the whole step: no session without its token.
-    let again = fixtures::session(u.id);
-    let taken = uos_store::RefreshToken {
-        session_id: again.id,
-        ..first
-    };
-    let mut tx = store.begin().await.unwrap();
-    assert_err!(
-        tx.open_session(&again, &taken).await,
-        StoreError::Conflict("refresh_token_taken"),
-        "a duplicate token hash"
-    );
-    drop(tx);
-    let mut tx = store.read().await.unwrap();
-    assert_eq!(tx.get_session(again.id).await.unwrap(), None);
-}
-
-#[conformance]
 async fn login_user_reads_the_second_factor_with_the_user(store: Arc<dyn Store>) {
     let (plain, pending, enrolled) = (fixtures::user(), fixtures::user(), fixtures::user());
     let mut tx = store.begin().await.unwrap();

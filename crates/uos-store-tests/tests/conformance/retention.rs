@@ -206,9 +206,9 @@ async fn purgeable_users_are_deleted_past_the_window_and_not_held(store: Arc<dyn
 async fn erasing_a_user_removes_its_credentials_and_keeps_the_row(store: Arc<dyn Store>) {
     let u = seed_user(&store).await;
     let other = seed_user(&store).await;
-    seed_refresh_token(&store, u.id).await;
-    seed_refresh_token(&store, u.id).await;
-    seed_refresh_token(&store, other.id).await;
+    seed_session(&store, u.id).await;
+    seed_session(&store, u.id).await;
+    seed_session(&store, other.id).await;
     let mut tx = store.begin().await.unwrap();
     tx.put_totp(&totp(u.id)).await.unwrap();
     tx.insert_password_reset(&password_reset(u.id))

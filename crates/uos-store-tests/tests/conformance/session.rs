@@ -1,11 +1,12 @@
-//! Conformance cases of sessions and their refresh tokens.
+//! Conformance cases of sessions and their refresh state (current token hash and generation).
 
+use crate::backends::{run_landed, Backend, Landed, LandedSession};
 use crate::support::parsed;
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
 use uos_conformance::conformance;
 use uos_domain::{SessionId, UserId, UserStatus};
-use uos_store::{AuditFilter, PageRequest, ReadTx, RefreshToken, Store, StoreError, TokenUse};
+use uos_store::{AuditFilter, PageRequest, ReadTx, Session, Store, StoreError, TokenUse};
 use uos_store_tests::fixtures::{self, *};
 
 #[conformance]
@@ -19,7 +20,7 @@ async fn sessions_revoke_single_and_all(store: Arc<dyn Store>) {
     let theirs = fixtures::session(someone.id);
     let mut tx = store.begin().await.unwrap();
     for s in [&s1, &s2, &expired, &theirs] {
-        tx.insert_session(s).await.unwrap();
+        tx.insert_session(s, &fixtures::hash()).await.unwrap();
     }
     tx.commit().await.unwrap();
 
@@ -89,34 +90,6 @@ async fn revoked_at(tx: &mut dyn ReadTx, id: SessionId) -> Option<DateTime<Utc>>
 }
 
 #[conformance]
-async fn session_touch_moves_last_seen(store: Arc<dyn Store>) {
-    let u = seed_user(&store).await;
-    let s = fixtures::session(u.id);
-    let mut tx = store.begin().await.unwrap();
-    tx.insert_session(&s).await.unwrap();
-    assert_eq!(
-        tx.get_session(s.id).await.unwrap().map(|g| g.last_seen_at),
-        Some(s.created_at),
-        "a new session was last seen when it was created"
-    );
-    let later = s.created_at + Duration::minutes(5);
-    tx.touch_session(s.id, later).await.unwrap();
-    tx.touch_session(SessionId::new(), later)
-        .await
-        .expect("touching an absent session is not an error");
-    tx.commit().await.unwrap();
-
-    let mut tx = store.read().await.unwrap();
-    let mut expected = s.clone();
-    expected.last_seen_at = later;
-    assert_eq!(
-        tx.get_session(s.id).await.unwrap(),
-        Some(expected),
-        "touch moves last_seen_at and nothing else"
-    );
-}
-
-#[conformance]
 async fn revoke_other_sessions_keeps_one(store: Arc<dyn Store>) {
     let u = seed_user(&store).await;
     let someone = seed_user(&store).await;
@@ -131,7 +104,7 @@ async fn revoke_other_sessions_keeps_one(store: Arc<dyn Store>) {
     let theirs = fixtures::session(someone.id);
     let mut tx = store.begin().await.unwrap();
     for s in [&keep, &other1, &other2, &expired, &revoked, &theirs] {
-        tx.insert_session(s).await.unwrap();
+        tx.insert_session(s, &fixtures::hash()).await.unwrap();
     }
     tx.commit().await.unwrap();
 
@@ -209,7 +182,7 @@ async fn list_live_sessions_skips_revoked_and_expired(store: Arc<dyn Store>) {
         &expiring_now,
         &theirs,
     ] {
-        tx.insert_session(s).await.unwrap();
+        tx.insert_session(s, &fixtures::hash()).await.unwrap();
     }
     tx.commit().await.unwrap();
 
@@ -249,189 +222,125 @@ async fn list_live_sessions_skips_revoked_and_expired(store: Arc<dyn Store>) {
     );
 }
 
-#[conformance]
-async fn refresh_token_roundtrip_and_unique(store: Arc<dyn Store>) {
-    let u = seed_user(&store).await;
-    let s = fixtures::session(u.id);
-    let fresh = fixtures::refresh_token(s.id);
-    let mut used = fixtures::refresh_token(s.id);
-    used.used_at = Some(used.created_at + Duration::seconds(3));
-    let mut tx = store.begin().await.unwrap();
-    tx.insert_session(&s).await.unwrap();
-    tx.insert_refresh_token(&fresh).await.unwrap();
-    tx.insert_refresh_token(&used).await.unwrap();
-    tx.commit().await.unwrap();
-
-    let mut tx = store.read().await.unwrap();
-    assert_eq!(
-        tx.get_refresh_token(&fresh.token_hash).await.unwrap(),
-        Some(fresh.clone())
-    );
-    assert_eq!(
-        tx.get_refresh_token(&used.token_hash).await.unwrap(),
-        Some(used.clone()),
-        "used_at round-trips"
-    );
-    assert_eq!(
-        tx.get_refresh_token(&format!("{:064x}", unique()))
-            .await
-            .unwrap(),
-        None
-    );
-    drop(tx);
-
-    let other = fixtures::session(u.id);
-    let mut dup = fixtures::refresh_token(other.id);
-    dup.token_hash = fresh.token_hash.clone();
-    let mut tx = store.begin().await.unwrap();
-    tx.insert_session(&other).await.unwrap();
-    assert_err!(
-        tx.insert_refresh_token(&dup).await,
-        StoreError::Conflict("refresh_token_taken"),
-        "a second token with the same hash, even of another session"
-    );
-    drop(tx);
-    let mut tx = store.begin().await.unwrap();
-    assert!(
-        tx.insert_refresh_token(&fixtures::refresh_token(SessionId::new()))
-            .await
-            .is_err(),
-        "a token of an absent session is refused (foreign key)"
-    );
-}
-
-#[conformance]
-async fn refresh_token_is_used_once(store: Arc<dyn Store>) {
-    let u = seed_user(&store).await;
-    let token = seed_refresh_token(&store, u.id).await;
-    let t1 = now() + Duration::seconds(1);
-    let mut tx = store.begin().await.unwrap();
-    let next = format!("{:064x}", unique());
-    match tx
-        .rotate_refresh_token(&token.token_hash, &next, t1)
-        .await
-        .unwrap()
-    {
-        TokenUse::Fresh(s) => {
-            assert_eq!(s.id, token.session_id);
-            assert!(s.last_seen_at < t1, "answered as it was before the touch");
-        }
-        other => panic!("the first use wins: {other:?}"),
-    }
-    assert_eq!(
-        tx.rotate_refresh_token(
-            &token.token_hash,
-            &format!("{:064x}", unique()),
-            t1 + Duration::seconds(5)
-        )
-        .await
-        .unwrap(),
-        TokenUse::Reused(token.session_id),
-        "a second use is a reuse"
-    );
-    assert_eq!(
-        tx.rotate_refresh_token(
-            &format!("{:064x}", unique()),
-            &format!("{:064x}", unique()),
-            t1
-        )
-        .await
-        .unwrap(),
-        TokenUse::Unknown,
-        "an absent token is never used"
-    );
-    // The fresh use stored its successor, unused, and touched the session; the reuse did
-    // neither.
-    let successor = tx.get_refresh_token(&next).await.unwrap().unwrap();
-    assert_eq!(
-        (
-            successor.session_id,
-            successor.used_at,
-            successor.created_at
-        ),
-        (token.session_id, None, t1)
-    );
-    let s = tx.get_session(token.session_id).await.unwrap().unwrap();
-    assert_eq!(
-        s.last_seen_at, t1,
-        "a fresh use records activity on the session"
-    );
-    tx.commit().await.unwrap();
-
-    let mut tx = store.read().await.unwrap();
-    let mut expected = token.clone();
-    expected.used_at = Some(t1);
-    assert_eq!(
-        tx.get_refresh_token(&token.token_hash).await.unwrap(),
-        Some(expected),
-        "the first use's time stays"
-    );
-}
-
-/// One `refresh_session` of `token` at `at` (sessions idle since `idle_since` are dead), and
-/// the hash of the successor it was asked to store.
+/// One `refresh_session` at `at` (sessions idle since `idle_since` are dead) of the token of
+/// `generation` with hash `token_hash`; with the hash of the successor it was asked to store.
 async fn refresh_at(
     store: &Arc<dyn Store>,
-    token: &str,
+    session: SessionId,
+    generation: i64,
+    token_hash: &str,
     at: DateTime<Utc>,
     idle_since: DateTime<Utc>,
 ) -> (TokenUse, String) {
-    let next = fixtures::hash();
-    let used = store
-        .refresh_session(token, &next, at, idle_since)
-        .await
-        .unwrap();
-    (used, next)
+    let r = fixtures::rotation(session, generation, token_hash);
+    let used = store.refresh_session(&r, at, idle_since).await.unwrap();
+    (used, r.next_hash)
+}
+
+/// The session as it is stored now.
+async fn stored(store: &Arc<dyn Store>, id: SessionId) -> Option<Session> {
+    store.read().await.unwrap().get_session(id).await.unwrap()
 }
 
 #[conformance]
-async fn refresh_session_uses_a_token_of_a_live_session_once(store: Arc<dyn Store>) {
+async fn refresh_moves_the_session_to_its_next_token(store: Arc<dyn Store>) {
     let u = seed_user(&store).await;
-    let token = seed_refresh_token(&store, u.id).await;
+    let (s, first) = seed_session(&store, u.id).await;
     let t1 = now() + Duration::seconds(1);
     let idle_since = t1 - Duration::hours(1);
-    let (used, next) = refresh_at(&store, &token.token_hash, t1, idle_since).await;
-    match used {
-        TokenUse::Fresh(s) => {
-            assert_eq!(s.id, token.session_id);
-            assert!(s.last_seen_at < t1, "answered as it was before the touch");
-        }
-        other => panic!("a live session's unused token is used: {other:?}"),
-    }
-    let mut tx = store.read().await.unwrap();
+    let (used, second) = refresh_at(&store, s.id, 0, &first, t1, idle_since).await;
+    let seen = Session {
+        last_seen_at: t1,
+        ..s.clone()
+    };
     assert_eq!(
-        tx.get_refresh_token(&token.token_hash)
-            .await
-            .unwrap()
-            .and_then(|t| t.used_at),
-        Some(t1),
-        "the token is used"
+        used,
+        TokenUse::Fresh(seen.clone()),
+        "the current token is used; answered as the session is now"
     );
-    let successor = tx.get_refresh_token(&next).await.unwrap().unwrap();
-    assert_eq!(
-        (successor.session_id, successor.used_at),
-        (token.session_id, None)
-    );
-    let s = tx.get_session(token.session_id).await.unwrap().unwrap();
-    assert_eq!(s.last_seen_at, t1, "the session is touched");
-    drop(tx);
+    assert_eq!(stored(&store, s.id).await, Some(seen.clone()), "touched");
 
-    let (used, next) = refresh_at(&store, &token.token_hash, t1, idle_since).await;
-    assert_eq!(used, TokenUse::Reused(token.session_id), "a second use");
-    let (unknown, _) = refresh_at(&store, &fixtures::hash(), t1, idle_since).await;
-    assert_eq!(unknown, TokenUse::Unknown, "an absent token");
-    let mut tx = store.read().await.unwrap();
-    assert_eq!(
-        tx.get_refresh_token(&next).await.unwrap(),
-        None,
-        "a reuse stores no successor"
+    let t2 = t1 + Duration::seconds(1);
+    let (used, third) = refresh_at(&store, s.id, 1, &second, t2, idle_since).await;
+    assert!(
+        matches!(used, TokenUse::Fresh(_)),
+        "the successor: {used:?}"
+    );
+
+    // What is refused changes nothing: the current token still works afterwards.
+    let t3 = t2 + Duration::seconds(1);
+    let another = fixtures::hash();
+    for (generation, hash, expected, why) in [
+        (
+            1,
+            second.as_str(),
+            TokenUse::Reused(s.id),
+            "the previous token",
+        ),
+        (
+            0,
+            first.as_str(),
+            TokenUse::Reused(s.id),
+            "two generations back",
+        ),
+        (
+            2,
+            another.as_str(),
+            TokenUse::Unknown,
+            "the current generation, another hash",
+        ),
+        (
+            3,
+            third.as_str(),
+            TokenUse::Unknown,
+            "a generation not reached yet",
+        ),
+    ] {
+        let (used, _) = refresh_at(&store, s.id, generation, hash, t3, idle_since).await;
+        assert_eq!(used, expected, "{why}");
+        assert_eq!(
+            stored(&store, s.id).await.map(|s| s.last_seen_at),
+            Some(t2),
+            "{why}: nothing changes"
+        );
+    }
+    let (unknown, _) = refresh_at(&store, SessionId::new(), 0, &first, t3, idle_since).await;
+    assert_eq!(unknown, TokenUse::Unknown, "an absent session");
+    let (used, _) = refresh_at(&store, s.id, 2, &third, t3, idle_since).await;
+    assert!(
+        matches!(used, TokenUse::Fresh(_)),
+        "still current: {used:?}"
     );
 }
 
-/// A refresh token of a new user's new session; the user's status is then set to `status`.
-async fn token_of_user_in(store: &Arc<dyn Store>, status: UserStatus) -> RefreshToken {
+#[conformance]
+async fn rotate_refresh_in_a_transaction_commits_with_it(store: Arc<dyn Store>) {
+    let u = seed_user(&store).await;
+    let (s, first) = seed_session(&store, u.id).await;
+    let t1 = now() + Duration::seconds(1);
+    let idle_since = t1 - Duration::hours(1);
+    let r = fixtures::rotation(s.id, 0, &first);
+    let mut tx = store.begin().await.unwrap();
+    let used = tx.rotate_refresh(&r, t1, idle_since).await.unwrap();
+    assert!(matches!(used, TokenUse::Fresh(_)), "{used:?}");
+    drop(tx);
+    assert_eq!(
+        stored(&store, s.id).await,
+        Some(s.clone()),
+        "rolled back with its transaction"
+    );
+    let mut tx = store.begin().await.unwrap();
+    tx.rotate_refresh(&r, t1, idle_since).await.unwrap();
+    tx.commit().await.unwrap();
+    let (used, _) = refresh_at(&store, s.id, 0, &first, t1, idle_since).await;
+    assert_eq!(used, TokenUse::Reused(s.id), "committed");
+}
+
+/// A session of a new user, and its current token's hash; the user's status is then set to
+/// `status`.
+async fn session_of_user_in(store: &Arc<dyn Store>, status: UserStatus) -> (Session, String) {
     let u = seed_user(store).await;
-    let token = seed_refresh_token(store, u.id).await;
+    let seeded = seed_session(store, u.id).await;
     if status != u.status {
         let mut changed = u.clone();
         changed.status = status;
@@ -440,7 +349,7 @@ async fn token_of_user_in(store: &Arc<dyn Store>, status: UserStatus) -> Refresh
         tx.update_user(&changed, u.version).await.unwrap();
         tx.commit().await.unwrap();
     }
-    token
+    seeded
 }
 
 #[conformance]
@@ -449,69 +358,67 @@ async fn refresh_session_refuses_a_dead_session_and_changes_nothing(store: Arc<d
     let idle_since = t1 - Duration::hours(1);
     let late = t1 + Duration::hours(13);
 
-    let revoked = token_of_user_in(&store, UserStatus::Active).await;
+    let revoked = session_of_user_in(&store, UserStatus::Active).await;
     let mut tx = store.begin().await.unwrap();
-    assert!(tx.revoke_session(revoked.session_id, t1).await.unwrap());
+    assert!(tx.revoke_session(revoked.0.id, t1).await.unwrap());
     tx.commit().await.unwrap();
     let mut cases = vec![
         (revoked, t1, idle_since, "a revoked session"),
         (
-            token_of_user_in(&store, UserStatus::Active).await,
+            session_of_user_in(&store, UserStatus::Active).await,
             late,
             late - Duration::days(1),
             "an expired session",
         ),
         (
-            token_of_user_in(&store, UserStatus::Active).await,
+            session_of_user_in(&store, UserStatus::Active).await,
             t1,
             t1,
             "an idle session",
         ),
     ];
     for status in [UserStatus::Suspended, UserStatus::Deactivated] {
-        let token = token_of_user_in(&store, status).await;
-        cases.push((token, t1, idle_since, status.as_str()));
+        let seeded = session_of_user_in(&store, status).await;
+        cases.push((seeded, t1, idle_since, status.as_str()));
     }
 
-    for (token, at, idle_since, why) in cases {
-        let before = {
-            let mut tx = store.read().await.unwrap();
-            tx.get_session(token.session_id).await.unwrap()
-        };
-        let (used, next) = refresh_at(&store, &token.token_hash, at, idle_since).await;
-        assert_eq!(used, TokenUse::Dead, "{why}");
-        let mut tx = store.read().await.unwrap();
+    for ((s, hash), at, idle_since, why) in cases {
+        let before = stored(&store, s.id).await;
+        for _ in 0..2 {
+            let (used, _) = refresh_at(&store, s.id, 0, &hash, at, idle_since).await;
+            assert_eq!(
+                used,
+                TokenUse::Dead,
+                "{why}: and again, as nothing moved on"
+            );
+        }
         assert_eq!(
-            tx.get_refresh_token(&token.token_hash).await.unwrap(),
-            Some(token.clone()),
-            "{why}: the token stays unused"
-        );
-        assert_eq!(tx.get_refresh_token(&next).await.unwrap(), None, "{why}");
-        assert_eq!(
-            tx.get_session(token.session_id).await.unwrap(),
+            stored(&store, s.id).await,
             before,
             "{why}: the session is not touched"
         );
     }
 
     // A user who must change the password may still refresh (the policy limits the rest).
-    let token = token_of_user_in(&store, UserStatus::PasswordResetRequired).await;
-    let (used, _) = refresh_at(&store, &token.token_hash, t1, idle_since).await;
+    let (s, hash) = session_of_user_in(&store, UserStatus::PasswordResetRequired).await;
+    let (used, _) = refresh_at(&store, s.id, 0, &hash, t1, idle_since).await;
     assert!(matches!(used, TokenUse::Fresh(_)), "{used:?}");
 }
 
 #[conformance]
 async fn concurrent_refresh_session_one_wins(store: Arc<dyn Store>) {
     let u = seed_user(&store).await;
-    let token = seed_refresh_token(&store, u.id).await;
+    let (s, first) = seed_session(&store, u.id).await;
     let t = now() + Duration::seconds(1);
     let attempts: Vec<_> = (0..2)
         .map(|_| {
             let store = store.clone();
-            let hash = token.token_hash.clone();
-            tokio::spawn(
-                async move { refresh_at(&store, &hash, t, t - Duration::hours(1)).await.0 },
-            )
+            let first = first.clone();
+            tokio::spawn(async move {
+                refresh_at(&store, s.id, 0, &first, t, t - Duration::hours(1))
+                    .await
+                    .0
+            })
         })
         .collect();
     let mut answers = Vec::new();
@@ -524,84 +431,23 @@ async fn concurrent_refresh_session_one_wins(store: Arc<dyn Store>) {
         .count();
     let reused = answers
         .iter()
-        .filter(|a| **a == TokenUse::Reused(token.session_id))
+        .filter(|a| **a == TokenUse::Reused(s.id))
         .count();
     assert_eq!((fresh, reused), (1, 1), "{answers:?}");
 }
 
 #[conformance]
-async fn open_session_audited_stores_all_three_or_nothing(store: Arc<dyn Store>) {
+async fn concurrent_rotations_in_transactions_one_wins(store: Arc<dyn Store>) {
     let u = seed_user(&store).await;
-    let t = now();
-    let s = fixtures::session(u.id);
-    let first = fixtures::refresh_token(s.id);
-    let event = fixtures::audit(1, t);
-    store
-        .open_session_audited(&s, &first, &fixtures::audit_head(0), &event)
-        .await
-        .unwrap();
-    let mut tx = store.read().await.unwrap();
-    assert_eq!(tx.get_session(s.id).await.unwrap(), Some(s.clone()));
-    assert_eq!(
-        tx.get_refresh_token(&first.token_hash).await.unwrap(),
-        Some(first.clone())
-    );
-    let head = tx.audit_head(AUDIT_CHAIN).await.unwrap();
-    assert_eq!((head.seq, &head.hash), (1, &event.hash), "the head moved");
-    let page = tx
-        .list_audit(&AuditFilter::default(), &PageRequest::first(10))
-        .await
-        .unwrap();
-    assert_eq!(parsed(page.items), vec![event.clone()]);
-    drop(tx);
-
-    // From a head that is no longer the head; then with a taken token hash.
-    let (stale, taken) = (fixtures::session(u.id), fixtures::session(u.id));
-    let cases = [
-        (
-            &stale,
-            fixtures::refresh_token(stale.id),
-            fixtures::audit_head(0),
-            "a stale head",
-        ),
-        (
-            &taken,
-            RefreshToken {
-                session_id: taken.id,
-                ..first.clone()
-            },
-            fixtures::audit_head(1),
-            "a taken token hash",
-        ),
-    ];
-    for (other, token, prev, why) in cases {
-        let refused = store
-            .open_session_audited(other, &token, &prev, &fixtures::audit(prev.seq + 1, t))
-            .await;
-        match refused {
-            Err(StoreError::VersionConflict) if prev.seq == 0 => {}
-            Err(StoreError::Conflict("refresh_token_taken")) if prev.seq == 1 => {}
-            refused => panic!("{why}: got {refused:?}"),
-        }
-        let mut tx = store.read().await.unwrap();
-        assert_eq!(tx.get_session(other.id).await.unwrap(), None, "{why}");
-        assert_eq!(tx.audit_head(AUDIT_CHAIN).await.unwrap(), head, "{why}");
-    }
-}
-
-#[conformance]
-async fn concurrent_refresh_token_use_one_wins(store: Arc<dyn Store>) {
-    let u = seed_user(&store).await;
-    let token = seed_refresh_token(&store, u.id).await;
+    let (s, first) = seed_session(&store, u.id).await;
     let t = now();
     let attempt = |at| {
         let store = store.clone();
-        let hash = token.token_hash.clone();
+        let r = fixtures::rotation(s.id, 0, &first);
         tokio::spawn(async move {
             let mut tx = store.begin().await?;
-            let next = format!("{:064x}", unique());
             let won = matches!(
-                tx.rotate_refresh_token(&hash, &next, at).await?,
+                tx.rotate_refresh(&r, at, at - Duration::hours(1)).await?,
                 TokenUse::Fresh(_)
             );
             tokio::task::yield_now().await;
@@ -615,18 +461,182 @@ async fn concurrent_refresh_token_use_one_wins(store: Arc<dyn Store>) {
     })
     .await
     .expect("two uses of one token must not deadlock");
-    let used_at = match (&a, &b) {
+    let seen = match (&a, &b) {
         (Ok(true), Ok(false)) => t,
         (Ok(false), Ok(true)) => t + Duration::seconds(1),
         _ => panic!("exactly one true and one false, both Ok: got {a:?} and {b:?}"),
     };
-    let mut tx = store.read().await.unwrap();
     assert_eq!(
-        tx.get_refresh_token(&token.token_hash)
-            .await
-            .unwrap()
-            .and_then(|r| r.used_at),
-        Some(used_at),
+        stored(&store, s.id).await.map(|s| s.last_seen_at),
+        Some(seen),
         "the winner's time is stored"
     );
+}
+
+#[conformance]
+async fn open_session_audited_stores_all_three_or_nothing(store: Arc<dyn Store>) {
+    let u = seed_user(&store).await;
+    let t = now();
+    let s = fixtures::session(u.id);
+    let first = fixtures::hash();
+    let event = fixtures::audit(1, t);
+    store
+        .open_session_audited(&s, &first, &fixtures::audit_head(0), &event)
+        .await
+        .unwrap();
+    let mut tx = store.read().await.unwrap();
+    assert_eq!(tx.get_session(s.id).await.unwrap(), Some(s.clone()));
+    let head = tx.audit_head(AUDIT_CHAIN).await.unwrap();
+    assert_eq!((head.seq, &head.hash), (1, &event.hash), "the head moved");
+    let page = tx
+        .list_audit(&AuditFilter::default(), &PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(parsed(page.items), vec![event.clone()]);
+    drop(tx);
+
+    // From a head that is no longer the head (the transaction of a chain's first event); then
+    // a session id that is taken, from the current head (PostgreSQL's one statement).
+    let stale = fixtures::session(u.id);
+    let taken = Session {
+        user_agent: Some("another device".into()),
+        ..s.clone()
+    };
+    for (other, prev, why) in [
+        (&stale, fixtures::audit_head(0), "a stale head"),
+        (&taken, head.clone(), "a taken session id"),
+    ] {
+        let refused = store
+            .open_session_audited(
+                other,
+                &fixtures::hash(),
+                &prev,
+                &fixtures::audit(prev.seq + 1, t),
+            )
+            .await;
+        match refused {
+            Err(StoreError::VersionConflict) if prev.seq == 0 => {}
+            Err(_) if prev.seq == 1 => {}
+            refused => panic!("{why}: got {refused:?}"),
+        }
+        let mut tx = store.read().await.unwrap();
+        let kept = if prev.seq == 0 { None } else { Some(s.clone()) };
+        assert_eq!(tx.get_session(other.id).await.unwrap(), kept, "{why}");
+        assert_eq!(tx.audit_head(AUDIT_CHAIN).await.unwrap(), head, "{why}");
+    }
+
+    // The first token was stored with the session: it refreshes.
+    let (used, _) = refresh_at(&store, s.id, 0, &first, t, t - Duration::hours(1)).await;
+    assert!(matches!(used, TokenUse::Fresh(_)), "{used:?}");
+}
+
+/// A landed session (user `user`) with tokens created at `t` and used as `used` says.
+fn landed_session(t: DateTime<Utc>, used: &[bool]) -> LandedSession {
+    let session = Session {
+        last_seen_at: t,
+        created_at: t,
+        ..fixtures::session(UserId::new())
+    };
+    LandedSession {
+        user_id: session.user_id.0,
+        tokens: used
+            .iter()
+            .enumerate()
+            .map(|(i, used)| {
+                let created = t + Duration::seconds(i as i64);
+                (fixtures::hash(), created, used.then_some(created))
+            })
+            .collect(),
+        session,
+    }
+}
+
+/// Sessions with refresh tokens from before the session row held the refresh state: each
+/// session's unused token becomes its current token at generation 0 and refreshes once; a
+/// used one, and the unused one once it has been refreshed, are replays.
+async fn landed_refresh_tokens_keep_working(store: Arc<dyn Store>, landed: Vec<LandedSession>) {
+    let at = now() + Duration::seconds(5);
+    let idle_since = at - Duration::hours(1);
+    let (rotated, spent) = (&landed[0], &landed[1]);
+    let legacy = |hash: String| {
+        let store = store.clone();
+        async move {
+            let mut r = store.read().await.unwrap();
+            r.get_legacy_refresh_token(&hash).await.unwrap()
+        }
+    };
+    let [(old, _, _), (current, _, _)] = &rotated.tokens[..] else {
+        panic!("two tokens");
+    };
+    let found = legacy(old.clone()).await.expect("the used token is known");
+    assert_eq!((found.session_id, found.used), (rotated.session.id, true));
+    let found = legacy(current.clone())
+        .await
+        .expect("the unused token is known");
+    assert_eq!((found.session_id, found.used), (rotated.session.id, false));
+    assert_eq!(legacy(fixtures::hash()).await, None, "any other hash");
+
+    let (used, next) = refresh_at(&store, rotated.session.id, 0, current, at, idle_since).await;
+    assert!(
+        matches!(used, TokenUse::Fresh(_)),
+        "the unused token: {used:?}"
+    );
+    let (used, _) = refresh_at(&store, rotated.session.id, 0, current, at, idle_since).await;
+    assert_eq!(
+        used,
+        TokenUse::Reused(rotated.session.id),
+        "the same token again"
+    );
+    let (used, _) = refresh_at(&store, rotated.session.id, 1, &next, at, idle_since).await;
+    assert!(
+        matches!(used, TokenUse::Fresh(_)),
+        "its successor: {used:?}"
+    );
+
+    // A session whose every token was used has no current one.
+    let (used, _) = refresh_at(
+        &store,
+        spent.session.id,
+        0,
+        &spent.tokens[0].0,
+        at,
+        idle_since,
+    )
+    .await;
+    assert_eq!(used, TokenUse::Unknown, "{used:?}");
+}
+
+fn landed_sessions() -> Vec<LandedSession> {
+    let t = now();
+    vec![
+        landed_session(t, &[true, false]),
+        landed_session(t, &[true]),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn landed_refresh_tokens_upgrade_sqlite() {
+    let sessions = landed_sessions();
+    let landed = Landed {
+        sessions: &sessions,
+        ..Landed::default()
+    };
+    run_landed(Backend::Sqlite, &landed, |store| {
+        landed_refresh_tokens_keep_working(store, sessions.clone())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL"]
+async fn landed_refresh_tokens_upgrade_postgres() {
+    let sessions = landed_sessions();
+    let landed = Landed {
+        sessions: &sessions,
+        ..Landed::default()
+    };
+    run_landed(Backend::Postgres, &landed, |store| {
+        landed_refresh_tokens_keep_working(store, sessions.clone())
+    })
+    .await;
 }
