@@ -8,7 +8,7 @@
 
 use crate::bench::{
     admin_token, drop_database, fresh_database, metric, open_store, prepare, sh, start_server_with,
-    wrk_stats, WrkStats, ADMIN, PASSWORD,
+    write_script, wrk_stats, WrkStats, ADMIN, PASSWORD,
 };
 use crate::cpu::{CpuSample, CpuSplit, MachineShares, MachineTimes};
 use crate::services;
@@ -57,15 +57,12 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
     }
     let prefix = format!("uos-bench-{}:", std::process::id());
     let base = format!("http://{}", args.listen);
-    // Every login of the benchmark is the same account, 32 at a time: the account and address
-    // lockouts (counted before the password is checked) would rightly stop that.
     let workers = args.workers.to_string();
-    let mut env = vec![
-        ("UOS_SERVICE__LOCKOUT__THRESHOLD", "1000000000"),
-        ("UOS_SERVICE__LOCKOUT__IP_THRESHOLD", "1000000000"),
+    let mut env = LOCKOUT_OFF.to_vec();
+    env.extend([
         ("UOS_REDIS_PREFIX", prefix.as_str()),
         ("UOS_WORKER_THREADS", workers.as_str()),
-    ];
+    ]);
     if !args.redis.is_empty() {
         env.push(("UOS_REDIS_URL", args.redis.as_str()));
     }
@@ -77,28 +74,12 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
     let tokens_file = work.join("refresh-tokens.txt");
     rt.block_on(seed_sessions(&database_url, args.sessions, &tokens_file))?;
 
-    let script = |name: &str, text: String| -> anyhow::Result<PathBuf> {
-        let p = work.join(name);
-        std::fs::write(&p, text)?;
-        Ok(p)
-    };
-    let login_lua = script(
-        "login.lua",
-        format!(
-            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{}'\n",
-            serde_json::json!({"email": ADMIN, "password": PASSWORD})
-        ),
-    )?;
-    let refresh_lua = script(
-        "refresh.lua",
-        REFRESH_LUA.replace("TOKENS", &tokens_file.display().to_string()),
-    )?;
-    let introspect_lua = script(
+    let login_lua = login_script(&work)?;
+    let refresh_lua = refresh_script(&work, &tokens_file)?;
+    let introspect_lua = post_json_script(
+        &work,
         "introspect.lua",
-        format!(
-            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{}'\n",
-            serde_json::json!({"token": token})
-        ),
+        &serde_json::json!({"token": token}),
     )?;
 
     let c = args.connections;
@@ -211,28 +192,47 @@ impl Measured {
     }
 }
 
+/// Server settings for a benchmark that logs one account in 32 times at once: the account and
+/// address lockouts (counted before the password is checked) would rightly stop that.
+pub(crate) const LOCKOUT_OFF: [(&str, &str); 2] = [
+    ("UOS_SERVICE__LOCKOUT__THRESHOLD", "1000000000"),
+    ("UOS_SERVICE__LOCKOUT__IP_THRESHOLD", "1000000000"),
+];
+
 /// The `hash_time` example's figures.
 #[derive(Debug, Clone, Copy)]
-struct HashTiming {
+pub(crate) struct HashTiming {
     /// Median wall time of one hash, one thread.
-    ms: f64,
+    pub(crate) ms: f64,
     /// Hashes per second with one thread per core.
-    per_sec: f64,
+    pub(crate) per_sec: f64,
     /// Mean CPU time of one hash (what the hypervisor took left out).
-    cpu_ms: f64,
+    pub(crate) cpu_ms: f64,
 }
 
-fn time_hash(root: &Path) -> anyhow::Result<HashTiming> {
-    eprintln!("xtask: timing argon2id hashes");
-    let timing = sh(Command::new(env!("CARGO")).current_dir(root).args([
-        "run",
+/// `cargo … --example hash_time` in release mode: `build` it, or `run` it.
+fn hash_time_cargo(root: &Path, verb: &str) -> anyhow::Result<String> {
+    sh(Command::new(env!("CARGO")).current_dir(root).args([
+        verb,
         "--release",
         "--quiet",
         "-p",
         "uos-authn",
         "--example",
         "hash_time",
-    ]))?;
+    ]))
+}
+
+/// Build the hash timer before a run that times hashes mid-way, so the timing does not wait
+/// for a compile while the machine drifts.
+pub(crate) fn build_hash_time(root: &Path) -> anyhow::Result<()> {
+    eprintln!("xtask: building the argon2id timer");
+    hash_time_cargo(root, "build").map(drop)
+}
+
+pub(crate) fn time_hash(root: &Path) -> anyhow::Result<HashTiming> {
+    eprintln!("xtask: timing argon2id hashes");
+    let timing = hash_time_cargo(root, "run")?;
     let nums: Vec<f64> = timing
         .split_whitespace()
         .map(str::parse)
@@ -248,8 +248,39 @@ fn time_hash(root: &Path) -> anyhow::Result<HashTiming> {
     })
 }
 
+/// The wrk script of password logins: the benchmark admin, every request.
+pub(crate) fn login_script(work: &Path) -> anyhow::Result<PathBuf> {
+    post_json_script(
+        work,
+        "login.lua",
+        &serde_json::json!({"email": ADMIN, "password": PASSWORD}),
+    )
+}
+
+/// A wrk script that POSTs the same JSON `body` every request.
+fn post_json_script(work: &Path, name: &str, body: &serde_json::Value) -> anyhow::Result<PathBuf> {
+    write_script(
+        work,
+        name,
+        &format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{body}'\n"
+        ),
+    )
+}
+
+/// The wrk script of refreshes, spending the tokens of `tokens_file` (one a line) in order.
+pub(crate) fn refresh_script(work: &Path, tokens_file: &Path) -> anyhow::Result<PathBuf> {
+    write_script(
+        work,
+        "refresh.lua",
+        &REFRESH_LUA.replace("TOKENS", &tokens_file.display().to_string()),
+    )
+}
+
 /// Sessions of the admin, each with one unused refresh token, written one token per line.
-async fn seed_sessions(database_url: &str, n: u32, out: &Path) -> anyhow::Result<()> {
+/// The one place that knows how a refresh token is stored: the benches that refresh seed
+/// through it.
+pub(crate) async fn seed_sessions(database_url: &str, n: u32, out: &Path) -> anyhow::Result<()> {
     let store = open_store(database_url).await?;
     let admin = store
         .read()

@@ -16,15 +16,15 @@
 //! printing the summary). Raw wrk outputs stay in `target/bench/machine/wrk-*.txt`.
 
 use crate::bench::{
-    admin_token, curl_json, drop_database, fresh_database, open_store, prepare, start_server_with,
-    wrk_stats, Server,
+    admin_token, curl_json, drop_database, failed_runs, fresh_database, open_store, prepare,
+    verdict, write_script, wrk_stats, Launch, Server, WrkStats,
 };
 use crate::services;
 use anyhow::{bail, Context};
 use base64::Engine as _;
 use clap::Args;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -95,29 +95,6 @@ impl MachineBenchArgs {
             self.connections,
             self.listen,
             self.workers
-        )
-    }
-}
-
-/// The server of this benchmark: how to (re)start it.
-struct Launch<'a> {
-    root: &'a Path,
-    work: &'a Path,
-    database_url: &'a str,
-    listen: &'a str,
-    base: &'a str,
-    env: Vec<(&'a str, &'a str)>,
-}
-
-impl Launch<'_> {
-    fn start(&self) -> anyhow::Result<Server> {
-        start_server_with(
-            self.root,
-            self.work,
-            self.database_url,
-            self.listen,
-            self.base,
-            &self.env,
         )
     }
 }
@@ -227,11 +204,7 @@ pub fn run(args: MachineBenchArgs) -> anyhow::Result<()> {
         bail!("a seeded key was not accepted: {who}");
     }
 
-    let script = |name: &str, text: String| -> anyhow::Result<PathBuf> {
-        let p = work.join(name);
-        std::fs::write(&p, text)?;
-        Ok(p)
-    };
+    let script = |name: &str, text: String| write_script(&work, name, &text);
     let (c, d) = (args.connections, args.duration);
 
     eprintln!("xtask: warm run (one cached key)");
@@ -303,36 +276,7 @@ pub fn run(args: MachineBenchArgs) -> anyhow::Result<()> {
         Some(&grant_lua),
     )?;
 
-    // Cold: a fresh process has empty caches; each saved key is used once.
-    drop(server);
-    let first_log = work.join("admin-api.log");
-    std::fs::rename(&first_log, work.join("admin-api-1.log"))?;
-    eprintln!("xtask: restarting the server for the cold-cache run");
-    let restarted = launch.start()?;
-    // Open the store's connection pool first (`/readyz` pings the store): the cold run is about
-    // cache misses, not about connecting to PostgreSQL. No API key is presented here.
-    let prime = wrk_stats(
-        c,
-        1,
-        &work,
-        "cold-prime-readyz",
-        "accept: application/json",
-        &format!("{base}/readyz"),
-        None,
-    )?;
-    let cold_lua = script(
-        "cold.lua",
-        COLD_LUA.replace("KEYS", &cold_file.display().to_string()),
-    )?;
-    let cold = wrk_stats(
-        c,
-        args.cold_duration,
-        &work,
-        "cold-whoami",
-        "accept: application/json",
-        &format!("{base}/v1/auth/whoami"),
-        Some(&cold_lua),
-    )?;
+    let (restarted, prime, cold) = cold_run(&launch, server, c, args.cold_duration, &cold_file)?;
 
     let mut out = String::new();
     writeln!(
@@ -361,18 +305,7 @@ pub fn run(args: MachineBenchArgs) -> anyhow::Result<()> {
         out,
         "introspect:  POST /v1/auth/introspect, key caller + key token {introspect}  (two key verifications per request)"
     )?;
-    let misses = if cold.requests <= u64::from(args.cold_keys) {
-        format!(
-            "every one of the {} requests was a cache miss (prefix lookup + account read)",
-            cold.requests
-        )
-    } else {
-        format!(
-            "only the first {} requests were cache misses; the other {} reused keys (raise --cold-keys)",
-            args.cold_keys,
-            cold.requests - u64::from(args.cold_keys)
-        )
-    };
+    let misses = cold_misses(&cold, u64::from(args.cold_keys));
     writeln!(
         out,
         "cold:        GET  /v1/auth/whoami after a restart, {} distinct keys {cold}  ({misses}; pool opened first by 1 s of /readyz: {:.0} req/s)",
@@ -388,22 +321,13 @@ pub fn run(args: MachineBenchArgs) -> anyhow::Result<()> {
     print!("{out}");
     std::fs::write(work.join("summary.txt"), &out)?;
 
-    let failed: Vec<String> = [
+    let failed = failed_runs([
         ("warm", &warm),
         ("introspect", &introspect),
         ("cold pool priming", &prime),
         ("cold", &cold),
         ("grants", &grants),
-    ]
-    .iter()
-    .filter(|(_, s)| s.errors() > 0)
-    .map(|(name, s)| {
-        format!(
-            "{name}: {} non-2xx, {} socket errors",
-            s.non2xx, s.socket_errors
-        )
-    })
-    .collect();
+    ]);
     drop(restarted);
     drop_database(&database_url, &rt)?;
     if !failed.is_empty() {
@@ -412,11 +336,65 @@ pub fn run(args: MachineBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn verdict(met: bool) -> &'static str {
-    if met {
-        "met"
+/// The cold-cache run: a fresh process has empty caches, so `server` is stopped (its log kept
+/// as `admin-api-1.log`) and started again, its store connection pool opened by one second of
+/// `/readyz` — the run is about cache misses, not about connecting to PostgreSQL — and then
+/// each key of `keys_file` (one a line) is presented once on `GET /v1/auth/whoami` for
+/// `duration` seconds. Returns the restarted server, the priming run and the cold run.
+pub(crate) fn cold_run(
+    launch: &Launch,
+    server: Server,
+    connections: u32,
+    duration: u32,
+    keys_file: &Path,
+) -> anyhow::Result<(Server, WrkStats, WrkStats)> {
+    drop(server);
+    std::fs::rename(
+        launch.work.join("admin-api.log"),
+        launch.work.join("admin-api-1.log"),
+    )?;
+    eprintln!("xtask: restarting the server for the cold-cache run");
+    let restarted = launch.start()?;
+    // No API key is presented here.
+    let prime = wrk_stats(
+        connections,
+        1,
+        launch.work,
+        "cold-prime-readyz",
+        "accept: application/json",
+        &format!("{}/readyz", launch.base),
+        None,
+    )?;
+    let cold_lua = write_script(
+        launch.work,
+        "cold.lua",
+        &COLD_LUA.replace("KEYS", &keys_file.display().to_string()),
+    )?;
+    let cold = wrk_stats(
+        connections,
+        duration,
+        launch.work,
+        "cold-whoami",
+        "accept: application/json",
+        &format!("{}/v1/auth/whoami", launch.base),
+        Some(&cold_lua),
+    )?;
+    Ok((restarted, prime, cold))
+}
+
+/// Whether every request of the cold run was a miss: the script wraps around to the first key
+/// when the `keys` run out, and from then on the keys are cached.
+pub(crate) fn cold_misses(cold: &WrkStats, keys: u64) -> String {
+    if cold.requests <= keys {
+        format!(
+            "every one of the {} requests was a cache miss (prefix lookup + account read)",
+            cold.requests
+        )
     } else {
-        "MISSED"
+        format!(
+            "only the first {keys} requests were cache misses; the other {} reused keys (raise --cold-keys)",
+            cold.requests - keys
+        )
     }
 }
 

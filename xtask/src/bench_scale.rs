@@ -17,8 +17,8 @@
 //! `target/bench/scale/wrk-*.txt`.
 
 use crate::bench::{
-    admin_token, curl_json, drop_database, fresh_database, latency_ms, peak_rss_mb, prepare,
-    rss_mb, start_server_with, wrk_stats, WrkStats,
+    admin_token, curl_json, drop_database, failed_runs, fresh_database, latency_ms, peak_rss_mb,
+    prepare, random_paths_script, rss_mb, start_server_with, verdict, wrk_stats, WrkStats,
 };
 use crate::seed::{self, id, Kind, Scale};
 use crate::{plan_check, services};
@@ -124,17 +124,12 @@ pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
     }
     let idle_rss = rss_mb(server.pid())?;
 
-    // Users spread over the whole table (a multiplicative step, coprime with any count that
-    // is not a multiple of it, visits distinct rows), read by a script that picks at random.
-    let ids: Vec<String> = (0..USER_SAMPLE.min(args.scale.users))
-        .map(|k| id(Kind::User, (k * 7_919 + 13) % args.scale.users).to_string())
-        .collect();
-    let ids_file = work.join("user-ids.txt");
-    std::fs::write(&ids_file, ids.join("\n") + "\n")?;
-    let by_id_lua = work.join("users-by-id.lua");
-    std::fs::write(
-        &by_id_lua,
-        USERS_LUA.replace("IDS", &ids_file.display().to_string()),
+    // Users spread over the whole table, read by a script that picks at random.
+    let by_id_lua = random_paths_script(
+        &work,
+        "users-by-id",
+        seed::spread(args.scale.users, USER_SAMPLE)
+            .map(|n| format!("/v1/users/{}", id(Kind::User, n))),
     )?;
 
     let large = seed::org_slug(0);
@@ -219,16 +214,7 @@ pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
     print!("{out}");
     std::fs::write(work.join("summary.txt"), &out)?;
 
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|(_, _, s)| s.errors() > 0)
-        .map(|(name, _, s)| {
-            format!(
-                "{name}: {} non-2xx, {} socket errors",
-                s.non2xx, s.socket_errors
-            )
-        })
-        .collect();
+    let failed = failed_runs(results.iter().map(|(name, _, s)| (*name, s)));
     drop(server);
     if args.keep || args.database_url.is_some() {
         println!("seeded database (kept): {database_url}");
@@ -282,14 +268,11 @@ fn summary(
     for (name, route, stats) in results {
         let met = stats.rps >= TARGET_RPS && stats.p99_ms().is_some_and(|p| p < TARGET_P99_MS);
         let verdict = if *name == HELD {
-            format!(
-                "no errors: {}",
-                if stats.errors() == 0 { "met" } else { "MISSED" }
-            )
+            format!("no errors: {}", verdict(stats.errors() == 0))
         } else {
             format!(
                 "≥{TARGET_RPS:.0}/s, p99 <{TARGET_P99_MS} ms: {}",
-                if met { "met" } else { "MISSED" }
+                verdict(met)
             )
         };
         writeln!(
@@ -304,11 +287,7 @@ fn summary(
         out,
         "admin-api RSS: idle {idle_rss:.1} MB, after each run at most {loaded_rss:.1} MB, peak \
          (VmHWM) {peak_rss:.1} MB  [<{TARGET_RSS_MB:.0} MB: {}]",
-        if peak_rss < TARGET_RSS_MB {
-            "met"
-        } else {
-            "MISSED"
-        }
+        verdict(peak_rss < TARGET_RSS_MB)
     )?;
     writeln!(
         out,
@@ -327,13 +306,3 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-const USERS_LUA: &str = r#"
--- Each request reads a user picked at random from the saved ids (the path set per request;
--- the Authorization header comes from -H).
-local ids = {}
-for line in io.lines("IDS") do ids[#ids + 1] = "/v1/users/" .. line end
-request = function()
-  return wrk.format(nil, ids[math.random(#ids)])
-end
-"#;
