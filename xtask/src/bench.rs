@@ -32,6 +32,20 @@ pub struct BenchArgs {
     listen: String,
 }
 
+/// The flags the wrk benches against the server share: its shared state and the load.
+#[derive(Debug, Args)]
+pub(crate) struct Load {
+    /// Shared state for the server (`redis://…`); empty for the in-process default.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub(crate) redis: String,
+    /// Seconds per wrk run.
+    #[arg(long, default_value_t = 15)]
+    pub(crate) duration: u32,
+    /// Concurrent wrk connections.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) connections: u32,
+}
+
 pub(crate) const ADMIN: &str = "bench-admin@example.com";
 pub(crate) const PASSWORD: &str = "bench admin password";
 
@@ -264,21 +278,55 @@ pub(crate) struct Launch<'a> {
     pub(crate) work: &'a Path,
     pub(crate) database_url: &'a str,
     pub(crate) listen: &'a str,
-    pub(crate) base: &'a str,
+    /// `http://` and `listen`.
+    pub(crate) base: String,
     pub(crate) env: Vec<(&'a str, &'a str)>,
 }
 
-impl Launch<'_> {
+impl<'a> Launch<'a> {
+    /// The server on `database_url` at `listen`, with `env` on top of the benches' settings.
+    pub(crate) fn new(
+        root: &'a Path,
+        work: &'a Path,
+        database_url: &'a str,
+        listen: &'a str,
+        env: Vec<(&'a str, &'a str)>,
+    ) -> Self {
+        Self {
+            root,
+            work,
+            database_url,
+            listen,
+            base: format!("http://{listen}"),
+            env,
+        }
+    }
+
     pub(crate) fn start(&self) -> anyhow::Result<Server> {
         start_server_with(
             self.root,
             self.work,
             self.database_url,
             self.listen,
-            self.base,
+            &self.base,
             &self.env,
         )
     }
+}
+
+/// The settings that give a benchmark's server its shared state: Redis (`redis`, started if it
+/// is not running) under `prefix`, so runs never see each other's keys; `redis` empty for the
+/// in-process default.
+pub(crate) fn shared_state_env<'a>(
+    redis: &'a str,
+    prefix: &'a str,
+) -> anyhow::Result<Vec<(&'a str, &'a str)>> {
+    let mut env = vec![("UOS_REDIS_PREFIX", prefix)];
+    if !redis.is_empty() {
+        services::ensure_redis()?;
+        env.push(("UOS_REDIS_URL", redis));
+    }
+    Ok(env)
 }
 
 /// Write a wrk script (or a file one reads) into the work dir; its path.

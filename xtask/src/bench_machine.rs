@@ -17,9 +17,8 @@
 
 use crate::bench::{
     admin_token, curl_json, drop_database, failed_runs, fresh_database, open_store, prepare,
-    verdict, write_script, wrk_stats, Launch, Server, WrkStats,
+    shared_state_env, verdict, write_script, wrk_stats, Launch, Server, WrkStats,
 };
-use crate::services;
 use anyhow::{bail, Context};
 use base64::Engine as _;
 use clap::Args;
@@ -105,9 +104,6 @@ pub fn run(args: MachineBenchArgs) -> anyhow::Result<()> {
     }
     let (root, work, rt) = prepare("machine")?;
     let database_url = fresh_database(&args.backend, &work, &rt)?;
-    if !args.redis.is_empty() {
-        services::ensure_redis()?;
-    }
     // The pepper the server hashes presented keys with lives in its key directory; create that
     // directory now (the server opens the same files) so the seeded hashes match.
     let pepper = uos_keys::LocalKeyStore::open(&work.join("data/keys"))?
@@ -115,24 +111,12 @@ pub fn run(args: MachineBenchArgs) -> anyhow::Result<()> {
         .context("reading the API-key pepper")?;
 
     let prefix = format!("uos-bench-machine-{}:", std::process::id());
-    let base = format!("http://{}", args.listen);
     let workers = args.workers.to_string();
-    let mut env = vec![
-        ("UOS_REDIS_PREFIX", prefix.as_str()),
-        ("UOS_WORKER_THREADS", workers.as_str()),
-    ];
-    if !args.redis.is_empty() {
-        env.push(("UOS_REDIS_URL", args.redis.as_str()));
-    }
-    let launch = Launch {
-        root: &root,
-        work: &work,
-        database_url: &database_url,
-        listen: &args.listen,
-        base: &base,
-        env,
-    };
+    let mut env = shared_state_env(&args.redis, &prefix)?;
+    env.push(("UOS_WORKER_THREADS", workers.as_str()));
+    let launch = Launch::new(&root, &work, &database_url, &args.listen, env);
     let server = launch.start()?;
+    let base = launch.base.clone();
 
     // The org and its accounts through the API, as an operator would make them.
     let admin = admin_token(&base)?;

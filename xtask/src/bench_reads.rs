@@ -29,14 +29,14 @@
 
 use crate::bench::{
     admin_token, curl_json, drop_database, failed_runs, fresh_database, latency_ms, prepare,
-    random_paths_script, sh, verdict, write_script, wrk_stats, Launch, WrkStats,
+    random_paths_script, sh, shared_state_env, verdict, write_script, wrk_stats, Launch, Load,
+    WrkStats,
 };
 use crate::bench_identity::{
     build_hash_time, login_script, refresh_script, seed_sessions, time_hash, LOCKOUT_OFF,
 };
 use crate::bench_machine::{cold_misses, cold_run};
 use crate::seed::{self, id, Kind, Scale};
-use crate::services;
 use anyhow::bail;
 use clap::Args;
 use std::fmt::Write as _;
@@ -67,14 +67,8 @@ pub struct ReadsBenchArgs {
     /// Sessions with one unused refresh token each: the refresh run spends one a request.
     #[arg(long, default_value_t = 150_000)]
     refresh_tokens: u32,
-    /// Shared state for the server (`redis://…`); empty for the in-process default.
-    #[arg(long, default_value = "redis://127.0.0.1:6379")]
-    redis: String,
-    /// Seconds per wrk run (but the cold one).
-    #[arg(long, default_value_t = 15)]
-    duration: u32,
-    #[arg(long, default_value_t = 32)]
-    connections: u32,
+    #[command(flatten)]
+    load: Load,
     #[arg(long, default_value = "127.0.0.1:18187")]
     listen: String,
 }
@@ -94,9 +88,9 @@ impl ReadsBenchArgs {
             self.cold_keys,
             self.cold_duration,
             self.refresh_tokens,
-            self.redis,
-            self.duration,
-            self.connections,
+            self.load.redis,
+            self.load.duration,
+            self.load.connections,
             self.listen
         )
     }
@@ -223,9 +217,6 @@ fn thousands(n: f64) -> String {
 pub fn run(args: ReadsBenchArgs) -> anyhow::Result<()> {
     let (root, work, rt) = prepare("reads")?;
     build_hash_time(&root)?;
-    if !args.redis.is_empty() {
-        services::ensure_redis()?;
-    }
     let scale = args.scale();
     let database_url = fresh_database("postgres", &work, &rt)?;
 
@@ -251,27 +242,17 @@ pub fn run(args: ReadsBenchArgs) -> anyhow::Result<()> {
     );
 
     let prefix = format!("uos-bench-reads-{}:", std::process::id());
-    let base = format!("http://{}", args.listen);
-    let mut env = LOCKOUT_OFF.to_vec();
-    env.push(("UOS_REDIS_PREFIX", prefix.as_str()));
-    if !args.redis.is_empty() {
-        env.push(("UOS_REDIS_URL", args.redis.as_str()));
-    }
-    let launch = Launch {
-        root: &root,
-        work: &work,
-        database_url: &database_url,
-        listen: &args.listen,
-        base: &base,
-        env,
-    };
+    let mut env = shared_state_env(&args.load.redis, &prefix)?;
+    env.extend(LOCKOUT_OFF);
+    let launch = Launch::new(&root, &work, &database_url, &args.listen, env);
     let server = launch.start()?;
+    let base = launch.base.clone();
     let auth = format!("authorization: Bearer {}", admin_token(&base)?);
     let measure = |name: &str, header: &str, path: &str, script: Option<&Path>| {
         eprintln!("xtask: {name}");
         wrk_stats(
-            args.connections,
-            args.duration,
+            args.load.connections,
+            args.load.duration,
             &work,
             name,
             header,
@@ -282,55 +263,54 @@ pub fn run(args: ReadsBenchArgs) -> anyhow::Result<()> {
     let mut runs: Vec<(&str, WrkStats)> = Vec::new();
     let mut rows = Vec::new();
 
-    let healthz_start = measure("healthz-start", &auth, "/healthz", None)?;
-    rows.push(Row::measured(
-        "`GET /healthz`, at the start",
-        &healthz_start,
-        Target::None,
-    ));
+    // The reference, measured at the start and at the end: its row, and its figures.
+    let reference = |name: &str, when: &str| -> anyhow::Result<(Row, WrkStats)> {
+        let stats = measure(name, &auth, "/healthz", None)?;
+        let row = Row::measured(
+            format!("`GET /healthz`, at the {when}"),
+            &stats,
+            Target::None,
+        );
+        Ok((row, stats))
+    };
+    let (row, healthz_start) = reference("healthz-start", "start")?;
+    rows.push(row);
     runs.push(("healthz-start", healthz_start.clone()));
 
     let large = seed::org_slug(0);
-    let reads: [(&str, String, Vec<String>, Target); 4] = [
+    // A figure that reads one of up to SAMPLE rows at random per request: its words and paths.
+    let random = |what: &str, route: &str, rows: u64, path: &dyn Fn(u64) -> String| {
         (
-            "user-by-id",
             format!(
-                "user by id, `GET /v1/users/{{id}}` ({} random)",
-                thousands(SAMPLE.min(scale.users) as f64)
+                "{what}, `GET {route}` ({} random)",
+                thousands(SAMPLE.min(rows) as f64)
             ),
-            seed::spread(scale.users, SAMPLE)
-                .map(|n| format!("/v1/users/{}", id(Kind::User, n)))
-                .collect(),
-            ENTITY_READ,
-        ),
-        (
-            "org-by-slug",
-            format!(
-                "org by slug, `GET /v1/orgs/{{slug}}` ({} random)",
-                thousands(SAMPLE.min(scale.orgs) as f64)
-            ),
-            seed::spread(scale.orgs, SAMPLE)
-                .map(|n| format!("/v1/orgs/{}", seed::org_slug(n)))
-                .collect(),
-            ENTITY_READ,
-        ),
-        (
-            "member-by-id",
-            format!(
-                "member by id, `GET /v1/orgs/{large}/users/{{user_id}}` ({} random)",
-                thousands(SAMPLE.min(scale.large_org_members) as f64)
-            ),
-            seed::spread(scale.large_org_members, SAMPLE)
-                .map(|n| format!("/v1/orgs/{large}/users/{}", id(Kind::User, n)))
-                .collect(),
-            ENTITY_READ,
-        ),
+            seed::spread(rows, SAMPLE).map(path).collect::<Vec<_>>(),
+        )
+    };
+    let (user, users) = random("user by id", "/v1/users/{id}", scale.users, &|n| {
+        format!("/v1/users/{}", id(Kind::User, n))
+    });
+    let (org, orgs) = random("org by slug", "/v1/orgs/{slug}", scale.orgs, &|n| {
+        format!("/v1/orgs/{}", seed::org_slug(n))
+    });
+    let (member, members) = random(
+        "member by id",
+        &format!("/v1/orgs/{large}/users/{{user_id}}"),
+        scale.large_org_members,
+        &|n| format!("/v1/orgs/{large}/users/{}", id(Kind::User, n)),
+    );
+    let page = format!(
+        "members page, `GET /v1/orgs/{large}/users?limit=20` ({} members)",
+        thousands(scale.large_org_members as f64)
+    );
+    let reads = [
+        ("user-by-id", user, users, ENTITY_READ),
+        ("org-by-slug", org, orgs, ENTITY_READ),
+        ("member-by-id", member, members, ENTITY_READ),
         (
             "members-page",
-            format!(
-                "members page, `GET /v1/orgs/{large}/users?limit=20` ({} members)",
-                thousands(scale.large_org_members as f64)
-            ),
+            page,
             vec![format!("/v1/orgs/{large}/users?limit=20")],
             MEMBERS_PAGE,
         ),
@@ -410,7 +390,7 @@ pub fn run(args: ReadsBenchArgs) -> anyhow::Result<()> {
     let (server, prime, cold) = cold_run(
         &launch,
         server,
-        args.connections,
+        args.load.connections,
         args.cold_duration,
         &keys_file,
     )?;
@@ -429,12 +409,8 @@ pub fn run(args: ReadsBenchArgs) -> anyhow::Result<()> {
     runs.push(("cold pool priming", prime));
     runs.push(("cold", cold));
 
-    let healthz_end = measure("healthz-end", &auth, "/healthz", None)?;
-    rows.push(Row::measured(
-        "`GET /healthz`, at the end",
-        &healthz_end,
-        Target::None,
-    ));
+    let (row, healthz_end) = reference("healthz-end", "end")?;
+    rows.push(row);
     runs.push(("healthz-end", healthz_end.clone()));
     drop(server);
 
@@ -453,8 +429,8 @@ pub fn run(args: ReadsBenchArgs) -> anyhow::Result<()> {
         thousands(scale.large_org_members as f64),
         thousands(scale.api_keys as f64),
         thousands(f64::from(args.refresh_tokens)),
-        args.connections,
-        args.duration,
+        args.load.connections,
+        args.load.duration,
         args.cold_duration,
     )?;
     writeln!(out, "command: {}", args.command())?;

@@ -18,7 +18,7 @@
 
 use crate::bench::{
     admin_token, curl_json, drop_database, failed_runs, fresh_database, latency_ms, peak_rss_mb,
-    prepare, random_paths_script, rss_mb, start_server_with, verdict, wrk_stats, WrkStats,
+    prepare, random_paths_script, rss_mb, start_server_with, verdict, wrk_stats, Load, WrkStats,
 };
 use crate::seed::{self, id, Kind, Scale};
 use crate::{plan_check, services};
@@ -40,14 +40,8 @@ const TARGET_RSS_MB: f64 = 100.0;
 pub struct ScaleBenchArgs {
     #[command(flatten)]
     scale: Scale,
-    /// Shared state for the server (`redis://…`); empty for the in-process default.
-    #[arg(long, default_value = "redis://127.0.0.1:6379")]
-    redis: String,
-    /// Seconds per wrk run.
-    #[arg(long, default_value_t = 15)]
-    duration: u32,
-    #[arg(long, default_value_t = 32)]
-    connections: u32,
+    #[command(flatten)]
+    load: Load,
     /// Connections of the last run (users by id), held open at once: the issue asks for
     /// 5,000 without an error.
     #[arg(long, default_value_t = 5_000)]
@@ -74,9 +68,9 @@ impl ScaleBenchArgs {
             "cargo xtask bench-scale {} --redis '{}' --duration {} --connections {} \
              --held-connections {} --listen {}",
             self.scale.flags(),
-            self.redis,
-            self.duration,
-            self.connections,
+            self.load.redis,
+            self.load.duration,
+            self.load.connections,
             self.held_connections,
             self.listen
         )
@@ -88,7 +82,7 @@ const USER_SAMPLE: u64 = 10_000;
 
 pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
     let (root, work, rt) = prepare("scale")?;
-    if !args.redis.is_empty() {
+    if !args.load.redis.is_empty() {
         services::ensure_redis()?;
     }
     let data_dir = work.join("data");
@@ -110,8 +104,8 @@ pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
     let prefix = format!("uos-bench-scale-{}:", std::process::id());
     let base = format!("http://{}", args.listen);
     let mut env = vec![("UOS_REDIS_PREFIX", prefix.as_str())];
-    if !args.redis.is_empty() {
-        env.push(("UOS_REDIS_URL", args.redis.as_str()));
+    if !args.load.redis.is_empty() {
+        env.push(("UOS_REDIS_URL", args.load.redis.as_str()));
     }
     let server = start_server_with(&root, &work, &database_url, &args.listen, &base, &env)?;
     let auth = format!("authorization: Bearer {}", admin_token(&base)?);
@@ -175,8 +169,8 @@ pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
         }
         eprintln!("xtask: {name}");
         let stats = wrk_stats(
-            args.connections,
-            args.duration,
+            args.load.connections,
+            args.load.duration,
             &work,
             name,
             &auth,
@@ -199,7 +193,7 @@ pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
     );
     let held = wrk_stats(
         args.held_connections,
-        args.duration,
+        args.load.duration,
         &work,
         HELD,
         &auth,
@@ -248,8 +242,8 @@ fn summary(
         s.large_org_members,
         s.api_keys,
         s.audit_events,
-        args.connections,
-        args.duration,
+        args.load.connections,
+        args.load.duration,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     )?;
     writeln!(out, "command: {}", args.command())?;
