@@ -18,8 +18,10 @@ use clap::Args;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use uos_domain::{Email, SessionId};
-use uos_store::{RefreshToken, Session};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use uos_domain::{Email, SessionId, UserId};
+use uos_store::{RefreshToken, Session, Store};
 
 #[derive(Debug, Args)]
 pub struct IdentityBenchArgs {
@@ -278,8 +280,8 @@ pub(crate) fn refresh_script(work: &Path, tokens_file: &Path) -> anyhow::Result<
 }
 
 /// Sessions of the admin, each with one unused refresh token, written one token per line.
-/// The one place that knows how a refresh token is stored: the benches that refresh seed
-/// through it.
+/// Four transactions of up to 1,000 sessions are in flight at once: one writer leaves
+/// PostgreSQL waiting on its round trips, and the refresh runs need 100,000s of tokens.
 pub(crate) async fn seed_sessions(database_url: &str, n: u32, out: &Path) -> anyhow::Result<()> {
     let store = open_store(database_url).await?;
     let admin = store
@@ -287,40 +289,63 @@ pub(crate) async fn seed_sessions(database_url: &str, n: u32, out: &Path) -> any
         .await?
         .get_user_by_email(&Email::parse(ADMIN)?)
         .await?
-        .context("bench admin missing")?;
+        .context("bench admin missing")?
+        .id;
+    let next = Arc::new(AtomicU32::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (store, next) = (Arc::clone(&store), Arc::clone(&next));
+        tasks.spawn(async move {
+            let mut lines = String::new();
+            loop {
+                let from = next.fetch_add(1000, Ordering::Relaxed);
+                if from >= n {
+                    return anyhow::Ok(lines);
+                }
+                lines.push_str(&open_sessions(&*store, admin, 1000.min(n - from)).await?);
+            }
+        });
+    }
     let mut lines = String::new();
-    let mut done = 0;
-    while done < n {
-        let mut tx = store.begin().await?;
-        for _ in 0..1000.min(n - done) {
-            let now = uos_domain::now();
-            let session = Session {
-                id: SessionId::new(),
-                user_id: admin.id,
-                created_at: now,
-                expires_at: now + ChronoDuration::days(1),
-                revoked_at: None,
-                last_seen_at: now,
-                user_agent: Some("wrk".into()),
-                ip: None,
-            };
-            let token = uos_authn::random_token("uosrt_", 32);
-            let first = RefreshToken {
-                token_hash: uos_authn::hash_token(&token),
-                session_id: session.id,
-                created_at: now,
-                used_at: None,
-            };
-            tx.open_session(&session, &first).await?;
-            lines.push_str(&token);
-            lines.push('\n');
-            done += 1;
-        }
-        tx.commit().await?;
+    while let Some(done) = tasks.join_next().await {
+        lines.push_str(&done??);
     }
     store.close().await;
     std::fs::write(out, lines)?;
     Ok(())
+}
+
+/// `count` sessions of `user` in one transaction, each with one unused refresh token; the
+/// tokens, one a line. The one place that knows how a refresh token is stored: the benches
+/// that refresh seed through it.
+async fn open_sessions(store: &dyn Store, user: UserId, count: u32) -> anyhow::Result<String> {
+    let mut tx = store.begin().await?;
+    let mut lines = String::new();
+    for _ in 0..count {
+        let now = uos_domain::now();
+        let session = Session {
+            id: SessionId::new(),
+            user_id: user,
+            created_at: now,
+            expires_at: now + ChronoDuration::days(1),
+            revoked_at: None,
+            last_seen_at: now,
+            user_agent: Some("wrk".into()),
+            ip: None,
+        };
+        let token = uos_authn::random_token("uosrt_", 32);
+        let first = RefreshToken {
+            token_hash: uos_authn::hash_token(&token),
+            session_id: session.id,
+            created_at: now,
+            used_at: None,
+        };
+        tx.open_session(&session, &first).await?;
+        lines.push_str(&token);
+        lines.push('\n');
+    }
+    tx.commit().await?;
+    Ok(lines)
 }
 
 const REFRESH_LUA: &str = r#"
