@@ -32,6 +32,20 @@ pub struct BenchArgs {
     listen: String,
 }
 
+/// The flags the wrk benches against the server share: its shared state and the load.
+#[derive(Debug, Args)]
+pub(crate) struct Load {
+    /// Shared state for the server (`redis://…`); empty for the in-process default.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub(crate) redis: String,
+    /// Seconds per wrk run.
+    #[arg(long, default_value_t = 15)]
+    pub(crate) duration: u32,
+    /// Concurrent wrk connections.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) connections: u32,
+}
+
 pub(crate) const ADMIN: &str = "bench-admin@example.com";
 pub(crate) const PASSWORD: &str = "bench admin password";
 
@@ -255,6 +269,126 @@ fn server_binary(root: &Path) -> anyhow::Result<std::path::PathBuf> {
         Some(path) => Ok(path.into()),
         None => crate::release::binary(root, "admin-api"),
     }
+}
+
+/// A benchmark's server: how to (re)start it, for the benches that restart it to empty its
+/// caches.
+pub(crate) struct Launch<'a> {
+    pub(crate) root: &'a Path,
+    pub(crate) work: &'a Path,
+    pub(crate) database_url: &'a str,
+    pub(crate) listen: &'a str,
+    /// `http://` and `listen`.
+    pub(crate) base: String,
+    pub(crate) env: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Launch<'a> {
+    /// The server on `database_url` at `listen`, with `env` on top of the benches' settings.
+    pub(crate) fn new(
+        root: &'a Path,
+        work: &'a Path,
+        database_url: &'a str,
+        listen: &'a str,
+        env: Vec<(&'a str, &'a str)>,
+    ) -> Self {
+        Self {
+            root,
+            work,
+            database_url,
+            listen,
+            base: format!("http://{listen}"),
+            env,
+        }
+    }
+
+    pub(crate) fn start(&self) -> anyhow::Result<Server> {
+        start_server_with(
+            self.root,
+            self.work,
+            self.database_url,
+            self.listen,
+            &self.base,
+            &self.env,
+        )
+    }
+}
+
+/// The settings that give a benchmark's server its shared state: Redis (`redis`, started if it
+/// is not running) under `prefix`, so runs never see each other's keys; `redis` empty for the
+/// in-process default.
+pub(crate) fn shared_state_env<'a>(
+    redis: &'a str,
+    prefix: &'a str,
+) -> anyhow::Result<Vec<(&'a str, &'a str)>> {
+    let mut env = vec![("UOS_REDIS_PREFIX", prefix)];
+    if !redis.is_empty() {
+        services::ensure_redis()?;
+        env.push(("UOS_REDIS_URL", redis));
+    }
+    Ok(env)
+}
+
+/// Write a wrk script (or a file one reads) into the work dir; its path.
+pub(crate) fn write_script(work: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+    let path = work.join(name);
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// A wrk script that requests, each time, one of `paths` picked at random: reads spread over
+/// many rows, as an admin console's are, not one row served from every cache on the way. The
+/// paths go to `<name>.txt` and the script to `<name>.lua` in the work dir.
+pub(crate) fn random_paths_script(
+    work: &Path,
+    name: &str,
+    paths: impl IntoIterator<Item = String>,
+) -> anyhow::Result<PathBuf> {
+    let list = write_script(
+        work,
+        &format!("{name}.txt"),
+        &paths.into_iter().map(|p| p + "\n").collect::<String>(),
+    )?;
+    write_script(
+        work,
+        &format!("{name}.lua"),
+        &RANDOM_PATHS_LUA.replace("PATHS", &list.display().to_string()),
+    )
+}
+
+const RANDOM_PATHS_LUA: &str = r#"
+-- Each request reads a path picked at random from the saved ones (the path set per request;
+-- the Authorization header comes from -H).
+local paths = {}
+for line in io.lines("PATHS") do paths[#paths + 1] = line end
+request = function()
+  return wrk.format(nil, paths[math.random(#paths)])
+end
+"#;
+
+/// `met` or `MISSED`, for a target's verdict.
+pub(crate) fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+/// The runs that had a non-2xx response or a socket error, one line each: any makes a
+/// benchmark fail, since its figures would then include answers that were not the work asked.
+pub(crate) fn failed_runs<'a>(
+    runs: impl IntoIterator<Item = (&'a str, &'a WrkStats)>,
+) -> Vec<String> {
+    runs.into_iter()
+        .filter(|(_, s)| s.errors() > 0)
+        .map(|(name, s)| {
+            format!(
+                "{name}: {} non-2xx, {} socket errors",
+                s.non2xx, s.socket_errors
+            )
+        })
+        .collect()
 }
 
 /// Start the server binary with extra `UOS_` settings and wait until it is ready.

@@ -9,7 +9,7 @@
 
 use crate::bench::{
     admin_token, drop_database, fresh_database, metric, open_store, prepare, sh, start_server_with,
-    wrk_stats, WrkStats, ADMIN, PASSWORD,
+    write_script, wrk_stats, WrkStats, ADMIN, PASSWORD,
 };
 use crate::cpu::{CpuSample, CpuSplit, MachineShares, MachineTimes};
 use crate::services;
@@ -19,9 +19,11 @@ use clap::Args;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use uos_domain::{Email, SessionId};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use uos_domain::{Email, SessionId, UserId};
 use uos_keys::KeyProvider as _;
-use uos_store::Session;
+use uos_store::{Session, Store};
 
 #[derive(Debug, Args)]
 pub struct IdentityBenchArgs {
@@ -59,15 +61,12 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
     }
     let prefix = format!("uos-bench-{}:", std::process::id());
     let base = format!("http://{}", args.listen);
-    // Every login of the benchmark is the same account, 32 at a time: the account and address
-    // lockouts (counted before the password is checked) would rightly stop that.
     let workers = args.workers.to_string();
-    let mut env = vec![
-        ("UOS_SERVICE__LOCKOUT__THRESHOLD", "1000000000"),
-        ("UOS_SERVICE__LOCKOUT__IP_THRESHOLD", "1000000000"),
+    let mut env = LOCKOUT_OFF.to_vec();
+    env.extend([
         ("UOS_REDIS_PREFIX", prefix.as_str()),
         ("UOS_WORKER_THREADS", workers.as_str()),
-    ];
+    ]);
     if !args.redis.is_empty() {
         env.push(("UOS_REDIS_URL", args.redis.as_str()));
     }
@@ -84,28 +83,12 @@ pub fn run(args: IdentityBenchArgs) -> anyhow::Result<()> {
         &tokens_file,
     ))?;
 
-    let script = |name: &str, text: String| -> anyhow::Result<PathBuf> {
-        let p = work.join(name);
-        std::fs::write(&p, text)?;
-        Ok(p)
-    };
-    let login_lua = script(
-        "login.lua",
-        format!(
-            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{}'\n",
-            serde_json::json!({"email": ADMIN, "password": PASSWORD})
-        ),
-    )?;
-    let refresh_lua = script(
-        "refresh.lua",
-        REFRESH_LUA.replace("TOKENS", &tokens_file.display().to_string()),
-    )?;
-    let introspect_lua = script(
+    let login_lua = login_script(&work)?;
+    let refresh_lua = refresh_script(&work, &tokens_file)?;
+    let introspect_lua = post_json_script(
+        &work,
         "introspect.lua",
-        format!(
-            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{}'\n",
-            serde_json::json!({"token": token})
-        ),
+        &serde_json::json!({"token": token}),
     )?;
 
     let c = args.connections;
@@ -218,28 +201,47 @@ impl Measured {
     }
 }
 
+/// Server settings for a benchmark that logs one account in 32 times at once: the account and
+/// address lockouts (counted before the password is checked) would rightly stop that.
+pub(crate) const LOCKOUT_OFF: [(&str, &str); 2] = [
+    ("UOS_SERVICE__LOCKOUT__THRESHOLD", "1000000000"),
+    ("UOS_SERVICE__LOCKOUT__IP_THRESHOLD", "1000000000"),
+];
+
 /// The `hash_time` example's figures.
 #[derive(Debug, Clone, Copy)]
-struct HashTiming {
+pub(crate) struct HashTiming {
     /// Median wall time of one hash, one thread.
-    ms: f64,
+    pub(crate) ms: f64,
     /// Hashes per second with one thread per core.
-    per_sec: f64,
+    pub(crate) per_sec: f64,
     /// Mean CPU time of one hash (what the hypervisor took left out).
-    cpu_ms: f64,
+    pub(crate) cpu_ms: f64,
 }
 
-fn time_hash(root: &Path) -> anyhow::Result<HashTiming> {
-    eprintln!("xtask: timing argon2id hashes");
-    let timing = sh(Command::new(env!("CARGO")).current_dir(root).args([
-        "run",
+/// `cargo … --example hash_time` in release mode: `build` it, or `run` it.
+fn hash_time_cargo(root: &Path, verb: &str) -> anyhow::Result<String> {
+    sh(Command::new(env!("CARGO")).current_dir(root).args([
+        verb,
         "--release",
         "--quiet",
         "-p",
         "uos-authn",
         "--example",
         "hash_time",
-    ]))?;
+    ]))
+}
+
+/// Build the hash timer before a run that times hashes mid-way, so the timing does not wait
+/// for a compile while the machine drifts.
+pub(crate) fn build_hash_time(root: &Path) -> anyhow::Result<()> {
+    eprintln!("xtask: building the argon2id timer");
+    hash_time_cargo(root, "build").map(drop)
+}
+
+pub(crate) fn time_hash(root: &Path) -> anyhow::Result<HashTiming> {
+    eprintln!("xtask: timing argon2id hashes");
+    let timing = hash_time_cargo(root, "run")?;
     let nums: Vec<f64> = timing
         .split_whitespace()
         .map(str::parse)
@@ -255,9 +257,45 @@ fn time_hash(root: &Path) -> anyhow::Result<HashTiming> {
     })
 }
 
+/// The wrk script of password logins: the benchmark admin, every request.
+pub(crate) fn login_script(work: &Path) -> anyhow::Result<PathBuf> {
+    post_json_script(
+        work,
+        "login.lua",
+        &serde_json::json!({"email": ADMIN, "password": PASSWORD}),
+    )
+}
+
+/// A wrk script that POSTs the same JSON `body` every request.
+fn post_json_script(work: &Path, name: &str, body: &serde_json::Value) -> anyhow::Result<PathBuf> {
+    write_script(
+        work,
+        name,
+        &format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = '{body}'\n"
+        ),
+    )
+}
+
+/// The wrk script of refreshes, spending the tokens of `tokens_file` (one a line) in order.
+pub(crate) fn refresh_script(work: &Path, tokens_file: &Path) -> anyhow::Result<PathBuf> {
+    write_script(
+        work,
+        "refresh.lua",
+        &REFRESH_LUA.replace("TOKENS", &tokens_file.display().to_string()),
+    )
+}
+
 /// Sessions of the admin, each with one unused refresh token, written one token per line. The
-/// tokens are signed with the key the server (data dir `keys`) signs its own with.
-async fn seed_sessions(database_url: &str, keys: &Path, n: u32, out: &Path) -> anyhow::Result<()> {
+/// tokens are signed with the key the server (data dir `keys`) signs its own with. Four
+/// transactions of up to 1,000 sessions are in flight at once: one writer leaves
+/// PostgreSQL waiting on its round trips, and the refresh runs need 100,000s of tokens.
+pub(crate) async fn seed_sessions(
+    database_url: &str,
+    keys: &Path,
+    n: u32,
+    out: &Path,
+) -> anyhow::Result<()> {
     let key = uos_keys::LocalKeyStore::open(keys)?.secret("refresh-token-key")?;
     let store = open_store(database_url).await?;
     let admin = store
@@ -265,35 +303,63 @@ async fn seed_sessions(database_url: &str, keys: &Path, n: u32, out: &Path) -> a
         .await?
         .get_user_by_email(&Email::parse(ADMIN)?)
         .await?
-        .context("bench admin missing")?;
+        .context("bench admin missing")?
+        .id;
+    let next = Arc::new(AtomicU32::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (store, next) = (Arc::clone(&store), Arc::clone(&next));
+        tasks.spawn(async move {
+            let mut lines = String::new();
+            loop {
+                let from = next.fetch_add(1000, Ordering::Relaxed);
+                if from >= n {
+                    return anyhow::Ok(lines);
+                }
+                lines.push_str(&open_sessions(&*store, &key, admin, 1000.min(n - from)).await?);
+            }
+        });
+    }
     let mut lines = String::new();
-    let mut done = 0;
-    while done < n {
-        let mut tx = store.begin().await?;
-        for _ in 0..1000.min(n - done) {
-            let now = uos_domain::now();
-            let session = Session {
-                id: SessionId::new(),
-                user_id: admin.id,
-                created_at: now,
-                expires_at: now + ChronoDuration::days(1),
-                revoked_at: None,
-                last_seen_at: now,
-                user_agent: Some("wrk".into()),
-                ip: None,
-            };
-            let token = uos_authn::issue_refresh_token(&key, session.id.0, 0);
-            tx.insert_session(&session, &uos_authn::hash_token(&token))
-                .await?;
-            lines.push_str(&token);
-            lines.push('\n');
-            done += 1;
-        }
-        tx.commit().await?;
+    while let Some(done) = tasks.join_next().await {
+        lines.push_str(&done??);
     }
     store.close().await;
     std::fs::write(out, lines)?;
     Ok(())
+}
+
+/// `count` sessions of `user` in one transaction, each with one unused refresh token; the
+/// tokens, one a line. The one place that knows how a refresh token is stored: the benches
+/// that refresh seed through it.
+async fn open_sessions(
+    store: &dyn Store,
+    key: &[u8; 32],
+    user: UserId,
+    count: u32,
+) -> anyhow::Result<String> {
+    let mut tx = store.begin().await?;
+    let mut lines = String::new();
+    for _ in 0..count {
+        let now = uos_domain::now();
+        let session = Session {
+            id: SessionId::new(),
+            user_id: user,
+            created_at: now,
+            expires_at: now + ChronoDuration::days(1),
+            revoked_at: None,
+            last_seen_at: now,
+            user_agent: Some("wrk".into()),
+            ip: None,
+        };
+        let token = uos_authn::issue_refresh_token(key, session.id.0, 0);
+        tx.insert_session(&session, &uos_authn::hash_token(&token))
+            .await?;
+        lines.push_str(&token);
+        lines.push('\n');
+    }
+    tx.commit().await?;
+    Ok(lines)
 }
 
 const REFRESH_LUA: &str = r#"

@@ -16,15 +16,14 @@
 //! printing the summary). Raw wrk outputs stay in `target/bench/machine/wrk-*.txt`.
 
 use crate::bench::{
-    admin_token, curl_json, drop_database, fresh_database, open_store, prepare, start_server_with,
-    wrk_stats, Server,
+    admin_token, curl_json, drop_database, failed_runs, fresh_database, open_store, prepare,
+    shared_state_env, verdict, write_script, wrk_stats, Launch, Server, WrkStats,
 };
-use crate::services;
 use anyhow::{bail, Context};
 use base64::Engine as _;
 use clap::Args;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -99,38 +98,12 @@ impl MachineBenchArgs {
     }
 }
 
-/// The server of this benchmark: how to (re)start it.
-struct Launch<'a> {
-    root: &'a Path,
-    work: &'a Path,
-    database_url: &'a str,
-    listen: &'a str,
-    base: &'a str,
-    env: Vec<(&'a str, &'a str)>,
-}
-
-impl Launch<'_> {
-    fn start(&self) -> anyhow::Result<Server> {
-        start_server_with(
-            self.root,
-            self.work,
-            self.database_url,
-            self.listen,
-            self.base,
-            &self.env,
-        )
-    }
-}
-
 pub fn run(args: MachineBenchArgs) -> anyhow::Result<()> {
     if args.keys < args.cold_keys + 2 || args.accounts == 0 || args.batch == 0 {
         bail!("need --keys ≥ --cold-keys + 2, --accounts ≥ 1 and --batch ≥ 1");
     }
     let (root, work, rt) = prepare("machine")?;
     let database_url = fresh_database(&args.backend, &work, &rt)?;
-    if !args.redis.is_empty() {
-        services::ensure_redis()?;
-    }
     // The pepper the server hashes presented keys with lives in its key directory; create that
     // directory now (the server opens the same files) so the seeded hashes match.
     let pepper = uos_keys::LocalKeyStore::open(&work.join("data/keys"))?
@@ -138,24 +111,12 @@ pub fn run(args: MachineBenchArgs) -> anyhow::Result<()> {
         .context("reading the API-key pepper")?;
 
     let prefix = format!("uos-bench-machine-{}:", std::process::id());
-    let base = format!("http://{}", args.listen);
     let workers = args.workers.to_string();
-    let mut env = vec![
-        ("UOS_REDIS_PREFIX", prefix.as_str()),
-        ("UOS_WORKER_THREADS", workers.as_str()),
-    ];
-    if !args.redis.is_empty() {
-        env.push(("UOS_REDIS_URL", args.redis.as_str()));
-    }
-    let launch = Launch {
-        root: &root,
-        work: &work,
-        database_url: &database_url,
-        listen: &args.listen,
-        base: &base,
-        env,
-    };
+    let mut env = shared_state_env(&args.redis, &prefix)?;
+    env.push(("UOS_WORKER_THREADS", workers.as_str()));
+    let launch = Launch::new(&root, &work, &database_url, &args.listen, env);
     let server = launch.start()?;
+    let base = launch.base.clone();
 
     // The org and its accounts through the API, as an operator would make them.
     let admin = admin_token(&base)?;
@@ -227,11 +188,7 @@ pub fn run(args: MachineBenchArgs) -> anyhow::Result<()> {
         bail!("a seeded key was not accepted: {who}");
     }
 
-    let script = |name: &str, text: String| -> anyhow::Result<PathBuf> {
-        let p = work.join(name);
-        std::fs::write(&p, text)?;
-        Ok(p)
-    };
+    let script = |name: &str, text: String| write_script(&work, name, &text);
     let (c, d) = (args.connections, args.duration);
 
     eprintln!("xtask: warm run (one cached key)");
@@ -303,36 +260,7 @@ pub fn run(args: MachineBenchArgs) -> anyhow::Result<()> {
         Some(&grant_lua),
     )?;
 
-    // Cold: a fresh process has empty caches; each saved key is used once.
-    drop(server);
-    let first_log = work.join("admin-api.log");
-    std::fs::rename(&first_log, work.join("admin-api-1.log"))?;
-    eprintln!("xtask: restarting the server for the cold-cache run");
-    let restarted = launch.start()?;
-    // Open the store's connection pool first (`/readyz` pings the store): the cold run is about
-    // cache misses, not about connecting to PostgreSQL. No API key is presented here.
-    let prime = wrk_stats(
-        c,
-        1,
-        &work,
-        "cold-prime-readyz",
-        "accept: application/json",
-        &format!("{base}/readyz"),
-        None,
-    )?;
-    let cold_lua = script(
-        "cold.lua",
-        COLD_LUA.replace("KEYS", &cold_file.display().to_string()),
-    )?;
-    let cold = wrk_stats(
-        c,
-        args.cold_duration,
-        &work,
-        "cold-whoami",
-        "accept: application/json",
-        &format!("{base}/v1/auth/whoami"),
-        Some(&cold_lua),
-    )?;
+    let (restarted, prime, cold) = cold_run(&launch, server, c, args.cold_duration, &cold_file)?;
 
     let mut out = String::new();
     writeln!(
@@ -361,18 +289,7 @@ pub fn run(args: MachineBenchArgs) -> anyhow::Result<()> {
         out,
         "introspect:  POST /v1/auth/introspect, key caller + key token {introspect}  (two key verifications per request)"
     )?;
-    let misses = if cold.requests <= u64::from(args.cold_keys) {
-        format!(
-            "every one of the {} requests was a cache miss (prefix lookup + account read)",
-            cold.requests
-        )
-    } else {
-        format!(
-            "only the first {} requests were cache misses; the other {} reused keys (raise --cold-keys)",
-            args.cold_keys,
-            cold.requests - u64::from(args.cold_keys)
-        )
-    };
+    let misses = cold_misses(&cold, u64::from(args.cold_keys));
     writeln!(
         out,
         "cold:        GET  /v1/auth/whoami after a restart, {} distinct keys {cold}  ({misses}; pool opened first by 1 s of /readyz: {:.0} req/s)",
@@ -388,22 +305,13 @@ pub fn run(args: MachineBenchArgs) -> anyhow::Result<()> {
     print!("{out}");
     std::fs::write(work.join("summary.txt"), &out)?;
 
-    let failed: Vec<String> = [
+    let failed = failed_runs([
         ("warm", &warm),
         ("introspect", &introspect),
         ("cold pool priming", &prime),
         ("cold", &cold),
         ("grants", &grants),
-    ]
-    .iter()
-    .filter(|(_, s)| s.errors() > 0)
-    .map(|(name, s)| {
-        format!(
-            "{name}: {} non-2xx, {} socket errors",
-            s.non2xx, s.socket_errors
-        )
-    })
-    .collect();
+    ]);
     drop(restarted);
     drop_database(&database_url, &rt)?;
     if !failed.is_empty() {
@@ -412,11 +320,65 @@ pub fn run(args: MachineBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn verdict(met: bool) -> &'static str {
-    if met {
-        "met"
+/// The cold-cache run: a fresh process has empty caches, so `server` is stopped (its log kept
+/// as `admin-api-1.log`) and started again, its store connection pool opened by one second of
+/// `/readyz` — the run is about cache misses, not about connecting to PostgreSQL — and then
+/// each key of `keys_file` (one a line) is presented once on `GET /v1/auth/whoami` for
+/// `duration` seconds. Returns the restarted server, the priming run and the cold run.
+pub(crate) fn cold_run(
+    launch: &Launch,
+    server: Server,
+    connections: u32,
+    duration: u32,
+    keys_file: &Path,
+) -> anyhow::Result<(Server, WrkStats, WrkStats)> {
+    drop(server);
+    std::fs::rename(
+        launch.work.join("admin-api.log"),
+        launch.work.join("admin-api-1.log"),
+    )?;
+    eprintln!("xtask: restarting the server for the cold-cache run");
+    let restarted = launch.start()?;
+    // No API key is presented here.
+    let prime = wrk_stats(
+        connections,
+        1,
+        launch.work,
+        "cold-prime-readyz",
+        "accept: application/json",
+        &format!("{}/readyz", launch.base),
+        None,
+    )?;
+    let cold_lua = write_script(
+        launch.work,
+        "cold.lua",
+        &COLD_LUA.replace("KEYS", &keys_file.display().to_string()),
+    )?;
+    let cold = wrk_stats(
+        connections,
+        duration,
+        launch.work,
+        "cold-whoami",
+        "accept: application/json",
+        &format!("{}/v1/auth/whoami", launch.base),
+        Some(&cold_lua),
+    )?;
+    Ok((restarted, prime, cold))
+}
+
+/// Whether every request of the cold run was a miss: the script wraps around to the first key
+/// when the `keys` run out, and from then on the keys are cached.
+pub(crate) fn cold_misses(cold: &WrkStats, keys: u64) -> String {
+    if cold.requests <= keys {
+        format!(
+            "every one of the {} requests was a cache miss (prefix lookup + account read)",
+            cold.requests
+        )
     } else {
-        "MISSED"
+        format!(
+            "only the first {keys} requests were cache misses; the other {} reused keys (raise --cold-keys)",
+            cold.requests - keys
+        )
     }
 }
 

@@ -18,7 +18,7 @@
 
 use crate::bench::{
     admin_token, curl_json, drop_database, fresh_database, prepare, start_server_with, wrk_stats,
-    WrkStats,
+    Load, WrkStats,
 };
 use crate::services;
 use anyhow::{bail, Context};
@@ -42,14 +42,8 @@ pub struct PolicyBenchArgs {
     /// `postgres` (or `sqlite`).
     #[arg(long, default_value = "postgres")]
     backend: String,
-    /// Shared state for the server (`redis://…`); empty for the in-process default.
-    #[arg(long, default_value = "redis://127.0.0.1:6379")]
-    redis: String,
-    /// Seconds per wrk run.
-    #[arg(long, default_value_t = 15)]
-    duration: u32,
-    #[arg(long, default_value_t = 32)]
-    connections: u32,
+    #[command(flatten)]
+    load: Load,
     /// Connections of the usage run: each request is a thousand-event transaction.
     #[arg(long, default_value_t = 4)]
     usage_connections: u32,
@@ -69,9 +63,9 @@ impl PolicyBenchArgs {
             "cargo xtask bench-policy --backend {} --redis '{}' --duration {} --connections {} \
              --usage-connections {} --listen {} --workers {} --kafka-events {}",
             self.backend,
-            self.redis,
-            self.duration,
-            self.connections,
+            self.load.redis,
+            self.load.duration,
+            self.load.connections,
             self.usage_connections,
             self.listen,
             self.workers,
@@ -83,7 +77,7 @@ impl PolicyBenchArgs {
 pub fn run(args: PolicyBenchArgs) -> anyhow::Result<()> {
     let (root, work, rt) = prepare("policy")?;
     let database_url = fresh_database(&args.backend, &work, &rt)?;
-    if !args.redis.is_empty() {
+    if !args.load.redis.is_empty() {
         services::ensure_redis()?;
     }
     let prefix = format!("uos-bench-policy-{}:", std::process::id());
@@ -106,8 +100,8 @@ pub fn run(args: PolicyBenchArgs) -> anyhow::Result<()> {
         ("UOS_RATE_LIMIT__ROUTES__USAGE_BATCH__PER_CALLER", high),
         ("UOS_RATE_LIMIT__ROUTES__USAGE_BATCH__PER_ADDRESS", high),
     ];
-    if !args.redis.is_empty() {
-        env.push(("UOS_REDIS_URL", args.redis.as_str()));
+    if !args.load.redis.is_empty() {
+        env.push(("UOS_REDIS_URL", args.load.redis.as_str()));
     }
     // The server consumes `billing.usage` from a real broker (tansu) for the Kafka run.
     let broker = (args.kafka_events > 0).then(Broker::start);
@@ -206,7 +200,7 @@ pub fn run(args: PolicyBenchArgs) -> anyhow::Result<()> {
             lua_string(body)
         )
     };
-    let (c, d) = (args.connections, args.duration);
+    let (c, d) = (args.load.connections, args.load.duration);
     let gateway_auth = auth(&gateway);
 
     eprintln!("xtask: reference run (GET /healthz)");

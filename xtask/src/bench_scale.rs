@@ -17,8 +17,8 @@
 //! `target/bench/scale/wrk-*.txt`.
 
 use crate::bench::{
-    admin_token, curl_json, drop_database, fresh_database, latency_ms, peak_rss_mb, prepare,
-    rss_mb, start_server_with, wrk_stats, WrkStats,
+    admin_token, curl_json, drop_database, failed_runs, fresh_database, latency_ms, peak_rss_mb,
+    prepare, random_paths_script, rss_mb, start_server_with, verdict, wrk_stats, Load, WrkStats,
 };
 use crate::seed::{self, id, Kind, Scale};
 use crate::{plan_check, services};
@@ -40,14 +40,8 @@ const TARGET_RSS_MB: f64 = 100.0;
 pub struct ScaleBenchArgs {
     #[command(flatten)]
     scale: Scale,
-    /// Shared state for the server (`redis://…`); empty for the in-process default.
-    #[arg(long, default_value = "redis://127.0.0.1:6379")]
-    redis: String,
-    /// Seconds per wrk run.
-    #[arg(long, default_value_t = 15)]
-    duration: u32,
-    #[arg(long, default_value_t = 32)]
-    connections: u32,
+    #[command(flatten)]
+    load: Load,
     /// Connections of the last run (users by id), held open at once: the issue asks for
     /// 5,000 without an error.
     #[arg(long, default_value_t = 5_000)]
@@ -74,9 +68,9 @@ impl ScaleBenchArgs {
             "cargo xtask bench-scale {} --redis '{}' --duration {} --connections {} \
              --held-connections {} --listen {}",
             self.scale.flags(),
-            self.redis,
-            self.duration,
-            self.connections,
+            self.load.redis,
+            self.load.duration,
+            self.load.connections,
             self.held_connections,
             self.listen
         )
@@ -88,7 +82,7 @@ const USER_SAMPLE: u64 = 10_000;
 
 pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
     let (root, work, rt) = prepare("scale")?;
-    if !args.redis.is_empty() {
+    if !args.load.redis.is_empty() {
         services::ensure_redis()?;
     }
     let data_dir = work.join("data");
@@ -110,8 +104,8 @@ pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
     let prefix = format!("uos-bench-scale-{}:", std::process::id());
     let base = format!("http://{}", args.listen);
     let mut env = vec![("UOS_REDIS_PREFIX", prefix.as_str())];
-    if !args.redis.is_empty() {
-        env.push(("UOS_REDIS_URL", args.redis.as_str()));
+    if !args.load.redis.is_empty() {
+        env.push(("UOS_REDIS_URL", args.load.redis.as_str()));
     }
     let server = start_server_with(&root, &work, &database_url, &args.listen, &base, &env)?;
     let auth = format!("authorization: Bearer {}", admin_token(&base)?);
@@ -124,17 +118,12 @@ pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
     }
     let idle_rss = rss_mb(server.pid())?;
 
-    // Users spread over the whole table (a multiplicative step, coprime with any count that
-    // is not a multiple of it, visits distinct rows), read by a script that picks at random.
-    let ids: Vec<String> = (0..USER_SAMPLE.min(args.scale.users))
-        .map(|k| id(Kind::User, (k * 7_919 + 13) % args.scale.users).to_string())
-        .collect();
-    let ids_file = work.join("user-ids.txt");
-    std::fs::write(&ids_file, ids.join("\n") + "\n")?;
-    let by_id_lua = work.join("users-by-id.lua");
-    std::fs::write(
-        &by_id_lua,
-        USERS_LUA.replace("IDS", &ids_file.display().to_string()),
+    // Users spread over the whole table, read by a script that picks at random.
+    let by_id_lua = random_paths_script(
+        &work,
+        "users-by-id",
+        seed::spread(args.scale.users, USER_SAMPLE)
+            .map(|n| format!("/v1/users/{}", id(Kind::User, n))),
     )?;
 
     let large = seed::org_slug(0);
@@ -180,8 +169,8 @@ pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
         }
         eprintln!("xtask: {name}");
         let stats = wrk_stats(
-            args.connections,
-            args.duration,
+            args.load.connections,
+            args.load.duration,
             &work,
             name,
             &auth,
@@ -204,7 +193,7 @@ pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
     );
     let held = wrk_stats(
         args.held_connections,
-        args.duration,
+        args.load.duration,
         &work,
         HELD,
         &auth,
@@ -219,16 +208,7 @@ pub fn run(args: ScaleBenchArgs) -> anyhow::Result<()> {
     print!("{out}");
     std::fs::write(work.join("summary.txt"), &out)?;
 
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|(_, _, s)| s.errors() > 0)
-        .map(|(name, _, s)| {
-            format!(
-                "{name}: {} non-2xx, {} socket errors",
-                s.non2xx, s.socket_errors
-            )
-        })
-        .collect();
+    let failed = failed_runs(results.iter().map(|(name, _, s)| (*name, s)));
     drop(server);
     if args.keep || args.database_url.is_some() {
         println!("seeded database (kept): {database_url}");
@@ -262,8 +242,8 @@ fn summary(
         s.large_org_members,
         s.api_keys,
         s.audit_events,
-        args.connections,
-        args.duration,
+        args.load.connections,
+        args.load.duration,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     )?;
     writeln!(out, "command: {}", args.command())?;
@@ -282,14 +262,11 @@ fn summary(
     for (name, route, stats) in results {
         let met = stats.rps >= TARGET_RPS && stats.p99_ms().is_some_and(|p| p < TARGET_P99_MS);
         let verdict = if *name == HELD {
-            format!(
-                "no errors: {}",
-                if stats.errors() == 0 { "met" } else { "MISSED" }
-            )
+            format!("no errors: {}", verdict(stats.errors() == 0))
         } else {
             format!(
                 "≥{TARGET_RPS:.0}/s, p99 <{TARGET_P99_MS} ms: {}",
-                if met { "met" } else { "MISSED" }
+                verdict(met)
             )
         };
         writeln!(
@@ -304,11 +281,7 @@ fn summary(
         out,
         "admin-api RSS: idle {idle_rss:.1} MB, after each run at most {loaded_rss:.1} MB, peak \
          (VmHWM) {peak_rss:.1} MB  [<{TARGET_RSS_MB:.0} MB: {}]",
-        if peak_rss < TARGET_RSS_MB {
-            "met"
-        } else {
-            "MISSED"
-        }
+        verdict(peak_rss < TARGET_RSS_MB)
     )?;
     writeln!(
         out,
@@ -327,13 +300,3 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-const USERS_LUA: &str = r#"
--- Each request reads a user picked at random from the saved ids (the path set per request;
--- the Authorization header comes from -H).
-local ids = {}
-for line in io.lines("IDS") do ids[#ids + 1] = "/v1/users/" .. line end
-request = function()
-  return wrk.format(nil, ids[math.random(#ids)])
-end
-"#;

@@ -7,6 +7,8 @@
 //! `cargo xtask bench-reconcile` (the reconciler with 20,000 declared orgs) and
 //! `cargo xtask seed` (PostgreSQL at 1M users by COPY, and the plan check of every list query)
 //! and `cargo xtask bench-scale` (admin reads at that scale) and
+//! `cargo xtask bench-reads` (issue 19's hot paths, each as a share of `/healthz` in the same
+//! run) and
 //! `cargo xtask dr-drill` (backup under load, disaster, restore, verification) and
 //! `cargo xtask api-fuzz` (schemathesis against the served OpenAPI) and
 //! `cargo xtask manifests` (the Dockerfile, the Helm chart, the kustomize overlays and the
@@ -18,6 +20,7 @@ mod bench_audit;
 mod bench_identity;
 mod bench_machine;
 mod bench_policy;
+mod bench_reads;
 mod bench_reconcile;
 mod bench_scale;
 mod ci;
@@ -75,6 +78,11 @@ enum Command {
     /// (first and deep page) and the audit page with wrk against the release binary
     /// (PostgreSQL + Redis), each beside `GET /healthz`, and the server's RSS.
     BenchScale(bench_scale::ScaleBenchArgs),
+    /// Issue 19's hot paths in one run against the release binary (PostgreSQL + Redis, 120k
+    /// members in one org): a user, an org and a member by id, a members page, refresh,
+    /// password login beside the argon2id hash rate, and cold API-key checks, each as a share
+    /// of `GET /healthz` measured at the start and the end, beside the issue's targets.
+    BenchReads(bench_reads::ReadsBenchArgs),
     /// A disaster-recovery rehearsal: a backup under write load, the store and keys
     /// destroyed, a restore into a clean database, the audit trail verified; prints RPO and
     /// RTO.
@@ -94,6 +102,7 @@ fn main() -> anyhow::Result<()> {
         Command::BenchReconcile(args) => bench_reconcile::run(args),
         Command::Seed(args) => seed::run(args),
         Command::BenchScale(args) => bench_scale::run(args),
+        Command::BenchReads(args) => bench_reads::run(args),
         Command::DrDrill(args) => dr_drill::run(args),
     }
 }

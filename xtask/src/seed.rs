@@ -154,6 +154,13 @@ pub fn id(kind: Kind, n: u64) -> Uuid {
     Uuid::from_bytes(b)
 }
 
+/// Up to `count` distinct counters below `n`, spread over the whole range: a multiplicative
+/// step, coprime with any `n` that is not a multiple of it, visits distinct values, so a
+/// benchmark reads rows from all over a table, not its first pages.
+pub fn spread(n: u64, count: u64) -> impl Iterator<Item = u64> {
+    (0..count.min(n)).map(move |k| (k * 7_919 + 13) % n)
+}
+
 /// The slug of org `n`.
 pub fn org_slug(n: u64) -> String {
     format!("scale-{n:05}")
@@ -190,7 +197,22 @@ struct Loaded {
 /// Migrate the empty database at `url`, fill it and analyse it; the report says how long each
 /// table took.
 pub async fn load(url: &str, scale: &Scale, data_dir: &Path) -> anyhow::Result<String> {
+    Ok(load_keeping_keys(url, scale, data_dir, 0).await?.0)
+}
+
+/// [`load`], keeping the texts of the first `keep` API keys (the rest are forgotten once
+/// hashed): a benchmark that presents seeded keys needs them.
+pub async fn load_keeping_keys(
+    url: &str,
+    scale: &Scale,
+    data_dir: &Path,
+    keep: u64,
+) -> anyhow::Result<(String, Vec<String>)> {
     scale.check()?;
+    if keep > scale.api_keys {
+        bail!("cannot keep {keep} of {} API keys", scale.api_keys);
+    }
+    let mut kept = Vec::with_capacity(usize::try_from(keep)?);
     let keys = uos_keys::LocalKeyStore::open(&data_dir.join("keys"))
         .with_context(|| format!("opening the key directory in {}", data_dir.display()))?;
     let pepper = keys
@@ -374,6 +396,9 @@ pub async fn load(url: &str, scale: &Scale, data_dir: &Path) -> anyhow::Result<S
             |k, row| {
                 let owner = k % scale.orgs;
                 let text = uos_authn::generate_api_key().key;
+                if k < keep {
+                    kept.push(text.clone());
+                }
                 let mut key = crate::bench_machine::api_key_row(
                     &pepper,
                     &text,
@@ -510,7 +535,7 @@ pub async fn load(url: &str, scale: &Scale, data_dir: &Path) -> anyhow::Result<S
         "total          {:>8.1} s",
         started.elapsed().as_secs_f64()
     )?;
-    Ok(out)
+    Ok((out, kept))
 }
 
 /// `url` without its password, for printing.
@@ -660,6 +685,14 @@ mod tests {
         assert_eq!(a.get_version_num(), 7);
         assert!(a < id(Kind::User, 2) && id(Kind::User, 255) < id(Kind::User, 256));
         assert_ne!(id(Kind::User, 7), id(Kind::Org, 7));
+    }
+
+    #[test]
+    fn spread_counters_are_distinct() {
+        let picked: std::collections::HashSet<u64> = spread(120_000, 10_000).collect();
+        assert_eq!(picked.len(), 10_000);
+        assert!(picked.iter().all(|&n| n < 120_000));
+        assert_eq!(spread(2_000, 10_000).count(), 2_000);
     }
 
     #[test]

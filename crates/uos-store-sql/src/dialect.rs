@@ -11,7 +11,6 @@ use futures::future::BoxFuture;
 use std::fmt::Debug;
 use uos_domain::{ApiKeyId, OrgId};
 use uos_store::{AuditHead, AuditRow, Result, StoreError};
-use uuid::Uuid;
 
 /// The raw result of running a statement, before [`Dialect::map_err`].
 pub type SqlxResult<T> = std::result::Result<T, sqlx::Error>;

@@ -21,8 +21,7 @@ pub use records::{
     ExportStatus, ExternalIdentity, HoldOn, IdemClaim, IdempotencyRecord, LegacyRefreshToken,
     LegalHold, ListedAudit, ListedMember, LoginUser, MemberFilter, OrgFilter, OrgPurge,
     PasswordReset, Pause, PoolStats, Rotation, Session, SpendDelta, SubjectKey, TokenUse,
-    TotpEnrolment, UsageEvent, UserFilter,
-    WebhookDelivery,
+    TotpEnrolment, UsageEvent, UserFilter, WebhookDelivery,
 };
 
 use async_trait::async_trait;
