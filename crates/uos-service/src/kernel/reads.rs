@@ -255,25 +255,31 @@ impl Inner {
         Ok(m)
     }
 
-    /// Service account `id` of `org`, deleted ones included (as the store answers). A copy
-    /// of another org's account is never served for this one.
+    /// Service account `id` (of `org` when given: a copy of another org's account is never
+    /// served for it), deleted ones included, as the store answers.
     pub(crate) async fn cached_account(
         &self,
         r: &mut LazyRead<'_>,
-        org: OrgId,
+        org: Option<OrgId>,
         id: ServiceAccountId,
     ) -> Result<Option<Arc<ServiceAccount>>> {
         let book = &self.reads.accounts;
+        let in_org = |sa: &Arc<ServiceAccount>| org.is_none_or(|o| sa.org_id == o);
         if let Some(sa) = book.get(&id) {
-            return Ok((sa.org_id == org).then_some(sa));
+            return Ok(Some(sa).filter(in_org));
         }
         let ticket = book.ticket();
-        let Some(sa) = r.get().await?.get_service_account(org, id).await? else {
+        let tx = r.get().await?;
+        let found = match org {
+            Some(org) => tx.get_service_account(org, id).await?,
+            None => tx.find_service_account(id).await?,
+        };
+        let Some(sa) = found else {
             return Ok(None);
         };
         let sa = Arc::new(sa);
         book.put(ticket, id, Arc::clone(&sa));
-        Ok(Some(sa))
+        Ok(Some(sa).filter(in_org))
     }
 }
 

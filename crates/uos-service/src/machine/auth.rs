@@ -6,11 +6,13 @@
 //! Uses of keys are recorded in memory and written in batches (`last_used_at`); refused uses of
 //! revoked, expired or rotated-out keys are audited at most once per key and minute.
 
-use crate::kernel::access::{expand_roles, org_is_active};
+use crate::kernel::access::expand_roles;
+use crate::kernel::reads::LazyRead;
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::IntrospectionView;
 use crate::machine::cache::{KeyEntry, TokenEntry};
 use crate::machine::surge::KeyRate;
+use crate::orgs::cache::OrgRef;
 use crate::{AuthMachine, Caller, Ctx, MachineCredential, Refusal, Result, ServiceError, Services};
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 use uos_audit::AuditAction;
 use uos_authn::{parse_api_key, verify_api_key, verify_client_token, ClientClaims};
 use uos_authz::Action;
-use uos_domain::{ApiKey, ApiKeyId, KeyRefusal, ServiceAccount};
+use uos_domain::{ApiKey, ApiKeyId, KeyRefusal, OrgStatus, ServiceAccount};
 use uos_store::ReadTx;
 
 /// Refused uses of one key are audited at most this often: a client retrying a revoked key
@@ -85,7 +87,19 @@ impl Services {
         credential: MachineCredential,
     ) -> Result<Arc<AuthMachine>> {
         let (roles, perms) = expand_roles(r, account.org_id, &account.roles).await?;
-        let org_active = org_is_active(r, account.org_id).await?;
+        // From the replica's copy of the org: a cold key then costs one statement (its own row)
+        // once its account and org were read by any key. The copy is no older than this entry
+        // may live, and an org change evicts both.
+        let max_age = Duration::from_secs(self.inner.cfg.auth_cache_secs);
+        let org = self
+            .inner
+            .cached_org(&mut LazyRead::over(r), &OrgRef::Id(account.org_id), max_age)
+            .await;
+        let org_active = match org {
+            Ok(org) => org.status == OrgStatus::Active,
+            Err(ServiceError::NotFound) => false,
+            Err(e) => return Err(e),
+        };
         Ok(Arc::new(AuthMachine {
             org_active,
             permissions: narrowed(&perms, &scopes),
@@ -106,9 +120,14 @@ impl Services {
         let mut r = self.inner.store.read().await?;
         let found = match r.get_api_key_by_prefix(prefix).await? {
             None => None,
-            Some(key) => match r.find_service_account(key.service_account_id).await? {
+            Some(key) => match self
+                .inner
+                .cached_account(&mut LazyRead::over(&mut *r), None, key.service_account_id)
+                .await?
+            {
                 None => None,
                 Some(account) => {
+                    let account = ServiceAccount::clone(&account);
                     let scopes = key.scopes.iter().map(|p| p.as_str().to_string()).collect();
                     let credential = MachineCredential::ApiKey {
                         id: key.id,
@@ -228,12 +247,17 @@ impl Services {
                 if r.is_access_token_revoked(claims.jti).await? {
                     return Ok(None);
                 }
-                let account = r
-                    .find_service_account(uos_domain::ServiceAccountId(claims.sub))
+                let account = inner
+                    .cached_account(
+                        &mut LazyRead::over(&mut *r),
+                        Some(uos_domain::OrgId(claims.org)),
+                        uos_domain::ServiceAccountId(claims.sub),
+                    )
                     .await?;
-                let Some(account) = account.filter(|a| a.org_id.0 == claims.org) else {
+                let Some(account) = account else {
                     return Ok(None);
                 };
+                let account = ServiceAccount::clone(&account);
                 let scopes = claims.scope.split(' ').map(str::to_string).collect();
                 let credential = MachineCredential::ClientToken { jti: claims.jti };
                 let caller = self

@@ -286,7 +286,7 @@ impl Services {
             )
             .await?;
         let sa = inner
-            .cached_account(&mut r, org.id, id)
+            .cached_account(&mut r, Some(org.id), id)
             .await?
             .filter(|sa| sa.status != ServiceAccountStatus::Deleted)
             .ok_or(ServiceError::NotFound)?;
