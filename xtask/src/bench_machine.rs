@@ -9,7 +9,8 @@
 //!    key verifications per request);
 //! 4. cold: the server restarted (empty caches; its connection pool opened by one second of
 //!    `/readyz`), then each of 20,000 saved keys used once on `GET /v1/auth/whoami` — every
-//!    request is a cache miss (prefix lookup + account read);
+//!    request is a key-cache miss (the key's row by prefix; its account and org come from the
+//!    replica's copies once read);
 //! 5. client credentials: `POST /oauth2/token` with HTTP Basic (grants/s).
 //!
 //! Every run must be free of non-2xx responses and socket errors, or the task fails (after
@@ -371,7 +372,7 @@ pub(crate) fn cold_run(
 pub(crate) fn cold_misses(cold: &WrkStats, keys: u64) -> String {
     if cold.requests <= keys {
         format!(
-            "every one of the {} requests was a cache miss (prefix lookup + account read)",
+            "every one of the {} requests was a key-cache miss (a read of the key's row)",
             cold.requests
         )
     } else {
