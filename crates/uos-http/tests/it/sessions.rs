@@ -36,6 +36,29 @@ fn refresh_token(body: &Value) -> String {
         .to_string()
 }
 
+/// Presenting the refresh token of `replayed`, an earlier answer of `latest`'s session, is a
+/// replay: refused, and the whole session is revoked (`latest`'s tokens die too), audited
+/// once. The reuse events.
+async fn replay_revokes_the_session(app: &TestApp, replayed: &Value, latest: &Value) -> Vec<Value> {
+    let r = refresh(app, &refresh_token(replayed)).await;
+    assert_problem(&r, 401, "unauthenticated");
+    let r = app.send(Req::get("/v1/me").token(&access(latest))).await;
+    assert_problem(&r, 401, "unauthenticated");
+    let r = refresh(app, &refresh_token(latest)).await;
+    assert_problem(&r, 401, "unauthenticated");
+    let admin = app.admin_token().await;
+    let events = all_pages(
+        app,
+        &admin,
+        "/v1/audit/events?action=session.refresh_reuse_detected",
+        50,
+    )
+    .await;
+    assert_eq!(events.len(), 1, "the reuse is audited once: {events:?}");
+    assert_eq!(events[0]["target"]["id"], replayed["session_id"]);
+    events
+}
+
 backend_test!(
     refresh_rotates_and_reuse_revokes_the_session,
     |app| async move {
@@ -50,24 +73,7 @@ backend_test!(
         get_ok(&app, &access(&second), "/v1/me").await;
 
         // The first refresh token was used: presenting it again is a reuse.
-        let r = refresh(&app, &refresh_token(&first)).await;
-        assert_problem(&r, 401, "unauthenticated");
-        // ... which revoked the whole session: every token of it is dead now.
-        let r = app.send(Req::get("/v1/me").token(&access(&second))).await;
-        assert_problem(&r, 401, "unauthenticated");
-        let r = refresh(&app, &refresh_token(&second)).await;
-        assert_problem(&r, 401, "unauthenticated");
-
-        let admin = app.admin_token().await;
-        let events = all_pages(
-            &app,
-            &admin,
-            "/v1/audit/events?action=session.refresh_reuse_detected",
-            50,
-        )
-        .await;
-        assert_eq!(events.len(), 1, "reuse is audited: {events:?}");
-        assert_eq!(events[0]["target"]["id"], first["session_id"]);
+        replay_revokes_the_session(&app, &first, &second).await;
         let text = serde_json::to_string(&all_audit(&app).await).unwrap();
         for secret in [
             refresh_token(&first),
@@ -90,22 +96,7 @@ backend_test!(
         let third = r.body.clone();
 
         // Not the previous token but the one before it: still a replay.
-        let r = refresh(&app, &refresh_token(&first)).await;
-        assert_problem(&r, 401, "unauthenticated");
-        let r = app.send(Req::get("/v1/me").token(&access(&third))).await;
-        assert_problem(&r, 401, "unauthenticated");
-        let r = refresh(&app, &refresh_token(&third)).await;
-        assert_problem(&r, 401, "unauthenticated");
-        let admin = app.admin_token().await;
-        let events = all_pages(
-            &app,
-            &admin,
-            "/v1/audit/events?action=session.refresh_reuse_detected",
-            50,
-        )
-        .await;
-        assert_eq!(events.len(), 1, "the reuse is audited once: {events:?}");
-        assert_eq!(events[0]["target"]["id"], first["session_id"]);
+        let events = replay_revokes_the_session(&app, &first, &third).await;
         assert_eq!(events[0]["changes"]["after"]["session_revoked"], true);
     }
 );
