@@ -21,4 +21,4 @@ where session.session_id = t.session_id;
 -- Nothing inserts into it any more. A later migration can drop it once every session older
 -- than this one has reached its absolute end (`service.session_ttl_secs` after it ran).
 comment on table refresh_token is
-    'read-only since migration 0015: maps refresh tokens issued before it to their session';
+    'read-only since migration 0016: maps refresh tokens issued before it to their session';

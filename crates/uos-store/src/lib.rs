@@ -273,7 +273,7 @@ pub trait SessionReads: Send {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Session>>;
-    /// The session a token from before migration 0015 belongs to, by the token's hash (see
+    /// The session a token from before migration 0016 belongs to, by the token's hash (see
     /// [`LegacyRefreshToken`]); `None` for any other hash.
     async fn get_legacy_refresh_token(
         &mut self,

@@ -76,7 +76,7 @@ pub struct Rotation {
     pub next_hash: String,
 }
 
-/// A refresh token issued before the session row held its refresh state (migration 0015),
+/// A refresh token issued before the session row held its refresh state (migration 0016),
 /// when each token was a row of its own. Such a token names no session, so its old row maps
 /// it to one: unused, it is its session's current token at generation 0 and refreshes once;
 /// used, it is a replay.
