@@ -78,11 +78,7 @@ impl Inner {
             None => return Ok((None, grants)),
         };
         roles.extend(grants.iter().flat_map(|g| g.roles.iter().cloned()));
-        let (roles, permissions) = if roles.iter().all(RoleName::is_builtin) {
-            expand_permissions(&roles, &[])
-        } else {
-            expand_roles(r.get().await?, org.id, &roles).await?
-        };
+        let (roles, permissions) = expand_roles(r, org.id, &roles).await?;
         let context = OrgContext {
             org_id: org.id.0,
             membership_status: status.to_string(),
@@ -204,15 +200,16 @@ fn machine_org(m: &AuthMachine) -> OrgContext {
 
 /// `roles` with every role they inherit, and every permission those grant in `org`. Custom
 /// roles are only read when one is named: most members and accounts hold built-in roles only.
+/// A lazy handle takes no connection for built-in roles.
 pub(crate) async fn expand_roles(
-    tx: &mut dyn ReadTx,
+    r: &mut LazyRead<'_>,
     org: OrgId,
     roles: &[RoleName],
 ) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
     let custom = if roles.iter().all(RoleName::is_builtin) {
         Vec::new()
     } else {
-        tx.all_roles(org).await?
+        r.get().await?.all_roles(org).await?
     };
     Ok(expand_permissions(roles, &custom))
 }
@@ -224,7 +221,8 @@ pub(crate) async fn role_grants(
     org: OrgId,
     roles: &[RoleName],
 ) -> Result<Vec<String>> {
-    Ok(expand_roles(tx, org, roles).await?.1.into_iter().collect())
+    let (_, permissions) = expand_roles(&mut LazyRead::over(tx), org, roles).await?;
+    Ok(permissions.into_iter().collect())
 }
 
 /// Whether `org` exists and is active: machines of a suspended or deleted org do not act.

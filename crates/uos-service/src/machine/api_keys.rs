@@ -3,6 +3,7 @@
 
 use crate::kernel::access::expand_roles;
 use crate::kernel::precondition::{check_version, Precondition};
+use crate::kernel::reads::LazyRead;
 use crate::kernel::uow::{snapshot, UnitOfWork};
 use crate::kernel::views::{ApiKeyView, NewApiKeyView};
 use crate::machine::service_accounts::{account_resource, check_name, live_account};
@@ -93,7 +94,8 @@ impl Services {
             .account_access(uow.tx(), ctx, slug, account, Action::ApiKeyCreate, grants)
             .await?;
         // A key never exceeds its account: every scope must be granted by the account's roles.
-        let (_, allowed) = expand_roles(uow.tx(), sa.org_id, &sa.roles).await?;
+        let (_, allowed) =
+            expand_roles(&mut LazyRead::over(uow.tx()), sa.org_id, &sa.roles).await?;
         let mut errors: Vec<FieldError> = requested
             .iter()
             .enumerate()

@@ -86,7 +86,8 @@ impl Services {
         scopes: Vec<String>,
         credential: MachineCredential,
     ) -> Result<Arc<AuthMachine>> {
-        let (roles, perms) = expand_roles(r, account.org_id, &account.roles).await?;
+        let (roles, perms) =
+            expand_roles(&mut LazyRead::over(&mut *r), account.org_id, &account.roles).await?;
         // From the replica's copy of the org: a cold key then costs one statement (its own row)
         // once its account and org were read by any key. The copy is no older than this entry
         // may live, and an org change evicts both.

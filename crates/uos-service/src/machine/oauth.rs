@@ -8,6 +8,7 @@
 //! other bearer credential. Errors on these endpoints are OAuth2 bodies, not problem+json.
 
 use crate::kernel::access::{expand_roles, org_is_active};
+use crate::kernel::reads::LazyRead;
 use crate::kernel::uow::UnitOfWork;
 use crate::kernel::views::OAuthTokenView;
 use crate::{AuthMachine, Caller, Ctx, MachineCredential, Result, ServiceError, Services};
@@ -212,7 +213,7 @@ impl Services {
                     let Some(a) = found else {
                         return Err(OAuthError::invalid_client(basic));
                     };
-                    allowed = expand_roles(&mut *r, a.org_id, &a.roles)
+                    allowed = expand_roles(&mut LazyRead::over(&mut *r), a.org_id, &a.roles)
                         .await
                         .map_err(|e| OAuthError::unavailable(&e))?
                         .1;

@@ -249,7 +249,8 @@ impl Services {
                 if !sa.is_usable() {
                     return Ok(Err(INACTIVE));
                 }
-                let (roles, perms) = expand_roles(r, org.id, &sa.roles).await?;
+                let (roles, perms) =
+                    expand_roles(&mut LazyRead::over(&mut *r), org.id, &sa.roles).await?;
                 Ok(Ok(account_principal(
                     &sa,
                     org,
@@ -270,7 +271,8 @@ impl Services {
                 if !sa.is_usable() || key.refusal(&sa.rotation, uos_domain::now()).is_some() {
                     return Ok(Err(INACTIVE));
                 }
-                let (roles, perms) = expand_roles(r, org.id, &sa.roles).await?;
+                let (roles, perms) =
+                    expand_roles(&mut LazyRead::over(&mut *r), org.id, &sa.roles).await?;
                 let scopes: Vec<String> =
                     key.scopes.iter().map(|p| p.as_str().to_owned()).collect();
                 let permissions = narrowed(&perms, &scopes);
@@ -302,7 +304,8 @@ impl Services {
         let membership = r.get_membership(org.id, user.id).await?;
         let (roles, permissions) = match &membership {
             Some(m) => {
-                let (roles, perms) = expand_roles(r, org.id, &m.roles).await?;
+                let (roles, perms) =
+                    expand_roles(&mut LazyRead::over(&mut *r), org.id, &m.roles).await?;
                 (roles.into_iter().collect(), perms.into_iter().collect())
             }
             None => (Vec::new(), Vec::new()),
