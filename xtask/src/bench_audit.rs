@@ -29,15 +29,10 @@ use crate::bench::{
 };
 use anyhow::{bail, Context};
 use clap::Args;
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use uos_events::testing::{consume_new, Broker};
-use uos_store::{AuditHead, AuditRow, Store};
-use uuid::Uuid;
 
 #[derive(Debug, Args)]
 pub struct AuditBenchArgs {
@@ -77,6 +72,8 @@ end
 pub fn run(args: AuditBenchArgs) -> anyhow::Result<()> {
     let (root, work, rt) = prepare("audit")?;
     let uosctl = crate::release::build(&root, "uosctl")?;
+    eprintln!("xtask: building the audit append bench");
+    audit_append_cargo(&root, "build", &[])?;
     let database_url = fresh_database("postgres", &work, &rt)?;
     let base = format!("http://{}", args.listen);
     let mut lines = Vec::new();
@@ -136,15 +133,11 @@ pub fn run(args: AuditBenchArgs) -> anyhow::Result<()> {
         let append_db = fresh_database("postgres", &work, &rt)?;
         let mut appends = Vec::new();
         for chains in [args.orgs, 1] {
-            let rate = rt.block_on(store_appends(
-                &append_db,
-                chains,
-                args.connections,
-                args.duration,
-            ))?;
+            let (rate, moved) =
+                store_appends(&root, &append_db, chains, args.connections, args.duration)?;
             lines.push(format!(
                 "signed appends through the store port into {chains} chain(s), {} writers: \
-                 {rate:.0} events/s ({:.1}% of /healthz)",
+                 {rate:.0} events/s ({:.1}% of /healthz), {moved} found their head moved",
                 args.connections,
                 100.0 * rate / healthz.rps
             ));
@@ -311,112 +304,49 @@ pub(crate) fn export(
     Ok((file, count))
 }
 
-/// Phase 2, the append alone: `writers` tasks for `secs` seconds, each appending one signed
-/// event per transaction to chain `org:<n>` for n in turn of `chains`: events/s. Heads are
-/// remembered across the writers, like the service's chain memory.
-async fn store_appends(url: &str, chains: u32, writers: u32, secs: u32) -> anyhow::Result<f64> {
-    let pg = uos_store_postgres::PgStore::connect(url, writers).await?;
-    pg.migrate().await?;
-    let store: Arc<dyn Store> = Arc::new(pg);
-    let key = Arc::new(uos_keys::SigningKey::generate());
-    let orgs: Arc<Vec<Uuid>> = Arc::new((0..chains).map(|_| Uuid::now_v7()).collect());
-    let appended = Arc::new(AtomicU64::new(0));
-    let heads: Arc<std::sync::Mutex<HashMap<String, AuditHead>>> = Arc::default();
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(u64::from(secs));
-    let mut tasks = Vec::new();
-    for w in 0..writers as usize {
-        let (store, key, orgs, appended, heads) = (
-            store.clone(),
-            key.clone(),
-            orgs.clone(),
-            appended.clone(),
-            heads.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut n = w;
-            while Instant::now() < deadline {
-                let org = orgs[n % orgs.len()];
-                n += writers as usize;
-                let chain = uos_audit::chain_of(Some(org));
-                let mut tx = store.begin().await?;
-                // As the service does: chain from the head this process last wrote, and lock
-                // the head row only when there is none or another writer moved it.
-                let known = heads
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("poisoned"))?
-                    .get(&chain)
-                    .cloned();
-                let mut head = match known {
-                    Some(h) => h,
-                    None => tx.lock_audit_head(&chain).await?,
-                };
-                let mut event = uos_audit::NewEvent {
-                    id: Uuid::now_v7(),
-                    occurred_at: uos_domain::now(),
-                    actor: uos_audit::Actor {
-                        kind: "system".into(),
-                        id: None,
-                    },
-                    action: "bench.appended".into(),
-                    org_id: Some(org),
-                    target: uos_audit::Target {
-                        kind: "org".into(),
-                        id: Some(org.to_string()),
-                    },
-                    changes: uos_audit::Changes {
-                        before: serde_json::Value::Null,
-                        after: serde_json::json!({"n": n, "writer": w}),
-                    },
-                    request_id: None,
-                };
-                loop {
-                    let sealed = uos_audit::seal(event.clone(), head.seq + 1, &head.hash, &key);
-                    let row = AuditRow {
-                        chain: sealed.chain.clone(),
-                        seq: sealed.seq,
-                        id: sealed.id,
-                        occurred_at: sealed.occurred_at,
-                        org_id: Some(uos_domain::OrgId(org)),
-                        actor_id: None,
-                        action: sealed.action.clone(),
-                        target_id: sealed.target.id.clone(),
-                        hash: sealed.hash.clone(),
-                        payload: serde_json::to_value(&sealed)?,
-                        trace_parent: None,
-                    };
-                    match tx.append_audit(&head, &row).await {
-                        Ok(()) => {
-                            tx.commit().await?;
-                            let next = AuditHead {
-                                chain: chain.clone(),
-                                seq: row.seq,
-                                hash: row.hash,
-                            };
-                            heads
-                                .lock()
-                                .map_err(|_| anyhow::anyhow!("poisoned"))?
-                                .insert(chain, next);
-                            break;
-                        }
-                        Err(uos_store::StoreError::VersionConflict) => {
-                            head = tx.lock_audit_head(&chain).await?;
-                            event.id = Uuid::now_v7();
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                appended.fetch_add(1, Ordering::Relaxed);
-            }
-            anyhow::Ok(())
-        }));
+/// Phase 2, the append alone: the `audit_append` example of `uos-store-postgres`, built in
+/// release mode like the service (see its header): events/s and how many appends found their
+/// head moved by another writer.
+fn store_appends(
+    root: &Path,
+    url: &str,
+    chains: u32,
+    writers: u32,
+    secs: u32,
+) -> anyhow::Result<(f64, u64)> {
+    let args = [
+        url,
+        &chains.to_string(),
+        &writers.to_string(),
+        &secs.to_string(),
+    ]
+    .map(|a| a.to_owned());
+    let out = audit_append_cargo(root, "run", &args)?;
+    let mut fields = out.split_whitespace();
+    let (Some(rate), Some(moved), None) = (fields.next(), fields.next(), fields.next()) else {
+        bail!("audit_append printed {out:?}");
+    };
+    Ok((rate.parse()?, moved.parse()?))
+}
+
+/// `cargo … --example audit_append` in release mode: `build` it (before the run, so no phase
+/// waits for a compile), or `run` it with `args`.
+fn audit_append_cargo(root: &Path, verb: &str, args: &[String]) -> anyhow::Result<String> {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.current_dir(root).args([
+        verb,
+        "--release",
+        "--quiet",
+        "--locked",
+        "-p",
+        "uos-store-postgres",
+        "--example",
+        "audit_append",
+    ]);
+    if !args.is_empty() {
+        cargo.arg("--").args(args);
     }
-    for task in tasks {
-        task.await??;
-    }
-    let rate = appended.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-    store.close().await;
-    Ok(rate)
+    sh(&mut cargo)
 }
 
 /// Phase 6: `args.export_events` synthetic rows, one export job of the whole trail and its
