@@ -47,7 +47,14 @@ async fn run(cfg: uos_app::Config) -> anyhow::Result<()> {
     let svc = uos_app::build(&cfg).await.context("starting admin-api")?;
     uos_app::reload_policy_on_sighup(&svc).context("listening for SIGHUP")?;
     let grace = std::time::Duration::from_secs(cfg.shutdown_grace_secs);
-    uos_http::server::serve(listener, svc, &cfg.public_url(), &cfg.rate_limit, grace)
-        .await
-        .context("admin-api failed")
+    uos_http::server::serve(
+        listener,
+        svc,
+        &cfg.public_url(),
+        &cfg.rate_limit,
+        cfg.max_requests_in_progress,
+        grace,
+    )
+    .await
+    .context("admin-api failed")
 }

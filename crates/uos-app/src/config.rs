@@ -55,6 +55,12 @@ pub struct Config {
     /// process (cgroup CPU limits included). Password hashing runs on its own threads, so
     /// fewer workers than cores leaves room for a sidecar or a co-located load generator.
     pub worker_threads: usize,
+    /// Requests the API works on at once (`UOS_MAX_REQUESTS_IN_PROGRESS`); more wait their
+    /// turn in arrival order and none is refused for it. Health probes, metrics and the
+    /// authentication endpoints (`/v1/auth/*`, `/oauth2/*`) are not counted. Under thousands
+    /// of connections this keeps a request that holds a database connection from waiting
+    /// behind all the others to run again. 0: 32 per request-serving thread.
+    pub max_requests_in_progress: usize,
     /// `redis://host:port/db` for state shared by replicas (lockout counters, one-time
     /// tokens, revocation fan-out); `rediss://` for TLS. Unset: in-process, for a single node
     /// (`UOS_REDIS_URL`).
@@ -329,6 +335,7 @@ impl Default for Config {
             log_format: "text".into(),
             shutdown_grace_secs: 30,
             worker_threads: 0,
+            max_requests_in_progress: 0,
             redis_url: None,
             redis_ca_file: None,
             redis_prefix: "uos:".into(),
@@ -475,6 +482,12 @@ impl Config {
         }
         if self.worker_threads > 1024 {
             return bad("worker_threads", "must be at most 1024 (0: one per core)");
+        }
+        if self.max_requests_in_progress > 1_000_000 {
+            return bad(
+                "max_requests_in_progress",
+                "must be at most 1000000 (0: 32 per worker thread)",
+            );
         }
         let s = &self.service;
         if s.access_token_ttl_secs == 0 || s.session_ttl_secs == 0 {
@@ -898,6 +911,11 @@ mod tests {
             ("policy_dir", "/nonexistent/policies", "policy_dir"),
             ("policy_watch_secs", "100000", "policy_watch_secs"),
             ("worker_threads", "-1", "worker_threads"),
+            (
+                "max_requests_in_progress",
+                "2000000",
+                "max_requests_in_progress",
+            ),
             ("redis_url", "http://x", "redis_url"),
             ("public_url", "id.example.com", "public_url"),
             ("public_url", "https://", "public_url"),

@@ -271,6 +271,7 @@ pub fn router(state: AppState) -> Router {
             tracing::error!("handler panicked");
             ApiError::internal().into_response()
         }))
+        .layer(from_fn_with_state(state.clone(), middleware::admit))
         .layer(from_fn_with_state(
             state.public_url.clone(),
             middleware::request_context,

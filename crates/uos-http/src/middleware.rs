@@ -131,6 +131,30 @@ fn request_span(req: &Request, id: &str) -> tracing::Span {
     span
 }
 
+/// Bound the requests the API works on at once; the rest wait their turn in arrival order and
+/// are never refused for it. With thousands of connections sending at once, the runtime's
+/// queue would otherwise hold thousands of ready requests, mostly answered from memory, and a
+/// request holding one of the few pooled database connections would wait behind all of them
+/// each time it is polled: the pool starves and its waiters time out (503). Held here, the
+/// waiting requests are parked instead of queued, so a connection's holder runs promptly.
+/// Probes and metrics pass, so they answer under any load; so do the authentication
+/// endpoints, whose requests mostly wait for the password hasher's threads, not the runtime,
+/// and must not keep other requests waiting.
+pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if passes_admission(req.uri().path()) {
+        return next.run(req).await;
+    }
+    // The semaphore is never closed; were it, requests would run unbounded, as before.
+    let _permit = state.in_progress.acquire().await.ok();
+    next.run(req).await
+}
+
+fn passes_admission(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+        || path.starts_with("/v1/auth/")
+        || is_oauth2(path)
+}
+
 /// Resolve `Authorization: Bearer` into a [`Caller`]. No header means anonymous (the policy
 /// decides what anonymous may do); a bad one is a 401 right away.
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -17,15 +17,17 @@ pub enum ServerError {
 /// Serve `svc` on `listener` until a shutdown signal, then drain in-flight requests (for at
 /// most `grace`), record the last API-key uses, checkpoint the audit chains and close the store. `public_url` is where
 /// clients reach it (error `type` URIs point under it); `rate_limit` says which operations are
-/// limited.
+/// limited; at most `max_in_progress` requests are worked on at once (0: the service's
+/// default for the runtime's threads).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     svc: Services,
     public_url: &str,
     rate_limit: &RateLimitConfig,
+    max_in_progress: usize,
     grace: Duration,
 ) -> Result<(), ServerError> {
-    let state = AppState::new(svc.clone(), public_url, rate_limit)?;
+    let state = AppState::new(svc.clone(), public_url, rate_limit, max_in_progress)?;
     let store = state.svc.store().clone();
     tracing::info!(addr = %listener.local_addr()?, backend = store.backend(), "admin-api listening");
     let app = crate::router(state).into_make_service_with_connect_info::<SocketAddr>();

@@ -19,6 +19,8 @@ pub struct Shared {
     pub rate_limits: RateLimits,
     /// Where clients reach the API (no trailing slash); error `type` URIs point under it.
     pub public_url: Arc<str>,
+    /// Places for requests in progress ([`crate::middleware::admit`]).
+    pub in_progress: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -26,6 +28,7 @@ impl AppState {
         svc: Services,
         public_url: &str,
         rate_limit: &RateLimitConfig,
+        max_in_progress: usize,
     ) -> Result<Self, prometheus::Error> {
         let rate_limits = RateLimits::new(rate_limit, svc.shared().clone());
         Ok(Self(Arc::new(Shared {
@@ -33,8 +36,23 @@ impl AppState {
             metrics: Metrics::new()?,
             rate_limits,
             public_url: public_url.trim_end_matches('/').into(),
+            in_progress: tokio::sync::Semaphore::new(in_progress_places(max_in_progress)),
         })))
     }
+}
+
+/// Requests in progress per request-serving thread, when the configuration leaves the bound
+/// to the service (`max_requests_in_progress = 0`): enough to keep every core and the database
+/// pool busy, few enough that a ready request waits milliseconds, not seconds, to run again.
+const IN_PROGRESS_PER_WORKER: usize = 32;
+
+/// `configured`, or [`IN_PROGRESS_PER_WORKER`] per thread of the runtime serving requests.
+fn in_progress_places(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    let workers = tokio::runtime::Handle::try_current().map_or(1, |h| h.metrics().num_workers());
+    IN_PROGRESS_PER_WORKER * workers.max(1)
 }
 
 impl Deref for AppState {

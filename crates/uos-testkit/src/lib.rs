@@ -216,6 +216,7 @@ impl TestApp {
             uos_app::build(&cfg).await.unwrap(),
             &cfg.public_url(),
             &cfg.rate_limit,
+            cfg.max_requests_in_progress,
         )
         .unwrap();
         Self {

@@ -228,3 +228,30 @@ backend_test!(
         }
     }
 );
+
+/// Requests beyond `max_requests_in_progress` wait for a place and are never refused for it;
+/// probes and the authentication endpoints do not wait.
+#[tokio::test]
+async fn requests_beyond_the_bound_wait_their_turn_and_probes_pass() {
+    let app = TestApp::spawn_with(
+        uos_testkit::Backend::Sqlite,
+        &[("max_requests_in_progress", json!(2))],
+    )
+    .await;
+    let admin = app.admin_token().await;
+    let taken = app.state.in_progress.acquire_many(2).await.unwrap();
+    let wait = std::time::Duration::from_millis(300);
+    let queued = app.send(Req::get("/v1/orgs").token(&admin));
+    tokio::pin!(queued);
+    let early = tokio::time::timeout(wait, &mut queued).await;
+    assert!(early.is_err(), "a request beyond the bound waits");
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let r = tokio::time::timeout(wait, app.send(Req::get(path))).await;
+        assert_eq!(r.expect("probes do not wait").status, 200, "{path}");
+    }
+    let whoami = Req::get("/v1/auth/whoami").token(&admin);
+    let r = tokio::time::timeout(wait, app.send(whoami)).await;
+    assert_eq!(r.expect("authentication does not wait").status, 200);
+    drop(taken);
+    assert_eq!(queued.await.status, 200, "the waiting request is served");
+}
