@@ -315,12 +315,11 @@ fn store_appends(
     secs: u32,
 ) -> anyhow::Result<(f64, u64)> {
     let args = [
-        url,
-        &chains.to_string(),
-        &writers.to_string(),
-        &secs.to_string(),
-    ]
-    .map(|a| a.to_owned());
+        url.to_owned(),
+        chains.to_string(),
+        writers.to_string(),
+        secs.to_string(),
+    ];
     let out = audit_append_cargo(root, "run", &args)?;
     let mut fields = out.split_whitespace();
     let (Some(rate), Some(moved), None) = (fields.next(), fields.next(), fields.next()) else {
@@ -329,24 +328,9 @@ fn store_appends(
     Ok((rate.parse()?, moved.parse()?))
 }
 
-/// `cargo … --example audit_append` in release mode: `build` it (before the run, so no phase
-/// waits for a compile), or `run` it with `args`.
+/// The `audit_append` example: `build` it, or `run` it with `args`.
 fn audit_append_cargo(root: &Path, verb: &str, args: &[String]) -> anyhow::Result<String> {
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo.current_dir(root).args([
-        verb,
-        "--release",
-        "--quiet",
-        "--locked",
-        "-p",
-        "uos-store-postgres",
-        "--example",
-        "audit_append",
-    ]);
-    if !args.is_empty() {
-        cargo.arg("--").args(args);
-    }
-    sh(&mut cargo)
+    crate::release::example(root, "uos-store-postgres", "audit_append", verb, args)
 }
 
 /// Phase 6: `args.export_events` synthetic rows, one export job of the whole trail and its

@@ -8,7 +8,7 @@
 //! the wrk script spends each token exactly once.
 
 use crate::bench::{
-    admin_token, drop_database, fresh_database, metric, open_store, prepare, sh, start_server_with,
+    admin_token, drop_database, fresh_database, metric, open_store, prepare, start_server_with,
     write_script, wrk_stats, WrkStats, ADMIN, PASSWORD,
 };
 use crate::cpu::{CpuSample, CpuSplit, MachineShares, MachineTimes};
@@ -18,7 +18,6 @@ use chrono::Duration as ChronoDuration;
 use clap::Args;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use uos_domain::{Email, SessionId, UserId};
@@ -219,17 +218,9 @@ pub(crate) struct HashTiming {
     pub(crate) cpu_ms: f64,
 }
 
-/// `cargo … --example hash_time` in release mode: `build` it, or `run` it.
+/// The `hash_time` example of `uos-authn`: `build` it, or `run` it.
 fn hash_time_cargo(root: &Path, verb: &str) -> anyhow::Result<String> {
-    sh(Command::new(env!("CARGO")).current_dir(root).args([
-        verb,
-        "--release",
-        "--quiet",
-        "-p",
-        "uos-authn",
-        "--example",
-        "hash_time",
-    ]))
+    crate::release::example(root, "uos-authn", "hash_time", verb, &[])
 }
 
 /// Build the hash timer before a run that times hashes mid-way, so the timing does not wait

@@ -21,6 +21,32 @@ pub fn build(root: &Path, package: &str) -> anyhow::Result<PathBuf> {
     binary(root, package)
 }
 
+/// `cargo <verb> --release -p <package> --example <name> [-- <args>]`, its standard output:
+/// `build` an example before a run, so no measurement waits for a compile, then `run` it.
+pub fn example(
+    root: &Path,
+    package: &str,
+    name: &str,
+    verb: &str,
+    args: &[String],
+) -> anyhow::Result<String> {
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.current_dir(root).args([
+        verb,
+        "--release",
+        "--quiet",
+        "--locked",
+        "-p",
+        package,
+        "--example",
+        name,
+    ]);
+    if !args.is_empty() {
+        cargo.arg("--").args(args);
+    }
+    crate::bench::sh(&mut cargo)
+}
+
 /// Where the release binary `name` is (built or not).
 pub fn binary(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
     Ok(target_dir(root)?.join("release").join(name))
