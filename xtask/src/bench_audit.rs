@@ -70,6 +70,9 @@ end
 }
 
 pub fn run(args: AuditBenchArgs) -> anyhow::Result<()> {
+    // The relay and latency runs need the broker; installed first, so a run outside `ci`
+    // cannot measure for minutes and then fail where it starts one.
+    crate::services::ensure_kafka_broker()?;
     let (root, work, rt) = prepare("audit")?;
     let uosctl = crate::release::build(&root, "uosctl")?;
     eprintln!("xtask: building the audit append bench");
