@@ -1,15 +1,17 @@
 //! Prometheus metrics: requests by route and status, latency histogram, rate-limited requests,
-//! store pool gauges, and the service's own counts (keys overdue for rotation, audit-head contention, the audit
+//! requests in progress and waiting at the request bound, store pool gauges, and the service's own counts (keys overdue for rotation, audit-head contention, the audit
 //! relay's backlog, decisions allowed and denied and the denials budgets caused, policy bundles
 //! reloaded and refused, the usage consumer's messages and lag).
 //!
 //! The dashboards and alert rules shipped with the chart and kustomize name these metrics;
 //! `monitoring` in this crate's integration suite fails if they name one not exported here.
 
+use crate::state::Shared;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+use std::sync::atomic::Ordering;
 use uos_service::Services;
 
 #[derive(Debug)]
@@ -23,6 +25,8 @@ pub struct Metrics {
     /// Rate-limit reservations the shared state did not answer (those requests were admitted).
     rate_limit_shared_failures: IntCounter,
     pool: IntGaugeVec,
+    /// The request bound (`max_requests_in_progress`): in progress, waiting, max.
+    admission: IntGaugeVec,
     overdue_keys: IntGauge,
     audit_head_conflicts: IntCounter,
     /// Decisions of the decision point, by `result` (`allow` or `deny`).
@@ -202,7 +206,16 @@ impl Metrics {
             "uos_audit_head_conflicts_total",
             "Audit appends that found the chain head moved by another writer and chained again",
         )?;
+        let admission = IntGaugeVec::new(
+            Opts::new(
+                "uos_http_admission_requests",
+                "Requests under the bound on requests in progress, by state (in_progress: \
+                 being worked on; waiting: parked for a place; max: the bound)",
+            ),
+            &["state"],
+        )?;
         registry.register(Box::new(pool.clone()))?;
+        registry.register(Box::new(admission.clone()))?;
         registry.register(Box::new(overdue_keys.clone()))?;
         registry.register(Box::new(audit_head_conflicts.clone()))?;
         let decisions = IntCounterVec::new(
@@ -237,6 +250,7 @@ impl Metrics {
             rate_limited,
             rate_limit_shared_failures,
             pool,
+            admission,
             overdue_keys,
             audit_head_conflicts,
             decisions,
@@ -247,8 +261,10 @@ impl Metrics {
         })
     }
 
-    /// The text exposition. `rate_limit_failures` is the rate limiter's own count so far.
-    pub fn render(&self, svc: &Services, rate_limit_failures: u64) -> String {
+    /// The text exposition of the figures as they stand in `s`, this registry's owner.
+    pub fn render(&self, s: &Shared) -> String {
+        let svc = &s.svc;
+        let rate_limit_failures = s.rate_limits.shared_failures();
         let stats = svc.store().pool_stats();
         self.rate_limit_shared_failures
             .inc_by(rate_limit_failures.saturating_sub(self.rate_limit_shared_failures.get()));
@@ -282,6 +298,16 @@ impl Metrics {
         self.pool
             .with_label_values(&["max"])
             .set(i64::from(stats.max));
+        let in_progress = s.places.saturating_sub(s.in_progress.available_permits());
+        for (state, n) in [
+            ("in_progress", in_progress),
+            ("waiting", s.waiting.load(Ordering::Relaxed)),
+            ("max", s.places),
+        ] {
+            self.admission
+                .with_label_values(&[state])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         let mut buf = Vec::new();
         // Encoding into a Vec only fails on invalid metric families, which we never build.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

@@ -10,6 +10,7 @@ use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
@@ -145,8 +146,31 @@ pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> R
         return next.run(req).await;
     }
     // The semaphore is never closed; were it, requests would run unbounded, as before.
-    let _permit = state.in_progress.acquire().await.ok();
+    let _permit = match state.in_progress.try_acquire() {
+        Ok(permit) => Some(permit),
+        Err(_) => {
+            let _parked = Parked::enter(&state.waiting);
+            state.in_progress.acquire().await.ok()
+        }
+    };
     next.run(req).await
+}
+
+/// One request counted among those waiting for a place (`uos_http_requests_waiting`), until
+/// it gets one or its client goes away (the future is dropped either way).
+struct Parked<'a>(&'a AtomicUsize);
+
+impl<'a> Parked<'a> {
+    fn enter(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::Relaxed);
+        Self(waiting)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn passes_admission(path: &str) -> bool {

@@ -3,6 +3,7 @@
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
 use std::ops::Deref;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use uos_service::{RateLimitConfig, Services};
 
@@ -21,6 +22,10 @@ pub struct Shared {
     pub public_url: Arc<str>,
     /// Places for requests in progress ([`crate::middleware::admit`]).
     pub in_progress: tokio::sync::Semaphore,
+    /// How many places there are: the bound.
+    pub places: usize,
+    /// Requests parked at the bound right now, waiting for a place.
+    pub waiting: AtomicUsize,
 }
 
 impl AppState {
@@ -31,12 +36,15 @@ impl AppState {
         max_in_progress: usize,
     ) -> Result<Self, prometheus::Error> {
         let rate_limits = RateLimits::new(rate_limit, svc.shared().clone());
+        let places = in_progress_places(max_in_progress);
         Ok(Self(Arc::new(Shared {
             svc,
             metrics: Metrics::new()?,
             rate_limits,
             public_url: public_url.trim_end_matches('/').into(),
-            in_progress: tokio::sync::Semaphore::new(in_progress_places(max_in_progress)),
+            in_progress: tokio::sync::Semaphore::new(places),
+            places,
+            waiting: AtomicUsize::new(0),
         })))
     }
 }

@@ -44,7 +44,7 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus metrics", content_type = "text/plain")))]
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let text = s.metrics.render(&s.svc, s.rate_limits.shared_failures());
+    let text = s.metrics.render(&s);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

@@ -249,9 +249,31 @@ async fn requests_beyond_the_bound_wait_their_turn_and_probes_pass() {
         let r = tokio::time::timeout(wait, app.send(Req::get(path))).await;
         assert_eq!(r.expect("probes do not wait").status, 200, "{path}");
     }
+    assert_admission(&app, 2, 1).await;
     let whoami = Req::get("/v1/auth/whoami").token(&admin);
     let r = tokio::time::timeout(wait, app.send(whoami)).await;
     assert_eq!(r.expect("authentication does not wait").status, 200);
     drop(taken);
     assert_eq!(queued.await.status, 200, "the waiting request is served");
+    assert_admission(&app, 0, 0).await;
+}
+
+/// `/metrics` shows `in_progress` requests holding places of the bound of 2 and `waiting`
+/// parked for one.
+async fn assert_admission(app: &TestApp, in_progress: u32, waiting: u32) {
+    let text = app.send(Req::get("/metrics")).await.text;
+    for (state, n) in [
+        ("in_progress", in_progress),
+        ("waiting", waiting),
+        ("max", 2),
+    ] {
+        let line = format!("uos_http_admission_requests{{state=\"{state}\"}} {n}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} in {:?}",
+            text.lines()
+                .filter(|l| l.starts_with("uos_http_admission"))
+                .collect::<Vec<_>>()
+        );
+    }
 }
