@@ -1,7 +1,8 @@
 //! Prometheus metrics: requests by route and status, latency histogram, rate-limited requests,
-//! requests in progress and waiting at the request bound, store pool gauges, and the service's own counts (keys overdue for rotation, audit-head contention, the audit
-//! relay's backlog, decisions allowed and denied and the denials budgets caused, policy bundles
-//! reloaded and refused, the usage consumer's messages and lag).
+//! requests in progress and waiting at the request bound, store pool gauges, and the service's
+//! own counts (keys overdue for rotation, audit-head contention, the audit relay's backlog,
+//! decisions allowed and denied and the denials budgets caused, policy bundles reloaded and
+//! refused, the usage consumer's messages and lag).
 //!
 //! The dashboards and alert rules shipped with the chart and kustomize name these metrics;
 //! `monitoring` in this crate's integration suite fails if they name one not exported here.

@@ -156,8 +156,9 @@ pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> R
     next.run(req).await
 }
 
-/// One request counted among those waiting for a place (`uos_http_requests_waiting`), until
-/// it gets one or its client goes away (the future is dropped either way).
+/// One request counted among those waiting for a place
+/// (`uos_http_admission_requests{state="waiting"}`), until it gets one or its client goes
+/// away (the future is dropped either way).
 struct Parked<'a>(&'a AtomicUsize);
 
 impl<'a> Parked<'a> {
