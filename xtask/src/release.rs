@@ -9,8 +9,7 @@ use std::process::Command;
 /// Build `package` in release mode and return the path of its binary `package`.
 pub fn build(root: &Path, package: &str) -> anyhow::Result<PathBuf> {
     eprintln!("xtask: building the release binary {package}");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(root)
+    let status = cargo(root)
         .args(["build", "--release", "--quiet", "--locked", "-p", package])
         .status()
         .context("running cargo build")?;
@@ -30,8 +29,8 @@ pub fn example(
     verb: &str,
     args: &[String],
 ) -> anyhow::Result<String> {
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo.current_dir(root).args([
+    let mut cargo = cargo(root);
+    cargo.args([
         verb,
         "--release",
         "--quiet",
@@ -47,6 +46,34 @@ pub fn example(
     crate::bench::sh(&mut cargo)
 }
 
+/// `cargo`, run in `root` with the variables `cargo run` set for xtask itself removed.
+/// `cargo xtask` runs through `cargo run`, which puts xtask's `CARGO_MANIFEST_DIR` and
+/// `CARGO_PKG_*` in our environment; passed on, they reach build scripts, and ring's tracks
+/// `CARGO_MANIFEST_DIR`: a bench's release build and a plain `cargo build --release` then
+/// each rebuilt ring and everything above it, `admin-api` included, for the other.
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root);
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(set_by_cargo_run) {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
+/// The variables `cargo run` sets for the program it runs, about that program's package.
+fn set_by_cargo_run(key: &str) -> bool {
+    matches!(
+        key,
+        "CARGO_MANIFEST_DIR"
+            | "CARGO_MANIFEST_PATH"
+            | "CARGO_CRATE_NAME"
+            | "CARGO_BIN_NAME"
+            | "CARGO_PRIMARY_PACKAGE"
+    ) || key.starts_with("CARGO_PKG_")
+}
+
 /// Where the release binary `name` is (built or not).
 pub fn binary(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
     Ok(target_dir(root)?.join("release").join(name))
@@ -54,8 +81,7 @@ pub fn binary(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
 
 /// The workspace's target directory, as cargo resolves it.
 pub fn target_dir(root: &Path) -> anyhow::Result<PathBuf> {
-    let out = Command::new(env!("CARGO"))
-        .current_dir(root)
+    let out = cargo(root)
         .args([
             "metadata",
             "--format-version",
