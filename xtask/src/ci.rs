@@ -2,14 +2,16 @@
 
 use crate::services;
 use anyhow::{bail, Context};
-use std::process::Command;
 
+/// Runs through `release::cargo`, without the variables `cargo run` set for xtask: passed on,
+/// they rebuild ring and everything above it after a plain `cargo test` built the same tree.
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
     eprintln!("xtask: cargo {}", args.join(" "));
-    let status = Command::new(env!("CARGO"))
-        .args(args)
-        .status()
-        .with_context(|| format!("running cargo {args:?}"))?;
+    let status =
+        crate::release::cargo(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+            .args(args)
+            .status()
+            .with_context(|| format!("running cargo {args:?}"))?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }

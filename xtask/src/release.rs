@@ -51,7 +51,7 @@ pub fn example(
 /// `CARGO_PKG_*` in our environment; passed on, they reach build scripts, and ring's tracks
 /// `CARGO_MANIFEST_DIR`: a bench's release build and a plain `cargo build --release` then
 /// each rebuilt ring and everything above it, `admin-api` included, for the other.
-fn cargo(root: &Path) -> Command {
+pub(crate) fn cargo(root: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(root);
     for (key, _) in std::env::vars_os() {
