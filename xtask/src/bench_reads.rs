@@ -12,7 +12,10 @@
 //! 2. `/healthz`, the reference's first measurement;
 //! 3. as the platform admin: a user by id, an org by slug and a member of `scale-00000` by user
 //!    id, each request picking one of 10,000 (or every org) at random, so the reads spread over
-//!    the tables as an admin console's do; and `scale-00000`'s first members page of 20;
+//!    the tables as an admin console's do; and `scale-00000`'s first members page of 20. Each
+//!    is measured after a warm-up run of the same requests (`--warm-up` seconds, its figures
+//!    printed on a row of their own): the measured run is the steady state an admin console
+//!    sees, while the warm-up's first reads of each id are the cache misses, one statement each;
 //! 4. refresh: each request spends one seeded token (they are single use);
 //! 5. password logins of the admin, between two timings of argon2id with one thread per core:
 //!    a login is one hash, so the hash rate is its bound;
@@ -67,6 +70,9 @@ pub struct ReadsBenchArgs {
     /// Sessions with one unused refresh token each: the refresh run spends one a request.
     #[arg(long, default_value_t = 150_000)]
     refresh_tokens: u32,
+    /// Seconds of the warm-up run before each read's measured run.
+    #[arg(long, default_value_t = 5)]
+    warm_up: u32,
     #[command(flatten)]
     load: Load,
     #[arg(long, default_value = "127.0.0.1:18187")]
@@ -78,7 +84,7 @@ impl ReadsBenchArgs {
     fn command(&self) -> String {
         format!(
             "cargo xtask bench-reads --users {} --orgs {} --memberships {} --large-org-members {} \
-             --api-keys {} --cold-keys {} --cold-duration {} --refresh-tokens {} --redis '{}' \
+             --api-keys {} --cold-keys {} --cold-duration {} --refresh-tokens {} --warm-up {} --redis '{}' \
              --duration {} --connections {} --listen {}",
             self.users,
             self.orgs,
@@ -88,6 +94,7 @@ impl ReadsBenchArgs {
             self.cold_keys,
             self.cold_duration,
             self.refresh_tokens,
+            self.warm_up,
             self.load.redis,
             self.load.duration,
             self.load.connections,
@@ -306,30 +313,53 @@ pub fn run(args: ReadsBenchArgs) -> anyhow::Result<()> {
         thousands(scale.large_org_members as f64)
     );
     let reads = [
-        ("user-by-id", user, users, ENTITY_READ),
-        ("org-by-slug", org, orgs, ENTITY_READ),
-        ("member-by-id", member, members, ENTITY_READ),
+        ("user-by-id", "user-by-id-warm-up", user, users, ENTITY_READ),
+        ("org-by-slug", "org-by-slug-warm-up", org, orgs, ENTITY_READ),
+        (
+            "member-by-id",
+            "member-by-id-warm-up",
+            member,
+            members,
+            ENTITY_READ,
+        ),
         (
             "members-page",
+            "members-page-warm-up",
             page,
             vec![format!("/v1/orgs/{large}/users?limit=20")],
             MEMBERS_PAGE,
         ),
     ];
-    for (name, figure, paths, target) in reads {
+    for (name, warm_name, figure, paths, target) in reads {
         // Answered once by hand first (curl -f fails on a 4xx): wrk would measure errors.
         let probe = curl_json(&["-f", &format!("{base}{}", paths[0]), "-H", &auth])?;
         if name == "members-page" && probe["items"].as_array().is_none_or(|i| i.len() != 20) {
             bail!("{} did not return 20 members: {probe}", paths[0]);
         }
-        let stats = if paths.len() == 1 {
-            measure(name, &auth, &paths[0], None)?
+        let (path, script) = if paths.len() == 1 {
+            (paths[0].as_str(), None)
         } else {
             // The script sets each request's path; the URL only names the server.
-            let script = random_paths_script(&work, name, paths)?;
-            measure(name, &auth, "/", Some(&script))?
+            ("/", Some(random_paths_script(&work, name, paths.clone())?))
         };
+        eprintln!("xtask: {warm_name}");
+        let warm = wrk_stats(
+            args.load.connections,
+            args.warm_up,
+            &work,
+            warm_name,
+            &auth,
+            &format!("{base}{path}"),
+            script.as_deref(),
+        )?;
+        let stats = measure(name, &auth, path, script.as_deref())?;
+        rows.push(Row::measured(
+            format!("{figure}: warm-up, {}s, first reads of each", args.warm_up),
+            &warm,
+            Target::None,
+        ));
         rows.push(Row::measured(figure, &stats, target));
+        runs.push((warm_name, warm));
         runs.push((name, stats));
     }
 
