@@ -53,6 +53,7 @@ async fn run(cfg: uos_app::Config) -> anyhow::Result<()> {
         &cfg.public_url(),
         &cfg.rate_limit,
         cfg.max_requests_in_progress,
+        uos_http::client_ip::TrustedProxies::new(cfg.trusted_proxy_networks()),
         grace,
     )
     .await

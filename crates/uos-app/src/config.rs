@@ -61,6 +61,14 @@ pub struct Config {
     /// of connections this keeps a request that holds a database connection from waiting
     /// behind all the others to run again. 0: 32 per request-serving thread.
     pub max_requests_in_progress: usize,
+    /// Reverse proxies (an ingress controller, a load balancer) in front of the API, as
+    /// addresses or networks (`["10.0.0.0/8", "192.0.2.7"]`, `UOS_TRUSTED_PROXIES`). A request
+    /// arriving from one of them is from the nearest address in its `X-Forwarded-For` that is
+    /// not one of them; that address is what per-address rate limits and lockout count and
+    /// what audit events record. Empty (the default): the connection's peer is the client and
+    /// `X-Forwarded-For` is ignored, so clients cannot choose their own address. Behind an
+    /// ingress, leaving it empty makes every client one address to those limits.
+    pub trusted_proxies: Vec<String>,
     /// `redis://host:port/db` for state shared by replicas (lockout counters, one-time
     /// tokens, revocation fan-out); `rediss://` for TLS. Unset: in-process, for a single node
     /// (`UOS_REDIS_URL`).
@@ -336,6 +344,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             worker_threads: 0,
             max_requests_in_progress: 0,
+            trusted_proxies: Vec::new(),
             redis_url: None,
             redis_ca_file: None,
             redis_prefix: "uos:".into(),
@@ -351,6 +360,14 @@ impl Default for Config {
             telemetry: crate::telemetry::TelemetrySettings::default(),
         }
     }
+}
+
+/// A proxy's address (`192.0.2.7`, `::1`: that address alone) or network (`10.0.0.0/8`).
+fn parse_network(entry: &str) -> Result<ipnet::IpNet, String> {
+    let s = entry.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is neither an IP address nor a network such as 10.0.0.0/8"))
 }
 
 /// Whether `url` is an `http://` or `https://` URL with a host and no query, fragment, space
@@ -403,6 +420,15 @@ impl Config {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => format!("http://{}", self.listen),
         }
+    }
+
+    /// [`Config::trusted_proxies`] as networks (validated at load: an entry that is neither
+    /// an address nor a network has stopped start-up by then).
+    pub fn trusted_proxy_networks(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|e| parse_network(e).ok())
+            .collect()
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -488,6 +514,11 @@ impl Config {
                 "max_requests_in_progress",
                 "must be at most 1000000 (0: 32 per worker thread)",
             );
+        }
+        for entry in &self.trusted_proxies {
+            if let Err(e) = parse_network(entry) {
+                return bad("trusted_proxies", &e);
+            }
         }
         let s = &self.service;
         if s.access_token_ttl_secs == 0 || s.session_ttl_secs == 0 {
@@ -893,6 +924,31 @@ mod tests {
         )
         .unwrap();
         assert!(c.rate_limit.rules().unwrap().is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let list = |v: &[&str]| {
+            Config::from_figment(Figment::new().merge(Serialized::default("trusted_proxies", v)))
+        };
+        let c = list(&["10.0.0.0/8", "192.0.2.7", " ::1 "]).unwrap();
+        let nets: Vec<ipnet::IpNet> = ["10.0.0.0/8", "192.0.2.7/32", "::1/128"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(c.trusted_proxy_networks(), nets);
+        assert!(Config::default().trusted_proxy_networks().is_empty());
+        for bad in ["ingress.local", "10.0.0.0/33", ""] {
+            let err = list(&["10.0.0.0/8", bad]).unwrap_err().to_string();
+            assert!(err.contains("trusted_proxies: "), "{err}");
+            assert!(err.contains(&format!("{:?}", bad.trim())), "{err}");
+        }
+        // As an environment variable, the list is written as the README shows.
+        std::env::set_var("UOSCFGTEST_TRUSTED_PROXIES", "[10.0.0.0/8, 192.0.2.7]");
+        let env = Figment::from(Env::prefixed("UOSCFGTEST_").split("__"));
+        std::env::remove_var("UOSCFGTEST_TRUSTED_PROXIES");
+        let c = Config::from_figment(env).unwrap();
+        assert_eq!(c.trusted_proxy_networks().len(), 2);
     }
 
     #[test]

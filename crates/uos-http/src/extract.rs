@@ -472,8 +472,8 @@ pub fn ctx_from_parts(parts: &Parts) -> Ctx {
         caller: ext.get::<Caller>().cloned().unwrap_or(Caller::Anonymous),
         idem: ext.get::<IdemTicket>().cloned(),
         ip: ext
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string()),
+            .get::<crate::client_ip::ClientIp>()
+            .map(|c| c.0.to_string()),
         user_agent: parts
             .headers
             .get(header::USER_AGENT)

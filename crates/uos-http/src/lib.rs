@@ -3,6 +3,7 @@
 //! loop. It sees the services only; which store, keys and mail sit behind them is decided by
 //! the composition root (`uos-app`).
 
+pub mod client_ip;
 pub mod error_code;
 pub mod extract;
 pub mod metrics;

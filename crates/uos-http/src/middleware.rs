@@ -1,15 +1,17 @@
 //! Cross-cutting request handling, implemented once: request ids, authentication, idempotency
 //! keys and metrics.
 
+use crate::client_ip::ClientIp;
 use crate::extract::{ctx_from_parts, parse_if_match, read_body, RequestId, MAX_BODY_BYTES};
 use crate::problem::{ApiError, LostRace, ProblemScope, PROBLEM_SCOPE};
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -180,9 +182,15 @@ fn passes_admission(path: &str) -> bool {
         || is_oauth2(path)
 }
 
-/// Resolve `Authorization: Bearer` into a [`Caller`]. No header means anonymous (the policy
-/// decides what anonymous may do); a bad one is a 401 right away.
-pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Resolve the client's address ([`ClientIp`], through the trusted proxies) and
+/// `Authorization: Bearer` into a [`Caller`]. No header means anonymous (the policy decides
+/// what anonymous may do); a bad one is a 401 right away.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    // Where the request comes from, first: OAuth2 clients are rate-limited and audited by it too.
+    if let Some(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        let client = state.trusted_proxies.client(peer.0.ip(), req.headers());
+        req.extensions_mut().insert(ClientIp(client));
+    }
     // The OAuth2 endpoints authenticate the client themselves (HTTP Basic or form fields).
     if is_oauth2(req.uri().path()) {
         return next.run(req).await;

@@ -1,6 +1,7 @@
 //! The serve loop: serve the router until SIGINT/SIGTERM, drain, flush, close. The services
 //! it serves are built by the composition root (`uos-app`).
 
+use crate::client_ip::TrustedProxies;
 use crate::state::AppState;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,16 +19,24 @@ pub enum ServerError {
 /// most `grace`), record the last API-key uses, checkpoint the audit chains and close the store. `public_url` is where
 /// clients reach it (error `type` URIs point under it); `rate_limit` says which operations are
 /// limited; at most `max_in_progress` requests are worked on at once (0: the service's
-/// default for the runtime's threads).
+/// default for the runtime's threads); `trusted_proxies` may name the client in
+/// `X-Forwarded-For`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     svc: Services,
     public_url: &str,
     rate_limit: &RateLimitConfig,
     max_in_progress: usize,
+    trusted_proxies: TrustedProxies,
     grace: Duration,
 ) -> Result<(), ServerError> {
-    let state = AppState::new(svc.clone(), public_url, rate_limit, max_in_progress)?;
+    let state = AppState::new(
+        svc.clone(),
+        public_url,
+        rate_limit,
+        max_in_progress,
+        trusted_proxies,
+    )?;
     let store = state.svc.store().clone();
     tracing::info!(addr = %listener.local_addr()?, backend = store.backend(), "admin-api listening");
     let app = crate::router(state).into_make_service_with_connect_info::<SocketAddr>();

@@ -1,5 +1,6 @@
 //! Shared state of the router.
 
+use crate::client_ip::TrustedProxies;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
 use std::ops::Deref;
@@ -26,6 +27,8 @@ pub struct Shared {
     pub places: usize,
     /// Requests parked at the bound right now, waiting for a place.
     pub waiting: AtomicUsize,
+    /// Proxies whose `X-Forwarded-For` names the client ([`crate::client_ip`]).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl AppState {
@@ -34,6 +37,7 @@ impl AppState {
         public_url: &str,
         rate_limit: &RateLimitConfig,
         max_in_progress: usize,
+        trusted_proxies: TrustedProxies,
     ) -> Result<Self, prometheus::Error> {
         let rate_limits = RateLimits::new(rate_limit, svc.shared().clone());
         let places = in_progress_places(max_in_progress);
@@ -45,6 +49,7 @@ impl AppState {
             in_progress: tokio::sync::Semaphore::new(places),
             places,
             waiting: AtomicUsize::new(0),
+            trusted_proxies,
         })))
     }
 }

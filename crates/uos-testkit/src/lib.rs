@@ -217,6 +217,7 @@ impl TestApp {
             &cfg.public_url(),
             &cfg.rate_limit,
             cfg.max_requests_in_progress,
+            uos_http::client_ip::TrustedProxies::new(cfg.trusted_proxy_networks()),
         )
         .unwrap();
         Self {

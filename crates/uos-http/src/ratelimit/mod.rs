@@ -9,15 +9,16 @@
 
 pub mod lease;
 
+use crate::client_ip::ClientIp;
 use crate::problem::ApiError;
 use crate::state::AppState;
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use lease::{Leases, Limit, Verdict};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use uos_service::SharedState;
@@ -198,8 +199,8 @@ pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next)
     let caller = caller_id(req.extensions().get::<Caller>()).map(Who::Caller);
     let address = req
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| Who::Address(c.0.ip()));
+        .get::<ClientIp>()
+        .map(|c| Who::Address(c.0));
     let mut standings = Vec::with_capacity(2);
     for (who, limit) in [(caller, rule.per_caller), (address, rule.per_address)] {
         let (Some(who), Some(limit)) = (who, limit) else {

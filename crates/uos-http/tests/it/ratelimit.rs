@@ -300,3 +300,47 @@ async fn two_replicas_share_the_limits_through_redis() {
         "{allowed} of 1400 admitted across two replicas; the limit is {quota}, tolerance {tolerance}"
     );
 }
+
+/// Behind an ingress every connection comes from the proxy: with the proxy trusted, each
+/// client behind it has its own allowance, named by `X-Forwarded-For`; a client that writes
+/// the header itself, not through a trusted proxy, is still counted by its own address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_behind_a_trusted_proxy_are_counted_by_their_forwarded_address() {
+    let app = app(&[
+        ("rate_limit.routes.login.per_address", json!(2)),
+        ("trusted_proxies", json!(["10.0.0.0/8"])),
+    ])
+    .await;
+    let via_ingress = |email: &str, client: &str| {
+        failed_login(email, "10.0.0.5").header("x-forwarded-for", &format!("1.2.3.4, {client}"))
+    };
+    for i in 0..2 {
+        let r = app
+            .send(via_ingress(&format!("a{i}@example.com"), "203.0.113.7"))
+            .await;
+        assert_problem(&r, 401, "invalid_credentials");
+    }
+    let r = app.send(via_ingress("a9@example.com", "203.0.113.7")).await;
+    assert_problem(&r, 429, "rate_limited");
+    // Another client through the same ingress: its own allowance.
+    let r = app.send(via_ingress("b@example.com", "198.51.100.1")).await;
+    assert_problem(&r, 401, "invalid_credentials");
+    assert_eq!(
+        standing(r.header("ratelimit").unwrap(), "address").map(|s| s.0),
+        Some(1)
+    );
+    // Not from a trusted proxy: the header is ignored, the peer is counted.
+    for expect in [401, 401, 429] {
+        let r = app
+            .send(
+                failed_login("c@example.com", "192.0.2.50")
+                    .header("x-forwarded-for", "198.51.100.77"),
+            )
+            .await;
+        assert_eq!(r.status, expect, "{}", r.text);
+    }
+    let r = app
+        .send(via_ingress("d@example.com", "198.51.100.77"))
+        .await;
+    assert_problem(&r, 401, "invalid_credentials");
+}
