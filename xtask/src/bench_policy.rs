@@ -75,6 +75,9 @@ impl PolicyBenchArgs {
 }
 
 pub fn run(args: PolicyBenchArgs) -> anyhow::Result<()> {
+    // The Kafka usage run needs the broker; installed first, as bench-audit does, so a run
+    // outside `ci` does not measure for minutes and then fail where it starts one.
+    services::ensure_kafka_broker()?;
     let (root, work, rt) = prepare("policy")?;
     let database_url = fresh_database(&args.backend, &work, &rt)?;
     if !args.load.redis.is_empty() {
