@@ -84,8 +84,8 @@ impl ReadsBenchArgs {
     fn command(&self) -> String {
         format!(
             "cargo xtask bench-reads --users {} --orgs {} --memberships {} --large-org-members {} \
-             --api-keys {} --cold-keys {} --cold-duration {} --refresh-tokens {} --warm-up {} --redis '{}' \
-             --duration {} --connections {} --listen {}",
+             --api-keys {} --cold-keys {} --cold-duration {} --refresh-tokens {} --warm-up {} \
+             --redis '{}' --duration {} --connections {} --listen {}",
             self.users,
             self.orgs,
             self.memberships,
