@@ -1,12 +1,12 @@
 //! The Rego engine wrapper: loads and checks a policy bundle, then answers each question on a
-//! clone of the prepared engine, failing closed when the policy misbehaves. The loaded bundle
+//! copy of the prepared engine, failing closed when the policy misbehaves. The loaded bundle
 //! can be replaced while the service runs (a reload); each decision is made, and named, by the
 //! one bundle that was current when it started.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use regorus::{Engine, Value};
@@ -59,9 +59,7 @@ struct ReloadStats {
 /// not in the [`Authorizer`], so they are dropped with the bundle that made them.
 #[derive(Debug)]
 pub struct LoadedBundle {
-    // Prepared once (policies parsed, analysed and scheduled); every evaluation clones it, which
-    // copies reference-counted state instead of re-parsing.
-    engine: Engine,
+    engines: Engines,
     // Decisions by their exact input. A bundle never changes and a decision is a pure
     // function of policy and input, so a repeated question (the same caller doing the same
     // thing) need not run the evaluator again (~50 µs).
@@ -70,6 +68,48 @@ pub struct LoadedBundle {
     pdp_memo: Memo<Arc<PdpVerdict>>,
     info: BundleInfo,
     rego_tests: usize,
+}
+
+/// The prepared engine (policies parsed, analysed and scheduled) and the copies that evaluate.
+/// A copy is a clone, which shares the reference-counted policy state instead of parsing it
+/// again. regorus resets an engine's evaluation state at every evaluation, but a fresh clone
+/// first builds what it evaluates in (its own copies of the shared tables, the loop-variable
+/// table), a third of the cost of a new question: so a copy that has answered is kept for
+/// the next question instead of dropped.
+#[derive(Debug)]
+struct Engines {
+    template: Engine,
+    idle: Mutex<Vec<Engine>>,
+}
+
+/// More idle copies than this are dropped. As many are needed as threads evaluate at once:
+/// the runtime's workers and the blocking threads of batches.
+const IDLE_ENGINES_MAX: usize = 64;
+
+impl Engines {
+    fn new(template: Engine) -> Self {
+        Self {
+            template,
+            idle: Mutex::default(),
+        }
+    }
+
+    /// `evaluate` on a copy of the template that no other evaluation is using. A copy whose
+    /// evaluation panicked is dropped with the unwinding, never handed out again.
+    fn with<T>(&self, evaluate: impl FnOnce(&mut Engine) -> T) -> T {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut engine = idle.unwrap_or_else(|| self.template.clone());
+        let answer = evaluate(&mut engine);
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_ENGINES_MAX {
+            idle.push(engine);
+        }
+        answer
+    }
 }
 
 /// More remembered decisions than this and the memo starts over: inputs carry ids, so
@@ -285,7 +325,8 @@ impl Authorizer {
     fn eval_json(&self, rule: &str) -> Result<serde_json::Value, AuthzError> {
         let value = self
             .current()
-            .engine
+            .engines
+            .template
             .clone()
             .eval_rule(rule.to_owned())
             .map_err(|e| AuthzError::Evaluation(format!("{e:#}")))?;
@@ -316,7 +357,7 @@ impl LoadedBundle {
         // starts from.
         engine.set_input(Value::new_object());
         Ok(Self {
-            engine,
+            engines: Engines::new(engine),
             memo: Memo::default(),
             pdp_memo: Memo::default(),
             info: BundleInfo {
@@ -354,7 +395,7 @@ impl LoadedBundle {
     /// (`serde_json::to_string` of a [`PdpInput`]) and keys something of its own by it.
     pub fn pdp_decide_text(&self, input: String) -> Result<Arc<PdpVerdict>, AuthzError> {
         self.pdp_memo.get_or_try(input, |key| {
-            Ok(Arc::new(pdp::evaluate(&mut self.engine.clone(), key)?))
+            Ok(Arc::new(self.engines.with(|e| pdp::evaluate(e, key))?))
         })
     }
 
@@ -371,7 +412,8 @@ impl LoadedBundle {
             resource,
         })?;
         self.memo.get_or_try(key, |_| {
-            evaluate(&mut self.engine.clone(), principal, action, resource)
+            self.engines
+                .with(|e| evaluate(e, principal, action, resource))
         })
     }
 }
@@ -482,7 +524,7 @@ mod tests {
         for principal in [Principal::anonymous(), member] {
             for &action in Action::ALL {
                 let fresh = evaluate(
-                    &mut authz.current().engine.clone(),
+                    &mut authz.current().engines.template.clone(),
                     &principal,
                     action,
                     &resource,
@@ -494,6 +536,89 @@ mod tests {
             }
         }
         assert!(!authz.current().memo.0.read().unwrap().is_empty());
+    }
+
+    /// A copy kept from an earlier question answers the next one as a fresh copy does:
+    /// nothing of an allow carries into a denial or back, for either rule.
+    #[test]
+    fn reused_engines_answer_as_fresh_copies() {
+        let authz = Authorizer::new().unwrap();
+        let bundle = authz.current();
+        let member = Principal {
+            org: Some(OrgContext {
+                org_id: Uuid::nil(),
+                membership_status: "active".to_owned(),
+                roles: vec!["owner".to_owned()],
+                permissions: vec!["org:read".to_owned(), "org:delete".to_owned()],
+            }),
+            ..Principal::user(Uuid::nil(), "active")
+        };
+        let resource = Resource {
+            kind: ResourceKind::Org,
+            org_id: Some(Uuid::nil()),
+            org_status: Some("active".to_owned()),
+            ..Resource::default()
+        };
+        for &action in Action::ALL {
+            for principal in [&member, &Principal::anonymous(), &member] {
+                let fresh = evaluate(
+                    &mut bundle.engines.template.clone(),
+                    principal,
+                    action,
+                    &resource,
+                )
+                .unwrap();
+                let reused = bundle
+                    .engines
+                    .with(|e| evaluate(e, principal, action, &resource))
+                    .unwrap();
+                assert_eq!(reused, fresh, "{action}");
+            }
+        }
+        let question = |roles: &[&str], required: &[&str]| {
+            let principal = crate::PdpPrincipal {
+                kind: "user",
+                id: Uuid::nil(),
+                status: "active".to_owned(),
+                member: true,
+                membership_status: Some("active".to_owned()),
+                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+                permissions: Vec::new(),
+                user_id: Some(Uuid::nil()),
+                service_account_id: None,
+                api_key_id: None,
+                scopes: Vec::new(),
+            };
+            let resource = crate::PdpResource {
+                kind: "model".to_owned(),
+                id: Some("m".to_owned()),
+                org_id: Uuid::nil(),
+                org_status: "active".to_owned(),
+                attributes: serde_json::json!({ "required_roles": required }),
+            };
+            let context = serde_json::json!({});
+            serde_json::to_string(&PdpInput {
+                principal: &principal,
+                action: "llm.invoke",
+                resource: &resource,
+                context: &context,
+            })
+            .unwrap()
+        };
+        let allowed = question(&["ml-user"], &["ml-user"]);
+        let denied = question(&["viewer"], &["ml-user", "admin"]);
+        for input in [&allowed, &denied, &allowed, &denied] {
+            let fresh = pdp::evaluate(&mut bundle.engines.template.clone(), input).unwrap();
+            let reused = bundle.engines.with(|e| pdp::evaluate(e, input)).unwrap();
+            assert_eq!(reused, fresh);
+        }
+        assert!(
+            !pdp::evaluate(&mut bundle.engines.template.clone(), &denied)
+                .unwrap()
+                .allow
+        );
+        // One thread asked, so one copy answered every question.
+        assert_eq!(bundle.engines.idle.lock().unwrap().len(), 1);
     }
 
     #[test]

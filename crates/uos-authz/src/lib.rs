@@ -3,9 +3,9 @@
 //!
 //! The policies in `policies/*.rego` (package `uos.authz`) are compiled into the binary and
 //! parsed once by [`Authorizer::new`] (or read from a directory by [`Authorizer::from_dir`]);
-//! each evaluation clones the prepared engine. A bundle is tested (its `test_*` rules) before
-//! it is used, and may be reloaded while the service runs. See `docs/authorization.md` for the
-//! input shape and the rules, and `docs/policy.md` for bundles.
+//! each evaluation runs on a copy of the prepared engine. A bundle is tested (its `test_*`
+//! rules) before it is used, and may be reloaded while the service runs. See
+//! `docs/authorization.md` for the input shape and the rules, and `docs/policy.md` for bundles.
 
 mod action;
 mod authorizer;
