@@ -8,7 +8,6 @@ use crate::services;
 use anyhow::{bail, Context};
 use clap::Args;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::Command;
 
 #[derive(Debug, Args)]
@@ -120,7 +119,7 @@ expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "410", "412", "42
 
 pub fn run(args: &ApiFuzzArgs) -> anyhow::Result<()> {
     services::ensure_schemathesis()?;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = crate::release::workspace_root();
     crate::release::build(&root, "admin-api")?;
     let work = tempfile::Builder::new()
         .prefix("uos-api-fuzz-")

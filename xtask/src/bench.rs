@@ -138,7 +138,7 @@ pub(crate) fn metric(base: &str, name: &str) -> anyhow::Result<f64> {
 /// (`target/bench/<name>`) and a runtime for seeding. Returns (workspace root, work dir, runtime).
 pub(crate) fn prepare(name: &str) -> anyhow::Result<(PathBuf, PathBuf, tokio::runtime::Runtime)> {
     ensure_wrk()?;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = crate::release::workspace_root();
     crate::release::build(&root, "admin-api")?;
     let work = root.join("target/bench").join(name);
     let _ = std::fs::remove_dir_all(&work);

@@ -7,11 +7,10 @@ use anyhow::{bail, Context};
 /// they rebuild ring and everything above it after a plain `cargo test` built the same tree.
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
     eprintln!("xtask: cargo {}", args.join(" "));
-    let status =
-        crate::release::cargo(&std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
-            .args(args)
-            .status()
-            .with_context(|| format!("running cargo {args:?}"))?;
+    let status = crate::release::cargo(&crate::release::workspace_root())
+        .args(args)
+        .status()
+        .with_context(|| format!("running cargo {args:?}"))?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }

@@ -30,8 +30,7 @@ const RELEASE: &str = "user-org-service";
 const NAMESPACE: &str = "uos";
 
 pub fn run() -> anyhow::Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
+    let root = crate::release::workspace_root()
         .canonicalize()
         .context("finding the workspace root")?;
     let target = crate::release::target_dir(&root)?;

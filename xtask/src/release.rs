@@ -6,6 +6,11 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The workspace's root directory (xtask's parent), as compiled in.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 /// Build `package` in release mode and return the path of its binary `package`.
 pub fn build(root: &Path, package: &str) -> anyhow::Result<PathBuf> {
     eprintln!("xtask: building the release binary {package}");

@@ -124,7 +124,7 @@ pub fn run(args: SeedArgs) -> anyhow::Result<()> {
 
 /// Where `seed` keeps the server's keys unless told otherwise.
 pub fn default_data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench/seed/data")
+    crate::release::workspace_root().join("target/bench/seed/data")
 }
 
 /// Kinds of seeded ids; each has its own id space.

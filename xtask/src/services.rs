@@ -241,8 +241,7 @@ pub fn ensure_redis() -> anyhow::Result<()> {
 /// `node`, both pinned in `crates/uos-oidc/testdata/provider/package-lock.json`) when its
 /// `node_modules` is absent.
 pub fn ensure_oidc_provider() -> anyhow::Result<()> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../crates/uos-oidc/testdata/provider");
+    let dir = crate::release::workspace_root().join("crates/uos-oidc/testdata/provider");
     let installed = |dir: &std::path::Path| {
         dir.join("node_modules/.bin/node").exists()
             && dir.join("node_modules/oidc-provider/package.json").exists()
