@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{PgConnection, Postgres};
-use uos_domain::{ApiKeyId, OrgId};
+use uos_domain::ApiKeyId;
 use uos_store::{AuditHead, AuditRow, Result, StoreError};
 use uos_store_sql::sql::{Done, QueryBuilder};
 use uos_store_sql::{Dialect, SqlTx, SqlxResult};
@@ -82,16 +82,7 @@ impl Dialect for PgDialect {
 
     /// The scope of the row-level security policies (`migrations/postgres/0004`), for the rest
     /// of this transaction only.
-    fn confine_to_org(tx: &mut SqlTx<Self>, org: OrgId) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            sqlx::query("select set_config('uos.org', $1, true)")
-                .bind(org.0.to_string())
-                .execute(tx.conn())
-                .await
-                .map_err(db_err)?;
-            Ok(())
-        })
-    }
+    const CONFINE_TO_ORG: Option<&'static str> = Some("set_config('uos.org', $1, true)");
 
     fn append_audit<'a>(
         tx: &'a mut SqlTx<Self>,

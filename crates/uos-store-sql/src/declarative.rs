@@ -63,6 +63,31 @@ fn declared<D: Dialect>(r: &Row<D>) -> Result<DeclaredOrg> {
     })
 }
 
+/// Confines `tx` to `org` with the dialect's `confine` expression (see
+/// [`Dialect::CONFINE_TO_ORG`]) and reads the org's declared-config row in the same statement,
+/// kept for the `declared_org_of` that follows (see [`SqlTx::confined_declared`]). The row is
+/// visible whichever the statement evaluates first: the scope before is every org, after it
+/// this one.
+pub(crate) async fn confine_reading_declared<D: Dialect>(
+    tx: &mut SqlTx<D>,
+    confine: &str,
+    org: OrgId,
+) -> Result<()> {
+    let sql = format!(
+        "select {confine} as confined, {COLS} from (select 1 as one) as confining \
+         left join declared_org on declared_org.org_id = $2"
+    );
+    let row = query::<D>(&sql)
+        .bind(org.0.to_string())
+        .bind(org.0)
+        .fetch_one(tx.conn())
+        .await?;
+    let found = get::<_, Option<String>>(&row, "slug")?.is_some();
+    let declared = found.then(|| declared(&row)).transpose()?;
+    tx.confined_declared = Some((org, declared));
+    Ok(())
+}
+
 #[async_trait]
 impl<D: Dialect, M: Mode<D::Db>> DeclarativeReads for SqlTx<D, M> {
     async fn get_declared_org(&mut self, slug: &str) -> Result<Option<DeclaredOrg>> {
@@ -75,6 +100,11 @@ impl<D: Dialect, M: Mode<D::Db>> DeclarativeReads for SqlTx<D, M> {
     }
 
     async fn declared_org_of(&mut self, org: OrgId) -> Result<Option<DeclaredOrg>> {
+        if let Some((confined, declared)) = self.confined_declared.take() {
+            if confined == org {
+                return Ok(declared);
+            }
+        }
         let sql = format!("select {COLS} from declared_org where org_id = $1");
         let row = query::<D>(&sql)
             .bind(org.0)
@@ -143,6 +173,7 @@ impl<D: Dialect> DeclarativeRepo for SqlTx<D> {
         org_id: Option<OrgId>,
         file: &str,
     ) -> Result<()> {
+        self.confined_declared = None;
         query::<D>(
             "insert into declared_org (slug, org_id, file) values ($1, $2, $3) \
              on conflict (slug) do update set org_id = coalesce(excluded.org_id, \
@@ -173,6 +204,7 @@ impl<D: Dialect> DeclarativeRepo for SqlTx<D> {
         attempt: &DeclaredAttempt,
         applied_text: Option<&str>,
     ) -> Result<()> {
+        self.confined_declared = None;
         const ATTEMPT: &str = "update declared_org set attempt_revision = $1, attempt_at = $2, \
              attempt_result = $3, attempt_error = $4";
         // Placeholders in order of first use: SQLite numbers them that way.
@@ -197,6 +229,7 @@ impl<D: Dialect> DeclarativeRepo for SqlTx<D> {
     }
 
     async fn record_drift(&mut self, slug: &str, drift: &DriftCheck) -> Result<()> {
+        self.confined_declared = None;
         query::<D>(
             "update declared_org set drift_checked_at = $1, drift_differences = $2 \
              where slug = $3",
@@ -210,6 +243,7 @@ impl<D: Dialect> DeclarativeRepo for SqlTx<D> {
     }
 
     async fn forget_declared_org(&mut self, slug: &str) -> Result<()> {
+        self.confined_declared = None;
         query::<D>("delete from declared_org where slug = $1")
             .bind(slug)
             .execute(self.conn())
@@ -218,6 +252,7 @@ impl<D: Dialect> DeclarativeRepo for SqlTx<D> {
     }
 
     async fn set_declared_pause(&mut self, slug: &str, pause: Option<&Pause>) -> Result<bool> {
+        self.confined_declared = None;
         let done = query::<D>(
             "update declared_org set paused_at = $1, pause_reason = $2, paused_by = $3 \
              where slug = $4",

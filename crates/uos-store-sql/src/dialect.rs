@@ -9,7 +9,7 @@ use crate::{audit, machine};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use std::fmt::Debug;
-use uos_domain::{ApiKeyId, OrgId};
+use uos_domain::ApiKeyId;
 use uos_store::{AuditHead, AuditRow, Result, StoreError};
 
 /// The raw result of running a statement, before [`Dialect::map_err`].
@@ -69,11 +69,10 @@ pub trait Dialect: Debug + Send + Sync + Sized + 'static {
     /// whole days of 86,400 s.
     fn push_key_age_reached(q: &mut QueryBuilder<'_, Self>, now: DateTime<Utc>);
 
-    /// [`ReadTx::confine_to_org`](uos_store::ReadTx::confine_to_org) in a write transaction;
-    /// the default confines nothing (no row-level security).
-    fn confine_to_org(_tx: &mut SqlTx<Self>, _org: OrgId) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async { Ok(()) })
-    }
+    /// [`ReadTx::confine_to_org`](uos_store::ReadTx::confine_to_org) in a write transaction:
+    /// an expression of a select list that confines the rest of the transaction to the org
+    /// `$1` (its id as text). `None`, the default, confines nothing (no row-level security).
+    const CONFINE_TO_ORG: Option<&'static str> = None;
 
     /// [`AuditRepo::append_audit`](uos_store::AuditRepo::append_audit); the default moves
     /// the head, then inserts the event.

@@ -10,7 +10,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::DerefMut;
 use uos_domain::OrgId;
-use uos_store::{ReadTx, Result, StoreError, Tx};
+use uos_store::{DeclaredOrg, ReadTx, Result, StoreError, Tx};
 
 /// What a handle holds: a transaction for writes, a pooled connection for reads.
 pub trait Mode<DB: Database>: Send + 'static {
@@ -39,6 +39,13 @@ impl<DB: Database> Mode<DB> for Read {
 /// The storage port implemented once for every [`Dialect`]; see the per-aggregate modules.
 pub struct SqlTx<D: Dialect, M: Mode<D::Db> = Write> {
     handle: M::Handle,
+    /// The declared-config row of the org this transaction was confined to, read in the
+    /// confining statement, for the next [`declared_org_of`] of that org: the guard against
+    /// editing declared orgs asks right after the policy allows, and this saves that change
+    /// a round trip. Taken by that call; every write to `declared_org` clears it.
+    ///
+    /// [`declared_org_of`]: uos_store::DeclarativeReads::declared_org_of
+    pub(crate) confined_declared: Option<(OrgId, Option<DeclaredOrg>)>,
     dialect: PhantomData<D>,
 }
 
@@ -59,6 +66,7 @@ impl<D: Dialect> SqlTx<D> {
     pub fn write(tx: Transaction<'static, D::Db>) -> Self {
         Self {
             handle: tx,
+            confined_declared: None,
             dialect: PhantomData,
         }
     }
@@ -69,6 +77,7 @@ impl<D: Dialect> SqlRead<D> {
     pub fn read(conn: PoolConnection<D::Db>) -> Self {
         Self {
             handle: conn,
+            confined_declared: None,
             dialect: PhantomData,
         }
     }
@@ -112,7 +121,10 @@ impl<D: Dialect> ReadTx for SqlTx<D, Read> {
 #[async_trait]
 impl<D: Dialect> ReadTx for SqlTx<D, Write> {
     async fn confine_to_org(&mut self, org: OrgId) -> Result<()> {
-        D::confine_to_org(self, org).await
+        match D::CONFINE_TO_ORG {
+            Some(confine) => crate::declarative::confine_reading_declared(self, confine, org).await,
+            None => Ok(()),
+        }
     }
 }
 

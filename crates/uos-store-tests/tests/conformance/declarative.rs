@@ -129,6 +129,47 @@ async fn declared_orgs_list_by_slug_pause_one_at_a_time_and_are_forgotten(store:
     );
 }
 
+/// A unit of work confined to an org (PostgreSQL reads the org's declared row with the
+/// confinement) answers `declared_org_of` as the store holds it, also after it wrote the row.
+#[conformance]
+async fn a_confined_unit_of_work_sees_the_declared_org_as_stored(store: Arc<dyn Store>) {
+    let (declared, plain) = (seed_org(&store).await, seed_org(&store).await);
+    let pause = Pause {
+        at: now(),
+        reason: "incident".into(),
+        by: "someone".into(),
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.note_declared_org("confined", Some(declared.id), "orgs/confined.yaml")
+        .await
+        .unwrap();
+    assert!(tx
+        .set_declared_pause("confined", Some(&pause))
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    tx.confine_to_org(plain.id).await.unwrap();
+    assert_eq!(tx.declared_org_of(plain.id).await.unwrap(), None);
+    tx.confine_to_org(declared.id).await.unwrap();
+    let first = tx.declared_org_of(declared.id).await.unwrap().unwrap();
+    assert_eq!(
+        (first.file.as_str(), first.paused.as_ref()),
+        ("orgs/confined.yaml", Some(&pause))
+    );
+    assert_eq!(tx.declared_org_of(declared.id).await.unwrap(), Some(first));
+    // Written after the confinement: the answer is the new row, not the one read with it.
+    tx.confine_to_org(declared.id).await.unwrap();
+    assert!(tx.set_declared_pause("confined", None).await.unwrap());
+    let resumed = tx.declared_org_of(declared.id).await.unwrap().unwrap();
+    assert_eq!(resumed.paused, None);
+    tx.confine_to_org(declared.id).await.unwrap();
+    tx.forget_declared_org("confined").await.unwrap();
+    assert_eq!(tx.declared_org_of(declared.id).await.unwrap(), None);
+    tx.commit().await.unwrap();
+}
+
 #[conformance]
 async fn the_global_switches_start_off_and_keep_each_other(store: Arc<dyn Store>) {
     let mut r = store.read().await.unwrap();
