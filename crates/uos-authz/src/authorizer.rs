@@ -74,8 +74,9 @@ pub struct LoadedBundle {
 /// A copy is a clone, which shares the reference-counted policy state instead of parsing it
 /// again. regorus resets an engine's evaluation state at every evaluation, but a fresh clone
 /// first builds what it evaluates in (its own copies of the shared tables, the loop-variable
-/// table), a third of the cost of a new question: so a copy that has answered is kept for
-/// the next question instead of dropped.
+/// table): a third of the evaluation's time when measured on `pdp.rego` alone, 5 to 15 % of
+/// a whole new decision. So a copy that has answered is kept for the next question instead of
+/// dropped.
 #[derive(Debug)]
 struct Engines {
     template: Engine,
@@ -503,24 +504,33 @@ mod tests {
         }
     }
 
-    #[test]
-    fn remembered_decisions_equal_evaluated_ones() {
-        let authz = Authorizer::new().unwrap();
-        let member = Principal {
+    /// An active member of the nil org with `roles` granting `permissions`.
+    fn member(roles: &[&str], permissions: &[&str]) -> Principal {
+        Principal {
             org: Some(OrgContext {
                 org_id: Uuid::nil(),
                 membership_status: "active".to_owned(),
-                roles: vec!["viewer".to_owned()],
-                permissions: vec!["org:read".to_owned()],
+                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+                permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
             }),
             ..Principal::user(Uuid::nil(), "active")
-        };
-        let resource = Resource {
+        }
+    }
+
+    /// The nil org, active.
+    fn org() -> Resource {
+        Resource {
             kind: ResourceKind::Org,
             org_id: Some(Uuid::nil()),
             org_status: Some("active".to_owned()),
             ..Resource::default()
-        };
+        }
+    }
+
+    #[test]
+    fn remembered_decisions_equal_evaluated_ones() {
+        let authz = Authorizer::new().unwrap();
+        let (member, resource) = (member(&["viewer"], &["org:read"]), org());
         for principal in [Principal::anonymous(), member] {
             for &action in Action::ALL {
                 let fresh = evaluate(
@@ -544,21 +554,8 @@ mod tests {
     fn reused_engines_answer_as_fresh_copies() {
         let authz = Authorizer::new().unwrap();
         let bundle = authz.current();
-        let member = Principal {
-            org: Some(OrgContext {
-                org_id: Uuid::nil(),
-                membership_status: "active".to_owned(),
-                roles: vec!["owner".to_owned()],
-                permissions: vec!["org:read".to_owned(), "org:delete".to_owned()],
-            }),
-            ..Principal::user(Uuid::nil(), "active")
-        };
-        let resource = Resource {
-            kind: ResourceKind::Org,
-            org_id: Some(Uuid::nil()),
-            org_status: Some("active".to_owned()),
-            ..Resource::default()
-        };
+        let member = member(&["owner"], &["org:read", "org:delete"]);
+        let resource = org();
         for &action in Action::ALL {
             for principal in [&member, &Principal::anonymous(), &member] {
                 let fresh = evaluate(
