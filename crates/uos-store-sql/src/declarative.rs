@@ -173,7 +173,6 @@ impl<D: Dialect> DeclarativeRepo for SqlTx<D> {
         org_id: Option<OrgId>,
         file: &str,
     ) -> Result<()> {
-        self.confined_declared = None;
         query::<D>(
             "insert into declared_org (slug, org_id, file) values ($1, $2, $3) \
              on conflict (slug) do update set org_id = coalesce(excluded.org_id, \
@@ -204,7 +203,6 @@ impl<D: Dialect> DeclarativeRepo for SqlTx<D> {
         attempt: &DeclaredAttempt,
         applied_text: Option<&str>,
     ) -> Result<()> {
-        self.confined_declared = None;
         const ATTEMPT: &str = "update declared_org set attempt_revision = $1, attempt_at = $2, \
              attempt_result = $3, attempt_error = $4";
         // Placeholders in order of first use: SQLite numbers them that way.
@@ -229,7 +227,6 @@ impl<D: Dialect> DeclarativeRepo for SqlTx<D> {
     }
 
     async fn record_drift(&mut self, slug: &str, drift: &DriftCheck) -> Result<()> {
-        self.confined_declared = None;
         query::<D>(
             "update declared_org set drift_checked_at = $1, drift_differences = $2 \
              where slug = $3",
@@ -243,7 +240,6 @@ impl<D: Dialect> DeclarativeRepo for SqlTx<D> {
     }
 
     async fn forget_declared_org(&mut self, slug: &str) -> Result<()> {
-        self.confined_declared = None;
         query::<D>("delete from declared_org where slug = $1")
             .bind(slug)
             .execute(self.conn())
@@ -252,7 +248,6 @@ impl<D: Dialect> DeclarativeRepo for SqlTx<D> {
     }
 
     async fn set_declared_pause(&mut self, slug: &str, pause: Option<&Pause>) -> Result<bool> {
-        self.confined_declared = None;
         let done = query::<D>(
             "update declared_org set paused_at = $1, pause_reason = $2, paused_by = $3 \
              where slug = $4",

@@ -42,8 +42,10 @@ pub struct SqlTx<D: Dialect, M: Mode<D::Db> = Write> {
     /// The declared-config row of the org this transaction was confined to, read in the
     /// confining statement, for the next [`declared_org_of`] of that org: the guard against
     /// editing declared orgs asks right after the policy allows, and this saves that change
-    /// a round trip. Taken by that call; every write to `declared_org` clears it.
+    /// a round trip. Good only until the next statement, which drops it (see [`conn`]), so no
+    /// write can leave it stale; that call takes it.
     ///
+    /// [`conn`]: SqlTx::conn
     /// [`declared_org_of`]: uos_store::DeclarativeReads::declared_org_of
     pub(crate) confined_declared: Option<(OrgId, Option<DeclaredOrg>)>,
     dialect: PhantomData<D>,
@@ -84,8 +86,10 @@ impl<D: Dialect> SqlRead<D> {
 }
 
 impl<D: Dialect, M: Mode<D::Db>> SqlTx<D, M> {
-    /// The connection statements of this unit run on.
+    /// The connection statements of this unit run on. Every statement goes through here, so
+    /// this is where a row kept from the last one stops being current.
     pub fn conn(&mut self) -> &mut Conn<D> {
+        self.confined_declared = None;
         &mut self.handle
     }
 
